@@ -1,0 +1,47 @@
+"""Exceptions raised while loading configuration.
+
+A configuration mistake should be fixable from the message alone, so every
+error carries the file, section, option and offending value, plus a "did you
+mean" suggestion when the option name looks like a typo.
+"""
+
+from __future__ import annotations
+
+
+class ConfigError(Exception):
+    """A configuration file is unreadable, malformed or holds an invalid value."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        file: str | None = None,
+        section: str | None = None,
+        option: str | None = None,
+        value: str | None = None,
+        suggestion: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.file = file
+        self.section = section
+        self.option = option
+        self.value = value
+        self.suggestion = suggestion
+        self.line = line
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        parts = []
+        if self.file:
+            parts.append(f"{self.file}:")
+        if self.section is not None:
+            parts.append(f"[{self.section}]")
+        if self.option is not None and self.value is not None:
+            parts.append(f"{self.option} = {self.value!r}: {self.reason}")
+        else:
+            parts.append(self.reason)
+        text = " ".join(parts)
+        if self.suggestion:
+            text += f" (did you mean {self.suggestion!r}?)"
+        return text

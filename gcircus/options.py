@@ -1,0 +1,396 @@
+"""The option table: every configuration option, declared once.
+
+The config loader, the ``set``/``get``/``options`` commands, error messages
+and the README reference all read :data:`OPTIONS`, so an option's name, type,
+default and run-time settability cannot drift apart between them.
+
+Converters take the raw ini string and return a typed value, or raise
+``ValueError`` with a message naming the bad value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import resource
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+SECTIONS = ("circus", "watcher", "socket", "plugin", "flapping")
+
+HOOK_NAMES = (
+    "before_start", "after_start", "before_spawn", "after_spawn", "before_stop",
+    "after_stop", "before_signal", "after_signal", "before_reap", "after_reap",
+    "extended_stats",
+)
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _typed(type_name: str) -> Callable:
+    """Tag a converter with the type name shown in docs and errors."""
+    def tag(func: Callable) -> Callable:
+        func.type_name = type_name
+        return func
+    return tag
+
+
+@_typed("bool")
+def to_bool(value: Any) -> bool:
+    """true/false, yes/no, on/off, 1/0 in any case; the empty string is invalid."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected a boolean (true/false, yes/no, on/off, 1/0), got {value!r}")
+
+
+@_typed("int")
+def to_int(value: Any) -> int:
+    """A base-10 integer."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    try:
+        return int(str(value).strip(), 10)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {value!r}") from None
+
+
+@_typed("float")
+def to_float(value: Any) -> float:
+    """A number; ``0.5`` is accepted where Circus only took integers."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"expected a number, got {value!r}") from None
+
+
+@_typed("str")
+def to_str(value: Any) -> str:
+    """Any text, kept as written."""
+    return str(value)
+
+
+@_typed("str")
+def to_optional_str(value: Any) -> str | None:
+    """Any text; an empty value means unset (None)."""
+    text = str(value)
+    return text if text else None
+
+
+@_typed("signal")
+def to_signal(value: Any) -> int:
+    """A signal name (``TERM``, ``SIGTERM``, ``sigterm``) or number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip()
+        if text.isdigit():
+            number = int(text)
+        else:
+            name = text.upper()
+            if not name.startswith("SIG"):
+                name = "SIG" + name
+            member = getattr(signal.Signals, name, None) if name.isidentifier() else None
+            if member is None:
+                raise ValueError(f"unknown signal {value!r}")
+            return int(member)
+    if number not in set(signal.valid_signals()):
+        raise ValueError(f"unknown signal {value!r}")
+    return number
+
+
+@_typed("octal")
+def to_octal(value: Any) -> int | None:
+    """An octal number such as ``022``; empty means unset (None)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        number = int(text, 8)
+    except ValueError:
+        raise ValueError(f"expected an octal number such as 022, got {value!r}") from None
+    if not 0 <= number <= 0o7777:
+        raise ValueError(f"octal mode out of range 0..7777: {value!r}")
+    return number
+
+
+@_typed("rlimit")
+def to_rlimit(value: Any) -> int:
+    """An integer limit; empty means unlimited (``resource.RLIM_INFINITY``)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return resource.RLIM_INFINITY
+    return to_int(value)
+
+
+_DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*([.:][A-Za-z_]\w*)$")
+
+
+@_typed("dotted")
+def to_dotted(value: Any) -> str:
+    """A Python object path, ``pkg.mod.name`` or ``pkg.mod:name``; syntax only, not imported."""
+    text = str(value).strip()
+    if not _DOTTED.match(text):
+        raise ValueError(f"expected a dotted path such as 'package.module.name', got {value!r}")
+    return text
+
+
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+@_typed("size")
+def to_size(value: Any) -> int:
+    """A byte count, optionally with a K/M/G/T suffix (powers of 1024)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    match = _SIZE.match(str(value).strip())
+    if not match:
+        raise ValueError(f"expected a size such as 10M, got {value!r}")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+@_typed("port")
+def to_port(value: Any) -> int:
+    """A TCP/UDP port number, 0 (ephemeral) to 65535."""
+    number = to_int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port out of range 0..65535: {value!r}")
+    return number
+
+
+def _socket_constant(prefix: str, names: tuple[str, ...]) -> Callable[[Any], int]:
+    def convert(value: Any) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        name = str(value).strip().upper()
+        if not name.startswith(prefix):
+            name = prefix + name
+        if name not in names or not hasattr(socket, name):
+            allowed = ", ".join(names)
+            raise ValueError(f"unknown {prefix.rstrip('_').lower()} {value!r} (expected one of {allowed})")
+        return int(getattr(socket, name))
+    return convert
+
+
+to_family = _typed("family")(_socket_constant("AF_", ("AF_INET", "AF_INET6", "AF_UNIX")))
+to_family.__doc__ = "A socket family: AF_INET, AF_INET6 or AF_UNIX (any case)."
+to_socktype = _typed("socktype")(_socket_constant(
+    "SOCK_", ("SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "SOCK_RDM", "SOCK_SEQPACKET")))
+to_socktype.__doc__ = "A socket type: SOCK_STREAM, SOCK_DGRAM, ... (any case)."
+
+
+@_typed("proto")
+def to_proto(value: Any) -> int:
+    """A protocol number or name known to ``getprotobyname`` (tcp, udp...); empty means 0."""
+    text = str(value).strip()
+    if not text:
+        return 0
+    if text.isdigit():
+        return int(text)
+    try:
+        return socket.getprotobyname(text)
+    except OSError:
+        raise ValueError(f"unknown protocol {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Option:
+    """One configuration option of one section."""
+
+    name: str
+    section: str
+    convert: Callable[[Any], Any]
+    default: Any
+    live: bool
+    doc: str
+
+    @property
+    def type_name(self) -> str:
+        return getattr(self.convert, "type_name", "str")
+
+    @property
+    def is_prefix(self) -> bool:
+        """True for families of options such as ``hooks.*`` or ``rlimit_*``."""
+        return self.name.endswith("*")
+
+
+def _table(section: str, rows: list[tuple]) -> dict[str, Option]:
+    return {row[0]: Option(row[0], section, *row[1:]) for row in rows}
+
+
+_S, _OS, _B, _I, _F = to_str, to_optional_str, to_bool, to_int, to_float
+
+CIRCUS_OPTIONS = _table("circus", [
+    ("endpoint", _S, "tcp://127.0.0.1:5555", False, "control (ROUTER) endpoint"),
+    ("endpoint_owner", _OS, None, False, "user owning an ipc:// control socket; restricts `add`"),
+    ("pubsub_endpoint", _S, "tcp://127.0.0.1:5556", False, "event (PUB) endpoint"),
+    ("multicast_endpoint", _OS, None, False, "UDP discovery endpoint; empty or absent means off"),
+    ("stats_endpoint", _S, "tcp://127.0.0.1:5557", False, "stats (PUB) endpoint of gcircusd-stats"),
+    ("statsd", _B, False, False, "run the stats publisher"),
+    ("statsd_close_outputs", _B, False, False, "close the stats publisher's stdout/stderr"),
+    ("check_delay", _F, 5.0, False, "kept for `globaloptions`; gcircus reacts to SIGCHLD, it does not poll"),
+    ("umask", to_octal, None, False, "umask of gcircusd and its children (octal); empty means inherit"),
+    ("warmup_delay", _F, 0.0, False, "seconds to wait between starting two watchers"),
+    ("httpd", _B, False, False, "run circus-web (not shipped)"),
+    ("httpd_host", _S, "localhost", False, "circus-web host"),
+    ("httpd_port", to_port, 8080, False, "circus-web port"),
+    ("httpd_close_outputs", _B, False, False, "close circus-web's stdout/stderr"),
+    ("debug", _B, False, False, "internal watchers write to gcircusd's stdout, at debug level"),
+    ("debug_gc", _B, False, False, "enable gc.DEBUG_LEAK"),
+    ("pidfile", _OS, None, False, "pid file path (the command line wins)"),
+    ("loglevel", _OS, None, False, "log level (the command line wins); default info"),
+    ("logoutput", _OS, None, False, "log destination (the command line wins); default stderr"),
+    ("loggerconfig", _OS, None, False, "logging config file (.ini/.json/.yaml) or 'default'"),
+    ("fqdn_prefix", _OS, None, False, "prefix for this host's fqdn in stats"),
+    ("stream_backend", _S, "thread", False, "accepted for Circus compatibility; gcircus always uses gevent"),
+    ("include", _OS, None, False, "whitespace-separated globs of extra ini files, relative to this file"),
+    ("include_dir", _OS, None, False, "whitespace-separated directories whose *.ini files are included"),
+    ("pdeathsig", _B, True, False, "children get PR_SET_PDEATHSIG so they die if gcircusd is killed"),
+])
+
+WATCHER_OPTIONS = _table("watcher", [
+    ("cmd", _S, "", True, "command line, shlex-split at spawn"),
+    ("args", _S, "", True, "extra arguments appended to cmd"),
+    ("numprocesses", _I, 1, True, "number of processes to keep running"),
+    ("warmup_delay", _F, 0.0, True, "seconds between two spawns"),
+    ("working_dir", _OS, None, True, "working directory of the children; default gcircusd's"),
+    ("shell", _B, False, True, "run the command through /bin/sh"),
+    ("shell_args", _OS, None, False, "extra shell arguments when shell is on"),
+    ("executable", _OS, None, False, "program to execute instead of argv[0]"),
+    ("uid", _OS, None, True, "user name or id to run as"),
+    ("gid", _OS, None, True, "group name or id to run as"),
+    ("send_hup", _B, False, True, "reload by sending SIGHUP instead of respawning"),
+    ("stop_signal", to_signal, int(signal.SIGTERM), True, "signal sent to stop a process"),
+    ("stop_children", _B, False, True, "also send stop_signal to the process's children"),
+    ("max_retry", _I, 5, True, "spawn attempts before giving up; -1 means forever"),
+    ("graceful_timeout", _F, 30.0, True, "seconds between stop_signal and SIGKILL"),
+    ("priority", _I, 0, False, "higher starts first and stops last"),
+    ("singleton", _B, False, False, "at most one process"),
+    ("use_sockets", _B, False, False, "let children inherit the gcircus sockets"),
+    ("copy_env", _B, False, False, "start children from gcircusd's environment"),
+    ("copy_path", _B, False, False, "set PYTHONPATH to gcircusd's sys.path (needs copy_env)"),
+    ("max_age", _F, 0.0, True, "restart a process after this many seconds; 0 disables"),
+    ("max_age_variance", _F, 30.0, True, "random extra seconds added to max_age"),
+    ("respawn", _B, True, True, "respawn processes that exit"),
+    ("autostart", _B, True, False, "start the watcher with gcircusd"),
+    ("on_demand", _B, False, False, "start when one of the sockets becomes readable"),
+    ("close_child_stdin", _B, True, True, "give children /dev/null as stdin"),
+    ("close_child_stdout", _B, False, True, "give children /dev/null as stdout"),
+    ("close_child_stderr", _B, False, True, "give children /dev/null as stderr"),
+    ("virtualenv", _OS, None, False, "virtualenv to run in (needs copy_env)"),
+    ("virtualenv_py_ver", _OS, None, False, "Python X.Y of the virtualenv"),
+    ("stdin_socket", _OS, None, False, "name of a socket given to children as stdin"),
+    ("umask", to_octal, None, False, "umask of the children (octal); empty means inherit"),
+    ("pdeathsig", _B, None, False, "children die with gcircusd; default from [circus] pdeathsig"),
+    ("hook_timeout", _F, 30.0, False, "seconds a hook may run before it counts as failed"),
+    ("check_flapping", _B, True, False, "back off when processes crash in a loop"),
+    ("rlimit_*", to_rlimit, None, False, "resource limit RLIMIT_<NAME>; empty means unlimited"),
+    ("stdout_stream.*", _S, None, True, "stdout sink options (class, filename, ...)"),
+    ("stderr_stream.*", _S, None, True, "stderr sink options (class, filename, ...)"),
+    ("hooks.*", _S, None, True, "hook: dotted.path[, ignore_failure]"),
+    ("flapping.*", _S, None, False, "per-watcher override of a [flapping] option"),
+])
+
+SOCKET_OPTIONS = _table("socket", [
+    ("host", _S, "localhost", False, "host or address to bind"),
+    ("port", to_port, 8080, False, "port to bind; 0 picks a free one"),
+    ("path", _OS, None, False, "unix socket path; implies family AF_UNIX"),
+    ("family", to_family, int(socket.AF_INET), False, "AF_INET, AF_INET6 or AF_UNIX"),
+    ("type", to_socktype, int(socket.SOCK_STREAM), False, "SOCK_STREAM, SOCK_DGRAM, ..."),
+    ("proto", to_proto, 0, False, "protocol name or number"),
+    ("backlog", _I, 2048, False, "listen() backlog"),
+    ("umask", to_octal, None, False, "umask (octal) while binding a unix socket; empty means inherit"),
+    ("replace", _B, False, False, "replace an existing unix socket file"),
+    ("blocking", _B, False, False, "leave the socket in blocking mode"),
+    ("interface", _OS, None, False, "network interface to bind to (SO_BINDTODEVICE)"),
+    ("so_reuseport", _B, False, False, "bind one socket per process with SO_REUSEPORT"),
+])
+
+PLUGIN_OPTIONS = _table("plugin", [
+    ("use", to_dotted, None, False, "dotted path of the plugin class (required)"),
+    ("priority", _I, 1, False, "start order of the plugin"),
+    ("active", _B, True, False, "run the plugin"),
+])
+
+FLAPPING_OPTIONS = _table("flapping", [
+    ("attempts", _I, 2, False, "exits within `window` that count as flapping"),
+    ("window", _F, 1.0, False, "seconds in which `attempts` exits mean flapping"),
+    ("retry_in", _F, 7.0, False, "seconds to wait before starting a flapping watcher again"),
+    ("max_retry", _I, 5, False, "back-offs before the watcher stays stopped; -1 means forever"),
+])
+
+OPTIONS: dict[str, dict[str, Option]] = {
+    "circus": CIRCUS_OPTIONS,
+    "watcher": WATCHER_OPTIONS,
+    "socket": SOCKET_OPTIONS,
+    "plugin": PLUGIN_OPTIONS,
+    "flapping": FLAPPING_OPTIONS,
+}
+
+
+def get_option(name: str, section: str) -> Option | None:
+    """The table entry for *name* in *section*, matching prefix families too."""
+    table = OPTIONS[section]
+    if name in table:
+        return table[name]
+    for option in table.values():
+        if option.is_prefix and name.startswith(option.name[:-1]) and len(name) > len(option.name) - 1:
+            return option
+    return None
+
+
+def live_options() -> list[str]:
+    """Watcher option names settable at run time (prefix families end with ``*``)."""
+    return [name for name, option in WATCHER_OPTIONS.items() if option.live]
+
+
+def defaults(section: str) -> dict[str, Any]:
+    """Default values of every plain (non-prefix) option of *section*."""
+    return {name: o.default for name, o in OPTIONS[section].items() if not o.is_prefix}
+
+
+def suggest(name: str, section: str, cutoff: float = 0.8) -> str | None:
+    """The valid option name closest to *name*: a case-insensitive match, else difflib."""
+    names = [n for n in OPTIONS[section] if not n.endswith("*")]
+    for candidate in names:
+        if candidate.lower() == name.lower():
+            return candidate
+    matches = difflib.get_close_matches(name, names, n=1, cutoff=cutoff)
+    return matches[0] if matches else None
+
+
+def _format_default(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"`{value}`"
+
+
+def option_reference_markdown() -> str:
+    """A Markdown table per section: name, type, default, live, doc."""
+    out = []
+    for section in SECTIONS:
+        heading = {"circus": "[circus]", "watcher": "[watcher:NAME]", "socket": "[socket:NAME]",
+                   "plugin": "[plugin:NAME]", "flapping": "flapping ([plugin:X] use = ...Flapping, "
+                   "or flapping.<key> in a watcher)"}[section]
+        out.append(f"### {heading}\n")
+        out.append("| option | type | default | live | description |")
+        out.append("|---|---|---|---|---|")
+        for option in OPTIONS[section].values():
+            out.append(f"| `{option.name}` | {option.type_name} | {_format_default(option.default)} | "
+                       f"{'yes' if option.live else ''} | {option.doc} |")
+        out.append("")
+    return "\n".join(out)
