@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""Core benchmark: gcircusd vs Circus vs supervisord on the same workload, in one run.
+
+Run with the project venv (it has psutil):  /work/main/.venv/bin/python benchmarks/run_core.py
+See benchmarks/README.md. The workload is N copies of ``/bin/sleep <marker>`` so that the cost
+measured is the supervisor's, not the child's. Metrics, all "lower is better":
+
+* cold start: daemon launch -> all N children running (N small and N large);
+* kill -9 -> replacement: SIGKILL one child of N small, time until a new workload child appears;
+* idle CPU and RSS of the daemon with N large children, over a quiet window.
+
+A broken or hanging supervisor only costs its own timeouts: its cells read "fail"/"timeout" and
+the others are still measured. Every daemon is stopped and every workload child is killed (by
+pid) at the end, on errors and on Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import random
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _procs import DaemonDied, Timeout, WorkloadScanner, kill_pids, stop_daemon, wait_until  # noqa: E402
+from _targets import BENCH_DIR, TARGETS, Target  # noqa: E402
+
+FAIL, TIMEOUT = "fail", "timeout"
+KILL_POLL = 0.01  # s between scans while waiting for a replacement (sets the timing resolution)
+START_POLL = 0.05  # s between scans during a cold start (1000 children: keep the scan cost low)
+
+
+class Run:
+    """One daemon with N workload children, from launch to a guaranteed stop (a context manager)."""
+
+    def __init__(self, target: Target, n: int, tmp_root: Path, marker: str):
+        self.target, self.n, self.marker = target, n, marker
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}-{n}-", dir=tmp_root))
+        self.log = self.tmp / "daemon.log"
+        self.daemon: psutil.Popen | None = None
+        self.scanner: WorkloadScanner | None = None
+        self.stop_seconds: float | None = None
+
+    def __enter__(self) -> "Run":
+        argv = self.target.command(self.tmp, self.n, self.marker)
+        self.t_launch = time.perf_counter()
+        # Own session: a Ctrl-C in the terminal reaches only the runner, which then stops the
+        # daemon in order instead of leaving it half-killed.
+        self.daemon = psutil.Popen(
+            argv, cwd=self.tmp, stdin=open(os.devnull), stdout=open(self.log, "wb"),
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.scanner = WorkloadScanner(self.daemon.pid, self.marker)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.daemon is not None:
+            self.stop_seconds = stop_daemon(self.daemon, self.scanner, timeout=60 + self.n / 10)
+
+    def workload(self) -> set[int]:
+        return self.scanner.scan()[0]
+
+    def wait_all_running(self, timeout: float) -> float:
+        """Seconds from launch until N workload children exist (the cold-start metric)."""
+        wait_until(lambda: len(self.workload()) >= self.n, self.daemon, timeout, START_POLL)
+        return time.perf_counter() - self.t_launch
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " ⏎ ".join(text[-lines:])
+
+
+def kill_test(run: Run, reps: int, gap_max: float, seed: int) -> list[float]:
+    """SIGKILL one child ``reps`` times; return the seconds until each replacement appeared.
+
+    The pause before each kill is random in [0.05, gap_max] (same seed for every target). With
+    gap_max equal to Circus's check_delay, the kills land at a uniformly random phase of its
+    periodic tick, so the median is not biased by locking onto that period.
+    """
+    rng = random.Random(seed)
+    samples = []
+    for _ in range(reps):
+        wait_until(lambda: len(run.workload()) >= run.n, run.daemon, 30, KILL_POLL)
+        time.sleep(rng.uniform(0.05, gap_max))
+        before = run.workload()
+        victim = rng.choice(sorted(before))
+        kill_pids([victim])
+        t0 = time.perf_counter()
+        wait_until(lambda: bool(run.workload() - before), run.daemon, 30, KILL_POLL)
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def idle_usage(run: Run, seconds: float) -> tuple[float, float, str]:
+    """CPU % of one core and RSS MiB of the daemon (plus any non-workload helper descendants).
+
+    CPU is the user+system time delta over the wall time; children's times are excluded. The
+    runner does not poll during the window so it does not disturb what it measures.
+    """
+    time.sleep(2)  # let start-up work settle before the window opens
+    _, helpers = run.scanner.scan()
+    procs = [psutil.Process(run.daemon.pid)] + [psutil.Process(p) for p in helpers]
+
+    def cpu() -> float:
+        total = 0.0
+        for p in procs:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    c0, t0 = cpu(), time.perf_counter()
+    time.sleep(seconds)
+    c1, t1 = cpu(), time.perf_counter()
+    if run.daemon.poll() is not None:
+        raise DaemonDied(f"daemon exited with code {run.daemon.returncode}")
+    rss = sum(p.memory_info().rss for p in procs if p.is_running())
+    still = len(run.workload())
+    note = f"{len(helpers)} helper process(es) included" if helpers else ""
+    if still != run.n:
+        note += f"; only {still}/{run.n} children at the end of the window"
+    return 100 * (c1 - c0) / (t1 - t0), rss / 2**20, note.strip("; ")
+
+
+def failure(exc: BaseException) -> str:
+    return TIMEOUT if isinstance(exc, Timeout) else FAIL
+
+
+def bench(target: Target, args, tmp_root: Path, notes: list[str]) -> dict[str, object]:
+    """All metrics for one target. Every phase records a value or a failure cell, never raises
+    (except KeyboardInterrupt), so the next target is always measured."""
+    res: dict[str, object] = {}
+    marker = f"{99_990_000 + random.randrange(9999)}.{os.getpid()}"  # unique argv for this run
+
+    def note(phase: str, exc: BaseException, run: Run | None) -> None:
+        tail = run.log_tail() if run else ""
+        notes.append(f"{target.name}, {phase}: {type(exc).__name__}: {exc}" + (f" — log: {tail}" if tail else ""))
+
+    # Phase 1: N small -> cold start, then the kill test on the same daemon.
+    run = None
+    try:
+        with Run(target, args.n_small, tmp_root, marker) as run:
+            res["cold_small"] = run.wait_all_running(args.start_timeout)
+            try:
+                s = kill_test(run, args.kill_reps, args.kill_gap, args.seed)
+                res["kill_med"] = statistics.median(s)
+                res["kill_p99"] = statistics.quantiles(s, n=100, method="inclusive")[98] if len(s) > 1 else s[0]
+            except Exception as exc:
+                res["kill_med"] = res["kill_p99"] = failure(exc)
+                note("kill test", exc, run)
+    except Exception as exc:
+        res.setdefault("cold_small", failure(exc))
+        res.setdefault("kill_med", FAIL)
+        res.setdefault("kill_p99", FAIL)
+        note(f"N={args.n_small}", exc, run)
+
+    # Phase 2: N large -> cold start, idle window, stop time.
+    run = None
+    try:
+        with Run(target, args.n_large, tmp_root, marker) as run:
+            res["cold_large"] = run.wait_all_running(args.start_timeout_large)
+            try:
+                res["idle_cpu"], res["idle_rss"], extra = idle_usage(run, args.idle_secs)
+                if extra:
+                    notes.append(f"{target.name}, idle: {extra}")
+            except Exception as exc:
+                res["idle_cpu"] = res["idle_rss"] = failure(exc)
+                note("idle", exc, run)
+        res["stop_large"] = run.stop_seconds if run.stop_seconds is not None else TIMEOUT
+    except Exception as exc:
+        res.setdefault("cold_large", failure(exc))
+        for k in ("idle_cpu", "idle_rss", "stop_large"):
+            res.setdefault(k, FAIL)
+        note(f"N={args.n_large}", exc, run)
+    return res
+
+
+# ---- report -------------------------------------------------------------------------------------
+
+def metric_rows(args) -> list[tuple[str, str, float]]:
+    """(key, label, scale) in table order; the scale turns seconds into the unit of the label."""
+    return [
+        ("cold_small", f"cold start, {args.n_small} procs (s)", 1),
+        ("cold_large", f"cold start, {args.n_large} procs (s)", 1),
+        ("kill_med", f"kill -9 → replacement, median (ms), {args.n_small} procs", 1000),
+        ("kill_p99", f"kill -9 → replacement, p99 (ms), {args.n_small} procs", 1000),
+        ("idle_cpu", f"idle CPU, {args.n_large} procs (% of a core, {args.idle_secs:g} s)", 1),
+        ("idle_rss", f"daemon RSS, {args.n_large} procs (MiB)", 1),
+        ("stop_large", f"stop (SIGTERM → all exited), {args.n_large} procs (s)", 1),
+    ]
+
+
+def fmt(value, scale: float) -> str:
+    if not isinstance(value, (int, float)):
+        return str(value) if value is not None else "—"
+    v = value * scale
+    return f"{v:.0f}" if v >= 100 else f"{v:.2f}" if v >= 1 else f"{v:.3f}"
+
+
+def ratio(value, base) -> str:
+    if isinstance(value, (int, float)) and isinstance(base, (int, float)) and base > 0:
+        return f"{value / base:.2f}×"
+    return "—"
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = psutil.virtual_memory().total / 2**30
+    return (f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; Linux {platform.release()}; "
+            f"Python {platform.python_version()}")
+
+
+def report(targets: list[Target], results: dict, notes: list[str], args, started: str) -> str:
+    cols = [t.name for t in targets]
+    out = [
+        f"## Core benchmark ({started})",
+        "",
+        f"Machine: {machine()}  ",
+        "Versions: " + ", ".join(f"{t.name} {t.version}" for t in targets) + "  ",
+        f"Workload: N × `/bin/sleep` (no output). Kill test: {args.kill_reps} kills, random pause "
+        f"0.05–{args.kill_gap:g} s before each, poll every {KILL_POLL * 1000:g} ms. "
+        "Circus runs with its default check_delay (5 s, not tuned). Lower is better everywhere.",
+        "",
+    ]
+    ratio_cols = [c for c in ("circus", "supervisord") if c in cols and "gcircusd" in cols]
+    header = ["metric", *cols, *(f"{c}/gcircusd" for c in ratio_cols)]
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key, label, scale in metric_rows(args):
+        cells = [fmt(results.get(c, {}).get(key, "—"), scale) for c in cols]
+        base = results.get("gcircusd", {}).get(key)
+        cells += [ratio(results[c].get(key), base) for c in ratio_cols]
+        out.append("| " + " | ".join([label, *cells]) + " |")
+    if notes:
+        out += ["", "Notes:", *(f"- {n}" for n in notes)]
+    return "\n".join(out) + "\n"
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", default="gcircusd,circus,supervisord",
+                   help="comma-separated targets, from: " + ",".join(TARGETS))
+    p.add_argument("--quick", action="store_true", help="small counts and short windows, for development")
+    p.add_argument("--n-small", type=int, help="processes for the small cold start and the kill test (100)")
+    p.add_argument("--n-large", type=int, help="processes for the large cold start and idle (1000)")
+    p.add_argument("--kill-reps", type=int, help="kills in the kill test (40)")
+    p.add_argument("--kill-gap", type=float, default=5.0, help="max random pause before a kill, s (5)")
+    p.add_argument("--idle-secs", type=float, help="idle measurement window, s (20)")
+    p.add_argument("--seed", type=int, default=1234, help="seed for kill pauses and victims")
+    p.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "latest.md")
+    a = p.parse_args(argv)
+    quick = a.quick
+    a.n_small = a.n_small or (20 if quick else 100)
+    a.n_large = a.n_large or (100 if quick else 1000)
+    a.kill_reps = a.kill_reps or (5 if quick else 40)
+    a.idle_secs = a.idle_secs or (3 if quick else 20)
+    a.start_timeout = 30 + a.n_small / 10
+    a.start_timeout_large = 60 + a.n_large / 10
+    a.targets = [t.strip() for t in a.only.split(",") if t.strip()]
+    bad = [t for t in a.targets if t not in TARGETS]
+    if bad:
+        p.error(f"unknown target(s): {', '.join(bad)}")
+    return a
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM to the runner: clean up like Ctrl-C
+    # 1000 children need a few thousand fds in some supervisors; daemons inherit this limit.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    tmp_root = Path(tempfile.mkdtemp(prefix="gcircus-bench-"))
+    targets = [TARGETS[n] for n in args.targets]
+    results: dict[str, dict] = {}
+    notes: list[str] = []
+    try:
+        for t in targets:
+            print(f"[{t.name}] preparing…", flush=True)
+            try:
+                t.prepare(tmp_root / "install.log")
+            except Exception as exc:
+                results[t.name] = {k: FAIL for k, _, _ in metric_rows(args)}
+                notes.append(f"{t.name}: install failed: {exc} (see {tmp_root / 'install.log'})")
+                continue
+            print(f"[{t.name}] {t.version}: measuring…", flush=True)
+            t0 = time.perf_counter()
+            results[t.name] = bench(t, args, tmp_root, notes)
+            print(f"[{t.name}] done in {time.perf_counter() - t0:.0f} s: {results[t.name]}", flush=True)
+    except KeyboardInterrupt:
+        notes.append("interrupted: the remaining cells were not measured")
+        for t in targets:
+            results.setdefault(t.name, {})
+    text = report(targets, results, notes, args, started)
+    print("\n" + text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"written to {args.out} (daemon logs and configs in {tmp_root})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
