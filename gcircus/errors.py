@@ -45,3 +45,17 @@ class ConfigError(Exception):
         if self.suggestion:
             text += f" (did you mean {self.suggestion!r}?)"
         return text
+
+
+class InvalidValue(ValueError):
+    """A converter rejected a value.
+
+    ``str()`` is a complete sentence naming the value (``expected an integer,
+    got 'abc'``), while ``reason`` is the short form that ``ConfigError``
+    prints after ``option = 'value':`` so the value is not repeated.
+    """
+
+    def __init__(self, reason: str, value: object, message: str | None = None) -> None:
+        self.reason = reason
+        self.value = value
+        super().__init__(message or f"{reason}, got {value!r}")

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gcircus.errors import InvalidValue
+
 SECTIONS = ("circus", "watcher", "socket", "plugin", "flapping")
 
 HOOK_NAMES = (
@@ -49,7 +51,7 @@ def to_bool(value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"expected a boolean (true/false, yes/no, on/off, 1/0), got {value!r}")
+    raise InvalidValue("expected a boolean (true/false, yes/no, on/off, 1/0)", value)
 
 
 @_typed("int")
@@ -60,7 +62,7 @@ def to_int(value: Any) -> int:
     try:
         return int(str(value).strip(), 10)
     except ValueError:
-        raise ValueError(f"expected an integer, got {value!r}") from None
+        raise InvalidValue("expected an integer", value) from None
 
 
 @_typed("float")
@@ -71,7 +73,7 @@ def to_float(value: Any) -> float:
     try:
         return float(str(value).strip())
     except ValueError:
-        raise ValueError(f"expected a number, got {value!r}") from None
+        raise InvalidValue("expected a number", value) from None
 
 
 @_typed("str")
@@ -102,10 +104,10 @@ def to_signal(value: Any) -> int:
                 name = "SIG" + name
             member = getattr(signal.Signals, name, None) if name.isidentifier() else None
             if member is None:
-                raise ValueError(f"unknown signal {value!r}")
+                raise InvalidValue("unknown signal", value, f"unknown signal {value!r}")
             return int(member)
     if number not in set(signal.valid_signals()):
-        raise ValueError(f"unknown signal {value!r}")
+        raise InvalidValue("unknown signal", value, f"unknown signal {value!r}")
     return number
 
 
@@ -120,9 +122,9 @@ def to_octal(value: Any) -> int | None:
     try:
         number = int(text, 8)
     except ValueError:
-        raise ValueError(f"expected an octal number such as 022, got {value!r}") from None
+        raise InvalidValue("expected an octal number such as 022", value) from None
     if not 0 <= number <= 0o7777:
-        raise ValueError(f"octal mode out of range 0..7777: {value!r}")
+        raise InvalidValue("octal mode out of range 0..7777", value)
     return number
 
 
@@ -142,7 +144,7 @@ def to_dotted(value: Any) -> str:
     """A Python object path, ``pkg.mod.name`` or ``pkg.mod:name``; syntax only, not imported."""
     text = str(value).strip()
     if not _DOTTED.match(text):
-        raise ValueError(f"expected a dotted path such as 'package.module.name', got {value!r}")
+        raise InvalidValue("expected a dotted path such as 'package.module.name'", value)
     return text
 
 
@@ -157,7 +159,7 @@ def to_size(value: Any) -> int:
         return value
     match = _SIZE.match(str(value).strip())
     if not match:
-        raise ValueError(f"expected a size such as 10M, got {value!r}")
+        raise InvalidValue("expected a size such as 10M", value)
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
@@ -166,7 +168,7 @@ def to_port(value: Any) -> int:
     """A TCP/UDP port number, 0 (ephemeral) to 65535."""
     number = to_int(value)
     if not 0 <= number <= 65535:
-        raise ValueError(f"port out of range 0..65535: {value!r}")
+        raise InvalidValue("port out of range 0..65535", value)
     return number
 
 
@@ -179,7 +181,9 @@ def _socket_constant(prefix: str, names: tuple[str, ...]) -> Callable[[Any], int
             name = prefix + name
         if name not in names or not hasattr(socket, name):
             allowed = ", ".join(names)
-            raise ValueError(f"unknown {prefix.rstrip('_').lower()} {value!r} (expected one of {allowed})")
+            kind = "family" if prefix == "AF_" else "socket type"
+            raise InvalidValue(f"unknown {kind} (expected one of {allowed})", value,
+                               f"unknown {kind} {value!r} (expected one of {allowed})")
         return int(getattr(socket, name))
     return convert
 
@@ -202,7 +206,7 @@ def to_proto(value: Any) -> int:
     try:
         return socket.getprotobyname(text)
     except OSError:
-        raise ValueError(f"unknown protocol {value!r}") from None
+        raise InvalidValue("unknown protocol", value, f"unknown protocol {value!r}") from None
 
 
 @dataclass(frozen=True)

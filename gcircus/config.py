@@ -1,0 +1,475 @@
+"""Load a Circus-compatible ini file into validated, typed plain data.
+
+Reading happens in two steps. ``_scan`` applies the Circus ini dialect line
+by line (``=``/``:`` separators, ``;`` comments only after whitespace, ``rem``
+lines, continuation lines, first definition wins) because configobj's own
+grammar differs on each of those points: it treats ``#`` inside values as a
+comment, unquotes values, nests ``[[sections]]`` and rejects duplicate keys.
+The scanned records are then handed to configobj in an escaped form that its
+grammar cannot misread, and configobj assembles the sections.
+
+The result is a :class:`Config`: every option typed by the table in
+:mod:`gcircus.options`, every mistake reported as a :class:`ConfigError`
+naming the file, section, option and value.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import logging
+import os
+import re
+import resource
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, unquote
+
+from configobj import ConfigObj, ConfigObjError
+
+from gcircus import options as opts
+from gcircus.errors import ConfigError, InvalidValue
+from gcircus.expand import expand_circus_vars, expand_env_value
+
+log = logging.getLogger("gcircus.config")
+
+STREAM_CLASSES = ("FileStream", "WatchedFileStream", "TimedRotatingFileStream", "QueueStream",
+                  "StdoutStream", "FancyStdoutStream")
+FLAPPING_PLUGIN_SUFFIX = "flapping.Flapping"
+# Unknown watcher keys this close to a real option are treated as typos.
+WATCHER_TYPO_CUTOFF = 0.85
+
+
+@dataclass
+class Config:
+    """Everything gcircusd needs from a configuration file."""
+
+    path: str
+    circus: dict
+    watchers: list[dict]
+    sockets: list[dict]
+    plugins: list[dict]
+    env: dict
+    flapping: dict
+
+
+@dataclass
+class Entry:
+    """One option value and where it was defined."""
+
+    value: str
+    file: str
+    line: int
+
+
+@dataclass
+class Section:
+    name: str
+    file: str
+    line: int
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- reading
+
+_SECTION_LINE = re.compile(r"\[(?P<name>.+)\]")
+_OPTION_LINE = re.compile(r"(?P<key>.*?)\s*(?P<sep>[=:])")
+_INLINE_COMMENT = re.compile(r"\s;")
+
+
+def _scan(text: str, path: str) -> dict[str, Section]:
+    """Apply the Circus ini dialect to *text*; the first definition of a key wins."""
+    sections: dict[str, Section] = {}
+    current: Section | None = None
+    last: Entry | None = None  # target of continuation lines; None after a skipped duplicate
+    in_option = False
+    for lineno, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip() or line[0] in "#;":
+            continue
+        if line[0] in "rR" and line.split(None, 1)[0].lower() == "rem":
+            continue
+        if line[0].isspace() and current is not None and in_option:
+            extra = line.strip()
+            if extra and last is not None:
+                last.value = f"{last.value}\n{extra}"
+            continue
+        match = _SECTION_LINE.match(line)
+        if match:
+            name = match.group("name")
+            current = sections.setdefault(name, Section(name, path, lineno))
+            in_option, last = False, None
+            continue
+        if current is None:
+            raise ConfigError(f"line {lineno}: option outside of any [section]: {line.strip()!r}",
+                              file=path, line=lineno)
+        match = _OPTION_LINE.match(line)
+        key = match.group("key").strip() if match else ""
+        if not key:
+            raise ConfigError(f"line {lineno}: expected 'name = value', got {line.strip()!r}",
+                              file=path, section=current.name, line=lineno)
+        value = line[match.end():]
+        comment = _INLINE_COMMENT.search(value)
+        if comment:
+            value = value[:comment.start()]
+        value = value.strip()
+        if value == '""':
+            value = ""
+        in_option = True
+        if key in current.entries:
+            last = None
+        else:
+            last = current.entries[key] = Entry(value, path, lineno)
+    return sections
+
+
+def _escape(text: str) -> str:
+    # configobj must see every name and value as plain opaque text.
+    return quote(text, safe="")
+
+
+def _assemble(sections: dict[str, Section], path: str) -> dict[str, Section]:
+    """Let configobj build the section structure from the scanned records."""
+    lines = []
+    for section in sections.values():
+        lines.append(f"[{_escape(section.name)}]")
+        lines.extend(f"{_escape(k)} = {_escape(e.value)}" for k, e in section.entries.items())
+    try:
+        parsed = ConfigObj(lines, list_values=False, interpolation=False, raise_errors=True,
+                           write_empty_values=True, default_encoding="utf-8")
+    except ConfigObjError as exc:  # pragma: no cover - the escaped input is always well formed
+        raise ConfigError(f"cannot parse: {exc}", file=path) from exc
+    result: dict[str, Section] = {}
+    for escaped_name, values in parsed.items():
+        original = sections[unquote(escaped_name)]
+        section = result[original.name] = Section(original.name, original.file, original.line)
+        for escaped_key, value in values.items():
+            key = unquote(escaped_key)
+            section.entries[key] = Entry(unquote(value), path, original.entries[key].line)
+    return result
+
+
+def _read_file(path: str) -> dict[str, Section]:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            text = stream.read()
+    except FileNotFoundError:
+        raise ConfigError(f"the configuration file {path!r} does not exist", file=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the configuration file: {exc}", file=path) from None
+    return _assemble(_scan(text, path), path)
+
+
+def _merge(into: dict[str, Section], other: dict[str, Section]) -> None:
+    """Add *other*'s sections and keys to *into*, keeping *into*'s definitions."""
+    for name, section in other.items():
+        target = into.setdefault(name, Section(name, section.file, section.line))
+        for key, entry in section.entries.items():
+            target.entries.setdefault(key, entry)
+
+
+def _include_paths(circus: Section | None, main: str) -> list[str]:
+    """Files named by the main file's include/include_dir, in a stable order."""
+    if circus is None:
+        return []
+    base = os.path.dirname(main)
+    found: list[str] = []
+    patterns = []
+    if "include" in circus.entries:
+        patterns += circus.entries["include"].value.split()
+    if "include_dir" in circus.entries:
+        patterns += [os.path.join(d, "*.ini") for d in circus.entries["include_dir"].value.split()]
+    for pattern in patterns:
+        pattern = expand_circus_vars(pattern, {"env": dict(os.environ)})
+        full = os.path.join(base, os.path.expanduser(pattern))
+        matches = sorted(p for p in glob.glob(full) if os.path.isfile(p))
+        if not matches:
+            log.warning("%r does not lead to any config. Make sure include paths are relative to "
+                        "the main config file", pattern)
+        found += [os.path.abspath(p) for p in matches]
+    return found
+
+
+def _read_all(path: str) -> dict[str, Section]:
+    sections = _read_file(path)
+    seen = {path}
+    for include in _include_paths(sections.get("circus"), path):
+        if include not in seen:
+            seen.add(include)
+            _merge(sections, _read_file(include))
+    # A section with no keys is ignored, as in Circus; [DEFAULT] then reaches every other section.
+    sections = {name: s for name, s in sections.items() if s.entries}
+    default = sections.pop("DEFAULT", None)
+    if default is not None:
+        for section in sections.values():
+            for key, entry in default.entries.items():
+                section.entries.setdefault(key, entry)
+    return sections
+
+
+# --------------------------------------------------------------------------- typing helpers
+
+def _error(reason: str, section: Section, key: str | None = None, entry: Entry | None = None,
+           value: str | None = None, suggestion: str | None = None) -> ConfigError:
+    return ConfigError(reason, file=entry.file if entry else section.file, section=section.name,
+                       option=key, value=value, suggestion=suggestion,
+                       line=entry.line if entry else section.line)
+
+
+def _convert(convert: Any, raw: str, section: Section, key: str, entry: Entry) -> Any:
+    try:
+        return convert(raw)
+    except InvalidValue as exc:
+        raise _error(exc.reason, section, key, entry, raw) from None
+    except ValueError as exc:
+        raise _error(str(exc), section, key, entry, raw) from None
+
+
+def _unknown(section: Section, key: str, entry: Entry, kind: str, cutoff: float = 0.8) -> None:
+    """Raise for a likely typo of a known option, otherwise log and ignore the key."""
+    suggestion = opts.suggest(key, kind, cutoff)
+    if suggestion:
+        raise _error(f"unknown option {key!r}", section, key, entry, suggestion=suggestion)
+    log.warning("%s: [%s] ignoring unknown option %r", entry.file, section.name, key)
+
+
+# --------------------------------------------------------------------------- sections
+
+def _load_env(section: Section | None) -> dict[str, str]:
+    """The [env] section, with $(circus.env.X) and $VAR expanded.
+
+    Both see os.environ plus the [env] entries defined above the one being
+    expanded (Circus only consults os.environ here).
+    """
+    env: dict[str, str] = {}
+    if section is None:
+        return env
+    base = dict(os.environ)
+    for key, entry in section.entries.items():
+        value = expand_circus_vars(entry.value.strip(), {"env": {**base, **env}})
+        env[key.strip()] = expand_env_value(value, {**base, **env})
+    return env
+
+
+def _load_circus(section: Section | None, mapping: dict) -> dict:
+    circus = opts.defaults("circus")
+    if section is None:
+        return circus
+    for key, entry in section.entries.items():
+        option = opts.CIRCUS_OPTIONS.get(key)
+        if option is None:
+            _unknown(section, key, entry, "circus")
+            continue
+        raw = expand_circus_vars(entry.value, mapping)
+        circus[key] = _convert(option.convert, raw, section, key, entry)
+    return circus
+
+
+def _load_socket(section: Section, mapping: dict) -> dict:
+    sock = {"name": section.name.split(":", 1)[1].lower(), **opts.defaults("socket")}
+    for key, entry in section.entries.items():
+        option = opts.SOCKET_OPTIONS.get(key)
+        if option is None:
+            _unknown(section, key, entry, "socket")
+            continue
+        raw = expand_circus_vars(entry.value, mapping)
+        sock[key] = _convert(option.convert, raw, section, key, entry)
+    if sock["path"]:
+        sock["family"] = int(socket.AF_UNIX)
+    elif sock["family"] == socket.AF_UNIX:
+        entry = section.entries.get("family")
+        raise _error("family AF_UNIX needs a 'path'", section, "family", entry, entry.value)
+    return sock
+
+
+def _load_plugin(section: Section, mapping: dict) -> dict:
+    plugin: dict[str, Any] = {"name": section.name, "use": None, "priority": 1, "active": True,
+                              "config": {}}
+    for key, entry in section.entries.items():
+        raw = expand_circus_vars(entry.value, mapping)
+        option = opts.PLUGIN_OPTIONS.get(key)
+        if option is None:
+            plugin["config"][key] = raw
+        else:
+            plugin[key] = _convert(option.convert, raw, section, key, entry)
+    if not plugin["use"]:
+        raise _error("missing required option 'use' (the plugin class)", section)
+    return plugin
+
+
+def _flapping_from_plugin(plugin: dict, section: Section, base: dict) -> dict:
+    flapping = dict(base)
+    for key, option in opts.FLAPPING_OPTIONS.items():
+        if key in plugin["config"]:
+            entry = section.entries[key]
+            flapping[key] = _convert(option.convert, plugin["config"][key], section, key, entry)
+    return flapping
+
+
+def _watcher_env(name: str, env: dict, env_sections: list[tuple[list[str], Section]]) -> dict:
+    """[env] then every matching [env:PATTERNS] section in order; later definitions win."""
+    result = dict(env)
+    base = dict(os.environ)
+    for patterns, section in env_sections:
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
+            for key, entry in section.entries.items():
+                result[key.strip()] = expand_env_value(entry.value.strip(), {**base, **result})
+    return result
+
+
+def _parse_hook(raw: str, section: Section, key: str, entry: Entry) -> tuple[str, bool]:
+    path, _, flag = raw.partition(",")
+    dotted = _convert(opts.to_dotted, path, section, key, entry)
+    ignore = _convert(opts.to_bool, flag.strip(), section, key, entry) if _ else False
+    return dotted, ignore
+
+
+def _watcher_prefixed(w: dict, key: str, raw: str, section: Section, entry: Entry) -> bool:
+    """Handle the option families (rlimit_*, streams, hooks.*, flapping.*); False if none."""
+    if key.startswith("rlimit_") and len(key) > 7:
+        name = key[7:]
+        if not hasattr(resource, "RLIMIT_" + name.upper()):
+            raise _error(f"unknown resource limit 'RLIMIT_{name.upper()}'", section, key, entry, raw)
+        w["rlimits"][name.lower()] = _convert(opts.to_rlimit, raw, section, key, entry)
+        return True
+    prefix, _, sub = key.partition(".")
+    if not sub:
+        return False
+    if prefix in ("stdout_stream", "stderr_stream"):
+        if sub == "class" and not re.search(r"[.:]", raw) and raw not in STREAM_CLASSES:
+            close = [c for c in STREAM_CLASSES if c.lower() == raw.lower()]
+            raise _error("unknown stream class", section, key, entry, raw,
+                         suggestion=close[0] if close else None)
+        w[prefix][sub] = raw
+        return True
+    if prefix == "hooks":
+        if sub not in opts.HOOK_NAMES:
+            import difflib
+            close = difflib.get_close_matches(sub, opts.HOOK_NAMES, n=1, cutoff=0.6)
+            raise _error(f"unknown hook {sub!r}", section, key, entry,
+                         suggestion=f"hooks.{close[0]}" if close else None)
+        w["hooks"][sub] = _parse_hook(raw, section, key, entry)
+        return True
+    if prefix == "flapping":
+        option = opts.FLAPPING_OPTIONS.get(sub)
+        if option is not None:
+            w["flapping"][sub] = _convert(option.convert, raw, section, key, entry)
+        elif opts.suggest(sub, "flapping"):
+            raise _error(f"unknown option {key!r}", section, key, entry,
+                         suggestion="flapping." + opts.suggest(sub, "flapping"))
+        w["options"][key] = raw
+        return True
+    return False
+
+
+def _load_watcher(section: Section, circus: dict, env: dict, global_env: dict,
+                  env_sections: list, flapping: dict, flapping_active: bool) -> dict:
+    name_entry = section.entries.get("name")
+    name = name_entry.value if name_entry else section.name.split(":", 1)[1]
+    if not name:
+        raise _error("a watcher needs a name: [watcher:NAME]", section)
+    wenv = _watcher_env(name, env, env_sections)
+    mapping = {"env": {**global_env, **wenv}}
+    w: dict[str, Any] = {"name": name, **opts.defaults("watcher")}
+    w.update(pdeathsig=circus["pdeathsig"], check_flapping=flapping_active, rlimits={},
+             stdout_stream={}, stderr_stream={}, hooks={}, env=wenv, flapping=dict(flapping),
+             options={})
+    for key, entry in section.entries.items():
+        if key == "name":
+            continue
+        if key == "env":
+            log.warning("%s: [%s] 'env' is ignored here; use an [env:%s] section",
+                        entry.file, section.name, name)
+            continue
+        raw = expand_circus_vars(entry.value, mapping)
+        option = opts.WATCHER_OPTIONS.get(key)
+        if option is not None:
+            w[key] = _convert(option.convert, raw, section, key, entry)
+        elif not _watcher_prefixed(w, key, raw, section, entry):
+            suggestion = None if "." in key else opts.suggest(key, "watcher", WATCHER_TYPO_CUTOFF)
+            if suggestion:
+                raise _error(f"unknown option {key!r}", section, key, entry, suggestion=suggestion)
+            w["options"][key] = raw
+    _check_watcher(w, section)
+    return w
+
+
+def _check_watcher(w: dict, section: Section) -> None:
+    def fail(reason: str, key: str) -> None:
+        entry = section.entries.get(key)
+        raise _error(reason, section, key, entry, entry.value if entry else None)
+
+    if not w["cmd"].strip():
+        raise _error("missing required option 'cmd'", section)
+    for key in ("numprocesses", "warmup_delay", "graceful_timeout", "max_age", "max_age_variance",
+                "hook_timeout"):
+        if w[key] < 0:
+            fail("must not be negative", key)
+    if w["max_retry"] < -1:
+        fail("must be -1 (forever) or more", "max_retry")
+    if w["singleton"] and w["numprocesses"] > 1:
+        fail("a singleton watcher runs at most 1 process", "numprocesses")
+    for key in ("copy_path", "virtualenv"):
+        if w[key] and not w["copy_env"]:
+            fail("needs copy_env = true", key)
+
+
+# --------------------------------------------------------------------------- entry point
+
+def _check_unique(items: list[dict], kind: str, sections: dict[str, Section]) -> None:
+    seen: dict[str, str] = {}
+    for item in items:
+        lowered = item["name"].lower()
+        if lowered in seen:
+            raise ConfigError(f"duplicate {kind} name {item['name']!r} (names are case-insensitive; "
+                              f"{seen[lowered]!r} exists)", file=sections[item["_section"]].file,
+                              section=item["_section"])
+        seen[lowered] = item["name"]
+    for item in items:
+        del item["_section"]
+
+
+def load_config(path: str) -> Config:
+    """Read *path* (and its includes) into a :class:`Config`; raise ConfigError on any mistake."""
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise ConfigError(f"the configuration file {path!r} does not exist", file=path)
+    sections = _read_all(path)
+
+    env = _load_env(sections.get("env"))
+    global_env = {**os.environ, **env}
+    mapping = {"env": global_env}
+    circus = _load_circus(sections.get("circus"), mapping)
+
+    watcher_sections, socket_dicts, plugin_dicts = [], [], []
+    env_sections: list[tuple[list[str], Section]] = []
+    flapping = opts.defaults("flapping")
+    flapping_active = True
+    for name, section in sections.items():
+        kind, _, rest = name.partition(":")
+        if name in ("circus", "env"):
+            continue
+        if kind == "watcher" and _:
+            watcher_sections.append(section)
+        elif kind == "socket" and _:
+            socket_dicts.append({**_load_socket(section, mapping), "_section": name})
+        elif kind == "plugin" and _:
+            plugin = _load_plugin(section, mapping)
+            if plugin["use"].replace(":", ".").endswith(FLAPPING_PLUGIN_SUFFIX):
+                flapping = _flapping_from_plugin(plugin, section, flapping)
+                flapping_active = plugin["active"]
+            else:
+                plugin_dicts.append({**plugin, "_section": name})
+        elif kind == "env" and _:
+            env_sections.append(([p.strip() for p in rest.split(",") if p.strip()], section))
+        else:
+            log.warning("%s: ignoring unknown section [%s]", section.file, name)
+
+    watchers = [{**_load_watcher(s, circus, env, global_env, env_sections, flapping, flapping_active),
+                 "_section": s.name} for s in watcher_sections]
+    for items, kind in ((watchers, "watcher"), (socket_dicts, "socket"), (plugin_dicts, "plugin")):
+        items.sort(key=lambda item: item["name"])
+        _check_unique(items, kind, sections)
+    return Config(path=path, circus=circus, watchers=watchers, sockets=socket_dicts,
+                  plugins=plugin_dicts, env=env, flapping=flapping)
