@@ -1,0 +1,259 @@
+"""The arbiter owns all watchers (and, as later layers land, sockets, plugins and the control channels).
+
+It starts watchers by descending priority, stops them by ascending priority (each priority level in parallel), and
+forwards every watcher event to its subscribers. All methods block only the calling greenlet; nothing here installs
+signal handlers, so an Arbiter can be embedded in any gevent application.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+
+import gevent
+import gevent.event
+
+from gcircus import linux
+from gcircus.watcher import Watcher
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_PUBSUB = "tcp://127.0.0.1:5556"
+DEFAULT_STATS = "tcp://127.0.0.1:5557"
+
+
+class Arbiter:
+    """All watchers of one supervisor, started, stopped and reloaded together in priority order."""
+
+    def __init__(self, watchers: list[Watcher], endpoint: str = DEFAULT_ENDPOINT,
+                 pubsub_endpoint: str = DEFAULT_PUBSUB, check_delay: float = 1.0, prereload_fn=None,
+                 context=None, loop=None, statsd: bool = False, stats_endpoint: str | None = None,
+                 statsd_close_outputs: bool = False, multicast_endpoint: str | None = None,
+                 plugins: list | None = None, sockets: list | None = None, warmup_delay: float = 0,
+                 httpd: bool = False, httpd_host: str = "localhost", httpd_port: int = 8080,
+                 httpd_close_outputs: bool = False, debug: bool = False, debug_gc: bool = False,
+                 ssh_server=None, proc_name: str = "gcircusd", pidfile: str | None = None,
+                 loglevel: str | None = None, logoutput: str | None = None, loggerconfig: str | None = None,
+                 fqdn_prefix: str | None = None, umask: int | None = None, endpoint_owner: str | None = None,
+                 subreaper: bool = False, config_path: str | None = None, **extra):
+        self.endpoint = endpoint
+        self.pubsub_endpoint = pubsub_endpoint
+        self.check_delay = check_delay
+        self.prereload_fn = prereload_fn
+        self.context = context
+        self.statsd = statsd or stats_endpoint is not None
+        self.stats_endpoint = stats_endpoint or (DEFAULT_STATS if statsd else None)
+        self.multicast_endpoint = multicast_endpoint
+        self.plugins = list(plugins or [])
+        self.sockets = list(sockets or [])
+        self.warmup_delay = float(warmup_delay or 0)
+        self.httpd = httpd
+        self.debug = debug
+        self.proc_name = proc_name
+        self.pidfile = pidfile
+        self.loglevel = loglevel
+        self.logoutput = logoutput
+        self.loggerconfig = loggerconfig
+        self.fqdn_prefix = fqdn_prefix
+        self.umask = umask
+        self.endpoint_owner = endpoint_owner
+        self.subreaper = subreaper
+        self.config_path = config_path
+        self.extra_options = extra
+        self.watchers: list[Watcher] = []
+        self._watchers_by_name: dict[str, Watcher] = {}
+        self._listeners: list = []
+        self._starter: gevent.Greenlet | None = None
+        self._stopped = gevent.event.Event()
+        self._stopped.set()
+        self._stopping = False
+        self.running = False
+        for watcher in watchers:
+            self._register(watcher)
+
+    # -- construction ----------------------------------------------------------------------------------------------
+
+    @classmethod
+    def load_from_config(cls, config_file: str, **overrides) -> "Arbiter":
+        """Build an arbiter from a Circus ini file; ConfigError if the file or any watcher in it is invalid."""
+        from gcircus.config import load_config
+        from gcircus.errors import ConfigError
+
+        cfg = load_config(config_file)
+        watchers = []
+        for spec in cfg.watchers:
+            try:
+                watchers.append(Watcher(**spec))
+            except (ValueError, TypeError, ImportError) as exc:
+                raise ConfigError(f"{cfg.path}: [watcher:{spec.get('name')}] cannot be built: {exc}") from None
+        options = dict(cfg.circus)
+        for key in ("include", "include_dir", "pdeathsig"):
+            options.pop(key, None)
+        options.update(overrides)
+        return cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path, **options)
+
+    def _register(self, watcher: Watcher) -> None:
+        key = watcher.name.lower()
+        if key in self._watchers_by_name:
+            raise ValueError(f"{watcher.name!r} already exists")
+        watcher.arbiter = self
+        watcher.subscribe(self._forward_event)
+        self.watchers.append(watcher)
+        self._watchers_by_name[key] = watcher
+
+    # -- events ----------------------------------------------------------------------------------------------------
+
+    def subscribe(self, listener) -> None:
+        """Call `listener(topic, message)` for every watcher event; topic is `watcher.<res_name>.<event>`."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def _forward_event(self, watcher: Watcher, event: str, msg: dict) -> None:
+        topic = f"watcher.{watcher.res_name}.{event}"
+        for listener in list(self._listeners):
+            try:
+                listener(topic, msg)
+            except Exception:  # noqa: BLE001 - a broken subscriber must not break supervision
+                log.exception("event subscriber failed on %s", topic)
+
+    # -- queries ---------------------------------------------------------------------------------------------------
+
+    def get_watcher(self, name: str) -> Watcher:
+        """The watcher called `name` (case-insensitive); KeyError if there is none."""
+        return self._watchers_by_name[name.lower()]
+
+    def iter_watchers(self, reverse: bool = True) -> list[Watcher]:
+        """Watchers sorted by priority, highest first unless `reverse` is False; ties keep their order."""
+        ordered = sorted(self.watchers, key=lambda w: w.priority)
+        return ordered[::-1] if reverse else ordered
+
+    def statuses(self) -> dict[str, str]:
+        return {w.name: w.status() for w in self.watchers}
+
+    def numprocesses(self) -> int:
+        return sum(len(w.processes) for w in self.watchers)
+
+    def numwatchers(self) -> int:
+        return len(self.watchers)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start every autostart watcher, highest priority first; return once they are started.
+
+        The arbiter then keeps supervising on the caller's hub. A `stop()` issued meanwhile (a signal during a long
+        start) interrupts the start.
+        """
+        if self.running:
+            return
+        if self.umask is not None:
+            os.umask(self.umask)
+        if self.subreaper:
+            try:
+                linux.set_child_subreaper(True)
+            except OSError as exc:
+                log.warning("cannot become a child subreaper (%s): escaped grandchildren re-parent to init", exc)
+        self.running = True
+        self._stopping = False
+        self._stopped.clear()
+        self._starter = gevent.spawn(self._start_watchers)
+        try:
+            self._starter.get()
+        except gevent.GreenletExit:
+            pass
+        finally:
+            self._starter = None
+
+    def _start_watchers(self) -> None:
+        first = True
+        for watcher in self.iter_watchers():
+            if not watcher.autostart or watcher.on_demand:
+                continue
+            if not first and self.warmup_delay > 0:
+                gevent.sleep(self.warmup_delay)
+            first = False
+            watcher.start()
+
+    def run(self) -> None:
+        """Start, then block until the arbiter is stopped."""
+        self.start()
+        self._stopped.wait()
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop every watcher, lowest priority first, and block until every child is gone.
+
+        `graceful=False` skips the graceful period (SIGKILL right after the stop signal), for a fast shutdown.
+        """
+        self._stopping = True
+        starter = self._starter
+        if starter is not None and starter is not gevent.getcurrent():
+            starter.kill(block=True)
+        if not graceful:
+            for watcher in self.watchers:
+                watcher.graceful_timeout = 0
+        for _, group in itertools.groupby(self.iter_watchers(reverse=False), key=lambda w: w.priority):
+            gevent.joinall([gevent.spawn(w.stop) for w in group])
+        self.running = False
+        self._stopped.set()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        return self._stopped.wait(timeout)
+
+    def reload(self, graceful: bool = True, sequential: bool = False) -> None:
+        """Reload every watcher in priority order (new processes first unless graceful is False)."""
+        if self.prereload_fn is not None:
+            self.prereload_fn(self)
+        for watcher in self.iter_watchers():
+            watcher.reload(graceful=graceful, sequential=sequential)
+
+    def start_watchers(self) -> None:
+        self._start_watchers()
+
+    def stop_watchers(self) -> None:
+        for _, group in itertools.groupby(self.iter_watchers(reverse=False), key=lambda w: w.priority):
+            gevent.joinall([gevent.spawn(w.stop) for w in group])
+
+    def add_watcher(self, name: str, cmd: str, start: bool = False, **kwargs) -> Watcher:
+        """Create and register a watcher (stopped unless `start`); publishes `add`."""
+        watcher = Watcher(name, cmd, **kwargs)
+        self._register(watcher)
+        watcher.notify("add")
+        if start:
+            watcher.start()
+        return watcher
+
+    def rm_watcher(self, name: str, nostop: bool = False) -> None:
+        """Unregister a watcher (publishing `remove`) and stop it unless `nostop`."""
+        watcher = self.get_watcher(name)
+        watcher.notify("remove")
+        self.watchers.remove(watcher)
+        del self._watchers_by_name[watcher.name.lower()]
+        if not nostop:
+            watcher.stop()
+
+
+def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endpoint: str | None = None,
+                statsd: bool = False, stats_endpoint: str | None = None, statsd_close_outputs: bool = False,
+                multicast_endpoint: str | None = None, env=None, name=None, context=None, background: bool = False,
+                stream_backend: str = "gevent", httpd: bool = False, plugins=None, debug: bool = False,
+                proc_name: str = "gcircusd", loop=None, check_delay: float = 1.0, **kw) -> Arbiter:
+    """Circus's library entry point: an Arbiter for a list of watcher dicts (Watcher keyword arguments).
+
+    A dict without `name` is named after its command's basename. Unlike Circus, multicast discovery stays off
+    unless `multicast_endpoint` is given, and `background=True` is refused (run the arbiter on your own hub).
+    """
+    if background:
+        raise ValueError("background=True is not supported: call arbiter.start() from your gevent application")
+    built = []
+    for spec in watchers:
+        spec = dict(spec)
+        spec.setdefault("name", os.path.basename(str(spec["cmd"]).split()[0]))
+        built.append(Watcher(**spec))
+    return Arbiter(built, endpoint=controller or DEFAULT_ENDPOINT, pubsub_endpoint=pubsub_endpoint or DEFAULT_PUBSUB,
+                   statsd=statsd, stats_endpoint=stats_endpoint, statsd_close_outputs=statsd_close_outputs,
+                   multicast_endpoint=multicast_endpoint, context=context, plugins=plugins, debug=debug,
+                   proc_name=proc_name, check_delay=check_delay, **kw)

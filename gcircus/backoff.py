@@ -1,0 +1,55 @@
+"""Crash-loop detection with Circus's flapping semantics, built into every watcher.
+
+Circus leaves this to an optional plugin whose stop/start casts are often rejected by its global lock, so a crash
+loop can spin forever. Here the rule runs inside the watcher on each unexpected exit: `attempts` exits within
+`window` seconds mean the watcher is flapping; it is stopped and started again after `retry_in` seconds, at most
+`max_retry` times in a row (-1: forever), after which it stays stopped until an operator starts it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+OK, BACKOFF, GIVE_UP = "ok", "backoff", "give_up"
+
+DEFAULTS = {"attempts": 2, "window": 1.0, "retry_in": 7.0, "max_retry": 5}
+
+
+@dataclass
+class CrashLoopGuard:
+    """Counts unexpected exits of one watcher and says when to back off."""
+
+    attempts: int = 2
+    window: float = 1.0
+    retry_in: float = 7.0
+    max_retry: int = 5
+    exits: list[float] = field(default_factory=list)
+    tries: int = 0
+
+    @classmethod
+    def from_config(cls, conf: dict | None) -> "CrashLoopGuard":
+        merged = dict(DEFAULTS)
+        merged.update({k: v for k, v in (conf or {}).items() if k in DEFAULTS and v is not None})
+        return cls(attempts=int(merged["attempts"]), window=float(merged["window"]),
+                   retry_in=float(merged["retry_in"]), max_retry=int(merged["max_retry"]))
+
+    def record_exit(self, when: float) -> str:
+        """Record an unexpected exit at monotonic time `when`; return OK, BACKOFF or GIVE_UP."""
+        self.exits.append(when)
+        if len(self.exits) < max(1, self.attempts):
+            return OK
+        first, last = self.exits[0], self.exits[-1]
+        self.exits.clear()
+        if last - first > self.window:
+            # Exits too far apart: not a crash loop. Start counting afresh, as Circus's plugin does.
+            self.tries = 0
+            return OK
+        self.tries += 1
+        if self.max_retry == -1 or self.tries <= self.max_retry:
+            return BACKOFF
+        self.tries = 0
+        return GIVE_UP
+
+    def reset(self) -> None:
+        """Forget history (an operator started the watcher by hand)."""
+        self.exits.clear()
+        self.tries = 0

@@ -1,0 +1,115 @@
+"""Watcher hooks: resolve dotted names, call them with Circus's signature, and contain their failures.
+
+A hook is `hook(watcher, arbiter, hook_name, **kwargs)`. Its truthiness decides (a falsy result of `before_start`
+aborts the start, as in Circus); an exception counts as failure unless the hook is in the ignore list; a hook that
+runs past its timeout is abandoned and counts as a failure, so a stuck hook can never wedge its watcher.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import site
+from typing import Callable
+
+import gevent
+
+log = logging.getLogger(__name__)
+
+HOOK_NAMES = ("before_start", "after_start", "before_spawn", "after_spawn", "before_stop", "after_stop",
+              "before_signal", "after_signal", "before_reap", "after_reap", "extended_stats")
+
+# Failures of these hooks never change what the watcher does (Circus's default ignore list).
+IGNORED_BY_DEFAULT = frozenset({"before_stop", "after_stop", "before_signal", "after_signal", "extended_stats"})
+
+
+class HookTimeout(Exception):
+    """A hook ran longer than the watcher's hook_timeout."""
+
+
+def resolve_name(dotted: str) -> Callable:
+    """Import `a.b.c` or `a.b:c` and return the object it names; ImportError with the name if it cannot."""
+    if ":" in dotted:
+        module_name, _, attr_path = dotted.partition(":")
+        obj = importlib.import_module(module_name)
+        for part in attr_path.split("."):
+            obj = getattr(obj, part)
+        return obj
+    parts = dotted.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        try:
+            for part in parts[cut:]:
+                obj = getattr(obj, part)
+        except AttributeError:
+            break
+        return obj
+    raise ImportError(f"cannot import {dotted!r}")
+
+
+def add_env_pythonpath(env: dict) -> None:
+    """Make hooks importable from the watcher's PYTHONPATH, as Circus does."""
+    for entry in (env.get("PYTHONPATH") or "").split(os.pathsep):
+        if entry:
+            site.addsitedir(entry)
+
+
+class Hooks:
+    """The resolved hooks of one watcher."""
+
+    def __init__(self, hooks: dict | None, timeout: float = 30.0):
+        self.timeout = timeout
+        self.callables: dict[str, Callable] = {}
+        self.ignore_failure: set[str] = set(IGNORED_BY_DEFAULT)
+        for name, spec in (hooks or {}).items():
+            self.set(name, spec)
+
+    def set(self, name: str, spec) -> None:
+        """Install hook `name` from `(callable_or_dotted, ignore_failure)` or a bare callable/dotted name."""
+        if name not in HOOK_NAMES:
+            raise ValueError(f"unknown hook {name!r} (hooks are {', '.join(HOOK_NAMES)})")
+        target, ignore = (spec if isinstance(spec, (tuple, list)) else (spec, False))
+        if isinstance(target, str):
+            try:
+                target = resolve_name(target)
+            except (ImportError, AttributeError, ValueError) as exc:
+                raise ValueError(f"hook {name}: cannot import {spec[0] if isinstance(spec, (tuple, list)) else spec!r}:"
+                                 f" {exc}") from None
+        if not callable(target):
+            raise ValueError(f"hook {name}: {target!r} is not callable")
+        self.callables[name] = target
+        if ignore:
+            self.ignore_failure.add(name)
+        elif name not in IGNORED_BY_DEFAULT:
+            self.ignore_failure.discard(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.callables
+
+    def call(self, name: str, watcher, arbiter, notify: Callable | None = None, **kwargs):
+        """Run hook `name`; return its result, or (on exception/timeout) whether its failure is ignored.
+
+        A missing hook counts as success. `notify(event, **fields)` publishes hook_success/hook_failure.
+        """
+        hook = self.callables.get(name)
+        if hook is None:
+            return True
+        try:
+            with gevent.Timeout(self.timeout or None, HookTimeout(f"timed out after {self.timeout:g}s")):
+                result = hook(watcher=watcher, arbiter=arbiter, hook_name=name, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - a hook is user code: any failure is reported, never fatal
+            ignored = name in self.ignore_failure
+            log.error("hook %s of watcher %r failed%s: %s", name, getattr(watcher, "name", "?"),
+                      " (ignored)" if ignored else "", exc, exc_info=not isinstance(exc, HookTimeout))
+            if notify is not None:
+                notify("hook_failure", name=name, error=str(exc))
+            return ignored
+        if notify is not None:
+            notify("hook_success", name=name)
+        if not result and name not in self.ignore_failure:
+            log.warning("hook %s of watcher %r returned %r, which counts as a failure", name,
+                        getattr(watcher, "name", "?"), result)
+        return result

@@ -1,0 +1,607 @@
+"""A watcher keeps N identical processes of one command in the state an operator asked for.
+
+Every lifecycle change (start, stop, restart, reload, incr/decr, set) takes the watcher's own lock, so two
+concurrent commands on one watcher run one after the other and end in a consistent state, while different watchers
+never wait for each other. Exits are handled outside the lock: a child's death is noticed, published and replaced
+even while a long command runs on its watcher. Every method blocks only the calling greenlet.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import signal
+import time
+
+import gevent
+import gevent.event
+import gevent.lock
+
+from gcircus import backoff
+from gcircus.environment import build_env
+from gcircus.hooks import Hooks, add_env_pythonpath
+from gcircus.process import Process, SpawnError
+from gcircus.streams_basic import OutputTargets
+
+log = logging.getLogger(__name__)
+
+STOPPED, STARTING, ACTIVE, STOPPING = "stopped", "starting", "active", "stopping"
+
+# Watcher attributes usable as $(circus.NAME) in cmd/args, and returned by the `options` command.
+OPTNAMES = ("numprocesses", "warmup_delay", "working_dir", "name", "cmd", "uid", "gid", "send_hup", "stop_signal",
+            "stop_children", "shell", "shell_args", "env", "max_retry", "cmd", "args", "respawn",
+            "graceful_timeout", "executable", "use_sockets", "priority", "copy_env", "singleton",
+            "stdout_stream", "stderr_stream", "close_child_stdin", "close_child_stdout", "close_child_stderr",
+            "max_age", "max_age_variance", "hooks", "rlimits", "virtualenv", "virtualenv_py_ver", "copy_path",
+            "autostart", "on_demand", "stdin_socket", "umask", "pdeathsig", "hook_timeout", "check_flapping")
+
+
+class HookRefused(Exception):
+    """before_spawn or after_spawn returned a falsy value: the watcher stops, as in Circus."""
+
+
+class Watcher:
+    """N processes of one command. Usable alone (`Watcher(...).start()`) or owned by an Arbiter."""
+
+    def __init__(self, name: str, cmd: str, args=None, numprocesses: int = 1, warmup_delay: float = 0.0,
+                 working_dir: str | None = None, shell: bool = False, shell_args: str | None = None, uid=None,
+                 max_retry: int = 5, gid=None, send_hup: bool = False, stop_signal: int = signal.SIGTERM,
+                 stop_children: bool = False, env: dict | None = None, graceful_timeout: float = 30.0,
+                 prereload_fn=None, rlimits: dict | None = None, executable: str | None = None,
+                 stdout_stream: dict | None = None, stderr_stream: dict | None = None, priority: int = 0,
+                 loop=None, singleton: bool = False, use_sockets: bool = False, copy_env: bool = False,
+                 copy_path: bool = False, max_age: float = 0, max_age_variance: float = 30, hooks: dict | None = None,
+                 respawn: bool = True, autostart: bool = True, on_demand: bool = False,
+                 virtualenv: str | None = None, stdin_socket: str | None = None, close_child_stdin: bool = True,
+                 close_child_stdout: bool = False, close_child_stderr: bool = False,
+                 virtualenv_py_ver: str | None = None, *, umask: int | None = None, pdeathsig=True,
+                 hook_timeout: float = 30.0, check_flapping: bool = True, flapping: dict | None = None,
+                 options: dict | None = None, **extra_options):
+        if singleton and numprocesses not in (0, 1):
+            raise ValueError(f"watcher {name!r}: a singleton cannot have numprocesses = {numprocesses}")
+        if (copy_path or virtualenv) and not copy_env:
+            raise ValueError(f"watcher {name!r}: copy_path and virtualenv require copy_env = true")
+        self.name = name
+        self.res_name = name.lower().replace(" ", "_")
+        self.cmd = cmd
+        self.args = args
+        self.numprocesses = int(numprocesses)
+        self.warmup_delay = float(warmup_delay)
+        self.working_dir = working_dir or _daemon_cwd()
+        self.shell = shell
+        self.shell_args = shell_args
+        self.uid = uid
+        self.gid = gid
+        self.max_retry = int(max_retry)
+        self.send_hup = send_hup
+        self.stop_signal = int(stop_signal)
+        self.stop_children = stop_children
+        self.graceful_timeout = float(graceful_timeout)
+        self.prereload_fn = prereload_fn
+        self.rlimits = dict(rlimits or {})
+        self.executable = executable
+        self.stdout_stream = dict(stdout_stream or {})
+        self.stderr_stream = dict(stderr_stream or {})
+        self.priority = int(priority)
+        self.singleton = singleton
+        self.use_sockets = use_sockets
+        self.copy_env = copy_env
+        self.copy_path = copy_path
+        self.max_age = float(max_age or 0)
+        self.max_age_variance = float(max_age_variance or 0)
+        self.respawn = respawn
+        self.autostart = autostart
+        self.on_demand = on_demand
+        self.virtualenv = virtualenv
+        self.virtualenv_py_ver = virtualenv_py_ver
+        self.stdin_socket = stdin_socket
+        self.close_child_stdin = close_child_stdin
+        self.close_child_stdout = close_child_stdout
+        self.close_child_stderr = close_child_stderr
+        self.umask = umask
+        self.pdeathsig = pdeathsig
+        self.hook_timeout = float(hook_timeout)
+        self.check_flapping = check_flapping
+        self.options_extra: dict = dict(options or {})
+        self.options_extra.update({k: v for k, v in extra_options.items() if k != "__name__"})
+        self._configured_env = dict(env or {})
+        self.env = build_env(self._configured_env, copy_env, copy_path, virtualenv, virtualenv_py_ver)
+        add_env_pythonpath(self.env)
+        self.hooks_config = dict(hooks or {})
+        self.hooks = Hooks(self.hooks_config, timeout=self.hook_timeout)
+        self.crash_guard = backoff.CrashLoopGuard.from_config(flapping)
+        self.outputs = OutputTargets(self.stdout_stream, self.stderr_stream)
+
+        self.processes: dict[int, Process] = {}
+        self._retiring: dict[int, Process] = {}
+        self._handled: dict[int, gevent.event.Event] = {}
+        self._expiry: dict[int, gevent.Greenlet] = {}
+        self._status = STOPPED
+        self._lock = gevent.lock.RLock()
+        self._interrupt = gevent.event.Event()
+        self._fill_pending = False
+        self._retry_timer: gevent.Greenlet | None = None
+        self.flapping_state = ""
+        self.arbiter = None
+        self.sockets: dict = {}
+        self._listeners: list = []
+
+    # -- wiring --------------------------------------------------------------------------------------------------
+
+    def subscribe(self, listener) -> None:
+        """Call `listener(watcher, event, message)` for every event this watcher publishes."""
+        self._listeners.append(listener)
+
+    def notify_event(self, event: str, msg: dict) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(self, event, msg)
+            except Exception:  # noqa: BLE001 - a broken subscriber must not break the watcher
+                log.exception("event listener failed on %s.%s", self.res_name, event)
+
+    def notify(self, event: str, **fields) -> None:
+        msg = {"time": time.time()}
+        msg.update(fields)
+        self.notify_event(event, msg)
+
+    def call_hook(self, name: str, **kwargs):
+        return self.hooks.call(name, self, self.arbiter, self.notify, **kwargs)
+
+    # -- state ---------------------------------------------------------------------------------------------------
+
+    def status(self) -> str:
+        return self._status
+
+    def is_active(self) -> bool:
+        return self._status == ACTIVE
+
+    def is_stopped(self) -> bool:
+        return self._status == STOPPED
+
+    def is_stopping(self) -> bool:
+        return self._status == STOPPING
+
+    @property
+    def pids(self) -> list[int]:
+        return list(self.processes)
+
+    def get_active_processes(self) -> list[Process]:
+        return [p for p in self.processes.values() if p.is_alive()]
+
+    def get_active_pids(self) -> list[int]:
+        return [p.pid for p in self.get_active_processes()]
+
+    # -- lifecycle (each takes the watcher lock) -----------------------------------------------------------------
+
+    def start(self) -> dict:
+        """Start the processes; return {'started': [pids], 'kept': [pids]}. Blocks until they are spawned."""
+        self._cancel_retry()
+        self.crash_guard.reset()
+        self.flapping_state = ""
+        with self._lock:
+            return self._start()
+
+    def stop(self) -> None:
+        """Stop every process (and their trees) and block until all are gone."""
+        self._cancel_retry()
+        self._interrupt.set()  # a start or respawn loop in progress gives up its turn
+        try:
+            with self._lock:
+                self._interrupt.clear()
+                self._stop()
+        finally:
+            self._interrupt.clear()
+
+    def restart(self) -> dict:
+        self._cancel_retry()
+        self._interrupt.set()
+        with self._lock:
+            self._interrupt.clear()
+            stopped = list(self.processes)
+            self._stop()
+            result = self._start()
+            result["stopped"] = stopped
+            return result
+
+    def reload(self, graceful: bool = True, sequential: bool = False) -> dict:
+        """Replace the processes: new ones first, then the old ones stopped (or SIGHUP with send_hup)."""
+        with self._lock:
+            return self._reload(graceful, sequential)
+
+    def incr(self, nb: int = 1) -> int:
+        if self.singleton:
+            return self.numprocesses
+        return self.set_numprocesses(self.numprocesses + nb)
+
+    def decr(self, nb: int = 1) -> int:
+        if self.singleton:
+            return self.numprocesses
+        return self.set_numprocesses(max(0, self.numprocesses - nb))
+
+    def set_numprocesses(self, n: int) -> int:
+        if n < 0:
+            raise ValueError("numprocesses cannot be negative")
+        if self.singleton and n > 1:
+            raise ValueError("a singleton watcher cannot have more than one process")
+        with self._lock:
+            self.numprocesses = n
+            if self._status == ACTIVE:
+                self._manage()
+            return self.numprocesses
+
+    def kill(self, pid: int | None = None, signum: int | None = None, graceful_timeout: float | None = None) -> None:
+        """Gracefully stop one process (or all) with optional overrides; the watcher replaces them as usual."""
+        targets = [self.processes[pid]] if pid is not None else list(self.processes.values())
+        gevent.joinall([gevent.spawn(self._stop_process, p, signum, graceful_timeout) for p in targets])
+
+    # -- lifecycle internals (lock held) -------------------------------------------------------------------------
+
+    def _start(self) -> dict:
+        if self._status in (ACTIVE, STARTING):
+            kept = list(self.processes)
+            started = self._fill()
+            return {"started": started, "kept": kept}
+        if not self.call_hook("before_start"):
+            log.warning("watcher %r: before_start hook failed, not starting", self.name)
+            return {"started": [], "kept": []}
+        self._status = STARTING
+        started = self._fill()
+        if not self.processes or not self.call_hook("after_start"):
+            if self.numprocesses > 0 and self.processes:
+                log.warning("watcher %r: after_start hook failed, stopping", self.name)
+            self._stop()
+            return {"started": [], "kept": []}
+        self._status = ACTIVE
+        self.notify("start")
+        log.info("watcher %r started (%d processes)", self.name, len(self.processes))
+        return {"started": started, "kept": []}
+
+    def _stop(self) -> None:
+        if self._status == STOPPED and not self.processes and not self._retiring:
+            return
+        self._status = STOPPING
+        self.call_hook("before_stop")
+        victims = list(self.processes.values()) + list(self._retiring.values())
+        self._stop_processes(victims)
+        self._status = STOPPED
+        self.notify("stop")
+        self.call_hook("after_stop")
+        log.info("watcher %r stopped", self.name)
+
+    def _reload(self, graceful: bool, sequential: bool) -> dict:
+        if self.prereload_fn is not None:
+            self.prereload_fn(self)
+        if not graceful:
+            stopped = list(self.processes)
+            self._stop()
+            result = self._start()
+            result["stopped"] = stopped
+            return result
+        if self._status == STOPPED:
+            result = self._start()
+            result["stopped"] = []
+            return result
+        if self.send_hup:
+            for process in list(self.processes.values()):
+                process.send_signal(signal.SIGHUP)
+            self.notify("reload")
+            return {"stopped": [], "started": [], "kept": list(self.processes)}
+        old = sorted(self.processes.values())
+        stopped, started = [], []
+        if sequential:
+            for process in old:
+                self._retire(process)
+                self._stop_processes([process])
+                stopped.append(process.pid)
+                started.extend(self._fill())
+                if self.warmup_delay:
+                    gevent.sleep(self.warmup_delay)
+        else:
+            for process in old:
+                self._retire(process)
+            started = self._fill(warmup=False)
+            self._stop_processes(old)
+            stopped = [p.pid for p in old]
+        self.notify("reload")
+        return {"stopped": stopped, "started": started, "kept": []}
+
+    def _manage(self) -> None:
+        """Bring the number of processes to numprocesses: spawn the missing, stop the oldest extras."""
+        extra = len(self.processes) - self.numprocesses
+        if extra > 0:
+            oldest = sorted(self.processes.values())[:extra]
+            for process in oldest:
+                self._retire(process)
+            self._stop_processes(oldest)
+        elif extra < 0:
+            self._fill()
+        if self.numprocesses == 0 and not self.singleton and not self.processes:
+            self._stop()
+
+    def _fill(self, warmup: bool = True) -> list[int]:
+        """Spawn processes until numprocesses run; stop the watcher if spawning keeps failing."""
+        started = []
+        while len(self.processes) < self.numprocesses and self._status in (STARTING, ACTIVE):
+            if self._interrupt.is_set():
+                break
+            began = time.monotonic()
+            try:
+                process = self._spawn_with_retries()
+            except SpawnError as exc:
+                log.error("watcher %r: giving up spawning after %d attempts (%s); watcher stopped",
+                          self.name, self.max_retry, exc)
+                self._stop()
+                break
+            except HookRefused as exc:
+                log.warning("watcher %r: %s; watcher stopped", self.name, exc)
+                self._stop()
+                break
+            if process is None:
+                break
+            started.append(process.pid)
+            remaining = self.warmup_delay - (time.monotonic() - began)
+            if warmup and remaining > 0 and len(self.processes) < self.numprocesses:
+                if self._interrupt.wait(remaining):
+                    break
+            else:
+                gevent.sleep(0)  # let exits, signals and commands through between spawns
+        return started
+
+    def _spawn_with_retries(self) -> Process | None:
+        """Spawn one process, retrying failures with a growing delay; SpawnError once max_retry is exhausted."""
+        attempt = 0
+        while True:
+            try:
+                return self.spawn_process()
+            except SpawnError as exc:
+                attempt += 1
+                if self.max_retry != -1 and attempt >= max(1, self.max_retry):
+                    raise
+                if attempt == 1:
+                    log.error("watcher %r: cannot spawn: %s (retrying)", self.name, exc)
+                else:
+                    log.debug("watcher %r: spawn attempt %d failed: %s", self.name, attempt, exc)
+                if self._interrupt.wait(min(0.05 * 2 ** attempt, 10.0)):
+                    return None
+
+    def spawn_process(self, recovery_wid: int | None = None) -> Process | None:
+        """Spawn one process now (no retries), between the before_spawn and after_spawn hooks."""
+        if recovery_wid is None and not self.call_hook("before_spawn"):
+            raise HookRefused("before_spawn hook failed")
+        wid = recovery_wid or self._next_wid()
+        stdout, stderr = self.outputs.open(wid, self.env)
+        try:
+            process = Process(
+                self.name, wid, self.cmd, args=self.args,
+                working_dir=self.working_dir, shell=self.shell, uid=self.uid, gid=self.gid, env=self.env,
+                rlimits=self.rlimits, executable=self.executable, use_fds=self.use_sockets, watcher=self,
+                spawn=False, pipe_stdout=False, pipe_stderr=False, close_child_stdin=self.close_child_stdin,
+                close_child_stdout=self.close_child_stdout, close_child_stderr=self.close_child_stderr,
+                shell_args=self.shell_args, umask=self.umask, pdeathsig=self._pdeathsig_signal(),
+                stdin_fd=self._stdin_fd(), pass_fds=self._socket_fds(),
+                sockets={name: s.fileno() for name, s in self.sockets.items()},
+                stdout=stdout, stderr=stderr, format_vars=self._format_vars(), on_exit=self._on_exit)
+            process.spawn()
+        finally:
+            self.outputs.close_parent_copies(stdout, stderr)
+        self.processes[process.pid] = process
+        self._handled[process.pid] = gevent.event.Event()
+        if self.max_age > 0:
+            lifetime = self.max_age + random.uniform(0, self.max_age_variance)
+            self._expiry[process.pid] = gevent.spawn_later(lifetime, self._expire, process)
+        if not self.call_hook("after_spawn", pid=process.pid):
+            log.warning("watcher %r: after_spawn hook failed for pid %d; stopping it", self.name, process.pid)
+            self._retire(process)
+            gevent.spawn(self._stop_process, process)
+            raise HookRefused(f"after_spawn hook failed for pid {process.pid}")
+        self.notify("spawn", process_pid=process.pid)
+        return process
+
+    def _next_wid(self) -> int:
+        used = {p.wid for p in self.processes.values()} | {p.wid for p in self._retiring.values()}
+        wid = 1
+        while wid in used:
+            wid += 1
+        return wid
+
+    def _pdeathsig_signal(self) -> int | None:
+        if self.pdeathsig is True:
+            return self.stop_signal
+        if not self.pdeathsig:
+            return None
+        return int(self.pdeathsig)
+
+    def _socket_fds(self) -> tuple:
+        if not self.use_sockets:
+            return ()
+        return tuple(s.fileno() for s in self.sockets.values())
+
+    def _stdin_fd(self) -> int | None:
+        if not self.stdin_socket:
+            return None
+        sock = self.sockets.get(self.stdin_socket)
+        if sock is None:
+            raise SpawnError(f"stdin_socket {self.stdin_socket!r} does not exist")
+        return sock.fileno()
+
+    def _format_vars(self) -> dict:
+        return {name: getattr(self, name) for name in OPTNAMES if name not in ("env", "hooks", "rlimits")}
+
+    # -- stopping processes --------------------------------------------------------------------------------------
+
+    def _retire(self, process: Process) -> None:
+        """Take a process out of the running set before stopping it, so it is neither counted nor replaced."""
+        if self.processes.pop(process.pid, None) is not None:
+            self._retiring[process.pid] = process
+
+    def _stop_processes(self, processes: list[Process]) -> None:
+        for process in processes:
+            self._retire(process)
+        if len(processes) == 1:
+            self._stop_process(processes[0])
+        elif processes:
+            gevent.joinall([gevent.spawn(self._stop_process, p) for p in processes])
+
+    def _stop_process(self, process: Process, signum: int | None = None, graceful_timeout: float | None = None):
+        process.stop(self.stop_signal if signum is None else signum,
+                     self.graceful_timeout if graceful_timeout is None else graceful_timeout,
+                     self.stop_children, send=self._send_stop_signal)
+        handled = self._handled.get(process.pid)
+        if handled is not None:
+            handled.wait()
+
+    def _send_stop_signal(self, pid: int, signum: int) -> None:
+        """Deliver one signal of a stop, through the signal hooks, and publish `kill` as Circus does."""
+        if signum == signal.SIGKILL or self.call_hook("before_signal", pid=pid, signum=signum):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                return
+        self.notify("kill", process_pid=pid)
+        self.call_hook("after_signal", pid=pid, signum=signum)
+
+    # -- exits ---------------------------------------------------------------------------------------------------
+
+    def _on_exit(self, process: Process) -> None:
+        # Called from the hub's SIGCHLD callback: do the rest in a greenlet (hooks may block).
+        gevent.spawn(self._handle_exit, process)
+
+    def _handle_exit(self, process: Process) -> None:
+        pid = process.pid
+        expected = pid in self._retiring or process.stopping
+        timer = self._expiry.pop(pid, None)
+        if timer is not None:
+            timer.kill(block=False)
+        exit_time = process.exit.time if process.exit else time.time()
+        try:
+            self.call_hook("before_reap", process_pid=pid, time=exit_time)
+            self.processes.pop(pid, None)
+            self._retiring.pop(pid, None)
+            exit_code = process.exit.returncode if process.exit else None
+            self.notify("reap", process_pid=pid, time=exit_time, exit_code=exit_code)
+            self.call_hook("after_reap", process_pid=pid, time=exit_time, exit_code=exit_code,
+                           process_status=process.status)
+        finally:
+            handled = self._handled.pop(pid, None)
+            if handled is not None:
+                handled.set()
+        if expected or self._status != ACTIVE:
+            return
+        log.info("watcher %r: process %d exited with %s", self.name, pid, _describe_exit(process))
+        if self.check_flapping:
+            verdict = self.crash_guard.record_exit(time.monotonic())
+            if verdict != backoff.OK:
+                gevent.spawn(self._back_off, verdict)
+                return
+        if self.respawn:
+            self._schedule_fill()
+        elif not self.processes and not self.on_demand:
+            gevent.spawn(self.stop)
+
+    def _schedule_fill(self) -> None:
+        if self._fill_pending:
+            return
+        self._fill_pending = True
+
+        def fill():
+            with self._lock:
+                self._fill_pending = False
+                if self._status == ACTIVE:
+                    self._fill()
+        gevent.spawn(fill)
+
+    def _back_off(self, verdict: str) -> None:
+        guard = self.crash_guard
+        with self._lock:
+            if self._status != ACTIVE:
+                return
+            self._stop()
+        if verdict == backoff.BACKOFF:
+            self.flapping_state = "backoff"
+            retries = "unlimited" if guard.max_retry == -1 else f"{guard.tries} of {guard.max_retry}"
+            log.warning("watcher %r is flapping (%d exits within %gs): stopped, retrying in %gs (retry %s)",
+                        self.name, guard.attempts, guard.window, guard.retry_in, retries)
+            self._retry_timer = gevent.spawn_later(guard.retry_in, self._retry_after_backoff)
+        else:
+            self.flapping_state = "gave_up"
+            log.error("watcher %r is flapping and gave up after %d retries: it stays stopped until started again",
+                      self.name, guard.max_retry)
+
+    def _retry_after_backoff(self) -> None:
+        self._retry_timer = None
+        with self._lock:
+            if self._status == STOPPED and self.flapping_state == "backoff":
+                self.flapping_state = ""
+                self._start()
+
+    def _cancel_retry(self) -> None:
+        timer, self._retry_timer = self._retry_timer, None
+        if timer is not None and timer is not gevent.getcurrent():
+            timer.kill(block=False)
+
+    def _expire(self, process: Process) -> None:
+        """max_age reached: start the replacement first, then stop the old process gracefully."""
+        self._expiry.pop(process.pid, None)
+        with self._lock:
+            if process.pid not in self.processes or self._status != ACTIVE:
+                return
+            self._retire(process)
+            self._fill()
+        self._stop_process(process)
+
+    # -- signals -------------------------------------------------------------------------------------------------
+
+    def send_signal(self, pid: int, signum: int) -> None:
+        process = self.processes.get(pid)
+        if process is None:
+            return
+        if self.call_hook("before_signal", pid=pid, signum=signum):
+            process.send_signal(signum)
+        self.call_hook("after_signal", pid=pid, signum=signum)
+
+    def send_signal_child(self, pid: int, child_pid: int, signum: int) -> None:
+        process = self.processes.get(pid)
+        if process is not None:
+            process.send_signal_child(child_pid, signum)
+
+    def send_signal_children(self, pid: int, signum: int, recursive: bool = False) -> None:
+        process = self.processes.get(pid)
+        if process is not None:
+            process.send_signal_children(signum, recursive)
+
+    # -- introspection -------------------------------------------------------------------------------------------
+
+    def options(self) -> list[tuple[str, object]]:
+        """Every option and its current value, free-form ones included (the `options` command)."""
+        items = {name: getattr(self, name) for name in OPTNAMES}
+        items["env"] = self._configured_env
+        items["hooks"] = {k: (v[0] if isinstance(v, (tuple, list)) else v) for k, v in self.hooks_config.items()}
+        items.update(self.options_extra)
+        return sorted(items.items())
+
+    def __repr__(self) -> str:
+        return f"<Watcher {self.name!r} {self._status} {len(self.processes)}/{self.numprocesses}>"
+
+
+def _describe_exit(process: Process) -> str:
+    if process.exit is None:
+        return "unknown status"
+    code = process.exit.returncode
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+def _daemon_cwd() -> str:
+    """gcircusd's working directory, preferring $PWD when it is the same directory (keeps symlinked paths)."""
+    cwd = os.getcwd()
+    pwd_env = os.environ.get("PWD")
+    try:
+        if pwd_env and os.path.samefile(pwd_env, cwd):
+            return pwd_env
+    except OSError:
+        pass
+    return cwd
