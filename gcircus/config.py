@@ -15,6 +15,7 @@ naming the file, section, option and value.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import glob
 import logging
@@ -345,7 +346,6 @@ def _watcher_prefixed(w: dict, key: str, raw: str, section: Section, entry: Entr
         return True
     if prefix == "hooks":
         if sub not in opts.HOOK_NAMES:
-            import difflib
             close = difflib.get_close_matches(sub, opts.HOOK_NAMES, n=1, cutoff=0.6)
             raise _error(f"unknown hook {sub!r}", section, key, entry,
                          suggestion=f"hooks.{close[0]}" if close else None)
