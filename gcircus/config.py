@@ -320,9 +320,9 @@ def _watcher_env(name: str, env: dict, env_sections: list[tuple[list[str], Secti
 
 
 def _parse_hook(raw: str, section: Section, key: str, entry: Entry) -> tuple[str, bool]:
-    path, _, flag = raw.partition(",")
+    path, comma, flag = raw.partition(",")
     dotted = _convert(opts.to_dotted, path, section, key, entry)
-    ignore = _convert(opts.to_bool, flag.strip(), section, key, entry) if _ else False
+    ignore = _convert(opts.to_bool, flag.strip(), section, key, entry) if comma else False
     return dotted, ignore
 
 
@@ -447,21 +447,21 @@ def load_config(path: str) -> Config:
     flapping = opts.defaults("flapping")
     flapping_active = True
     for name, section in sections.items():
-        kind, _, rest = name.partition(":")
+        kind, sep, rest = name.partition(":")
         if name in ("circus", "env"):
             continue
-        if kind == "watcher" and _:
+        if kind == "watcher" and sep:
             watcher_sections.append(section)
-        elif kind == "socket" and _:
+        elif kind == "socket" and sep:
             socket_dicts.append({**_load_socket(section, mapping), "_section": name})
-        elif kind == "plugin" and _:
+        elif kind == "plugin" and sep:
             plugin = _load_plugin(section, mapping)
             if plugin["use"].replace(":", ".").endswith(FLAPPING_PLUGIN_SUFFIX):
                 flapping = _flapping_from_plugin(plugin, section, flapping)
                 flapping_active = plugin["active"]
             else:
                 plugin_dicts.append({**plugin, "_section": name})
-        elif kind == "env" and _:
+        elif kind == "env" and sep:
             env_sections.append(([p.strip() for p in rest.split(",") if p.strip()], section))
         else:
             log.warning("%s: ignoring unknown section [%s]", section.file, name)
