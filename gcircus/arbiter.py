@@ -200,6 +200,12 @@ class Arbiter:
         self.running = False
         self._stopped.set()
 
+    def kill_all(self) -> None:
+        """SIGKILL every process tree now; stops already in progress then finish at once (forced shutdown)."""
+        for watcher in self.watchers:
+            for process in list(watcher.processes.values()) + list(watcher._retiring.values()):
+                process.kill_tree()
+
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)
 

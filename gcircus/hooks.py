@@ -3,6 +3,10 @@
 A hook is `hook(watcher, arbiter, hook_name, **kwargs)`. Its truthiness decides (a falsy result of `before_start`
 aborts the start, as in Circus); an exception counts as failure unless the hook is in the ignore list; a hook that
 runs past its timeout is abandoned and counts as a failure, so a stuck hook can never wedge its watcher.
+
+Hooks are user code that may block (a database ping, a blocking HTTP call, time.sleep): each call runs in gevent's
+thread pool, so the hub keeps supervising meanwhile and the timeout really can abandon a stuck hook. A hook should
+therefore read its watcher's state but not drive it (calling watcher.stop() from a hook is not supported).
 """
 from __future__ import annotations
 
@@ -98,18 +102,24 @@ class Hooks:
         if hook is None:
             return True
         try:
-            with gevent.Timeout(self.timeout or None, HookTimeout(f"timed out after {self.timeout:g}s")):
-                result = hook(watcher=watcher, arbiter=arbiter, hook_name=name, **kwargs)
+            task = gevent.get_hub().threadpool.spawn(hook, watcher=watcher, arbiter=arbiter, hook_name=name, **kwargs)
+            result = task.get(timeout=self.timeout or None)
+        except gevent.Timeout:
+            exc = HookTimeout(f"timed out after {self.timeout:g}s")
+            return self._failed(name, watcher, notify, exc)
         except Exception as exc:  # noqa: BLE001 - a hook is user code: any failure is reported, never fatal
-            ignored = name in self.ignore_failure
-            log.error("hook %s of watcher %r failed%s: %s", name, getattr(watcher, "name", "?"),
-                      " (ignored)" if ignored else "", exc, exc_info=not isinstance(exc, HookTimeout))
-            if notify is not None:
-                notify("hook_failure", name=name, error=str(exc))
-            return ignored
+            return self._failed(name, watcher, notify, exc)
         if notify is not None:
             notify("hook_success", name=name)
         if not result and name not in self.ignore_failure:
             log.warning("hook %s of watcher %r returned %r, which counts as a failure", name,
                         getattr(watcher, "name", "?"), result)
         return result
+
+    def _failed(self, name: str, watcher, notify, exc: Exception) -> bool:
+        ignored = name in self.ignore_failure
+        log.error("hook %s of watcher %r failed%s: %s", name, getattr(watcher, "name", "?"),
+                  " (ignored)" if ignored else "", exc, exc_info=not isinstance(exc, HookTimeout))
+        if notify is not None:
+            notify("hook_failure", name=name, error=str(exc))
+        return ignored

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import grp
+import importlib.util
 import logging
 import os
 import pwd
@@ -20,7 +21,6 @@ import time
 
 import gevent
 import gevent.event
-import gevent.monkey
 from gevent.socket import wait_read
 import psutil
 
@@ -29,8 +29,20 @@ from gcircus.expand import expand_circus_vars
 
 log = logging.getLogger(__name__)
 
-# The stdlib Popen even when the host app monkeypatched subprocess: we want the C fork_exec, not gevent's Python one.
-_Popen = gevent.monkey.get_original("subprocess", "Popen")
+
+def _stdlib_popen():
+    """A private copy of the stdlib's Popen, immune to the host app's monkeypatching.
+
+    We want the C fork/exec path (vfork when possible), not gevent's pure-Python child set-up; `patch_all()` disables
+    the stdlib module's fork_exec, so we load the stdlib source under another name.
+    """
+    spec = importlib.util.spec_from_file_location("gcircus._stdlib_subprocess", subprocess.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Popen
+
+
+_Popen = _stdlib_popen()
 
 RUNNING, DEAD_OR_ZOMBIE, UNEXISTING, OTHER = 0, 1, 2, 3
 
@@ -371,6 +383,13 @@ class Process:
         self.close_pipes()
         self.stopping = False
         return self.poll()
+
+    def kill_tree(self) -> None:
+        """SIGKILL the child, its process group and its descendants at once (forced shutdown)."""
+        victims = linux.descendants(self.pid) if self.is_alive() else []
+        self.signal_group(signal.SIGKILL)
+        for pid in [self.pid] + victims if self.is_alive() else victims:
+            _plain_kill(pid, signal.SIGKILL)
 
     def close_pipes(self) -> None:
         for pipe in (self.stdout, self.stderr):

@@ -1,0 +1,223 @@
+"""gcircusd - supervise the processes described by a Circus ini file.
+
+Usage:
+  gcircusd [options] <config>
+  gcircusd --version
+  gcircusd (-h | --help)
+
+Options:
+  --log-level LEVEL     critical, error, warning, info or debug (default: the config's loglevel, else info).
+  --log-output OUTPUT   -, stdout, stderr, a file path, or syslog://host[:port][?facility]
+                        (default: the config's logoutput, else -).
+  --logger-config PATH  A logging configuration file (.ini or .json) used instead of the two options above.
+  --daemon              Detach from the terminal (double fork, new session) once the config is valid.
+  --pidfile PATH        Write the daemon's pid to PATH, locked while it runs (default: the config's pidfile).
+  --version             Print the version and exit.
+  -h --help             Show this help.
+
+Signals: TERM or INT stop every watcher gracefully (lowest priority first) and exit 0; a second INT kills what is
+left at once; QUIT stops fast (no grace period); HUP reloads every watcher; USR1 reopens log files.
+Exit codes: 0 stopped cleanly, 1 could not start (pidfile, logging), 2 bad command line or configuration.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+
+import gevent
+from docopt import DocoptExit, docopt
+
+from gcircus import __version__
+from gcircus.errors import ConfigError
+from gcircus.logsetup import LoggingSetupError, configure_logging, reopen_log_files
+from gcircus.pidfile import Pidfile, PidfileError
+
+log = logging.getLogger("gcircus.daemon")
+
+EXIT_OK, EXIT_START_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = docopt(__doc__, argv=argv, version=f"gcircusd {__version__}")
+    except DocoptExit as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    from gcircus.arbiter import Arbiter
+
+    try:
+        arbiter = Arbiter.load_from_config(args["<config>"], subreaper=True)
+    except ConfigError as exc:
+        print(f"gcircusd: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError) as exc:
+        print(f"gcircusd: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        configure_logging(args["--log-level"] or arbiter.loglevel, args["--log-output"] or arbiter.logoutput,
+                          args["--logger-config"] or arbiter.loggerconfig)
+    except LoggingSetupError as exc:
+        print(f"gcircusd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    ready_fd = None
+    if args["--daemon"]:
+        ready_fd = daemonize()
+    pidfile = None
+    pidfile_path = args["--pidfile"] or arbiter.pidfile
+    if pidfile_path:
+        pidfile = Pidfile(pidfile_path)
+        try:
+            pidfile.acquire()
+        except PidfileError as exc:
+            log.error("%s", exc)
+            _report_ready(ready_fd, f"gcircusd: {exc}")
+            return EXIT_START_FAILED
+    try:
+        return Daemon(arbiter).run(ready_fd)
+    finally:
+        if pidfile is not None:
+            pidfile.release()
+
+
+class Daemon:
+    """Runs an arbiter as the process's main job: signals, startup, orderly shutdown, orphan sweep."""
+
+    def __init__(self, arbiter):
+        self.arbiter = arbiter
+        self.interrupts = 0
+        self.stopper: gevent.Greenlet | None = None
+
+    def run(self, ready_fd: int | None = None) -> int:
+        handlers = [gevent.signal_handler(signal.SIGTERM, self.on_stop_signal, signal.SIGTERM),
+                    gevent.signal_handler(signal.SIGINT, self.on_stop_signal, signal.SIGINT),
+                    gevent.signal_handler(signal.SIGQUIT, self.on_quit),
+                    gevent.signal_handler(signal.SIGHUP, self.on_reload),
+                    gevent.signal_handler(signal.SIGUSR1, reopen_log_files)]
+        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+        log.info("gcircusd %s starting (pid %d, config %s)", __version__, os.getpid(), self.arbiter.config_path)
+        try:
+            self.arbiter.start()
+            if self.stopper is None:
+                log.info("gcircusd running: %d watchers, %d processes", self.arbiter.numwatchers(),
+                         self.arbiter.numprocesses())
+            _report_ready(ready_fd, None)
+            self.arbiter.wait_stopped()
+            if self.stopper is not None:
+                self.stopper.join()
+        except Exception:
+            log.exception("gcircusd crashed; stopping every process")
+            self.arbiter.kill_all()
+            self.arbiter.stop(graceful=False)
+            return EXIT_START_FAILED
+        finally:
+            self.sweep_orphans()
+            for handler in handlers:
+                handler.cancel()
+        log.info("gcircusd stopped")
+        return EXIT_OK
+
+    def on_stop_signal(self, signum: int) -> None:
+        self.interrupts += 1
+        if self.stopper is None:
+            log.info("received %s: stopping every watcher", signal.Signals(signum).name)
+            self.stopper = gevent.spawn(self.arbiter.stop)
+        elif signum == signal.SIGINT:
+            log.warning("received SIGINT again: killing every process now")
+            self.arbiter.kill_all()
+
+    def on_quit(self) -> None:
+        log.info("received SIGQUIT: fast stop")
+        self.arbiter.kill_all()
+        if self.stopper is None:
+            self.stopper = gevent.spawn(self.arbiter.stop, False)
+
+    def on_reload(self) -> None:
+        if self.stopper is None:
+            log.info("received SIGHUP: reloading every watcher")
+            gevent.spawn(self.arbiter.reload)
+
+    def sweep_orphans(self, grace: float = 5.0) -> None:
+        """Stop processes that were re-parented to us (we are a child subreaper) and no watcher owns any more.
+
+        They are descendants of services that died on their own; gcircusd promises that nothing it started
+        outlives it.
+        """
+        from gcircus import linux
+        from gcircus.process import _is_zombie, _Tree
+
+        orphans = [pid for pid in linux._read_children(os.getpid()) if not _is_zombie(pid)]
+        if not orphans:
+            return
+        log.info("stopping %d orphaned descendant(s): %s", len(orphans), orphans)
+        tree = _Tree(0)
+        for pid in orphans:
+            tree.members[pid] = linux.start_time(pid)
+            for pid2 in linux.descendants(pid):
+                tree.members[pid2] = linux.start_time(pid2)
+        for pid in tree.alive():
+            _kill(pid, signal.SIGTERM)
+        tree.wait(grace)
+        for pid in tree.alive():
+            _kill(pid, signal.SIGKILL)
+        tree.wait(None)
+        # Let the hub reap the last zombies (they are our children: SIGCHLD arrives for each).
+        with gevent.Timeout(2, False):
+            while linux._read_children(os.getpid()):
+                gevent.sleep(0.01)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def daemonize() -> int:
+    """Detach: fork, setsid, fork again; stdio to /dev/null. Returns a fd to report readiness to the waiting parent.
+
+    The original process waits until the daemon reports that its watchers started (or why it could not), so
+    `gcircusd --daemon` exits 0 only for a daemon that is really running.
+    """
+    read_end, write_end = os.pipe()
+    if os.fork() > 0:
+        os.close(write_end)
+        message = b""
+        while True:
+            chunk = os.read(read_end, 4096)
+            if not chunk:
+                break
+            message += chunk
+        if message.startswith(b"ok"):
+            os._exit(EXIT_OK)
+        sys.stderr.write(message.decode(errors="replace") or "gcircusd: the daemon exited during start-up\n")
+        os._exit(EXIT_START_FAILED)
+    os.close(read_end)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    os.set_inheritable(write_end, False)
+    return write_end
+
+
+def _report_ready(fd: int | None, error: str | None) -> None:
+    if fd is None:
+        return
+    try:
+        os.write(fd, b"ok\n" if error is None else (error + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,107 @@
+"""gcircusd's own logging: level, destination (stream, file, syslog) or a full logging config file."""
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import logging.handlers
+import os
+import socket
+import sys
+from urllib.parse import urlparse
+
+LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] [%(levelname)s] %(message)s"
+LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
+LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+class LoggingSetupError(Exception):
+    """A bad --log-level, --log-output or --logger-config."""
+
+
+def configure_logging(level: str | None = None, output: str | None = None, logger_config: str | None = None) -> None:
+    """Install gcircusd's root logging handler.
+
+    `output` is `-` or `stdout` (standard output: Circus sends `-` to stderr, which surprises), `stderr`,
+    `syslog://host[:port][?facility]` / `syslog:///dev/log[?facility]`, or a file path (reopened when rotated).
+    """
+    level = (level or "info").lower()
+    if level not in LEVELS:
+        raise LoggingSetupError(f"unknown log level {level!r} (use one of {', '.join(LEVELS)})")
+    if logger_config and logger_config != "default":
+        _load_logger_config(logger_config)
+        return
+    handler = _make_handler(output or "-")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+
+
+def _make_handler(output: str) -> logging.Handler:
+    if output in ("-", "stdout"):
+        return logging.StreamHandler(sys.stdout)
+    if output == "stderr":
+        return logging.StreamHandler(sys.stderr)
+    if output.startswith("syslog://"):
+        return _syslog_handler(output)
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise LoggingSetupError(f"cannot log to {output}: directory {directory} does not exist")
+    try:
+        return logging.handlers.WatchedFileHandler(output)
+    except OSError as exc:
+        raise LoggingSetupError(f"cannot log to {output}: {exc.strerror}") from None
+
+
+def _syslog_handler(output: str) -> logging.Handler:
+    parsed = urlparse(output)
+    facility_name = parsed.query or "user"
+    facility = logging.handlers.SysLogHandler.facility_names.get(facility_name)
+    if facility is None:
+        raise LoggingSetupError(f"unknown syslog facility {facility_name!r} in {output}")
+    if parsed.hostname:
+        address: str | tuple = (parsed.hostname, parsed.port or 514)
+        handler = logging.handlers.SysLogHandler(address, facility=facility, socktype=socket.SOCK_DGRAM)
+    else:
+        handler = logging.handlers.SysLogHandler(parsed.path or "/dev/log", facility=facility)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, "%b %d %H:%M:%S"))
+    return handler
+
+
+def _load_logger_config(path: str) -> None:
+    if not os.path.exists(path):
+        raise LoggingSetupError(f"logger config {path} does not exist")
+    try:
+        if path.endswith(".ini"):
+            logging.config.fileConfig(path, disable_existing_loggers=False)
+        elif path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                logging.config.dictConfig(json.load(f))
+        elif path.endswith((".yaml", ".yml")):
+            try:
+                import yaml  # optional: only needed by users who write their logging config in YAML
+            except ImportError:
+                raise LoggingSetupError(f"{path}: YAML logger configs need PyYAML installed") from None
+            with open(path, encoding="utf-8") as f:
+                logging.config.dictConfig(yaml.safe_load(f))
+        else:
+            raise LoggingSetupError(f"logger config {path} must end in .ini, .json or .yaml")
+    except LoggingSetupError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - logging.config raises a zoo of types; all mean "bad file"
+        raise LoggingSetupError(f"invalid logger config {path}: {exc}") from None
+
+
+def reopen_log_files() -> None:
+    """Reopen file handlers (SIGUSR1, after logrotate moved the files)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                handler.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()

@@ -1,0 +1,143 @@
+"""Shared test fixtures: leak detection, polling with deadlines, daemons run as real processes.
+
+The test process makes itself a child subreaper, so even daemonized gcircusd processes (double-forked away) and
+their children stay in its process tree: after every test, anything it started that is still alive is killed by
+pid and the test fails, so a leaking code path cannot hide.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import time
+
+import gevent
+import pytest
+from gevent import subprocess as gsubprocess
+
+from gcircus import linux
+from gcircus.process import _is_zombie
+
+linux.set_child_subreaper(True)
+
+PYTHON = sys.executable
+GCIRCUSD = [PYTHON, "-m", "gcircus.cli.gcircusd"]
+
+
+def wait_for(predicate, timeout: float = 10.0, interval: float = 0.005, message: str = "condition"):
+    """Poll `predicate` (cooperatively) until it returns a truthy value or `timeout` passes; return that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        gevent.sleep(interval)
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    return not _is_zombie(pid)
+
+
+def live_descendants() -> list[int]:
+    return [pid for pid in linux.descendants(os.getpid()) if alive(pid)]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes():
+    """Fail any test that leaves a process it started running; kill the leftovers by pid either way."""
+    before = set(live_descendants())
+    yield
+    leaked = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        leaked = [pid for pid in live_descendants() if pid not in before]
+        if not leaked:
+            break
+        gevent.sleep(0.02)
+    for pid in leaked:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    if leaked:
+        pytest.fail(f"test left processes running: {leaked}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    """A gcircusd process started on a config file, with its output captured to a file."""
+
+    def __init__(self, config: str, *args: str, cwd: str | None = None, env: dict | None = None):
+        self.config = config
+        self.log_path = os.path.join(os.path.dirname(config), "gcircusd.out")
+        self._log = open(self.log_path, "ab")
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.proc = gsubprocess.Popen(GCIRCUSD + [config, *args], stdout=self._log, stderr=subprocess_stdout(),
+                                      cwd=cwd, env=full_env)
+        self.pid = self.proc.pid
+
+    def output(self) -> str:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def children(self) -> list[int]:
+        """The daemon's live direct children (its supervised processes)."""
+        return [pid for pid in linux._read_children(self.pid) if alive(pid)]
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        finally:
+            self._log.close()
+
+
+def subprocess_stdout():
+    return gsubprocess.STDOUT
+
+
+@pytest.fixture
+def daemon_factory():
+    """Start gcircusd daemons; every one still running at the end of the test is stopped (SIGTERM, then SIGKILL)."""
+    started: list[Daemon] = []
+
+    def start(config: str, *args: str, **kwargs) -> Daemon:
+        daemon = Daemon(str(config), *args, **kwargs)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.proc.poll() is None:
+            daemon.signal(signal.SIGTERM)
+            try:
+                daemon.proc.wait(timeout=20)
+            except gsubprocess.TimeoutExpired:
+                daemon.signal(signal.SIGKILL)
+                daemon.proc.wait()
+        daemon._log.close()
+
+
+def write_config(path, text: str) -> str:
+    """Write an ini file (dedented) and return its path as a string."""
+    import textwrap
+
+    path.write_text(textwrap.dedent(text).lstrip())
+    return str(path)
