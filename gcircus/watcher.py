@@ -209,22 +209,28 @@ class Watcher:
             return self._reload(graceful, sequential)
 
     def incr(self, nb: int = 1) -> int:
+        """Add `nb` processes (a no-op for a singleton); return the new numprocesses."""
         if self.singleton:
             return self.numprocesses
-        return self.set_numprocesses(self.numprocesses + nb)
+        return self._change_numprocesses(lambda n: n + nb)
 
     def decr(self, nb: int = 1) -> int:
+        """Stop the `nb` oldest processes (down to 0; a no-op for a singleton); return the new numprocesses."""
         if self.singleton:
             return self.numprocesses
-        return self.set_numprocesses(max(0, self.numprocesses - nb))
+        return self._change_numprocesses(lambda n: max(0, n - nb))
 
     def set_numprocesses(self, n: int) -> int:
         if n < 0:
             raise ValueError("numprocesses cannot be negative")
         if self.singleton and n > 1:
             raise ValueError("a singleton watcher cannot have more than one process")
+        return self._change_numprocesses(lambda _: n)
+
+    def _change_numprocesses(self, change) -> int:
+        # The new value is computed under the lock, so concurrent incr/decr compose instead of overwriting.
         with self._lock:
-            self.numprocesses = n
+            self.numprocesses = change(self.numprocesses)
             if self._status == ACTIVE:
                 self._manage()
             return self.numprocesses

@@ -1,0 +1,305 @@
+"""Watcher behaviour with real processes: respawn, stop paths, numprocesses, reload, max_age, events."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import gevent
+import pytest
+
+from gcircus.watcher import Watcher
+from tests.conftest import alive, wait_for
+
+PY = sys.executable
+IGNORE_TERM = f"{PY} -c \"import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)\""
+
+
+class Recorder:
+    """Collects a watcher's events as (event, message) pairs."""
+
+    def __init__(self, watcher: Watcher):
+        self.events: list[tuple[str, dict]] = []
+        watcher.subscribe(lambda w, event, msg: self.events.append((event, msg)))
+
+    def names(self) -> list[str]:
+        return [e for e, _ in self.events]
+
+    def of(self, name: str) -> list[dict]:
+        return [m for e, m in self.events if e == name]
+
+
+@pytest.fixture
+def make_watcher():
+    made: list[Watcher] = []
+
+    def make(name="w", cmd="/bin/sleep 1000", **kwargs) -> Watcher:
+        kwargs.setdefault("graceful_timeout", 5)
+        watcher = Watcher(name, cmd, **kwargs)
+        made.append(watcher)
+        return watcher
+
+    yield make
+    for watcher in made:
+        watcher.stop()
+
+
+def test_start_spawns_numprocesses_and_publishes_spawn_then_start(make_watcher):
+    watcher = make_watcher(numprocesses=3)
+    rec = Recorder(watcher)
+    result = watcher.start()
+    assert watcher.status() == "active"
+    assert sorted(result["started"]) == sorted(watcher.pids)
+    assert len(watcher.pids) == 3 and all(alive(p) for p in watcher.pids)
+    assert rec.names() == ["spawn", "spawn", "spawn", "start"]
+    assert {m["process_pid"] for m in rec.of("spawn")} == set(watcher.pids)
+
+
+def test_killed_child_is_replaced_and_reaped_with_signal_exit_code(make_watcher):
+    watcher = make_watcher(numprocesses=2)
+    rec = Recorder(watcher)
+    watcher.start()
+    victim = watcher.pids[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_for(lambda: victim not in watcher.pids and len(watcher.pids) == 2, message="replacement")
+    reaps = rec.of("reap")
+    assert reaps[0]["process_pid"] == victim and reaps[0]["exit_code"] == -signal.SIGKILL
+    assert rec.names()[-2:] == ["reap", "spawn"]
+    assert not alive(victim)
+
+
+def test_exit_code_of_natural_death_is_reported(make_watcher):
+    watcher = make_watcher(cmd="sh -c 'read x; exit 3'", close_child_stdin=True, respawn=False)
+    rec = Recorder(watcher)
+    watcher.start()
+    wait_for(lambda: rec.of("reap"), message="reap")
+    assert rec.of("reap")[0]["exit_code"] == 3
+
+
+def test_respawn_false_stops_watcher_when_last_process_dies(make_watcher):
+    watcher = make_watcher(respawn=False)
+    rec = Recorder(watcher)
+    watcher.start()
+    os.kill(watcher.pids[0], signal.SIGKILL)
+    wait_for(lambda: watcher.status() == "stopped", message="watcher stopped")
+    assert watcher.pids == []
+    assert rec.names()[-1] == "stop"
+
+
+def test_stop_kills_reaps_then_publishes_stop(make_watcher):
+    watcher = make_watcher(numprocesses=3)
+    rec = Recorder(watcher)
+    watcher.start()
+    pids = list(watcher.pids)
+    watcher.stop()
+    assert watcher.status() == "stopped"
+    assert not any(alive(p) for p in pids)
+    tail = rec.names()[4:]
+    assert tail[:3] == ["kill"] * 3
+    assert sorted(tail[3:6]) == ["reap"] * 3
+    assert tail[-1] == "stop"
+    assert {m["process_pid"] for m in rec.of("reap")} == set(pids)
+
+
+def test_stop_escalates_to_sigkill_after_graceful_timeout(make_watcher):
+    watcher = make_watcher(cmd=IGNORE_TERM, graceful_timeout=0.3)
+    rec = Recorder(watcher)
+    watcher.start()
+    pid = watcher.pids[0]
+    # The child must have installed its SIG_IGN before we stop it.
+    wait_for(lambda: _ignores(pid, signal.SIGTERM), message="child ignoring SIGTERM")
+    watcher.stop()
+    assert not alive(pid)
+    assert [m["process_pid"] for m in rec.of("kill")] == [pid, pid]
+    assert rec.of("reap")[0]["exit_code"] == -signal.SIGKILL
+
+
+def test_custom_stop_signal_is_used(make_watcher, tmp_path):
+    marker = tmp_path / "got"
+    cmd = f"sh -c 'trap \"echo INT > {marker}; exit 0\" INT; while :; do sleep 0.05; done'"
+    watcher = make_watcher(cmd=cmd, stop_signal=signal.SIGINT)
+    watcher.start()
+    wait_for(lambda: _ignores_or_catches(watcher.pids[0], signal.SIGINT), message="trap installed")
+    watcher.stop()
+    assert marker.read_text().strip() == "INT"
+
+
+def test_incr_and_decr_change_process_count_and_decr_stops_oldest(make_watcher):
+    watcher = make_watcher(numprocesses=2)
+    watcher.start()
+    first = sorted(watcher.processes.values())
+    oldest = first[0].pid
+    assert watcher.incr(2) == 4
+    assert len(watcher.pids) == 4
+    assert watcher.decr() == 3
+    assert oldest not in watcher.pids and not alive(oldest)
+    assert watcher.decr(10) == 0
+    assert watcher.pids == []
+
+
+def test_incr_on_stopped_watcher_changes_target_only(make_watcher):
+    watcher = make_watcher(numprocesses=1)
+    assert watcher.incr() == 2
+    assert watcher.pids == [] and watcher.status() == "stopped"
+    watcher.start()
+    assert len(watcher.pids) == 2
+
+
+def test_concurrent_incr_on_one_watcher_end_consistent(make_watcher):
+    watcher = make_watcher(numprocesses=1)
+    watcher.start()
+    jobs = [gevent.spawn(watcher.incr, 1) for _ in range(5)]
+    gevent.joinall(jobs, raise_error=True)
+    assert watcher.numprocesses == 6
+    assert len(watcher.pids) == 6
+
+
+def test_singleton_ignores_incr_and_refuses_more_than_one():
+    watcher = Watcher("single", "/bin/sleep 1000", singleton=True)
+    try:
+        watcher.start()
+        assert watcher.incr(3) == 1 and len(watcher.pids) == 1
+        with pytest.raises(ValueError):
+            watcher.set_numprocesses(2)
+    finally:
+        watcher.stop()
+    with pytest.raises(ValueError):
+        Watcher("single", "/bin/sleep 1000", singleton=True, numprocesses=2)
+
+
+def test_numprocesses_zero_starts_then_stops(make_watcher):
+    watcher = make_watcher(numprocesses=0)
+    rec = Recorder(watcher)
+    watcher.start()
+    assert watcher.status() == "stopped"
+    assert rec.names() == ["stop"]
+
+
+def test_graceful_reload_spawns_new_generation_before_stopping_old(make_watcher):
+    watcher = make_watcher(numprocesses=2)
+    rec = Recorder(watcher)
+    watcher.start()
+    old = set(watcher.pids)
+    old_wids = {p.wid for p in watcher.processes.values()}
+    result = watcher.reload()
+    new = set(watcher.pids)
+    assert len(new) == 2 and not (new & old)
+    assert set(result["stopped"]) == old and set(result["started"]) == new
+    assert not any(alive(p) for p in old)
+    assert {p.wid for p in watcher.processes.values()}.isdisjoint(old_wids)
+    names = rec.names()[3:]
+    assert names[:2] == ["spawn", "spawn"] and names[-1] == "reload"
+
+
+def test_sequential_reload_replaces_one_at_a_time(make_watcher):
+    watcher = make_watcher(numprocesses=2)
+    rec = Recorder(watcher)
+    watcher.start()
+    old = list(watcher.pids)
+    watcher.reload(sequential=True)
+    assert set(watcher.pids).isdisjoint(old) and len(watcher.pids) == 2
+    names = [n for n in rec.names()[3:] if n != "kill"]
+    assert names == ["reap", "spawn", "reap", "spawn", "reload"]
+
+
+def test_send_hup_reload_signals_instead_of_respawning(make_watcher, tmp_path):
+    marker = tmp_path / "hup"
+    cmd = f"sh -c 'trap \"echo HUP >> {marker}\" HUP; while :; do sleep 0.05; done'"
+    watcher = make_watcher(cmd=cmd, send_hup=True)
+    watcher.start()
+    pid = watcher.pids[0]
+    wait_for(lambda: _ignores_or_catches(pid, signal.SIGHUP), message="trap installed")
+    watcher.reload()
+    wait_for(lambda: marker.exists() and "HUP" in marker.read_text(), message="SIGHUP received")
+    assert watcher.pids == [pid]
+
+
+def test_restart_gives_new_pids(make_watcher):
+    watcher = make_watcher(numprocesses=2)
+    watcher.start()
+    old = set(watcher.pids)
+    result = watcher.restart()
+    assert set(result["stopped"]) == old
+    assert set(watcher.pids).isdisjoint(old) and len(watcher.pids) == 2
+
+
+def test_max_age_replaces_process_spawning_the_new_one_first(make_watcher):
+    watcher = make_watcher(max_age=0.3, max_age_variance=0)
+    rec = Recorder(watcher)
+    watcher.start()
+    first = watcher.pids[0]
+    wait_for(lambda: rec.of("reap"), message="expiry")
+    assert not alive(first)
+    names = rec.names()
+    assert names.index("spawn", 2) < names.index("reap")  # replacement first: no gap in service
+    wait_for(lambda: len(watcher.pids) == 1 and watcher.pids[0] != first, message="replacement")
+
+
+def test_spawn_failure_stops_watcher_after_max_retry_without_spinning(make_watcher):
+    watcher = make_watcher(cmd="/nonexistent/command", max_retry=3)
+    rec = Recorder(watcher)
+    cpu_before = os.times()
+    watcher.start()
+    cpu_after = os.times()
+    assert watcher.status() == "stopped"
+    assert rec.of("spawn") == []
+    assert (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system) < 1.0
+
+
+def test_stop_interrupts_a_long_start(make_watcher):
+    watcher = make_watcher(numprocesses=5, warmup_delay=30)
+    starter = gevent.spawn(watcher.start)
+    wait_for(lambda: len(watcher.pids) == 1, message="first spawn")
+    watcher.stop()
+    starter.join(timeout=5)
+    assert starter.ready()
+    assert watcher.status() == "stopped" and watcher.pids == []
+
+
+def test_different_watchers_do_not_wait_for_each_other(make_watcher):
+    slow = make_watcher("slow", cmd=IGNORE_TERM, graceful_timeout=3)
+    fast = make_watcher("fast")
+    slow.start()
+    wait_for(lambda: _ignores(slow.pids[0], signal.SIGTERM), message="child ignoring SIGTERM")
+    stopping = gevent.spawn(slow.stop)
+    wait_for(lambda: slow.status() == "stopping", message="slow stopping")
+    fast.start()
+    assert fast.status() == "active" and slow.status() == "stopping"
+    stopping.join()
+
+
+def test_kill_of_one_process_is_replaced(make_watcher):
+    watcher = make_watcher(numprocesses=2)
+    watcher.start()
+    victim = watcher.pids[0]
+    watcher.kill(victim, signal.SIGTERM)
+    assert not alive(victim)
+    wait_for(lambda: len(watcher.pids) == 2 and victim not in watcher.pids, message="replacement")
+
+
+def test_options_lists_free_form_options_without_name_leak(make_watcher):
+    watcher = make_watcher(options={"flapping.attempts": "3", "custom": "x"})
+    options = dict(watcher.options())
+    assert options["custom"] == "x" and options["flapping.attempts"] == "3"
+    assert "__name__" not in options and options["numprocesses"] == 1
+
+
+def _signal_mask(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def _ignores(pid: int, sig: int) -> bool:
+    return bool(_signal_mask(pid, "SigIgn") & (1 << (sig - 1)))
+
+
+def _ignores_or_catches(pid: int, sig: int) -> bool:
+    bit = 1 << (sig - 1)
+    if _signal_mask(pid, "SigCgt") & bit:
+        return True
+    # A shell's trap may live in its child loop; accept the handler in any descendant.
+    from gcircus import linux
+    return any(_signal_mask(child, "SigCgt") & bit for child in linux.descendants(pid))
