@@ -1,0 +1,108 @@
+"""gcircusd's command line: version, usage and configuration errors, all refused before anything starts."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from gevent import subprocess as gsubprocess
+
+from tests.conftest import GCIRCUSD, free_port, write_config
+from gcircus import __version__
+
+
+def run_cli(*args: str, timeout: float = 10) -> gsubprocess.CompletedProcess:
+    """Run gcircusd to completion with stdout and stderr captured separately."""
+    return gsubprocess.run(GCIRCUSD + list(args), stdout=gsubprocess.PIPE, stderr=gsubprocess.PIPE,
+                           timeout=timeout, text=True)
+
+
+def config_with_marker(tmp_path, watcher_options: str) -> tuple[str, str]:
+    """A config whose first watcher would create a marker file if it ever ran, plus a bad second watcher."""
+    marker = tmp_path / "started"
+    path = write_config(tmp_path / "circus.ini", f"""
+        [circus]
+        endpoint = tcp://127.0.0.1:{free_port()}
+        pubsub_endpoint = tcp://127.0.0.1:{free_port()}
+
+        [watcher:good]
+        cmd = sh -c 'touch {marker}; exec sleep 1000'
+        priority = 10
+
+        [watcher:web]
+        cmd = /bin/sleep 1000
+        {watcher_options}
+        """)
+    return path, str(marker)
+
+
+def test_version_prints_name_and_version():
+    result = run_cli("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"gcircusd {__version__}\n"
+
+
+def test_no_config_prints_usage_on_stderr_and_exits_2():
+    result = run_cli()
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr
+    assert "gcircusd [options] <config>" in result.stderr
+    assert result.stdout == ""
+
+
+def test_unknown_flag_is_a_usage_error():
+    result = run_cli("--no-such-flag", "circus.ini")
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr
+
+
+def test_help_prints_options_and_exits_0():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--log-level", "--log-output", "--logger-config", "--daemon", "--pidfile", "--version"):
+        assert flag in result.stdout
+
+
+def test_bad_value_names_file_section_option_and_value(tmp_path):
+    path, marker = config_with_marker(tmp_path, "numprocesses = abc")
+    result = run_cli(path)
+    assert result.returncode == 2
+    assert path in result.stderr
+    assert "[watcher:web]" in result.stderr
+    assert "numprocesses" in result.stderr
+    assert "'abc'" in result.stderr
+    assert not os.path.exists(marker)
+
+
+def test_typo_names_file_section_option_and_suggestion(tmp_path):
+    path, marker = config_with_marker(tmp_path, "numprocess = 3")
+    result = run_cli(path)
+    assert result.returncode == 2
+    assert path in result.stderr
+    assert "[watcher:web]" in result.stderr
+    assert "'numprocess'" in result.stderr
+    assert "did you mean 'numprocesses'?" in result.stderr
+    assert not os.path.exists(marker)
+
+
+@pytest.mark.xfail(strict=True, reason="gcircus/config.py _unknown() does not pass the entry's value to _error()")
+def test_typo_error_also_names_the_value(tmp_path):
+    path, _ = config_with_marker(tmp_path, "numprocess = 37")
+    result = run_cli(path)
+    assert result.returncode == 2
+    assert "37" in result.stderr
+
+
+def test_missing_config_file_is_named(tmp_path):
+    path = str(tmp_path / "nope.ini")
+    result = run_cli(path)
+    assert result.returncode == 2
+    assert path in result.stderr
+    assert "does not exist" in result.stderr
+
+
+def test_bad_config_with_daemon_fails_in_the_launching_command(tmp_path):
+    path, marker = config_with_marker(tmp_path, "numprocesses = abc")
+    result = run_cli("--daemon", path)
+    assert result.returncode == 2
+    assert "numprocesses" in result.stderr and "'abc'" in result.stderr
+    assert not os.path.exists(marker)
