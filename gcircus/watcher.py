@@ -252,9 +252,13 @@ class Watcher:
             return {"started": [], "kept": []}
         self._status = STARTING
         started = self._fill()
-        if not self.processes or not self.call_hook("after_start"):
-            if self.numprocesses > 0 and self.processes:
-                log.warning("watcher %r: after_start hook failed, stopping", self.name)
+        if self._status == STOPPED:  # spawning failed for good, or a hook refused: _fill stopped the watcher
+            return {"started": [], "kept": []}
+        if self.numprocesses == 0:
+            self._stop()
+            return {"started": [], "kept": []}
+        if not self.call_hook("after_start"):
+            log.warning("watcher %r: after_start hook failed, stopping", self.name)
             self._stop()
             return {"started": [], "kept": []}
         self._status = ACTIVE
@@ -491,7 +495,7 @@ class Watcher:
             handled = self._handled.pop(pid, None)
             if handled is not None:
                 handled.set()
-        if expected or self._status != ACTIVE:
+        if expected or self._status not in (ACTIVE, STARTING):
             return
         log.info("watcher %r: process %d exited with %s", self.name, pid, _describe_exit(process))
         if self.check_flapping:
@@ -519,7 +523,7 @@ class Watcher:
     def _back_off(self, verdict: str) -> None:
         guard = self.crash_guard
         with self._lock:
-            if self._status != ACTIVE:
+            if self._status not in (ACTIVE, STARTING):
                 return
             self._stop()
         if verdict == backoff.BACKOFF:

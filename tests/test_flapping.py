@@ -1,0 +1,74 @@
+"""The built-in crash-loop back-off: Circus's flapping rule, applied inside the watcher."""
+from __future__ import annotations
+
+import os
+import time
+
+from gcircus.backoff import BACKOFF, GIVE_UP, OK, CrashLoopGuard
+from gcircus.watcher import Watcher
+from tests.conftest import wait_for
+from tests.test_watcher import Recorder
+
+FAST = {"attempts": 2, "window": 1.0, "retry_in": 0.3, "max_retry": 2}
+
+
+def test_guard_follows_circus_rule():
+    guard = CrashLoopGuard(attempts=2, window=1.0, retry_in=7, max_retry=1)
+    assert guard.record_exit(0.0) == OK
+    assert guard.record_exit(0.5) == BACKOFF  # 2 exits within 1 s
+    assert guard.record_exit(10.0) == OK
+    assert guard.record_exit(10.2) == GIVE_UP  # second flapping episode in a row, max_retry = 1
+    assert guard.record_exit(20.0) == OK
+    assert guard.record_exit(25.0) == OK  # too far apart: not flapping, counters reset
+    assert guard.tries == 0
+
+
+def test_unlimited_retries():
+    guard = CrashLoopGuard(attempts=2, window=1.0, retry_in=1, max_retry=-1)
+    for i in range(20):
+        guard.record_exit(i * 10.0)
+        assert guard.record_exit(i * 10.0 + 0.1) == BACKOFF
+
+
+def test_crash_loop_backs_off_retries_then_gives_up_in_a_clear_state():
+    watcher = Watcher("crashy", "sh -c 'exit 1'", flapping=FAST)
+    rec = Recorder(watcher)
+    cpu = os.times()
+    began = time.monotonic()
+    watcher.start()
+    wait_for(lambda: watcher.flapping_state == "gave_up", timeout=15, message="give up")
+    elapsed = time.monotonic() - began
+    used = (os.times().user - cpu.user) + (os.times().system - cpu.system)
+    assert watcher.status() == "stopped"
+    # 2 exits per episode, first episode + max_retry retries, then it stays stopped.
+    assert len(rec.of("spawn")) == 2 * (1 + FAST["max_retry"])
+    assert elapsed >= FAST["retry_in"] * FAST["max_retry"]
+    assert used < elapsed  # never spinning
+    assert rec.names().count("stop") == 1 + FAST["max_retry"]
+
+
+def test_check_flapping_false_keeps_respawning():
+    watcher = Watcher("crashy", "sh -c 'exit 1'", check_flapping=False)
+    rec = Recorder(watcher)
+    try:
+        watcher.start()
+        wait_for(lambda: len(rec.of("spawn")) >= 6, message="respawns")
+        assert watcher.status() == "active" and watcher.flapping_state == ""
+    finally:
+        watcher.stop()
+
+
+def test_manual_start_resets_back_off_and_stop_cancels_retry():
+    watcher = Watcher("crashy", "sh -c 'exit 1'", flapping={**FAST, "retry_in": 0.5})
+    watcher.start()
+    wait_for(lambda: watcher.flapping_state == "backoff", message="backoff")
+    timer = watcher._retry_timer
+    assert timer is not None and not timer.dead
+    watcher.stop()
+    # The pending retry was cancelled, so nothing restarts the watcher behind the operator's back.
+    wait_for(lambda: timer.dead, message="retry timer cancelled")
+    assert watcher._retry_timer is None and watcher.status() == "stopped"
+    watcher.start()
+    assert watcher.flapping_state == "" and watcher.crash_guard.tries == 0
+    wait_for(lambda: watcher.flapping_state == "backoff", message="backoff again")
+    watcher.stop()
