@@ -331,8 +331,11 @@ class Watcher:
     def _fill(self, warmup: bool = True) -> list[int]:
         """Spawn processes until numprocesses run; stop the watcher if spawning keeps failing."""
         started = []
-        while len(self.processes) < self.numprocesses and self._status in (STARTING, ACTIVE):
-            if self._interrupt.is_set():
+        # A fixed count, not "until full": a child that dies while we fill is the exit path's business (respawn
+        # and back-off), otherwise a crash loop would spin here.
+        missing = self.numprocesses - len(self.processes)
+        for _ in range(missing):
+            if self._interrupt.is_set() or self._status not in (STARTING, ACTIVE):
                 break
             began = time.monotonic()
             try:
@@ -350,7 +353,7 @@ class Watcher:
                 break
             started.append(process.pid)
             remaining = self.warmup_delay - (time.monotonic() - began)
-            if warmup and remaining > 0 and len(self.processes) < self.numprocesses:
+            if warmup and remaining > 0 and len(started) < missing:
                 if self._interrupt.wait(remaining):
                     break
             else:
