@@ -37,6 +37,7 @@ from gcircus.pidfile import Pidfile, PidfileError
 log = logging.getLogger("gcircus.daemon")
 
 EXIT_OK, EXIT_START_FAILED, EXIT_USAGE = 0, 1, 2
+IDLE_WAKEUP = 3600.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +104,10 @@ class Daemon:
                 log.info("gcircusd running: %d watchers, %d processes", self.arbiter.numwatchers(),
                          self.arbiter.numprocesses())
             _report_ready(ready_fd, None)
-            self.arbiter.wait_stopped()
+            # A timed wait keeps the hub referenced: signal watchers do not, so a daemon left with no children
+            # (every watcher stopped or given up) would otherwise end in LoopExit instead of waiting for signals.
+            while not self.arbiter.wait_stopped(IDLE_WAKEUP):
+                pass
             if self.stopper is not None:
                 self.stopper.join()
         except Exception:
