@@ -201,38 +201,37 @@ class Process:
             stdin = self.stdin_fd
         stdout = self._output_target(self.stdout_target, self.pipe_stdout, self.close_child_stdout)
         stderr = self._output_target(self.stderr_target, self.pipe_stderr, self.close_child_stderr)
+        pass_fds = self.pass_fds
+        if not pass_fds and self.use_fds and self.sockets:
+            pass_fds = tuple(int(fd) for fd in self.sockets.values())
         kwargs: dict = dict(cwd=self.working_dir, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
-                            close_fds=True, pass_fds=self.pass_fds, start_new_session=True,
+                            close_fds=True, pass_fds=pass_fds, start_new_session=True,
                             executable=self.executable, umask=-1 if self.umask is None else self.umask)
-        needs_preexec = bool(self.rlimits) or bool(self.pdeathsig)
-        if needs_preexec:
+        # Supplementary groups are looked up here, in the parent: NSS (files, nscd, LDAP) must never run in a
+        # forked child of a process that has threads (hooks run in a thread pool), where it can deadlock on a lock
+        # another thread held at fork time. A uid without a passwd entry drops root's supplementary groups.
+        groups = None
+        if uid is not None and os.geteuid() == 0:
+            groups = os.getgrouplist(username, gid) if username is not None else ([gid] if gid is not None else [])
+        if self.rlimits or self.pdeathsig:
             # Steps that must run in the child between fork and exec, in Circus's order (rlimits while still
             # privileged, then the identity switch, then the parent-death signal, which a uid change would reset).
-            kwargs["preexec_fn"] = _ChildSetup(self.rlimits, uid, gid, username, self.pdeathsig, os.getpid())
+            kwargs["preexec_fn"] = _ChildSetup(_rlimit_steps(self.rlimits), uid, gid, groups, self.pdeathsig,
+                                               os.getpid())
         else:
             if gid is not None:
                 kwargs["group"] = gid
             if uid is not None:
                 kwargs["user"] = uid
-                if username is not None:
-                    kwargs["extra_groups"] = os.getgrouplist(username, gid if gid is not None else uid)
-        if self.shell:
-            argv_to_run = ["/bin/sh", "-c"] + argv
-        else:
-            argv_to_run = argv
+            if groups is not None:
+                kwargs["extra_groups"] = groups
+        argv_to_run = ["/bin/sh", "-c"] + argv if self.shell else argv
         try:
             popen = _Popen(argv_to_run, **kwargs)
-        except FileNotFoundError as exc:
-            missing = exc.filename or argv_to_run[0]
-            if missing == self.working_dir:
-                raise SpawnError(f"working_dir {self.working_dir!r} does not exist") from None
-            raise SpawnError(f"command not found: {missing!r}") from None
-        except PermissionError as exc:
-            raise SpawnError(f"permission denied: {exc.filename or argv_to_run[0]!r}") from None
         except subprocess.SubprocessError as exc:
-            raise SpawnError(f"child set-up failed (rlimits, uid/gid or stdin_socket): {exc}") from None
+            raise SpawnError(f"child set-up failed (rlimits, uid/gid or parent-death signal): {exc}") from None
         except OSError as exc:
-            raise SpawnError(f"{exc.strerror or exc}: {argv_to_run[0]!r}") from None
+            raise SpawnError(self._describe_spawn_error(exc, argv_to_run[0], uid, gid)) from None
         self._popen = popen
         self.pid = popen.pid
         self.started = time.time()
@@ -242,6 +241,28 @@ class Process:
         # of even an instantly dying child cannot be missed.
         self._child_watcher = gevent.get_hub().loop.child(self.pid, False)
         self._child_watcher.start(self._on_sigchld)
+
+    def _describe_spawn_error(self, exc: OSError, program: str, uid, gid) -> str:
+        """A message a user can act on. Runs only on failure, so its extra checks cost nothing on a normal spawn.
+
+        The stdlib reports every failure before exec (chdir, setgroups/setgid/setuid) with the working directory as
+        the file name, so a failure naming the working directory is told apart by looking at that directory.
+        """
+        filename = exc.filename if exc.filename is not None else program
+        reason = exc.strerror or str(exc)
+        if filename == self.working_dir:
+            if not os.path.exists(self.working_dir):
+                return f"working_dir {self.working_dir!r} does not exist"
+            if not os.path.isdir(self.working_dir):
+                return f"working_dir {self.working_dir!r} is not a directory"
+            if uid is not None or gid is not None:
+                return f"cannot switch to uid={self.uid!r} gid={self.gid!r}: {reason}"
+            return f"cannot change to working_dir {self.working_dir!r}: {reason}"
+        if isinstance(exc, FileNotFoundError):
+            return f"command not found: {filename!r}"
+        if isinstance(exc, PermissionError):
+            return f"permission denied: {filename!r} (not executable?)"
+        return f"{reason}: {filename!r}"
 
     @staticmethod
     def _output_target(target, pipe: bool, close: bool):
@@ -326,8 +347,14 @@ class Process:
         return signalled
 
     def signal_group(self, sig: int) -> bool:
-        """Signal the child's whole process group (it leads its own session); False if the group is empty."""
+        """Signal the child's whole process group (it leads its own session); False if the group is empty.
+
+        After the child was reaped its pid can be reused, and the new owner may lead a group of the same number;
+        the kernel never reuses a pid still naming a live group, so a pid that exists again means the group is gone.
+        """
         if not self.pid:
+            return False
+        if self._exited.is_set() and os.path.exists(f"/proc/{self.pid}"):
             return False
         try:
             os.killpg(self.pid, sig)
@@ -347,9 +374,12 @@ class Process:
         `send(pid, signum)` delivers each signal to one pid (the watcher passes its own, which runs the signal hooks
         and publishes `kill` events); the default is a plain kill.
         """
+        if not self.pid:
+            return None
         send = send or _plain_kill
         self.stopping = True
-        tree = _Tree(self.pid)
+        # Once the child is reaped its pid may belong to someone else: only a live child's tree is ours to walk.
+        tree = _Tree(self.pid, walk=self.is_alive())
         deadline = time.monotonic() + max(0.0, graceful_timeout)
         if self.is_alive():
             send(self.pid, stop_signal)
@@ -380,9 +410,29 @@ class Process:
                 for pid in leftovers:
                     send(pid, signal.SIGKILL)
                 tree.wait(None)
+        elif self._group_has_members():
+            # Group members we cannot see (not our children: without a subreaper they went to init).
+            self.signal_group(stop_signal)
+            if not self._wait_group_empty(deadline):
+                self.signal_group(signal.SIGKILL)
+                # Bounded: a zombie member whose (escaped) parent never reaps it would keep the group non-empty.
+                self._wait_group_empty(time.monotonic() + 1.0)
         self.close_pipes()
         self.stopping = False
         return self.poll()
+
+    def _group_has_members(self) -> bool:
+        return self.signal_group(0)
+
+    def _wait_group_empty(self, deadline: float) -> bool:
+        """Wait (polling, this fallback only) until the group is empty or `deadline`; True if it emptied."""
+        delay = 0.005
+        while self._group_has_members():
+            if time.monotonic() >= deadline:
+                return False
+            gevent.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return True
 
     def kill_tree(self) -> None:
         """SIGKILL the child, its process group and its descendants at once (forced shutdown)."""
@@ -418,14 +468,29 @@ class Process:
         return self.started < other.started
 
 
-class _ChildSetup:
-    """The preexec step, run in the forked child just before exec: rlimits, identity, parent-death signal."""
+def _rlimit_steps(rlimits: dict) -> list[tuple[int, int]]:
+    """(RLIMIT_* constant, value) pairs; an unknown limit name is a SpawnError naming it."""
+    steps = []
+    for name, value in rlimits.items():
+        which = getattr(resource, "RLIMIT_" + str(name).upper(), None)
+        if which is None:
+            raise SpawnError(f"unknown resource limit rlimit_{name}")
+        steps.append((which, int(value)))
+    return steps
 
-    def __init__(self, rlimits: dict, uid, gid, username, pdeathsig, parent_pid: int):
-        self.rlimits = [(getattr(resource, "RLIMIT_" + name.upper()), value) for name, value in rlimits.items()]
+
+class _ChildSetup:
+    """The preexec step, run in the forked child just before exec: rlimits, identity, parent-death signal.
+
+    Everything that needs a lookup (limit constants, supplementary groups) was resolved in the parent: only plain
+    system calls run here.
+    """
+
+    def __init__(self, rlimits: list, uid, gid, groups, pdeathsig, parent_pid: int):
+        self.rlimits = rlimits
         self.uid = uid
         self.gid = gid
-        self.username = username
+        self.groups = groups
         self.pdeathsig = pdeathsig
         self.parent_pid = parent_pid
 
@@ -438,11 +503,11 @@ class _ChildSetup:
                     raise
                 hard = resource.getrlimit(which)[1]
                 resource.setrlimit(which, (hard, hard))
+        if self.groups is not None:
+            os.setgroups(self.groups)
         if self.gid is not None:
             os.setgid(self.gid)
         if self.uid is not None:
-            if self.username is not None:
-                os.initgroups(self.username, self.gid if self.gid is not None else os.getgid())
             os.setuid(self.uid)
         if self.pdeathsig:
             linux.set_parent_death_signal(self.pdeathsig)
@@ -461,10 +526,10 @@ def _plain_kill(pid: int, sig: int) -> None:
 class _Tree:
     """The descendants of a process, remembered by pid and start time so they can be found after their parent dies."""
 
-    def __init__(self, pid: int):
+    def __init__(self, pid: int, walk: bool = True):
         self.pgid = pid
         self.members: dict[int, int | None] = {}
-        for child in linux.descendants(pid):
+        for child in linux.descendants(pid) if walk else ():
             self.members[child] = linux.start_time(child)
 
     def add_group_members(self) -> None:
@@ -477,6 +542,8 @@ class _Tree:
             os.killpg(self.pgid, 0)
         except OSError:
             return
+        if os.path.exists(f"/proc/{self.pgid}"):
+            return  # the leader's pid was reused: that group is someone else's (see Process.signal_group)
         for child in linux._read_children(os.getpid()):
             if child not in self.members:
                 try:
