@@ -37,6 +37,12 @@ class WorkloadScanner:
         self.daemon_pid = daemon_pid
         self.marker = marker
         self._known: set[int] = set()
+        self._dead: set[int] = set()
+
+    def forget(self, pid: int) -> None:
+        """Never count ``pid`` again: we killed it, but it stays a zombie until the daemon reaps it."""
+        self._known.discard(pid)
+        self._dead.add(pid)
 
     def is_workload(self, cmdline: list[str]) -> bool:
         return len(cmdline) == 2 and cmdline[0].endswith("sleep") and cmdline[1] == self.marker
@@ -52,6 +58,8 @@ class WorkloadScanner:
         """Return (workload pids, other descendant pids) currently below the daemon."""
         work, other = set(), set()
         for pid in self.descendants():
+            if pid in self._dead:
+                continue
             if pid in self._known:
                 work.add(pid)
                 continue
