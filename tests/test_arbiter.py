@@ -1,0 +1,139 @@
+"""Arbiter: priority order, embedding API (start/run/stop), no signal handlers, loading from a Circus ini."""
+from __future__ import annotations
+
+import signal
+
+import gevent
+import pytest
+
+from gcircus import get_arbiter
+from gcircus.arbiter import Arbiter
+from tests import hookfuncs
+from tests.conftest import alive, wait_for, write_config
+
+
+@pytest.fixture(autouse=True)
+def clear_calls():
+    hookfuncs.CALLS.clear()
+    yield
+    hookfuncs.CALLS.clear()
+
+
+def _recording(name: str, priority: int) -> dict:
+    hooks = {"before_start": ("tests.hookfuncs.record", False), "before_stop": ("tests.hookfuncs.record", False)}
+    return {"name": name, "cmd": "/bin/sleep 1000", "priority": priority, "hooks": hooks, "graceful_timeout": 5}
+
+
+def test_get_arbiter_starts_by_descending_priority_and_stops_in_reverse():
+    order: list[tuple[str, str]] = []
+
+    def record(watcher, arbiter, hook_name, **kwargs):
+        order.append((hook_name, watcher.name))
+        return True
+
+    specs = []
+    for name, prio in (("low", 0), ("high", 10), ("mid", 5)):
+        spec = _recording(name, prio)
+        spec["hooks"] = {"before_start": (record, False), "before_stop": (record, False)}
+        specs.append(spec)
+    arbiter = get_arbiter(specs)
+    arbiter.start()
+    try:
+        assert [n for h, n in order if h == "before_start"] == ["high", "mid", "low"]
+        assert arbiter.statuses() == {"low": "active", "high": "active", "mid": "active"}
+        assert arbiter.numprocesses() == 3 and arbiter.numwatchers() == 3
+    finally:
+        arbiter.stop()
+    assert [n for h, n in order if h == "before_stop"] == ["low", "mid", "high"]
+
+
+def test_watcher_name_defaults_to_command_basename_and_lookup_is_case_insensitive():
+    arbiter = get_arbiter([{"cmd": "/bin/sleep 1000"}])
+    assert arbiter.get_watcher("SLEEP").name == "sleep"
+    with pytest.raises(KeyError):
+        arbiter.get_watcher("nope")
+
+
+def test_embedded_arbiter_installs_no_signal_handlers():
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)}
+    arbiter = get_arbiter([{"cmd": "/bin/sleep 1000"}])
+    arbiter.start()
+    try:
+        after = {s: signal.getsignal(s) for s in before}
+        assert after == before
+    finally:
+        arbiter.stop()
+
+
+def test_run_blocks_until_stop_and_stop_blocks_until_children_are_gone():
+    arbiter = get_arbiter([{"cmd": "/bin/sleep 1000", "numprocesses": 3, "graceful_timeout": 5}])
+    runner = gevent.spawn(arbiter.run)
+    wait_for(lambda: arbiter.numprocesses() == 3, message="children up")
+    pids = [p for w in arbiter.watchers for p in w.pids]
+    assert not runner.ready()
+    arbiter.stop()
+    assert not any(alive(p) for p in pids)
+    runner.join(timeout=5)
+    assert runner.ready() and runner.successful()
+
+
+def test_autostart_false_is_not_started():
+    arbiter = get_arbiter([{"name": "manual", "cmd": "/bin/sleep 1000", "autostart": False},
+                           {"name": "auto", "cmd": "/bin/sleep 1000"}])
+    arbiter.start()
+    try:
+        assert arbiter.statuses() == {"manual": "stopped", "auto": "active"}
+    finally:
+        arbiter.stop()
+
+
+def test_add_and_rm_watcher_publish_events():
+    arbiter = get_arbiter([])
+    topics: list[str] = []
+    arbiter.subscribe(lambda topic, msg: topics.append(topic))
+    arbiter.start()
+    try:
+        watcher = arbiter.add_watcher("Extra Worker", "/bin/sleep 1000", start=True)
+        assert watcher.status() == "active"
+        with pytest.raises(ValueError):
+            arbiter.add_watcher("extra worker", "/bin/true")
+        pid = watcher.pids[0]
+        arbiter.rm_watcher("EXTRA WORKER")
+        assert not alive(pid) and arbiter.numwatchers() == 0
+    finally:
+        arbiter.stop()
+    assert topics[0] == "watcher.extra_worker.add"
+    assert "watcher.extra_worker.spawn" in topics and "watcher.extra_worker.remove" in topics
+
+
+def test_load_from_config_builds_watchers_from_circus_ini(tmp_path):
+    path = write_config(tmp_path / "circus.ini", """
+        [circus]
+        endpoint = tcp://127.0.0.1:5999
+
+        [watcher:web]
+        cmd = /bin/sleep 1000
+        numprocesses = 2
+        priority = 3
+
+        [watcher:worker]
+        cmd = /bin/sleep 1000
+    """)
+    arbiter = Arbiter.load_from_config(path)
+    assert arbiter.endpoint == "tcp://127.0.0.1:5999"
+    arbiter.start()
+    try:
+        assert [w.name for w in arbiter.iter_watchers()] == ["web", "worker"]
+        assert arbiter.numprocesses() == 3
+    finally:
+        arbiter.stop()
+
+
+def test_stop_with_graceful_false_does_not_wait_for_grace():
+    cmd = "sh -c 'trap \"\" TERM; while :; do sleep 0.05; done'"
+    arbiter = get_arbiter([{"name": "stubborn", "cmd": cmd, "graceful_timeout": 60}])
+    arbiter.start()
+    pid = arbiter.get_watcher("stubborn").pids[0]
+    with gevent.Timeout(10):
+        arbiter.stop(graceful=False)
+    assert not alive(pid)
