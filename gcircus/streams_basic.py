@@ -45,6 +45,9 @@ class OutputTargets:
             log.warning("stream class %r is not supported yet; output goes to gcircusd's own stream", cls)
             return None
         filename = expand_circus_vars(str(conf["filename"]), {"wid": str(wid), "env": env})
+        directory = os.path.dirname(filename)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
         return os.open(filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     @staticmethod
