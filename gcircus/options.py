@@ -255,7 +255,7 @@ CIRCUS_OPTIONS = _table("circus", [
     ("debug_gc", _B, False, False, "enable gc.DEBUG_LEAK"),
     ("pidfile", _OS, None, False, "pid file path (the command line wins)"),
     ("loglevel", _OS, None, False, "log level (the command line wins); default info"),
-    ("logoutput", _OS, None, False, "log destination (the command line wins); default stderr"),
+    ("logoutput", _OS, None, False, "log destination (the command line wins); default - (standard output)"),
     ("loggerconfig", _OS, None, False, "logging config file (.ini/.json/.yaml) or 'default'"),
     ("fqdn_prefix", _OS, None, False, "prefix for this host's fqdn in stats"),
     ("stream_backend", _S, "thread", False, "accepted for Circus compatibility; gcircus always uses gevent"),
