@@ -21,6 +21,7 @@ import time
 
 import gevent
 import gevent.event
+import gevent.monkey
 from gevent.socket import wait_read
 import psutil
 
@@ -43,6 +44,22 @@ def _stdlib_popen():
 
 
 _Popen = _stdlib_popen()
+# The private copy has its own exception classes: a failed preexec step raises this one, not subprocess's.
+_SUBPROCESS_ERRORS = (subprocess.SubprocessError, _Popen.__init__.__globals__["SubprocessError"])
+
+
+def _popen_class(needs_preexec: bool):
+    """The Popen to spawn with: the stdlib's C path, or gevent's when a preexec step must run in a patched host.
+
+    A preexec function makes CPython run the at-fork handlers, and those installed by `gevent.monkey.patch_all()`
+    can leave the stdlib's fork_exec waiting forever for the child's exec report. gevent's own Popen forks its way
+    and is safe there, at about twice the cost per spawn; an unpatched gcircusd never takes that path.
+    """
+    if needs_preexec and gevent.monkey.is_module_patched("os"):
+        from gevent.subprocess import Popen as GeventPopen
+
+        return GeventPopen
+    return _Popen
 
 RUNNING, DEAD_OR_ZOMBIE, UNEXISTING, OTHER = 0, 1, 2, 3
 
@@ -213,7 +230,8 @@ class Process:
         groups = None
         if uid is not None and os.geteuid() == 0:
             groups = os.getgrouplist(username, gid) if username is not None else ([gid] if gid is not None else [])
-        if self.rlimits or self.pdeathsig:
+        needs_preexec = bool(self.rlimits) or bool(self.pdeathsig)
+        if needs_preexec:
             # Steps that must run in the child between fork and exec, in Circus's order (rlimits while still
             # privileged, then the identity switch, then the parent-death signal, which a uid change would reset).
             kwargs["preexec_fn"] = _ChildSetup(_rlimit_steps(self.rlimits), uid, gid, groups, self.pdeathsig,
@@ -227,8 +245,8 @@ class Process:
                 kwargs["extra_groups"] = groups
         argv_to_run = ["/bin/sh", "-c"] + argv if self.shell else argv
         try:
-            popen = _Popen(argv_to_run, **kwargs)
-        except subprocess.SubprocessError as exc:
+            popen = _popen_class("preexec_fn" in kwargs)(argv_to_run, **kwargs)
+        except _SUBPROCESS_ERRORS as exc:
             raise SpawnError(f"child set-up failed (rlimits, uid/gid or parent-death signal): {exc}") from None
         except OSError as exc:
             raise SpawnError(self._describe_spawn_error(exc, argv_to_run[0], uid, gid)) from None

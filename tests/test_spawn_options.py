@@ -107,9 +107,22 @@ def open_fds(pid: int) -> set[int]:
     return {int(fd) for fd in os.listdir(f"/proc/{pid}/fd")}
 
 
+def settled_fds(pid: int, expected: set[int]) -> set[int]:
+    """The child's open fds once they match `expected`, or after 5 s. Popen returns while the exec is finishing
+    and the new program starts up (the dynamic loader briefly opens libraries): a leaked fd never goes away."""
+    try:
+        wait_for(lambda: open_fds(pid) == expected, timeout=5)
+    except AssertionError:
+        pass
+    return open_fds(pid)
+
+
 def cmdline(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        return f.read().decode().split("\0")[:-1]
+    """The child's argv, once the kernel has finished laying it out (Popen can return just before that)."""
+    def read():
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().decode().split("\0")[:-1]
+    return wait_for(read, message="the exec to complete")
 
 
 # -- cmd and args --------------------------------------------------------------------------------------------------
@@ -413,13 +426,13 @@ def sockets():
 def test_no_daemon_fd_leaks_into_the_child(spawn, sockets):
     assert len(open_fds(os.getpid())) > 3  # the test process holds more than the standard streams
     process = spawn("sleep 1000")
-    assert open_fds(process.pid) == {0, 1, 2}
+    assert settled_fds(process.pid, {0, 1, 2}) == {0, 1, 2}
 
 
 def test_without_use_sockets_no_socket_reaches_the_child(watch, sockets):
     socks, _ = sockets
     watcher = watch("sleep 1000", sockets=socks)
-    assert open_fds(only_process(watcher).pid) == {0, 1, 2}
+    assert settled_fds(only_process(watcher).pid, {0, 1, 2}) == {0, 1, 2}
 
 
 def test_use_sockets_passes_exactly_the_sockets_and_expands_their_fds(watch, dump, sockets):
@@ -430,7 +443,7 @@ def test_use_sockets_passes_exactly_the_sockets_and_expands_their_fds(watch, dum
     web, pair = socks["web"].fileno(), socks["pair"].fileno()
     assert argv[2:] == [str(web), str(pair)]
     pid = only_process(watcher).pid
-    assert open_fds(pid) == {0, 1, 2, web, pair}
+    assert settled_fds(pid, {0, 1, 2, web, pair}) == {0, 1, 2, web, pair}
     assert fd_target(pid, web) == fd_target("self", web)
     assert fd_target(pid, pair) == fd_target("self", pair)
 
@@ -439,7 +452,7 @@ def test_process_use_fds_passes_its_sockets(spawn, sockets):
     socks, _ = sockets
     fd = socks["web"].fileno()
     process = spawn("sleep 1000", use_fds=True, sockets={"web": fd})
-    assert open_fds(process.pid) == {0, 1, 2, fd}
+    assert settled_fds(process.pid, {0, 1, 2, fd}) == {0, 1, 2, fd}
 
 
 def test_stdin_socket_is_the_child_stdin(watch, sockets, tmp_path):
