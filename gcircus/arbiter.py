@@ -192,11 +192,9 @@ class Arbiter:
         starter = self._starter
         if starter is not None and starter is not gevent.getcurrent():
             starter.kill(block=True)
-        if not graceful:
-            for watcher in self.watchers:
-                watcher.graceful_timeout = 0
+        grace = None if graceful else 0.0
         for _, group in itertools.groupby(self.iter_watchers(reverse=False), key=lambda w: w.priority):
-            gevent.joinall([gevent.spawn(w.stop) for w in group])
+            gevent.joinall([gevent.spawn(w.stop, grace) for w in group])
         self.running = False
         self._stopped.set()
 

@@ -181,14 +181,17 @@ class Watcher:
         with self._lock:
             return self._start()
 
-    def stop(self) -> None:
-        """Stop every process (and their trees) and block until all are gone."""
+    def stop(self, graceful_timeout: float | None = None) -> None:
+        """Stop every process (and their trees) and block until all are gone.
+
+        `graceful_timeout` overrides the watcher's own for this stop only (0 for a fast shutdown).
+        """
         self._cancel_retry()
         self._interrupt.set()  # a start or respawn loop in progress gives up its turn
         try:
             with self._lock:
                 self._interrupt.clear()
-                self._stop()
+                self._stop(graceful_timeout)
         finally:
             self._interrupt.clear()
 
@@ -266,13 +269,13 @@ class Watcher:
         log.info("watcher %r started (%d processes)", self.name, len(self.processes))
         return {"started": started, "kept": []}
 
-    def _stop(self) -> None:
+    def _stop(self, graceful_timeout: float | None = None) -> None:
         if self._status == STOPPED and not self.processes and not self._retiring:
             return
         self._status = STOPPING
         self.call_hook("before_stop")
         victims = list(self.processes.values()) + list(self._retiring.values())
-        self._stop_processes(victims)
+        self._stop_processes(victims, graceful_timeout)
         self._status = STOPPED
         self.notify("stop")
         self.call_hook("after_stop")
@@ -447,13 +450,13 @@ class Watcher:
         if self.processes.pop(process.pid, None) is not None:
             self._retiring[process.pid] = process
 
-    def _stop_processes(self, processes: list[Process]) -> None:
+    def _stop_processes(self, processes: list[Process], graceful_timeout: float | None = None) -> None:
         for process in processes:
             self._retire(process)
         if len(processes) == 1:
-            self._stop_process(processes[0])
+            self._stop_process(processes[0], None, graceful_timeout)
         elif processes:
-            gevent.joinall([gevent.spawn(self._stop_process, p) for p in processes])
+            gevent.joinall([gevent.spawn(self._stop_process, p, None, graceful_timeout) for p in processes])
 
     def _stop_process(self, process: Process, signum: int | None = None, graceful_timeout: float | None = None):
         process.stop(self.stop_signal if signum is None else signum,
