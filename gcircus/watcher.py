@@ -20,7 +20,7 @@ import gevent.lock
 from gcircus import backoff
 from gcircus.environment import build_env
 from gcircus.hooks import Hooks, add_env_pythonpath
-from gcircus.process import Process, SpawnError
+from gcircus.process import Process, SpawnError, resolve_user
 from gcircus.streams_basic import OutputTargets
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,10 @@ class Watcher:
             raise ValueError(f"watcher {name!r}: a singleton cannot have numprocesses = {numprocesses}")
         if (copy_path or virtualenv) and not copy_env:
             raise ValueError(f"watcher {name!r}: copy_path and virtualenv require copy_env = true")
+        try:
+            resolve_user(uid, gid)  # an unknown user or group is a configuration error, caught before any start
+        except SpawnError as exc:
+            raise ValueError(f"watcher {name!r}: {exc}") from None
         self.name = name
         self.res_name = name.lower().replace(" ", "_")
         self.cmd = cmd

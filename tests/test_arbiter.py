@@ -137,3 +137,15 @@ def test_stop_with_graceful_false_does_not_wait_for_grace():
     with gevent.Timeout(10):
         arbiter.stop(graceful=False)
     assert not alive(pid)
+
+
+def test_unknown_user_is_a_config_error_naming_the_watcher(tmp_path):
+    from gcircus.errors import ConfigError
+
+    path = write_config(tmp_path / "circus.ini", """
+        [watcher:web]
+        cmd = /bin/sleep 1000
+        uid = no-such-user-here
+    """)
+    with pytest.raises(ConfigError, match=r"\[watcher:web\].*no-such-user-here"):
+        Arbiter.load_from_config(path)
