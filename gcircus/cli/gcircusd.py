@@ -91,6 +91,9 @@ class Daemon:
         self.stopper: gevent.Greenlet | None = None
 
     def run(self, ready_fd: int | None = None) -> int:
+        # gevent installs its SIGCHLD handler only when the first child watcher is created, i.e. after the first
+        # fork: a child dying before that would stay an unseen zombie (its watcher waits forever, so does its stop).
+        gevent.get_hub().loop.install_sigchld()
         handlers = [gevent.signal_handler(signal.SIGTERM, self.on_stop_signal, signal.SIGTERM),
                     gevent.signal_handler(signal.SIGINT, self.on_stop_signal, signal.SIGINT),
                     gevent.signal_handler(signal.SIGQUIT, self.on_quit),
@@ -202,6 +205,7 @@ def daemonize() -> int:
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
+    gevent.reinit()  # the hub (if one exists yet) must not share its epoll and signal fds with the dead parents
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)

@@ -1,0 +1,233 @@
+"""Process trees under gcircusd: nothing a service started outlives gcircusd, orphans are reaped, PDEATHSIG."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+import pytest
+
+from gcircus import linux
+from tests.conftest import alive, wait_for
+from tests.test_gcircusd_signals import make_config, started
+
+
+def exists(pid: int) -> bool:
+    """True while /proc has an entry for `pid`, zombies included (a zombie is a process nobody reaped yet)."""
+    return os.path.exists(f"/proc/{pid}")
+
+
+def cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode().split("\0")[:-1]
+
+
+def read_pids(path) -> list[int]:
+    try:
+        return [int(x) for x in path.read_text().split()]
+    except FileNotFoundError:
+        return []
+
+
+ESCAPER = """
+import os, sys, time
+record, double_fork = sys.argv[1], sys.argv[2] == "double"
+if os.fork() == 0:
+    os.setsid()
+    if double_fork and os.fork() != 0:
+        os._exit(0)
+    with open(record, "a") as f:
+        f.write("%d\\n" % os.getpid())
+    time.sleep(1000)
+    os._exit(0)
+time.sleep(1000)
+"""
+
+
+def forks_escaping_child(tmp_path, record, double_fork: bool) -> str:
+    """A python command whose child calls setsid() (and, with `double_fork`, forks again and exits), then sleeps.
+
+    The sleeper writes its pid to `record`. Without the double fork it stays gcircusd's grandchild but leaves the
+    process group; with it, it is orphaned and re-parented to gcircusd (a child subreaper).
+    """
+    script = tmp_path / "escaper.py"
+    script.write_text(ESCAPER)
+    return f"{sys.executable} {script} {record} {'double' if double_fork else 'single'}"
+
+
+@pytest.mark.parametrize("stop_children", ["false", "true"])
+def test_shell_with_background_children_leaves_nothing(tmp_path, daemon_factory, stop_children):
+    config = make_config(tmp_path, f"""
+        [watcher:shell]
+        cmd = sh -c 'sleep 1000 & sleep 1000 & wait'
+        numprocesses = 2
+        stop_children = {stop_children}
+        graceful_timeout = 2
+        """)
+    daemon = daemon_factory(config)
+    shells = started(daemon, 2)
+    tree = wait_for(lambda: (lambda d: len(d) == 6 and d)(linux.descendants(daemon.pid)), message="2 shells, 4 sleeps")
+    assert set(shells) < set(tree)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    assert not any(alive(pid) for pid in tree)
+
+
+@pytest.mark.parametrize("double_fork", [False, True], ids=["setsid-grandchild", "setsid-orphan"])
+def test_escaped_descendant_is_stopped_with_gcircusd(tmp_path, daemon_factory, double_fork):
+    record = tmp_path / "escaped"
+    config = make_config(tmp_path, f"""
+        [watcher:escaper]
+        cmd = {forks_escaping_child(tmp_path, record, double_fork)}
+        graceful_timeout = 2
+        """)
+    daemon = daemon_factory(config)
+    [child] = started(daemon, 1)
+    [escaped] = wait_for(lambda: read_pids(record), message="escaped process")
+    assert os.getsid(escaped) != os.getsid(child) and os.getpgid(escaped) != os.getpgid(child)
+    if double_fork:
+        wait_for(lambda: escaped in daemon.children(), message="orphan re-parented to gcircusd")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(10) == 0
+    assert not alive(child)
+    assert not alive(escaped)
+
+
+def test_adopted_orphan_is_reaped_when_it_dies(tmp_path, daemon_factory):
+    record = tmp_path / "escaped"
+    config = make_config(tmp_path, f"""
+        [watcher:escaper]
+        cmd = {forks_escaping_child(tmp_path, record, double_fork=True)}
+        """)
+    daemon = daemon_factory(config)
+    started(daemon, 1)
+    [orphan] = wait_for(lambda: read_pids(record), message="orphan")
+    wait_for(lambda: orphan in linux._read_children(daemon.pid), message="orphan re-parented to gcircusd")
+    os.kill(orphan, signal.SIGKILL)
+    # gcircusd is its parent now: it must reap it, or a zombie stays in the process table.
+    wait_for(lambda: not exists(orphan), timeout=5, message="orphan reaped by gcircusd")
+    assert daemon.proc.poll() is None
+
+
+def test_no_zombie_is_left_while_children_crash_and_respawn(tmp_path, daemon_factory):
+    config = make_config(tmp_path, """
+        [watcher:short]
+        cmd = sh -c 'sleep 0.2; exit 3'
+        numprocesses = 2
+        check_flapping = false
+        """)
+    daemon = daemon_factory(config)
+    first = set(started(daemon, 2))
+    # Wait for a full generation to have been replaced, then check none of the dead is a zombie.
+    wait_for(lambda: not first & set(daemon.children()) and len(daemon.children()) == 2, message="respawn")
+    wait_for(lambda: not any(exists(pid) for pid in first), timeout=2, message="dead children reaped")
+    zombies = [pid for pid in linux._read_children(daemon.pid) if not alive(pid)]
+    wait_for(lambda: not any(exists(pid) for pid in zombies), timeout=2, message="no zombie children")
+
+
+def test_sigkill_of_gcircusd_makes_children_die(tmp_path, daemon_factory):
+    config = make_config(tmp_path, """
+        [watcher:web]
+        cmd = /bin/sleep 1000
+        numprocesses = 2
+        """)
+    daemon = daemon_factory(config)
+    pids = started(daemon, 2)
+    daemon.signal(signal.SIGKILL)
+    assert daemon.wait(5) == -signal.SIGKILL
+    wait_for(lambda: not any(alive(pid) for pid in pids), timeout=5, message="children killed by PDEATHSIG")
+
+
+def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory):
+    record = tmp_path / "got"
+    config = make_config(tmp_path, f"""
+        [watcher:web]
+        cmd = sh -c 'trap "echo INT >> {record}; exit 0" INT; trap "echo TERM >> {record}; exit 0" TERM; while :; do sleep 0.1; done'
+        stop_signal = INT
+        """)
+    daemon = daemon_factory(config)
+    [pid] = started(daemon, 1)
+    daemon.signal(signal.SIGKILL)
+    daemon.wait(5)
+    wait_for(lambda: not alive(pid), timeout=5, message="child stopped by PDEATHSIG")
+    assert record.read_text().split() == ["INT"]
+
+
+def stays(predicate, duration: float) -> bool:
+    """True if `predicate` holds at every poll for `duration` seconds (cooperative)."""
+    import time
+
+    import gevent
+
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        if not predicate():
+            return False
+        gevent.sleep(0.02)
+    return bool(predicate())
+
+
+@pytest.mark.parametrize("where", ["circus", "watcher"])
+def test_pdeathsig_false_lets_children_survive(tmp_path, daemon_factory, where):
+    circus = "pdeathsig = false" if where == "circus" else ""
+    survivor_option = "pdeathsig = false" if where == "watcher" else ""
+    config = make_config(tmp_path, f"""
+        [watcher:survivor]
+        cmd = /bin/sleep 1000
+        numprocesses = 2
+        {survivor_option}
+
+        [watcher:default]
+        cmd = /bin/sleep 999
+        """, circus=circus)
+    daemon = daemon_factory(config)
+    children = started(daemon, 3)
+    survivors = [pid for pid in children if cmdline(pid) == ["/bin/sleep", "1000"]]
+    others = [pid for pid in children if pid not in survivors]
+    assert len(survivors) == 2 and len(others) == 1
+    try:
+        daemon.signal(signal.SIGKILL)
+        daemon.wait(5)
+        if where == "watcher":
+            wait_for(lambda: not any(alive(pid) for pid in others), timeout=5, message="default watcher's child dies")
+        assert stays(lambda: all(alive(pid) for pid in survivors), 0.3)
+        if where == "circus":
+            assert all(alive(pid) for pid in others)
+    finally:
+        for pid in daemon.children() + survivors + others:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not any(alive(pid) for pid in survivors + others), message="cleanup")
+
+
+def caught_signals(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line for line in f if line.startswith("SigCgt:")).split()[1], 16)
+
+
+def test_sigchld_is_caught_before_the_first_spawn(tmp_path, daemon_factory):
+    """A child dying before gevent's first child watcher exists would otherwise stay an unseen zombie."""
+    config = make_config(tmp_path, """
+        [watcher:later]
+        cmd = /bin/sleep 1000
+        autostart = false
+        """)
+    daemon = daemon_factory(config)
+    wait_for(lambda: "gcircusd running" in daemon.output(), message="gcircusd running")
+    assert daemon.children() == []
+    assert caught_signals(daemon.pid) & (1 << (signal.SIGCHLD - 1))
+
+
+def test_instantly_exiting_first_children_are_all_seen(tmp_path, daemon_factory):
+    """Several daemons whose very first child exits at once: each must see that exit (none left as a zombie)."""
+    daemons = []
+    for n in range(4):
+        directory = tmp_path / str(n)
+        directory.mkdir()
+        daemons.append(daemon_factory(make_config(directory, """
+            [watcher:instant]
+            cmd = /bin/true
+            respawn = false
+            """)))
+    for daemon in daemons:
+        wait_for(lambda: "exited with code 0" in daemon.output(), timeout=5, message="first exit seen")
