@@ -231,7 +231,7 @@ def _unknown(section: Section, key: str, entry: Entry, kind: str, cutoff: float 
     """Raise for a likely typo of a known option, otherwise log and ignore the key."""
     suggestion = opts.suggest(key, kind, cutoff)
     if suggestion:
-        raise _error(f"unknown option {key!r}", section, key, entry, suggestion=suggestion)
+        raise _error(f"unknown option {key!r}", section, key, entry, entry.value, suggestion=suggestion)
     log.warning("%s: [%s] ignoring unknown option %r", entry.file, section.name, key)
 
 
@@ -356,7 +356,7 @@ def _watcher_prefixed(w: dict, key: str, raw: str, section: Section, entry: Entr
         if option is not None:
             w["flapping"][sub] = _convert(option.convert, raw, section, key, entry)
         elif opts.suggest(sub, "flapping"):
-            raise _error(f"unknown option {key!r}", section, key, entry,
+            raise _error(f"unknown option {key!r}", section, key, entry, raw,
                          suggestion="flapping." + opts.suggest(sub, "flapping"))
         w["options"][key] = raw
         return True
@@ -389,7 +389,7 @@ def _load_watcher(section: Section, circus: dict, env: dict, global_env: dict,
         elif not _watcher_prefixed(w, key, raw, section, entry):
             suggestion = None if "." in key else opts.suggest(key, "watcher", WATCHER_TYPO_CUTOFF)
             if suggestion:
-                raise _error(f"unknown option {key!r}", section, key, entry, suggestion=suggestion)
+                raise _error(f"unknown option {key!r}", section, key, entry, raw, suggestion=suggestion)
             w["options"][key] = raw
     _check_watcher(w, section)
     return w
