@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             pidfile.acquire()
         except PidfileError as exc:
             log.error("%s", exc)
+            if ready_fd is None:
+                print(f"gcircusd: {exc}", file=sys.stderr)
             _report_ready(ready_fd, f"gcircusd: {exc}")
             return EXIT_START_FAILED
     try:
