@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 STOPPED, STARTING, ACTIVE, STOPPING = "stopped", "starting", "active", "stopping"
 
+QUICK_EXIT = 1.0  # a process that exits sooner than this after its spawn counts toward respawn pacing
+MAX_RESPAWN_DELAY = 10.0
+QUIET_AFTER = 3  # consecutive quick exits logged at info level before switching to debug
+
 # Watcher attributes usable as $(circus.NAME) in cmd/args, and returned by the `options` command.
 OPTNAMES = ("numprocesses", "warmup_delay", "working_dir", "name", "cmd", "uid", "gid", "send_hup", "stop_signal",
             "stop_children", "shell", "shell_args", "env", "max_retry", "cmd", "args", "respawn",
@@ -124,6 +128,7 @@ class Watcher:
         self._lock = gevent.lock.RLock()
         self._interrupt = gevent.event.Event()
         self._fill_pending = False
+        self._quick_exits = 0
         self._retry_timer: gevent.Greenlet | None = None
         self.flapping_state = ""
         self.arbiter = None
@@ -507,23 +512,48 @@ class Watcher:
                 handled.set()
         if expected or self._status not in (ACTIVE, STARTING):
             return
-        log.info("watcher %r: process %d exited with %s", self.name, pid, _describe_exit(process))
+        delay = self._respawn_pace(process)
+        level = logging.INFO if self._quick_exits <= QUIET_AFTER else logging.DEBUG
+        log.log(level, "watcher %r: process %d exited with %s", self.name, pid, _describe_exit(process))
         if self.check_flapping:
             verdict = self.crash_guard.record_exit(time.monotonic())
             if verdict != backoff.OK:
                 gevent.spawn(self._back_off, verdict)
                 return
         if self.respawn:
-            self._schedule_fill()
+            self._schedule_fill(delay)
         elif not self.processes and not self.on_demand:
             gevent.spawn(self.stop)
 
-    def _schedule_fill(self) -> None:
+    def _respawn_pace(self, process: Process) -> float:
+        """Delay before replacing an exited process: none, unless processes keep dying right after they start.
+
+        This is the floor under every crash loop, also with check_flapping off: consecutive exits of processes
+        that lived under QUICK_EXIT seconds are replaced after 0.1 s, 0.2 s, 0.4 s... up to MAX_RESPAWN_DELAY, so a
+        broken command can never make the hub spin or the log flood.
+        """
+        lived = (process.exit.time if process.exit else time.time()) - process.started
+        if lived >= QUICK_EXIT:
+            self._quick_exits = 0
+            return 0.0
+        self._quick_exits += 1
+        if self._quick_exits < 2:
+            return 0.0
+        delay = min(0.1 * 2 ** (self._quick_exits - 2), MAX_RESPAWN_DELAY)
+        if self._quick_exits == QUIET_AFTER + 1:
+            log.warning("watcher %r: processes keep exiting within %gs of starting; respawning with a growing delay"
+                        " (up to %gs); further exits are logged at debug level", self.name, QUICK_EXIT,
+                        MAX_RESPAWN_DELAY)
+        return delay
+
+    def _schedule_fill(self, delay: float = 0.0) -> None:
         if self._fill_pending:
             return
         self._fill_pending = True
 
         def fill():
+            if delay:
+                gevent.sleep(delay)
             with self._lock:
                 self._fill_pending = False
                 if self._status == ACTIVE:

@@ -72,3 +72,34 @@ def test_manual_start_resets_back_off_and_stop_cancels_retry():
     assert watcher.flapping_state == "" and watcher.crash_guard.tries == 0
     wait_for(lambda: watcher.flapping_state == "backoff", message="backoff again")
     watcher.stop()
+
+
+def test_without_flapping_check_a_crash_loop_is_paced_not_spun():
+    watcher = Watcher("crashy", "sh -c 'exit 1'", check_flapping=False)
+    rec = Recorder(watcher)
+    cpu = os.times()
+    began = time.monotonic()
+    try:
+        watcher.start()
+        wait_for(lambda: len(rec.of("spawn")) >= 7, timeout=15, message="paced respawns")
+    finally:
+        watcher.stop()
+    elapsed = time.monotonic() - began
+    # Delays 0, 0.1, 0.2, 0.4, 0.8, 1.6 between the 7 spawns: at least 3.1 s, not a busy loop.
+    assert elapsed >= 3.0
+    assert (os.times().user - cpu.user) + (os.times().system - cpu.system) < elapsed / 2
+
+
+def test_a_long_lived_process_killed_is_replaced_at_once_even_after_quick_exits():
+    watcher = Watcher("w", "/bin/sleep 1000")
+    rec = Recorder(watcher)
+    try:
+        watcher.start()
+        watcher._quick_exits = 5  # as if earlier processes had crashed quickly
+        wait_for(lambda: watcher.processes[watcher.pids[0]].age() >= 1.0, message="process older than 1 s")
+        victim = watcher.pids[0]
+        os.kill(victim, 9)
+        wait_for(lambda: len(rec.of("spawn")) == 2, timeout=1, message="immediate replacement")
+        assert watcher._quick_exits == 0
+    finally:
+        watcher.stop()
