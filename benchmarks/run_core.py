@@ -34,7 +34,9 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _procs import DaemonDied, Timeout, WorkloadScanner, kill_pids, stop_daemon, wait_until  # noqa: E402
+from _procs import (  # noqa: E402
+    DaemonDied, Timeout, WorkloadScanner, kill_pids, marked_processes, stop_daemon, wait_until,
+)
 from _targets import BENCH_DIR, TARGETS, Target  # noqa: E402
 
 FAIL, TIMEOUT = "fail", "timeout"
@@ -43,7 +45,13 @@ START_POLL = 0.05  # s between scans during a cold start (1000 children: keep th
 
 
 class Run:
-    """One daemon with N workload children, from launch to a guaranteed stop (a context manager)."""
+    """One daemon with N workload children, from launch to a guaranteed stop (a context manager).
+
+    ``LIVE`` holds the runs not stopped yet, so that main() can still kill them if a second Ctrl-C
+    interrupts a stop half-way.
+    """
+
+    LIVE: set["Run"] = set()
 
     def __init__(self, target: Target, n: int, tmp_root: Path, marker: str):
         self.target, self.n, self.marker = target, n, marker
@@ -52,22 +60,31 @@ class Run:
         self.daemon: psutil.Popen | None = None
         self.scanner: WorkloadScanner | None = None
         self.stop_seconds: float | None = None
+        self.died_early = False
 
     def __enter__(self) -> "Run":
         argv = self.target.command(self.tmp, self.n, self.marker)
         self.t_launch = time.perf_counter()
         # Own session: a Ctrl-C in the terminal reaches only the runner, which then stops the
         # daemon in order instead of leaving it half-killed.
-        self.daemon = psutil.Popen(
-            argv, cwd=self.tmp, stdin=open(os.devnull), stdout=open(self.log, "wb"),
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )
+        with open(self.log, "wb") as out:
+            self.daemon = psutil.Popen(argv, cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
         self.scanner = WorkloadScanner(self.daemon.pid, self.marker)
+        Run.LIVE.add(self)
         return self
 
     def __exit__(self, *exc) -> None:
         if self.daemon is not None:
+            self.died_early = self.daemon.poll() is not None
             self.stop_seconds = stop_daemon(self.daemon, self.scanner, timeout=60 + self.n / 10)
+        Run.LIVE.discard(self)
+
+    def stop_cell(self):
+        """The stop metric: seconds, or why there is none."""
+        if self.died_early:
+            return FAIL
+        return TIMEOUT if self.stop_seconds is None else self.stop_seconds
 
     def workload(self) -> set[int]:
         return self.scanner.scan()[0]
@@ -144,11 +161,10 @@ def failure(exc: BaseException) -> str:
     return TIMEOUT if isinstance(exc, Timeout) else FAIL
 
 
-def bench(target: Target, args, tmp_root: Path, notes: list[str]) -> dict[str, object]:
+def bench(target: Target, args, tmp_root: Path, marker: str, notes: list[str]) -> dict[str, object]:
     """All metrics for one target. Every phase records a value or a failure cell, never raises
     (except KeyboardInterrupt), so the next target is always measured."""
     res: dict[str, object] = {}
-    marker = f"{99_990_000 + random.randrange(9999)}.{os.getpid()}"  # unique argv for this run
 
     def note(phase: str, exc: BaseException, run: Run | None) -> None:
         tail = run.log_tail() if run else ""
@@ -188,7 +204,7 @@ def bench(target: Target, args, tmp_root: Path, notes: list[str]) -> dict[str, o
             except Exception as exc:
                 res["idle_cpu"] = res["idle_rss"] = failure(exc)
                 note("idle", exc, run)
-        res["stop_large"] = run.stop_seconds if run.stop_seconds is not None else TIMEOUT
+        res["stop_large"] = run.stop_cell()
     except Exception as exc:
         res.setdefault("cold_large", failure(exc))
         for k in ("idle_cpu", "idle_rss", "stop_large"):
@@ -312,6 +328,8 @@ def main(argv=None) -> int:
     targets = [TARGETS[n] for n in args.targets]
     results: dict[str, dict] = {}
     notes: list[str] = []
+    # The workload's argv: unique to this invocation, so only our own children ever match it.
+    marker = f"{99_990_000 + random.randrange(9999)}.{os.getpid()}"
     try:
         for t in targets:
             print(f"[{t.name}] preparing…", flush=True)
@@ -323,12 +341,19 @@ def main(argv=None) -> int:
                 continue
             print(f"[{t.name}] {t.version}: measuring…", flush=True)
             t0 = time.perf_counter()
-            results[t.name] = bench(t, args, tmp_root, notes)
-            print(f"[{t.name}] done in {time.perf_counter() - t0:.0f} s: {results[t.name]}", flush=True)
+            results[t.name] = bench(t, args, tmp_root, marker, notes)
+            brief = {k: round(v, 4) if isinstance(v, float) else v
+                     for k, v in results[t.name].items() if k != "kill_samples"}
+            print(f"[{t.name}] done in {time.perf_counter() - t0:.0f} s: {brief}", flush=True)
     except KeyboardInterrupt:
         notes.append("interrupted: the remaining cells were not measured")
         for t in targets:
             results.setdefault(t.name, {})
+    finally:
+        for run in list(Run.LIVE):  # only after an interrupted stop
+            if run.daemon.poll() is None:
+                run.daemon.kill()
+        kill_pids(marked_processes(marker))
     text = report(targets, results, notes, args, started)
     print("\n" + text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
