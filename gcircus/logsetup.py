@@ -32,7 +32,8 @@ def configure_logging(level: str | None = None, output: str | None = None, logge
         _load_logger_config(logger_config)
         return
     handler = _make_handler(output or "-")
-    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
+    if handler.formatter is None:  # syslog brings its own (a syslog-style date)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATE_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
@@ -79,20 +80,28 @@ def _load_logger_config(path: str) -> None:
             logging.config.fileConfig(path, disable_existing_loggers=False)
         elif path.endswith(".json"):
             with open(path, encoding="utf-8") as f:
-                logging.config.dictConfig(json.load(f))
+                _dict_config(json.load(f))
         elif path.endswith((".yaml", ".yml")):
             try:
                 import yaml  # optional: only needed by users who write their logging config in YAML
             except ImportError:
                 raise LoggingSetupError(f"{path}: YAML logger configs need PyYAML installed") from None
             with open(path, encoding="utf-8") as f:
-                logging.config.dictConfig(yaml.safe_load(f))
+                _dict_config(yaml.safe_load(f))
         else:
             raise LoggingSetupError(f"logger config {path} must end in .ini, .json or .yaml")
     except LoggingSetupError:
         raise
     except Exception as exc:  # noqa: BLE001 - logging.config raises a zoo of types; all mean "bad file"
         raise LoggingSetupError(f"invalid logger config {path}: {exc}") from None
+
+
+def _dict_config(config) -> None:
+    # gcircus's loggers exist (module level) before the file is read: unless the file asks otherwise, keep them
+    # enabled, as the .ini path does, or a config naming only the root logger would silence gcircusd entirely.
+    if isinstance(config, dict):
+        config.setdefault("disable_existing_loggers", False)
+    logging.config.dictConfig(config)
 
 
 def reopen_log_files() -> None:

@@ -17,7 +17,7 @@ Options:
 
 Signals: TERM or INT stop every watcher gracefully (lowest priority first) and exit 0; a second INT kills what is
 left at once; QUIT stops fast (no grace period); HUP reloads every watcher; USR1 reopens log files.
-Exit codes: 0 stopped cleanly, 1 could not start (pidfile, logging), 2 bad command line or configuration.
+Exit codes: 0 stopped cleanly, 1 could not start (pidfile), 2 bad command line, configuration or logging option.
 """
 from __future__ import annotations
 
@@ -100,9 +100,11 @@ class Daemon:
                     gevent.signal_handler(signal.SIGINT, self.on_stop_signal, signal.SIGINT),
                     gevent.signal_handler(signal.SIGQUIT, self.on_quit),
                     gevent.signal_handler(signal.SIGHUP, self.on_reload),
-                    gevent.signal_handler(signal.SIGUSR1, reopen_log_files)]
+                    gevent.signal_handler(signal.SIGUSR1, self.on_reopen_logs)]
         signal.signal(signal.SIGWINCH, signal.SIG_IGN)
         log.info("gcircusd %s starting (pid %d, config %s)", __version__, os.getpid(), self.arbiter.config_path)
+        log.debug("watchers by start order: %s", ", ".join(
+            f"{w.name} (priority {w.priority}, {w.numprocesses} processes)" for w in self.arbiter.iter_watchers()))
         try:
             self.arbiter.start()
             if self.stopper is None:
@@ -146,6 +148,10 @@ class Daemon:
         if self.stopper is None:
             log.info("received SIGHUP: reloading every watcher")
             gevent.spawn(self.arbiter.reload)
+
+    def on_reopen_logs(self) -> None:
+        reopen_log_files()
+        log.info("received SIGUSR1: log files reopened")
 
     def sweep_orphans(self, grace: float = 5.0) -> None:
         """Stop processes that were re-parented to us (we are a child subreaper) and no watcher owns any more.
