@@ -244,6 +244,11 @@ class Process:
             if groups is not None:
                 kwargs["extra_groups"] = groups
         argv_to_run = ["/bin/sh", "-c"] + argv if self.shell else argv
+        # gevent's C loop creates child watchers without installing its SIGCHLD handler (gevent.subprocess does it
+        # on each spawn); without it no exit is ever seen in a host that never used gevent.subprocess. It must be in
+        # place before the fork, and costs a flag test once installed.
+        hub = gevent.get_hub()
+        hub.loop.install_sigchld()
         try:
             popen = _popen_class("preexec_fn" in kwargs)(argv_to_run, **kwargs)
         except _SUBPROCESS_ERRORS as exc:
@@ -257,7 +262,7 @@ class Process:
         self.stderr = popen.stderr
         # Arm the child watcher before yielding to the hub: the loop reaps on SIGCHLD only when it runs, so the exit
         # of even an instantly dying child cannot be missed.
-        self._child_watcher = gevent.get_hub().loop.child(self.pid, False)
+        self._child_watcher = hub.loop.child(self.pid, False)
         self._child_watcher.start(self._on_sigchld)
 
     def _describe_spawn_error(self, exc: OSError, program: str, uid, gid) -> str:

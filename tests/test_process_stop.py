@@ -20,6 +20,7 @@ from gcircus.watcher import Watcher
 from tests.conftest import alive, wait_for
 
 PYTHON = sys.executable
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -178,6 +179,40 @@ def test_stop_reaches_group_members_left_by_an_exited_child(spawn):
     assert [pid for pid in orphans if alive(pid)] == []
 
 
+ORPHANING_PARENT = """
+import sys
+sys.path.insert(0, {root!r})
+from gcircus.process import Process
+child = Process("orphans", 1, "sh -c 'sleep 1000 & exit 0'", pipe_stdout=False, pipe_stderr=False)
+assert child.wait(10) == 0
+print(child.pid, flush=True)
+sys.stdin.readline()
+child.stop(graceful_timeout=5)
+print("stopped", flush=True)
+"""
+
+
+def test_stop_without_subreaper_reaches_group_members_it_cannot_see(tmp_path):
+    # The helper is not a subreaper: the orphaned sleep is re-parented to this test process, out of the helper's
+    # sight, and only the process group still ties it to the stopped child.
+    script = tmp_path / "parent.py"
+    script.write_text(ORPHANING_PARENT.format(root=ROOT))
+    helper = gsubprocess.Popen([PYTHON, str(script)], stdin=gsubprocess.PIPE, stdout=gsubprocess.PIPE)
+    try:
+        pgid = int(helper.stdout.readline())
+        orphans = wait_for(lambda: [pid for pid in linux._read_children(os.getpid())
+                                    if alive(pid) and os.getpgid(pid) == pgid], message="the orphan")
+        helper.stdin.write(b"stop\n")
+        helper.stdin.flush()
+        assert helper.stdout.readline() == b"stopped\n"
+        assert [pid for pid in orphans if alive(pid)] == []
+    finally:
+        helper.kill()
+        helper.wait()
+        helper.stdin.close()
+        helper.stdout.close()
+
+
 def test_watcher_stop_leaves_no_descendant(tmp_path):
     escapee = python_child(tmp_path, """
         import os, signal
@@ -200,6 +235,15 @@ def test_watcher_stop_leaves_no_descendant(tmp_path):
 
 
 # -- wait and kill_tree --------------------------------------------------------------------------------------------
+
+def test_exit_is_seen_in_a_host_that_never_used_gevent_subprocess():
+    # A fresh interpreter: nothing but gcircus has touched gevent's SIGCHLD handling.
+    code = ("import sys; sys.path.insert(0, %r)\n"
+            "from gcircus.process import Process\n"
+            "print(Process('fresh', 1, 'sh -c \"exit 7\"', pipe_stdout=False).wait(10))\n" % ROOT)
+    out = gsubprocess.run([PYTHON, "-c", code], stdout=gsubprocess.PIPE, timeout=30).stdout
+    assert out == b"7\n"
+
 
 def test_wait_with_timeout_returns_none_while_running(spawn):
     process = spawn("sleep 1000")
@@ -250,7 +294,7 @@ gevent.sleep(1000)
 def orphan_of_killed_parent(tmp_path, *args: str) -> int:
     """Start a helper Python process that spawns a child through gcircus, SIGKILL the helper, return the child pid."""
     script = tmp_path / "parent.py"
-    script.write_text(PARENT.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    script.write_text(PARENT.format(root=ROOT))
     parent = gsubprocess.Popen([PYTHON, str(script), *args], stdout=gsubprocess.PIPE)
     try:
         child = int(parent.stdout.readline())

@@ -78,8 +78,6 @@ def run():
                 options["pdeathsig"] = False
             watcher = Watcher("ident", "sleep 1000", graceful_timeout=2, max_retry=1, **options)
             cleanup.append(watcher.stop)
-            if "spawn_only" in path:
-                return watcher.spawn_process().pid
             watcher.start()
             assert len(watcher.processes) == 1
             return next(iter(watcher.processes))
@@ -156,12 +154,18 @@ def test_uid_without_passwd_entry_keeps_none_of_roots_groups(run, path):
     assert environ(pid) == {"KEEP": "me"}
 
 
-@pytest.mark.parametrize("path", ["plain", "watcher-spawn_only"])
-def test_unknown_user_or_group_is_a_spawn_error_naming_it(run, path):
+def test_unknown_user_or_group_is_a_spawn_error_naming_it():
     with pytest.raises(SpawnError, match="unknown user 'gcircus-no-such-user'"):
-        run(path, uid="gcircus-no-such-user")
+        Process("ident", 1, "sleep 1000", uid="gcircus-no-such-user")
     with pytest.raises(SpawnError, match="unknown group 'gcircus-no-such-group'"):
-        run(path, uid="nobody", gid="gcircus-no-such-group")
+        Process("ident", 1, "sleep 1000", uid="nobody", gid="gcircus-no-such-group")
+
+
+def test_watcher_refuses_an_unknown_user_or_group_when_built():
+    with pytest.raises(ValueError, match="unknown user 'gcircus-no-such-user'"):
+        Watcher("ident", "sleep 1000", uid="gcircus-no-such-user")
+    with pytest.raises(ValueError, match="unknown group 'gcircus-no-such-group'"):
+        Watcher("ident", "sleep 1000", gid="gcircus-no-such-group")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="only an unprivileged daemon is refused a uid switch")
