@@ -518,25 +518,37 @@ class _ChildSetup:
         self.parent_pid = parent_pid
 
     def __call__(self) -> None:
-        for which, value in self.rlimits:
-            try:
-                resource.setrlimit(which, (value, value))
-            except ValueError:
-                if which != resource.RLIMIT_NOFILE or value != resource.RLIM_INFINITY:
-                    raise
-                hard = resource.getrlimit(which)[1]
-                resource.setrlimit(which, (hard, hard))
-        if self.groups is not None:
-            os.setgroups(self.groups)
-        if self.gid is not None:
-            os.setgid(self.gid)
-        if self.uid is not None:
-            os.setuid(self.uid)
-        if self.pdeathsig:
-            linux.set_parent_death_signal(self.pdeathsig)
-            if os.getppid() != self.parent_pid:
-                # The parent died between fork and prctl: the signal would never come, so act on it now.
-                os.kill(os.getpid(), self.pdeathsig)
+        step = "setrlimit"
+        try:
+            for which, value in self.rlimits:
+                try:
+                    resource.setrlimit(which, (value, value))
+                except ValueError:
+                    if which != resource.RLIMIT_NOFILE or value != resource.RLIM_INFINITY:
+                        raise
+                    hard = resource.getrlimit(which)[1]
+                    resource.setrlimit(which, (hard, hard))
+            step = "setgroups/setgid/setuid"
+            if self.groups is not None:
+                os.setgroups(self.groups)
+            if self.gid is not None:
+                os.setgid(self.gid)
+            if self.uid is not None:
+                os.setuid(self.uid)
+            step = "prctl(PR_SET_PDEATHSIG)"
+            if self.pdeathsig:
+                linux.set_parent_death_signal(self.pdeathsig)
+        except (OSError, ValueError) as exc:
+            # gevent's Popen (monkeypatched hosts) hands this exception to the parent as is; the stdlib's keeps
+            # only its class. Either way the parent sees a SubprocessError, which spawn() turns into a SpawnError.
+            raise ChildSetupError(f"{step} failed: {exc}") from None
+        if self.pdeathsig and os.getppid() != self.parent_pid:
+            # The parent died between fork and prctl: the signal would never come, so act on it now.
+            os.kill(os.getpid(), self.pdeathsig)
+
+
+class ChildSetupError(subprocess.SubprocessError):
+    """A set-up step in the forked child (rlimits, identity, parent-death signal) failed."""
 
 
 def _plain_kill(pid: int, sig: int) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import pwd
 import resource
+import subprocess
+import sys
 
 import pytest
 
@@ -174,10 +176,27 @@ def test_switching_uid_without_privilege_is_a_spawn_error():
         Process("ident", 1, "sleep 1000", uid="nobody")
 
 
-@pytest.mark.skipif(has_capability(CAP_SYS_RESOURCE), reason="with CAP_SYS_RESOURCE the hard limit can be raised")
+BEYOND_NR_OPEN = 2 ** 40  # no process may have that many files open, whatever its privileges
+
+
 def test_a_failing_preexec_step_is_a_spawn_error():
     with pytest.raises(SpawnError, match="child set-up failed"):
-        Process("ident", 1, "sleep 1000", rlimits={"nofile": HARD_NOFILE + 1})
+        Process("ident", 1, "sleep 1000", rlimits={"nofile": BEYOND_NR_OPEN})
+
+
+def test_a_failing_preexec_step_is_a_spawn_error_in_a_monkeypatched_host():
+    # gevent's Popen runs the preexec step there and re-raises the child's own exception in the parent.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = ("from gevent import monkey; monkey.patch_all()\n"
+            f"import sys; sys.path.insert(0, {root!r})\n"
+            "from gcircus.process import Process, SpawnError\n"
+            "try:\n"
+            f"    Process('x', 1, 'sleep 1000', pipe_stdout=False, rlimits={{'nofile': {BEYOND_NR_OPEN}}})\n"
+            "except SpawnError as exc:\n"
+            "    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.startswith("child set-up failed"), out
+    assert "setrlimit failed" in out.stdout
 
 
 # -- resource limits -----------------------------------------------------------------------------------------------
