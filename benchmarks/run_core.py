@@ -161,10 +161,10 @@ def failure(exc: BaseException) -> str:
     return TIMEOUT if isinstance(exc, Timeout) else FAIL
 
 
-def bench(target: Target, args, tmp_root: Path, marker: str, notes: list[str]) -> dict[str, object]:
-    """All metrics for one target. Every phase records a value or a failure cell, never raises
-    (except KeyboardInterrupt), so the next target is always measured."""
-    res: dict[str, object] = {}
+def bench(target: Target, args, tmp_root: Path, marker: str, res: dict, notes: list[str]) -> None:
+    """All metrics for one target, filled into ``res`` as they come (an interrupt keeps those
+    measured). Every phase records a value or a failure cell and never raises (except
+    KeyboardInterrupt), so the next target is always measured."""
 
     def note(phase: str, exc: BaseException, run: Run | None) -> None:
         tail = run.log_tail() if run else ""
@@ -210,7 +210,6 @@ def bench(target: Target, args, tmp_root: Path, marker: str, notes: list[str]) -
         for k in ("idle_cpu", "idle_rss", "stop_large"):
             res.setdefault(k, FAIL)
         note(f"N={args.n_large}", exc, run)
-    return res
 
 
 # ---- report -------------------------------------------------------------------------------------
@@ -341,7 +340,7 @@ def main(argv=None) -> int:
                 continue
             print(f"[{t.name}] {t.version}: measuring…", flush=True)
             t0 = time.perf_counter()
-            results[t.name] = bench(t, args, tmp_root, marker, notes)
+            bench(t, args, tmp_root, marker, results.setdefault(t.name, {}), notes)
             brief = {k: round(v, 4) if isinstance(v, float) else v
                      for k, v in results[t.name].items() if k != "kill_samples"}
             print(f"[{t.name}] done in {time.perf_counter() - t0:.0f} s: {brief}", flush=True)
