@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 from gevent import subprocess as gsubprocess
 
 from tests.conftest import GCIRCUSD, free_port, write_config
@@ -73,23 +72,15 @@ def test_bad_value_names_file_section_option_and_value(tmp_path):
     assert not os.path.exists(marker)
 
 
-def test_typo_names_file_section_option_and_suggestion(tmp_path):
-    path, marker = config_with_marker(tmp_path, "numprocess = 3")
+def test_typo_names_file_section_option_value_and_suggestion(tmp_path):
+    path, marker = config_with_marker(tmp_path, "numprocess = 37")
     result = run_cli(path)
     assert result.returncode == 2
     assert path in result.stderr
     assert "[watcher:web]" in result.stderr
-    assert "'numprocess'" in result.stderr
+    assert "numprocess = '37'" in result.stderr
     assert "did you mean 'numprocesses'?" in result.stderr
     assert not os.path.exists(marker)
-
-
-@pytest.mark.xfail(strict=True, reason="gcircus/config.py _unknown() does not pass the entry's value to _error()")
-def test_typo_error_also_names_the_value(tmp_path):
-    path, _ = config_with_marker(tmp_path, "numprocess = 37")
-    result = run_cli(path)
-    assert result.returncode == 2
-    assert "37" in result.stderr
 
 
 def test_missing_config_file_is_named(tmp_path):

@@ -37,8 +37,7 @@ def observe(daemon, duration: float) -> tuple[float, int]:
 
 @pytest.mark.parametrize("options", [
     "",
-    pytest.param("check_flapping = false", marks=pytest.mark.xfail(
-        strict=True, reason="watcher.py respawns at once after a crash when check_flapping is off (no delay)")),
+    "check_flapping = false",
     "max_retry = -1",
 ], ids=["default", "no-flapping-check", "retry-forever"])
 def test_crash_loop_does_not_spin(tmp_path, daemon_factory, options):

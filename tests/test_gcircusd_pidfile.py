@@ -1,4 +1,4 @@
-"""--pidfile and [circus] pidfile: a locked file holding the daemon's pid, refused to a second daemon, removed on exit."""
+"""--pidfile and [circus] pidfile: a locked file with the daemon's pid, refused to a second daemon, removed on exit."""
 from __future__ import annotations
 
 import os

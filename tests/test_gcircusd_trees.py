@@ -140,9 +140,10 @@ def test_sigkill_of_gcircusd_makes_children_die(tmp_path, daemon_factory):
 
 def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory):
     record = tmp_path / "got"
+    traps = f'trap "echo INT >> {record}; exit 0" INT; trap "echo TERM >> {record}; exit 0" TERM'
     config = make_config(tmp_path, f"""
         [watcher:web]
-        cmd = sh -c 'trap "echo INT >> {record}; exit 0" INT; trap "echo TERM >> {record}; exit 0" TERM; while :; do sleep 0.1; done'
+        cmd = sh -c '{traps}; while :; do sleep 0.1; done'
         stop_signal = INT
         """)
     daemon = daemon_factory(config)
@@ -198,24 +199,6 @@ def test_pdeathsig_false_lets_children_survive(tmp_path, daemon_factory, where):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         wait_for(lambda: not any(alive(pid) for pid in survivors + others), message="cleanup")
-
-
-def caught_signals(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("SigCgt:")).split()[1], 16)
-
-
-def test_sigchld_is_caught_before_the_first_spawn(tmp_path, daemon_factory):
-    """A child dying before gevent's first child watcher exists would otherwise stay an unseen zombie."""
-    config = make_config(tmp_path, """
-        [watcher:later]
-        cmd = /bin/sleep 1000
-        autostart = false
-        """)
-    daemon = daemon_factory(config)
-    wait_for(lambda: "gcircusd running" in daemon.output(), message="gcircusd running")
-    assert daemon.children() == []
-    assert caught_signals(daemon.pid) & (1 << (signal.SIGCHLD - 1))
 
 
 def test_instantly_exiting_first_children_are_all_seen(tmp_path, daemon_factory):

@@ -93,9 +93,6 @@ class Daemon:
         self.stopper: gevent.Greenlet | None = None
 
     def run(self, ready_fd: int | None = None) -> int:
-        # gevent installs its SIGCHLD handler only when the first child watcher is created, i.e. after the first
-        # fork: a child dying before that would stay an unseen zombie (its watcher waits forever, so does its stop).
-        gevent.get_hub().loop.install_sigchld()
         handlers = [gevent.signal_handler(signal.SIGTERM, self.on_stop_signal, signal.SIGTERM),
                     gevent.signal_handler(signal.SIGINT, self.on_stop_signal, signal.SIGINT),
                     gevent.signal_handler(signal.SIGQUIT, self.on_quit),
