@@ -515,7 +515,9 @@ class Watcher:
         delay = self._respawn_pace(process)
         level = logging.INFO if self._quick_exits <= QUIET_AFTER else logging.DEBUG
         log.log(level, "watcher %r: process %d exited with %s", self.name, pid, _describe_exit(process))
-        if self.check_flapping:
+        if self.check_flapping and self._lived(process) < max(self.crash_guard.window, QUICK_EXIT):
+            # Only processes that die soon after their spawn make a crash loop: a long-running worker that is
+            # killed must not take its healthy siblings down with it.
             verdict = self.crash_guard.record_exit(time.monotonic())
             if verdict != backoff.OK:
                 gevent.spawn(self._back_off, verdict)
@@ -532,8 +534,7 @@ class Watcher:
         that lived under QUICK_EXIT seconds are replaced after 0.1 s, 0.2 s, 0.4 s... up to MAX_RESPAWN_DELAY, so a
         broken command can never make the hub spin or the log flood.
         """
-        lived = (process.exit.time if process.exit else time.time()) - process.started
-        if lived >= QUICK_EXIT:
+        if self._lived(process) >= QUICK_EXIT:
             self._quick_exits = 0
             return 0.0
         self._quick_exits += 1
@@ -545,6 +546,10 @@ class Watcher:
                         " (up to %gs); further exits are logged at debug level", self.name, QUICK_EXIT,
                         MAX_RESPAWN_DELAY)
         return delay
+
+    @staticmethod
+    def _lived(process: Process) -> float:
+        return (process.exit.time if process.exit else time.time()) - process.started
 
     def _schedule_fill(self, delay: float = 0.0) -> None:
         if self._fill_pending:

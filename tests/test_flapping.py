@@ -103,3 +103,19 @@ def test_a_long_lived_process_killed_is_replaced_at_once_even_after_quick_exits(
         assert watcher._quick_exits == 0
     finally:
         watcher.stop()
+
+
+def test_killing_long_running_processes_does_not_count_as_flapping():
+    watcher = Watcher("many", "/bin/sleep 1000", numprocesses=3, flapping={**FAST, "window": 1.0})
+    rec = Recorder(watcher)
+    try:
+        watcher.start()
+        wait_for(lambda: all(p.age() >= 1.0 for p in watcher.processes.values()), message="processes older than 1 s")
+        first, second = watcher.pids[:2]
+        os.kill(first, 9)
+        os.kill(second, 9)  # two exits within the window, but neither process was crash-looping
+        wait_for(lambda: len(rec.of("spawn")) == 5, message="both replaced")
+        assert watcher.status() == "active" and watcher.flapping_state == ""
+        assert len(watcher.pids) == 3
+    finally:
+        watcher.stop()
