@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import site
+import sys
 from typing import Callable
 
 import gevent
@@ -57,7 +58,9 @@ def resolve_name(dotted: str) -> Callable:
 def add_env_pythonpath(env: dict) -> None:
     """Make hooks importable from the watcher's PYTHONPATH, as Circus does."""
     for entry in (env.get("PYTHONPATH") or "").split(os.pathsep):
-        if entry:
+        # Only new, existing directories: addsitedir appends whatever it is given, so re-adding entries on every
+        # watcher build would grow gcircusd's sys.path without end.
+        if entry and entry not in sys.path and os.path.isdir(entry):
             site.addsitedir(entry)
 
 

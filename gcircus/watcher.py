@@ -114,6 +114,7 @@ class Watcher:
         self.options_extra.update({k: v for k, v in extra_options.items() if k != "__name__"})
         self._configured_env = dict(env or {})
         self.env = build_env(self._configured_env, copy_env, copy_path, virtualenv, virtualenv_py_ver)
+        self._apply_user_identity_env()
         add_env_pythonpath(self.env)
         self.hooks_config = dict(hooks or {})
         self.hooks = Hooks(self.hooks_config, timeout=self.hook_timeout)
@@ -134,6 +135,24 @@ class Watcher:
         self.arbiter = None
         self.sockets: dict = {}
         self._listeners: list = []
+
+    def _apply_user_identity_env(self) -> None:
+        """A child running as another user gets that user's HOME, USER and LOGNAME, unless configured explicitly.
+
+        With copy_env the inherited values are gcircusd's own (HOME=/root for a daemon run by root), which must not
+        leak into a child that runs as `nobody`.
+        """
+        if self.uid is None:
+            return
+        _, _, username = resolve_user(self.uid, self.gid)
+        if username is None:
+            return
+        import pwd
+
+        identity = {"HOME": pwd.getpwnam(username).pw_dir, "USER": username, "LOGNAME": username}
+        for key, value in identity.items():
+            if key not in self._configured_env:
+                self.env[key] = value
 
     # -- wiring --------------------------------------------------------------------------------------------------
 

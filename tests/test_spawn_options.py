@@ -526,3 +526,25 @@ def test_unknown_rlimit_is_a_spawn_error_naming_it():
 def test_stopping_a_process_that_never_spawned_returns_at_once():
     process = Process("test", 1, "sleep 1000", spawn=False)
     assert process.stop(signal.SIGTERM, graceful_timeout=5) is None
+
+
+def test_parent_death_signal_fast_path_uses_setpriv_and_still_reports_spawn_errors(tmp_path):
+    from gcircus.process import Process, SpawnError, _pdeathsig_launcher
+
+    launcher = _pdeathsig_launcher(signal.SIGTERM)
+    if launcher is None:
+        pytest.skip("no util-linux setpriv with --pdeathsig on this machine: the preexec path is used instead")
+    assert launcher[1:] == ["--pdeathsig", "TERM", "--"]
+    process = Process("p", 1, "/bin/sleep 1000", pdeathsig=signal.SIGTERM, pipe_stdout=False, pipe_stderr=False)
+    try:
+        from tests.conftest import wait_for
+        wait_for(lambda: open(f"/proc/{process.pid}/cmdline", "rb").read() == b"/bin/sleep\x001000\x00",
+                 message="setpriv exec'd the command")
+    finally:
+        process.stop(graceful_timeout=1)
+    with pytest.raises(SpawnError, match="command not found"):
+        Process("p", 1, "no-such-command-anywhere", pdeathsig=signal.SIGTERM)
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(SpawnError, match="not executable"):
+        Process("p", 1, str(script), pdeathsig=signal.SIGTERM)

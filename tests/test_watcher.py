@@ -303,3 +303,34 @@ def _ignores_or_catches(pid: int, sig: int) -> bool:
     # A shell's trap may live in its child loop; accept the handler in any descendant.
     from gcircus import linux
     return any(_signal_mask(child, "SigCgt") & bit for child in linux.descendants(pid))
+
+
+def test_copy_env_child_running_as_another_user_gets_that_users_home(make_watcher, tmp_path):
+    import pwd
+
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    shared = Path(tempfile.mkdtemp(prefix="gcircus-test-"))  # tmp_path's parents are private to root
+    os.chmod(shared, 0o777)
+    out = shared / "env.txt"
+    cmd = f"sh -c 'echo $HOME:$USER:$LOGNAME:$KEEP > {out}; sleep 1000'"
+    watcher = make_watcher(cmd=cmd, copy_env=True, uid="nobody", env={"KEEP": "configured"})
+    watcher.start()
+    wait_for(lambda: out.exists() and out.read_text().strip(), message="env written")
+    home = pwd.getpwnam("nobody").pw_dir
+    try:
+        assert out.read_text().strip() == f"{home}:nobody:nobody:configured"
+    finally:
+        watcher.stop()
+        shutil.rmtree(shared)
+
+
+def test_rebuilding_watchers_does_not_grow_sys_path():
+    before = list(sys.path)
+    for _ in range(3):
+        Watcher("w", "/bin/sleep 1", copy_env=True, copy_path=True)
+    assert sys.path == before
