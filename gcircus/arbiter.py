@@ -26,8 +26,8 @@ DEFAULT_STATS = "tcp://127.0.0.1:5557"
 class Arbiter:
     """All watchers of one supervisor, started, stopped and reloaded together in priority order."""
 
-    def __init__(self, watchers: list[Watcher], endpoint: str = DEFAULT_ENDPOINT,
-                 pubsub_endpoint: str = DEFAULT_PUBSUB, check_delay: float = 1.0, prereload_fn=None,
+    def __init__(self, watchers: list[Watcher], endpoint: str | None = None,
+                 pubsub_endpoint: str | None = None, check_delay: float = 1.0, prereload_fn=None,
                  context=None, loop=None, statsd: bool = False, stats_endpoint: str | None = None,
                  statsd_close_outputs: bool = False, multicast_endpoint: str | None = None,
                  plugins: list | None = None, sockets: list | None = None, warmup_delay: float = 0,
@@ -36,7 +36,8 @@ class Arbiter:
                  ssh_server=None, proc_name: str = "gcircusd", pidfile: str | None = None,
                  loglevel: str | None = None, logoutput: str | None = None, loggerconfig: str | None = None,
                  fqdn_prefix: str | None = None, umask: int | None = None, endpoint_owner: str | None = None,
-                 subreaper: bool = False, config_path: str | None = None, **extra):
+                 subreaper: bool = False, config_path: str | None = None, allow_remote_endpoints: bool = False,
+                 max_message_size: int = 1 << 20, **extra):
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay
@@ -60,6 +61,11 @@ class Arbiter:
         self.endpoint_owner = endpoint_owner
         self.subreaper = subreaper
         self.config_path = config_path
+        self.allow_remote_endpoints = allow_remote_endpoints
+        self.max_message_size = max_message_size
+        self.controller = None
+        self.publisher = None
+        self._channels_closer: gevent.Greenlet | None = None
         self.extra_options = extra
         self.watchers: list[Watcher] = []
         self._watchers_by_name: dict[str, Watcher] = {}
@@ -90,6 +96,14 @@ class Arbiter:
         options = dict(cfg.circus)
         for key in ("include", "include_dir", "pdeathsig"):
             options.pop(key, None)
+        from gcircus.control.endpoints import EndpointNotAllowed, check_bind_allowed
+
+        for key in ("endpoint", "pubsub_endpoint"):
+            try:
+                check_bind_allowed(key, options.get(key) or "", bool(options.get("allow_remote_endpoints")))
+            except EndpointNotAllowed as exc:
+                raise ConfigError(str(exc), file=cfg.path, section="circus", option=key,
+                                  value=options.get(key)) from None
         options.update(overrides)
         return cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path, **options)
 
@@ -157,6 +171,7 @@ class Arbiter:
                 linux.set_child_subreaper(True)
             except OSError as exc:
                 log.warning("cannot become a child subreaper (%s): escaped grandchildren re-parent to init", exc)
+        self._open_channels()
         self.running = True
         self._stopping = False
         self._stopped.clear()
@@ -167,6 +182,43 @@ class Arbiter:
             pass
         finally:
             self._starter = None
+
+    def _open_channels(self) -> None:
+        """Bind the event (PUB) and control (ROUTER) sockets, if endpoints are configured.
+
+        The PUB socket comes first so that subscribers connected early see the spawns of the first watchers.
+        """
+        from gcircus.control.publisher import EventPublisher
+        from gcircus.control.server import ControlServer
+
+        if self.pubsub_endpoint and self.publisher is None:
+            self.publisher = EventPublisher(self, self.pubsub_endpoint, self.context, self.allow_remote_endpoints)
+            self.publisher.start()
+        if self.endpoint and self.controller is None:
+            self.controller = ControlServer(self, self.endpoint, self.context, self.max_message_size,
+                                            self.endpoint_owner, self.allow_remote_endpoints)
+            try:
+                self.controller.start()
+            except Exception:
+                self.controller = None
+                if self.publisher is not None:
+                    self.publisher.close()
+                    self.publisher = None
+                raise
+
+    def _close_channels(self) -> None:
+        """Close the channels once replies in flight (a waiting `quit`'s included) have been sent."""
+        controller, self.controller = self.controller, None
+        publisher, self.publisher = self.publisher, None
+        if controller is not None:
+            controller.close()
+        if publisher is not None:
+            publisher.close()
+
+    def wait_channels_closed(self, timeout: float | None = None) -> None:
+        closer = self._channels_closer
+        if closer is not None:
+            closer.join(timeout)
 
     def _start_watchers(self) -> None:
         first = True
@@ -196,6 +248,8 @@ class Arbiter:
         for _, group in itertools.groupby(self.iter_watchers(reverse=False), key=lambda w: w.priority):
             gevent.joinall([gevent.spawn(w.stop, grace) for w in group])
         self.running = False
+        # In a greenlet of its own: the caller may be a `quit` command whose reply must still go out.
+        self._channels_closer = gevent.spawn(self._close_channels)
         self._stopped.set()
 
     def kill_all(self) -> None:
@@ -215,6 +269,11 @@ class Arbiter:
             watcher.reload(graceful=graceful, sequential=sequential)
 
     def start_watchers(self) -> None:
+        self._start_watchers()
+
+    def restart(self) -> None:
+        """Stop every watcher (lowest priority first), then start the autostart ones (highest first)."""
+        self.stop_watchers()
         self._start_watchers()
 
     def stop_watchers(self) -> None:
@@ -247,8 +306,10 @@ def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endp
                 proc_name: str = "gcircusd", loop=None, check_delay: float = 1.0, **kw) -> Arbiter:
     """Circus's library entry point: an Arbiter for a list of watcher dicts (Watcher keyword arguments).
 
-    A dict without `name` is named after its command's basename. Unlike Circus, multicast discovery stays off
-    unless `multicast_endpoint` is given, and `background=True` is refused (run the arbiter on your own hub).
+    A dict without `name` is named after its command's basename. Unlike Circus, the control and event channels
+    are bound only when `controller` / `pubsub_endpoint` are given (an embedded supervisor does not open
+    tcp://127.0.0.1:5555 behind its host's back), multicast discovery stays off unless `multicast_endpoint` is
+    given, and `background=True` is refused (run the arbiter on your own hub).
     """
     if background:
         raise ValueError("background=True is not supported: call arbiter.start() from your gevent application")
@@ -257,7 +318,7 @@ def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endp
         spec = dict(spec)
         spec.setdefault("name", os.path.basename(str(spec["cmd"]).split()[0]))
         built.append(Watcher(**spec))
-    return Arbiter(built, endpoint=controller or DEFAULT_ENDPOINT, pubsub_endpoint=pubsub_endpoint or DEFAULT_PUBSUB,
+    return Arbiter(built, endpoint=controller, pubsub_endpoint=pubsub_endpoint,
                    statsd=statsd, stats_endpoint=stats_endpoint, statsd_close_outputs=statsd_close_outputs,
                    multicast_endpoint=multicast_endpoint, context=context, plugins=plugins, debug=debug,
                    proc_name=proc_name, check_delay=check_delay, **kw)

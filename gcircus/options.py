@@ -262,6 +262,9 @@ CIRCUS_OPTIONS = _table("circus", [
     ("include", _OS, None, False, "whitespace-separated globs of extra ini files, relative to this file"),
     ("include_dir", _OS, None, False, "whitespace-separated directories whose *.ini files are included"),
     ("pdeathsig", _B, True, False, "children get PR_SET_PDEATHSIG so they die if gcircusd is killed"),
+    ("allow_remote_endpoints", _B, False, False,
+     "allow binding endpoint/pubsub_endpoint to non-loopback TCP addresses (unauthenticated!)"),
+    ("max_message_size", _I, 1048576, False, "largest control request accepted, in bytes"),
 ])
 
 WATCHER_OPTIONS = _table("watcher", [

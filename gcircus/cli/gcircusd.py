@@ -103,7 +103,12 @@ class Daemon:
         log.debug("watchers by start order: %s", ", ".join(
             f"{w.name} (priority {w.priority}, {w.numprocesses} processes)" for w in self.arbiter.iter_watchers()))
         try:
-            self.arbiter.start()
+            try:
+                self.arbiter.start()
+            except OSError as exc:  # a channel could not be bound: say so plainly, nothing was started
+                log.error("%s", exc)
+                _report_ready(ready_fd, f"gcircusd: {exc}")
+                return EXIT_START_FAILED
             if self.stopper is None:
                 log.info("gcircusd running: %d watchers, %d processes", self.arbiter.numwatchers(),
                          self.arbiter.numprocesses())
@@ -114,6 +119,7 @@ class Daemon:
                 pass
             if self.stopper is not None:
                 self.stopper.join()
+            self.arbiter.wait_channels_closed(5)
         except Exception:
             log.exception("gcircusd crashed; stopping every process")
             self.arbiter.kill_all()

@@ -1,0 +1,125 @@
+"""start, stop, restart, reload, quit: changing whether watchers run."""
+from __future__ import annotations
+
+import gevent
+
+from gcircus.control.commands.base import Command, Deferred, Flag, Prop, match_watchers, register
+
+WAITING = Flag("waiting", "waiting", help="reply only once the operation has finished")
+MATCH = Flag("match", "match", takes_value=True, help="how NAME matches watchers: glob (default), simple, regex")
+
+
+def _run_all(watchers, method: str) -> None:
+    """Run one method on several watchers at once (each still serialises itself)."""
+    gevent.joinall([gevent.spawn(getattr(w, method)) for w in watchers], raise_error=True)
+
+
+@register
+class Start(Command):
+    """Start watchers, or every autostart watcher when no name is given.
+
+    start [NAME] [--waiting] [--match simple|glob|regex]
+
+    With --waiting, the reply comes once the processes run and (for one watcher) lists them:
+    {"info": {"started": [pids], "kept": [pids]}}.
+    """
+
+    name = "start"
+    properties = (Prop("name"), Prop("match", default="glob"), Prop("waiting", "bool", default=False))
+    flags = (WAITING, MATCH)
+    positional = ("name",)
+
+    def execute(self, arbiter, props):
+        if not props["name"]:
+            return Deferred(arbiter.start_watchers)
+        watchers = match_watchers(arbiter, props["name"], props["match"])
+        if len(watchers) == 1:
+            return Deferred(lambda: {"info": watchers[0].start()})
+        return Deferred(lambda: _run_all([w for w in watchers if w.autostart], "start"))
+
+
+@register
+class Stop(Command):
+    """Stop watchers (all of them when no name is given), with their whole process trees.
+
+    stop [NAME] [--waiting] [--match simple|glob|regex]
+    """
+
+    name = "stop"
+    properties = Start.properties
+    flags = (WAITING, MATCH)
+    positional = ("name",)
+
+    def execute(self, arbiter, props):
+        if not props["name"]:
+            return Deferred(arbiter.stop_watchers)
+        watchers = match_watchers(arbiter, props["name"], props["match"])
+        if len(watchers) == 1:
+            return Deferred(lambda: {"info": watchers[0].stop()})
+        return Deferred(lambda: _run_all(watchers, "stop"))
+
+
+@register
+class Restart(Command):
+    """Restart watchers: stop, then start (every watcher when no name is given).
+
+    restart [NAME] [--waiting] [--match simple|glob|regex]
+
+    With --waiting and one watcher: {"info": {"stopped": [...], "started": [...], "kept": [...]}}.
+    """
+
+    name = "restart"
+    properties = Start.properties
+    flags = (WAITING, MATCH)
+    positional = ("name",)
+
+    def execute(self, arbiter, props):
+        if not props["name"]:
+            return Deferred(arbiter.restart)
+        watchers = match_watchers(arbiter, props["name"], props["match"])
+        if len(watchers) == 1:
+            return Deferred(lambda: {"info": watchers[0].restart()})
+
+        def stop_then_start():
+            _run_all(watchers, "stop")
+            _run_all([w for w in watchers if w.autostart], "start")
+        return Deferred(stop_then_start)
+
+
+@register
+class Reload(Command):
+    """Reload watchers: start new processes, then stop the old ones (SIGHUP instead with send_hup).
+
+    reload [NAME] [--terminate] [--waiting] [--sequential]
+
+    --terminate restarts instead of reloading gracefully; --sequential replaces one process at a time.
+    """
+
+    name = "reload"
+    properties = (Prop("name"), Prop("graceful", "bool", default=True), Prop("sequential", "bool", default=False),
+                  Prop("waiting", "bool", default=False))
+    flags = (WAITING, Flag("terminate", "graceful", value=False, help="restart instead of a graceful reload"),
+             Flag("sequential", "sequential", help="replace one process at a time"))
+    positional = ("name",)
+
+    def execute(self, arbiter, props):
+        graceful, sequential = props["graceful"], props["sequential"]
+        if not props["name"]:
+            return Deferred(lambda: arbiter.reload(graceful=graceful, sequential=sequential))
+        watcher = match_watchers(arbiter, props["name"], "simple")[0]
+        return Deferred(lambda: {"info": watcher.reload(graceful=graceful, sequential=sequential)})
+
+
+@register
+class Quit(Command):
+    """Stop every watcher, then gcircusd itself.
+
+    quit [--waiting]
+    """
+
+    name = "quit"
+    properties = (Prop("waiting", "bool", default=False),)
+    flags = (WAITING,)
+
+    def execute(self, arbiter, props):
+        return Deferred(arbiter.stop)

@@ -1,0 +1,38 @@
+"""Control-protocol errors and Circus's errno table (PROTOCOL.md 2.3): the numbers are part of the wire contract."""
+from __future__ import annotations
+
+NOT_SPECIFIED = 0
+INVALID_JSON = 1
+UNKNOWN_COMMAND = 2
+MESSAGE_ERROR = 3
+OS_ERROR = 4
+COMMAND_ERROR = 5
+BAD_MSG_DATA_ERROR = 6
+
+
+class ControlError(Exception):
+    """An error reply: `reason` is what the client sees, `errno` Circus's code for it."""
+
+    errno = NOT_SPECIFIED
+
+    def __init__(self, reason: str, errno: int | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        if errno is not None:
+            self.errno = errno
+
+
+class MessageError(ControlError):
+    """A request that is well-formed JSON but invalid: missing or wrong properties, unknown watcher..."""
+
+    errno = MESSAGE_ERROR
+
+
+class CommandError(ControlError):
+    """The command was valid but could not be carried out."""
+
+    errno = COMMAND_ERROR
+
+
+class ArgumentError(Exception):
+    """Client side: the command line given to gcircusctl does not fit the command."""

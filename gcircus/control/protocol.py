@@ -1,0 +1,68 @@
+"""Encoding of requests and replies exactly as Circus puts them on the wire (PROTOCOL.md 2.2-2.3)."""
+from __future__ import annotations
+
+import json
+import time
+import traceback
+
+from gcircus.control.errors import BAD_MSG_DATA_ERROR, INVALID_JSON, MESSAGE_ERROR, ControlError
+
+
+class BadRequest(ControlError):
+    """The request could not be decoded into a command at all."""
+
+
+def decode_request(payload: bytes) -> dict:
+    """Parse one request frame; BadRequest (with Circus's errno) when it is not a usable command object."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("json invalid: not UTF-8", INVALID_JSON) from None
+    if not text.strip():
+        raise BadRequest("empty command", INVALID_JSON)
+    try:
+        message = json.loads(text)
+    except ValueError:
+        raise BadRequest("json invalid", INVALID_JSON) from None
+    if not isinstance(message, dict):
+        raise BadRequest(f"message invalid: expected a JSON object, got {type(message).__name__}", MESSAGE_ERROR)
+    command = message.get("command")
+    if not isinstance(command, str) or not command:
+        raise BadRequest("message invalid: 'command' is missing", MESSAGE_ERROR)
+    properties = message.get("properties")
+    if properties is None:
+        message["properties"] = {}
+    elif not isinstance(properties, dict):
+        raise BadRequest("message invalid: 'properties' must be an object", MESSAGE_ERROR)
+    return message
+
+
+def ok_reply(fields: dict | list | None, msg_id) -> dict:
+    """`{"status": "ok", "time": ..., <fields>, "id": ...}`; a list result is wrapped as `results`."""
+    reply: dict = {"status": "ok", "time": time.time()}
+    if isinstance(fields, list):
+        reply["results"] = fields
+    elif fields:
+        reply.update(fields)  # a `status` field overrides "ok", as in Circus's `status <name>`
+    elif fields is not None and not isinstance(fields, dict):
+        raise ControlError("command returned a non-dict result", BAD_MSG_DATA_ERROR)
+    reply["id"] = msg_id
+    return reply
+
+
+def error_reply(reason: str, errno: int, msg_id=None, exc: BaseException | None = None) -> dict:
+    tb = "".join(traceback.format_exception(exc)) if exc is not None else None
+    return {"status": "error", "reason": reason, "tb": tb, "time": time.time(), "errno": errno, "id": msg_id}
+
+
+def encode(reply: dict) -> bytes:
+    """JSON with Python's default separators and ASCII escapes, as Circus sends it."""
+    return json.dumps(reply).encode("ascii")
+
+
+def make_message(command: str, **properties) -> dict:
+    return {"command": command, "properties": properties}
+
+
+def cast_message(command: str, **properties) -> dict:
+    return {"command": command, "msg_type": "cast", "properties": properties}

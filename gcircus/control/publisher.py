@@ -1,0 +1,64 @@
+"""The event channel: every watcher event goes out on a zmq.green PUB socket as `[topic, json]` (PROTOCOL.md 3)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+
+import zmq.green as zmq
+
+from gcircus.control.endpoints import check_bind_allowed, ipc_path
+
+log = logging.getLogger(__name__)
+
+
+class EventPublisher:
+    """Publishes arbiter events; a slow or absent subscriber never blocks the daemon (PUB drops at its HWM)."""
+
+    def __init__(self, arbiter, endpoint: str, context=None, allow_remote: bool = False):
+        self.arbiter = arbiter
+        self.endpoint = endpoint
+        self.context = context or zmq.Context.instance()
+        self.allow_remote = allow_remote
+        self.socket = None
+
+    def start(self) -> None:
+        check_bind_allowed("pubsub_endpoint", self.endpoint, self.allow_remote)
+        sock = self.context.socket(zmq.PUB)
+        sock.linger = 0
+        path = ipc_path(self.endpoint)
+        old_umask = os.umask(0o177) if path else None
+        try:
+            sock.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close()
+            raise OSError(f"cannot bind the pubsub endpoint {self.endpoint}: {exc}") from None
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        if path:
+            os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        self.socket = sock
+        self.arbiter.subscribe(self.publish)
+
+    def publish(self, topic: str, message: dict) -> None:
+        if self.socket is None:
+            return
+        try:
+            self.socket.send_multipart([topic.encode(), json.dumps(message).encode()], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EAGAIN:
+                log.warning("could not publish %s: %s", topic, exc)
+
+    def close(self) -> None:
+        self.arbiter.unsubscribe(self.publish)
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+        path = ipc_path(self.endpoint)
+        if path and os.path.exists(path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass

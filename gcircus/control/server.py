@@ -1,0 +1,175 @@
+"""The control server: a zmq.green ROUTER that runs each request in its own greenlet and always answers.
+
+Requests are one JSON frame from a DEALER (Circus's clients) or, unlike Circus, a REQ envelope `[id, b"", json]`.
+Every malformed request gets an error reply (or, where no reply is possible, a log line) and changes nothing;
+commands run concurrently, and a command on a busy watcher simply waits for that watcher's lock.
+"""
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import pwd
+import stat
+
+import gevent
+import gevent.lock
+import gevent.pool
+import zmq.green as zmq
+
+from gcircus.control import commands as _commands  # noqa: F401 - registers every command
+from gcircus.control.commands.base import Deferred, get_command
+from gcircus.control.endpoints import check_bind_allowed, ipc_path
+from gcircus.control.errors import (COMMAND_ERROR, MESSAGE_ERROR, OS_ERROR, UNKNOWN_COMMAND, ControlError)
+from gcircus.control.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+MAX_CONCURRENT_REQUESTS = 1024
+
+
+class ControlServer:
+    """Serves Circus's command protocol for one arbiter at `endpoint`."""
+
+    def __init__(self, arbiter, endpoint: str, context=None, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+                 endpoint_owner: str | None = None, allow_remote: bool = False):
+        self.arbiter = arbiter
+        self.endpoint = endpoint
+        self.context = context or zmq.Context.instance()
+        self.max_message_size = max_message_size
+        self.endpoint_owner = endpoint_owner
+        self.allow_remote = allow_remote
+        self.socket = None
+        self._loop: gevent.Greenlet | None = None
+        self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
+        self._send_lock = gevent.lock.Semaphore()
+
+    def start(self) -> None:
+        check_bind_allowed("endpoint", self.endpoint, self.allow_remote)
+        sock = self.context.socket(zmq.ROUTER)
+        sock.linger = 0
+        # Larger messages make zmq drop the peer before we buffer them; up to that, we answer with an error.
+        sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_size * 2)
+        path = ipc_path(self.endpoint)
+        old_umask = os.umask(0o177) if path else None
+        try:
+            sock.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close()
+            raise OSError(f"cannot bind the control endpoint {self.endpoint}: {exc}") from None
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        if path:
+            os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+            if self.endpoint_owner:
+                entry = pwd.getpwnam(self.endpoint_owner) if not self.endpoint_owner.isdigit() \
+                    else pwd.getpwuid(int(self.endpoint_owner))
+                os.chown(path, entry.pw_uid, grp.getgrgid(entry.pw_gid).gr_gid)
+        self.socket = sock
+        self._loop = gevent.spawn(self._receive_forever)
+        log.info("control channel listening on %s", self.endpoint)
+
+    def close(self, grace: float = 1.0) -> None:
+        """Stop receiving; let requests in flight (other than the caller's) send their replies, then close."""
+        if self._loop is not None and self._loop is not gevent.getcurrent():
+            self._loop.kill()
+        self._loop = None
+        current = gevent.getcurrent()
+        others = [g for g in list(self._handlers) if g is not current]
+        gevent.joinall(others, timeout=grace)
+        if self.socket is not None:
+            self.socket.close(linger=int(grace * 1000))
+            self.socket = None
+        path = ipc_path(self.endpoint)
+        if path and os.path.exists(path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+    # -- receiving -------------------------------------------------------------------------------------------
+
+    def _receive_forever(self) -> None:
+        while True:
+            try:
+                frames = self.socket.recv_multipart(copy=True)
+            except zmq.ZMQError as exc:
+                if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
+                    return
+                log.error("control channel receive failed: %s", exc)
+                continue
+            self._handlers.spawn(self._handle_frames, frames)
+
+    def _handle_frames(self, frames: list[bytes]) -> None:
+        identity = frames[0]
+        body = frames[1:]
+        if len(body) == 2 and body[0] == b"":
+            envelope, payload = [identity, b""], body[1]  # a REQ client
+        elif len(body) == 1:
+            envelope, payload = [identity], body[0]
+        else:
+            log.warning("control channel: dropping a request of %d frames (expected one JSON frame)", len(body))
+            self._send(frames[:1], error_reply(f"message invalid: expected one JSON frame, got {len(body)}",
+                                               MESSAGE_ERROR))
+            return
+        if len(payload) > self.max_message_size:
+            self._send(envelope, error_reply(f"message too large: {len(payload)} bytes (limit "
+                                             f"{self.max_message_size})", MESSAGE_ERROR))
+            return
+        reply = self.handle(payload)
+        if reply is not None:
+            self._send(envelope, reply)
+
+    def handle(self, payload: bytes) -> dict | None:
+        """Run one request; return the reply, or None for a cast (fire-and-forget)."""
+        msg_id = None
+        cast = False
+        try:
+            message = decode_request(payload)
+            msg_id = message.get("id")
+            cast = message.get("msg_type") == "cast"
+            name = message["command"]
+            command = get_command(name)
+            if command is None:
+                raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
+            props = command.validate(message["properties"])
+            result = command.execute(self.arbiter, props)
+            if isinstance(result, Deferred):
+                if props.get("waiting") and not cast:
+                    result = result.run()
+                else:
+                    gevent.spawn(_run_in_background, name, result)
+                    result = None
+            reply = ok_reply(result, msg_id)
+        except BadRequest as exc:
+            reply = error_reply(exc.reason, exc.errno, msg_id)
+        except ControlError as exc:
+            reply = error_reply(exc.reason, exc.errno, msg_id)
+        except OSError as exc:
+            reply = error_reply(str(exc), OS_ERROR, msg_id, exc)
+        except Exception as exc:  # noqa: BLE001 - any failure becomes an error reply; the server keeps serving
+            log.exception("control command failed")
+            reply = error_reply(f"command {payload[:200]!r}: {exc}", COMMAND_ERROR, msg_id, exc)
+        if cast:
+            if reply.get("status") == "error":
+                log.warning("cast command failed: %s", reply["reason"])
+            return None
+        return reply
+
+    def _send(self, envelope: list[bytes], reply: dict) -> None:
+        if self.socket is None:
+            return
+        with self._send_lock:  # one multipart message at a time on the shared socket
+            try:
+                self.socket.send_multipart(envelope + [encode(reply)])
+            except zmq.ZMQError as exc:
+                log.warning("control channel: could not send a reply: %s", exc)
+
+
+def _run_in_background(name: str, deferred: Deferred) -> None:
+    try:
+        deferred.run()
+    except Exception:  # noqa: BLE001 - no client waits for this result: log it
+        log.exception("command %s failed after its reply was sent", name)
