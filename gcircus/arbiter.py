@@ -23,6 +23,10 @@ DEFAULT_PUBSUB = "tcp://127.0.0.1:5556"
 DEFAULT_STATS = "tcp://127.0.0.1:5557"
 
 
+class DuplicateWatcher(ValueError):
+    """A watcher of that name (case-insensitive) already exists."""
+
+
 class Arbiter:
     """All watchers of one supervisor, started, stopped and reloaded together in priority order."""
 
@@ -110,7 +114,7 @@ class Arbiter:
     def _register(self, watcher: Watcher) -> None:
         key = watcher.name.lower()
         if key in self._watchers_by_name:
-            raise ValueError(f"{watcher.name!r} already exists")
+            raise DuplicateWatcher(f"{watcher.name!r} already exists")
         watcher.arbiter = self
         watcher.subscribe(self._forward_event)
         self.watchers.append(watcher)
@@ -281,7 +285,12 @@ class Arbiter:
             gevent.joinall([gevent.spawn(w.stop) for w in group])
 
     def add_watcher(self, name: str, cmd: str, start: bool = False, **kwargs) -> Watcher:
-        """Create and register a watcher (stopped unless `start`); publishes `add`."""
+        """Create and register a watcher (stopped unless `start`); publishes `add`.
+
+        DuplicateWatcher if the name (case-insensitive) is taken; ValueError/TypeError for bad options.
+        """
+        if name.lower() in self._watchers_by_name:
+            raise DuplicateWatcher(f"{name!r} already exists")
         watcher = Watcher(name, cmd, **kwargs)
         self._register(watcher)
         watcher.notify("add")
@@ -290,13 +299,27 @@ class Arbiter:
         return watcher
 
     def rm_watcher(self, name: str, nostop: bool = False) -> None:
-        """Unregister a watcher (publishing `remove`) and stop it unless `nostop`."""
+        """Unregister a watcher (publishing `remove`), then stop it, or with `nostop` leave its processes running.
+
+        With `nostop` the processes are no longer supervised at all: not respawned, not stopped with gcircusd.
+        """
+        self.finish_removal(self.unregister_watcher(name), nostop)
+
+    def unregister_watcher(self, name: str) -> Watcher:
+        """Take a watcher out of the arbiter (KeyError if unknown) and publish `remove`; its processes still run."""
         watcher = self.get_watcher(name)
         watcher.notify("remove")
         self.watchers.remove(watcher)
         del self._watchers_by_name[watcher.name.lower()]
-        if not nostop:
+        return watcher
+
+    def finish_removal(self, watcher: Watcher, nostop: bool = False) -> None:
+        """Stop (or detach) an unregistered watcher; its stop events are still published, then it goes quiet."""
+        if nostop:
+            watcher.detach()
+        else:
             watcher.stop()
+        watcher.unsubscribe(self._forward_event)
 
 
 def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endpoint: str | None = None,

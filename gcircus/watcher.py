@@ -17,7 +17,7 @@ import gevent
 import gevent.event
 import gevent.lock
 
-from gcircus import backoff
+from gcircus import backoff, runtime_options
 from gcircus.environment import build_env
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.process import Process, SpawnError, resolve_user
@@ -113,9 +113,7 @@ class Watcher:
         self.options_extra: dict = dict(options or {})
         self.options_extra.update({k: v for k, v in extra_options.items() if k != "__name__"})
         self._configured_env = dict(env or {})
-        self.env = build_env(self._configured_env, copy_env, copy_path, virtualenv, virtualenv_py_ver)
-        self._apply_user_identity_env()
-        add_env_pythonpath(self.env)
+        self._rebuild_env()
         self.hooks_config = dict(hooks or {})
         self.hooks = Hooks(self.hooks_config, timeout=self.hook_timeout)
         self.crash_guard = backoff.CrashLoopGuard.from_config(flapping)
@@ -135,6 +133,13 @@ class Watcher:
         self.arbiter = None
         self.sockets: dict = {}
         self._listeners: list = []
+
+    def _rebuild_env(self) -> None:
+        """Compose the child environment from the configured variables, copy_env/copy_path/virtualenv and uid."""
+        self.env = build_env(self._configured_env, self.copy_env, self.copy_path, self.virtualenv,
+                             self.virtualenv_py_ver)
+        self._apply_user_identity_env()
+        add_env_pythonpath(self.env)
 
     def _apply_user_identity_env(self) -> None:
         """A child running as another user gets that user's HOME, USER and LOGNAME, unless configured explicitly.
@@ -159,6 +164,10 @@ class Watcher:
     def subscribe(self, listener) -> None:
         """Call `listener(watcher, event, message)` for every event this watcher publishes."""
         self._listeners.append(listener)
+
+    def unsubscribe(self, listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
 
     def notify_event(self, event: str, msg: dict) -> None:
         for listener in list(self._listeners):
@@ -239,6 +248,104 @@ class Watcher:
         with self._lock:
             return self._reload(graceful, sequential)
 
+    # -- run-time option changes (the `set` command) ------------------------------------------------------------
+
+    def check_options(self, changes: dict) -> None:
+        """ValueError if these converted changes (see runtime_options.parse) cannot all be applied together.
+
+        Checks what needs the watcher or the system: the final singleton/numprocesses pair, copy_env's
+        dependants, that users and groups exist, that hooks import and the working directory exists.
+        """
+        final = {key: changes.get(key, getattr(self, key)) for key in
+                 ("singleton", "numprocesses", "copy_env", "copy_path", "virtualenv", "uid", "gid")}
+        if final["singleton"] and final["numprocesses"] > 1:
+            raise ValueError(f"a singleton watcher runs at most 1 process (numprocesses = {final['numprocesses']})")
+        if (final["copy_path"] or final["virtualenv"]) and not final["copy_env"]:
+            raise ValueError("copy_path and virtualenv need copy_env = true")
+        if "uid" in changes or "gid" in changes:
+            try:
+                resolve_user(final["uid"], final["gid"])
+            except SpawnError as exc:
+                raise ValueError(str(exc)) from None
+        if changes.get("working_dir") and not os.path.isdir(changes["working_dir"]):
+            raise ValueError(f"working_dir {changes['working_dir']!r} is not a directory")
+        hooks = dict(changes.get("hooks") or {})
+        hooks.update({k[6:]: v for k, v in changes.items() if k.startswith("hooks.")})
+        Hooks({name: spec for name, spec in hooks.items() if spec}, timeout=self.hook_timeout)
+
+    def set_options(self, changes: dict) -> None:
+        """Apply converted changes all together, under the lock: each one, then one reload or one re-count.
+
+        A reload (new processes, old ones stopped) runs if any key needs new processes and the watcher runs;
+        otherwise the processes are counted again (numprocesses). Nothing runs for a stopped watcher.
+        """
+        changes = {key: runtime_options.parse_set(key, value) for key, value in changes.items()}
+        with self._lock:
+            self.check_options(changes)
+            actions = []
+            for key, value in changes.items():
+                self._apply_option(key, value)
+                self.notify("updated")
+                actions.append(runtime_options.action_for(key))
+            if self._status != ACTIVE:
+                return
+            if runtime_options.RELOAD in actions:
+                self._reload(graceful=True, sequential=False, hup=False)
+            else:
+                self._manage()
+
+    def set_opt(self, key: str, value) -> int:
+        """Apply one option (converted with runtime_options.parse); publish `updated`; return Circus's action code.
+
+        New values apply from the next spawn on; the caller decides whether to reload (see set_options).
+        """
+        value = runtime_options.parse_set(key, value)
+        with self._lock:
+            self.check_options({key: value})
+            self._apply_option(key, value)
+            self.notify("updated")
+            return runtime_options.action_for(key)
+
+    def _apply_option(self, key: str, value) -> None:
+        prefix, dot, sub = key.partition(".")
+        if key in ("env", "copy_env", "uid", "gid"):
+            if key == "env":
+                self._configured_env = dict(value)
+            else:
+                setattr(self, key, value)
+            self._rebuild_env()
+        elif key == "hooks" or (dot and prefix == "hooks"):
+            updates = value if key == "hooks" else {sub: value}
+            config = dict(self.hooks_config)
+            for name, spec in updates.items():
+                if spec:
+                    config[name] = spec
+                else:
+                    config.pop(name, None)
+            self.hooks = Hooks(config, timeout=self.hook_timeout)
+            self.hooks_config = config
+        elif key in ("stdout_stream", "stderr_stream") or (dot and prefix in ("stdout_stream", "stderr_stream")):
+            conf = getattr(self, prefix)
+            if key == prefix:
+                conf.clear()
+                conf.update(value)
+            elif value is None:
+                conf.pop(sub, None)
+            else:
+                conf[sub] = value
+            self.outputs = OutputTargets(self.stdout_stream, self.stderr_stream)
+        elif key.startswith("rlimit_"):
+            self.rlimits[key[7:].lower()] = value
+        elif dot and prefix == "flapping":
+            setattr(self.crash_guard, sub, value)
+            self.options_extra[key] = value
+        elif key == "retry_in":
+            self.crash_guard.retry_in = value
+        elif key == "working_dir":
+            self.working_dir = value or _daemon_cwd()
+        else:
+            setattr(self, key, value)
+
     def incr(self, nb: int = 1) -> int:
         """Add `nb` processes (a no-op for a singleton); return the new numprocesses."""
         if self.singleton:
@@ -267,9 +374,35 @@ class Watcher:
             return self.numprocesses
 
     def kill(self, pid: int | None = None, signum: int | None = None, graceful_timeout: float | None = None) -> None:
-        """Gracefully stop one process (or all) with optional overrides; the watcher replaces them as usual."""
-        targets = [self.processes[pid]] if pid is not None else list(self.processes.values())
+        """Gracefully stop one process (or all) with optional overrides, then replace them (unless respawn is off).
+
+        Like Circus's `kill`, this takes no lock: a kill goes through while a long command runs on the watcher.
+        The replacements are spawned under the lock, and only while the watcher is active.
+        """
+        if pid is not None:
+            targets = [self.processes[pid]] if pid in self.processes else []
+        else:
+            targets = list(self.processes.values())
         gevent.joinall([gevent.spawn(self._stop_process, p, signum, graceful_timeout) for p in targets])
+        if targets and self.respawn and self._status == ACTIVE:
+            with self._lock:
+                if self._status == ACTIVE:
+                    self._fill()
+
+    def detach(self) -> None:
+        """Give up managing the processes without stopping them (`rm --nostop`): they run on, unsupervised.
+
+        Nothing is respawned, expired or stopped any more; their exits are still reaped. They still get the
+        parent-death signal when gcircusd exits (unless pdeathsig is off).
+        """
+        self._cancel_retry()
+        with self._lock:
+            for timer in self._expiry.values():
+                timer.kill(block=False)
+            self._expiry.clear()
+            self._status = STOPPED
+            self.processes.clear()
+            self._retiring.clear()
 
     # -- lifecycle internals (lock held) -------------------------------------------------------------------------
 
@@ -309,7 +442,7 @@ class Watcher:
         self.call_hook("after_stop")
         log.info("watcher %r stopped", self.name)
 
-    def _reload(self, graceful: bool, sequential: bool) -> dict:
+    def _reload(self, graceful: bool, sequential: bool, hup: bool = True) -> dict:
         if self.prereload_fn is not None:
             self.prereload_fn(self)
         if not graceful:
@@ -322,7 +455,7 @@ class Watcher:
             result = self._start()
             result["stopped"] = []
             return result
-        if self.send_hup:
+        if self.send_hup and hup:
             for process in list(self.processes.values()):
                 process.send_signal(signal.SIGHUP)
             self.notify("reload")

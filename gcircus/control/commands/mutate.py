@@ -1,0 +1,232 @@
+"""incr, decr, add, rm, set: commands that change which watchers exist and how they are configured.
+
+Every change to a watcher goes through that watcher's lock (in Watcher), so these compose with a stop or restart in
+progress: they wait their turn instead of failing as Circus's global lock makes them. What can be checked without
+the lock (properties, option keys and values, users, hooks) is checked before anything changes, so an invalid
+request is answered with errno 3 and leaves everything as it was.
+"""
+from __future__ import annotations
+
+import pwd
+
+from gcircus import runtime_options
+from gcircus.arbiter import DuplicateWatcher
+from gcircus.control.commands.base import Command, Deferred, Flag, Prop, get_watcher, register
+from gcircus.control.errors import ArgumentError, CommandError, MessageError
+
+WAITING = Flag("waiting", "waiting", help="reply only once the operation has finished")
+
+
+def _parse_options(options: dict, parse) -> dict:
+    """Convert every option first; the first bad key or value is a MessageError and nothing is applied."""
+    converted = {}
+    for key, value in options.items():
+        try:
+            converted[key] = parse(key, value)
+        except ValueError as exc:
+            raise MessageError(str(exc)) from None
+    return converted
+
+
+def _same_user(uid, owner: str) -> bool:
+    """True if `uid` (name or number) is the endpoint owner (name or number)."""
+    if uid is None:
+        return False
+    if str(uid) == str(owner):
+        return True
+    try:
+        def number(user):
+            return int(user) if str(user).isdigit() else pwd.getpwnam(str(user)).pw_uid
+        return number(uid) == number(owner)
+    except KeyError:
+        return False
+
+
+def _check_owner(arbiter, options: dict) -> None:
+    owner = getattr(arbiter, "endpoint_owner", None)
+    if owner and not _same_user(options.get("uid"), owner):
+        raise MessageError("uid does not match endpoint_owner")
+
+
+class _Count(Command):
+    """Shared by incr and decr."""
+
+    properties = (Prop("name", required=True), Prop("nb", "int", default=1, minimum=0),
+                  Prop("waiting", "bool", default=False))
+    flags = (WAITING,)
+    positional = ("name", "nb")
+    min_args = 1
+
+    def message(self, args, opts):
+        props = super().message(args, opts)
+        if "nb" in props:
+            try:
+                props["nb"] = int(props["nb"])
+            except ValueError:
+                raise ArgumentError(f"nb must be an integer, not {props['nb']!r}") from None
+        return props
+
+    def execute(self, arbiter, props):
+        watcher = get_watcher(arbiter, props["name"])
+        if watcher.singleton:
+            return {"numprocesses": watcher.numprocesses, "singleton": True}
+        change, nb = getattr(watcher, self.name), props["nb"]
+        return Deferred(lambda: {"numprocesses": change(nb)})
+
+    def console(self, reply):
+        return str(reply["numprocesses"]) if "numprocesses" in reply else "ok"
+
+
+@register
+class Incr(_Count):
+    """Add processes to a watcher (nb, default 1); a stopped watcher only changes its count.
+
+    incr <name> [<nb>] [--waiting]
+
+    With --waiting, the reply carries the new count: {"numprocesses": n}. A singleton does not change:
+    {"numprocesses": n, "singleton": true}.
+    """
+
+    name = "incr"
+
+
+@register
+class Decr(_Count):
+    """Remove processes from a watcher (nb, default 1, down to 0), the oldest first.
+
+    decr <name> [<nb>] [--waiting]
+
+    With --waiting, the reply carries the new count: {"numprocesses": n}. A singleton does not change:
+    {"numprocesses": n, "singleton": true}.
+    """
+
+    name = "decr"
+
+
+@register
+class Add(Command):
+    """Add a watcher; it stays stopped unless --start.
+
+    add [--start] [--waiting] <name> <cmd...>
+
+    The words after the name are joined with spaces into the command line. Over the protocol, `options` may hold
+    any watcher option (as in a [watcher:NAME] section, rlimit_*, hooks.*, stdout_stream.* included). With
+    endpoint_owner set, `options.uid` must be that user. With start and waiting, the reply lists the processes:
+    {"started": [pids], "kept": []}.
+    """
+
+    name = "add"
+    properties = (Prop("name", required=True), Prop("cmd", required=True), Prop("args", "any"),
+                  Prop("options", "object"), Prop("start", "bool", default=False),
+                  Prop("waiting", "bool", default=False))
+    flags = (Flag("start", "start", help="start the watcher at once"), WAITING)
+    min_args = 2
+
+    def message(self, args, opts):
+        if len(args) < self.min_args:
+            raise ArgumentError("Invalid number of arguments.")
+        props = {"name": args[0], "cmd": " ".join(args[1:])}
+        for flag in self.flags:
+            if opts.get(flag.prop):
+                props[flag.prop] = True
+        return props
+
+    def execute(self, arbiter, props):
+        name = props["name"]
+        if not name.strip():
+            raise MessageError("a watcher needs a non-empty name")
+        options = dict(props["options"] or {})
+        if "cmd" in options:
+            raise MessageError("'cmd' is a property of add, not an option")
+        if props["args"] is not None:
+            if "args" in options:
+                raise MessageError("'args' is given both as a property and as an option")
+            options["args"] = props["args"]
+        _check_owner(arbiter, options)
+        try:
+            kwargs = runtime_options.watcher_kwargs(options)
+            watcher = arbiter.add_watcher(name, runtime_options.parse("cmd", props["cmd"]), **kwargs)
+        except DuplicateWatcher as exc:
+            raise CommandError(str(exc)) from None
+        except (ValueError, TypeError) as exc:
+            raise MessageError(str(exc)) from None
+        if props["start"]:
+            return Deferred(watcher.start)
+        return None
+
+
+@register
+class Rm(Command):
+    """Remove a watcher and stop its processes (with --nostop, leave them running, unsupervised).
+
+    rm <name> [--nostop] [--waiting]
+
+    With --nostop the processes are no longer respawned or stopped by gcircusd; they still die with it through
+    the parent-death signal unless the watcher had pdeathsig = false.
+    """
+
+    name = "rm"
+    properties = (Prop("name", required=True), Prop("nostop", "bool", default=False),
+                  Prop("waiting", "bool", default=False))
+    flags = (Flag("nostop", "nostop", help="leave the processes running"), WAITING)
+    positional = ("name",)
+    min_args = 1
+
+    def execute(self, arbiter, props):
+        try:
+            watcher = arbiter.unregister_watcher(props["name"])
+        except KeyError:
+            raise MessageError(f"program {props['name']} not found") from None
+        nostop = props["nostop"]
+        return Deferred(lambda: arbiter.finish_removal(watcher, nostop))
+
+
+@register
+class Set(Command):
+    """Change options of a running watcher; all are checked before any is applied.
+
+    set <name> <key> <value> [<key> <value>...] [--waiting]
+
+    Values are typed as in the config file: numbers, booleans, signal names, `env` as K=V,K2=V2, `hooks` as
+    before_start:mod.func,after_start:mod.func. A key that needs new processes (cmd, args, env, uid, gid,
+    working_dir, shell, max_age...) makes one graceful reload of a running watcher; numprocesses adds or stops
+    processes; the others (respawn, max_retry, close_child_*, rlimit_*, copy_env, streams...) apply from the
+    next spawn on. Each applied key publishes `updated`.
+    """
+
+    name = "set"
+    properties = (Prop("name", required=True), Prop("options", "object", required=True),
+                  Prop("waiting", "bool", default=False))
+    flags = (WAITING,)
+    min_args = 3
+
+    def message(self, args, opts):
+        if len(args) < self.min_args or len(args) % 2 == 0:
+            raise ArgumentError("Invalid number of arguments.")
+        options = {}
+        for key, text in zip(args[1::2], args[2::2]):
+            try:
+                options[key] = runtime_options.client_value(key, text)
+            except ValueError as exc:
+                raise ArgumentError(str(exc)) from None
+        props = {"name": args[0], "options": options}
+        if opts.get("waiting"):
+            props["waiting"] = True
+        return props
+
+    def execute(self, arbiter, props):
+        watcher = get_watcher(arbiter, props["name"])
+        changes = _parse_options(props["options"], runtime_options.parse_set)
+        if "uid" in changes:
+            _check_owner(arbiter, changes)
+        try:
+            watcher.check_options(changes)
+        except ValueError as exc:
+            raise MessageError(str(exc)) from None
+
+        def apply():
+            try:
+                watcher.set_options(changes)
+            except ValueError as exc:  # the watcher changed meanwhile (checked again under its lock)
+                raise MessageError(str(exc)) from None
+        return Deferred(apply)

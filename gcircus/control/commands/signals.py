@@ -1,0 +1,112 @@
+"""signal and kill: commands that deliver signals to a watcher's processes.
+
+Neither takes the watcher's lock (as in Circus), so an operator can still signal or kill processes while a long
+stop or reload runs. A pid that is not one of the watcher's processes is an error (errno 3); Circus ignores it.
+"""
+from __future__ import annotations
+
+from gcircus.control.commands.base import Command, Deferred, Flag, Prop, get_watcher, register
+from gcircus.control.errors import ArgumentError, MessageError
+
+WAITING = Flag("waiting", "waiting", help="reply only once the processes are gone")
+
+
+def _int_arg(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ArgumentError(f"{what} must be an integer, not {text!r}") from None
+
+
+def _process(watcher, pid: int):
+    process = watcher.processes.get(pid)
+    if process is None:
+        raise MessageError(f"process {pid} not found in {watcher.name.lower()!r}")
+    return process
+
+
+@register
+class Signal(Command):
+    """Send a signal to a watcher's processes, to one of them, or to their children.
+
+    signal <name> [<pid> [<childpid>]] [--children] [--recursive] <signum>
+
+    The signal goes to every process of the watcher, or only to <pid>. With <childpid>, only to that child of
+    <pid>. With --children, to the processes' direct children instead (all descendants with --recursive as
+    well); with --recursive alone, to the processes and all their descendants. A signal name (TERM, SIGTERM) or
+    number. No event is published; a process that dies is reaped and respawned as usual.
+    """
+
+    name = "signal"
+    properties = (Prop("name", required=True), Prop("signum", "signal", required=True), Prop("pid", "pid"),
+                  Prop("childpid", "pid"), Prop("children", "bool", default=False),
+                  Prop("recursive", "bool", default=False))
+    flags = (Flag("children", "children", help="signal the direct children instead"),
+             Flag("recursive", "recursive", help="signal all descendants too"))
+    min_args = 2
+
+    def message(self, args, opts):
+        if not 2 <= len(args) <= 4:
+            raise ArgumentError("Invalid number of arguments.")
+        props = {"name": args[0], "signum": args[-1]}
+        if len(args) >= 3:
+            props["pid"] = _int_arg(args[1], "pid")
+        if len(args) == 4:
+            props["childpid"] = _int_arg(args[2], "childpid")
+        for flag in self.flags:
+            if opts.get(flag.prop):
+                props[flag.prop] = True
+        return props
+
+    def execute(self, arbiter, props):
+        watcher = get_watcher(arbiter, props["name"])
+        signum, pid, childpid = props["signum"], props["pid"], props["childpid"]
+        if childpid is not None and pid is None:
+            raise MessageError("cannot specify childpid without pid")
+        targets = [_process(watcher, pid)] if pid is not None else watcher.get_active_processes()
+        if childpid is not None and childpid not in targets[0].children():
+            raise MessageError(f"process {childpid} is not a child of {pid}")
+        for process in targets:
+            if childpid is not None:
+                watcher.send_signal_child(process.pid, childpid, signum)
+            elif props["children"]:
+                watcher.send_signal_children(process.pid, signum, props["recursive"])
+            else:
+                watcher.send_signal(process.pid, signum)
+                if props["recursive"]:
+                    watcher.send_signal_children(process.pid, signum, True)
+        return None
+
+
+@register
+class Kill(Command):
+    """Stop a watcher's processes (or one of them) gracefully; the watcher replaces them.
+
+    kill <name> [<pid>] [--signum S] [--graceful_timeout T] [--waiting]
+
+    The stop signal (or S) goes first, SIGKILL after the graceful timeout (or T seconds). Each signal publishes
+    `kill`, each exit `reap`, each replacement `spawn`.
+    """
+
+    name = "kill"
+    properties = (Prop("name", required=True), Prop("pid", "pid"), Prop("signum", "signal"),
+                  Prop("graceful_timeout", "number", minimum=0), Prop("waiting", "bool", default=False))
+    flags = (Flag("signum", "signum", takes_value=True, help="signal to send first (default: the stop signal)"),
+             Flag("graceful_timeout", "graceful_timeout", takes_value=True, convert=float,
+                  help="seconds before SIGKILL (default: the watcher's)"),
+             WAITING)
+    positional = ("name", "pid")
+    min_args = 1
+
+    def message(self, args, opts):
+        props = super().message(args, opts)
+        if "pid" in props:
+            props["pid"] = _int_arg(props["pid"], "pid")
+        return props
+
+    def execute(self, arbiter, props):
+        watcher = get_watcher(arbiter, props["name"])
+        pid, signum, timeout = props["pid"], props["signum"], props["graceful_timeout"]
+        if pid is not None:
+            _process(watcher, pid)
+        return Deferred(lambda: watcher.kill(pid, signum, timeout))
