@@ -1,0 +1,418 @@
+"""gcircusctl - control a running gcircusd (or circusd) over its control channel.
+
+Usage:
+  gcircusctl [options] [<command> [<args>...]]
+  gcircusctl --version
+  gcircusctl (-h | --help)
+
+Options:
+  --endpoint E          The control endpoint (for `listen`: the pubsub endpoint).
+  --timeout N           Seconds to wait for a reply [default: 5].
+  --json                Print the raw JSON reply (exit 0 even for an error reply).
+  --prettify            Indent and sort the JSON reply (implies --json).
+  -c CONFIG, --config CONFIG
+                        Read the endpoints from this config's [circus] section.
+  --version             Print the version and exit.
+  -h --help             Show this help.
+
+Without a command, gcircusctl opens an interactive shell. `gcircusctl help COMMAND` describes one command; its
+options (such as --waiting) go after the command name, and `--` ends them.
+The control endpoint is --endpoint, else $GCIRCUSCTL_ENDPOINT (or $CIRCUSCTL_ENDPOINT), else the config's
+`endpoint`, else tcp://127.0.0.1:5555. `listen` uses --endpoint, else the config's `pubsub_endpoint`, else
+tcp://127.0.0.1:5556.
+Exit codes: 0 ok, 1 no reply (no daemon at the endpoint, or no answer in time), 2 bad command line,
+3 the daemon answered with an error.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import sys
+from typing import TextIO
+
+from docopt import DocoptExit, docopt
+
+from gcircus import __version__
+from gcircus.client import DEFAULT_ENDPOINT, CallError, Client, DaemonTimeout, NoDaemonError, is_error
+from gcircus.consumer import DEFAULT_PUBSUB_ENDPOINT, Consumer
+from gcircus.control.commands import COMMANDS, get_command
+from gcircus.control.commands.base import Command
+from gcircus.control.errors import ArgumentError, ControlError
+
+EXIT_OK, EXIT_CLIENT, EXIT_USAGE, EXIT_ERROR_REPLY = 0, 1, 2, 3
+ENDPOINT_VARIABLES = ("GCIRCUSCTL_ENDPOINT", "CIRCUSCTL_ENDPOINT")
+# Long options that may also follow the command name (unless the command declares a flag of that name).
+GLOBAL_AFTER_COMMAND = {"--json": False, "--prettify": False, "--endpoint": True, "--timeout": True}
+CLIENT_SIDE = ("listen", "help")
+
+
+class UsageError(Exception):
+    """A command line that does not fit: printed with the relevant usage, exit 2."""
+
+    def __init__(self, message: str, command: Command | None = None):
+        super().__init__(message)
+        self.command = command
+
+
+# -- help texts --------------------------------------------------------------------------------------------------
+
+def usage_line(command: Command) -> str:
+    """The command's usage: its declared `usage`, else the line of its help that starts with its name, else one
+    built from its positional arguments and flags."""
+    if command.usage:
+        return command.usage
+    for line in command.help.splitlines()[1:]:
+        text = line.strip()
+        if text == command.name or text.startswith(command.name + " "):
+            return text
+    parts = [command.name]
+    for index, name in enumerate(command.positional):
+        required = index < command.min_args
+        if name.startswith("*"):
+            parts.append(f"<{name[1:]}>..." if required else f"[<{name[1:]}>...]")
+        else:
+            parts.append(f"<{name}>" if required else f"[<{name}>]")
+    for flag in command.flags:
+        parts.append(f"[--{flag.name} {flag.prop.upper()}]" if flag.takes_value else f"[--{flag.name}]")
+    return " ".join(parts)
+
+
+def command_help(command: Command) -> str:
+    """`gcircusctl help NAME`: the command's help text, then its options."""
+    text = command.help or command.name
+    if command.flags:
+        rows = [(f"--{f.name} {f.prop.upper()}" if f.takes_value else f"--{f.name}", f.help) for f in command.flags]
+        width = max(len(r[0]) for r in rows)
+        text += "\n\nOptions:\n" + "\n".join(f"  {left.ljust(width)}  {right}".rstrip() for left, right in rows)
+    return text
+
+
+def commands_table() -> str:
+    names = sorted(set(COMMANDS) | {"listen"})
+    width = max(len(n) for n in names)
+    lines = []
+    for name in names:
+        command = get_command(name)
+        summary = LISTEN_HELP.splitlines()[0] if name == "listen" else command.summary
+        lines.append(f"  {name.ljust(width)}  {summary}")
+    return "Commands:\n" + "\n".join(lines)
+
+
+def full_help() -> str:
+    return __doc__.strip() + "\n\n" + commands_table()
+
+
+def unknown_command_message(name: str) -> str:
+    close = difflib.get_close_matches(name.lower(), sorted(set(COMMANDS) | {"listen", "help"}), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown command {name!r}{hint}; `gcircusctl help` lists them"
+
+
+# -- parsing a command's own arguments ---------------------------------------------------------------------------
+
+def split_command_args(command: Command, tokens: list[str]) -> tuple[list[str], dict, dict, bool]:
+    """Separate positional arguments, the command's flags (as properties) and global options given after the
+    command. Returns (args, opts, global_opts, wants_help)."""
+    flags = {f"--{flag.name}": flag for flag in command.flags}
+    args: list[str] = []
+    opts: dict = {}
+    global_opts: dict = {}
+    tokens = list(tokens)
+    while tokens:
+        token = tokens.pop(0)
+        if token == "--":
+            args.extend(tokens)
+            break
+        if token in ("-h", "--help"):
+            return args, opts, global_opts, True
+        if not token.startswith("--") or token == "--":
+            args.append(token)
+            continue
+        name, has_value, value = token.partition("=")
+        if name in flags:
+            flag = flags[name]
+            if flag.takes_value:
+                if not has_value:
+                    if not tokens:
+                        raise UsageError(f"option {name} needs a value", command)
+                    value = tokens.pop(0)
+                try:
+                    opts[flag.prop] = flag.convert(value)
+                except (ValueError, TypeError) as exc:
+                    raise UsageError(f"bad value {value!r} for {name}: {exc}", command) from None
+            elif has_value:
+                raise UsageError(f"option {name} takes no value", command)
+            else:
+                opts[flag.prop] = flag.value
+        elif name in GLOBAL_AFTER_COMMAND:
+            if GLOBAL_AFTER_COMMAND[name]:
+                if not has_value:
+                    if not tokens:
+                        raise UsageError(f"option {name} needs a value", command)
+                    value = tokens.pop(0)
+                global_opts[name] = value
+            else:
+                global_opts[name] = True
+        else:
+            raise UsageError(f"unknown option {name} for {command.name} (put `--` before arguments that start "
+                             f"with --)", command)
+    return args, opts, global_opts, False
+
+
+def parse_timeout(text) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise UsageError(f"--timeout must be a number of seconds, not {text!r}") from None
+    if not value > 0:
+        raise UsageError(f"--timeout must be positive, not {text!r}")
+    return value
+
+
+# -- one session: endpoints, client, output ----------------------------------------------------------------------
+
+class Session:
+    """What one gcircusctl invocation (or one shell) shares: endpoints, timeout, output mode and the client."""
+
+    def __init__(self, endpoint: str | None = None, timeout: float = 5.0, json_output: bool = False,
+                 prettify: bool = False, config: str | None = None, out: TextIO | None = None,
+                 err: TextIO | None = None):
+        self.explicit_endpoint = endpoint
+        self.timeout = timeout
+        self.json_output = json_output or prettify
+        self.prettify = prettify
+        self.config_path = config
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self._config = None
+        self._client: Client | None = None
+
+    # endpoints
+
+    def _circus_option(self, key: str) -> str | None:
+        if not self.config_path:
+            return None
+        if self._config is None:
+            from gcircus.config import load_config
+            from gcircus.errors import ConfigError
+
+            try:
+                self._config = load_config(self.config_path)
+            except ConfigError as exc:
+                raise UsageError(f"cannot read the endpoints from {self.config_path}: {exc}") from None
+        return self._config.circus.get(key)
+
+    @property
+    def endpoint(self) -> str:
+        if self.explicit_endpoint:
+            return self.explicit_endpoint
+        for variable in ENDPOINT_VARIABLES:
+            if os.environ.get(variable):
+                return os.environ[variable]
+        return self._circus_option("endpoint") or DEFAULT_ENDPOINT
+
+    @property
+    def pubsub_endpoint(self) -> str:
+        return self.explicit_endpoint or self._circus_option("pubsub_endpoint") or DEFAULT_PUBSUB_ENDPOINT
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            self._client = Client(self.endpoint, timeout=self.timeout, green=False)
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # running
+
+    def run(self, name: str, tokens: list[str]) -> int:
+        """Run one command line (name and its arguments); print the outcome; return the exit code."""
+        try:
+            return self._run(name, tokens)
+        except UsageError as exc:
+            self.print_usage_error(exc)
+            return EXIT_USAGE
+        except NoDaemonError as exc:
+            self.say_err(f"gcircusctl: {exc}. Is gcircusd running there? Use -c CONFIG or --endpoint to "
+                         f"choose another endpoint.")
+            return EXIT_CLIENT
+        except DaemonTimeout as exc:
+            self.say_err(f"gcircusctl: {exc} (it may be busy; --timeout sets a longer wait).")
+            return EXIT_CLIENT
+        except CallError as exc:
+            self.say_err(f"gcircusctl: {exc}")
+            return EXIT_CLIENT
+
+    def _run(self, name: str, tokens: list[str]) -> int:
+        if name == "help":
+            return self.help(tokens)
+        if name == "listen":
+            return self.listen(tokens)
+        command = get_command(name)
+        if command is None:
+            raise UsageError(unknown_command_message(name))
+        args, opts, global_opts, wants_help = split_command_args(command, tokens)
+        if wants_help:
+            self.say(command_help(command))
+            return EXIT_OK
+        if global_opts:
+            self.apply_global_options(global_opts)
+        try:
+            props = command.message(args, opts)
+        except (ArgumentError, ControlError) as exc:
+            raise UsageError(str(exc), command) from None
+        reply = self.client.call(command.name, **props)
+        return self.show_reply(command, reply)
+
+    def apply_global_options(self, options: dict) -> None:
+        if "--prettify" in options:
+            self.prettify = self.json_output = True
+        if "--json" in options:
+            self.json_output = True
+        if "--timeout" in options:
+            self.timeout = parse_timeout(options["--timeout"])
+            self.close()
+        if "--endpoint" in options:
+            self.explicit_endpoint = options["--endpoint"]
+            self.close()
+
+    def show_reply(self, command: Command, reply: dict) -> int:
+        if self.json_output:
+            self.say(render_json(reply, self.prettify, self.out))
+            return EXIT_OK
+        if is_error(reply):
+            self.say_err(f"error: {reply.get('reason') or 'the daemon reported an error without a reason'}")
+            return EXIT_ERROR_REPLY
+        try:
+            text = command.console(reply)
+        except Exception as exc:  # a reply this command's console cannot read (another daemon version?)
+            self.say_err(f"gcircusctl: cannot display the reply ({type(exc).__name__}: {exc}); raw reply: "
+                         f"{json.dumps(reply)}")
+            return EXIT_CLIENT
+        if text is not None:
+            self.say(str(text))
+        return EXIT_OK
+
+    def help(self, tokens: list[str]) -> int:
+        if not tokens:
+            self.say(full_help())
+            return EXIT_OK
+        name = tokens[0]
+        if name == "listen":
+            self.say(LISTEN_HELP)
+            return EXIT_OK
+        command = get_command(name)
+        if command is None:
+            raise UsageError(unknown_command_message(name))
+        self.say(command_help(command))
+        return EXIT_OK
+
+    def listen(self, tokens: list[str]) -> int:
+        """Print `topic: json` for every event on the pubsub endpoint until Ctrl-C."""
+        topics = []
+        for token in tokens:
+            if token in ("-h", "--help"):
+                self.say(LISTEN_HELP)
+                return EXIT_OK
+            if token.startswith("--"):
+                raise UsageError(f"unknown option {token} for listen\nusage: {LISTEN_USAGE}")
+            topics.append(token)
+        endpoint = self.pubsub_endpoint
+        try:
+            with Consumer(topics, endpoint=endpoint, timeout=1.0, green=False) as consumer:
+                self.say_err(f"listening on {endpoint} (Ctrl-C to stop)")
+                for topic, message in consumer:
+                    self.say(f"{topic.decode('utf-8', 'replace')}: {message.decode('utf-8', 'replace')}")
+        except KeyboardInterrupt:
+            return EXIT_OK
+        return EXIT_OK
+
+    # output
+
+    def say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def say_err(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+
+    def print_usage_error(self, exc: UsageError) -> None:
+        self.say_err(f"gcircusctl: {exc}")
+        if exc.command is not None:
+            self.say_err(f"usage: {usage_line(exc.command)}")
+
+
+LISTEN_USAGE = "listen [TOPIC...]"
+LISTEN_HELP = f"""Print the events the daemon publishes, one `topic: json` line each, until Ctrl-C.
+
+    {LISTEN_USAGE}
+
+TOPIC is a prefix such as `watcher.web.` or `watcher.web.spawn`; without one, every event is shown.
+The events come from the pubsub endpoint: --endpoint, else the config's pubsub_endpoint (-c), else
+tcp://127.0.0.1:5556. Only events published after the subscription started are seen."""
+
+
+def render_json(reply: dict, prettify: bool, out: TextIO | None = None) -> str:
+    """The reply as Circus's circusctl prints it with --json (and --prettify: indent 2, sorted keys, coloured on a
+    terminal when pygments is installed)."""
+    if not prettify:
+        return json.dumps(reply)
+    text = json.dumps(reply, indent=2, sort_keys=True)
+    if out is not None and getattr(out, "isatty", lambda: False)():
+        try:
+            from pygments import highlight
+            from pygments.formatters import TerminalFormatter
+            from pygments.lexers import JsonLexer
+        except ImportError:
+            return text
+        return highlight(text, JsonLexer(), TerminalFormatter()).rstrip("\n")
+    return text
+
+
+# -- entry points ------------------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = docopt(__doc__, argv=argv, default_help=False, options_first=True)
+    except DocoptExit as exc:
+        print(f"gcircusctl: bad command line\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args["--help"]:
+        print(full_help())
+        return EXIT_OK
+    if args["--version"]:
+        print(f"gcircusctl {__version__}")
+        return EXIT_OK
+    try:
+        timeout = parse_timeout(args["--timeout"])
+    except UsageError as exc:
+        print(f"gcircusctl: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    session = Session(endpoint=args["--endpoint"], timeout=timeout, json_output=args["--json"],
+                      prettify=args["--prettify"], config=args["--config"])
+    try:
+        if not args["<command>"]:
+            from gcircus.cli.ctlshell import ControlShell
+
+            try:
+                session.endpoint  # a bad -c config is a usage error before the banner, not inside the shell
+            except UsageError as exc:
+                session.print_usage_error(exc)
+                return EXIT_USAGE
+            return ControlShell(session).run()
+        return session.run(args["<command>"], args["<args>"])
+    finally:
+        session.close()
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
