@@ -1,0 +1,458 @@
+"""incr, decr, add, rm and set over a real control channel (a real Arbiter, a plain zmq DEALER, real processes).
+
+Also the gcircusctl side of each command (`message()` from a command line, `console()` of a reply) and the
+concurrency contract: a command on a busy watcher waits for it, reads and other watchers never wait.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import resource
+import sys
+import time
+import uuid
+
+import gevent
+import pytest
+import zmq.green as zmq
+
+from gcircus.arbiter import Arbiter
+from gcircus.control.commands import get_command
+from gcircus.control.errors import ArgumentError
+from gcircus.watcher import Watcher
+from tests import hookfuncs
+from tests.conftest import alive, free_port, wait_for
+
+PY = sys.executable
+IGNORE_TERM = f"{PY} -c \"import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)\""
+
+
+class Client:
+    """A bare DEALER speaking Circus's protocol: one JSON frame out, one back."""
+
+    def __init__(self, endpoint: str):
+        self.sock = zmq.Context.instance().socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(endpoint)
+
+    def call(self, command: str, timeout: float = 5.0, **props) -> dict:
+        msg_id = uuid.uuid4().hex
+        self.sock.send(json.dumps({"id": msg_id, "command": command, "properties": props}).encode())
+        if not self.sock.poll(int(timeout * 1000)):
+            raise AssertionError(f"no reply to {command} within {timeout}s")
+        reply = json.loads(self.sock.recv())
+        assert reply["id"] == msg_id
+        return reply
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Recorder:
+    """Every event the arbiter publishes, as (topic, message)."""
+
+    def __init__(self, arbiter: Arbiter):
+        self.events: list[tuple[str, dict]] = []
+        arbiter.subscribe(lambda topic, msg: self.events.append((topic, msg)))
+
+    def topics(self, name: str | None = None) -> list[str]:
+        return [t for t, _ in self.events if name is None or t.startswith(f"watcher.{name}.")]
+
+    def of(self, topic: str) -> list[dict]:
+        return [m for t, m in self.events if t == topic]
+
+
+@pytest.fixture
+def make_arbiter():
+    """Start an Arbiter with a control endpoint on a free port; returns (arbiter, client, recorder)."""
+    made: list[tuple[Arbiter, list[Client]]] = []
+
+    def make(*watchers: dict, **kwargs):
+        built = [Watcher(**{"graceful_timeout": 5, **spec}) for spec in watchers]
+        arbiter = Arbiter(built, endpoint=f"tcp://127.0.0.1:{free_port()}", **kwargs)
+        recorder = Recorder(arbiter)
+        arbiter.start()
+        clients = [Client(arbiter.endpoint)]
+        made.append((arbiter, clients))
+
+        def new_client() -> Client:
+            clients.append(Client(arbiter.endpoint))
+            return clients[-1]
+        arbiter.new_client = new_client
+        return arbiter, clients[0], recorder
+
+    yield make
+    for arbiter, clients in made:
+        for client in clients:
+            client.close()
+        arbiter.stop(graceful=False)
+        arbiter.wait_channels_closed(5)
+
+
+def ok(reply: dict) -> dict:
+    assert reply["status"] == "ok", reply
+    return reply
+
+
+def error(reply: dict, errno: int) -> str:
+    assert reply["status"] == "error" and reply["errno"] == errno, reply
+    return reply["reason"]
+
+
+def environ(pid: int) -> dict:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        items = [i.decode() for i in f.read().split(b"\0") if i]
+    return dict(i.split("=", 1) for i in items)
+
+
+def nofile_limit(pid: int) -> int:
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no open files limit")
+
+
+# -- incr / decr ---------------------------------------------------------------------------------------------------
+
+def test_incr_and_decr_waiting_reply_the_new_count_and_change_processes(make_arbiter):
+    arbiter, client, rec = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000", "numprocesses": 2})
+    watcher = arbiter.get_watcher("w")
+    first = sorted(watcher.pids)
+    reply = ok(client.call("incr", name="W", nb=3, waiting=True))
+    assert reply["numprocesses"] == 5 and len(watcher.get_active_pids()) == 5
+    assert get_command("incr").console(reply) == "5"
+    reply = ok(client.call("decr", name="w", nb=2, waiting=True))
+    assert reply["numprocesses"] == 3
+    assert all(not alive(p) for p in first), "decr stops the oldest processes"
+    assert len(watcher.get_active_pids()) == 3
+    reaped = {m["process_pid"] for m in rec.of("watcher.w.reap")}
+    assert set(first) <= reaped, "gcircus publishes reap for processes decr stopped"
+
+
+def test_incr_decr_without_waiting_answer_plain_ok_then_apply(make_arbiter):
+    arbiter, client, _ = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000"})
+    reply = ok(client.call("incr", name="w"))
+    assert set(reply) == {"status", "time", "id"}
+    assert get_command("incr").console(reply) == "ok"
+    wait_for(lambda: len(arbiter.get_watcher("w").get_active_pids()) == 2, 5, message="incr applied")
+    ok(client.call("decr", name="w", nb=10))
+    wait_for(lambda: arbiter.get_watcher("w").numprocesses == 0, 5, message="decr floors at 0")
+
+
+def test_incr_errors_are_message_errors(make_arbiter):
+    _, client, _ = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000"})
+    assert "nb" in error(client.call("incr", name="w", nb=-1), 3)
+    assert "nb" in error(client.call("decr", name="w", nb="lots"), 3)
+    assert "name" in error(client.call("incr"), 3)
+    assert error(client.call("incr", name="nope"), 3) == "program nope not found"
+
+
+def test_singleton_incr_is_refused_with_its_count(make_arbiter):
+    arbiter, client, _ = make_arbiter({"name": "one", "cmd": "/bin/sleep 1000", "singleton": True})
+    for command in ("incr", "decr"):
+        reply = ok(client.call(command, name="one", waiting=True))
+        assert reply["numprocesses"] == 1 and reply["singleton"] is True
+    assert len(arbiter.get_watcher("one").pids) == 1
+
+
+def test_incr_of_a_stopped_watcher_changes_only_the_count(make_arbiter):
+    arbiter, client, _ = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000", "autostart": False})
+    assert ok(client.call("incr", name="w", nb=2, waiting=True))["numprocesses"] == 3
+    watcher = arbiter.get_watcher("w")
+    assert watcher.status() == "stopped" and watcher.pids == []
+
+
+def test_incr_decr_command_line():
+    incr = get_command("incr")
+    assert incr.message(["w"], {}) == {"name": "w"}
+    assert incr.message(["w", "3"], {"waiting": True}) == {"name": "w", "nb": 3, "waiting": True}
+    with pytest.raises(ArgumentError):
+        incr.message(["w", "x"], {})
+    with pytest.raises(ArgumentError):
+        get_command("decr").message([], {})
+
+
+# -- add -------------------------------------------------------------------------------------------------------------
+
+def test_add_registers_a_stopped_watcher_and_publishes_add(make_arbiter):
+    arbiter, client, rec = make_arbiter()
+    reply = ok(client.call("add", name="Extra", cmd="/bin/sleep", args=["1000"],
+                           options={"numprocesses": "2", "rlimit_nofile": 321, "graceful_timeout": 1,
+                                    "flapping.attempts": 4, "hooks.after_spawn": "tests.hookfuncs.record"}))
+    assert set(reply) == {"status", "time", "id"}
+    assert ok(client.call("list"))["watchers"] == ["extra"]
+    watcher = arbiter.get_watcher("extra")
+    assert watcher.status() == "stopped" and watcher.numprocesses == 2
+    assert watcher.rlimits == {"nofile": 321} and watcher.crash_guard.attempts == 4
+    assert "after_spawn" in watcher.hooks
+    assert rec.topics("extra") == ["watcher.extra.add"]
+    reply = ok(client.call("start", name="extra", waiting=True))
+    pid = reply["info"]["started"][0]
+    assert nofile_limit(pid) == 321
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        assert f.read().split(b"\0")[:2] == [b"/bin/sleep", b"1000"]
+    assert get_command("add").console(reply) == "ok"
+
+
+def test_add_with_start_and_waiting_replies_started_and_kept_at_top_level(make_arbiter):
+    arbiter, client, rec = make_arbiter()
+    reply = ok(client.call("add", name="w", cmd="/bin/sleep 1000", start=True, waiting=True,
+                           options={"numprocesses": 2}))
+    assert sorted(reply["started"]) == sorted(arbiter.get_watcher("w").pids) and reply["kept"] == []
+    assert all(alive(p) for p in reply["started"])
+    assert rec.topics("w")[0] == "watcher.w.add" and rec.topics("w")[-1] == "watcher.w.start"
+
+
+def test_add_start_without_waiting_starts_in_the_background(make_arbiter):
+    arbiter, client, _ = make_arbiter()
+    reply = ok(client.call("add", name="w", cmd="/bin/sleep 1000", start=True))
+    assert "started" not in reply
+    wait_for(lambda: arbiter.get_watcher("w").status() == "active", 5, message="added watcher started")
+
+
+def test_add_errors(make_arbiter):
+    arbiter, client, _ = make_arbiter({"name": "Web", "cmd": "/bin/sleep 1000", "autostart": False})
+    assert error(client.call("add", name="WEB", cmd="/bin/true"), 5) == "'WEB' already exists"
+    assert error(client.call("add", name="x", cmd="/bin/true", options={"colour": 1}), 3) == "unknown key 'colour'"
+    reason = error(client.call("add", name="x", cmd="/bin/true", options={"numprocesses": "many"}), 3)
+    assert "numprocesses" in reason and "'many'" in reason
+    assert "singleton" in error(client.call("add", name="x", cmd="/bin/true",
+                                            options={"singleton": True, "numprocesses": 2}), 3)
+    assert "cmd" in error(client.call("add", name="x"), 3)
+    assert "options" in error(client.call("add", name="x", cmd="/bin/true", options=[1]), 3)
+    assert "user" in error(client.call("add", name="x", cmd="/bin/true", options={"uid": "no-such-user-x"}), 3)
+    assert [w.name for w in arbiter.watchers] == ["Web"], "a refused add leaves nothing behind"
+
+
+def test_add_with_endpoint_owner_requires_that_uid(make_arbiter):
+    me = getpass.getuser()
+    arbiter, client, _ = make_arbiter(endpoint_owner=me)
+    assert error(client.call("add", name="a", cmd="/bin/true"), 3) == "uid does not match endpoint_owner"
+    assert error(client.call("add", name="a", cmd="/bin/true", options={"uid": "nobody"}), 3) \
+        == "uid does not match endpoint_owner"
+    ok(client.call("add", name="a", cmd="/bin/true", options={"uid": me}))
+    ok(client.call("add", name="b", cmd="/bin/true", options={"uid": os.getuid()}))
+    assert arbiter.numwatchers() == 2
+
+
+def test_add_command_line_joins_the_command():
+    add = get_command("add")
+    assert add.message(["w", "/bin/sleep", "10"], {"start": True}) == \
+        {"name": "w", "cmd": "/bin/sleep 10", "start": True}
+    assert add.message(["w", "x"], {"start": False, "waiting": True}) == {"name": "w", "cmd": "x", "waiting": True}
+    with pytest.raises(ArgumentError):
+        add.message(["w"], {})
+
+
+# -- rm --------------------------------------------------------------------------------------------------------------
+
+def test_rm_publishes_remove_and_stops_the_processes(make_arbiter):
+    arbiter, client, rec = make_arbiter({"name": "Gone", "cmd": "/bin/sleep 1000", "numprocesses": 2},
+                                        {"name": "stay", "cmd": "/bin/sleep 1000"})
+    pids = arbiter.get_watcher("gone").pids
+    reply = ok(client.call("rm", name="GONE", waiting=True))
+    assert get_command("rm").console(reply) == "ok"
+    assert not any(alive(p) for p in pids)
+    assert ok(client.call("list"))["watchers"] == ["stay"]
+    topics = rec.topics("gone")
+    assert topics.index("watcher.gone.remove") < topics.index("watcher.gone.stop")
+    assert error(client.call("rm", name="gone"), 3) == "program gone not found"
+
+
+def test_rm_nostop_leaves_the_processes_running_unsupervised(make_arbiter):
+    arbiter, client, rec = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000", "numprocesses": 2})
+    watcher = arbiter.get_watcher("w")
+    pids = watcher.pids
+    ok(client.call("rm", name="w", nostop=True, waiting=True))
+    try:
+        assert all(alive(p) for p in pids) and arbiter.numwatchers() == 0
+        assert watcher.status() == "stopped" and watcher.pids == []
+        os.kill(pids[0], 9)
+        wait_for(lambda: not alive(pids[0]), 5, message="orphan killed")
+        gevent.sleep(0.2)  # a respawn would be immediate; give it a chance to show up
+        topics = rec.topics("w")
+        assert watcher.pids == [] and "watcher.w.spawn" not in topics[topics.index("watcher.w.remove"):]
+    finally:
+        for pid in pids:
+            if alive(pid):
+                os.kill(pid, 9)
+    wait_for(lambda: not any(alive(p) for p in pids), 5, message="orphans gone")
+
+
+def test_rm_command_line_passes_nostop_and_waiting():
+    rm = get_command("rm")
+    assert rm.message(["w"], {"nostop": True, "waiting": True}) == {"name": "w", "nostop": True, "waiting": True}
+    with pytest.raises(ArgumentError):
+        rm.message([], {})
+
+
+# -- set -------------------------------------------------------------------------------------------------------------
+
+def test_set_numprocesses_manages_processes_and_publishes_updated(make_arbiter):
+    arbiter, client, rec = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000"})
+    pid = arbiter.get_watcher("w").pids[0]
+    reply = ok(client.call("set", name="w", options={"numprocesses": 3, "warmup_delay": 0}, waiting=True))
+    assert get_command("set").console(reply) == "ok"
+    assert len(arbiter.get_watcher("w").get_active_pids()) == 3 and alive(pid), "no reload for numprocesses"
+    assert rec.topics("w").count("watcher.w.updated") == 2
+
+
+def test_set_env_replaces_it_and_reloads_into_new_processes(make_arbiter):
+    arbiter, client, rec = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000", "env": {"OLD": "1"}})
+    old = arbiter.get_watcher("w").pids[0]
+    ok(client.call("set", name="w", options={"env": {"NEW": "2"}}, waiting=True))
+    [new] = arbiter.get_watcher("w").pids
+    assert new != old and not alive(old)
+    assert environ(new) == {"NEW": "2"}
+    assert "watcher.w.updated" in rec.topics("w") and rec.topics("w")[-1] == "watcher.w.reload"
+    ok(client.call("set", name="w", options={"copy_env": True}, waiting=True))
+    ok(client.call("kill", name="w", waiting=True))
+    [newest] = wait_for(lambda: arbiter.get_watcher("w").get_active_pids(), 5)
+    env = environ(newest)
+    assert env["NEW"] == "2" and env["PATH"] == os.environ["PATH"], "copy_env applies from the next spawn"
+
+
+def test_set_validates_every_key_before_applying_any(make_arbiter):
+    arbiter, client, rec = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000"})
+    watcher = arbiter.get_watcher("w")
+    reason = error(client.call("set", name="w", options={"numprocesses": 4, "bogus": 1}, waiting=True), 3)
+    assert reason == "unknown key 'bogus'"
+    reason = error(client.call("set", name="w", options={"numprocesses": 4, "max_age": "old"}, waiting=True), 3)
+    assert "max_age" in reason and "'old'" in reason
+    reason = error(client.call("set", name="w", options={"numprocesses": 4, "hooks.after_spawn": "no.such.hook"}), 3)
+    assert "after_spawn" in reason
+    assert "working_dir" in error(client.call("set", name="w", options={"working_dir": "/no/such/dir"}), 3)
+    assert "user" in error(client.call("set", name="w", options={"uid": "no-such-user-x"}), 3)
+    assert "negative" in error(client.call("set", name="w", options={"numprocesses": -1}), 3)
+    assert "env" in error(client.call("set", name="w", options={"env": ["A=1"]}), 3)
+    assert "class" in error(client.call("set", name="w", options={"stdout_stream": {"filename": "x"}}), 3)
+    assert "options" in error(client.call("set", name="w"), 3)
+    assert error(client.call("set", name="nope", options={}), 3) == "program nope not found"
+    assert watcher.numprocesses == 1 and "watcher.w.updated" not in rec.topics("w")
+
+
+def test_set_singleton_above_one_is_refused(make_arbiter):
+    arbiter, client, _ = make_arbiter({"name": "one", "cmd": "/bin/sleep 1000", "singleton": True},
+                                      {"name": "many", "cmd": "/bin/sleep 1000", "numprocesses": 2})
+    assert "singleton" in error(client.call("set", name="one", options={"numprocesses": 2}), 3)
+    assert "singleton" in error(client.call("set", name="many", options={"singleton": True}), 3)
+    ok(client.call("set", name="many", options={"singleton": True, "numprocesses": 1}, waiting=True))
+    assert arbiter.get_watcher("many").singleton and len(arbiter.get_watcher("many").get_active_pids()) == 1
+
+
+def test_set_keys_circus_ignores_take_effect(make_arbiter, tmp_path):
+    arbiter, client, rec = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000", "numprocesses": 2})
+    watcher = arbiter.get_watcher("w")
+    ok(client.call("set", name="w", waiting=True, options={
+        "respawn": False, "max_retry": 2, "rlimit_nofile": 200, "close_child_stdout": True, "retry_in": 3.5,
+        "flapping.attempts": 7, "graceful_timeout": 2, "stop_signal": 2}))
+    assert rec.topics("w").count("watcher.w.updated") == 8
+    assert (watcher.max_retry, watcher.rlimits, watcher.close_child_stdout) == (2, {"nofile": 200}, True)
+    assert (watcher.crash_guard.retry_in, watcher.crash_guard.attempts) == (3.5, 7)
+    assert dict(watcher.options())["flapping.attempts"] == 7
+    assert (watcher.graceful_timeout, watcher.stop_signal) == (2.0, 2)
+    old = sorted(watcher.pids)
+    assert all(nofile_limit(p) != 200 for p in old), "running processes are not restarted"
+    ok(client.call("set", name="w", options={"respawn": True}, waiting=True))
+    ok(client.call("kill", name="w", pid=old[0], waiting=True))
+    new = wait_for(lambda: [p for p in watcher.get_active_pids() if p not in old], 5, message="replacement")
+    assert nofile_limit(new[0]) == 200
+    assert os.readlink(f"/proc/{new[0]}/fd/1") == "/dev/null"
+    ok(client.call("set", name="w", options={"respawn": False}, waiting=True))
+    os.kill(old[1], 9)
+    wait_for(lambda: old[1] not in watcher.processes, 5, message="reaped")
+    gevent.sleep(0.2)  # a respawn would be immediate
+    assert watcher.get_active_pids() == new, "respawn = false is honoured"
+
+
+def test_set_hooks_and_streams(make_arbiter, tmp_path):
+    arbiter, client, _ = make_arbiter({"name": "w", "cmd": "/bin/sh -c 'echo hi; exec sleep 1000'",
+                                       "stdout_stream": {"class": "FileStream", "filename": str(tmp_path / "a")}})
+    watcher = arbiter.get_watcher("w")
+    hookfuncs.CALLS.clear()
+    ok(client.call("set", name="w", options={"hooks": {"after_spawn": "tests.hookfuncs.record"},
+                                             "stdout_stream.filename": str(tmp_path / "b")}, waiting=True))
+    assert watcher.stdout_stream == {"class": "FileStream", "filename": str(tmp_path / "b")}
+    assert watcher.hooks_config == {"after_spawn": ("tests.hookfuncs.record", False)}
+    ok(client.call("kill", name="w", waiting=True))
+    wait_for(lambda: os.path.exists(tmp_path / "b") and (tmp_path / "b").read_text() == "hi\n", 5,
+             message="output in the new file")
+    wait_for(lambda: [c for c in hookfuncs.CALLS if c[0] == "after_spawn"], 5, message="new hook called")
+    ok(client.call("set", name="w", options={"hooks.after_spawn": ""}, waiting=True))
+    assert "after_spawn" not in watcher.hooks and watcher.hooks_config == {}
+
+
+def test_set_on_a_stopped_watcher_starts_nothing(make_arbiter):
+    arbiter, client, _ = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000", "autostart": False})
+    ok(client.call("set", name="w", options={"cmd": "/bin/sleep 999", "numprocesses": 2}, waiting=True))
+    watcher = arbiter.get_watcher("w")
+    assert watcher.status() == "stopped" and watcher.pids == [] and watcher.cmd == "/bin/sleep 999"
+
+
+def test_set_uid_with_endpoint_owner_must_be_the_owner(make_arbiter):
+    arbiter, client, _ = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000", "autostart": False},
+                                      endpoint_owner=getpass.getuser())
+    assert error(client.call("set", name="w", options={"uid": "nobody"}), 3) == "uid does not match endpoint_owner"
+    ok(client.call("set", name="w", options={"uid": getpass.getuser()}, waiting=True))
+
+
+def test_set_command_line_converts_values_with_the_option_table():
+    set_ = get_command("set")
+    props = set_.message(["w", "numprocesses", "3", "respawn", "off", "stop_signal", "KILL", "graceful_timeout",
+                          "2.5", "env", "A=1,B=x=y", "hooks", "before_start:a.b,after_start:c.d",
+                          "hooks.after_spawn", "m.f, true", "rlimit_nofile", "100", "cmd", "x y"],
+                         {"waiting": True})
+    assert props == {"name": "w", "waiting": True, "options": {
+        "numprocesses": 3, "respawn": False, "stop_signal": 9, "graceful_timeout": 2.5, "env": {"A": "1", "B": "x=y"},
+        "hooks": {"before_start": "a.b", "after_start": "c.d"}, "hooks.after_spawn": "m.f,true",
+        "rlimit_nofile": 100, "cmd": "x y"}}
+    assert set_.message(["w", "rlimit_nofile", ""], {})["options"] == {"rlimit_nofile": resource.RLIM_INFINITY}
+    for bad in (["w"], ["w", "numprocesses"], ["w", "numprocesses", "x"], ["w", "colour", "red"],
+                ["w", "hooks", "nohook:a.b"], ["w", "env", "novalue"], ["w", "stop_signal", "FOO"]):
+        with pytest.raises(ArgumentError):
+            set_.message(bad, {})
+
+
+# -- concurrency -----------------------------------------------------------------------------------------------------
+
+def test_busy_watcher_makes_its_commands_wait_while_reads_and_other_watchers_do_not(make_arbiter):
+    arbiter, client, _ = make_arbiter({"name": "a", "cmd": IGNORE_TERM, "graceful_timeout": 1.5},
+                                      {"name": "b", "cmd": "/bin/sleep 1000"})
+    a = arbiter.get_watcher("a")
+    wait_for(lambda: a.processes and all(p.is_alive() for p in a.processes.values()), 5)
+    gevent.sleep(0.2)  # the child installs its SIGTERM handler
+    stop_client, incr_client = arbiter.new_client(), arbiter.new_client()
+    began = time.monotonic()
+    stopping = gevent.spawn(stop_client.call, "stop", name="a", waiting=True)
+    wait_for(lambda: a.status() == "stopping", 2, message="stop in progress")
+
+    t0 = time.monotonic()
+    assert client.call("status", name="a")["status"] == "stopping"  # Circus's status replaces "ok"
+    assert ok(client.call("list"))["watchers"] == ["a", "b"]
+    assert ok(client.call("incr", name="b", waiting=True))["numprocesses"] == 2
+    assert len(arbiter.get_watcher("b").get_active_pids()) == 2
+    assert time.monotonic() - t0 < 0.8 and not stopping.ready(), "reads and watcher b did not wait"
+
+    incr_a = gevent.spawn(incr_client.call, "incr", name="a", waiting=True)
+    gevent.sleep(0.1)
+    assert not incr_a.ready(), "incr on the busy watcher waits for its lock"
+    ok(stopping.get(timeout=5))
+    assert ok(incr_a.get(timeout=5))["numprocesses"] == 2
+    assert time.monotonic() - began >= 1.4, "incr a replied only after the graceful period"
+    assert a.status() == "stopped" and a.numprocesses == 2 and a.pids == []
+
+
+def test_set_waits_for_a_busy_watcher_and_applies_after(make_arbiter):
+    arbiter, client, _ = make_arbiter({"name": "a", "cmd": IGNORE_TERM, "graceful_timeout": 1})
+    a = arbiter.get_watcher("a")
+    gevent.sleep(0.2)  # the child installs its SIGTERM handler
+    stopping = gevent.spawn(arbiter.new_client().call, "stop", name="a", waiting=True)
+    wait_for(lambda: a.status() == "stopping", 2, message="stop in progress")
+    setting = gevent.spawn(client.call, "set", name="a", options={"numprocesses": 3}, waiting=True)
+    gevent.sleep(0.1)
+    assert not setting.ready() and a.numprocesses == 1
+    ok(stopping.get(timeout=5))
+    ok(setting.get(timeout=5))
+    assert a.numprocesses == 3 and a.status() == "stopped"
