@@ -16,7 +16,7 @@ import uuid
 import pytest
 import zmq
 
-from gcircus.control.errors import INVALID_JSON, MESSAGE_ERROR, UNKNOWN_COMMAND
+from gcircus.control.errors import COMMAND_ERROR, INVALID_JSON, MESSAGE_ERROR, UNKNOWN_COMMAND
 from tests.conftest import Daemon, free_port, wait_for
 
 ERROR_KEYS = {"status", "reason", "tb", "time", "errno", "id"}
@@ -309,9 +309,9 @@ def test_an_unknown_watcher_gets_errno_3_not_found(wire, command, properties):
 
 
 def test_add_of_an_existing_name_is_refused_whatever_its_case(wire):
-    # Circus answers errno 5 `'a' already exist` (PROTOCOL 2.5 add); any error leaves the watcher list as it was.
-    reply = wire.call({"id": 7, "command": "add", "properties": {"name": "A", "cmd": "/bin/sleep 5"}})
-    assert reply["status"] == "error" and isinstance(reply["errno"], int) and reply["id"] == 7
+    # Circus: errno 5 `'a' already exist` (PROTOCOL 2.5 add); gcircus words it `... already exists`.
+    reply = wire.call({"id": 7, "command": "add", "properties": {"name": "A", "cmd": "/bin/sleep 5", "start": True}})
+    assert_error(reply, COMMAND_ERROR, "already exist", 7)
 
 
 # -- size and framing ----------------------------------------------------------------------------------------
