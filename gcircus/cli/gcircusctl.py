@@ -94,7 +94,7 @@ def commands_table() -> str:
     lines = []
     for name in names:
         command = get_command(name)
-        summary = LISTEN_HELP.splitlines()[0] if name == "listen" else command.summary
+        summary = command.summary if command else LISTEN_HELP.splitlines()[0]
         lines.append(f"  {name.ljust(width)}  {summary}")
     return "Commands:\n" + "\n".join(lines)
 
@@ -302,8 +302,8 @@ class Session:
             self.say(full_help())
             return EXIT_OK
         name = tokens[0]
-        if name == "listen":
-            self.say(LISTEN_HELP)
+        if name.lower() == "listen":
+            self.say(listen_help())
             return EXIT_OK
         command = get_command(name)
         if command is None:
@@ -313,14 +313,22 @@ class Session:
 
     def listen(self, tokens: list[str]) -> int:
         """Print `topic: json` for every event on the pubsub endpoint until Ctrl-C."""
-        topics = []
-        for token in tokens:
-            if token in ("-h", "--help"):
-                self.say(LISTEN_HELP)
+        command = get_command("listen")
+        if command is None:  # not in the table: every argument is a topic
+            if any(token.startswith("-") for token in tokens):
+                self.say(listen_help())
                 return EXIT_OK
-            if token.startswith("--"):
-                raise UsageError(f"unknown option {token} for listen\nusage: {LISTEN_USAGE}")
-            topics.append(token)
+            topics = list(tokens)
+        else:
+            args, opts, global_opts, wants_help = split_command_args(command, tokens)
+            if wants_help:
+                self.say(listen_help())
+                return EXIT_OK
+            self.apply_global_options(global_opts)
+            try:
+                topics = command.message(args, opts).get("topics") or []
+            except (ArgumentError, ControlError) as exc:
+                raise UsageError(str(exc), command) from None
         endpoint = self.pubsub_endpoint
         try:
             with Consumer(topics, endpoint=endpoint, timeout=1.0, green=False) as consumer:
@@ -345,14 +353,19 @@ class Session:
             self.say_err(f"usage: {usage_line(exc.command)}")
 
 
-LISTEN_USAGE = "listen [TOPIC...]"
-LISTEN_HELP = f"""Print the events the daemon publishes, one `topic: json` line each, until Ctrl-C.
+LISTEN_HELP = """Print the events the daemon publishes, one `topic: json` line each, until Ctrl-C.
 
-    {LISTEN_USAGE}
+    listen [TOPIC...]"""
+LISTEN_NOTE = """gcircusctl prints one `topic: json` line per event until Ctrl-C. TOPIC is a prefix such as `watcher.web.`
+or `watcher.web.spawn`; without one, every event is shown. The events come from the pubsub endpoint: --endpoint,
+else the config's pubsub_endpoint (-c), else tcp://127.0.0.1:5556. Only events published after the subscription
+started are seen."""
 
-TOPIC is a prefix such as `watcher.web.` or `watcher.web.spawn`; without one, every event is shown.
-The events come from the pubsub endpoint: --endpoint, else the config's pubsub_endpoint (-c), else
-tcp://127.0.0.1:5556. Only events published after the subscription started are seen."""
+
+def listen_help() -> str:
+    """listen's help: the table's text when it declares the command (its docstring), and how gcircusctl runs it."""
+    command = get_command("listen")
+    return (command_help(command) if command else LISTEN_HELP) + "\n\n" + LISTEN_NOTE
 
 
 def render_json(reply: dict, prettify: bool, out: TextIO | None = None) -> str:
