@@ -383,6 +383,8 @@ class Watcher:
             targets = [self.processes[pid]] if pid in self.processes else []
         else:
             targets = list(self.processes.values())
+        for process in targets:
+            self._retire(process)  # their exits are expected: neither a crash nor a respawn of their own
         gevent.joinall([gevent.spawn(self._stop_process, p, signum, graceful_timeout) for p in targets])
         if targets and self.respawn and self._status == ACTIVE:
             with self._lock:

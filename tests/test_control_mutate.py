@@ -106,6 +106,16 @@ def environ(pid: int) -> dict:
     return dict(i.split("=", 1) for i in items)
 
 
+def ignores_term(pid: int) -> bool:
+    """True once the process has set SIGTERM to ignored (the IGNORE_TERM child is ready)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
+    except (OSError, StopIteration):
+        return False
+    return bool(mask & (1 << (15 - 1)))
+
+
 def nofile_limit(pid: int) -> int:
     with open(f"/proc/{pid}/limits") as f:
         for line in f:
@@ -421,8 +431,7 @@ def test_busy_watcher_makes_its_commands_wait_while_reads_and_other_watchers_do_
     arbiter, client, _ = make_arbiter({"name": "a", "cmd": IGNORE_TERM, "graceful_timeout": 1.5},
                                       {"name": "b", "cmd": "/bin/sleep 1000"})
     a = arbiter.get_watcher("a")
-    wait_for(lambda: a.processes and all(p.is_alive() for p in a.processes.values()), 5)
-    gevent.sleep(0.2)  # the child installs its SIGTERM handler
+    wait_for(lambda: a.pids and all(ignores_term(p) for p in a.pids), 5, message="child ignores SIGTERM")
     stop_client, incr_client = arbiter.new_client(), arbiter.new_client()
     began = time.monotonic()
     stopping = gevent.spawn(stop_client.call, "stop", name="a", waiting=True)
@@ -447,7 +456,7 @@ def test_busy_watcher_makes_its_commands_wait_while_reads_and_other_watchers_do_
 def test_set_waits_for_a_busy_watcher_and_applies_after(make_arbiter):
     arbiter, client, _ = make_arbiter({"name": "a", "cmd": IGNORE_TERM, "graceful_timeout": 1})
     a = arbiter.get_watcher("a")
-    gevent.sleep(0.2)  # the child installs its SIGTERM handler
+    wait_for(lambda: a.pids and all(ignores_term(p) for p in a.pids), 5, message="child ignores SIGTERM")
     stopping = gevent.spawn(arbiter.new_client().call, "stop", name="a", waiting=True)
     wait_for(lambda: a.status() == "stopping", 2, message="stop in progress")
     setting = gevent.spawn(client.call, "set", name="a", options={"numprocesses": 3}, waiting=True)
