@@ -101,20 +101,25 @@ class ControlShell(cmd.Cmd):
 
     # -- completion ----------------------------------------------------------------------------------------------
 
+    # Python's readline appends nothing to a completed word, so each candidate carries its own trailing space.
+
     def completenames(self, text: str, *ignored) -> list[str]:
         names = sorted(set(COMMANDS) | set(CLIENT_SIDE) | set(SHELL_ONLY))
-        return [name for name in names if name.startswith(text.lower())]
+        return [name + " " for name in names if name.startswith(text.lower())]
+
+    def complete_help(self, text: str, *ignored) -> list[str]:
+        return self.completenames(text)
 
     def completedefault(self, text: str, line: str, begidx: int, endidx: int) -> list[str]:
-        name = line.split()[0] if line.split() else ""
-        if name == "help":
-            return self.completenames(text)
+        name = line.split()[0].lower() if line.split() else ""
         command = get_command(name)
-        if text.startswith("-") and command is not None:
-            return [f"--{flag.name}" for flag in command.flags if f"--{flag.name}".startswith(text)]
-        if command is None and name != "listen":
+        if command is None:
             return []
-        return [watcher for watcher in self.watcher_names() if watcher.startswith(text.lower())]
+        if text.startswith("-"):
+            return [f"--{flag.name} " for flag in command.flags if f"--{flag.name}".startswith(text)]
+        if name == "listen":
+            return []  # its arguments are topics, not watcher names
+        return [watcher + " " for watcher in self.watcher_names() if watcher.startswith(text.lower())]
 
     def watcher_names(self) -> list[str]:
         """The daemon's watchers, asked with `list` at most every few seconds; empty when it does not answer."""
