@@ -465,3 +465,37 @@ def test_set_waits_for_a_busy_watcher_and_applies_after(make_arbiter):
     ok(stopping.get(timeout=5))
     ok(setting.get(timeout=5))
     assert a.numprocesses == 3 and a.status() == "stopped"
+
+
+# -- Circus's own client -----------------------------------------------------------------------------------------------
+
+def test_requests_built_by_circus_command_classes_are_served(make_arbiter, tmp_path):
+    """circusctl builds these messages (string pids and timeouts included); gcircusd must serve each one."""
+    circus_commands = pytest.importorskip("circus.commands").get_commands()
+    arbiter, client, rec = make_arbiter({"name": "w", "cmd": "/bin/sleep 1000", "check_flapping": False})
+
+    def send(name: str, *args, **opts) -> dict:
+        message = circus_commands[name].message(*args, **opts)
+        return ok(client.call(message["command"], waiting=True, **message["properties"]))
+
+    send("add", "extra", "/bin/sleep", "1000", start=True)
+    assert arbiter.get_watcher("extra").status() == "active"
+    assert send("incr", "w", "2")["numprocesses"] == 3
+    assert send("decr", "w")["numprocesses"] == 2
+    send("set", "w", "numprocesses", "1", "stop_signal", "INT", "respawn", "true",
+         "stdout_stream.filename", str(tmp_path / "out"), "hooks", "after_spawn:tests.hookfuncs.record")
+    watcher = arbiter.get_watcher("w")
+    assert (watcher.numprocesses, watcher.stop_signal, watcher.stdout_stream) == (1, 2, {"filename":
+                                                                                          str(tmp_path / "out")})
+    [pid] = wait_for(lambda: len(watcher.get_active_pids()) == 1 and watcher.get_active_pids(), 5)
+    send("kill", "w", str(pid), signum="KILL", graceful_timeout="1")
+    assert exit_codes_of(rec, "w")[pid] == -9
+    [pid] = wait_for(lambda: watcher.get_active_pids(), 5, message="replacement")
+    send("signal", "w", str(pid), "USR1")
+    wait_for(lambda: exit_codes_of(rec, "w").get(pid) == -10, 5, message="signalled process reaped")
+    send("rm", "extra")
+    assert arbiter.numwatchers() == 1
+
+
+def exit_codes_of(rec: Recorder, name: str) -> dict[int, int]:
+    return {m["process_pid"]: m["exit_code"] for m in rec.of(f"watcher.{name}.reap")}
