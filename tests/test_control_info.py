@@ -247,6 +247,28 @@ def test_stats_of_a_process_that_vanished(running):
         idle.processes.pop(dead.pid, None)
 
 
+ZOMBIE_PARENT = (f"{PYTHON} -c 'import os, time\nif os.fork() == 0:\n    os._exit(0)\ntime.sleep(1000)'")
+
+
+def test_a_zombie_child_is_listed_as_zombie():
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    arbiter = get_arbiter([{"name": "z", "cmd": ZOMBIE_PARENT, "graceful_timeout": 2}], controller=endpoint)
+    arbiter.start()
+    control = Control(endpoint)
+    try:
+        parent = next(iter(arbiter.get_watcher("z").processes.values()))
+        wait_for(lambda: [c for c in parent.children() if psutil.Process(c).status() == psutil.STATUS_ZOMBIE],
+                 message="the never-reaped child")
+        info = control.ok("stats", name="z", process=parent.pid)["info"]
+        _check_info(info, parent)
+        [child] = info["children"]
+        assert (child["nice"], child["cmdline"]) == ("Zombie", "N/A")
+        assert child["mem_info1"] == "0B" and CTIME.match(child["ctime"])
+    finally:
+        control.close()
+        arbiter.stop()
+
+
 def test_a_child_that_vanished_is_left_out():
     assert procinfo.children_info([_gone_pid()]) == []
 
