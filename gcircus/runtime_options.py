@@ -16,14 +16,11 @@ from typing import Any
 
 from gcircus import options as opts
 
-# Keys `set` accepts: Circus's list (PROTOCOL 2.6) plus the flapping.* family. Each one takes effect; see README.
-SET_KEYS = frozenset({
-    "numprocesses", "warmup_delay", "working_dir", "uid", "gid", "send_hup", "stop_signal", "stop_children",
-    "shell", "env", "cmd", "args", "copy_env", "retry_in", "max_retry", "graceful_timeout", "stdout_stream",
-    "stderr_stream", "max_age", "max_age_variance", "respawn", "singleton", "hooks", "close_child_stdin",
-    "close_child_stdout", "close_child_stderr",
-})
-SET_PREFIXES = ("stdout_stream.", "stderr_stream.", "hooks.", "rlimit_", "flapping.")
+# Keys `set` accepts: the option table's live options, plus the rest of Circus's list (PROTOCOL 2.6) and the
+# flapping.* family, which the table does not mark live (they apply from the next spawn, or to the back-off).
+# Each one takes effect; none is silently ignored (see README).
+SET_EXTRA_KEYS = frozenset({"env", "hooks", "stdout_stream", "stderr_stream", "copy_env", "singleton", "retry_in"})
+SET_EXTRA_PREFIXES = ("rlimit_", "flapping.")
 
 # Circus's action codes: what a change needs once applied.
 MANAGE, RELOAD, NOTHING = 0, 1, -1
@@ -54,7 +51,11 @@ def action_for(key: str) -> int:
 
 
 def is_settable(key: str) -> bool:
-    return key in SET_KEYS or any(key.startswith(p) and len(key) > len(p) for p in SET_PREFIXES)
+    """True if `set` accepts `key` (its value may still be invalid)."""
+    if key in SET_EXTRA_KEYS or any(key.startswith(p) and len(key) > len(p) for p in SET_EXTRA_PREFIXES):
+        return True
+    option = opts.get_option(key, "watcher")
+    return option is not None and option.live
 
 
 def parse_set(key: str, value: Any) -> Any:

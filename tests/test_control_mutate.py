@@ -189,12 +189,12 @@ def test_incr_decr_command_line():
 def test_add_registers_a_stopped_watcher_and_publishes_add(make_arbiter):
     arbiter, client, rec = make_arbiter()
     reply = ok(client.call("add", name="Extra", cmd="/bin/sleep", args=["1000"],
-                           options={"numprocesses": "2", "rlimit_nofile": 321, "graceful_timeout": 1,
+                           options={"numprocesses": "2", "rlimit_nofile": 321, "graceful_timeout": 1, "priority": 4,
                                     "flapping.attempts": 4, "hooks.after_spawn": "tests.hookfuncs.record"}))
     assert set(reply) == {"status", "time", "id"}
     assert ok(client.call("list"))["watchers"] == ["extra"]
     watcher = arbiter.get_watcher("extra")
-    assert watcher.status() == "stopped" and watcher.numprocesses == 2
+    assert watcher.status() == "stopped" and watcher.numprocesses == 2 and watcher.priority == 4
     assert watcher.rlimits == {"nofile": 321} and watcher.crash_guard.attempts == 4
     assert "after_spawn" in watcher.hooks
     assert rec.topics("extra") == ["watcher.extra.add"]
@@ -329,6 +329,9 @@ def test_set_validates_every_key_before_applying_any(make_arbiter):
     watcher = arbiter.get_watcher("w")
     reason = error(client.call("set", name="w", options={"numprocesses": 4, "bogus": 1}, waiting=True), 3)
     assert reason == "unknown key 'bogus'"
+    assert error(client.call("set", name="w", options={"priority": 3}), 3) == "unknown key 'priority'"
+    assert error(client.call("set", name="w", options={"hooks.nope": "a.b"}), 3) == "unknown key 'hooks.nope'"
+    assert error(client.call("set", name="w", options={"rlimit_nope": 1}), 3) == "unknown key 'rlimit_nope'"
     reason = error(client.call("set", name="w", options={"numprocesses": 4, "max_age": "old"}, waiting=True), 3)
     assert "max_age" in reason and "'old'" in reason
     reason = error(client.call("set", name="w", options={"numprocesses": 4, "hooks.after_spawn": "no.such.hook"}), 3)
