@@ -20,7 +20,8 @@ import zmq.green as zmq
 from gcircus.control import commands as _commands  # noqa: F401 - registers every command
 from gcircus.control.commands.base import Deferred, get_command
 from gcircus.control.endpoints import check_bind_allowed, ipc_path
-from gcircus.control.errors import (COMMAND_ERROR, MESSAGE_ERROR, OS_ERROR, UNKNOWN_COMMAND, ControlError)
+from gcircus.control.errors import (BAD_MSG_DATA_ERROR, COMMAND_ERROR, MESSAGE_ERROR, OS_ERROR, UNKNOWN_COMMAND,
+                                    ControlError)
 from gcircus.control.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
 
 log = logging.getLogger(__name__)
@@ -161,9 +162,15 @@ class ControlServer:
     def _send(self, envelope: list[bytes], reply: dict) -> None:
         if self.socket is None:
             return
+        try:
+            data = encode(reply)
+        except (TypeError, ValueError) as exc:  # a command returned something JSON cannot carry
+            log.error("control channel: reply cannot be encoded: %s", exc)
+            data = encode(error_reply(f"server error: reply cannot be encoded ({exc})", BAD_MSG_DATA_ERROR,
+                                      reply.get("id") if isinstance(reply.get("id"), (str, int, float)) else None))
         with self._send_lock:  # one multipart message at a time on the shared socket
             try:
-                self.socket.send_multipart(envelope + [encode(reply)])
+                self.socket.send_multipart(envelope + [data])
             except zmq.ZMQError as exc:
                 log.warning("control channel: could not send a reply: %s", exc)
 
