@@ -47,7 +47,7 @@ class Arbiter:
         self.check_delay = check_delay
         self.prereload_fn = prereload_fn
         self.context = context
-        self.statsd = statsd or stats_endpoint is not None
+        self.statsd = statsd  # a stats_endpoint line alone does not turn the stats publisher on (Circus's does)
         self.stats_endpoint = stats_endpoint or (DEFAULT_STATS if statsd else None)
         self.multicast_endpoint = multicast_endpoint
         self.plugins = list(plugins or [])
