@@ -210,3 +210,39 @@ def test_consumer_iteration_ends_on_stop(running):
     consumer.close()
     assert reader.dead
     assert all(topic.startswith(b"watcher.") for topic, _ in got)
+
+
+def test_a_daemon_that_goes_away_mid_call_is_reported_before_the_timeout():
+    context = zmq.green.Context.instance()
+    router = context.socket(zmq.ROUTER)
+    router.linger = 0
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    def receive_then_vanish():
+        router.recv_multipart()
+        router.close()
+    server = gevent.spawn(receive_then_vanish)
+    started = time.monotonic()
+    try:
+        with Client(f"tcp://127.0.0.1:{port}", timeout=5) as client, pytest.raises(NoDaemonError) as info:
+            client.call("list")
+    finally:
+        server.kill()
+        router.close()
+    assert time.monotonic() - started < 2.0
+    assert "closed the connection" in str(info.value)
+
+
+def test_ipc_endpoints_work(daemon_factory, tmp_path):
+    endpoint = f"ipc://{tmp_path}/control.sock"
+    config = tmp_path / "circus.ini"
+    config.write_text(f"[circus]\nendpoint = {endpoint}\npubsub_endpoint = ipc://{tmp_path}/events.sock\n"
+                      "[watcher:sleeper]\ncmd = sleep 1000\n")
+    daemon_factory(str(config))
+    with Client(endpoint) as client:
+        def listed():
+            try:
+                return client.call("list")["watchers"] == ["sleeper"]
+            except NoDaemonError:
+                return False
+        assert wait_for(listed, message="gcircusd on its ipc endpoint")

@@ -1,8 +1,9 @@
 """gcircusctl's interactive shell: every command of the table at a `(gcircusctl) ` prompt.
 
 Commands are not methods written here: each line is looked up in the command table and run through the same
-Session as a one-shot gcircusctl, so commands added to the table appear in the shell with no change to this file. Argument completion
-offers the daemon's watcher names (from `list`, cached for a few seconds) and the command's own --options.
+Session as a one-shot gcircusctl, so commands added to the table appear in the shell with no change to this file.
+Argument completion offers the daemon's watcher names (from `list`, cached for a few seconds) and the command's own
+--options.
 """
 from __future__ import annotations
 

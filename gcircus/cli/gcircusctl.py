@@ -356,8 +356,8 @@ class Session:
 LISTEN_HELP = """Print the events the daemon publishes, one `topic: json` line each, until Ctrl-C.
 
     listen [TOPIC...]"""
-LISTEN_NOTE = """gcircusctl prints one `topic: json` line per event until Ctrl-C. TOPIC is a prefix such as `watcher.web.`
-or `watcher.web.spawn`; without one, every event is shown. The events come from the pubsub endpoint: --endpoint,
+LISTEN_NOTE = """gcircusctl prints one `topic: json` line per event until Ctrl-C. TOPIC is a prefix such as
+`watcher.web.` or `watcher.web.spawn`; without one, every event is shown. The events come from the pubsub endpoint: --endpoint,
 else the config's pubsub_endpoint (-c), else tcp://127.0.0.1:5556. Only events published after the subscription
 started are seen."""
 
