@@ -175,14 +175,17 @@ def test_config_file_gives_the_endpoint(capsys, running, tmp_path):
     assert ctl(capsys, "--config", dead_config(tmp_path), "list")[0] == 1
 
 
-def test_environment_beats_the_config_and_endpoint_beats_both(capsys, running, tmp_path, monkeypatch):
+def test_command_line_beats_the_environment_and_endpoint_beats_the_config(capsys, running, tmp_path,
+                                                                          monkeypatch):
     dead = f"tcp://127.0.0.1:{free_port()}"
     monkeypatch.setenv("GCIRCUSCTL_ENDPOINT", running.endpoint)
-    assert ctl(capsys, "-c", dead_config(tmp_path), "list")[:2] == (0, "sleeper\n")
+    assert ctl(capsys, "list")[:2] == (0, "sleeper\n")
+    assert ctl(capsys, "-c", dead_config(tmp_path), "list")[0] == 1  # an explicit -c beats the environment
     assert ctl(capsys, "--endpoint", dead, "list")[0] == 1
     monkeypatch.setenv("GCIRCUSCTL_ENDPOINT", dead)
     assert ctl(capsys, "--endpoint", running.endpoint, "list")[:2] == (0, "sleeper\n")
-    assert ctl(capsys, "-c", running.config, "list")[0] == 1
+    assert ctl(capsys, "-c", running.config, "list")[:2] == (0, "sleeper\n")
+    assert ctl(capsys, "-c", dead_config(tmp_path), "--endpoint", running.endpoint, "list")[:2] == (0, "sleeper\n")
 
 
 def test_circusctl_endpoint_variable_is_accepted(capsys, running, monkeypatch):

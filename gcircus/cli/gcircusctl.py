@@ -17,8 +17,8 @@ Options:
 
 Without a command, gcircusctl opens an interactive shell. `gcircusctl help COMMAND` describes one command; its
 options (such as --waiting) go after the command name, and `--` ends them.
-The control endpoint is --endpoint, else $GCIRCUSCTL_ENDPOINT (or $CIRCUSCTL_ENDPOINT), else the config's
-`endpoint`, else tcp://127.0.0.1:5555. `listen` uses --endpoint, else the config's `pubsub_endpoint`, else
+The control endpoint is --endpoint, else the `endpoint` of the config given with -c, else $GCIRCUSCTL_ENDPOINT
+(or $CIRCUSCTL_ENDPOINT), else tcp://127.0.0.1:5555. `listen` uses --endpoint, else the config's `pubsub_endpoint`, else
 tcp://127.0.0.1:5556.
 Exit codes: 0 ok, 1 no reply (no daemon at the endpoint, or no answer in time), 2 bad command line,
 3 the daemon answered with an error.
@@ -205,12 +205,15 @@ class Session:
 
     @property
     def endpoint(self) -> str:
+        # What the operator typed on this command line (--endpoint, then -c) beats the environment.
         if self.explicit_endpoint:
             return self.explicit_endpoint
+        if self.config_path:
+            return self._circus_option("endpoint") or DEFAULT_ENDPOINT
         for variable in ENDPOINT_VARIABLES:
             if os.environ.get(variable):
                 return os.environ[variable]
-        return self._circus_option("endpoint") or DEFAULT_ENDPOINT
+        return DEFAULT_ENDPOINT
 
     @property
     def pubsub_endpoint(self) -> str:
