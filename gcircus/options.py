@@ -284,9 +284,9 @@ WATCHER_OPTIONS = _table("watcher", [
     ("max_retry", _I, 5, True, "spawn attempts before giving up; -1 means forever"),
     ("graceful_timeout", _F, 30.0, True, "seconds between stop_signal and SIGKILL"),
     ("priority", _I, 0, False, "higher starts first and stops last"),
-    ("singleton", _B, False, False, "at most one process"),
+    ("singleton", _B, False, True, "at most one process"),
     ("use_sockets", _B, False, False, "let children inherit the gcircus sockets"),
-    ("copy_env", _B, False, False, "start children from gcircusd's environment"),
+    ("copy_env", _B, False, True, "start children from gcircusd's environment"),
     ("copy_path", _B, False, False, "set PYTHONPATH to gcircusd's sys.path (needs copy_env)"),
     ("max_age", _F, 0.0, True, "restart a process after this many seconds; 0 disables"),
     ("max_age_variance", _F, 30.0, True, "random extra seconds added to max_age"),
@@ -303,11 +303,11 @@ WATCHER_OPTIONS = _table("watcher", [
     ("pdeathsig", _B, None, False, "children die with gcircusd; default from [circus] pdeathsig"),
     ("hook_timeout", _F, 30.0, False, "seconds a hook may run before it counts as failed"),
     ("check_flapping", _B, True, False, "back off when processes crash in a loop"),
-    ("rlimit_*", to_rlimit, None, False, "resource limit RLIMIT_<NAME>; empty means unlimited"),
+    ("rlimit_*", to_rlimit, None, True, "resource limit RLIMIT_<NAME>; empty means unlimited"),
     ("stdout_stream.*", _S, None, True, "stdout sink options (class, filename, ...)"),
     ("stderr_stream.*", _S, None, True, "stderr sink options (class, filename, ...)"),
     ("hooks.*", _S, None, True, "hook: dotted.path[, ignore_failure]"),
-    ("flapping.*", _S, None, False, "per-watcher override of a [flapping] option"),
+    ("flapping.*", _S, None, True, "per-watcher override of a [flapping] option"),
 ])
 
 SOCKET_OPTIONS = _table("socket", [

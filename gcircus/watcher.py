@@ -491,8 +491,7 @@ class Watcher:
             self._stop_processes(oldest)
         elif extra < 0:
             self._fill()
-        if self.numprocesses == 0 and not self.singleton and not self.processes:
-            self._stop()
+        # Scaled down to 0, the watcher stays active with no processes, as in Circus: `incr` brings them back.
 
     def _fill(self, warmup: bool = True) -> list[int]:
         """Spawn processes until numprocesses run; stop the watcher if spawning keeps failing."""

@@ -148,6 +148,8 @@ def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory):
         """)
     daemon = daemon_factory(config)
     [pid] = started(daemon, 1)
+    from tests.test_gcircusd_signals import handles
+    wait_for(lambda: handles(pid, signal.SIGINT), message="traps installed")
     daemon.signal(signal.SIGKILL)
     daemon.wait(5)
     wait_for(lambda: not alive(pid), timeout=5, message="child stopped by PDEATHSIG")
