@@ -41,7 +41,7 @@ class Arbiter:
                  loglevel: str | None = None, logoutput: str | None = None, loggerconfig: str | None = None,
                  fqdn_prefix: str | None = None, umask: int | None = None, endpoint_owner: str | None = None,
                  subreaper: bool = False, config_path: str | None = None, allow_remote_endpoints: bool = False,
-                 max_message_size: int = 1 << 20, **extra):
+                 max_message_size: int = 1 << 20, watcher_defaults: dict | None = None, **extra):
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay
@@ -66,6 +66,7 @@ class Arbiter:
         self.subreaper = subreaper
         self.config_path = config_path
         self.allow_remote_endpoints = allow_remote_endpoints
+        self.watcher_defaults = dict(watcher_defaults or {})
         self.max_message_size = max_message_size
         self.controller = None
         self.publisher = None
@@ -109,7 +110,8 @@ class Arbiter:
                 raise ConfigError(str(exc), file=cfg.path, section="circus", option=key,
                                   value=options.get(key)) from None
         options.update(overrides)
-        return cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path, **options)
+        return cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path,
+                   watcher_defaults=cfg.watcher_defaults, **options)
 
     def _register(self, watcher: Watcher) -> None:
         key = watcher.name.lower()
@@ -291,7 +293,7 @@ class Arbiter:
         """
         if name.lower() in self._watchers_by_name:
             raise DuplicateWatcher(f"{name!r} already exists")
-        watcher = Watcher(name, cmd, **kwargs)
+        watcher = Watcher(name, cmd, **{**self.watcher_defaults, **kwargs})
         self._register(watcher)
         watcher.notify("add")
         if start:

@@ -53,6 +53,8 @@ class Config:
     plugins: list[dict]
     env: dict
     flapping: dict
+    # Defaults a watcher added at run time (the `add` command) takes from this file, as configured ones did.
+    watcher_defaults: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -471,5 +473,6 @@ def load_config(path: str) -> Config:
     for items, kind in ((watchers, "watcher"), (socket_dicts, "socket"), (plugin_dicts, "plugin")):
         items.sort(key=lambda item: item["name"])
         _check_unique(items, kind, sections)
+    defaults = {"pdeathsig": circus["pdeathsig"], "check_flapping": flapping_active, "flapping": dict(flapping)}
     return Config(path=path, circus=circus, watchers=watchers, sockets=socket_dicts,
-                  plugins=plugin_dicts, env=env, flapping=flapping)
+                  plugins=plugin_dicts, env=env, flapping=flapping, watcher_defaults=defaults)

@@ -149,3 +149,24 @@ def test_unknown_user_is_a_config_error_naming_the_watcher(tmp_path):
     """)
     with pytest.raises(ConfigError, match=r"\[watcher:web\].*no-such-user-here"):
         Arbiter.load_from_config(path)
+
+
+def test_watcher_added_at_run_time_takes_the_config_files_defaults(tmp_path):
+    path = write_config(tmp_path / "circus.ini", """
+        [circus]
+        pdeathsig = false
+
+        [watcher:web]
+        cmd = /bin/sleep 1000
+
+        [plugin:flapping]
+        use = circus.plugins.flapping.Flapping
+        retry_in = 3
+        attempts = 4
+    """)
+    arbiter = Arbiter.load_from_config(path)
+    added = arbiter.add_watcher("extra", "/bin/sleep 1000")
+    assert added.pdeathsig is False
+    assert added.crash_guard.retry_in == 3 and added.crash_guard.attempts == 4
+    explicit = arbiter.add_watcher("other", "/bin/sleep 1000", pdeathsig=True)
+    assert explicit.pdeathsig is True
