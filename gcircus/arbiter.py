@@ -70,6 +70,7 @@ class Arbiter:
         self.max_message_size = max_message_size
         self.controller = None
         self.publisher = None
+        self.discovery = None
         self._channels_closer: gevent.Greenlet | None = None
         self.extra_options = extra
         self.watchers: list[Watcher] = []
@@ -103,6 +104,13 @@ class Arbiter:
             options.pop(key, None)
         from gcircus.control.endpoints import EndpointNotAllowed, check_bind_allowed
 
+        if options.get("multicast_endpoint"):
+            from gcircus.control.discovery import DiscoveryError, parse_multicast_endpoint
+            try:
+                parse_multicast_endpoint(options["multicast_endpoint"])
+            except DiscoveryError as exc:
+                raise ConfigError(str(exc), file=cfg.path, section="circus", option="multicast_endpoint",
+                                  value=options["multicast_endpoint"]) from None
         for key in ("endpoint", "pubsub_endpoint"):
             try:
                 check_bind_allowed(key, options.get(key) or "", bool(options.get("allow_remote_endpoints")))
@@ -200,6 +208,15 @@ class Arbiter:
         if self.pubsub_endpoint and self.publisher is None:
             self.publisher = EventPublisher(self, self.pubsub_endpoint, self.context, self.allow_remote_endpoints)
             self.publisher.start()
+        if self.multicast_endpoint and self.endpoint and self.discovery is None:
+            from gcircus.control.discovery import DiscoveryResponder
+
+            self.discovery = DiscoveryResponder(self.multicast_endpoint, self.endpoint)
+            try:
+                self.discovery.start()
+            except OSError as exc:
+                log.warning("multicast discovery is disabled: %s", exc)
+                self.discovery = None
         if self.endpoint and self.controller is None:
             self.controller = ControlServer(self, self.endpoint, self.context, self.max_message_size,
                                             self.endpoint_owner, self.allow_remote_endpoints)
@@ -216,6 +233,9 @@ class Arbiter:
         """Close the channels once replies in flight (a waiting `quit`'s included) have been sent."""
         controller, self.controller = self.controller, None
         publisher, self.publisher = self.publisher, None
+        discovery, self.discovery = self.discovery, None
+        if discovery is not None:
+            discovery.close()
         if controller is not None:
             controller.close()
         if publisher is not None:

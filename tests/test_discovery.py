@@ -34,3 +34,46 @@ def test_responder_answers_a_probe_with_the_control_endpoint():
     finally:
         probe.close()
         responder.close()
+
+
+def test_daemon_answers_discovery_only_when_configured(tmp_path, daemon_factory):
+    from tests.conftest import wait_for, write_config
+
+    control = f"tcp://127.0.0.1:{free_port()}"
+    port = free_port()
+    config = write_config(tmp_path / "circus.ini", f"""
+        [circus]
+        endpoint = {control}
+        pubsub_endpoint = tcp://127.0.0.1:{free_port()}
+        multicast_endpoint = udp://237.219.251.97:{port}
+
+        [watcher:w]
+        cmd = /bin/sleep 1000
+    """)
+    daemon = daemon_factory(config)
+    wait_for(lambda: "gcircusd running" in daemon.output(), message="daemon up")
+    if "multicast discovery is disabled" in daemon.output():
+        pytest.skip("no multicast membership possible in this network namespace")
+    probe = gsocket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.settimeout(5)
+        probe.sendto(b"?", ("127.0.0.1", port))
+        assert json.loads(probe.recvfrom(1024)[0]) == {"endpoint": control}
+    finally:
+        probe.close()
+
+
+def test_bad_multicast_endpoint_is_a_config_error(tmp_path):
+    from gcircus.arbiter import Arbiter
+    from gcircus.errors import ConfigError
+    from tests.conftest import write_config
+
+    path = write_config(tmp_path / "circus.ini", """
+        [circus]
+        multicast_endpoint = udp://10.1.2.3:12027
+
+        [watcher:w]
+        cmd = /bin/sleep 1000
+    """)
+    with pytest.raises(ConfigError, match="multicast_endpoint"):
+        Arbiter.load_from_config(path)
