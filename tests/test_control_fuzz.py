@@ -8,6 +8,7 @@ does), and `quit`/`reloadconfig` are never sent.
 from __future__ import annotations
 
 import json
+import os
 import string
 import uuid
 
@@ -188,7 +189,8 @@ def check_one(wire: Wire, frames: tuple) -> None:
         assert reply["id"] is None or same_json(reply["id"], message.get("id") if isinstance(message, dict) else None)
 
 
-@settings(max_examples=2000, deadline=None, database=None,
+# GCIRCUS_FUZZ_EXAMPLES raises the count for a longer hunt; the default keeps the test at ~10-15 s.
+@settings(max_examples=int(os.environ.get("GCIRCUS_FUZZ_EXAMPLES", 2000)), deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(frames=requests)
 def test_random_requests_get_well_formed_replies_and_change_nothing(daemon, wire, frames):
