@@ -118,7 +118,7 @@ def test_start_order_is_highest_priority_first(tmp_path, daemon_factory):
         """)
     daemon = daemon_factory(config)
     started(daemon, 2)
-    wait_for(lambda: len(record.read_text().split()) == 4, message="both started")
+    wait_for(lambda: record.exists() and len(record.read_text().split()) == 4, message="both started")
     # The children write in whatever order the scheduler runs them; the spawn order shows in their pids, which
     # the kernel hands out in increasing order.
     pids = dict(line.split() for line in record.read_text().splitlines())
