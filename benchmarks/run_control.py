@@ -202,6 +202,11 @@ def report(targets: list[Target], results: dict, notes: list[str], args, started
                    + f" | {ratio(c.get(op), g.get(op))} | — |")
     out += ["", f"incr/decr: p50 / p99 over {args.incr_reps} runs, each from N={min(args.ns)} to "
             f"N+{args.incr} and back; the time until the waited reply."]
+    few = [f"{t} {k}: {v['n']}" for t, cells in results.items() for k, v in cells.items()
+           if isinstance(v, dict) and "/" in k and 0 < v["n"] < (args.reps if k.endswith("/1") else
+                                                               args.clients * args.reps_each)]
+    if few:
+        notes.append(f"cells cut short by the {args.budget:g} s budget (samples taken): " + ", ".join(few))
     errors = [(t, k, v["errors"]) for t, cells in results.items() for k, v in cells.items()
               if isinstance(v, dict) and v.get("errors")]
     for t, k, e in errors:
