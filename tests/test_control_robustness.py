@@ -203,8 +203,6 @@ def test_a_missing_empty_or_non_string_command_gets_errno_3(wire, command):
     assert_error(wire.call(message), MESSAGE_ERROR, "command")
 
 
-@pytest.mark.xfail(strict=True, reason="server.py reads `id` only after the whole message validated, so errors found "
-                                       "while decoding reply `id: null` and CircusClient waits for its timeout")
 @pytest.mark.parametrize("message", [{"id": "m1"}, {"id": "m2", "command": ""},
                                      {"id": "m3", "command": "list", "properties": [1]}],
                          ids=["no-command", "empty-command", "properties-list"])
@@ -416,8 +414,6 @@ def test_a_cast_gets_no_reply_even_on_error(wire, message):
     wire.sent_without_reply({**message, "msg_type": "cast"})
 
 
-@pytest.mark.xfail(strict=True, reason="server.py decides `cast` only after decoding, so a cast whose properties are "
-                                       "not an object gets an error reply (PROTOCOL 2.2: no reply at all)")
 def test_a_cast_with_non_object_properties_gets_no_reply(wire):
     wire.sent_without_reply({"command": "list", "msg_type": "cast", "properties": [1]})
 

@@ -9,7 +9,12 @@ from gcircus.control.errors import BAD_MSG_DATA_ERROR, INVALID_JSON, MESSAGE_ERR
 
 
 class BadRequest(ControlError):
-    """The request could not be decoded into a command at all."""
+    """The request could not be decoded into a command; keeps the `id` and cast flag if they could be read."""
+
+    def __init__(self, reason: str, errno: int | None = None, msg_id=None, cast: bool = False):
+        super().__init__(reason, errno)
+        self.msg_id = msg_id
+        self.cast = cast
 
 
 def decode_request(payload: bytes) -> dict:
@@ -26,14 +31,15 @@ def decode_request(payload: bytes) -> dict:
         raise BadRequest("json invalid", INVALID_JSON) from None
     if not isinstance(message, dict):
         raise BadRequest(f"message invalid: expected a JSON object, got {type(message).__name__}", MESSAGE_ERROR)
+    msg_id, cast = message.get("id"), message.get("msg_type") == "cast"
     command = message.get("command")
     if not isinstance(command, str) or not command:
-        raise BadRequest("message invalid: 'command' is missing", MESSAGE_ERROR)
+        raise BadRequest("message invalid: 'command' is missing", MESSAGE_ERROR, msg_id, cast)
     properties = message.get("properties")
     if properties is None:
         message["properties"] = {}
     elif not isinstance(properties, dict):
-        raise BadRequest("message invalid: 'properties' must be an object", MESSAGE_ERROR)
+        raise BadRequest("message invalid: 'properties' must be an object", MESSAGE_ERROR, msg_id, cast)
     return message
 
 

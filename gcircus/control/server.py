@@ -145,6 +145,7 @@ class ControlServer:
                     result = None
             reply = ok_reply(result, msg_id)
         except BadRequest as exc:
+            msg_id, cast = exc.msg_id, exc.cast
             reply = error_reply(exc.reason, exc.errno, msg_id)
         except ControlError as exc:
             reply = error_reply(exc.reason, exc.errno, msg_id)
