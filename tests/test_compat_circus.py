@@ -373,7 +373,8 @@ def test_circusctl_stats(daemon, client):
     assert {line.split(":")[0] for line in lines[1:]} == {str(p) for p in pids}
     assert all(" sleep " in line for line in lines[1:])  # INFOLINE: pid, cmdline, username, ...
     out = ctl(daemon, "stats", "a", str(pids[0]))
-    assert out.returncode == 0 and out.stdout.startswith(f"{pids[0]}: {pids[0]}  sleep ") and out.stdout.endswith("\n\n")
+    assert out.returncode == 0 and out.stdout.endswith("\n\n")
+    assert out.stdout.startswith(f"{pids[0]}: {pids[0]}  sleep ")
     everything = ctl_ok(daemon, "stats").splitlines()
     assert {"a:", "b:", "c:"} <= set(everything)
     assert ctl_error(daemon, "stats", "a", "1") == "error: process 1 not found in 'a'"
