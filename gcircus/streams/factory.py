@@ -1,0 +1,96 @@
+"""Build a watcher's stdout/stderr sink from its `stdout_stream.*` / `stderr_stream.*` options (Circus's rules).
+
+`class` wins (a class name of gcircus.streams.sinks, or a dotted path `mod.Class` / `mod:Class`), then `stream` (a
+ready callable, for library users), then `filename` (a FileStream). An empty conf means no sink: the child inherits
+gcircusd's own stdout/stderr. The conf is never modified, so a later `set stdout_stream.X` rebuilds the same class.
+"""
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from typing import Callable
+
+from gcircus.hooks import resolve_name
+from gcircus.streams.sinks import STREAM_CLASSES, PrefixedStdoutStream
+
+_PER_PROCESS = re.compile(r"\$\(circus\.wid\)|\(\(circus\.wid\)\)", re.IGNORECASE)
+# Circus's own import paths for its classes, used by configs written for Circus: they mean our classes.
+_CIRCUS_MODULES = ("circus.stream", "circus.stream.file_stream")
+
+
+def get_stream(conf: dict | None, watcher_name: str) -> Callable | None:
+    """The sink for one watcher stream, or None when the stream is not configured (inherit gcircusd's fd)."""
+    if not conf:
+        return None
+    if "class" in conf:
+        cls = stream_class(conf["class"])
+        options = {key: value for key, value in conf.items() if key != "class"}
+        if cls is PrefixedStdoutStream:
+            options.setdefault("watcher_name", watcher_name)
+        return _instantiate(cls, options)
+    if "stream" in conf:
+        stream = conf["stream"]
+        if not callable(stream):
+            raise ValueError(f"stream configuration invalid: 'stream' must be a callable, got {stream!r}")
+        return stream
+    if "filename" in conf:
+        return _instantiate(STREAM_CLASSES["FileStream"], dict(conf))
+    raise ValueError(f"stream configuration invalid: expected 'class', 'stream' or 'filename' among the options, "
+                     f"got {', '.join(sorted(map(str, conf)))}")
+
+
+def stream_class(name) -> type | Callable:
+    """Resolve a `class` option: a bare gcircus class name (any case), Circus's path to it, or any dotted path."""
+    if not isinstance(name, str):
+        if callable(name):
+            return name  # library users may pass the class itself
+        raise ValueError(f"stream configuration invalid: class must be a name, got {name!r}")
+    text = name.strip()
+    module, _, attribute = text.replace(":", ".").rpartition(".")
+    if module in _CIRCUS_MODULES and attribute in STREAM_CLASSES:
+        return STREAM_CLASSES[attribute]
+    if "." in text or ":" in text:
+        try:
+            return resolve_name(text)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValueError(f"stream configuration invalid: cannot import stream class {text!r} ({exc})") from exc
+    if text in STREAM_CLASSES:
+        return STREAM_CLASSES[text]
+    by_lower = {known.lower(): cls for known, cls in STREAM_CLASSES.items()}
+    if text.lower() in by_lower:
+        return by_lower[text.lower()]
+    close = difflib.get_close_matches(text, list(STREAM_CLASSES), n=1, cutoff=0.4)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    raise ValueError(f"stream configuration invalid: unknown stream class {text!r} ({hint}"
+                     f"valid classes: {', '.join(STREAM_CLASSES)}, or a dotted path to a class)")
+
+
+def needs_per_process(conf: dict | None) -> bool:
+    """Whether an option (normally `filename`) contains `$(circus.wid)`, so each process needs a sink of its own."""
+    return any(isinstance(value, str) and _PER_PROCESS.search(value) for value in (conf or {}).values())
+
+
+def reopen_sink(sink) -> None:
+    """Reopen a sink's file if it has one (third-party sinks may have no `reopen`)."""
+    reopen = getattr(sink, "reopen", None)
+    if callable(reopen):
+        reopen()
+
+
+def close_sink(sink) -> None:
+    """Close a sink if it can be closed (third-party sinks may have no `close`)."""
+    close = getattr(sink, "close", None)
+    if callable(close):
+        close()
+
+
+def _instantiate(cls: Callable, options: dict) -> Callable:
+    try:
+        inspect.signature(cls).bind(**options)
+    except TypeError as exc:
+        raise ValueError(f"stream configuration invalid: {getattr(cls, '__name__', cls)} does not accept these "
+                         f"options ({exc})") from None
+    except ValueError:
+        pass  # no signature to check (a builtin); let the call itself decide
+    return cls(**options)
