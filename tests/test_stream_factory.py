@@ -5,9 +5,24 @@ import copy
 
 import pytest
 
-from gcircus.streams.factory import close_sink, get_stream, needs_per_process, reopen_sink, stream_class
-from gcircus.streams.sinks import (FancyStdoutStream, FileStream, PrefixedStdoutStream, QueueStream, StdoutStream,
-                                   TimedRotatingFileStream, WatchedFileStream)
+from gcircus.streams.factory import (
+    check_stream,
+    close_sink,
+    get_stream,
+    needs_per_process,
+    prefixed_stdout,
+    reopen_sink,
+    stream_class,
+)
+from gcircus.streams.sinks import (
+    FancyStdoutStream,
+    FileStream,
+    PrefixedStdoutStream,
+    QueueStream,
+    StdoutStream,
+    TimedRotatingFileStream,
+    WatchedFileStream,
+)
 
 
 class CircusStyleSink:
@@ -145,3 +160,37 @@ def test_reopen_and_close_helpers_drive_file_sinks(tmp_path):
     sink(rec(b"b\n"))
     close_sink(sink)
     assert path.read_bytes() == b"b\n" and (tmp_path / "out.log.1").read_bytes() == b"a\n"
+
+
+def test_check_stream_accepts_valid_confs_without_touching_the_disk(tmp_path):
+    for conf in ({"filename": str(tmp_path / "a.log"), "max_bytes": "1M", "backup_count": "3"},
+                 {"class": "TimedRotatingFileStream", "filename": str(tmp_path / "b.log"), "rotate_when": "h"},
+                 {"class": "WatchedFileStream", "filename": str(tmp_path / "c.log")},
+                 {"class": "FancyStdoutStream", "color": "blue"},
+                 {"class": "PrefixedStdoutStream", "fd": "stderr"},
+                 {"class": "tests.test_stream_factory.CircusStyleSink", "label": "y"},
+                 {"stream": print}, {}, None):
+        check_stream(conf, "web")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("conf, message", [
+    ({"filename": "x", "max_bytes": "huge"}, "max_bytes"),
+    ({"filename": ""}, "non-empty filename"),
+    ({"class": "TimedRotatingFileStream", "filename": "x", "rotate_when": "fortnightly"}, "rotate_when"),
+    ({"class": "TimedRotatingFileStream", "filename": "x", "rotate_when": "D", "utc": "maybe"}, "utc"),
+    ({"class": "PrefixedStdoutStream", "fd": "7"}, "fd"),
+    ({"class": "FancyStdoutStrem"}, "did you mean 'FancyStdoutStream'"),
+    ({"class": "tests.test_stream_factory.CircusStyleSink", "nope": "1"}, "does not accept"),
+    ({"time_format": "%H"}, "stream configuration invalid"),
+])
+def test_check_stream_rejects_what_get_stream_would(conf, message):
+    with pytest.raises(ValueError, match=message):
+        check_stream(conf, "web")
+    with pytest.raises(ValueError, match=message):
+        get_stream(conf, "web")
+
+
+def test_prefixed_stdout_helper():
+    sink = prefixed_stdout("api", 2)
+    assert type(sink) is PrefixedStdoutStream and (sink.watcher_name, sink.fd) == ("api", 2)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
-from typing import Callable
+from collections.abc import Callable
 
 from gcircus.hooks import resolve_name
 from gcircus.streams.sinks import STREAM_CLASSES, PrefixedStdoutStream
@@ -21,6 +21,29 @@ _CIRCUS_MODULES = ("circus.stream", "circus.stream.file_stream")
 
 def get_stream(conf: dict | None, watcher_name: str) -> Callable | None:
     """The sink for one watcher stream, or None when the stream is not configured (inherit gcircusd's fd)."""
+    plan = _plan(conf, watcher_name)
+    if plan is None:
+        return None
+    cls, options = plan
+    return cls(**options) if options is not None else cls
+
+
+def check_stream(conf: dict | None, watcher_name: str) -> None:
+    """Raise ValueError if get_stream would reject `conf`, without opening any file (config load and `set`)."""
+    plan = _plan(conf, watcher_name)
+    if plan is not None and plan[1] is not None:
+        check_options = getattr(plan[0], "check_options", None)
+        if plan[0] in STREAM_CLASSES.values() and check_options is not None:
+            check_options(**plan[1])
+
+
+def prefixed_stdout(watcher_name: str, fd: int = 1) -> PrefixedStdoutStream:
+    """The `name[wid] | line` sink on gcircusd's stdout (fd 1) or stderr (fd 2), for unconfigured streams."""
+    return PrefixedStdoutStream(watcher_name, fd=fd)
+
+
+def _plan(conf: dict | None, watcher_name: str) -> tuple[Callable, dict | None] | None:
+    """(class, options) to instantiate, (ready callable, None), or None for no sink; ValueError if invalid."""
     if not conf:
         return None
     if "class" in conf:
@@ -28,14 +51,15 @@ def get_stream(conf: dict | None, watcher_name: str) -> Callable | None:
         options = {key: value for key, value in conf.items() if key != "class"}
         if cls is PrefixedStdoutStream:
             options.setdefault("watcher_name", watcher_name)
-        return _instantiate(cls, options)
+        _check_signature(cls, options)
+        return cls, options
     if "stream" in conf:
         stream = conf["stream"]
         if not callable(stream):
             raise ValueError(f"stream configuration invalid: 'stream' must be a callable, got {stream!r}")
-        return stream
+        return stream, None
     if "filename" in conf:
-        return _instantiate(STREAM_CLASSES["FileStream"], dict(conf))
+        return STREAM_CLASSES["FileStream"], dict(conf)
     raise ValueError(f"stream configuration invalid: expected 'class', 'stream' or 'filename' among the options, "
                      f"got {', '.join(sorted(map(str, conf)))}")
 
@@ -85,12 +109,11 @@ def close_sink(sink) -> None:
         close()
 
 
-def _instantiate(cls: Callable, options: dict) -> Callable:
+def _check_signature(cls: Callable, options: dict) -> None:
     try:
         inspect.signature(cls).bind(**options)
     except TypeError as exc:
         raise ValueError(f"stream configuration invalid: {getattr(cls, '__name__', cls)} does not accept these "
                          f"options ({exc})") from None
     except ValueError:
-        pass  # no signature to check (a builtin); let the call itself decide
-    return cls(**options)
+        pass  # no signature to inspect (a builtin): the call itself decides

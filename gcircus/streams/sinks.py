@@ -21,7 +21,7 @@ import queue
 import random
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from gcircus.options import to_bool, to_int, to_size
 from gcircus.streams.rotation import TimeSchedule, expired_backups, rotate_numbered
@@ -111,6 +111,10 @@ class _Sink:
                 return
         self._write(record, self._payload(record))
 
+    @classmethod
+    def check_options(cls, **options) -> None:
+        """Raise ValueError for an option value the constructor would reject, without opening anything."""
+
     def reopen(self) -> None:
         """Nothing to reopen (file sinks override this)."""
 
@@ -146,6 +150,11 @@ class _Sink:
         self._pending = None
 
 
+def _check_filename(cls_name: str, filename) -> None:
+    if filename is not None and not str(filename):
+        raise ValueError(f"{cls_name} needs a non-empty filename")
+
+
 class _FileSink(_Sink):
     """A sink appending to a file by path, reopened on demand."""
 
@@ -154,8 +163,7 @@ class _FileSink(_Sink):
         if filename is None:
             fd, filename = tempfile.mkstemp()
             os.close(fd)
-        if not str(filename):
-            raise ValueError(f"{type(self).__name__} needs a non-empty filename")
+        _check_filename(type(self).__name__, filename)
         self.filename = str(filename)
         self.time_format = time_format or None
         self.line_format = LineFormat()
@@ -213,12 +221,21 @@ class FileStream(_FileSink):
     def __init__(self, filename: str | None = None, max_bytes=0, backup_count=0, time_format: str | None = None,
                  **extra):
         _warn_ignored("FileStream", extra)
-        self.max_bytes = _option("FileStream", "max_bytes", max_bytes, to_size)
-        self.backup_count = _option("FileStream", "backup_count", backup_count, to_int)
+        self.max_bytes, self.backup_count = self._limits(max_bytes, backup_count)
         super().__init__(filename, time_format)
         if self.max_bytes > 0 and self.backup_count <= 0:
             log.warning("FileStream %s: max_bytes without backup_count never rotates (as in Circus); "
                         "set backup_count to keep the file size bounded", self.filename)
+
+    @classmethod
+    def check_options(cls, filename=None, max_bytes=0, backup_count=0, time_format=None, **extra) -> None:
+        _check_filename("FileStream", filename)
+        cls._limits(max_bytes, backup_count)
+
+    @staticmethod
+    def _limits(max_bytes, backup_count) -> tuple[int, int]:
+        return (_option("FileStream", "max_bytes", max_bytes, to_size),
+                _option("FileStream", "backup_count", backup_count, to_int))
 
     def _payload(self, record: dict) -> bytes:
         self._descriptor()
@@ -248,6 +265,10 @@ class WatchedFileStream(_FileSink):
         _warn_ignored("WatchedFileStream", extra)
         super().__init__(filename, time_format)
 
+    @classmethod
+    def check_options(cls, filename=None, time_format=None, **extra) -> None:
+        _check_filename("WatchedFileStream", filename)
+
     def _payload(self, record: dict) -> bytes:
         if not self.line_format.continues(record) and self._path_identity() != self._identity:
             self._close_fd()
@@ -269,16 +290,26 @@ class TimedRotatingFileStream(_FileSink):
                  rotate_when: str | None = None, rotate_interval=1, utc=False,
                  clock: Callable[[], float] = time.time, **extra):
         _warn_ignored("TimedRotatingFileStream", extra)
-        self.backup_count = _option("TimedRotatingFileStream", "backup_count", backup_count, to_int)
-        self.schedule = TimeSchedule(rotate_when, _option("TimedRotatingFileStream", "rotate_interval",
-                                                          rotate_interval, to_int),
-                                     _option("TimedRotatingFileStream", "utc", utc, to_bool))
+        self.backup_count, self.schedule = self._rules(backup_count, rotate_when, rotate_interval, utc)
         if filename is not None and os.path.exists(filename):
             start = os.stat(filename).st_mtime
         else:
             start = clock()
         self.rollover_at = self.schedule.first_rollover(start)
         super().__init__(filename, time_format, clock)
+
+    @classmethod
+    def check_options(cls, filename=None, backup_count=0, time_format=None, rotate_when=None, rotate_interval=1,
+                      utc=False, **extra) -> None:
+        _check_filename("TimedRotatingFileStream", filename)
+        cls._rules(backup_count, rotate_when, rotate_interval, utc)
+
+    @staticmethod
+    def _rules(backup_count, rotate_when, rotate_interval, utc) -> tuple[int, TimeSchedule]:
+        name = "TimedRotatingFileStream"
+        return (_option(name, "backup_count", backup_count, to_int),
+                TimeSchedule(rotate_when, _option(name, "rotate_interval", rotate_interval, to_int),
+                             _option(name, "utc", utc, to_bool)))
 
     def _payload(self, record: dict) -> bytes:
         if not self.line_format.continues(record):
@@ -358,6 +389,10 @@ class PrefixedStdoutStream(StdoutStream):
         self.watcher_name = watcher_name
         self.fd = _output_fd(fd)
 
+    @classmethod
+    def check_options(cls, watcher_name=None, fd=1, **extra) -> None:
+        _output_fd(fd)
+
     def _prefix(self, record: dict) -> bytes:
         return f"{self.watcher_name}[{record.get('wid', '?')}] | ".encode()
 
@@ -368,6 +403,10 @@ class QueueStream(queue.Queue):
     def __init__(self, **extra):
         _warn_ignored("QueueStream", extra)
         super().__init__()
+
+    @classmethod
+    def check_options(cls, **options) -> None:
+        """No options to check."""
 
     def __call__(self, record: dict) -> None:
         self.put(record)
