@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from gcircus.streams.rotation import TimeSchedule
+from gcircus.streams.rotation import TimeSchedule, rotate_numbered
 from gcircus.streams.sinks import (
     FancyStdoutStream,
     FileStream,
@@ -222,6 +222,29 @@ def test_max_bytes_accepts_size_suffixes_and_rejects_garbage(tmp_path):
         FileStream(str(tmp_path / "b"), max_bytes="lots")
     with pytest.raises(ValueError, match="backup_count"):
         FileStream(str(tmp_path / "c"), backup_count="1.5")
+
+
+def test_size_rotation_counts_the_prefixes(tmp_path):
+    path = tmp_path / "out.log"
+    sink = FileStream(str(path), max_bytes=200, backup_count=100, time_format="%Y-%m-%d")
+    for index in range(100):
+        sink(rec(b"%03d\n" % index))
+    files = list(tmp_path.iterdir())
+    assert len(files) > 10 and all(file.stat().st_size < 200 for file in files)
+    lines = [PREFIXED_LINE.match(line).group(2) for line in chained(path, 100).splitlines()]
+    assert lines == [b"%03d" % index for index in range(100)]
+
+
+def test_the_rename_chain_skips_gaps_and_can_be_run_again(tmp_path):
+    path = tmp_path / "f"
+    for name, content in (("f", b"0"), ("f.1", b"1"), ("f.3", b"3"), ("f.4", b"4"), ("f.x", b"x")):
+        (tmp_path / name).write_bytes(content)
+    rotate_numbered(str(path), 4)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+        "f.1": b"0", "f.2": b"1", "f.4": b"3", "f.x": b"x"}
+    rotate_numbered(str(path), 4)  # as after a failure once the chain had moved: nothing is overwritten early
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == {
+        "f.2": b"0", "f.3": b"1", "f.4": b"3", "f.x": b"x"}
 
 
 def test_reopen_after_a_logrotate_style_rename(tmp_path):

@@ -30,7 +30,13 @@ def rotate_numbered(path: str, backup_count: int) -> None:
     Each step is one atomic rename, and a missing link is skipped, so a chain interrupted by an error can simply be
     run again: files keep their order and none is overwritten before it has moved on.
     """
-    for index in range(backup_count - 1, 0, -1):
+    directory, basename = os.path.split(os.path.abspath(path))
+    prefix = basename + "."
+    # One listdir instead of backup_count renames that mostly fail: a large backup_count stays cheap.
+    present = sorted((int(name[len(prefix):]) for name in os.listdir(directory)
+                      if name.startswith(prefix) and name[len(prefix):].isdigit()
+                      and 0 < int(name[len(prefix):]) < backup_count), reverse=True)
+    for index in present:
         try:
             os.replace(f"{path}.{index}", f"{path}.{index + 1}")
         except FileNotFoundError:
