@@ -194,7 +194,11 @@ class _FileSink(_Sink):
         if directory:
             os.makedirs(directory, exist_ok=True)
         fd = os.open(self.filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        stat = os.fstat(fd)
+        try:
+            stat = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            raise
         identity = (stat.st_dev, stat.st_ino)
         if identity != self._identity:
             # A new file starts at a line start; whatever line the old one left open stays there.
