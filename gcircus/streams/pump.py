@@ -1,0 +1,241 @@
+"""Moving child output from pipes to sinks: one reader greenlet per pipe, one writer per sink.
+
+Readers do large non-blocking reads and cut the data into records of whole lines, so a sink never sees half a line
+(a line with no newline is flushed after a short idle time or past a maximum length, marked `partial`). A writer
+owns a bounded queue and calls its sink in gevent's thread pool, so file I/O never runs on the hub; when the queue
+is full the readers stop reading, the pipe fills and only that child waits (back-pressure). A failing sink is
+logged once, reported through `on_error`, and retried until it recovers: nothing is dropped.
+"""
+from __future__ import annotations
+
+import collections
+import errno
+import fcntl
+import logging
+import os
+import time
+
+import gevent
+import gevent.event
+from gevent.socket import wait_read
+
+log = logging.getLogger(__name__)
+
+READ_SIZE = 1 << 20  # bytes per read; the pipe is enlarged to match where the kernel allows it
+PIPE_SIZE = 1 << 20
+MAX_LINE = 1 << 20  # a line longer than this is passed on in pieces, each marked partial
+IDLE_FLUSH = 0.2  # seconds a partial line may wait for its newline before it is passed on
+QUEUE_LIMIT = 8 << 20  # bytes a writer holds before its readers pause
+RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+class StreamWriter:
+    """Feeds one sink from a bounded queue, in order, off the hub."""
+
+    def __init__(self, sink, label: str, on_error=None, limit: int = QUEUE_LIMIT):
+        self.sink = sink
+        self.label = label
+        self.on_error = on_error
+        self.limit = limit
+        self.queued = 0
+        self._records: collections.deque = collections.deque()
+        self._work = gevent.event.Event()
+        self._room = gevent.event.Event()
+        self._room.set()
+        self._idle = gevent.event.Event()
+        self._idle.set()
+        self._reopen = False
+        self._closing = False
+        self._failing = False
+        self._loop = gevent.spawn(self._write_forever)
+
+    def put(self, record: dict, force: bool = False) -> None:
+        """Queue a record. Readers wait for room first; `force` (a final drain) may exceed the limit."""
+        self._records.append(record)
+        self.queued += len(record["data"])
+        if self.queued >= self.limit:
+            self._room.clear()
+        self._idle.clear()
+        self._work.set()
+
+    def wait_room(self) -> None:
+        self._room.wait()
+
+    def reopen(self) -> None:
+        """Reopen the sink's files (after logrotate) before the next record."""
+        self._reopen = True
+        self._idle.clear()
+        self._work.set()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything queued has been written (or `timeout`)."""
+        return self._idle.wait(timeout)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Write what is queued (up to `timeout`), then close the sink."""
+        self._closing = True
+        self._work.set()
+        self._loop.join(timeout)
+        if not self._loop.dead:
+            log.error("%s: %d bytes not written before close (sink failing)", self.label, self.queued)
+            self._loop.kill()
+        close = getattr(self.sink, "close", None)
+        if close is not None:
+            try:
+                gevent.get_hub().threadpool.apply(close)
+            except Exception as exc:  # noqa: BLE001 - a third-party sink's close failing is only worth a log line
+                log.warning("%s: closing the sink failed: %s", self.label, exc)
+
+    def _write_forever(self) -> None:
+        pool = gevent.get_hub().threadpool
+        while True:
+            if not self._records and not self._reopen:
+                self._idle.set()
+                if self._closing:
+                    return
+                self._work.clear()
+                self._work.wait()
+                continue
+            if self._reopen:
+                self._reopen = False
+                reopen = getattr(self.sink, "reopen", None)
+                if reopen is not None:
+                    self._attempt(pool, reopen)
+                continue
+            record = self._records[0]
+            self._attempt(pool, self.sink, record)
+            self._records.popleft()
+            self.queued -= len(record["data"])
+            if self.queued < self.limit // 2:
+                self._room.set()
+
+    def _attempt(self, pool, func, *args) -> None:
+        """Run a sink call until it succeeds; report the first failure and the recovery once each."""
+        attempt = 0
+        while True:
+            try:
+                pool.apply(func, args)
+            except OSError as exc:
+                if not self._failing:
+                    self._failing = True
+                    log.error("%s: writing failed (%s); output is kept and retried, that child may block",
+                              self.label, exc)
+                    if self.on_error is not None:
+                        self.on_error(str(exc))
+                if self._closing and attempt >= len(RETRY_DELAYS):
+                    raise gevent.GreenletExit from None
+                gevent.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+                attempt += 1
+                continue
+            except Exception:  # noqa: BLE001 - a buggy third-party sink must not kill the pump: drop that record
+                log.exception("%s: the sink raised; record dropped", self.label)
+                return
+            if self._failing:
+                self._failing = False
+                log.warning("%s: writing works again", self.label)
+                if self.on_error is not None:
+                    self.on_error(None)
+            return
+
+
+class PipeReader:
+    """Reads one child pipe to EOF and hands whole-line records to a writer."""
+
+    def __init__(self, fd: int, writer: StreamWriter, pid: int, name: str, wid: int):
+        self.fd = fd
+        self.writer = writer
+        self.pid = pid
+        self.name = name
+        self.wid = wid
+        self.eof = gevent.event.Event()
+        self._pending = b""
+        self._pending_since = 0.0
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+        try:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass  # over /proc/sys/fs/pipe-max-size for an unprivileged user: the default size still works
+        self._loop = gevent.spawn(self._read_forever)
+
+    def _read_forever(self) -> None:
+        try:
+            while True:
+                self.writer.wait_room()
+                if not self._read_available(force=False):
+                    break
+                timeout = None
+                if self._pending:
+                    # A line without its newline yet: pass it on once it has waited IDLE_FLUSH seconds.
+                    timeout = IDLE_FLUSH - (time.monotonic() - self._pending_since)
+                    if timeout <= 0:
+                        self._flush_partial()
+                        timeout = None
+                try:
+                    wait_read(self.fd, timeout=timeout)
+                except TimeoutError:
+                    self._flush_partial()
+        finally:
+            self._finish()
+
+    def _read_available(self, force: bool) -> bool:
+        """Read until the pipe is empty; False at EOF."""
+        while True:
+            try:
+                data = os.read(self.fd, READ_SIZE)
+            except BlockingIOError:
+                return True
+            except OSError as exc:
+                if exc.errno in (errno.EBADF, errno.EIO):
+                    return False
+                raise
+            if not data:
+                return False
+            self._feed(data, force)
+            if not force and self.writer.queued >= self.writer.limit:
+                return True
+
+    def _feed(self, data: bytes, force: bool) -> None:
+        data = self._pending + data if self._pending else data
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            self._emit(data[:cut], False, force)
+            data = data[cut:]
+        while len(data) >= MAX_LINE:
+            self._emit(data[:MAX_LINE], True, force)
+            data = data[MAX_LINE:]
+        if data and not self._pending:
+            self._pending_since = time.monotonic()
+        self._pending = data
+
+    def _flush_partial(self, force: bool = False) -> None:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            self._emit(data, True, force)
+
+    def _emit(self, data: bytes, partial: bool, force: bool) -> None:
+        self.writer.put({"data": data, "pid": self.pid, "name": self.name, "wid": self.wid, "partial": partial},
+                        force=force)
+
+    def drain(self) -> None:
+        """Take everything the pipe holds now, whatever the queue's limit (the child has exited).
+
+        The pipe's capacity bounds what this can add. A grandchild may still hold the pipe open, so this does not
+        wait for EOF: the reader keeps running and passes on later output as usual.
+        """
+        if self.eof.is_set():
+            return
+        if not self._read_available(force=True):
+            self._flush_partial(force=True)
+
+    def _finish(self) -> None:
+        self._flush_partial(force=True)
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
+        self.eof.set()
+
+    def stop(self) -> None:
+        self._loop.kill(block=False)
