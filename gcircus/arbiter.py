@@ -100,7 +100,7 @@ class Arbiter:
             except (ValueError, TypeError, ImportError) as exc:
                 raise ConfigError(f"{cfg.path}: [watcher:{spec.get('name')}] cannot be built: {exc}") from None
         options = dict(cfg.circus)
-        for key in ("include", "include_dir", "pdeathsig"):
+        for key in ("include", "include_dir", "pdeathsig", "prefix_output"):
             options.pop(key, None)
         from gcircus.control.endpoints import EndpointNotAllowed, check_bind_allowed
 
@@ -277,6 +277,11 @@ class Arbiter:
         # In a greenlet of its own: the caller may be a `quit` command whose reply must still go out.
         self._channels_closer = gevent.spawn(self._close_channels)
         self._stopped.set()
+
+    def reopen_streams(self) -> None:
+        """Reopen every watcher's file sinks (logrotate's postrotate: SIGUSR1 or `gcircusctl reopen`)."""
+        for watcher in self.watchers:
+            watcher.reopen_streams()
 
     def kill_all(self) -> None:
         """SIGKILL every process tree now; stops already in progress then finish at once (forced shutdown)."""

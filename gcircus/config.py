@@ -374,7 +374,8 @@ def _load_watcher(section: Section, circus: dict, env: dict, global_env: dict,
     wenv = _watcher_env(name, env, env_sections)
     mapping = {"env": {**global_env, **wenv}}
     w: dict[str, Any] = {"name": name, **opts.defaults("watcher")}
-    w.update(pdeathsig=circus["pdeathsig"], check_flapping=flapping_active, rlimits={},
+    w.update(pdeathsig=circus["pdeathsig"], prefix_output=circus["prefix_output"], check_flapping=flapping_active,
+             rlimits={},
              stdout_stream={}, stderr_stream={}, hooks={}, env=wenv, flapping=dict(flapping),
              options={})
     for key, entry in section.entries.items():
@@ -473,6 +474,7 @@ def load_config(path: str) -> Config:
     for items, kind in ((watchers, "watcher"), (socket_dicts, "socket"), (plugin_dicts, "plugin")):
         items.sort(key=lambda item: item["name"])
         _check_unique(items, kind, sections)
-    defaults = {"pdeathsig": circus["pdeathsig"], "check_flapping": flapping_active, "flapping": dict(flapping)}
+    defaults = {"pdeathsig": circus["pdeathsig"], "prefix_output": circus["prefix_output"],
+                "check_flapping": flapping_active, "flapping": dict(flapping)}
     return Config(path=path, circus=circus, watchers=watchers, sockets=socket_dicts,
                   plugins=plugin_dicts, env=env, flapping=flapping, watcher_defaults=defaults)

@@ -265,6 +265,8 @@ CIRCUS_OPTIONS = _table("circus", [
     ("allow_remote_endpoints", _B, False, False,
      "allow binding endpoint/pubsub_endpoint to non-loopback TCP addresses (unauthenticated!)"),
     ("max_message_size", _I, 1048576, False, "largest control request accepted, in bytes"),
+    ("prefix_output", _B, False, False,
+     "send unconfigured watcher output through gcircusd's stdout/stderr as `name[wid] | line`"),
 ])
 
 WATCHER_OPTIONS = _table("watcher", [
@@ -303,6 +305,7 @@ WATCHER_OPTIONS = _table("watcher", [
     ("pdeathsig", _B, None, False, "children die with gcircusd; default from [circus] pdeathsig"),
     ("hook_timeout", _F, 30.0, False, "seconds a hook may run before it counts as failed"),
     ("check_flapping", _B, True, False, "back off when processes crash in a loop"),
+    ("prefix_output", _B, None, False, "prefix unconfigured output lines; default from [circus] prefix_output"),
     ("rlimit_*", to_rlimit, None, True, "resource limit RLIMIT_<NAME>; empty means unlimited"),
     ("stdout_stream.*", _S, None, True, "stdout sink options (class, filename, ...)"),
     ("stderr_stream.*", _S, None, True, "stderr sink options (class, filename, ...)"),

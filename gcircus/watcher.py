@@ -21,7 +21,7 @@ from gcircus import backoff, runtime_options
 from gcircus.environment import build_env
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.process import Process, SpawnError, resolve_user
-from gcircus.streams_basic import OutputTargets
+from gcircus.streams.outputs import WatcherOutputs
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Watcher:
                  close_child_stdout: bool = False, close_child_stderr: bool = False,
                  virtualenv_py_ver: str | None = None, *, umask: int | None = None, pdeathsig=True,
                  hook_timeout: float = 30.0, check_flapping: bool = True, flapping: dict | None = None,
+                 prefix_output: bool = False,
                  options: dict | None = None, **extra_options):
         if singleton and numprocesses not in (0, 1):
             raise ValueError(f"watcher {name!r}: a singleton cannot have numprocesses = {numprocesses}")
@@ -117,7 +118,9 @@ class Watcher:
         self.hooks_config = dict(hooks or {})
         self.hooks = Hooks(self.hooks_config, timeout=self.hook_timeout)
         self.crash_guard = backoff.CrashLoopGuard.from_config(flapping)
-        self.outputs = OutputTargets(self.stdout_stream, self.stderr_stream)
+        self.prefix_output = prefix_output
+        self.outputs = WatcherOutputs(name, {"stdout": self.stdout_stream, "stderr": self.stderr_stream},
+                                      prefix_output, notify=self.notify)
 
         self.processes: dict[int, Process] = {}
         self._retiring: dict[int, Process] = {}
@@ -158,6 +161,10 @@ class Watcher:
         for key, value in identity.items():
             if key not in self._configured_env:
                 self.env[key] = value
+
+    def reopen_streams(self) -> None:
+        """Reopen the file sinks of this watcher's streams (logrotate's postrotate, SIGUSR1, `reopen`)."""
+        self.outputs.reopen()
 
     # -- wiring --------------------------------------------------------------------------------------------------
 
@@ -333,7 +340,7 @@ class Watcher:
                 conf.pop(sub, None)
             else:
                 conf[sub] = value
-            self.outputs = OutputTargets(self.stdout_stream, self.stderr_stream)
+            self.outputs.update(prefix[:6], conf)
         elif key.startswith("rlimit_"):
             self.rlimits[key[7:].lower()] = value
         elif dot and prefix == "flapping":
@@ -439,6 +446,7 @@ class Watcher:
         self.call_hook("before_stop")
         victims = list(self.processes.values()) + list(self._retiring.values())
         self._stop_processes(victims, graceful_timeout)
+        self.outputs.close()  # as in Circus, streams close on stop (and open again with the next spawn)
         self._status = STOPPED
         self.notify("stop")
         self.call_hook("after_stop")
@@ -547,21 +555,19 @@ class Watcher:
         if recovery_wid is None and not self.call_hook("before_spawn"):
             raise HookRefused("before_spawn hook failed")
         wid = recovery_wid or self._next_wid()
-        stdout, stderr = self.outputs.open(wid, self.env)
-        try:
-            process = Process(
-                self.name, wid, self.cmd, args=self.args,
-                working_dir=self.working_dir, shell=self.shell, uid=self.uid, gid=self.gid, env=self.env,
-                rlimits=self.rlimits, executable=self.executable, use_fds=self.use_sockets, watcher=self,
-                spawn=False, pipe_stdout=False, pipe_stderr=False, close_child_stdin=self.close_child_stdin,
-                close_child_stdout=self.close_child_stdout, close_child_stderr=self.close_child_stderr,
-                shell_args=self.shell_args, umask=self.umask, pdeathsig=self._pdeathsig_signal(),
-                stdin_fd=self._stdin_fd(), pass_fds=self._socket_fds(),
-                sockets={name: s.fileno() for name, s in self.sockets.items()},
-                stdout=stdout, stderr=stderr, format_vars=self._format_vars(), on_exit=self._on_exit)
-            process.spawn()
-        finally:
-            self.outputs.close_parent_copies(stdout, stderr)
+        process = Process(
+            self.name, wid, self.cmd, args=self.args,
+            working_dir=self.working_dir, shell=self.shell, uid=self.uid, gid=self.gid, env=self.env,
+            rlimits=self.rlimits, executable=self.executable, use_fds=self.use_sockets, watcher=self,
+            spawn=False, pipe_stdout=self.outputs.wants_pipe("stdout"),
+            pipe_stderr=self.outputs.wants_pipe("stderr"), close_child_stdin=self.close_child_stdin,
+            close_child_stdout=self.close_child_stdout, close_child_stderr=self.close_child_stderr,
+            shell_args=self.shell_args, umask=self.umask, pdeathsig=self._pdeathsig_signal(),
+            stdin_fd=self._stdin_fd(), pass_fds=self._socket_fds(),
+            sockets={name: s.fileno() for name, s in self.sockets.items()},
+            format_vars=self._format_vars(), on_exit=self._on_exit)
+        process.spawn()
+        self.outputs.attach(process)
         self.processes[process.pid] = process
         self._handled[process.pid] = gevent.event.Event()
         if self.max_age > 0:
@@ -652,6 +658,7 @@ class Watcher:
             timer.kill(block=False)
         exit_time = process.exit.time if process.exit else time.time()
         try:
+            self.outputs.drain(process)  # every byte the child wrote is taken before its exit is reported
             self.call_hook("before_reap", process_pid=pid, time=exit_time)
             self.processes.pop(pid, None)
             self._retiring.pop(pid, None)

@@ -120,7 +120,7 @@ def test_watcher_defaults(load):
         "respawn": True, "autostart": True, "on_demand": False, "close_child_stdin": True,
         "close_child_stdout": False, "close_child_stderr": False, "virtualenv": None,
         "virtualenv_py_ver": None, "stdin_socket": None, "rlimits": {}, "stdout_stream": {},
-        "stderr_stream": {}, "hooks": {}, "env": {}, "umask": None, "pdeathsig": True,
+        "stderr_stream": {}, "hooks": {}, "env": {}, "umask": None, "pdeathsig": True, "prefix_output": False,
         "hook_timeout": 30.0, "check_flapping": True,
         "flapping": {"attempts": 2, "window": 1.0, "retry_in": 7.0, "max_retry": 5},
         "options": {},

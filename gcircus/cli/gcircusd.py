@@ -154,7 +154,8 @@ class Daemon:
 
     def on_reopen_logs(self) -> None:
         reopen_log_files()
-        log.info("received SIGUSR1: log files reopened")
+        self.arbiter.reopen_streams()
+        log.info("received SIGUSR1: log files reopened (stream files too)")
 
     def sweep_orphans(self, grace: float = 5.0) -> None:
         """Stop processes that were re-parented to us (we are a child subreaper) and no watcher owns any more.

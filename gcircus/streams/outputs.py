@@ -1,0 +1,132 @@
+"""A watcher's output plumbing: which streams are piped, the sinks and writers behind them, a reader per pipe.
+
+One sink (and writer) serves all processes of a watcher, so their lines share one file without interleaving
+mid-line; a filename with `$(circus.wid)` gets one sink per worker id instead. An unconfigured stream is not piped
+at all: the child inherits gcircusd's own stdout/stderr, as in Circus, unless `prefix_output` asks for a prefixing
+sink (`name[wid] | line`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+import gevent
+
+from gcircus.expand import expand_circus_vars
+from gcircus.streams import factory
+from gcircus.streams.pump import PipeReader, StreamWriter
+
+log = logging.getLogger(__name__)
+
+STREAMS = ("stdout", "stderr")
+
+
+class WatcherOutputs:
+    """Streams of one watcher; `notify(event, **fields)` publishes `stream` events on sink failure and recovery."""
+
+    def __init__(self, watcher_name: str, confs: dict[str, dict], prefix_output: bool = False, notify=None):
+        self.watcher_name = watcher_name
+        self.confs = {name: dict(confs.get(name) or {}) for name in STREAMS}
+        self.prefix_output = prefix_output
+        self.notify = notify
+        for name in STREAMS:
+            self._validate(name, self.confs[name])
+        self._writers: dict[tuple, StreamWriter] = {}
+        self._readers: dict[int, list[PipeReader]] = {}
+
+    def _validate(self, name: str, conf: dict) -> None:
+        if conf and not factory.needs_per_process(conf):
+            factory.check_stream(conf, self.watcher_name)
+
+    def wants_pipe(self, name: str) -> bool:
+        return bool(self.confs[name]) or self.prefix_output
+
+    # -- per process ---------------------------------------------------------------------------------------------
+
+    def attach(self, process) -> None:
+        """Start a reader on each piped stream of a freshly spawned process."""
+        readers = []
+        for name in STREAMS:
+            pipe = getattr(process, name)
+            if pipe is None:
+                continue
+            fd = os.dup(pipe.fileno())
+            pipe.close()
+            setattr(process, name, None)
+            writer = self._writer(name, process.wid, process.env or {})
+            readers.append(PipeReader(fd, writer, process.pid, name, process.wid))
+        if readers:
+            self._readers[process.pid] = readers
+
+    def drain(self, process) -> None:
+        """The process has exited: take what its pipes hold before its exit is reported."""
+        for reader in self._readers.pop(process.pid, []):
+            reader.drain()
+
+    # -- sinks ---------------------------------------------------------------------------------------------------
+
+    def _writer(self, name: str, wid: int, env: dict) -> StreamWriter:
+        conf = self.confs[name]
+        if not conf:
+            key = (name, "prefix")
+        elif factory.needs_per_process(conf):
+            conf = {k: expand_circus_vars(v, {"wid": str(wid), "env": env}) if isinstance(v, str) else v
+                    for k, v in conf.items()}
+            key = (name, conf.get("filename"))
+        else:
+            key = (name, None)
+        writer = self._writers.get(key)
+        if writer is None:
+            if not self.confs[name]:
+                sink = factory.prefixed_stdout(self.watcher_name, 1 if name == "stdout" else 2)
+            else:
+                sink = factory.get_stream(conf, self.watcher_name)
+            label = f"watcher {self.watcher_name!r} {name}"
+            writer = StreamWriter(sink, label, on_error=lambda error, n=name: self._report(n, error))
+            self._writers[key] = writer
+        return writer
+
+    def _report(self, name: str, error: str | None) -> None:
+        if self.notify is not None:
+            self.notify("stream", name=name, error=error)
+
+    def update(self, name: str, conf: dict) -> None:
+        """New options for one stream (live `set`): new sinks for new processes, then the old ones are closed.
+
+        Readers of running processes keep their current writer until those processes are replaced, so no record is
+        split between two sinks.
+        """
+        self._validate(name, conf)
+        self.confs[name] = dict(conf)
+        old = {key: w for key, w in self._writers.items() if key[0] == name}
+        in_use = {id(r.writer) for readers in self._readers.values() for r in readers}
+        for key, writer in old.items():
+            del self._writers[key]
+            if id(writer) in in_use:
+                gevent.spawn(self._close_when_unused, writer)
+            else:
+                writer.close()
+
+    def _close_when_unused(self, writer: StreamWriter) -> None:
+        for readers in list(self._readers.values()):
+            for reader in readers:
+                if reader.writer is writer:
+                    reader.eof.wait()
+        writer.close()
+
+    def reopen(self) -> None:
+        for writer in list(self._writers.values()):
+            writer.reopen()
+
+    def flush(self, timeout: float | None = None) -> None:
+        for writer in list(self._writers.values()):
+            writer.flush(timeout)
+
+    def close(self) -> None:
+        """Flush and close every sink (the watcher stopped: its processes and their pipes are gone)."""
+        for readers in self._readers.values():
+            for reader in readers:
+                reader.eof.wait(1.0)
+        writers, self._writers = list(self._writers.values()), {}
+        for writer in writers:
+            writer.close()
