@@ -35,8 +35,10 @@ class WatcherOutputs:
         self._readers: dict[int, list[PipeReader]] = {}
 
     def _validate(self, name: str, conf: dict) -> None:
-        if conf and not factory.needs_per_process(conf):
-            factory.check_stream(conf, self.watcher_name)
+        """Refuse a bad stream configuration when the watcher is built or changed, not at the first write."""
+        if conf:
+            sample = {k: expand_circus_vars(v, {"wid": "1"}) if isinstance(v, str) else v for k, v in conf.items()}
+            factory.check_stream(sample, self.watcher_name)
 
     def wants_pipe(self, name: str) -> bool:
         return bool(self.confs[name]) or self.prefix_output
@@ -80,7 +82,7 @@ class WatcherOutputs:
             if not self.confs[name]:
                 sink = factory.prefixed_stdout(self.watcher_name, 1 if name == "stdout" else 2)
             else:
-                sink = factory.get_stream(conf, self.watcher_name)
+                sink = _LazySink(lambda c=conf: factory.get_stream(c, self.watcher_name))
             label = f"watcher {self.watcher_name!r} {name}"
             writer = StreamWriter(sink, label, on_error=lambda error, n=name: self._report(n, error))
             self._writers[key] = writer
@@ -130,3 +132,32 @@ class WatcherOutputs:
         writers, self._writers = list(self._writers.values()), {}
         for writer in writers:
             writer.close()
+
+
+class _LazySink:
+    """Builds the real sink on first use, in the writer's thread, so an unwritable path is one more sink failure.
+
+    A file sink opens its file when built. Built at spawn time, a failure there would leave a running child with no
+    reader on its pipe; built by the writer, the failure is reported once and retried like any other, and the child's
+    output waits in the pipe (and then in the writer's queue) until the path works.
+    """
+
+    def __init__(self, build):
+        self._build = build
+        self._sink = None
+
+    def _get(self):
+        if self._sink is None:
+            self._sink = self._build()
+        return self._sink
+
+    def __call__(self, record: dict) -> None:
+        self._get()(record)
+
+    def reopen(self) -> None:
+        if self._sink is not None:
+            factory.reopen_sink(self._sink)
+
+    def close(self) -> None:
+        if self._sink is not None:
+            factory.close_sink(self._sink)
