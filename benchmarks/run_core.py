@@ -52,7 +52,7 @@ class Run:
     interrupts a stop half-way.
     """
 
-    LIVE: set["Run"] = set()
+    LIVE: set[Run] = set()
 
     def __init__(self, target: Target, n: int, tmp_root: Path, marker: str):
         self.target, self.n, self.marker = target, n, marker
@@ -63,7 +63,7 @@ class Run:
         self.stop_seconds: float | None = None
         self.died_early = False
 
-    def __enter__(self) -> "Run":
+    def __enter__(self) -> Run:
         argv = self.target.command(self.tmp, self.n, self.marker)
         self.t_launch = time.perf_counter()
         # Own session: a Ctrl-C in the terminal reaches only the runner, which then stops the

@@ -87,7 +87,7 @@ class Arbiter:
     # -- construction ----------------------------------------------------------------------------------------------
 
     @classmethod
-    def load_from_config(cls, config_file: str, **overrides) -> "Arbiter":
+    def load_from_config(cls, config_file: str, **overrides) -> Arbiter:
         """Build an arbiter from a Circus ini file; ConfigError if the file or any watcher in it is invalid."""
         from gcircus.config import load_config
         from gcircus.errors import ConfigError

@@ -26,7 +26,7 @@ class CrashLoopGuard:
     tries: int = 0
 
     @classmethod
-    def from_config(cls, conf: dict | None) -> "CrashLoopGuard":
+    def from_config(cls, conf: dict | None) -> CrashLoopGuard:
         merged = dict(DEFAULTS)
         merged.update({k: v for k, v in (conf or {}).items() if k in DEFAULTS and v is not None})
         return cls(attempts=int(merged["attempts"]), window=float(merged["window"]),

@@ -164,7 +164,7 @@ class Client:
 
     stop = close  # Circus's name
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -7,7 +7,7 @@ the same rule as `gcircus.client` (see `gcircus.client.want_green`).
 from __future__ import annotations
 
 import time
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import zmq
 
@@ -71,7 +71,7 @@ class Consumer:
         if not self.socket.closed:
             self.socket.close(linger=0)
 
-    def __enter__(self) -> "Consumer":
+    def __enter__(self) -> Consumer:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -15,7 +15,7 @@ import logging
 import os
 import site
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import gevent
 

@@ -540,7 +540,7 @@ class Process:
     def __repr__(self) -> str:
         return f"<Process {self.name}[{self.wid}] pid={self.pid}>"
 
-    def __lt__(self, other: "Process") -> bool:
+    def __lt__(self, other: Process) -> bool:
         return self.started < other.started
 
 

@@ -17,7 +17,8 @@ import os
 import pwd
 import shlex
 import time
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import gevent
 import psutil

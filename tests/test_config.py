@@ -89,7 +89,8 @@ def test_circus_typo_is_an_error_with_suggestion(write):
         load_config(path)
     err = info.value
     assert (err.file, err.section, err.option, err.suggestion) == (path, "circus", "endpont", "endpoint")
-    assert str(err) == f"{path}: [circus] endpont = 'tcp://127.0.0.1:1': unknown option 'endpont' (did you mean 'endpoint'?)"
+    assert str(err) == (f"{path}: [circus] endpont = 'tcp://127.0.0.1:1': unknown option 'endpont' "
+                        "(did you mean 'endpoint'?)")
 
 
 def test_circus_unrelated_unknown_key_is_a_warning(load, caplog):

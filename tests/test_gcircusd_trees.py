@@ -215,4 +215,4 @@ def test_instantly_exiting_first_children_are_all_seen(tmp_path, daemon_factory)
             respawn = false
             """)))
     for daemon in daemons:
-        wait_for(lambda: "exited with code 0" in daemon.output(), timeout=5, message="first exit seen")
+        wait_for(lambda d=daemon: "exited with code 0" in d.output(), timeout=5, message="first exit seen")

@@ -1,7 +1,6 @@
 """Hooks: Circus's signature, return-value semantics, ignore flags, failures and timeouts that never wedge."""
 from __future__ import annotations
 
-import os
 import signal
 import time
 

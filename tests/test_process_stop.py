@@ -238,9 +238,9 @@ def test_watcher_stop_leaves_no_descendant(tmp_path):
 
 def test_exit_is_seen_in_a_host_that_never_used_gevent_subprocess():
     # A fresh interpreter: nothing but gcircus has touched gevent's SIGCHLD handling.
-    code = ("import sys; sys.path.insert(0, %r)\n"
+    code = (f"import sys; sys.path.insert(0, {ROOT!r})\n"
             "from gcircus.process import Process\n"
-            "print(Process('fresh', 1, 'sh -c \"exit 7\"', pipe_stdout=False).wait(10))\n" % ROOT)
+            "print(Process('fresh', 1, 'sh -c \"exit 7\"', pipe_stdout=False).wait(10))\n")
     out = gsubprocess.run([PYTHON, "-c", code], stdout=gsubprocess.PIPE, timeout=30).stdout
     assert out == b"7\n"
 
@@ -299,6 +299,9 @@ def orphan_of_killed_parent(tmp_path, *args: str) -> int:
     try:
         child = int(parent.stdout.readline())
         assert alive(child)
+        # With util-linux's setpriv the signal is armed by the launcher just before it execs the command; the
+        # parent must live until then (README documents this millisecond window).
+        wait_for(lambda: not os.readlink(f"/proc/{child}/exe").endswith("/setpriv"), message="command exec'd")
     finally:
         parent.kill()
         parent.wait()

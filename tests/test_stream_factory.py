@@ -86,7 +86,8 @@ def test_prefixed_stdout_gets_the_watcher_name():
     assert type(sink) is PrefixedStdoutStream and (sink.watcher_name, sink.fd) == ("web", 2)
 
 
-@pytest.mark.parametrize("path", ["tests.test_stream_factory.CircusStyleSink", "tests.test_stream_factory:CircusStyleSink"])
+@pytest.mark.parametrize("path", ["tests.test_stream_factory.CircusStyleSink",
+                                  "tests.test_stream_factory:CircusStyleSink"])
 def test_dotted_class_is_imported_and_called_as_circus_calls_it(path):
     sink = get_stream({"class": path, "label": "x"}, "web")
     assert isinstance(sink, CircusStyleSink) and sink.label == "x"

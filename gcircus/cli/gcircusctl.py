@@ -360,9 +360,9 @@ LISTEN_HELP = """Print the events the daemon publishes, one `topic: json` line e
 
     listen [TOPIC...]"""
 LISTEN_NOTE = """gcircusctl prints one `topic: json` line per event until Ctrl-C. TOPIC is a prefix such as
-`watcher.web.` or `watcher.web.spawn`; without one, every event is shown. The events come from the pubsub endpoint: --endpoint,
-else the config's pubsub_endpoint (-c), else tcp://127.0.0.1:5556. Only events published after the subscription
-started are seen."""
+`watcher.web.` or `watcher.web.spawn`; without one, every event is shown. The events come from the pubsub
+endpoint: --endpoint, else the config's pubsub_endpoint (-c), else tcp://127.0.0.1:5556. Only events published
+after the subscription started are seen."""
 
 
 def listen_help() -> str:
@@ -415,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
             from gcircus.cli.ctlshell import ControlShell
 
             try:
-                session.endpoint  # a bad -c config is a usage error before the banner, not inside the shell
+                _ = session.endpoint  # a bad -c config is a usage error before the banner, not inside the shell
             except UsageError as exc:
                 session.print_usage_error(exc)
                 return EXIT_USAGE

@@ -9,20 +9,21 @@ import fnmatch
 import re
 import signal as signal_module
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
+from collections.abc import Callable
 
 from gcircus.control.errors import ArgumentError, MessageError
 
-COMMANDS: dict[str, "Command"] = {}
+COMMANDS: dict[str, Command] = {}
 
 
-def register(cls: type["Command"]) -> type["Command"]:
+def register(cls: type[Command]) -> type[Command]:
     """Add a command class to the table (one instance, keyed by its lowercase name)."""
     COMMANDS[cls.name] = cls()
     return cls
 
 
-def get_command(name: str) -> "Command | None":
+def get_command(name: str) -> Command | None:
     return COMMANDS.get(name.lower())
 
 
