@@ -5,6 +5,8 @@ stop or reload runs. A pid that is not one of the watcher's processes is an erro
 """
 from __future__ import annotations
 
+import os
+
 from gcircus.control.commands.base import Command, Deferred, Flag, Prop, get_watcher, register
 from gcircus.control.errors import ArgumentError, MessageError
 
@@ -72,9 +74,15 @@ class Signal(Command):
             elif props["children"]:
                 watcher.send_signal_children(process.pid, signum, props["recursive"])
             else:
+                # The tree is listed before the process is signalled: once it dies, its children re-parent and
+                # could no longer be found from it.
+                descendants = process.children(recursive=True) if props["recursive"] else []
                 watcher.send_signal(process.pid, signum)
-                if props["recursive"]:
-                    watcher.send_signal_children(process.pid, signum, True)
+                for child in descendants:
+                    try:
+                        os.kill(child, signum)
+                    except ProcessLookupError:
+                        pass
         return None
 
 
