@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 import gevent
 
@@ -19,6 +20,7 @@ from gcircus.streams.pump import PipeReader, StreamWriter
 log = logging.getLogger(__name__)
 
 STREAMS = ("stdout", "stderr")
+DRAIN_WAIT = 2.0  # seconds an exit report may wait for the child's last output to be written
 
 
 class WatcherOutputs:
@@ -61,9 +63,18 @@ class WatcherOutputs:
             self._readers[process.pid] = readers
 
     def drain(self, process) -> None:
-        """The process has exited: take what its pipes hold before its exit is reported."""
-        for reader in self._readers.pop(process.pid, []):
+        """The process has exited: take what its pipes hold and write it out before its exit is reported.
+
+        Waiting for the write is bounded (DRAIN_WAIT) and skipped while a sink fails; the output then stays queued
+        and is written when the sink recovers.
+        """
+        readers = self._readers.pop(process.pid, [])
+        for reader in readers:
             reader.drain()
+        marks = {id(reader.writer): (reader.writer, reader.writer.mark()) for reader in readers}
+        deadline = time.monotonic() + DRAIN_WAIT
+        for writer, mark in marks.values():
+            writer.wait_written(mark, max(0.0, deadline - time.monotonic()))
 
     # -- sinks ---------------------------------------------------------------------------------------------------
 

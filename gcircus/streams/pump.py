@@ -48,11 +48,15 @@ class StreamWriter:
         self._reopen = False
         self._closing = False
         self._failing = False
+        self._put_count = 0  # records queued since the start, and how many of them the sink has taken
+        self._done_count = 0
+        self._progress = gevent.event.Event()
         self._loop = gevent.spawn(self._write_forever)
 
     def put(self, record: dict, force: bool = False) -> None:
         """Queue a record. Readers wait for room first; `force` (a final drain) may exceed the limit."""
         self._records.append(record)
+        self._put_count += 1
         self.queued += len(record["data"])
         if self.queued >= self.limit:
             self._room.clear()
@@ -61,6 +65,30 @@ class StreamWriter:
 
     def wait_room(self) -> None:
         self._room.wait()
+
+    def mark(self) -> int:
+        """A mark for the records queued so far, to pass to `wait_written`."""
+        return self._put_count
+
+    def wait_written(self, mark: int, timeout: float | None = None) -> bool:
+        """Wait until the records queued up to `mark` are written (a sibling's later output is not waited for).
+
+        Gives up at `timeout`, and at once while the sink fails: the records stay queued and are written when it
+        recovers, but a failing disk must not hold up the caller (reaping a child).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._done_count < mark:
+            if self._failing or self._loop.dead:
+                return False
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._progress.wait(remaining)
+        return True
+
+    def _advance(self) -> None:
+        progress, self._progress = self._progress, gevent.event.Event()
+        progress.set()
 
     def reopen(self) -> None:
         """Reopen the sink's files (after logrotate) before the next record."""
@@ -106,6 +134,8 @@ class StreamWriter:
             record = self._records[0]
             self._attempt(pool, self.sink, record)
             self._records.popleft()
+            self._done_count += 1
+            self._advance()
             self.queued -= len(record["data"])
             if self.queued < self.limit // 2:
                 self._room.set()
@@ -123,6 +153,7 @@ class StreamWriter:
                               self.label, exc)
                     if self.on_error is not None:
                         self.on_error(str(exc))
+                    self._advance()  # wait_written gives up while the sink fails
                 if self._closing and attempt >= len(RETRY_DELAYS):
                     raise gevent.GreenletExit from None
                 gevent.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
