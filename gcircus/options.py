@@ -76,6 +76,15 @@ def to_float(value: Any) -> float:
         raise InvalidValue("expected a number", value) from None
 
 
+@_typed("float")
+def to_positive_float(value: Any) -> float:
+    """A number greater than zero (an interval)."""
+    number = to_float(value)
+    if not number > 0:
+        raise InvalidValue("expected a number greater than 0", value)
+    return number
+
+
 @_typed("str")
 def to_str(value: Any) -> str:
     """Any text, kept as written."""
@@ -241,9 +250,10 @@ CIRCUS_OPTIONS = _table("circus", [
     ("endpoint_owner", _OS, None, False, "user owning an ipc:// control socket; restricts `add`"),
     ("pubsub_endpoint", _S, "tcp://127.0.0.1:5556", False, "event (PUB) endpoint"),
     ("multicast_endpoint", _OS, None, False, "UDP discovery endpoint; empty or absent means off"),
-    ("stats_endpoint", _S, "tcp://127.0.0.1:5557", False, "stats (PUB) endpoint of gcircusd-stats"),
-    ("statsd", _B, False, False, "run the stats publisher"),
+    ("stats_endpoint", _S, "tcp://127.0.0.1:5557", False, "stats (PUB) endpoint, bound when statsd is on"),
+    ("statsd", _B, False, False, "publish process stats on stats_endpoint (sampled inside gcircusd)"),
     ("statsd_close_outputs", _B, False, False, "close the stats publisher's stdout/stderr"),
+    ("stats_interval", to_positive_float, 1.0, False, "seconds between two samples on the stats channel"),
     ("check_delay", _F, 5.0, False, "kept for `globaloptions`; gcircus reacts to SIGCHLD, it does not poll"),
     ("umask", to_octal, None, False, "umask of gcircusd and its children (octal); empty means inherit"),
     ("warmup_delay", _F, 0.0, False, "seconds to wait between starting two watchers"),

@@ -1,0 +1,171 @@
+"""The stats channel: a PUB socket and the periodic loop that samples processes and publishes them (PROTOCOL.md 3.4).
+
+Topics and payloads are circusd-stats's: `stat.<watcher>.<pid>` (a process), `stat.<watcher>` (the watcher's
+total), `stat.circus.<pid>` / `stat.circus` (the supervisor itself) and `stat.sockets`. The loop runs in the
+caller's hub and yields to it every few milliseconds of work, so sampling a thousand processes never stalls
+supervision for long; it records how long each sample took and its longest stretch without yielding.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import Callable
+
+import gevent
+import zmq.green as zmq
+
+from gcircus.control.endpoints import check_bind_allowed, ipc_path
+from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATS_ENDPOINT = "tcp://127.0.0.1:5557"
+YIELD_AFTER = 0.005  # seconds of work between two yields to the hub
+SEND_HWM = 50_000  # a sample of thousands of processes is thousands of messages: keep them for a slow subscriber
+
+# The sources the loop asks on each tick: {watcher topic name: [pids]} and {pid: name} for the supervisor itself.
+Groups = Callable[[], dict[str, list[int]]]
+CircusPids = Callable[[], dict[int, str]]
+
+
+class StatsPublisher:
+    """A bound PUB socket sending `[topic, json]` pairs; never blocks (a full queue drops, as any PUB does)."""
+
+    def __init__(self, endpoint: str, context=None, allow_remote: bool = False, option: str = "stats_endpoint"):
+        self.endpoint = endpoint
+        self.context = context or zmq.Context.instance()
+        self.allow_remote = allow_remote
+        self.option = option
+        self.socket = None
+
+    def bind(self) -> None:
+        check_bind_allowed(self.option, self.endpoint, self.allow_remote)
+        sock = self.context.socket(zmq.PUB)
+        sock.linger = 0
+        sock.sndhwm = SEND_HWM
+        path = ipc_path(self.endpoint)
+        old_umask = os.umask(0o177) if path else None
+        try:
+            sock.bind(self.endpoint)
+        except zmq.ZMQError as exc:
+            sock.close()
+            raise OSError(f"cannot bind the stats endpoint {self.endpoint}: {exc}") from None
+        finally:
+            if old_umask is not None:
+                os.umask(old_umask)
+        if path:
+            os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        self.socket = sock
+
+    def publish(self, topic: str, payload: dict) -> None:
+        if self.socket is None:
+            return
+        try:
+            self.socket.send_multipart([topic.encode(), json.dumps(payload).encode()], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EAGAIN:
+                log.warning("could not publish %s: %s", topic, exc)
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+        path = ipc_path(self.endpoint)
+        if path and os.path.exists(path):
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+class SampleTiming:
+    """The cost of the last sample: processes, total seconds, and the longest run without yielding to the hub."""
+
+    __slots__ = ("processes", "duration", "longest_pause", "count")
+
+    def __init__(self):
+        self.processes = 0
+        self.duration = 0.0
+        self.longest_pause = 0.0
+        self.count = 0
+
+
+class StatsLoop:
+    """Every `interval` seconds, sample the pids `groups()` names and publish them with their totals."""
+
+    def __init__(self, publisher: StatsPublisher, groups: Groups, circus_pids: CircusPids, interval: float = 1.0,
+                 sockets: Callable[[], list[str]] | None = None):
+        if not interval > 0:
+            raise ValueError(f"the stats interval must be a positive number of seconds, not {interval!r}")
+        self.publisher = publisher
+        self.groups = groups
+        self.circus_pids = circus_pids
+        self.sockets = sockets or (lambda: [])
+        self.interval = float(interval)
+        self.sampler = ProcessSampler()
+        self.timing = SampleTiming()
+        self._greenlet: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        if self._greenlet is None:
+            self._greenlet = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        greenlet, self._greenlet = self._greenlet, None
+        if greenlet is not None:
+            greenlet.kill()
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        while True:
+            try:
+                self.sample_once()
+            except Exception:  # noqa: BLE001 - a failed sample must not end the channel
+                log.exception("stats sample failed")
+            due += self.interval
+            now = time.monotonic()
+            if due < now:  # a sample longer than the interval: start the next one now, do not try to catch up
+                due = now
+            gevent.sleep(due - now)
+
+    def sample_once(self) -> None:
+        """Sample and publish everything once (the loop's tick; callable directly)."""
+        started = slice_start = time.monotonic()
+        longest = 0.0
+        count = 0
+        sections = list(self.groups().items())
+        circus = self.circus_pids()
+        sections.append(("circus", list(circus)))
+        for name, pids in sections:
+            infos = []
+            for pid in pids:
+                try:
+                    info = self.sampler.sample(pid)
+                except ProcessGone:
+                    continue
+                except Exception:  # noqa: BLE001 - one unreadable process must not hide the others
+                    log.exception("cannot sample pid %s of %s", pid, name)
+                    continue
+                info["subtopic"] = pid
+                info["name"] = circus.get(pid) if name == "circus" else None
+                self.publisher.publish(f"stat.{name}.{pid}", info)
+                infos.append(info)
+                count += 1
+                now = time.monotonic()
+                if now - slice_start > YIELD_AFTER:
+                    longest = max(longest, now - slice_start)
+                    gevent.sleep(0.0001)  # a timed sleep: sleep(0) would not let the hub poll for I/O
+                    slice_start = time.monotonic()
+            self.publisher.publish(f"stat.{name}", aggregate(infos))
+        self.publisher.publish("stat.sockets", {"addresses": self.sockets(), "reads": 0})
+        self.sampler.forget_unseen()
+        end = time.monotonic()
+        timing = self.timing
+        timing.processes, timing.duration = count, end - started
+        timing.longest_pause = max(longest, end - slice_start)
+        timing.count += 1
+        log.debug("stats sample: %d processes in %.1f ms (longest hub pause %.2f ms)",
+                  count, timing.duration * 1000, timing.longest_pause * 1000)

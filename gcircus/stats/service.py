@@ -1,0 +1,60 @@
+"""Stats published from inside gcircusd: the watchers' processes are read from the arbiter on each tick.
+
+No separate process, no event bookkeeping: the pid list is whatever the arbiter supervises at that moment, so
+spawns and reaps show up at the next sample without any message being exchanged.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from gcircus.stats.channel import DEFAULT_STATS_ENDPOINT, StatsLoop, StatsPublisher
+
+log = logging.getLogger(__name__)
+
+DAEMON_NAME = "circusd"  # the name circus-top shows next to gcircusd's pid (Circus's own for its daemon)
+
+
+class StatsService:
+    """Samples every watcher's live processes and gcircusd itself every `interval` s and PUBlishes them."""
+
+    def __init__(self, arbiter, endpoint: str, interval: float = 1.0, context=None):
+        self.arbiter = arbiter
+        self.endpoint = endpoint
+        self.publisher = StatsPublisher(endpoint, context, bool(getattr(arbiter, "allow_remote_endpoints", False)))
+        self.loop = StatsLoop(self.publisher, self._groups, self._circus_pids, interval)
+
+    @classmethod
+    def for_arbiter(cls, arbiter) -> StatsService:
+        """The service an arbiter runs when `statsd` is on: its stats_endpoint, stats_interval and zmq context."""
+        interval = getattr(arbiter, "stats_interval", None)
+        if interval is None:
+            interval = getattr(arbiter, "extra_options", {}).get("stats_interval", 1.0)
+        return cls(arbiter, arbiter.stats_endpoint or DEFAULT_STATS_ENDPOINT, interval, arbiter.context)
+
+    @property
+    def interval(self) -> float:
+        return self.loop.interval
+
+    @property
+    def timing(self):
+        """The cost of the last sample (`SampleTiming`)."""
+        return self.loop.timing
+
+    def start(self) -> None:
+        """Bind the stats endpoint (OSError if it cannot be bound) and start sampling."""
+        if self.publisher.socket is None:
+            self.publisher.bind()
+        self.loop.start()
+        log.info("publishing stats on %s every %g s", self.endpoint, self.loop.interval)
+
+    def close(self) -> None:
+        self.loop.stop()
+        self.publisher.close()
+
+    def _groups(self) -> dict[str, list[int]]:
+        return {watcher.res_name: [p.pid for p in list(watcher.processes.values()) if p.is_alive()]
+                for watcher in self.arbiter.iter_watchers()}
+
+    def _circus_pids(self) -> dict[int, str]:
+        return {os.getpid(): DAEMON_NAME}
