@@ -525,3 +525,32 @@ def test_queue_stream_puts_each_record():
     sink.reopen()
     sink.close()
     assert [sink.get_nowait() for _ in records] == records and sink.empty()
+
+
+def test_a_big_record_is_written_in_line_pieces_and_a_failed_piece_is_resumed_not_repeated(tmp_path):
+    from gcircus.streams.sinks import FileStream
+
+    path = tmp_path / "big.log"
+    sink = FileStream(filename=str(path), max_bytes=64 * 1024, backup_count=100)
+    lines = b"".join(b"%06d " % i + b"q" * 93 + b"\n" for i in range(20000))  # 2 MB in 100-byte lines
+    record = {"data": lines, "pid": 1, "name": "stdout", "wid": 1, "partial": False}
+    real_write = os.write
+    calls = {"n": 0}
+
+    def flaky_write(fd, data):
+        calls["n"] += 1
+        if calls["n"] == 40:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, data)
+
+    os.write = flaky_write
+    try:
+        with pytest.raises(OSError):
+            sink(record)
+    finally:
+        os.write = real_write
+    sink(record)  # the writer retries the same record
+    sink.close()
+    files = sorted(tmp_path.glob("big.log.*"), key=lambda p: -int(p.suffix[1:])) + [path]
+    assert b"".join(f.read_bytes() for f in files) == lines
+    assert all(f.stat().st_size <= 64 * 1024 for f in files)

@@ -57,8 +57,6 @@ def test_size_rotation_under_load_loses_duplicates_and_splits_nothing(tmp_path, 
     assert len(files) >= (2 if pause == 0 else 10), f"only {len(files)} files: rotation did not keep up"
 
 
-@pytest.mark.xfail(strict=True, reason="FileStream rotates only between records, and a record is a whole pipe read "
-                                       "(up to 1 MiB): files grow to ~max_bytes + 1 MiB (sinks.py, reported)")
 def test_size_rotation_keeps_files_near_max_bytes_at_full_speed(tmp_path, gcircusd):
     log = tmp_path / "rot.log"
     rotating_writer(gcircusd, log, 15000, 1 << 20, 0)

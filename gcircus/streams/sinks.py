@@ -219,6 +219,23 @@ class _FileSink(_Sink):
         return self._fd if self._fd is not None else self._open()
 
 
+def _split_lines(record: dict, size: int) -> list[dict]:
+    """Cut a record into records of whole lines of about `size` bytes (a longer line stays whole)."""
+    data, pieces, start = record["data"], [], 0
+    while start < len(data):
+        end = data.rfind(b"\n", start, start + size) + 1
+        if end <= start:  # no newline within `size`: take the whole (long) line
+            end = data.find(b"\n", start + size) + 1 or len(data)
+        pieces.append(end)
+        start = end
+    records, start = [], 0
+    for end in pieces:
+        partial = record.get("partial", False) if end == len(data) else False
+        records.append({**record, "data": data[start:end], "partial": partial})
+        start = end
+    return records
+
+
 class FileStream(_FileSink):
     """Appends to `filename`; with max_bytes and backup_count, rotates `f → f.1 … f.N` between whole lines."""
 
@@ -226,6 +243,7 @@ class FileStream(_FileSink):
                  **extra):
         _warn_ignored("FileStream", extra)
         self.max_bytes, self.backup_count = self._limits(max_bytes, backup_count)
+        self._progress: tuple[dict, int] | None = None
         super().__init__(filename, time_format)
         if self.max_bytes > 0 and self.backup_count <= 0:
             log.warning("FileStream %s: max_bytes without backup_count never rotates (as in Circus); "
@@ -240,6 +258,26 @@ class FileStream(_FileSink):
     def _limits(max_bytes, backup_count) -> tuple[int, int]:
         return (_option("FileStream", "max_bytes", max_bytes, to_size),
                 _option("FileStream", "backup_count", backup_count, to_int))
+
+    def __call__(self, record: dict) -> None:
+        """Write a record in pieces of whole lines small enough that the file stays near max_bytes.
+
+        A pipe read can hold a megabyte of lines; written as one piece it could overshoot a small max_bytes by all
+        of it. The pieces depend only on the record and max_bytes, so a retry after a failure (the writer calls
+        again with the same record) resumes at the piece that failed: nothing is written twice.
+        """
+        if self.max_bytes <= 0 or self.backup_count <= 0 or len(record["data"]) <= self._piece_size():
+            super().__call__(record)
+            return
+        pieces = _split_lines(record, self._piece_size())
+        done = self._progress[1] if self._progress is not None and self._progress[0] is record else 0
+        for index in range(done, len(pieces)):
+            super().__call__(pieces[index])
+            self._progress = (record, index + 1)
+        self._progress = None
+
+    def _piece_size(self) -> int:
+        return max(1, self.max_bytes // 16)
 
     def _payload(self, record: dict) -> bytes:
         self._descriptor()
