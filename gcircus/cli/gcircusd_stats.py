@@ -1,0 +1,93 @@
+"""gcircusd-stats - publish the stats of a running gcircusd (or circusd) from a separate process.
+
+Usage:
+  gcircusd-stats [options]
+  gcircusd-stats --version
+  gcircusd-stats (-h | --help)
+
+Options:
+  --endpoint E          The daemon's control endpoint [default: tcp://127.0.0.1:5555].
+  --pubsub P            The daemon's event (pubsub) endpoint [default: tcp://127.0.0.1:5556].
+  --statspoint S        Where to publish the stats [default: tcp://127.0.0.1:5557].
+  --interval N          Seconds between two samples [default: 1.0].
+  --allow-remote-endpoints
+                        Allow --statspoint to be a non-loopback TCP address.
+  --log-level LEVEL     critical, error, warning, info or debug [default: info].
+  --log-output OUTPUT   -, stdout, stderr, a file path, or syslog://host[:port][?facility] [default: -].
+  --version             Print the version and exit.
+  -h --help             Show this help.
+
+gcircusd publishes its stats itself when `statsd = true`; this command is for daemons that do not (circusd, or
+gcircusd with statsd off). It reads the pid lists with `list`, follows spawns and reaps on the event channel, and
+samples the processes on this machine. TERM or INT stop it. Exit codes: 0 stopped, 1 could not bind --statspoint,
+2 bad command line.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import gevent
+import gevent.event
+from docopt import DocoptExit, docopt
+
+from gcircus import __version__
+from gcircus.logsetup import LoggingSetupError, configure_logging
+
+log = logging.getLogger("gcircus.stats")
+
+EXIT_OK, EXIT_BIND, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = docopt(__doc__, argv=argv, version=f"gcircusd-stats {__version__}")
+        interval = float(args["--interval"])
+        if not interval > 0:
+            raise DocoptExit("--interval must be a number greater than 0")
+    except ValueError:
+        print("gcircusd-stats: --interval must be a number greater than 0", file=sys.stderr)
+        return EXIT_USAGE
+    except DocoptExit as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        configure_logging(args["--log-level"], args["--log-output"])
+    except LoggingSetupError as exc:
+        print(f"gcircusd-stats: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from gcircus.stats.channel import StatsLoop, StatsPublisher
+    from gcircus.stats.remote import DaemonFollower
+
+    publisher = StatsPublisher(args["--statspoint"], allow_remote=args["--allow-remote-endpoints"])
+    try:
+        publisher.bind()
+    except (OSError, ValueError) as exc:
+        print(f"gcircusd-stats: {exc}", file=sys.stderr)
+        return EXIT_BIND
+    follower = DaemonFollower(args["--endpoint"], args["--pubsub"])
+    loop = StatsLoop(publisher, follower.groups, follower.circus_pids, interval)
+    stopped = gevent.event.Event()
+    handlers = [gevent.signal_handler(sig, stopped.set) for sig in (signal.SIGTERM, signal.SIGINT)]
+    follower.start()
+    loop.start()
+    log.info("publishing the stats of %s on %s every %g s", args["--endpoint"], args["--statspoint"], interval)
+    try:
+        stopped.wait()
+    finally:
+        for handler in handlers:
+            handler.cancel()
+        loop.stop()
+        follower.close()
+        publisher.close()
+    log.info("stopped")
+    return EXIT_OK
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
