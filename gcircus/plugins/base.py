@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 import gevent
@@ -212,7 +213,7 @@ class NativePlugin:
             return default
         try:
             return convert(raw)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, re.error) as exc:
             raise ValueError(f"{self.plugin_name}: invalid {key} {raw!r}: {exc}") from None
 
     # -- running ---------------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from gcircus.plugins.base import NativePlugin
 
 log = logging.getLogger(__name__)
 
+DEFAULT_MSG_REGEX = re.compile(r"^(?P<pid>.*);(?P<timestamp>.*)$")
+
 
 class WatchDog(NativePlugin):
     """Options: loop_rate (60), watchers_regex (.*), msg_regex (^(?P<pid>.*);(?P<timestamp>.*)$), max_count (3),
@@ -24,8 +26,8 @@ class WatchDog(NativePlugin):
     def __init__(self, arbiter, plugin_name: str = "", **config):
         super().__init__(arbiter, plugin_name, **config)
         self.loop_rate = self.option("loop_rate", 60.0, float)
-        self.watchers_regex = self.option("watchers_regex", ".*", re.compile)
-        self.msg_regex = self.option("msg_regex", r"^(?P<pid>.*);(?P<timestamp>.*)$", re.compile)
+        self.watchers_regex = self.option("watchers_regex", re.compile(".*"), re.compile)
+        self.msg_regex = self.option("msg_regex", DEFAULT_MSG_REGEX, re.compile)
         if "pid" not in self.msg_regex.groupindex:
             raise ValueError(f"{self.plugin_name}: msg_regex needs a (?P<pid>...) group")
         self.max_count = self.option("max_count", 3, int)
