@@ -1,0 +1,96 @@
+"""gcircus-top - a live view of the stats channel of gcircusd, gcircusd-stats or Circus's circusd-stats.
+
+Usage:
+  gcircus-top [options]
+  gcircus-top --version
+  gcircus-top (-h | --help)
+
+Options:
+  --endpoint E          The stats endpoint to read [default: tcp://127.0.0.1:5557].
+  --process-timeout N   Seconds after which a process whose stats stopped coming is dropped [default: 3].
+  --version             Print the version and exit.
+  -h --help             Show this help.
+
+One section per watcher: the ten busiest processes (PID, CPU %, MEMORY %, AGE in seconds) and the watcher's total
+line (mean CPU, summed memory, oldest age). Press q to quit.
+"""
+from __future__ import annotations
+
+import curses
+import sys
+import time
+
+from docopt import DocoptExit, docopt
+
+from gcircus import __version__
+
+REPAINT_EVERY = 1.0
+POLL = 0.1
+
+
+def show(screen, endpoint: str, process_timeout: float) -> None:
+    import json
+
+    from gcircus.consumer import Consumer
+    from gcircus.stats.top import TopView, render
+
+    view = TopView(process_timeout)
+    screen.nodelay(True)
+    try:
+        curses.curs_set(0)
+    except curses.error:
+        pass
+    painted = 0.0
+    with Consumer([b"stat."], endpoint, green=False) as consumer:
+        while True:
+            event = consumer.recv(POLL)
+            while event is not None:
+                try:
+                    view.update(event[0].decode("utf-8", "replace"), json.loads(event[1]))
+                except ValueError:
+                    pass
+                event = consumer.recv(0)
+            key = screen.getch()
+            if key in (ord("q"), ord("Q")):
+                return
+            now = time.monotonic()
+            if now - painted >= REPAINT_EVERY or key == curses.KEY_RESIZE:
+                view.prune(now)
+                paint(screen, render(view, screen.getmaxyx()[1]))
+                painted = now
+
+
+def paint(screen, lines: list[str]) -> None:
+    height, width = screen.getmaxyx()
+    screen.erase()
+    for row, line in enumerate(lines[:height]):
+        try:
+            screen.addstr(row, 0, line[:max(width - 1, 0)])
+        except curses.error:  # the bottom-right cell, or a terminal shrinking meanwhile
+            pass
+    screen.refresh()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = docopt(__doc__, argv=argv, version=f"gcircus-top {__version__}")
+        timeout = float(args["--process-timeout"])
+    except ValueError:
+        print("gcircus-top: --process-timeout must be a number", file=sys.stderr)
+        return 2
+    except DocoptExit as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    try:
+        curses.wrapper(show, args["--endpoint"], timeout)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
