@@ -71,4 +71,4 @@ def supervised(watchers: list[dict], plugins: list[dict], events: list | None = 
         yield arbiter, manager
     finally:
         manager.stop()
-        arbiter.stop(graceful=False)
+        arbiter.stop()

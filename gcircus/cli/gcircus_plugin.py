@@ -46,19 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     from gcircus.plugins.manager import is_circus_plugin_class, load_plugin_class
 
     try:
-        configure_logging(args["--log-level"], args["--log-output"])
         check_delay = float(args["--check-delay"])
         factory = load_plugin_class(args["<plugin>"])
-    except (LoggingSetupError, ValueError) as exc:
+    except ValueError as exc:
         print(f"gcircus-plugin: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    config = str_to_cfg(args["--config"])
-    if is_circus_plugin_class(factory):
-        return _run_circus_class(factory, args, check_delay, config)
-    if not issubclass(factory, CircusPlugin):
+    circus_class = is_circus_plugin_class(factory)
+    if not circus_class and not issubclass(factory, CircusPlugin):
         print(f"gcircus-plugin: {args['<plugin>']} is a native plugin: it runs inside gcircusd, not as a process",
               file=sys.stderr)
         return EXIT_USAGE
+    try:
+        configure_logging(args["--log-level"], args["--log-output"])
+    except LoggingSetupError as exc:
+        print(f"gcircus-plugin: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    config = str_to_cfg(args["--config"])
+    if circus_class:
+        return _run_circus_class(factory, args, check_delay, config)
     return _run_gevent_class(factory, args, check_delay, config)
 
 
