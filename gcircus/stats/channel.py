@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 
 import gevent
-import zmq.green as zmq
+import zmq
+import zmq.green as gzmq
 
 from gcircus.control.endpoints import check_bind_allowed, ipc_path
 from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
@@ -36,14 +37,15 @@ class StatsPublisher:
 
     def __init__(self, endpoint: str, context=None, allow_remote: bool = False, option: str = "stats_endpoint"):
         self.endpoint = endpoint
-        self.context = context or zmq.Context.instance()
+        self.context = context or gzmq.Context.instance()
         self.allow_remote = allow_remote
         self.option = option
         self.socket = None
+        self._send = None
 
     def bind(self) -> None:
         check_bind_allowed(self.option, self.endpoint, self.allow_remote)
-        sock = self.context.socket(zmq.PUB)
+        sock = self.context.socket(gzmq.PUB)
         sock.linger = 0
         sock.sndhwm = SEND_HWM
         path = ipc_path(self.endpoint)
@@ -59,17 +61,21 @@ class StatsPublisher:
         if path:
             os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
         self.socket = sock
+        # Sends never wait (NOBLOCK: a full queue drops), so they can skip the green socket's event bookkeeping,
+        # a third of the cost of publishing a message: a plain socket object over the same zmq socket.
+        self._send = zmq.Socket.shadow(sock.underlying).send_multipart
 
     def publish(self, topic: str, payload: dict) -> None:
-        if self.socket is None:
+        if self._send is None:
             return
         try:
-            self.socket.send_multipart([topic.encode(), json.dumps(payload).encode()], zmq.NOBLOCK)
+            self._send([topic.encode(), json.dumps(payload).encode()], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EAGAIN:
                 log.warning("could not publish %s: %s", topic, exc)
 
     def close(self) -> None:
+        self._send = None
         if self.socket is not None:
             self.socket.close()
             self.socket = None

@@ -95,7 +95,7 @@ class ProcessSampler:
         tracked = self._tracked.get(pid)
         if tracked is None or tracked.start_ticks != fields[_START]:
             tracked = self._tracked[pid] = _Tracked(pid, fields[_START])
-        elif tracked.samples % REFRESH_EVERY == 0:
+        elif (tracked.samples + pid) % REFRESH_EVERY == 0:  # by pid: processes started together refresh apart
             tracked.refresh()
         tracked.samples += 1
         self._seen.add(pid)
