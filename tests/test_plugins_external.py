@@ -55,7 +55,10 @@ class GeventRecorder(RecorderMixin, CircusPlugin):
 
 
 def _spawn_seen(path: str, worker: str = "worker") -> bool:
-    return any(r[0] == "event" and r[1:3] == [worker, "spawn"] for r in _records(path))
+    """The plugin saw a spawn of `worker` and recorded the `list` reply it asked for then."""
+    records = _records(path)
+    spawns = [i for i, r in enumerate(records) if r[0] == "event" and r[1:3] == [worker, "spawn"]]
+    return bool(spawns) and any(r[0] == "list" for r in records[spawns[0]:])
 
 
 def _incr_until_seen(endpoint: str, path: str) -> None:
@@ -110,14 +113,15 @@ def test_a_gevent_circus_plugin_runs_as_a_plugin_watcher_and_an_inactive_one_idl
     options = {"endpoint": endpoint, "pubsub_endpoint": pubsub}
     with supervised(watchers, plugins, arbiter_options=options) as (arbiter, manager):
         rec, idle = arbiter.get_watcher("plugin:rec"), arbiter.get_watcher("plugin:idle")
+        idle_pid = idle.pids[0]
         assert rec.singleton and rec.copy_env and rec.copy_path and rec.priority == 1
         assert rec.args[rec.args.index("--check-delay") + 1] == "0.1"  # the arbiter's, not a fixed 5
         wait_for(lambda: ["init", "two words"] in _records(output), timeout=10, message="plugin started")
         _incr_until_seen(endpoint, output)
         lists = [r[1] for r in _records(output) if r[0] == "list"]
         assert lists and set(lists[0]) >= {"worker", "plugin:rec", "plugin:idle"}
-        idle_pid = idle.pids[0]
-        assert alive(idle_pid) and _records(idle_output) == []
+        assert idle.pids == [idle_pid] and alive(idle_pid)  # neither exited nor respawned
+        assert _records(idle_output) == []
         rec_pid = rec.pids[0]
     assert not alive(rec_pid) and not alive(idle_pid)
     assert _records(output)[-1] == ["stop"]

@@ -81,7 +81,7 @@ class CircusPlugin:
         self.running = True
         if not self.active:
             log.info("plugin %s is inactive: idle until stopped", self.name or type(self).__name__)
-            self._stopped.wait()
+            self._wait_stopped()
             return
         import zmq
         import zmq.green as gzmq
@@ -96,9 +96,14 @@ class CircusPlugin:
         self.sub_socket.connect(self.pubsub_endpoint)
         self._reader = gevent.spawn(self._read_events)
         try:
-            self._stopped.wait()
+            self._wait_stopped()
         finally:
             self._close()
+
+    def _wait_stopped(self) -> None:
+        # A timed wait: signal handlers alone do not keep gevent's loop alive, and an idle plugin has nothing else.
+        while not self._stopped.wait(3600):
+            pass
 
     def stop(self) -> None:
         """Call handle_stop (once) and make start() return."""
@@ -106,6 +111,10 @@ class CircusPlugin:
             self._stopped.set()
             return
         self.running = False
+        current = gevent.getcurrent()
+        for greenlet in [self._reader, *self._timers]:  # no event or timer round after handle_stop
+            if greenlet is not None and greenlet is not current:
+                greenlet.kill(block=True)
         try:
             if self.active:
                 self.handle_stop()
