@@ -83,6 +83,12 @@ class Arbiter:
         self.running = False
         for watcher in watchers:
             self._register(watcher)
+        from gcircus.plugins import PluginManager
+
+        # Imports every plugin class now: a plugin that cannot be loaded is a configuration error, not a surprise.
+        self.plugin_manager = PluginManager(self, self.plugins, endpoint, pubsub_endpoint)
+        for watcher in self.plugin_manager.watchers():  # external plugins run as plugin:NAME watchers
+            self._register(watcher)
 
     # -- construction ----------------------------------------------------------------------------------------------
 
@@ -118,8 +124,11 @@ class Arbiter:
                 raise ConfigError(str(exc), file=cfg.path, section="circus", option=key,
                                   value=options.get(key)) from None
         options.update(overrides)
-        return cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path,
-                   watcher_defaults=cfg.watcher_defaults, **options)
+        try:
+            return cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path,
+                       watcher_defaults=cfg.watcher_defaults, **options)
+        except ValueError as exc:  # a plugin that cannot be loaded, or a bad plugin option
+            raise ConfigError(f"{cfg.path}: {exc}") from None
 
     def _register(self, watcher: Watcher) -> None:
         key = watcher.name.lower()
@@ -186,6 +195,7 @@ class Arbiter:
             except OSError as exc:
                 log.warning("cannot become a child subreaper (%s): escaped grandchildren re-parent to init", exc)
         self._open_channels()
+        self.plugin_manager.start()  # native plugins subscribe before the first spawn
         self.running = True
         self._stopping = False
         self._stopped.clear()
@@ -267,6 +277,7 @@ class Arbiter:
         `graceful=False` skips the graceful period (SIGKILL right after the stop signal), for a fast shutdown.
         """
         self._stopping = True
+        self.plugin_manager.stop()  # plugins must not act on a system that is shutting down
         starter = self._starter
         if starter is not None and starter is not gevent.getcurrent():
             starter.kill(block=True)
