@@ -156,3 +156,17 @@ def test_reopen_is_run_in_order_by_the_writer():
     assert writer.flush(5)
     writer.close()
     assert sink.reopened == 1 and sink.data() == b"a\nb\n"
+
+
+def test_continuous_output_split_mid_line_never_yields_partial_records():
+    # Each write ends in the middle of a line and the next one finishes it, 0.05 s apart, for longer than the
+    # idle flush time: the child is never silent, so no line may be passed on in pieces.
+    code = ("import os, time\n"
+            "for i in range(16):\n"
+            "    os.write(1, b'end %d\\nstart %d ' % (i, i + 1))\n"
+            "    time.sleep(0.05)\n"
+            "os.write(1, b'last\\n')\n")
+    sink = ListSink()
+    finish(*pump_child(code, sink))
+    assert not [r for r in sink.records if r["partial"]]
+    assert sink.data().endswith(b"start 16 last\n")

@@ -181,7 +181,6 @@ class PipeReader:
         self.wid = wid
         self.eof = gevent.event.Event()
         self._pending = b""
-        self._pending_since = 0.0
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         try:
@@ -196,15 +195,11 @@ class PipeReader:
                 self.writer.wait_room()
                 if not self._read_available(force=False):
                     break
-                timeout = None
-                if self._pending:
-                    # A line without its newline yet: pass it on once it has waited IDLE_FLUSH seconds.
-                    timeout = IDLE_FLUSH - (time.monotonic() - self._pending_since)
-                    if timeout <= 0:
-                        self._flush_partial()
-                        timeout = None
+                # A line without its newline yet is passed on only when the child has been silent for IDLE_FLUSH
+                # seconds: while output keeps coming (or the sink holds us back) it waits for its newline, so
+                # another process's lines can never land inside it.
                 try:
-                    wait_read(self.fd, timeout=timeout)
+                    wait_read(self.fd, timeout=IDLE_FLUSH if self._pending else None)
                 except TimeoutError:
                     self._flush_partial()
         finally:
@@ -236,8 +231,6 @@ class PipeReader:
         while len(data) >= MAX_LINE:
             self._emit(data[:MAX_LINE], True, force)
             data = data[MAX_LINE:]
-        if data and not self._pending:
-            self._pending_since = time.monotonic()
         self._pending = data
 
     def _flush_partial(self, force: bool = False) -> None:
