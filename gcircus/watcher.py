@@ -578,7 +578,7 @@ class Watcher:
             self._retire(process)
             gevent.spawn(self._stop_process, process)
             raise HookRefused(f"after_spawn hook failed for pid {process.pid}")
-        self.notify("spawn", process_pid=process.pid)
+        self.notify("spawn", process_pid=process.pid, time=process.started)  # Circus: time = process.started
         return process
 
     def _next_wid(self) -> int:

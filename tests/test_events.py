@@ -425,6 +425,18 @@ def test_quit_kills_everything_then_reaps_and_stops_each_watcher(rig):
 # -- hooks, add/rm, set -----------------------------------------------------------------------------------------
 
 
+def test_spawn_time_is_the_process_started_time(rig):
+    """PROTOCOL.md 3.2: the spawn event's `time` is `process.started`, the `started` that `stats` reports."""
+    r = rig(watcher(n=1))
+    mark = r.mark()
+    r.call("incr", name="w", waiting=True)
+    r.sync()
+    [(event, msg)] = r.since(mark)
+    assert event == "spawn"
+    info = r.call("stats", name="w", process=msg["process_pid"])["info"]
+    assert info["started"] == msg["time"]
+
+
 def test_hook_success_for_after_spawn_comes_before_its_spawn(rig):
     r = rig(watcher(n=1, extra="""
         hooks.before_spawn = tests.hookfuncs.record
