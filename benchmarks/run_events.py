@@ -276,9 +276,9 @@ def report(targets: list[Target], results: dict, notes: list[str], args, started
         codes = results.get(n, {}).get("kill_exit_codes")
         cells.append(", ".join(map(str, codes)) if codes else "—")
     out.append("| `exit_code` of the SIGKILLed children's reaps | " + " | ".join(cells) + " |")
-    out += ["", "Circus's spawn `time` is taken before the fork (`process.started`), gcircusd's when the spawn "
-            "event is published, so the spawn \"event `time` → received\" rows are not comparable across the "
-            "columns; the `incr` sent → received rows are."]
+    out += ["", "Both use `process.started` as the spawn `time`, but Circus takes it before the fork and gcircusd "
+            "once the fork returned, so the spawn \"event `time` → received\" rows are not comparable across "
+            "the columns; the `incr` sent → received rows are."]
     for n in names:
         c = results.get(n, {}).get("conflicts")
         if c:
