@@ -5,9 +5,9 @@ the percentage of one core used since the previous sample of the same process (0
 the kernel's creation time. What differs is the cost. Per sample and process two small files are read, with one
 open and one read each: `/proc/<pid>/stat` (state, CPU times, nice, start time) and `/proc/<pid>/statm` (sizes, the
 file psutil reads for memory_info; the rss in stat is an approximation the kernel documents as such). What does not
-change while a process lives (its creation time, user name and program name) is read once with psutil and
-re-read every `REFRESH_EVERY` samples, in case the process changed its title or user. The start time in the stat
-line tells a reused pid from the process that had it before.
+change while a process lives (its creation time, user name and program name) is read with psutil on its first
+samples (it may still be exec'ing), then every `REFRESH_EVERY` samples, in case it changed its title or user. The
+start time in the stat line tells a reused pid from the process that had it before.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from gcircus import procinfo
 
 NA = procinfo.NA
 REFRESH_EVERY = 30  # samples between two re-reads of a process's user and program name
+FRESH_SAMPLES = 3  # a process's first samples always re-read them
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 # Indexes in the fields that follow the ")" closing the command name (man 5 proc numbers minus 3).
@@ -95,7 +96,9 @@ class ProcessSampler:
         tracked = self._tracked.get(pid)
         if tracked is None or tracked.start_ticks != fields[_START]:
             tracked = self._tracked[pid] = _Tracked(pid, fields[_START])
-        elif (tracked.samples + pid) % REFRESH_EVERY == 0:  # by pid: processes started together refresh apart
+        elif tracked.samples < FRESH_SAMPLES or tracked.program == NA or (tracked.samples + pid) % REFRESH_EVERY == 0:
+            # A new process may still be exec'ing (an empty or a wrapper's argv); processes started together
+            # refresh on different samples, as the pid is in the modulus.
             tracked.refresh()
         tracked.samples += 1
         self._seen.add(pid)
