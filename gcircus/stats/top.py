@@ -69,8 +69,8 @@ def _row(width: int, cells: list[tuple[int, str]]) -> str:
 
 
 def _watcher_lines(name: str, stats: dict[str | None, dict], width: int) -> list[str]:
-    lines = [_row(width, [(0, name)]), _row(width, [(PID_COL + 1, "PID"), (CPU_COL - 1, "CPU (%)"), (MEM_COL - 1, "MEMORY (%)"),
-                                           (AGE_COL - 1, "AGE (s)")])]
+    header = [(PID_COL + 1, "PID"), (CPU_COL - 1, "CPU (%)"), (MEM_COL - 1, "MEMORY (%)"), (AGE_COL - 1, "AGE (s)")]
+    lines = [_row(width, [(0, name)]), _row(width, header)]
     processes = [stat for pid, stat in stats.items() if pid is not None]
     processes.sort(key=lambda s: s.get("cpu") if isinstance(s.get("cpu"), (int, float)) else -1.0, reverse=True)
     for stat in processes[:TOP]:
