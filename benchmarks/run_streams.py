@@ -37,7 +37,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _procs import DaemonDied, Timeout, WorkloadScanner, kill_pids, stop_daemon  # noqa: E402
-from _streams import Lines, Verdict, check, cut_at_line, total_size  # noqa: E402
+from _streams import Lines, check, cut_at_line, total_size  # noqa: E402
 from _targets import BENCH_DIR, TARGETS, Target, free_port  # noqa: E402
 from run_core import machine  # noqa: E402
 
@@ -74,7 +74,7 @@ def writer_argv(spec: Path, wid: str, marker: str) -> list[str]:
     return [sys.executable, str(WRITER), str(spec), wid, marker]
 
 
-def circus_stream_ini(run: "StreamRun") -> Path:
+def circus_stream_ini(run: StreamRun) -> Path:
     """One ini for circusd and gcircusd: the writer watcher with a FileStream on stdout."""
     path = run.dir / "circus.ini"
     args = " ".join(writer_argv(run.spec_path, "$(circus.wid)", run.marker)[1:])
@@ -99,7 +99,7 @@ def circus_stream_ini(run: "StreamRun") -> Path:
     return path
 
 
-def supervisord_conf(run: "StreamRun") -> Path:
+def supervisord_conf(run: StreamRun) -> Path:
     """The same program for supervisord: numprocs copies, stdout to one logfile, stderr apart."""
     conf = run.dir / "supervisord.conf"
     cmd = " ".join(writer_argv(run.spec_path, "%(process_num)d", run.marker))
@@ -135,7 +135,7 @@ def supervisord_conf(run: "StreamRun") -> Path:
     return conf
 
 
-def daemon_argv(target: Target, run: "StreamRun") -> list[str]:
+def daemon_argv(target: Target, run: StreamRun) -> list[str]:
     if target.name == "plain":
         return [sys.executable, str(PLAIN), str(run.spec_path), run.case, str(run.out / STREAM_NAME),
                 str(ROTATE_BYTES), str(run.nwriters), str(WRITER), run.marker]
@@ -151,7 +151,7 @@ def daemon_argv(target: Target, run: "StreamRun") -> list[str]:
 class StreamRun:
     """One target on one case: launch, go, wait for the last byte, stop, check (a context manager)."""
 
-    LIVE: set["StreamRun"] = set()
+    LIVE: set[StreamRun] = set()
 
     def __init__(self, target: Target, case: str, data: dict, tmp_root: Path, marker: str):
         self.target, self.case, self.marker = target, case, marker
@@ -172,7 +172,7 @@ class StreamRun:
         }))
         self.daemon: psutil.Popen | None = None
 
-    def __enter__(self) -> "StreamRun":
+    def __enter__(self) -> StreamRun:
         argv = daemon_argv(self.target, self)
         with open(self.log, "wb") as out:
             self.daemon = psutil.Popen(argv, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
@@ -368,9 +368,9 @@ def report(targets: list[Target], cases: list[str], results: dict, notes: list[s
         "Load average before the run: " + " / ".join(f"{x:.2f}" for x in load_before) + " (1 / 5 / 15 min)  ",
         "Versions: " + ", ".join(f"{t.name} {t.version}" for t in targets) + "  ",
         f"Data: {args.size_mb} MiB per case (case c: half from each child), lines of 20–300 bytes, "
-        f"sent with 1 MiB os.write calls; median of {args.reps} run(s) per cell. MB = 2^20 bytes. Time from the go signal to the last byte "
-        f"in the file(s) (polled every {POLL * 1000:.0f} ms); CPU = the daemon's user+system seconds "
-        "in that window (% of one core).",
+        f"sent with 1 MiB os.write calls; median of {args.reps} run(s) per cell. MB = 2^20 bytes. "
+        f"Time from the go signal to the last byte in the file(s) (polled every {POLL * 1000:.0f} ms); "
+        "CPU = the daemon's user+system seconds in that window (% of one core).",
         "",
     ]
     header = ["case"]

@@ -41,7 +41,8 @@ class Arbiter:
                  loglevel: str | None = None, logoutput: str | None = None, loggerconfig: str | None = None,
                  fqdn_prefix: str | None = None, umask: int | None = None, endpoint_owner: str | None = None,
                  subreaper: bool = False, config_path: str | None = None, allow_remote_endpoints: bool = False,
-                 max_message_size: int = 1 << 20, watcher_defaults: dict | None = None, **extra):
+                 max_message_size: int = 1 << 20, watcher_defaults: dict | None = None,
+                 stats_interval: float = 1.0, **extra):
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay
@@ -67,6 +68,8 @@ class Arbiter:
         self.config_path = config_path
         self.allow_remote_endpoints = allow_remote_endpoints
         self.watcher_defaults = dict(watcher_defaults or {})
+        self.stats_interval = float(stats_interval)
+        self.stats = None
         self.max_message_size = max_message_size
         self.controller = None
         self.publisher = None
@@ -117,7 +120,8 @@ class Arbiter:
             except DiscoveryError as exc:
                 raise ConfigError(str(exc), file=cfg.path, section="circus", option="multicast_endpoint",
                                   value=options["multicast_endpoint"]) from None
-        for key in ("endpoint", "pubsub_endpoint"):
+        checked = ("endpoint", "pubsub_endpoint") + (("stats_endpoint",) if options.get("statsd") else ())
+        for key in checked:
             try:
                 check_bind_allowed(key, options.get(key) or "", bool(options.get("allow_remote_endpoints")))
             except EndpointNotAllowed as exc:
@@ -218,6 +222,11 @@ class Arbiter:
         if self.pubsub_endpoint and self.publisher is None:
             self.publisher = EventPublisher(self, self.pubsub_endpoint, self.context, self.allow_remote_endpoints)
             self.publisher.start()
+        if self.statsd and self.stats_endpoint and self.stats is None:
+            from gcircus.stats import StatsService
+
+            self.stats = StatsService.for_arbiter(self)
+            self.stats.start()
         if self.multicast_endpoint and self.endpoint and self.discovery is None:
             from gcircus.control.discovery import DiscoveryResponder
 
@@ -237,6 +246,9 @@ class Arbiter:
                 if self.publisher is not None:
                     self.publisher.close()
                     self.publisher = None
+                if self.stats is not None:
+                    self.stats.close()
+                    self.stats = None
                 raise
 
     def _close_channels(self) -> None:
@@ -246,6 +258,9 @@ class Arbiter:
         discovery, self.discovery = self.discovery, None
         if discovery is not None:
             discovery.close()
+        stats, self.stats = self.stats, None
+        if stats is not None:
+            stats.close()
         if controller is not None:
             controller.close()
         if publisher is not None:

@@ -1,9 +1,5 @@
 """The stats channel of a real gcircusd (`statsd = true`), gcircusd-stats against a daemon with statsd off, and
 Circus's own StatsClient reading what gcircus publishes.
-
-Until gcircus/arbiter.py starts the StatsService itself, the daemon of these tests is gcircusd with the service
-wired in by `run_gcircusd_with_stats` (the same two calls the arbiter is to make); once the arbiter does it, that
-function runs plain gcircusd.
 """
 from __future__ import annotations
 
@@ -17,42 +13,12 @@ import pytest
 import zmq.green as zmq
 from gevent import subprocess as gsubprocess
 
-import tests.conftest
 from gcircus.client import CallError, Client
 from tests.conftest import PYTHON, free_port, wait_for, write_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STATS_DAEMON = [PYTHON, "-c", f"import sys; sys.path.insert(0, {ROOT!r}); "
-                "from tests.test_stats_daemon import run_gcircusd_with_stats; run_gcircusd_with_stats()"]
 INFO_FIELDS = {"mem_info1", "mem_info2", "cpu", "mem", "ctime", "pid", "username", "nice", "create_time", "age",
                "cmdline", "children", "subtopic", "name"}
-
-
-def run_gcircusd_with_stats() -> None:
-    """gcircusd, with the stats service started and closed with the channels if the arbiter does not do it yet."""
-    import inspect
-
-    from gcircus.arbiter import Arbiter
-    from gcircus.cli import gcircusd
-    from gcircus.stats import StatsService
-
-    if "StatsService" not in inspect.getsource(Arbiter):
-        open_channels, close_channels = Arbiter._open_channels, Arbiter._close_channels
-
-        def _open_channels(self):
-            open_channels(self)
-            if self.statsd and getattr(self, "stats", None) is None:
-                self.stats = StatsService.for_arbiter(self)
-                self.stats.start()
-
-        def _close_channels(self):
-            stats, self.stats = getattr(self, "stats", None), None
-            if stats is not None:
-                stats.close()
-            close_channels(self)
-
-        Arbiter._open_channels, Arbiter._close_channels = _open_channels, _close_channels
-    gcircusd.run()
 
 
 class Reader:
@@ -101,7 +67,6 @@ def stats_daemon(tmp_path, daemon_factory, monkeypatch):
         lines = "\n".join(f"{name} = {value}" for name, value in endpoints.items())
         config = write_config(tmp_path / "stats.ini", f"[circus]\n{lines}\nstatsd = {str(statsd).lower()}\n"
                                                       f"stats_interval = {interval}\n{WATCHERS}")
-        monkeypatch.setattr(tests.conftest, "GCIRCUSD", STATS_DAEMON)
         daemon = daemon_factory(config)
         client = Client(endpoints["endpoint"], timeout=2, green=True)
 
