@@ -1,9 +1,15 @@
 """Endpoint safety rules: control and event sockets stay on loopback unless the operator opts in explicitly."""
 from __future__ import annotations
 
+import grp
 import ipaddress
+import os
+import pwd
 import socket
+import stat
 from urllib.parse import urlparse
+
+import zmq
 
 OPT_IN = "allow_remote_endpoints"
 
@@ -45,3 +51,26 @@ def check_bind_allowed(option: str, endpoint: str, allow_remote: bool) -> None:
         f"refusing to bind {option} {endpoint}: it is not a loopback address, and the control protocol has no "
         f"authentication, so anyone who can reach it could run any command as gcircusd's user. Use an ipc:// "
         f"path or 127.0.0.1, or set `{OPT_IN} = true` in [circus] to accept the risk.")
+
+
+def bind_private(sock, option: str, endpoint: str, allow_remote: bool, owner: str | None = None) -> None:
+    """Bind a zmq socket the safe way: loopback unless opted in; an ipc:// file created 0600 (owned by `owner`).
+
+    The umask is narrowed around the bind, so the ipc file never exists with wider permissions, even briefly.
+    Raises EndpointNotAllowed, or OSError naming the option and endpoint when the bind itself fails.
+    """
+    check_bind_allowed(option, endpoint, allow_remote)
+    path = ipc_path(endpoint)
+    old_umask = os.umask(0o177) if path else None
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise OSError(f"cannot bind {option} {endpoint}: {exc}") from None
+    finally:
+        if old_umask is not None:
+            os.umask(old_umask)
+    if path:
+        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+        if owner:
+            entry = pwd.getpwuid(int(owner)) if owner.isdigit() else pwd.getpwnam(owner)
+            os.chown(path, entry.pw_uid, grp.getgrgid(entry.pw_gid).gr_gid)

@@ -4,11 +4,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 
 import zmq.green as zmq
 
-from gcircus.control.endpoints import check_bind_allowed, ipc_path
+from gcircus.control.endpoints import bind_private, ipc_path
 
 log = logging.getLogger(__name__)
 
@@ -24,21 +23,13 @@ class EventPublisher:
         self.socket = None
 
     def start(self) -> None:
-        check_bind_allowed("pubsub_endpoint", self.endpoint, self.allow_remote)
         sock = self.context.socket(zmq.PUB)
         sock.linger = 0
-        path = ipc_path(self.endpoint)
-        old_umask = os.umask(0o177) if path else None
         try:
-            sock.bind(self.endpoint)
-        except zmq.ZMQError as exc:
+            bind_private(sock, "pubsub_endpoint", self.endpoint, self.allow_remote)
+        except Exception:
             sock.close()
-            raise OSError(f"cannot bind the pubsub endpoint {self.endpoint}: {exc}") from None
-        finally:
-            if old_umask is not None:
-                os.umask(old_umask)
-        if path:
-            os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+            raise
         self.socket = sock
         self.arbiter.subscribe(self.publish)
 

@@ -6,11 +6,8 @@ commands run concurrently, and a command on a busy watcher simply waits for that
 """
 from __future__ import annotations
 
-import grp
 import logging
 import os
-import pwd
-import stat
 
 import gevent
 import gevent.lock
@@ -19,7 +16,7 @@ import zmq.green as zmq
 
 from gcircus.control import commands as _commands  # noqa: F401 - registers every command
 from gcircus.control.commands.base import Deferred, get_command
-from gcircus.control.endpoints import check_bind_allowed, ipc_path
+from gcircus.control.endpoints import bind_private, ipc_path
 from gcircus.control.errors import (BAD_MSG_DATA_ERROR, COMMAND_ERROR, MESSAGE_ERROR, OS_ERROR, UNKNOWN_COMMAND,
                                     ControlError)
 from gcircus.control.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
@@ -47,27 +44,15 @@ class ControlServer:
         self._send_lock = gevent.lock.Semaphore()
 
     def start(self) -> None:
-        check_bind_allowed("endpoint", self.endpoint, self.allow_remote)
         sock = self.context.socket(zmq.ROUTER)
         sock.linger = 0
         # Larger messages make zmq drop the peer before we buffer them; up to that, we answer with an error.
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_size * 2)
-        path = ipc_path(self.endpoint)
-        old_umask = os.umask(0o177) if path else None
         try:
-            sock.bind(self.endpoint)
-        except zmq.ZMQError as exc:
+            bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.endpoint_owner)
+        except Exception:
             sock.close()
-            raise OSError(f"cannot bind the control endpoint {self.endpoint}: {exc}") from None
-        finally:
-            if old_umask is not None:
-                os.umask(old_umask)
-        if path:
-            os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
-            if self.endpoint_owner:
-                entry = pwd.getpwnam(self.endpoint_owner) if not self.endpoint_owner.isdigit() \
-                    else pwd.getpwuid(int(self.endpoint_owner))
-                os.chown(path, entry.pw_uid, grp.getgrgid(entry.pw_gid).gr_gid)
+            raise
         self.socket = sock
         self._loop = gevent.spawn(self._receive_forever)
         log.info("control channel listening on %s", self.endpoint)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 import time
 from collections.abc import Callable
 
@@ -18,7 +17,7 @@ import gevent
 import zmq
 import zmq.green as gzmq
 
-from gcircus.control.endpoints import check_bind_allowed, ipc_path
+from gcircus.control.endpoints import bind_private, ipc_path
 from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
 
 log = logging.getLogger(__name__)
@@ -44,22 +43,14 @@ class StatsPublisher:
         self._send = None
 
     def bind(self) -> None:
-        check_bind_allowed(self.option, self.endpoint, self.allow_remote)
         sock = self.context.socket(gzmq.PUB)
         sock.linger = 0
         sock.sndhwm = SEND_HWM
-        path = ipc_path(self.endpoint)
-        old_umask = os.umask(0o177) if path else None
         try:
-            sock.bind(self.endpoint)
-        except zmq.ZMQError as exc:
+            bind_private(sock, self.option, self.endpoint, self.allow_remote)
+        except Exception:
             sock.close()
-            raise OSError(f"cannot bind the stats endpoint {self.endpoint}: {exc}") from None
-        finally:
-            if old_umask is not None:
-                os.umask(old_umask)
-        if path:
-            os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+            raise
         self.socket = sock
         # Sends never wait (NOBLOCK: a full queue drops), so they can skip the green socket's event bookkeeping,
         # a third of the cost of publishing a message: a plain socket object over the same zmq socket.
