@@ -129,10 +129,12 @@ class Arbiter:
                                   value=options.get(key)) from None
         options.update(overrides)
         try:
-            return cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path,
-                       watcher_defaults=cfg.watcher_defaults, **options)
+            arbiter = cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path,
+                          watcher_defaults=cfg.watcher_defaults, **options)
         except ValueError as exc:  # a plugin that cannot be loaded, or a bad plugin option
             raise ConfigError(f"{cfg.path}: {exc}") from None
+        arbiter.loaded_config = cfg  # what reloadconfig compares the file with (see gcircus.reload)
+        return arbiter
 
     def _register(self, watcher: Watcher) -> None:
         key = watcher.name.lower()
@@ -324,6 +326,12 @@ class Arbiter:
             self.prereload_fn(self)
         for watcher in self.iter_watchers():
             watcher.reload(graceful=graceful, sequential=sequential)
+
+    def reload_from_config(self, dry_run: bool = False) -> dict:
+        """Re-read config_path and apply what changed (gcircus.reload); return the plan. ConfigError changes nothing."""
+        from gcircus import reload as reload_config
+
+        return reload_config.reload_from_config(self, dry_run=dry_run)
 
     def start_watchers(self) -> None:
         self._start_watchers()

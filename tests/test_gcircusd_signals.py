@@ -188,7 +188,8 @@ def test_sigterm_interrupts_a_slow_start(tmp_path, daemon_factory):
     assert "gcircusd running" not in daemon.output()
 
 
-def test_sighup_replaces_every_child(tmp_path, daemon_factory):
+def test_sighup_rereads_the_config_and_replaces_changed_children(tmp_path, daemon_factory):
+    """SIGHUP does what reloadconfig does (tests/test_reloadconfig.py): here every watcher's cmd changed."""
     config = make_config(tmp_path, """
         [watcher:web]
         cmd = /bin/sleep 1000
@@ -201,6 +202,10 @@ def test_sighup_replaces_every_child(tmp_path, daemon_factory):
         """)
     daemon = daemon_factory(config)
     old = set(started(daemon, 3))
+    with open(config) as f:
+        text = f.read()
+    with open(config, "w") as f:
+        f.write(text.replace("/bin/sleep 1000", "/bin/sleep 1001"))
     daemon.signal(signal.SIGHUP)
     new = wait_for(lambda: (lambda now: len(now) == 3 and not now & old and now)(set(daemon.children())),
                    message="three new children")

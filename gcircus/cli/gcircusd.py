@@ -16,7 +16,7 @@ Options:
   -h --help             Show this help.
 
 Signals: TERM or INT stop every watcher gracefully (lowest priority first) and exit 0; a second INT kills what is
-left at once; QUIT stops fast (no grace period); HUP reloads every watcher; USR1 reopens log files.
+left at once; QUIT stops fast (no grace period); HUP re-reads the config file and applies what changed (as reloadconfig); USR1 reopens log files.
 Exit codes: 0 stopped cleanly, 1 could not start (pidfile), 2 bad command line, configuration or logging option.
 """
 from __future__ import annotations
@@ -149,8 +149,22 @@ class Daemon:
 
     def on_reload(self) -> None:
         if self.stopper is None:
-            log.info("received SIGHUP: reloading every watcher")
-            gevent.spawn(self.arbiter.reload)
+            log.info("received SIGHUP: reloading the configuration file %s", self.arbiter.config_path)
+            gevent.spawn(self.reload_config)
+
+    def reload_config(self) -> None:
+        """SIGHUP: what `reloadconfig` does. A bad file is logged and changes nothing; gcircusd keeps running."""
+        from gcircus.reload import format_plan
+
+        try:
+            plan = self.arbiter.reload_from_config()
+        except ConfigError as exc:
+            log.error("SIGHUP: the configuration was not reloaded, nothing changed: %s", exc)
+            return
+        except Exception:  # noqa: BLE001 - a failed reload must not bring the supervisor down
+            log.exception("SIGHUP: reloading the configuration failed")
+            return
+        log.info("SIGHUP: configuration reloaded:\n%s", format_plan(plan))
 
     def on_reopen_logs(self) -> None:
         reopen_log_files()

@@ -1,0 +1,351 @@
+"""reloadconfig: re-read the configuration file, compute what changed, and apply it without disturbing the rest.
+
+`prepare(arbiter)` parses and validates the whole file through `Arbiter.load_from_config` (watchers and plugins are
+built, endpoints checked; nothing is bound or started) and compares it with the configuration the running arbiter
+was built from (`arbiter.loaded_config`, updated after each applied reload). Any error raises ConfigError before
+anything changed. `apply(arbiter, plan)` then changes, in this order:
+
+1. live `[circus]` settings (check_delay, warmup_delay, loglevel); the others are reported as needing a restart;
+2. watchers whose only change is numprocesses: scaled (`set_numprocesses`); running processes are untouched;
+3. watchers whose changed keys are all run-time options: `set_options` (one graceful reload: new processes first);
+4. watchers with other changes: replaced (the old one stopped and removed, the new one added, started if autostart);
+5. new watchers: added (started if autostart); 6. watchers gone from the file: removed (stopped);
+7. plugins added, removed or changed.
+
+Runtime changes (incr, set) are not configuration: a watcher whose section did not change is left alone, whatever
+its current numprocesses. Watchers added at run time (the `add` command) are not in the file and are left alone.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import gevent.lock
+
+from gcircus import runtime_options
+from gcircus.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# [circus] keys applied to the running daemon by reloadconfig; every other changed key needs a restart of gcircusd.
+LIVE_CIRCUS_KEYS = frozenset({"check_delay", "warmup_delay", "loglevel"})
+# Keys that only shape the parse (their effect is already in the watcher sections compared below).
+PARSE_ONLY_CIRCUS_KEYS = frozenset({"include", "include_dir", "pdeathsig", "prefix_output"})
+_IGNORED_SPEC_KEYS = frozenset({"_section"})
+
+_locks: dict[int, gevent.lock.Semaphore] = {}
+
+
+@dataclasses.dataclass
+class Plan:
+    config: Any  # the new gcircus.config.Config
+    added: list[dict] = dataclasses.field(default_factory=list)  # watcher specs
+    removed: list[str] = dataclasses.field(default_factory=list)
+    scaled: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    reloaded: dict[str, dict] = dataclasses.field(default_factory=dict)  # name -> {key: new value}
+    replaced: dict[str, dict] = dataclasses.field(default_factory=dict)  # name -> {"keys": [...], "spec": spec}
+    unchanged: list[str] = dataclasses.field(default_factory=list)
+    not_in_config: list[str] = dataclasses.field(default_factory=list)
+    circus_changed: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
+    circus_applied: list[str] = dataclasses.field(default_factory=list)
+    circus_needs_restart: list[str] = dataclasses.field(default_factory=list)
+    plugins_added: list[dict] = dataclasses.field(default_factory=list)
+    plugins_removed: list[str] = dataclasses.field(default_factory=list)
+    plugins_changed: list[dict] = dataclasses.field(default_factory=list)
+    sockets_added: list[str] = dataclasses.field(default_factory=list)
+    sockets_removed: list[str] = dataclasses.field(default_factory=list)
+    sockets_changed: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def sockets_need_restart(self) -> bool:
+        return bool(self.sockets_added or self.sockets_removed or self.sockets_changed)
+
+    def as_dict(self) -> dict:
+        """The plan as JSON-able data (the `plan` field of the reloadconfig reply)."""
+        return {
+            "watchers": {
+                "added": sorted(spec["name"] for spec in self.added),
+                "removed": sorted(self.removed),
+                "scaled": {name: {"numprocesses": list(pair)} for name, pair in sorted(self.scaled.items())},
+                "reloaded": {name: sorted(changes) for name, changes in sorted(self.reloaded.items())},
+                "replaced": {name: sorted(item["keys"]) for name, item in sorted(self.replaced.items())},
+                "unchanged": sorted(self.unchanged),
+                "not_in_config": sorted(self.not_in_config),
+            },
+            "circus": {
+                "changed": {key: [_jsonable(old), _jsonable(new)]
+                            for key, (old, new) in sorted(self.circus_changed.items())},
+                "applied": sorted(self.circus_applied),
+                "needs_restart": sorted(self.circus_needs_restart),
+            },
+            "plugins": {
+                "added": sorted(p["name"] for p in self.plugins_added),
+                "removed": sorted(self.plugins_removed),
+                "changed": sorted(p["name"] for p in self.plugins_changed),
+            },
+            "sockets": {
+                "added": sorted(self.sockets_added),
+                "removed": sorted(self.sockets_removed),
+                "changed": sorted(self.sockets_changed),
+                "needs_restart": self.sockets_need_restart,
+            },
+        }
+
+
+def _jsonable(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def format_plan(plan: dict) -> str:
+    """The plan as gcircusctl prints it: one line per change, `no changes` when there is none."""
+    lines = []
+    w = plan.get("watchers", {})
+    for name in w.get("added", []):
+        lines.append(f"watcher {name}: added")
+    for name in w.get("removed", []):
+        lines.append(f"watcher {name}: removed")
+    for name, item in w.get("scaled", {}).items():
+        old, new = item["numprocesses"]
+        lines.append(f"watcher {name}: numprocesses {old} -> {new} (scaled, running processes kept)")
+    for name, keys in w.get("reloaded", {}).items():
+        lines.append(f"watcher {name}: {', '.join(keys)} changed (graceful reload)")
+    for name, keys in w.get("replaced", {}).items():
+        lines.append(f"watcher {name}: {', '.join(keys)} changed (replaced: stopped, then started again)")
+    c = plan.get("circus", {})
+    needs = set(c.get("needs_restart", []))
+    for key, (old, new) in c.get("changed", {}).items():
+        how = "needs a restart of gcircusd" if key in needs else "applied"
+        lines.append(f"[circus] {key}: {old!r} -> {new!r} ({how})")
+    p = plan.get("plugins", {})
+    for kind in ("added", "removed", "changed"):
+        for name in p.get(kind, []):
+            lines.append(f"{name}: {kind}")
+    s = plan.get("sockets", {})
+    for kind in ("added", "removed", "changed"):
+        for name in s.get(kind, []):
+            lines.append(f"socket {name}: {kind} (needs a restart of gcircusd)")
+    if not lines:
+        lines.append("no changes")
+    unchanged = w.get("unchanged", [])
+    if unchanged:
+        lines.append(f"unchanged: {', '.join(unchanged)}")
+    return "\n".join(lines)
+
+
+# -- planning ------------------------------------------------------------------------------------------------------
+
+def prepare(arbiter) -> Plan:
+    """Parse and validate the arbiter's config file and diff it with the running one; ConfigError changes nothing."""
+    path = arbiter.config_path
+    if not path:
+        raise ConfigError("this arbiter was not loaded from a configuration file: nothing to reload")
+    try:
+        candidate = type(arbiter).load_from_config(path)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, ImportError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    sockets = getattr(candidate, "sockets", None)
+    if hasattr(sockets, "close_all"):  # built, never bound: only their file descriptors to release
+        sockets.close_all()
+    new = candidate.loaded_config
+    old = getattr(arbiter, "loaded_config", None)
+    if old is None:
+        raise ConfigError("the running configuration is unknown (not loaded from a file): nothing to compare with",
+                          file=path)
+    return _diff(arbiter, old, new)
+
+
+def _spec_key(spec: dict) -> dict:
+    return {k: v for k, v in spec.items() if k not in _IGNORED_SPEC_KEYS}
+
+
+def _diff(arbiter, old, new) -> Plan:
+    plan = Plan(config=new)
+    old_specs = {spec["name"].lower(): spec for spec in old.watchers}
+    new_specs = {spec["name"].lower(): spec for spec in new.watchers}
+    plugin_watchers = {spec["name"].lower() for spec in arbiter.plugin_manager.external}
+    running = {w.name.lower(): w for w in arbiter.watchers}
+
+    for key, spec in new_specs.items():
+        watcher = running.get(key)
+        if watcher is None:
+            plan.added.append(spec)
+            continue
+        before = old_specs.get(key)
+        if before is None:  # added at run time, now in the file: the file's version takes over
+            plan.replaced[watcher.name] = {"keys": ["(added at run time)"], "spec": spec}
+            continue
+        a, b = _spec_key(before), _spec_key(spec)
+        changed = sorted(k for k in set(a) | set(b) if a.get(k, _MISSING) != b.get(k, _MISSING))
+        if not changed:
+            plan.unchanged.append(watcher.name)
+        elif changed == ["numprocesses"]:
+            plan.scaled[watcher.name] = (a["numprocesses"], b["numprocesses"])
+        elif spec["name"] == before["name"] and _settable(changed, b):
+            plan.reloaded[watcher.name] = {k: b[k] for k in changed}
+        else:
+            plan.replaced[watcher.name] = {"keys": changed, "spec": spec}
+    for key, watcher in running.items():
+        if key in new_specs or key in plugin_watchers:
+            continue
+        if key in old_specs:
+            plan.removed.append(watcher.name)
+        else:
+            plan.not_in_config.append(watcher.name)
+
+    for key in sorted(set(old.circus) | set(new.circus)):
+        before, after = old.circus.get(key), new.circus.get(key)
+        if before == after:
+            continue
+        plan.circus_changed[key] = (before, after)
+        if key in LIVE_CIRCUS_KEYS or key in PARSE_ONLY_CIRCUS_KEYS:
+            plan.circus_applied.append(key)
+        else:
+            plan.circus_needs_restart.append(key)
+
+    old_plugins = {p["name"]: p for p in old.plugins}
+    new_plugins = {p["name"]: p for p in new.plugins}
+    for name, spec in new_plugins.items():
+        if name not in old_plugins:
+            plan.plugins_added.append(spec)
+        elif _spec_key(old_plugins[name]) != _spec_key(spec):
+            plan.plugins_changed.append(spec)
+    plan.plugins_removed = [name for name in old_plugins if name not in new_plugins]
+
+    old_sockets = {s["name"]: _spec_key(s) for s in old.sockets}
+    new_sockets = {s["name"]: _spec_key(s) for s in new.sockets}
+    plan.sockets_added = [n for n in new_sockets if n not in old_sockets]
+    plan.sockets_removed = [n for n in old_sockets if n not in new_sockets]
+    plan.sockets_changed = [n for n in new_sockets if n in old_sockets and old_sockets[n] != new_sockets[n]]
+    return plan
+
+
+_MISSING = object()
+
+
+def _settable(keys: list[str], spec: dict) -> bool:
+    """True if every changed key is a run-time option whose new value `set` accepts as it is."""
+    for key in keys:
+        if not runtime_options.is_settable(key):
+            return False
+        try:
+            runtime_options.parse_set(key, spec[key])
+        except (ValueError, TypeError, KeyError):
+            return False
+    return True
+
+
+# -- applying ------------------------------------------------------------------------------------------------------
+
+def reload_from_config(arbiter, dry_run: bool = False) -> dict:
+    """Validate, plan and (unless dry_run) apply; return the plan as a dict. ConfigError leaves everything as it was."""
+    lock = _locks.setdefault(id(arbiter), gevent.lock.Semaphore())
+    with lock:
+        plan = prepare(arbiter)
+        if not dry_run:
+            apply(arbiter, plan)
+        return plan.as_dict()
+
+
+def apply(arbiter, plan: Plan) -> None:
+    new = plan.config
+    _apply_circus(arbiter, plan)
+    by_priority = sorted(arbiter.watchers, key=lambda w: -w.priority)
+    names = {w.name for w in by_priority}
+    order = [w.name for w in by_priority]
+
+    for name in [n for n in order if n in plan.scaled]:
+        old, count = plan.scaled[name]
+        log.info("reloadconfig: %s numprocesses %d -> %d", name, old, count)
+        arbiter.get_watcher(name).set_numprocesses(count)
+    for name in [n for n in order if n in plan.reloaded]:
+        changes = plan.reloaded[name]
+        log.info("reloadconfig: %s changed (%s): graceful reload", name, ", ".join(sorted(changes)))
+        try:
+            arbiter.get_watcher(name).set_options(changes)
+        except ValueError as exc:  # checks that need the system (hooks, users) refused it: replace instead
+            log.warning("reloadconfig: %s cannot be changed in place (%s): replacing it", name, exc)
+            plan.replaced[name] = {"keys": sorted(changes), "spec": _spec_for(new, name)}
+    for name in [n for n in order if n in plan.replaced]:
+        log.info("reloadconfig: %s changed (%s): replacing it", name, ", ".join(plan.replaced[name]["keys"]))
+        arbiter.rm_watcher(name)
+        _add(arbiter, plan.replaced[name]["spec"])
+    for spec in sorted(plan.added, key=lambda s: -s.get("priority", 0)):
+        log.info("reloadconfig: adding %s", spec["name"])
+        _add(arbiter, spec)
+    for name in [n for n in reversed(order) if n in plan.removed and n in names]:
+        log.info("reloadconfig: removing %s", name)
+        arbiter.rm_watcher(name)
+    _apply_plugins(arbiter, plan)
+    if plan.sockets_need_restart:
+        log.warning("reloadconfig: socket changes (%s) need a restart of gcircusd",
+                    ", ".join(plan.sockets_added + plan.sockets_removed + plan.sockets_changed))
+
+    old = arbiter.loaded_config
+    kept_circus = {key: old.circus.get(key) for key in plan.circus_needs_restart}
+    arbiter.loaded_config = dataclasses.replace(new, circus={**new.circus, **kept_circus}, sockets=old.sockets)
+
+
+def _spec_for(config, name: str) -> dict:
+    return next(spec for spec in config.watchers if spec["name"].lower() == name.lower())
+
+
+def _add(arbiter, spec: dict) -> None:
+    spec = dict(spec)
+    name, cmd = spec.pop("name"), spec.pop("cmd")
+    start = bool(spec.get("autostart", True)) and arbiter.running and not spec.get("on_demand")
+    arbiter.add_watcher(name, cmd, start=start, **spec)
+
+
+def _apply_circus(arbiter, plan: Plan) -> None:
+    for key in plan.circus_applied:
+        _, value = plan.circus_changed[key]
+        if key == "check_delay":
+            arbiter.check_delay = value
+        elif key == "warmup_delay":
+            arbiter.warmup_delay = float(value or 0)
+        elif key == "loglevel":
+            arbiter.loglevel = value
+            if value:
+                logging.getLogger().setLevel(str(value).upper())
+    for key in plan.circus_needs_restart:
+        old, new = plan.circus_changed[key]
+        log.warning("reloadconfig: [circus] %s changed (%r -> %r): it applies at the next start of gcircusd",
+                    key, old, new)
+
+
+def _apply_plugins(arbiter, plan: Plan) -> None:
+    from gcircus.plugins import PluginManager
+
+    manager = arbiter.plugin_manager
+    for name in plan.plugins_removed + [p["name"] for p in plan.plugins_changed]:
+        runner = manager.native.pop(name, None)
+        if runner is not None:
+            runner.stop()
+        for spec in [s for s in manager.external if s["name"] == name]:
+            manager.external.remove(spec)
+            try:
+                arbiter.rm_watcher(name)
+            except KeyError:
+                pass
+    specs = plan.plugins_added + plan.plugins_changed
+    if not specs:
+        return
+    fresh = PluginManager(arbiter, specs, manager.endpoint, manager.pubsub_endpoint)
+    for name, runner in fresh.native.items():
+        runner.manager = manager
+        manager.native[name] = runner
+        if arbiter.running:
+            runner.start()
+    for spec in fresh.external:
+        manager.external.append(spec)
+        spec = dict(spec)
+        arbiter.add_watcher(spec.pop("name"), spec.pop("cmd"), start=arbiter.running, **spec)
