@@ -14,6 +14,7 @@ import gevent
 import gevent.event
 
 from gcircus import linux
+from gcircus.sockets import OnDemand, Sockets
 from gcircus.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ class Arbiter:
         self.stats_endpoint = stats_endpoint or (DEFAULT_STATS if statsd else None)
         self.multicast_endpoint = multicast_endpoint
         self.plugins = list(plugins or [])
-        self.sockets = list(sockets or [])
+        self.sockets = Sockets(sockets)  # name -> CircusSocket; bound in start(), closed in stop()
+        self._on_demand: dict[Watcher, OnDemand] = {}
         self.warmup_delay = float(warmup_delay or 0)
         self.httpd = httpd
         self.debug = debug
@@ -145,6 +147,27 @@ class Arbiter:
         self.watchers.append(watcher)
         self._watchers_by_name[key] = watcher
 
+    # -- sockets ---------------------------------------------------------------------------------------------------
+
+    def get_socket(self, name: str):
+        """The managed socket called `name` (case-insensitive); KeyError if there is none."""
+        return self.sockets[name.lower()]
+
+    def _give_sockets(self, watcher: Watcher) -> None:
+        """Hand a watcher the bound sockets it may use (see gcircus.sockets: named ones, else all)."""
+        watcher.sockets = self.sockets.for_watcher(watcher)
+
+    def _arm_on_demand(self, watcher: Watcher) -> None:
+        """An on_demand (autostart) watcher starts on the first connection to one of its sockets."""
+        if watcher.on_demand and watcher.autostart and watcher not in self._on_demand:
+            waiter = self._on_demand[watcher] = OnDemand(watcher, watcher.sockets)
+            waiter.start()
+
+    def _disarm_on_demand(self, watcher: Watcher) -> None:
+        waiter = self._on_demand.pop(watcher, None)
+        if waiter is not None:
+            waiter.stop()
+
     # -- events ----------------------------------------------------------------------------------------------------
 
     def subscribe(self, listener) -> None:
@@ -200,11 +223,20 @@ class Arbiter:
                 linux.set_child_subreaper(True)
             except OSError as exc:
                 log.warning("cannot become a child subreaper (%s): escaped grandchildren re-parent to init", exc)
-        self._open_channels()
+        self.sockets.bind_and_listen_all()  # before any watcher starts; SocketError (an OSError) if one cannot bind
+        for watcher in self.watchers:
+            self._give_sockets(watcher)
+        try:
+            self._open_channels()
+        except BaseException:
+            self.sockets.close_all()
+            raise
         self.plugin_manager.start()  # native plugins subscribe before the first spawn
         self.running = True
         self._stopping = False
         self._stopped.clear()
+        for watcher in self.watchers:
+            self._arm_on_demand(watcher)
         self._starter = gevent.spawn(self._start_watchers)
         try:
             self._starter.get()
@@ -295,12 +327,15 @@ class Arbiter:
         """
         self._stopping = True
         self.plugin_manager.stop()  # plugins must not act on a system that is shutting down
+        for watcher in list(self._on_demand):
+            self._disarm_on_demand(watcher)
         starter = self._starter
         if starter is not None and starter is not gevent.getcurrent():
             starter.kill(block=True)
         grace = None if graceful else 0.0
         for _, group in itertools.groupby(self.iter_watchers(reverse=False), key=lambda w: w.priority):
             gevent.joinall([gevent.spawn(w.stop, grace) for w in group])
+        self.sockets.close_all()  # only now: the listen queues outlive every worker restart until shutdown
         self.running = False
         # In a greenlet of its own: the caller may be a `quit` command whose reply must still go out.
         self._channels_closer = gevent.spawn(self._close_channels)
@@ -354,6 +389,9 @@ class Arbiter:
             raise DuplicateWatcher(f"{name!r} already exists")
         watcher = Watcher(name, cmd, **{**self.watcher_defaults, **kwargs})
         self._register(watcher)
+        if self.running:
+            self._give_sockets(watcher)
+            self._arm_on_demand(watcher)
         watcher.notify("add")
         if start:
             watcher.start()
@@ -369,6 +407,7 @@ class Arbiter:
     def unregister_watcher(self, name: str) -> Watcher:
         """Take a watcher out of the arbiter (KeyError if unknown) and publish `remove`; its processes still run."""
         watcher = self.get_watcher(name)
+        self._disarm_on_demand(watcher)
         watcher.notify("remove")
         self.watchers.remove(watcher)
         del self._watchers_by_name[watcher.name.lower()]

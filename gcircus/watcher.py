@@ -682,10 +682,21 @@ class Watcher:
             if verdict != backoff.OK:
                 gevent.spawn(self._back_off, verdict)
                 return
-        if self.respawn:
+        if self.on_demand and not self.processes:
+            gevent.spawn(self._back_to_waiting)  # the last process is gone: wait for the next connection
+        elif self.respawn:
             self._schedule_fill(delay)
         elif not self.processes and not self.on_demand:
             gevent.spawn(self.stop)
+
+    def _back_to_waiting(self) -> None:
+        """An on_demand watcher whose processes all exited is stopped again (no `stop` event, as in Circus); the
+        arbiter's on-demand waiter starts it on the next connection."""
+        with self._lock:
+            if self._status == ACTIVE and not self.processes and not self._retiring:
+                self.outputs.close()
+                self._status = STOPPED
+                log.info("watcher %r: no process left, waiting for a connection again (on_demand)", self.name)
 
     def _respawn_pace(self, process: Process) -> float:
         """Delay before replacing an exited process: none, unless processes keep dying right after they start.

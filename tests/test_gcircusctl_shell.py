@@ -63,7 +63,7 @@ def make_shell(endpoint: str) -> ControlShell:
 def test_command_names_complete_from_the_command_table():
     shell = make_shell(f"tcp://127.0.0.1:{free_port()}")
     assert shell.completenames("st") == sorted(n + " " for n in COMMANDS if n.startswith("st"))
-    assert shell.completenames("li") == ["list ", "listen "]
+    assert shell.completenames("li") == ["list ", "listen ", "listsockets "]
     assert shell.completenames("ex") == ["exit "]
     assert shell.complete_help("sto", "help sto", 5, 8) == ["stop "]
 
