@@ -129,6 +129,9 @@ class Arbiter:
             except EndpointNotAllowed as exc:
                 raise ConfigError(str(exc), file=cfg.path, section="circus", option=key,
                                   value=options.get(key)) from None
+            except ValueError as exc:  # e.g. a port that is not a number: urllib's own message
+                raise ConfigError(f"not a valid endpoint ({exc})", file=cfg.path, section="circus", option=key,
+                                  value=options.get(key)) from None
         options.update(overrides)
         try:
             arbiter = cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path,

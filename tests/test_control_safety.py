@@ -109,3 +109,16 @@ def test_multicast_discovery_is_off_by_default(tmp_path):
     """)
     arbiter = Arbiter.load_from_config(path)
     assert arbiter.multicast_endpoint is None
+
+
+def test_a_malformed_endpoint_is_a_config_error_naming_the_option(tmp_path):
+    path = write_config(tmp_path / "circus.ini", """
+        [circus]
+        endpoint = tcp://127.0.0.1:notaport
+
+        [watcher:w]
+        cmd = /bin/sleep 1000
+    """)
+    with pytest.raises(ConfigError) as info:
+        Arbiter.load_from_config(path)
+    assert info.value.option == "endpoint" and "notaport" in str(info.value)

@@ -27,7 +27,11 @@ def is_loopback_endpoint(endpoint: str) -> bool:
     """True for ipc:// and inproc:// endpoints and tcp:// ones whose host resolves only to loopback addresses."""
     if not endpoint.startswith("tcp://"):
         return True
-    host = urlparse(endpoint).hostname or ""
+    parsed = urlparse(endpoint)
+    if not parsed.netloc.endswith(":*"):  # zmq's "any free port"
+        if parsed.port is None:  # raises ValueError itself for a port that is not a number
+            raise ValueError(f"{endpoint!r} has no port")
+    host = parsed.hostname or ""
     if host in ("*", ""):
         return False
     if host == "localhost":
