@@ -16,8 +16,10 @@ Options:
   -h --help             Show this help.
 
 Signals: TERM or INT stop every watcher gracefully (lowest priority first) and exit 0; a second INT kills what is
-left at once; QUIT stops fast (no grace period); HUP re-reads the config file and applies what changed (as reloadconfig); USR1 reopens log files.
-Exit codes: 0 stopped cleanly, 1 could not start (pidfile), 2 bad command line, configuration or logging option.
+left at once; QUIT stops fast (no grace period); HUP re-reads the config file and applies what changed (as
+reloadconfig); USR1 reopens log and stream files.
+Exit codes: 0 stopped cleanly, 1 could not start (pidfile, an endpoint or socket already in use), 2 bad command
+line, configuration or logging option.
 """
 from __future__ import annotations
 
