@@ -12,6 +12,19 @@ anything changed. `apply(arbiter, plan)` then changes, in this order:
 5. new watchers: added (started if autostart); 6. watchers gone from the file: removed (stopped);
 7. plugins added, removed or changed.
 
+Sockets (`[socket:NAME]`) are applied around those steps:
+
+* before anything else, every new socket and every changed socket whose address changed is bound as a new
+  socket object; if one cannot be bound, those already bound are closed and ConfigError is raised: nothing changed;
+* a removed socket that a watcher staying in the file (or added at run time) still names is refused in `prepare`
+  (Circus raises after it has already changed things: its bug 14); otherwise it is closed once the watchers using
+  it were reloaded or removed;
+* a changed socket with a new address: the new socket is swapped in, the watchers using it are reloaded gracefully
+  (new processes get the new fd, old ones keep serving the old one until stopped), then the old socket is closed;
+* a changed socket with the same address (backlog, umask, blocking...): the old socket has to be closed before the
+  new one can be bound (the running workers hold the same listening socket), so its watchers are stopped, the
+  socket closed and bound again, and the watchers started: connections to it are refused for that moment.
+
 Runtime changes (incr, set) are not configuration: a watcher whose section did not change is left alone, whatever
 its current numprocesses. Watchers added at run time (the `add` command) are not in the file and are left alone.
 """
@@ -21,6 +34,7 @@ import dataclasses
 import logging
 from typing import Any
 
+import gevent
 import gevent.lock
 
 from gcircus import runtime_options
@@ -56,10 +70,12 @@ class Plan:
     sockets_added: list[str] = dataclasses.field(default_factory=list)
     sockets_removed: list[str] = dataclasses.field(default_factory=list)
     sockets_changed: list[str] = dataclasses.field(default_factory=list)
+    sockets_rebound: list[str] = dataclasses.field(default_factory=list)  # changed, same address: close, then bind
+    socket_users: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # changed/removed -> watchers
 
     @property
     def sockets_need_restart(self) -> bool:
-        return bool(self.sockets_added or self.sockets_removed or self.sockets_changed)
+        return False  # every socket change is applied live (kept in the reply for compatibility)
 
     def as_dict(self) -> dict:
         """The plan as JSON-able data (the `plan` field of the reloadconfig reply)."""
@@ -88,6 +104,8 @@ class Plan:
                 "added": sorted(self.sockets_added),
                 "removed": sorted(self.sockets_removed),
                 "changed": sorted(self.sockets_changed),
+                "rebound_in_place": sorted(self.sockets_rebound),
+                "users": {name: sorted(users) for name, users in sorted(self.socket_users.items())},
                 "needs_restart": self.sockets_need_restart,
             },
         }
@@ -128,9 +146,20 @@ def format_plan(plan: dict) -> str:
         for name in p.get(kind, []):
             lines.append(f"{name}: {kind}")
     s = plan.get("sockets", {})
-    for kind in ("added", "removed", "changed"):
-        for name in s.get(kind, []):
-            lines.append(f"socket {name}: {kind} (needs a restart of gcircusd)")
+    in_place = set(s.get("rebound_in_place", []))
+    users = s.get("users", {})
+    for name in s.get("added", []):
+        lines.append(f"socket {name}: added (bound)")
+    for name in s.get("removed", []):
+        who = users.get(name) or []
+        lines.append(f"socket {name}: removed (closed" + (f" after {', '.join(who)} reloaded" if who else "") + ")")
+    for name in s.get("changed", []):
+        who = ", ".join(users.get(name) or []) or "no watcher"
+        if name in in_place:
+            lines.append(f"socket {name}: changed, same address (closed and bound again: {who} stopped meanwhile, "
+                         f"connections refused for that moment)")
+        else:
+            lines.append(f"socket {name}: changed (new address bound first, then {who} reloaded gracefully)")
     if not lines:
         lines.append("no changes")
     unchanged = w.get("unchanged", [])
@@ -220,12 +249,67 @@ def _diff(arbiter, old, new) -> Plan:
             plan.plugins_changed.append(spec)
     plan.plugins_removed = [name for name in old_plugins if name not in new_plugins]
 
-    old_sockets = {s["name"]: _spec_key(s) for s in old.sockets}
-    new_sockets = {s["name"]: _spec_key(s) for s in new.sockets}
+    old_sockets = {s["name"].lower(): _spec_key(s) for s in old.sockets}
+    new_sockets = {s["name"].lower(): _spec_key(s) for s in new.sockets}
     plan.sockets_added = [n for n in new_sockets if n not in old_sockets]
     plan.sockets_removed = [n for n in old_sockets if n not in new_sockets]
     plan.sockets_changed = [n for n in new_sockets if n in old_sockets and old_sockets[n] != new_sockets[n]]
+    plan.sockets_rebound = [n for n in plan.sockets_changed
+                            if _same_address(old_sockets[n], new_sockets[n])]
+    _check_socket_users(arbiter, plan, new_specs)
     return plan
+
+
+# What a socket is bound to; a change of anything else keeps the address (and needs close-then-bind). Port 0 is a
+# new address each time it is bound.
+_ADDRESS_KEYS = ("host", "port", "path", "family", "type", "proto", "interface")
+
+
+def _same_address(old: dict, new: dict) -> bool:
+    if not new.get("path") and str(new.get("port")) == "0":
+        return False
+    return all(old.get(key) == new.get(key) for key in _ADDRESS_KEYS)
+
+
+def _spec_socket_names(spec: dict) -> set[str]:
+    """Socket names a watcher spec (or a running watcher) names in cmd/args, plus its stdin_socket."""
+    from types import SimpleNamespace
+
+    from gcircus.sockets import named_sockets
+
+    if isinstance(spec, dict):
+        spec = SimpleNamespace(name=spec.get("name"), cmd=spec.get("cmd", ""), args=spec.get("args"),
+                               stdin_socket=spec.get("stdin_socket"), use_sockets=spec.get("use_sockets"))
+    names = named_sockets(spec)
+    if spec.stdin_socket:
+        names.add(str(spec.stdin_socket).lower())
+    return names
+
+
+def _check_socket_users(arbiter, plan: Plan, new_specs: dict) -> None:
+    """Refuse removing a socket a staying watcher still names; record who uses each changed/removed socket."""
+    removed = set(plan.sockets_removed)
+    changed = set(plan.sockets_changed)
+    users = {name: set() for name in removed | changed}
+    # The watchers that run after the reload: the file's, plus those added at run time (not in the file).
+    staying = [(spec["name"], spec) for spec in new_specs.values()]
+    staying += [(name, arbiter.get_watcher(name)) for name in plan.not_in_config]
+    still_named: dict[str, list[str]] = {}
+    for name, spec in staying:
+        for sock in _spec_socket_names(spec) & removed:
+            still_named.setdefault(sock, []).append(name)
+    if still_named:
+        what = "; ".join(f"[socket:{sock}] is removed but watcher(s) {', '.join(sorted(who))} still name it"
+                         for sock, who in sorted(still_named.items()))
+        raise ConfigError(f"{what}: remove or change those watchers in the same reload (nothing was changed)",
+                          file=getattr(plan.config, "path", None))
+    # Who uses them now: running watchers that name them, or that name no socket at all (they get every socket).
+    for watcher in arbiter.watchers:
+        named = _spec_socket_names(watcher)
+        for sock in users:
+            if sock in named or (not named and watcher.use_sockets):
+                users[sock].add(watcher.name)
+    plan.socket_users = {sock: sorted(who) for sock, who in users.items() if who}
 
 
 _MISSING = object()
@@ -257,7 +341,9 @@ def reload_from_config(arbiter, dry_run: bool = False) -> dict:
 
 def apply(arbiter, plan: Plan) -> None:
     new = plan.config
+    fresh = _bind_new_sockets(arbiter, plan)  # ConfigError (nothing changed) if one cannot be bound
     _apply_circus(arbiter, plan)
+    retired = _swap_sockets(arbiter, plan, fresh)
     by_priority = sorted(arbiter.watchers, key=lambda w: -w.priority)
     names = {w.name for w in by_priority}
     order = [w.name for w in by_priority]
@@ -270,7 +356,10 @@ def apply(arbiter, plan: Plan) -> None:
         changes = plan.reloaded[name]
         log.info("reloadconfig: %s changed (%s): graceful reload", name, ", ".join(sorted(changes)))
         try:
-            arbiter.get_watcher(name).set_options(changes)
+            watcher = arbiter.get_watcher(name)
+            if arbiter.running:  # the new processes get the sockets the new cmd/args name
+                _give_sockets(arbiter, watcher, _spec_for(new, name))
+            watcher.set_options(changes)
         except ValueError as exc:  # checks that need the system (hooks, users) refused it: replace instead
             log.warning("reloadconfig: %s cannot be changed in place (%s): replacing it", name, exc)
             plan.replaced[name] = {"keys": sorted(changes), "spec": _spec_for(new, name)}
@@ -285,13 +374,130 @@ def apply(arbiter, plan: Plan) -> None:
         log.info("reloadconfig: removing %s", name)
         arbiter.rm_watcher(name)
     _apply_plugins(arbiter, plan)
-    if plan.sockets_need_restart:
-        log.warning("reloadconfig: socket changes (%s) need a restart of gcircusd",
-                    ", ".join(plan.sockets_added + plan.sockets_removed + plan.sockets_changed))
+    _finish_sockets(arbiter, plan, retired, order)
 
     old = arbiter.loaded_config
     kept_circus = {key: old.circus.get(key) for key in plan.circus_needs_restart}
-    arbiter.loaded_config = dataclasses.replace(new, circus={**new.circus, **kept_circus}, sockets=old.sockets)
+    arbiter.loaded_config = dataclasses.replace(new, circus={**new.circus, **kept_circus})
+
+
+# -- sockets -------------------------------------------------------------------------------------------------------
+
+def _socket_specs(plan: Plan) -> dict[str, dict]:
+    return {spec["name"].lower(): spec for spec in plan.config.sockets}
+
+
+def _bind_new_sockets(arbiter, plan: Plan) -> dict:
+    """Bind new sockets and changed ones with a new address, all or nothing, before anything else changes."""
+    from gcircus.sockets import CircusSocket
+
+    specs = _socket_specs(plan)
+    names = plan.sockets_added + [n for n in plan.sockets_changed if n not in plan.sockets_rebound]
+    fresh: dict = {}
+    try:
+        for name in names:
+            sock = fresh[name] = CircusSocket.load_from_config(specs[name])
+            if arbiter.running:
+                sock.bind_and_listen()
+    except (OSError, ValueError, TypeError) as exc:
+        for sock in fresh.values():
+            sock.close()
+        raise ConfigError(f"{exc} (nothing was changed)", file=getattr(plan.config, "path", None)) from None
+    return fresh
+
+
+def _give_sockets(arbiter, watcher, spec: dict | None = None) -> None:
+    """Hand a watcher its sockets again (for `spec`'s cmd/args if given); re-arm its on-demand waiter."""
+    if spec is not None:
+        from types import SimpleNamespace
+
+        probe = SimpleNamespace(name=watcher.name, cmd=spec.get("cmd", watcher.cmd), args=spec.get("args"),
+                                stdin_socket=spec.get("stdin_socket"))
+        watcher.sockets = arbiter.sockets.for_watcher(probe)
+    else:
+        arbiter._give_sockets(watcher)
+    if watcher in arbiter._on_demand:
+        arbiter._disarm_on_demand(watcher)
+        arbiter._arm_on_demand(watcher)
+
+
+def _swap_sockets(arbiter, plan: Plan, fresh: dict) -> list:
+    """Put the new socket objects in place of the old ones; return the old ones, to close after the reloads."""
+    retired = []
+    for name, sock in fresh.items():
+        old = arbiter.sockets.get(name)
+        if old is not None:
+            retired.append(old)
+            log.info("reloadconfig: socket %s: %s -> %s (old one closed after its watchers reloaded)",
+                     name, old.location, sock.location)
+        else:
+            log.info("reloadconfig: socket %s added at %s", name, sock.location)
+        arbiter.sockets[name] = sock
+    if fresh and arbiter.running:
+        for watcher in arbiter.watchers:
+            _give_sockets(arbiter, watcher)
+    return retired
+
+
+def _finish_sockets(arbiter, plan: Plan, retired: list, order: list[str]) -> None:
+    """Reload the watchers of changed sockets, rebind same-address ones, close the old and removed ones."""
+    from gcircus.sockets import CircusSocket
+
+    done = {spec["name"].lower() for spec in plan.added} | {n.lower() for n in plan.replaced}
+    done |= {n.lower() for n in plan.removed}
+    by_name = {w.name.lower(): w for w in arbiter.watchers}
+    specs = _socket_specs(plan)
+
+    # Same address: the workers hold the listening socket too, so nothing else can bind it while they run.
+    for name in plan.sockets_rebound:
+        users = [by_name[u.lower()] for u in plan.socket_users.get(name, []) if u.lower() in by_name]
+        running = [w for w in users if not w.is_stopped()] if arbiter.running else []
+        log.warning("reloadconfig: socket %s changed at the same address: stopping %s, closing and binding it "
+                    "again (connections are refused meanwhile)", name, ", ".join(w.name for w in running) or "-")
+        gevent.joinall([gevent.spawn(w.stop) for w in running])
+        old = arbiter.sockets.get(name)
+        sock = CircusSocket.load_from_config(specs[name])
+        if old is not None:
+            old.close()
+        arbiter.sockets[name] = sock
+        if arbiter.running:
+            try:
+                sock.bind_and_listen()
+            except OSError:
+                log.exception("reloadconfig: socket %s cannot be bound again with its new settings: the old "
+                              "settings are kept", name)
+                sock = arbiter.sockets[name] = CircusSocket.load_from_config(old.config)
+                sock.bind_and_listen()
+            for watcher in arbiter.watchers:
+                _give_sockets(arbiter, watcher)
+            gevent.joinall([gevent.spawn(w.start) for w in running])
+        done |= {w.name.lower() for w in running}
+
+    # A new address: the new processes get the new socket; the old ones serve the old one until they are stopped.
+    to_reload = []
+    for name in plan.sockets_changed:
+        if name in plan.sockets_rebound:
+            continue
+        for user in plan.socket_users.get(name, []):
+            key = user.lower()
+            if key not in done and key in by_name and by_name[key] not in to_reload:
+                to_reload.append(by_name[key])
+    to_reload.sort(key=lambda w: order.index(w.name) if w.name in order else len(order))
+    for watcher in to_reload:
+        if arbiter.running and not watcher.is_stopped():
+            log.info("reloadconfig: %s uses a changed socket: graceful reload", watcher.name)
+            watcher.reload(graceful=True)
+
+    for sock in retired:
+        sock.close()
+    for name in plan.sockets_removed:
+        sock = arbiter.sockets.pop(name, None)
+        if sock is not None:
+            log.info("reloadconfig: socket %s (%s) removed: closed", name, sock.location)
+            sock.close()
+    if plan.sockets_removed and arbiter.running:
+        for watcher in arbiter.watchers:
+            _give_sockets(arbiter, watcher)
 
 
 def _spec_for(config, name: str) -> dict:
