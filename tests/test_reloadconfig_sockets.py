@@ -143,3 +143,22 @@ def test_same_address_change_closes_then_binds_and_restarts_its_watchers(setup, 
     assert not after & before
     assert ask(("127.0.0.1", web_port))[0] in after
     assert sockets(setup) == {"web": web_port}
+
+
+def test_a_new_socket_that_cannot_be_bound_changes_nothing(setup, tmp_path):
+    app = tmp_path / "app.py"
+    app.write_text(SERVER)
+    web_port, other_port = free_port(), free_port()
+    setup.start(config(app, web_port), {"web": 2})
+    before = set(setup.pids("web"))
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", other_port))
+        squatter.listen(1)
+        # The port of web moves (bindable) and api is added on a taken port: neither happens.
+        setup.write(config(app, free_port(), other_port))
+        reply = setup.call("reloadconfig", waiting=True)
+        assert reply["status"] == "error", reply
+        assert "cannot bind" in reply["reason"] and "nothing was changed" in reply["reason"]
+    assert set(setup.pids("web")) == before and setup.watchers() == ["web"]
+    assert sockets(setup) == {"web": web_port}
+    assert ask(("127.0.0.1", web_port))[0] in before
