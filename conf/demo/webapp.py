@@ -1,7 +1,12 @@
 """Demo web worker for conf/app.ini: a small gevent WSGI app.
 
-Several workers share one port through SO_REUSEPORT, so gcircus can run and replace them independently (with
-managed sockets, a later feature, gcircusd will hold the listening socket itself).
+Normally run with `--fd N`: gcircusd binds the listening socket itself ([socket:web]) and hands it to every worker,
+so workers can be restarted or replaced while the socket (and the connections queued on it) stays open.
+`--port N` is the standalone fallback (its own socket, SO_REUSEPORT so several copies can share the port).
+
+On SIGTERM (gcircus's stop signal) or SIGINT a worker stops accepting, lets the requests it already accepted finish
+(up to --grace seconds; keep it below the watcher's graceful_timeout), then exits 0. Connections it never accepted
+stay queued on the shared socket for the other (or the next) workers.
 """
 from gevent import monkey
 
@@ -14,29 +19,67 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 
+import gevent  # noqa: E402
+from gevent.event import Event  # noqa: E402
+from gevent.pool import Pool  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--worker", default="?")
-    args = parser.parse_args()
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--fd", type=int, help="serve on this inherited listening socket (from gcircusd)")
+    where.add_argument("--port", type=int, default=8080, help="bind 127.0.0.1:PORT itself (default 8080)")
+    parser.add_argument("--worker", default="?", help="worker id shown in responses (gcircus: $(circus.wid))")
+    parser.add_argument("--tag", default="", help="a free label shown in responses (e.g. the release)")
+    parser.add_argument("--grace", type=float, default=8.0,
+                        help="seconds to let in-flight requests finish after SIGTERM (default 8)")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds every request takes (to try restarts)")
+    return parser.parse_args(argv)
 
-    def app(environ, start_response):
-        body = json.dumps({"worker": args.worker, "pid": os.getpid(), "path": environ["PATH_INFO"]}).encode()
-        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-        return [body]
 
+def make_listener(args) -> socket.socket:
+    if args.fd is not None:
+        # The socket gcircusd bound and listens on; this process only accepts from it.
+        return socket.socket(fileno=args.fd)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     listener.bind(("127.0.0.1", args.port))
     listener.listen(1024)
-    server = WSGIServer(listener, app, log=None)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop(timeout=5))
-    print(f"web worker {args.worker} (pid {os.getpid()}) serving on 127.0.0.1:{args.port}", flush=True)
-    server.serve_forever()
+    return listener
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    stopping = Event()
+
+    def app(environ, start_response):
+        if args.delay:
+            gevent.sleep(args.delay)
+        body = json.dumps({"worker": args.worker, "pid": os.getpid(), "tag": args.tag,
+                           "path": environ["PATH_INFO"]}).encode()
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        if stopping.is_set():
+            headers.append(("Connection", "close"))  # no keep-alive on a worker that is going away
+        start_response("200 OK", headers)
+        return [body]
+
+    # Handlers first: a stop signal arriving once the server accepts must never kill a request half-way.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        gevent.signal_handler(signum, stopping.set)
+
+    listener = make_listener(args)
+    # A pool, not gevent's default spawn: only then does stop() wait for the requests being handled (without one it
+    # returns at once and exiting would cut them off).
+    server = WSGIServer(listener, app, spawn=Pool(), log=None)
+    server.start()
+    where = f"fd {args.fd}" if args.fd is not None else f"127.0.0.1:{args.port}"
+    print(f"web worker {args.worker} (pid {os.getpid()}) serving on {where}", flush=True)
+    stopping.wait()
+    # Stop accepting (closes only this process's copy of a shared socket), finish in-flight requests, exit.
+    server.stop(timeout=args.grace)
+    print(f"web worker {args.worker} (pid {os.getpid()}) stopped", flush=True)
     sys.exit(0)
 
 
