@@ -132,7 +132,11 @@ def test_cmd_change_reloads_gracefully_new_processes_first(setup):
     events: list = []
     sub, reader = _subscribe(setup.pubsub, events)
     try:
-        gevent.sleep(0.5)  # the subscription reaches the publisher
+        # The subscription is live once a harmless change of the web watcher is seen on it.
+        wait_for(lambda: setup.call("set", name="web", options={"warmup_delay": 0})
+                 and any(e[0] == "updated" for e in events), 5, interval=0.05,
+                 message="subscription live")
+        events.clear()
         setup.write(BASE.replace("/bin/sleep 1001", "/bin/sleep 1011"))
         reply = setup.call("reloadconfig", waiting=True)
         assert reply["plan"]["watchers"]["reloaded"] == {"web": ["cmd"]}
@@ -203,7 +207,7 @@ def test_broken_config_is_an_error_and_changes_nothing(setup, label, text, needl
         assert str(setup.path) in reply["reason"]
         if needle:
             assert needle in reply["reason"]
-    gevent.sleep(0.5)
+    # The file is checked before the reply, so a refused or dry run has nothing left running in the background.
     assert setup.watchers() == ["web", "worker"]
     assert {w: setup.pids(w) for w in ("web", "worker")} == before
 
@@ -223,7 +227,7 @@ def test_dry_run_shows_the_plan_and_changes_nothing(setup):
     assert "watcher extra: added" in done.stdout
     assert "watcher web: numprocesses 2 -> 3" in done.stdout
     assert "[circus] check_delay: 5.0 -> 3.0 (applied)" in done.stdout
-    gevent.sleep(0.5)
+    # The file is checked before the reply, so a refused or dry run has nothing left running in the background.
     assert setup.watchers() == ["web", "worker"]
     assert {w: setup.pids(w) for w in ("web", "worker")} == before
     # now for real, through gcircusctl

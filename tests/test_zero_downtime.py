@@ -151,8 +151,11 @@ class Load:
                  message=f"a request served by the new workers during {phase}")
 
     def steady(self) -> None:
+        """A quiet stretch between two operations: it ends once a few requests have been served in it."""
         self.phase = "steady"
-        gevent.sleep(0.3)
+        with self.lock:
+            start = self.ok.get("steady", 0)
+        wait_for(lambda: self.ok.get("steady", 0) >= start + 5, 10, interval=0.01, message="requests between phases")
 
 
 @pytest.fixture
