@@ -31,7 +31,7 @@ from configobj import ConfigObj, ConfigObjError
 
 from gcircus import options as opts
 from gcircus.errors import ConfigError, InvalidValue
-from gcircus.expand import expand_circus_vars, expand_env_value
+from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
 
 log = logging.getLogger("gcircus.config")
 
@@ -161,7 +161,13 @@ def _read_file(path: str) -> dict[str, Section]:
         raise ConfigError(f"the configuration file {path!r} does not exist", file=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the configuration file: {exc}", file=path) from None
-    return _assemble(_scan(text, path), path)
+    sections = _assemble(_scan(text, path), path)
+    # $(circus.config_dir) and $(circus.python) belong to the file a value is written in, so they are filled now,
+    # before includes merge sections from several files.
+    for section in sections.values():
+        for entry in section.entries.values():
+            entry.value = expand_file_placeholders(entry.value, os.path.abspath(path))
+    return sections
 
 
 def _merge(into: dict[str, Section], other: dict[str, Section]) -> None:

@@ -20,3 +20,19 @@ def test_demo_config_builds_its_watchers():
     assert worker.env["WORKER_ID"] == "batch" and web.env["DEMO_GREETING"] == "hello from gcircus"
     assert worker.crash_guard.retry_in == 7 and worker.crash_guard.max_retry == 5
     assert arbiter.plugins == []  # the flapping section tunes the built-in back-off, it is not a plugin
+
+
+def test_demo_config_names_its_files_and_interpreter_independently_of_the_cwd(tmp_path, monkeypatch):
+    """The demo runs from any directory: its apps and log are found next to the config, under gcircusd's Python."""
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    arbiter = Arbiter.load_from_config(os.path.join(ROOT, "conf", "app.ini"))
+    conf_dir = os.path.join(ROOT, "conf")
+    for name, script in (("web", "demo/webapp.py"), ("worker", "demo/worker.py")):
+        watcher = arbiter.get_watcher(name)
+        assert watcher.working_dir == conf_dir
+        assert watcher.cmd.startswith(f'"{sys.executable}" {script}')
+        assert os.path.isfile(os.path.join(watcher.working_dir, script))
+    log = arbiter.get_watcher("worker").stdout_stream["filename"]
+    assert os.path.normpath(log) == os.path.join(ROOT, "var", "log", "worker-$(circus.wid).log")

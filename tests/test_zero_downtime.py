@@ -54,9 +54,9 @@ class Demo:
             ("port = 8080", f"port = {self.port}"),
             ("numprocesses = 2", f"numprocesses = {numprocesses}"),
             ("graceful_timeout = 10", "graceful_timeout = 3"),
-            # The real interpreter and script (the daemon's cwd is not the repo), a short grace below
+            # The real script (this copy's $(circus.config_dir) is a tmp dir, not conf/), a short grace below
             # graceful_timeout, and 50 ms per request so that stops happen with requests in flight.
-            ("python conf/demo/webapp.py", f"{sys.executable} {WEBAPP}"),
+            ('"$(circus.python)" demo/webapp.py', f"{sys.executable} {WEBAPP}"),
             ("--worker $(circus.wid)", f"--worker $(circus.wid) --grace 2 --delay 0.05{extra_args}"),
         ]
         for old, new in replacements:
