@@ -266,7 +266,7 @@ CIRCUS_OPTIONS = _table("circus", [
     ("pidfile", _OS, None, False, "pid file path (the command line wins)"),
     ("loglevel", _OS, None, False, "log level (the command line wins); default info"),
     ("logoutput", _OS, None, False, "log destination (the command line wins); default - (standard output)"),
-    ("loggerconfig", _OS, None, False, "logging config file (.ini/.json/.yaml) or 'default'"),
+    ("loggerconfig", _OS, None, False, "logging config file: .ini, .json, .yaml (with PyYAML) or 'default'"),
     ("fqdn_prefix", _OS, None, False, "prefix for this host's fqdn in stats"),
     ("stream_backend", _S, "thread", False, "accepted for Circus compatibility; gcircus always uses gevent"),
     ("include", _OS, None, False, "whitespace-separated globs of extra ini files, relative to this file"),
@@ -335,7 +335,7 @@ SOCKET_OPTIONS = _table("socket", [
     ("replace", _B, False, False, "replace an existing unix socket file"),
     ("blocking", _B, False, False, "leave the socket in blocking mode"),
     ("interface", _OS, None, False, "network interface to bind to (SO_BINDTODEVICE)"),
-    ("so_reuseport", _B, False, False, "bind one socket per process with SO_REUSEPORT"),
+    ("so_reuseport", _B, False, False, "set SO_REUSEPORT on the socket (gcircusd binds it once, as the others)"),
 ])
 
 PLUGIN_OPTIONS = _table("plugin", [

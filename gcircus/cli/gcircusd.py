@@ -9,7 +9,8 @@ Options:
   --log-level LEVEL     critical, error, warning, info or debug (default: the config's loglevel, else info).
   --log-output OUTPUT   -, stdout, stderr, a file path, or syslog://host[:port][?facility]
                         (default: the config's logoutput, else -).
-  --logger-config PATH  A logging configuration file (.ini or .json) used instead of the two options above.
+  --logger-config PATH  A logging configuration file (.ini, .json, or .yaml if PyYAML is installed) used instead
+                        of the two options above.
   --daemon              Detach from the terminal (double fork, new session) once the config is valid.
   --pidfile PATH        Write the daemon's pid to PATH, locked while it runs (default: the config's pidfile).
   --version             Print the version and exit.
