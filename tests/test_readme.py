@@ -270,3 +270,12 @@ def test_demo_runs_from_another_directory_without_the_venv_on_path(tmp_path):
             output.close()
     assert code == 0, log()
     assert "Traceback" not in log(), log()
+
+
+def test_readme_lists_each_difference_from_circus_once():
+    section = README.split("## Differences from Circus")[1].split("\n## ")[0]
+    heads = [" ".join(re.sub(r"[^\w\s]", "", h.lower()).split())
+             for h in re.findall(r"^- \*\*(.+?)\*\*", section, re.M)]
+    assert len(heads) > 10
+    repeated = [(a, b) for i, a in enumerate(heads) for b in heads[i + 1:] if a.startswith(b) or b.startswith(a)]
+    assert not repeated, f"listed twice: {repeated}"
