@@ -138,16 +138,15 @@ def test_gcircus_plugin_cli_refuses_a_native_plugin_and_an_unknown_class():
 def test_inactive_circus_plugin_class_idles_under_gcircus_plugin_instead_of_exiting(tmp_path):
     from gevent import subprocess as gsubprocess
 
-    output = str(tmp_path / "records")
-    proc = gsubprocess.Popen([sys.executable, "-m", "gcircus.cli.gcircus_plugin", "--config",
-                              f"output:{output}:::active:false", "tests.test_plugins_external.CircusRecorder"],
-                             cwd=REPO)
+    output, log = str(tmp_path / "records"), tmp_path / "plugin.log"
+    proc = gsubprocess.Popen([sys.executable, "-m", "gcircus.cli.gcircus_plugin", "--log-output", str(log),
+                              "--config", f"output:{output}:::active:false",
+                              "tests.test_plugins_external.CircusRecorder"], cwd=REPO)
     try:
-        assert proc.wait(timeout=0.5) is None
-    except gsubprocess.TimeoutExpired:
-        pass
-    try:
+        # The idle state is announced once the stop signals are blocked for sigwait: no start-up time is guessed.
+        wait_for(lambda: proc.poll() is not None or (log.exists() and "idle until stopped" in log.read_text()),
+                 timeout=60, message="the plugin reporting that it idles")
         assert proc.poll() is None and _records(output) == []
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=5) == 0
+        assert proc.wait(timeout=30) == 0

@@ -97,10 +97,12 @@ def _run_circus_class(factory, args, check_delay: float, config: dict) -> int:
     log.info("starting Circus plugin %s (endpoint %s, pubsub %s)", args["<plugin>"], args["--endpoint"],
              args["--pubsub"])
     if not to_bool(config.get("active", True)):
-        # Circus's start() raises for an inactive plugin, and circusd respawns it every tick: idle instead.
-        log.info("plugin %s is inactive: idle until stopped", args["<plugin>"])
+        # Circus's start() raises for an inactive plugin, and circusd respawns it every tick: idle instead. The
+        # stop signals are blocked before saying so: one sent after the message must end the sigwait, not reach
+        # on_signal (whose Tornado loop never runs here) and be lost.
         stops = {signal.SIGTERM, signal.SIGINT}
         signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        log.info("plugin %s is inactive: idle until stopped", args["<plugin>"])
         signal.sigwait(stops)
         return EXIT_OK
     try:
