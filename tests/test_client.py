@@ -148,20 +148,22 @@ def test_greenlets_each_with_a_client_call_concurrently(running):
 
 
 def test_waiting_greenlets_do_not_block_the_hub(silent_router):
-    """Ten greenlets wait 0.5 s each on a silent daemon: together they take about 0.5 s, and the hub keeps running."""
+    """Ten greenlets wait 0.5 s each on a silent daemon: their waits overlap (all have sent before any times out),
+    and the hub keeps running meanwhile. Overlap, not elapsed time, is the proof: it holds on a loaded machine."""
     endpoint, _ = silent_router
     ticks = []
     ticker = gevent.spawn(lambda: [ticks.append(gevent.sleep(0.01)) for _ in range(1000)])
+    sent, timed_out = [], []
 
     def one():
         with Client(endpoint, timeout=0.5) as client:
+            sent.append(time.monotonic())
             with pytest.raises(DaemonTimeout):
                 client.call("list")
-    started = time.monotonic()
+            timed_out.append(time.monotonic())
     gevent.joinall([gevent.spawn(one) for _ in range(10)], raise_error=True)
-    elapsed = time.monotonic() - started
     ticker.kill()
-    assert elapsed < 2.0
+    assert len(timed_out) == 10 and max(sent) < min(timed_out)
     assert len(ticks) >= 10
 
 

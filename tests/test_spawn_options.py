@@ -108,10 +108,11 @@ def open_fds(pid: int) -> set[int]:
 
 
 def settled_fds(pid: int, expected: set[int]) -> set[int]:
-    """The child's open fds once they match `expected`, or after 5 s. Popen returns while the exec is finishing
-    and the new program starts up (the dynamic loader briefly opens libraries): a leaked fd never goes away."""
+    """The child's open fds once they match `expected`, or after 30 s. Popen returns while the exec is finishing
+    and the new program starts up (the dynamic loader briefly opens libraries, for as long as a loaded machine
+    takes): a leaked fd never goes away, so the deadline is only how long a failure takes to show."""
     try:
-        wait_for(lambda: open_fds(pid) == expected, timeout=5)
+        wait_for(lambda: open_fds(pid) == expected, timeout=30)
     except AssertionError:
         pass
     return open_fds(pid)

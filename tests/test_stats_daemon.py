@@ -121,7 +121,9 @@ def test_daemon_honours_stats_interval(stats_daemon):
         reader.close()
     times = reader.arrivals["stat.web"][-5:]
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert 0.2 < sum(gaps) / len(gaps) < 0.32, gaps
+    # Never sooner than the interval; later only by what a loaded machine adds, so the upper mark merely tells the
+    # 0.25 s interval from the 1 s default.
+    assert 0.2 < sum(gaps) / len(gaps) < 0.6, gaps
 
 
 def test_daemon_stats_follow_spawns_and_reaps(stats_daemon):
