@@ -4,6 +4,11 @@ Circus leaves this to an optional plugin whose stop/start casts are often reject
 loop can spin forever. Here the rule runs inside the watcher on each unexpected exit: `attempts` exits within
 `window` seconds mean the watcher is flapping; it is stopped and started again after `retry_in` seconds, at most
 `max_retry` times in a row (-1: forever), after which it stays stopped until an operator starts it.
+
+The window is measured on a clock that leaves out the pauses the watcher itself inserts between respawns (see
+Watcher._respawn_pace): those grow up to 10 s, and counting them would spread a crash loop's exits beyond any window,
+so a broken command would never be recognised and would be retried forever. Circus's plugin likewise subtracts its
+own respawn delay (check_delay) from the measured span.
 """
 from __future__ import annotations
 
@@ -24,6 +29,8 @@ class CrashLoopGuard:
     max_retry: int = 5
     exits: list[float] = field(default_factory=list)
     tries: int = 0
+    paused: float = 0.0  # seconds the watcher chose to wait before respawning, left out of the window
+
 
     @classmethod
     def from_config(cls, conf: dict | None) -> CrashLoopGuard:
@@ -34,7 +41,7 @@ class CrashLoopGuard:
 
     def record_exit(self, when: float) -> str:
         """Record an unexpected exit at monotonic time `when`; return OK, BACKOFF or GIVE_UP."""
-        self.exits.append(when)
+        self.exits.append(when - self.paused)
         if len(self.exits) < max(1, self.attempts):
             return OK
         first, last = self.exits[0], self.exits[-1]
@@ -48,6 +55,10 @@ class CrashLoopGuard:
             return BACKOFF
         self.tries = 0
         return GIVE_UP
+
+    def record_pause(self, seconds: float) -> None:
+        """The watcher waits `seconds` before its next respawn: that wait is not part of the crash loop's pace."""
+        self.paused += seconds
 
     def reset(self) -> None:
         """Forget history (an operator started the watcher by hand)."""

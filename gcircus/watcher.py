@@ -240,7 +240,10 @@ class Watcher:
             self._interrupt.clear()
 
     def restart(self) -> dict:
+        """Stop then start the processes; like `start`, an operator's restart forgets the crash-loop history."""
         self._cancel_retry()
+        self.crash_guard.reset()
+        self.flapping_state = ""
         self._interrupt.set()
         with self._lock:
             self._interrupt.clear()
@@ -424,6 +427,7 @@ class Watcher:
             log.warning("watcher %r: before_start hook failed, not starting", self.name)
             return {"started": [], "kept": []}
         self._status = STARTING
+        self._quick_exits = 0  # a fresh start (operator, or a retry after a back-off) respawns at full pace again
         started = self._fill()
         if self._status == STOPPED:  # spawning failed for good, or a hook refused: _fill stopped the watcher
             return {"started": [], "kept": []}
@@ -729,6 +733,7 @@ class Watcher:
 
         def fill():
             if delay:
+                self.crash_guard.record_pause(delay)
                 gevent.sleep(delay)
             with self._lock:
                 self._fill_pending = False
@@ -750,8 +755,8 @@ class Watcher:
             self._retry_timer = gevent.spawn_later(guard.retry_in, self._retry_after_backoff)
         else:
             self.flapping_state = "gave_up"
-            log.error("watcher %r is flapping and gave up after %d retries: it stays stopped until started again",
-                      self.name, guard.max_retry)
+            log.error("watcher %r is flapping and gave up after %d retries: it stays stopped until an operator"
+                      " starts it (gcircusctl start %s)", self.name, guard.max_retry, self.name)
 
     def _retry_after_backoff(self) -> None:
         self._retry_timer = None
