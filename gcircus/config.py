@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote
 
 from configobj import ConfigObj, ConfigObjError
 
+from gcircus import config_sections
 from gcircus import options as opts
 from gcircus.errors import ConfigError, InvalidValue
 from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
@@ -439,6 +440,17 @@ def _check_unique(items: list[dict], kind: str, sections: dict[str, Section]) ->
         del item["_section"]
 
 
+def _check_section_names(sections: dict[str, Section]) -> None:
+    """Refuse a section that is close to a kind gcircus reads, or supervisord's syntax (see config_sections)."""
+    for name, section in sections.items():
+        if config_sections.is_known(name):
+            continue
+        problem = config_sections.diagnose(name)
+        if problem is not None:
+            raise ConfigError(problem.reason, file=section.file, section=name, suggestion=problem.suggestion,
+                              line=section.line)
+
+
 def load_config(path: str) -> Config:
     """Read *path* (and its includes) into a :class:`Config`; raise ConfigError on any mistake."""
     path = os.path.abspath(path)
@@ -455,6 +467,7 @@ def load_config(path: str) -> Config:
     env_sections: list[tuple[list[str], Section]] = []
     flapping = opts.defaults("flapping")
     flapping_active = True
+    _check_section_names(sections)
     for name, section in sections.items():
         kind, sep, rest = name.partition(":")
         if name in ("circus", "env"):
@@ -473,7 +486,7 @@ def load_config(path: str) -> Config:
         elif kind == "env" and sep:
             env_sections.append(([p.strip() for p in rest.split(",") if p.strip()], section))
         else:
-            log.warning("%s: ignoring unknown section [%s]", section.file, name)
+            log.warning("%s: %s", section.file, config_sections.unknown_section_warning(name))
 
     watchers = [{**_load_watcher(s, circus, env, global_env, env_sections, flapping, flapping_active),
                  "_section": s.name} for s in watcher_sections]

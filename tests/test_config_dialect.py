@@ -100,12 +100,13 @@ def test_empty_sections_are_skipped(write):
     assert config.sockets == []
 
 
-def test_unknown_section_is_a_warning(write, caplog):
+def test_an_unrelated_section_is_a_warning(write, caplog):
+    # A section close to a kind gcircus reads ([watchers:a], [Watcher:b]) is an error: tests/test_issue9_messages.py
     with caplog.at_level(logging.WARNING, logger="gcircus.config"):
-        config = load_config(write("[watchers:a]\ncmd = x\n[Watcher:b]\ncmd = y\n"))
+        config = load_config(write("[myapp:a]\ncmd = x\n[tool]\ncmd = y\n"))
     assert config.watchers == []
-    assert "ignoring unknown section [watchers:a]" in caplog.text
-    assert "ignoring unknown section [Watcher:b]" in caplog.text
+    assert "ignoring unknown section [myapp:a]" in caplog.text
+    assert "ignoring unknown section [tool]" in caplog.text
 
 
 def test_default_section_reaches_every_section_without_name_leak(write):

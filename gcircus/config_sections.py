@@ -1,0 +1,81 @@
+"""Which ini sections gcircus reads, and what to tell the author of a section it does not know.
+
+Circus recognises a section only by an exact lowercase kind (PROTOCOL.md 1.1) and silently skips any other, so a
+misspelt `[watchers:web]` or `[Circus]` quietly runs nothing. gcircus refuses a section that is close to a kind
+it reads, or that is supervisord's syntax (a supervisord config given to gcircus is always a mistake), naming the
+section it meant. A section unlike every kind stays a warning, as Circus skips it: a shared ini file may hold other
+tools' sections.
+"""
+from __future__ import annotations
+
+from gcircus.suggest import closest
+
+# The kinds of section gcircus reads, as they are written. [env] is both: plain, and named by watcher patterns.
+PLAIN_KINDS = {"circus": "[circus]", "env": "[env]", "DEFAULT": "[DEFAULT]"}
+NAMED_KINDS = {"watcher": "[watcher:NAME]", "socket": "[socket:NAME]", "plugin": "[plugin:NAME]",
+               "env": "[env:PATTERNS]"}
+
+# supervisord's section kinds, with what gcircus uses instead ({name} is the part after the colon), or None.
+SUPERVISORD_SECTIONS = {
+    "program": "[watcher:{name}]",
+    "fcgi-program": "[watcher:{name}] with a [socket:{name}] (use_sockets = true)",
+    "eventlistener": "a [plugin:{name}] (use = the dotted path of a plugin class)",
+    "group": None,
+    "supervisord": "[circus]",
+    "supervisorctl": None,
+    "unix_http_server": "endpoint = ipc://PATH in [circus]",
+    "inet_http_server": "endpoint = tcp://HOST:PORT in [circus]",
+    "rpcinterface": None,
+    "include": "include = GLOBS in [circus]",
+}
+
+READ_SECTIONS = "[circus], [watcher:NAME], [socket:NAME], [plugin:NAME], [env] and [env:PATTERNS]"
+
+
+class SectionProblem:
+    """Why a section name is wrong, and the section probably meant (None when no kind is close)."""
+
+    def __init__(self, reason: str, suggestion: str | None = None):
+        self.reason = reason
+        self.suggestion = suggestion
+
+
+def is_known(name: str) -> bool:
+    """A section gcircus reads: a plain kind alone, or a named kind followed by a colon."""
+    kind, colon, _ = name.partition(":")
+    return kind in (NAMED_KINDS if colon else PLAIN_KINDS)
+
+
+def diagnose(name: str) -> SectionProblem | None:
+    """What is wrong with a section `name` that is_known refused; None when it is unlike every kind (only warn)."""
+    kind, colon, rest = name.partition(":")
+    lowered = kind.lower()
+    if lowered in SUPERVISORD_SECTIONS:
+        equivalent = SUPERVISORD_SECTIONS[lowered]
+        instead = f"gcircus uses {equivalent.format(name=rest or 'NAME')}" if equivalent else \
+            f"gcircus has no such section (it reads {READ_SECTIONS})"
+        return SectionProblem(f"[{name}] is supervisord syntax; {instead}")
+    if colon and kind in PLAIN_KINDS:
+        return SectionProblem(f"[{kind}] takes no name", PLAIN_KINDS[kind])
+    if not colon and kind in NAMED_KINDS:
+        return SectionProblem(f"a [{kind}] section needs a name: {NAMED_KINDS[kind]}")
+    forms = NAMED_KINDS if colon else {**PLAIN_KINDS, **NAMED_KINDS}
+    meant = _closest_kind(kind, list(forms))
+    if meant is None:
+        return None
+    suggestion = f"[{meant}:{rest}]" if colon else PLAIN_KINDS.get(meant, NAMED_KINDS.get(meant))
+    if lowered == meant.lower():
+        return SectionProblem(f"unknown section kind {kind!r} (section names are case-sensitive)", suggestion)
+    return SectionProblem(f"unknown section kind {kind!r}", suggestion)
+
+
+def _closest_kind(kind: str, kinds: list[str]) -> str | None:
+    """The kind `kind` was probably meant to be: the same letters in another case, else the nearest spelling."""
+    by_lower = {candidate.lower(): candidate for candidate in kinds}
+    meant = kind.lower() if kind.lower() in by_lower else closest(kind.lower(), list(by_lower))
+    return by_lower[meant] if meant else None
+
+
+def unknown_section_warning(name: str) -> str:
+    """The warning for a section unlike every kind gcircus reads: it is skipped, as Circus skips it."""
+    return f"ignoring unknown section [{name}] (gcircus reads {READ_SECTIONS})"
