@@ -26,9 +26,8 @@ import logging
 import signal
 import sys
 
-from docopt import DocoptExit, docopt
-
 from gcircus import __version__
+from gcircus.cli.usage import CommandLineError, parse_command_line
 
 log = logging.getLogger("gcircus.plugin")
 
@@ -37,10 +36,9 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = docopt(__doc__, argv=argv, version=f"gcircus-plugin {__version__}")
-    except DocoptExit as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+        args = parse_command_line(__doc__, argv, "gcircus-plugin", version=f"gcircus-plugin {__version__}")
+    except CommandLineError as exc:
+        return exc.report()
     from gcircus.logsetup import LoggingSetupError, configure_logging
     from gcircus.plugins.base import CircusPlugin, str_to_cfg
     from gcircus.plugins.manager import is_circus_plugin_class, load_plugin_class

@@ -20,9 +20,8 @@ import curses
 import sys
 import time
 
-from docopt import DocoptExit, docopt
-
 from gcircus import __version__
+from gcircus.cli.usage import CommandLineError, parse_command_line
 
 REPAINT_EVERY = 1.0
 POLL = 0.1
@@ -73,13 +72,13 @@ def paint(screen, lines: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = docopt(__doc__, argv=argv, version=f"gcircus-top {__version__}")
+        args = parse_command_line(__doc__, argv, "gcircus-top", version=f"gcircus-top {__version__}")
+    except CommandLineError as exc:
+        return exc.report()
+    try:
         timeout = float(args["--process-timeout"])
     except ValueError:
         print("gcircus-top: --process-timeout must be a number", file=sys.stderr)
-        return 2
-    except DocoptExit as exc:
-        print(str(exc), file=sys.stderr)
         return 2
     try:
         curses.wrapper(show, args["--endpoint"], timeout)

@@ -31,9 +31,8 @@ import os
 import sys
 from typing import TextIO
 
-from docopt import DocoptExit, docopt
-
 from gcircus import __version__
+from gcircus.cli.usage import CommandLineError, parse_command_line, unknown_option_message
 from gcircus.client import DEFAULT_ENDPOINT, CallError, Client, DaemonTimeout, NoDaemonError, is_error
 from gcircus.consumer import DEFAULT_PUBSUB_ENDPOINT, Consumer
 from gcircus.control.commands import COMMANDS, get_command
@@ -155,8 +154,10 @@ def split_command_args(command: Command, tokens: list[str]) -> tuple[list[str], 
             else:
                 global_opts[name] = True
         else:
-            raise UsageError(f"unknown option {name} for {command.name} (put `--` before arguments that start "
-                             f"with --)", command)
+            message = unknown_option_message(name, [*flags, *GLOBAL_AFTER_COMMAND, "--help"], f" for {command.name}")
+            if not message.endswith("?)"):
+                message += " (put `--` before arguments that start with --)"
+            raise UsageError(message, command)
     return args, opts, global_opts, False
 
 
@@ -393,10 +394,9 @@ def render_json(reply: dict, prettify: bool, out: TextIO | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = docopt(__doc__, argv=argv, default_help=False, options_first=True)
-    except DocoptExit as exc:
-        print(f"gcircusctl: bad command line\n{exc}", file=sys.stderr)
-        return EXIT_USAGE
+        args = parse_command_line(__doc__, argv, "gcircusctl", default_help=False, options_first=True)
+    except CommandLineError as exc:
+        return exc.report()
     if args["--help"]:
         print(full_help())
         return EXIT_OK

@@ -30,9 +30,8 @@ import signal
 import sys
 
 import gevent
-from docopt import DocoptExit, docopt
-
 from gcircus import __version__
+from gcircus.cli.usage import CommandLineError, parse_command_line
 from gcircus.errors import ConfigError
 from gcircus.logsetup import LoggingSetupError, configure_logging, reopen_log_files
 from gcircus.pidfile import Pidfile, PidfileError
@@ -45,10 +44,9 @@ IDLE_WAKEUP = 3600.0
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = docopt(__doc__, argv=argv, version=f"gcircusd {__version__}")
-    except DocoptExit as exc:
-        print(str(exc), file=sys.stderr)
-        return EXIT_USAGE
+        args = parse_command_line(__doc__, argv, "gcircusd", version=f"gcircusd {__version__}")
+    except CommandLineError as exc:
+        return exc.report()
     from gcircus.arbiter import Arbiter
 
     try:

@@ -30,9 +30,8 @@ import sys
 
 import gevent
 import gevent.event
-from docopt import DocoptExit, docopt
-
 from gcircus import __version__
+from gcircus.cli.usage import CommandLineError, parse_command_line
 from gcircus.logsetup import LoggingSetupError, configure_logging
 
 log = logging.getLogger("gcircus.stats")
@@ -42,15 +41,15 @@ EXIT_OK, EXIT_BIND, EXIT_USAGE = 0, 1, 2
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = docopt(__doc__, argv=argv, version=f"gcircusd-stats {__version__}")
+        args = parse_command_line(__doc__, argv, "gcircusd-stats", version=f"gcircusd-stats {__version__}")
+    except CommandLineError as exc:
+        return exc.report()
+    try:
         interval = float(args["--interval"])
-        if not interval > 0:
-            raise DocoptExit("--interval must be a number greater than 0")
     except ValueError:
+        interval = 0.0
+    if not interval > 0:
         print("gcircusd-stats: --interval must be a number greater than 0", file=sys.stderr)
-        return EXIT_USAGE
-    except DocoptExit as exc:
-        print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     try:
         configure_logging(args["--log-level"], args["--log-output"])
