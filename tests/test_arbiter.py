@@ -9,7 +9,7 @@ import pytest
 from gcircus import get_arbiter
 from gcircus.arbiter import Arbiter
 from tests import hookfuncs
-from tests.conftest import alive, wait_for, write_config
+from tests.conftest import alive, free_port, wait_for, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -107,9 +107,12 @@ def test_add_and_rm_watcher_publish_events():
 
 
 def test_load_from_config_builds_watchers_from_circus_ini(tmp_path):
-    path = write_config(tmp_path / "circus.ini", """
+    # Free ports: the defaults (5555, 5556) may be in use by a parallel test or anything else on the machine.
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    path = write_config(tmp_path / "circus.ini", f"""
         [circus]
-        endpoint = tcp://127.0.0.1:5999
+        endpoint = {endpoint}
+        pubsub_endpoint = tcp://127.0.0.1:{free_port()}
 
         [watcher:web]
         cmd = /bin/sleep 1000
@@ -120,7 +123,7 @@ def test_load_from_config_builds_watchers_from_circus_ini(tmp_path):
         cmd = /bin/sleep 1000
     """)
     arbiter = Arbiter.load_from_config(path)
-    assert arbiter.endpoint == "tcp://127.0.0.1:5999"
+    assert arbiter.endpoint == endpoint
     arbiter.start()
     try:
         assert [w.name for w in arbiter.iter_watchers()] == ["web", "worker"]
