@@ -104,6 +104,27 @@ def _dict_config(config) -> None:
     logging.config.dictConfig(config)
 
 
+def log_reaches_stderr() -> bool:
+    """True if a root log handler already writes where standard error goes (so a message need not be printed twice).
+
+    That is a stream handler on stderr, or on stdout when both are the same file (a terminal, or `2>&1`).
+    """
+    try:
+        stderr_file = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    for handler in logging.getLogger().handlers:
+        stream = getattr(handler, "stream", None)
+        if isinstance(handler, logging.FileHandler) or stream not in (sys.stdout, sys.stderr):
+            continue
+        try:
+            if os.path.samestat(os.fstat(stream.fileno()), stderr_file):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
+
+
 def reopen_log_files() -> None:
     """Reopen file handlers (SIGUSR1, after logrotate moved the files)."""
     for handler in logging.getLogger().handlers:

@@ -131,6 +131,8 @@ class Watcher:
         self._interrupt = gevent.event.Event()
         self._fill_pending = False
         self._quick_exits = 0
+        self._spawn_failures = 0  # consecutive failed spawn attempts, for their pacing and for logging them once
+        self.spawn_error: str | None = None  # why the last spawn attempt failed; None once a spawn succeeds
         self._retry_timer: gevent.Greenlet | None = None
         self.flapping_state = ""
         self.arbiter = None
@@ -428,6 +430,7 @@ class Watcher:
             return {"started": [], "kept": []}
         self._status = STARTING
         self._quick_exits = 0  # a fresh start (operator, or a retry after a back-off) respawns at full pace again
+        self._spawn_failures = 0
         started = self._fill()
         if self._status == STOPPED:  # spawning failed for good, or a hook refused: _fill stopped the watcher
             return {"started": [], "kept": []}
@@ -538,21 +541,36 @@ class Watcher:
         return started
 
     def _spawn_with_retries(self) -> Process | None:
-        """Spawn one process, retrying failures with a growing delay; SpawnError once max_retry is exhausted."""
+        """Spawn one process, retrying failures with a growing delay; SpawnError once max_retry is exhausted.
+
+        With max_retry = -1 a failure is not retried here: that would hold the watcher's lock (and, at start-up,
+        the start of every later watcher) forever. The next attempt is scheduled in the background instead, and
+        None is returned.
+        """
         attempt = 0
         while True:
             try:
-                return self.spawn_process()
+                process = self.spawn_process()
             except SpawnError as exc:
                 attempt += 1
+                self._spawn_failures += 1
+                self.spawn_error = str(exc)
                 if self.max_retry != -1 and attempt >= max(1, self.max_retry):
                     raise
-                if attempt == 1:
+                if self._spawn_failures == 1:
                     log.error("watcher %r: cannot spawn: %s (retrying)", self.name, exc)
                 else:
-                    log.debug("watcher %r: spawn attempt %d failed: %s", self.name, attempt, exc)
-                if self._interrupt.wait(min(0.05 * 2 ** attempt, 10.0)):
+                    log.debug("watcher %r: spawn attempt %d failed: %s", self.name, self._spawn_failures, exc)
+                delay = min(0.05 * 2 ** self._spawn_failures, MAX_RESPAWN_DELAY)
+                if self.max_retry == -1:
+                    self._schedule_fill(delay)
                     return None
+                if self._interrupt.wait(delay):
+                    return None
+            else:
+                self._spawn_failures = 0
+                self.spawn_error = None
+                return process
 
     def spawn_process(self, recovery_wid: int | None = None) -> Process | None:
         """Spawn one process now (no retries), between the before_spawn and after_spawn hooks."""

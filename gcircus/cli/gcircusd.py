@@ -19,8 +19,8 @@ Options:
 Signals: TERM or INT stop every watcher gracefully (lowest priority first) and exit 0; a second INT kills what is
 left at once; QUIT stops fast (no grace period); HUP re-reads the config file and applies what changed (as
 reloadconfig); USR1 reopens log and stream files.
-Exit codes: 0 stopped cleanly, 1 could not start (pidfile, an endpoint or socket already in use), 2 bad command
-line, configuration or logging option.
+Exit codes: 0 stopped cleanly, 1 could not start (pidfile, an endpoint or socket already in use; with --daemon, a
+watcher that cannot spawn), 2 bad command line, configuration or logging option.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ import gevent
 from gcircus import __version__
 from gcircus.cli.usage import CommandLineError, parse_command_line
 from gcircus.errors import ConfigError
-from gcircus.logsetup import LoggingSetupError, configure_logging, reopen_log_files
+from gcircus.logsetup import LoggingSetupError, configure_logging, log_reaches_stderr, reopen_log_files
 from gcircus.pidfile import Pidfile, PidfileError
 
 log = logging.getLogger("gcircus.daemon")
@@ -73,10 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             pidfile.acquire()
         except PidfileError as exc:
-            log.error("%s", exc)
-            if ready_fd is None:
-                print(f"gcircusd: {exc}", file=sys.stderr)
-            _report_ready(ready_fd, f"gcircusd: {exc}")
+            report_start_failure(str(exc), ready_fd)
             return EXIT_START_FAILED
     try:
         return Daemon(arbiter).run(ready_fd)
@@ -107,13 +104,21 @@ class Daemon:
             try:
                 self.arbiter.start()
             except OSError as exc:  # a channel could not be bound: say so plainly, nothing was started
-                log.error("%s", exc)
-                _report_ready(ready_fd, f"gcircusd: {exc}")
+                report_start_failure(str(exc), ready_fd)
+                return EXIT_START_FAILED
+            gave_up, retrying = unspawnable_watchers(self.arbiter)
+            if ready_fd is not None and gave_up and self.stopper is None:
+                # A daemon whose launcher reported failure must not linger: stop what did start, then exit.
+                report_start_failure("\n".join(f"watcher {name!r} did not start: {why}" for name, why in gave_up),
+                                     ready_fd)
+                self.arbiter.stop()
+                self.arbiter.wait_channels_closed(5)
                 return EXIT_START_FAILED
             if self.stopper is None:
                 log.info("gcircusd running: %d watchers, %d processes", self.arbiter.numwatchers(),
                          self.arbiter.numprocesses())
-            _report_ready(ready_fd, None)
+            _report_ready(ready_fd, None, [f"gcircusd: warning: watcher {name!r} cannot spawn yet, retrying forever"
+                                           f" (max_retry = -1): {why}" for name, why in retrying])
             # A timed wait keeps the hub referenced: signal watchers do not, so a daemon left with no children
             # (every watcher stopped or given up) would otherwise end in LoopExit instead of waiting for signals.
             while not self.arbiter.wait_stopped(IDLE_WAKEUP):
@@ -224,9 +229,12 @@ def daemonize() -> int:
             if not chunk:
                 break
             message += chunk
-        if message.startswith(b"ok"):
+        if message.startswith(b"ok\n"):
+            sys.stderr.write(message[3:].decode(errors="replace"))
+            sys.stderr.flush()
             os._exit(EXIT_OK)
         sys.stderr.write(message.decode(errors="replace") or "gcircusd: the daemon exited during start-up\n")
+        sys.stderr.flush()
         os._exit(EXIT_START_FAILED)
     os.close(read_end)
     os.setsid()
@@ -241,11 +249,41 @@ def daemonize() -> int:
     return write_end
 
 
-def _report_ready(fd: int | None, error: str | None) -> None:
+def report_start_failure(reason: str, ready_fd: int | None) -> None:
+    """Say why gcircusd cannot start: in its log, and on the terminal that started it, wherever the log goes.
+
+    With --daemon that terminal belongs to the launching command, which prints what it reads from `ready_fd`.
+    """
+    log.error("%s", reason)
+    message = "\n".join(f"gcircusd: {line}" for line in reason.splitlines())
+    if ready_fd is not None:
+        _report_ready(ready_fd, message)
+    elif not log_reaches_stderr():
+        print(message, file=sys.stderr)
+
+
+def unspawnable_watchers(arbiter) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """Watchers started at start-up that could not spawn a single process, as (name, reason) pairs.
+
+    The first list holds those that gave up (max_retry attempts failed: the watcher is stopped), the second those
+    still retrying in the background (max_retry = -1). A command that spawns and then crashes is not here: that is
+    the crash-loop back-off's business.
+    """
+    gave_up, retrying = [], []
+    for watcher in arbiter.iter_watchers():
+        if not watcher.autostart or watcher.on_demand or watcher.processes or not watcher.spawn_error:
+            continue
+        (gave_up if watcher.is_stopped() else retrying).append((watcher.name, watcher.spawn_error))
+    return gave_up, retrying
+
+
+def _report_ready(fd: int | None, error: str | None, warnings: list[str] | tuple[str, ...] = ()) -> None:
+    """Tell the launching command (waiting in daemonize) that start-up succeeded, with warnings, or why it failed."""
     if fd is None:
         return
+    message = "\n".join(["ok", *warnings]) if error is None else error
     try:
-        os.write(fd, b"ok\n" if error is None else (error + "\n").encode())
+        os.write(fd, (message + "\n").encode())
     finally:
         os.close(fd)
 
