@@ -33,11 +33,10 @@ from gcircus import config_sections
 from gcircus import options as opts
 from gcircus.errors import ConfigError, InvalidValue
 from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
+from gcircus.streams.factory import UnknownStreamClass, builtin_stream_class
 
 log = logging.getLogger("gcircus.config")
 
-STREAM_CLASSES = ("FileStream", "WatchedFileStream", "TimedRotatingFileStream", "QueueStream",
-                  "StdoutStream", "FancyStdoutStream")
 FLAPPING_PLUGIN_SUFFIX = "flapping.Flapping"
 # Unknown watcher keys this close to a real option are treated as typos.
 WATCHER_TYPO_CUTOFF = 0.85
@@ -347,10 +346,11 @@ def _watcher_prefixed(w: dict, key: str, raw: str, section: Section, entry: Entr
     if not sub:
         return False
     if prefix in ("stdout_stream", "stderr_stream"):
-        if sub == "class" and not re.search(r"[.:]", raw) and raw not in STREAM_CLASSES:
-            close = [c for c in STREAM_CLASSES if c.lower() == raw.lower()]
-            raise _error("unknown stream class", section, key, entry, raw,
-                         suggestion=close[0] if close else None)
+        if sub == "class" and not re.search(r"[.:]", raw):
+            try:
+                builtin_stream_class(raw)
+            except UnknownStreamClass as exc:
+                raise _error("unknown stream class", section, key, entry, raw, suggestion=exc.suggestion) from None
         w[prefix][sub] = raw
         return True
     if prefix == "hooks":

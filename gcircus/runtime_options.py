@@ -15,6 +15,7 @@ import resource
 from typing import Any
 
 from gcircus import options as opts
+from gcircus.streams.factory import builtin_stream_class
 
 # Keys `set` accepts: the option table's live options, plus the rest of Circus's list (PROTOCOL 2.6) and the
 # flapping.* family, which the table does not mark live (they apply from the next spawn, or to the back-off).
@@ -25,9 +26,6 @@ SET_EXTRA_PREFIXES = ("rlimit_", "flapping.")
 # Circus's action codes: what a change needs once applied.
 MANAGE, RELOAD, NOTHING = 0, 1, -1
 _RELOAD_KEYS = frozenset({"working_dir", "uid", "gid", "shell", "env", "cmd", "args", "max_age", "max_age_variance"})
-
-STREAM_CLASSES = ("FileStream", "WatchedFileStream", "TimedRotatingFileStream", "QueueStream", "StdoutStream",
-                  "FancyStdoutStream")
 
 _NON_NEGATIVE = frozenset({"numprocesses", "warmup_delay", "graceful_timeout", "max_age", "max_age_variance",
                            "retry_in", "hook_timeout"})
@@ -215,8 +213,10 @@ def _stream(value: Any) -> dict:
 
 
 def _check_stream_class(value: Any) -> None:
-    if not isinstance(value, str) or not (value in STREAM_CLASSES or re.search(r"\w[.:]\w", value)):
-        raise ValueError(f"unknown stream class (expected one of {', '.join(STREAM_CLASSES)} or a dotted path)")
+    if not isinstance(value, str):
+        raise ValueError(f"expected a stream class name or a dotted path, got {value!r}")
+    if not re.search(r"\w[.:]\w", value):
+        builtin_stream_class(value)  # the same check, and suggestion, as the config loader's
 
 
 def _args(value: Any):

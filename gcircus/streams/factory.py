@@ -6,13 +6,13 @@ gcircusd's own stdout/stderr. The conf is never modified, so a later `set stdout
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from collections.abc import Callable
 
 from gcircus.hooks import resolve_name
 from gcircus.streams.sinks import STREAM_CLASSES, PrefixedStdoutStream
+from gcircus.suggest import closest
 
 _PER_PROCESS = re.compile(r"\$\(circus\.wid\)|\(\(circus\.wid\)\)", re.IGNORECASE)
 # Circus's own import paths for its classes, used by configs written for Circus: they mean our classes.
@@ -79,15 +79,31 @@ def stream_class(name) -> type | Callable:
             return resolve_name(text)
         except (ImportError, AttributeError, ValueError) as exc:
             raise ValueError(f"stream configuration invalid: cannot import stream class {text!r} ({exc})") from exc
-    if text in STREAM_CLASSES:
-        return STREAM_CLASSES[text]
-    by_lower = {known.lower(): cls for known, cls in STREAM_CLASSES.items()}
-    if text.lower() in by_lower:
-        return by_lower[text.lower()]
-    close = difflib.get_close_matches(text, list(STREAM_CLASSES), n=1, cutoff=0.4)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    raise ValueError(f"stream configuration invalid: unknown stream class {text!r} ({hint}"
-                     f"valid classes: {', '.join(STREAM_CLASSES)}, or a dotted path to a class)")
+    return builtin_stream_class(text)
+
+
+class UnknownStreamClass(ValueError):
+    """A bare `class` name that is none of gcircus's stream classes; `suggestion` is the closest one, if any."""
+
+    def __init__(self, name: str, suggestion: str | None):
+        hint = f"did you mean {suggestion!r}? " if suggestion else ""
+        super().__init__(f"stream configuration invalid: unknown stream class {name!r} ({hint}valid classes: "
+                         f"{', '.join(STREAM_CLASSES)}, or a dotted path to a class)")
+        self.suggestion = suggestion
+
+
+def builtin_stream_class(name: str) -> type:
+    """gcircus's stream class called `name`, in any case; UnknownStreamClass naming the closest one otherwise.
+
+    The config loader and `set` check a bare name with this too, so all three say the same thing.
+    """
+    if name in STREAM_CLASSES:
+        return STREAM_CLASSES[name]
+    by_lower = {known.lower(): known for known in STREAM_CLASSES}
+    meant = by_lower.get(name.lower()) or by_lower.get(closest(name.lower(), list(by_lower)) or "")
+    if meant is not None and meant.lower() == name.lower():
+        return STREAM_CLASSES[meant]
+    raise UnknownStreamClass(name, meant)
 
 
 def needs_per_process(conf: dict | None) -> bool:
