@@ -25,7 +25,6 @@ Exit codes: 0 ok, 1 no reply (no daemon at the endpoint, or no answer in time), 
 """
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import sys
@@ -35,9 +34,10 @@ from gcircus import __version__
 from gcircus.cli.usage import CommandLineError, parse_command_line, unknown_option_message
 from gcircus.client import DEFAULT_ENDPOINT, CallError, Client, DaemonTimeout, NoDaemonError, is_error
 from gcircus.consumer import DEFAULT_PUBSUB_ENDPOINT, Consumer
-from gcircus.control.commands import COMMANDS, get_command
+from gcircus.control.commands import COMMANDS, MOST_TYPED, get_command
 from gcircus.control.commands.base import Command
 from gcircus.control.errors import ArgumentError, ControlError
+from gcircus.suggest import closest
 
 EXIT_OK, EXIT_CLIENT, EXIT_USAGE, EXIT_ERROR_REPLY = 0, 1, 2, 3
 ENDPOINT_VARIABLES = ("GCIRCUSCTL_ENDPOINT", "CIRCUSCTL_ENDPOINT")
@@ -103,8 +103,9 @@ def full_help() -> str:
 
 
 def unknown_command_message(name: str) -> str:
-    close = difflib.get_close_matches(name.lower(), sorted(set(COMMANDS) | {"listen", "help"}), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    """`unknown command 'x'`, with the command most likely meant (by edit distance, then by how often typed)."""
+    meant = closest(name.lower(), [*MOST_TYPED, *sorted(set(COMMANDS) | {"listen", "help"})])
+    hint = f" (did you mean {meant!r}?)" if meant else ""
     return f"unknown command {name!r}{hint}; `gcircusctl help` lists them"
 
 

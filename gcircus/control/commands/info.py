@@ -358,6 +358,10 @@ class IPython(Command):
     name = "ipython"
     NO_KERNEL = "gcircus does not embed an IPython kernel; inspect it through the control commands instead"
 
+    def message(self, args, opts):
+        """gcircusctl could not attach to a kernel even where a daemon has one: a command line it cannot run."""
+        raise ArgumentError(f"cannot open an IPython shell: {self.NO_KERNEL}")
+
     def execute(self, arbiter, props):
         return {"shell": False, "msg": self.NO_KERNEL}
 
