@@ -431,6 +431,7 @@ class Watcher:
         self._status = STARTING
         self._quick_exits = 0  # a fresh start (operator, or a retry after a back-off) respawns at full pace again
         self._spawn_failures = 0
+        self.outputs.prepare()  # stream files exist from the start, as in Circus, even before the first line
         started = self._fill()
         if self._status == STOPPED:  # spawning failed for good, or a hook refused: _fill stopped the watcher
             return {"started": [], "kept": []}

@@ -42,6 +42,16 @@ class WatcherOutputs:
             sample = {k: expand_circus_vars(v, {"wid": "1"}) if isinstance(v, str) else v for k, v in conf.items()}
             factory.check_stream(sample, self.watcher_name)
 
+    def prepare(self) -> None:
+        """The watcher starts: open the configured sinks now, as Circus does, so their files exist from the start.
+
+        Sinks with a per-process filename ($(circus.wid)) are opened at each spawn instead (see _writer).
+        """
+        for name in STREAMS:
+            conf = self.confs[name]
+            if conf and not factory.needs_per_process(conf):
+                self._writer(name, 0, {})
+
     def wants_pipe(self, name: str) -> bool:
         return bool(self.confs[name]) or self.prefix_output
 
@@ -96,6 +106,7 @@ class WatcherOutputs:
                 sink = _LazySink(lambda c=conf: factory.get_stream(c, self.watcher_name))
             label = f"watcher {self.watcher_name!r} {name}"
             writer = StreamWriter(sink, label, on_error=lambda error, n=name: self._report(n, error))
+            writer.prepare()
             self._writers[key] = writer
         return writer
 
@@ -164,6 +175,10 @@ class _LazySink:
 
     def __call__(self, record: dict) -> None:
         self._get()(record)
+
+    def prepare(self) -> None:
+        """Build the sink now (a file sink creates its file): raises OSError, retried by the writer, if it cannot."""
+        self._get()
 
     def reopen(self) -> None:
         if self._sink is not None:

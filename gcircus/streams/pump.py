@@ -46,6 +46,7 @@ class StreamWriter:
         self._idle = gevent.event.Event()
         self._idle.set()
         self._reopen = False
+        self._prepare = False
         self._closing = False
         self._failing = False
         self._put_count = 0  # records queued since the start, and how many of them the sink has taken
@@ -96,6 +97,15 @@ class StreamWriter:
         self._idle.clear()
         self._work.set()
 
+    def prepare(self) -> None:
+        """Have the sink open its files now, before any record, off the hub (a failure is a sink failure as usual).
+
+        Tools that tail or ship a log file from start-up expect it to exist once the watcher has started.
+        """
+        self._prepare = True
+        self._idle.clear()
+        self._work.set()
+
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything queued has been written (or `timeout`)."""
         return self._idle.wait(timeout)
@@ -118,12 +128,18 @@ class StreamWriter:
     def _write_forever(self) -> None:
         pool = gevent.get_hub().threadpool
         while True:
-            if not self._records and not self._reopen:
+            if not self._records and not self._reopen and not self._prepare:
                 self._idle.set()
                 if self._closing:
                     return
                 self._work.clear()
                 self._work.wait()
+                continue
+            if self._prepare:
+                self._prepare = False
+                prepare = getattr(self.sink, "prepare", None)
+                if prepare is not None:
+                    self._attempt(pool, prepare)
                 continue
             if self._reopen:
                 self._reopen = False
