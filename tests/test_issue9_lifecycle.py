@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 
+import gevent
 import pytest
 
 from gcircus.backoff import BACKOFF, OK, CrashLoopGuard
 from gcircus.client import Client
+from gcircus.watcher import Watcher
 from tests.conftest import wait_for
 from tests.test_gcircusd_signals import make_config
 
@@ -104,3 +106,20 @@ def test_respawn_pauses_are_left_out_of_the_flapping_window():
     assert guard.record_exit(100.0) == OK
     guard.record_pause(10.0)  # the watcher waited 10 s before respawning: the exits are 10.2 s apart
     assert guard.record_exit(110.2) == BACKOFF
+
+
+def test_start_with_an_unspawnable_command_retrying_forever_returns_and_retries_in_the_background(tmp_path):
+    tool = tmp_path / "tool"
+    watcher = Watcher("missing", str(tool), max_retry=-1)
+    try:
+        # Before, start() retried inside the watcher lock forever: `start` never replied, later watchers never started.
+        assert gevent.with_timeout(30, watcher.start) == {"started": [], "kept": []}
+        assert watcher.status() == "active" and str(tool) in watcher.spawn_error
+        draft = tmp_path / "tool.draft"
+        draft.write_text("#!/bin/sh\nexec sleep 1000\n")
+        draft.chmod(0o755)
+        draft.rename(tool)
+        wait_for(lambda: len(watcher.pids) == 1, timeout=30, message="the command spawned once it exists")
+        assert watcher.spawn_error is None
+    finally:
+        watcher.stop()
