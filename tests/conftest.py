@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
 
 import gevent
@@ -67,10 +68,38 @@ def no_leaked_processes():
         pytest.fail(f"test left processes running: {leaked}")
 
 
+# Ports handed out by free_port(), one claim file each, shared by every test process on the machine (xdist workers,
+# other checkouts' runs): a claim older than PORT_CLAIM_SECONDS (well past any test's timeout) is forgotten.
+PORT_CLAIMS = os.path.join(tempfile.gettempdir(), "gcircus-test-ports")
+PORT_CLAIM_SECONDS = 600
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port of 127.0.0.1 that is free now and that no other test on this machine was given recently.
+
+    bind(0) alone only says the port is free at that instant: two tests running in parallel can be handed the same
+    port before either binds it (a daemon takes a while to start). An exclusive claim file settles who got it.
+    """
+    os.makedirs(PORT_CLAIMS, exist_ok=True)
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        claim = os.path.join(PORT_CLAIMS, str(port))
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return port
+        except FileExistsError:
+            _forget_stale_claim(claim)
+    raise RuntimeError(f"no unclaimed free port after 1000 tries (claims in {PORT_CLAIMS})")
+
+
+def _forget_stale_claim(claim: str) -> None:
+    try:
+        if time.time() - os.stat(claim).st_mtime > PORT_CLAIM_SECONDS:
+            os.unlink(claim)
+    except FileNotFoundError:
+        pass
 
 
 class Daemon:

@@ -1,0 +1,91 @@
+"""The suite's own guarantees hold when its files run in parallel (scripts/test runs pytest-xdist workers).
+
+Each worker is a separate process and a child subreaper of its own, so the leak check of conftest.py sees and
+kills what a test in that worker left running, daemonized grandchildren included; and free_port() never hands the
+same port to two processes, which bind(0) alone would do (it only says a port is free at that instant).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+INNER_CONFTEST = "from tests.conftest import no_leaked_processes  # noqa: F401 - the autouse leak check\n"
+INNER_TESTS = {
+    "test_leaks_a_child.py": """
+import subprocess
+
+def test_leaves_a_child():
+    subprocess.Popen(["/bin/sleep", "1000"])
+""",
+    "test_leaks_a_daemon.py": """
+import os, subprocess
+
+def test_leaves_a_double_forked_grandchild(tmp_path):
+    pidfile = tmp_path / "pid"
+    subprocess.run(["/bin/sh", "-c", f"/bin/sleep 1000 & echo $! > {pidfile}"], check=True)
+    with open(os.environ["LEAKED_PIDS"], "a") as f:
+        f.write(pidfile.read_text())
+""",
+    "test_cleans_up.py": """
+import subprocess
+
+def test_waits_for_its_child():
+    subprocess.run(["/bin/true"], check=True)
+""",
+}
+
+
+def run_inner_suite(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "conftest.py").write_text(INNER_CONFTEST)
+    for name, text in INNER_TESTS.items():
+        (suite / name).write_text(text)
+    env = {**os.environ, "PYTHONPATH": REPO, "LEAKED_PIDS": str(tmp_path / "leaked")}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rE", *args, str(suite)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_each_xdist_worker_fails_and_kills_what_its_tests_leave_running(tmp_path):
+    result = run_inner_suite(tmp_path, "-n", "2", "--dist", "loadfile")
+    assert result.returncode == 1, result.stdout + result.stderr
+    # The check fails the test's teardown: pytest counts that as an error of the test.
+    assert "3 passed, 2 errors" in result.stdout, result.stdout
+    errors = sorted(line.split()[1] for line in result.stdout.splitlines() if line.startswith("ERROR"))
+    assert errors == ["suite/test_leaks_a_child.py::test_leaves_a_child",
+                      "suite/test_leaks_a_daemon.py::test_leaves_a_double_forked_grandchild"], errors
+    assert result.stdout.count("Failed: test left processes running") == 2, result.stdout
+    leaked = int((tmp_path / "leaked").read_text())
+    assert not os.path.exists(f"/proc/{leaked}") or _is_zombie_or_gone(leaked)
+
+
+def _is_zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+FREE_PORTS = f"""
+import json, sys
+sys.path.insert(0, {REPO!r})
+from tests.conftest import free_port
+print(json.dumps([free_port() for _ in range(100)]))
+"""
+
+
+def test_free_port_never_gives_two_processes_the_same_port():
+    # 4 x 100 ports drawn from ~28000 by bind(0) alone repeat one with a probability of about 94% (birthday bound).
+    procs = [subprocess.Popen([sys.executable, "-c", FREE_PORTS], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    ports = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        ports += json.loads(out)
+    assert len(ports) == 400 and len(set(ports)) == 400
