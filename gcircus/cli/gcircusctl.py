@@ -30,7 +30,10 @@ import os
 import sys
 from typing import TextIO
 
+import zmq
+
 from gcircus import __version__
+from gcircus.cli.peer_check import HandshakeWatch, pubsub_endpoint_of_control
 from gcircus.cli.usage import CommandLineError, parse_command_line, unknown_option_message
 from gcircus.client import DEFAULT_ENDPOINT, CallError, Client, DaemonTimeout, NoDaemonError, is_error
 from gcircus.consumer import DEFAULT_PUBSUB_ENDPOINT, Consumer
@@ -336,13 +339,36 @@ class Session:
                 raise UsageError(str(exc), command) from None
         endpoint = self.pubsub_endpoint
         try:
-            with Consumer(topics, endpoint=endpoint, timeout=1.0, green=False) as consumer:
+            with Consumer(topics, endpoint=endpoint, timeout=1.0, green=False) as consumer, \
+                    HandshakeWatch(endpoint, consumer.context) as watch:
                 self.say_err(f"listening on {endpoint} (Ctrl-C to stop)")
-                for topic, message in consumer:
-                    self.say(f"{topic.decode('utf-8', 'replace')}: {message.decode('utf-8', 'replace')}")
+                poller = zmq.Poller()
+                poller.register(consumer.socket, zmq.POLLIN)
+                poller.register(watch.monitor, zmq.POLLIN)
+                while True:
+                    ready = dict(poller.poll())
+                    if watch.monitor in ready:
+                        refused = watch.refused()
+                        if refused:
+                            self.refused_subscription(endpoint)  # a control endpoint raises UsageError
+                        if refused or watch.accepted:  # said once, or a publisher: nothing more to watch
+                            poller.unregister(watch.monitor)
+                            watch.close()
+                    if consumer.socket in ready:
+                        topic, message = consumer.recv(0) or (b"", b"")
+                        self.say(f"{topic.decode('utf-8', 'replace')}: {message.decode('utf-8', 'replace')}")
         except KeyboardInterrupt:
             return EXIT_OK
-        return EXIT_OK
+
+    def refused_subscription(self, endpoint: str) -> None:
+        """The peer at `endpoint` is no publisher: a control endpoint is a usage error naming the pubsub one."""
+        pubsub = pubsub_endpoint_of_control(endpoint, self.timeout)
+        if pubsub is not None:
+            raise UsageError(f"{endpoint} is a control endpoint, not a pubsub endpoint: events are published on "
+                             f"{pubsub}. Use --endpoint {pubsub} (for listen, --endpoint names the pubsub "
+                             f"endpoint, as in circusctl) or -c CONFIG.", get_command("listen"))
+        self.say_err(f"gcircusctl: the peer at {endpoint} refused the subscription (it is not a zmq PUB socket); "
+                     f"still trying. listen needs the daemon's pubsub_endpoint.")
 
     # output
 
@@ -363,8 +389,9 @@ LISTEN_HELP = """Print the events the daemon publishes, one `topic: json` line e
     listen [TOPIC...]"""
 LISTEN_NOTE = """gcircusctl prints one `topic: json` line per event until Ctrl-C. TOPIC is a prefix such as
 `watcher.web.` or `watcher.web.spawn`; without one, every event is shown. The events come from the pubsub
-endpoint: --endpoint, else the config's pubsub_endpoint (-c), else tcp://127.0.0.1:5556. Only events published
-after the subscription started are seen."""
+endpoint: --endpoint, else the config's pubsub_endpoint (-c), else tcp://127.0.0.1:5556; a control endpoint given
+there is refused with the daemon's pubsub endpoint named. Only events published after the subscription started are
+seen."""
 
 
 def listen_help() -> str:

@@ -1,0 +1,69 @@
+"""Notice that a SUB socket's peer is not a publisher, so `gcircusctl listen` pointed at a control endpoint says so.
+
+zmq refuses a SUB socket's connection to a ROUTER (the control endpoint) during the handshake, because the two socket
+types do not go together, and says nothing: the subscriber just waits for events that never come. A monitor on a
+socket of our own sees it happen: the connection closes before its handshake succeeded. Whether the peer is then a
+daemon's control endpoint is asked with a read-only `globaloptions` request, whose reply also names the pubsub
+endpoint meant.
+"""
+from __future__ import annotations
+
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from gcircus.client import CallError, Client
+
+_WATCHED = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+_ENDED = zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+
+
+class HandshakeWatch:
+    """A subscription-less SUB socket of its own on `endpoint`, monitored from before it connects (a monitor
+    attached to an already connecting socket can miss the start of a handshake), to see how its handshakes end."""
+
+    def __init__(self, endpoint: str, context: zmq.Context | None = None):
+        self.probe = (context or zmq.Context.instance()).socket(zmq.SUB)
+        self.probe.linger = 0
+        self.monitor = self.probe.get_monitor_socket(_WATCHED)
+        self.probe.connect(endpoint)
+        self.accepted = False  # a handshake succeeded: the peer is a publisher, nothing more to watch
+        self._connecting = False
+
+    def refused(self) -> bool:
+        """Read the pending monitor events without waiting; True if a connection closed during its handshake."""
+        refused = False
+        while not self.monitor.closed and self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)["event"]
+            if event == zmq.EVENT_CONNECTED:
+                self._connecting = True
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._connecting, self.accepted = False, True
+            elif event & _ENDED:
+                refused = refused or self._connecting
+                self._connecting = False
+        return refused
+
+    def close(self) -> None:
+        if not self.probe.closed:
+            self.probe.disable_monitor()
+            self.monitor.close(linger=0)
+            self.probe.close(linger=0)
+
+    def __enter__(self) -> HandshakeWatch:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def pubsub_endpoint_of_control(endpoint: str, timeout: float) -> str | None:
+    """The pubsub endpoint a daemon reports when `endpoint` is its control endpoint; None if nothing answers so."""
+    try:
+        with Client(endpoint, timeout=timeout, green=False) as client:
+            reply = client.call("globaloptions")
+    except CallError:
+        return None
+    options = reply.get("options") if isinstance(reply, dict) else None
+    pubsub = options.get("pubsub_endpoint") if isinstance(options, dict) else None
+    return pubsub if isinstance(pubsub, str) and pubsub else None
