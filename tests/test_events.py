@@ -553,7 +553,7 @@ def test_circus_consumer_reads_gcircus_events_unchanged(rig):
                 return True
             except AssertionError:
                 return False
-        wait_for(live, 4, message="a live CircusConsumer")
+        wait_for(live, 30, message="a live CircusConsumer")
         old = r.pids()
         start = len(got)
         r.call("stop", name="w", waiting=True)

@@ -47,7 +47,7 @@ def feed(endpoint: str, view: TopView, until) -> None:
                 topic, body = sock.recv_multipart()
                 view.update(topic.decode(), json.loads(body))
             return until(view)
-        wait_for(check, 4, interval=0.01, message="stats for the view")
+        wait_for(check, 30, interval=0.01, message="stats for the view")
     finally:
         sock.close()
 
@@ -127,7 +127,7 @@ def test_curses_program_under_a_pty(publishing):
                 pass
         return b"web" in screen and str(pids[0]).encode() in screen
     try:
-        wait_for(read_some, 4, interval=0.01, message="gcircus-top painting the web watcher")
+        wait_for(read_some, 30, interval=0.01, message="gcircus-top painting the web watcher")
         assert b"gcircus top" in screen and b"CPU (%)" in screen
         os.write(master, b"q")
         assert proc.wait(timeout=4) == 0

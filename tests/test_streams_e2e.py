@@ -30,7 +30,7 @@ def test_binary_and_utf8_output_round_trips_byte_exact(tmp_path, gcircusd):
         stdout_stream.class = FileStream
         stdout_stream.filename = {tmp_path / 'out.log'}
         """)
-    wait_for(file_holds(tmp_path / "out.log", payload), timeout=4, message="the payload in out.log")
+    wait_for(file_holds(tmp_path / "out.log", payload), timeout=30, message="the payload in out.log")
 
 
 def test_stdout_and_stderr_go_to_their_own_files(tmp_path, gcircusd):
@@ -40,8 +40,8 @@ def test_stdout_and_stderr_go_to_their_own_files(tmp_path, gcircusd):
         stdout_stream.filename = {tmp_path / 'out.log'}
         stderr_stream.filename = {tmp_path / 'err.log'}
         """)
-    wait_for(file_holds(tmp_path / "out.log", child.stream(2000, "OUT")), timeout=4, message="stdout in out.log")
-    wait_for(file_holds(tmp_path / "err.log", child.stream(2000, "ERR")), timeout=4, message="stderr in err.log")
+    wait_for(file_holds(tmp_path / "out.log", child.stream(2000, "OUT")), timeout=30, message="stdout in out.log")
+    wait_for(file_holds(tmp_path / "err.log", child.stream(2000, "ERR")), timeout=30, message="stderr in err.log")
 
 
 def test_wid_in_the_filename_gives_each_worker_its_own_file(tmp_path, gcircusd):
@@ -51,7 +51,7 @@ def test_wid_in_the_filename_gives_each_worker_its_own_file(tmp_path, gcircusd):
         numprocesses = 3
         stdout_stream.filename = {tmp_path}/out-$(circus.wid).log
         """)
-    contents = {wid: wait_for(lambda wid=wid: read(tmp_path / f"out-{wid}.log"), timeout=4,
+    contents = {wid: wait_for(lambda wid=wid: read(tmp_path / f"out-{wid}.log"), timeout=30,
                               message=f"out-{wid}.log") for wid in (1, 2, 3)}
     pids = []
     for wid, data in contents.items():
@@ -76,9 +76,9 @@ def test_env_variable_in_the_filename_is_expanded(tmp_path, gcircusd):
         stdout_stream.filename = $(circus.env.e2e_log_dir)/w-$(circus.wid).log
         """, env={"E2E_LOG_DIR": str(logdir)})
     [pid] = running.pids("envfile")
-    wait_for(file_holds(logdir / "out.log", b"ENV %d\n" % pid), timeout=4, message="logs/out.log")
+    wait_for(file_holds(logdir / "out.log", b"ENV %d\n" % pid), timeout=30, message="logs/out.log")
     for wid in (1, 2):
-        assert wait_for(lambda wid=wid: read(logdir / f"w-{wid}.log"), timeout=4).startswith(b"ENVWID ")
+        assert wait_for(lambda wid=wid: read(logdir / f"w-{wid}.log"), timeout=30).startswith(b"ENVWID ")
     assert sorted(os.listdir(logdir)) == ["out.log", "w-1.log", "w-2.log"]
 
 
@@ -98,7 +98,7 @@ def test_lines_longer_than_the_read_size_arrive_whole(tmp_path, gcircusd):
         stdout_stream.filename = {tmp_path / 'stamped.log'}
         stdout_stream.time_format = %H:%M:%S
         """)
-    wait_for(file_holds(tmp_path / "raw.log", expected), timeout=4, message="the long lines in raw.log")
+    wait_for(file_holds(tmp_path / "raw.log", expected), timeout=30, message="the long lines in raw.log")
     stamped = wait_for(lambda: read(tmp_path / "stamped.log").count(b"\n") >= 3 and read(tmp_path / "stamped.log"),
                        timeout=4, message="three lines in stamped.log")
     lines = stamped.split(b"\n")
@@ -128,7 +128,7 @@ def test_child_killed_mid_burst_has_all_its_output_in_the_file_at_reap(tmp_path,
         wait_for(lambda: len(read(counter)) == 8 and int.from_bytes(read(counter), "little") > 2_000_000,
                  timeout=4, message="2 MB written")
         os.kill(pid, signal.SIGKILL)
-        topic, message = consumer.wait_for("watcher.burst.reap", 4) or (None, None)
+        topic, message = consumer.wait_for("watcher.burst.reap", 30) or (None, None)
         data = read(tmp_path / "burst.log")  # right at the reap event
     assert topic == b"watcher.burst.reap" and json.loads(message)["process_pid"] == pid
     written = int.from_bytes(read(counter), "little")

@@ -28,7 +28,7 @@ def test_unconfigured_streams_are_gcircusds_own_stdout_and_stderr(gcircusd):
         assert fd_target(pid, fd) == fd_target(running.daemon.pid, fd)
         assert not fd_target(pid, fd).startswith("pipe:")
     expected = [child.line(i, tag) for tag in ("OUT", "ERR") for i in range(20)]
-    wait_for(lambda: set(expected) <= set(output_lines(running)), timeout=4, message="the lines in gcircusd's output")
+    wait_for(lambda: set(expected) <= set(output_lines(running)), timeout=30, message="the lines in gcircusd's output")
 
 
 def test_prefix_output_gives_name_wid_lines_in_gcircusds_output(gcircusd):
@@ -41,7 +41,7 @@ def test_prefix_output_gives_name_wid_lines_in_gcircusds_output(gcircusd):
         assert fd_target(pid, 1).startswith("pipe:") and fd_target(pid, 2).startswith("pipe:")
     expected = {b"web[%d] | %s" % (wid, child.line(i, tag)) for wid in (1, 2) for tag in ("OUT", "ERR")
                 for i in range(50)}
-    wait_for(lambda: expected <= set(output_lines(running)), timeout=4, message="prefixed lines in gcircusd's output")
+    wait_for(lambda: expected <= set(output_lines(running)), timeout=30, message="prefixed lines in gcircusd's output")
     assert not [line for line in output_lines(running) if line.startswith((b"OUT ", b"ERR "))]
 
 
@@ -59,10 +59,10 @@ def test_stdout_and_fancy_stdout_streams_write_to_gcircusds_stdout(gcircusd):
     [plain] = running.pids("plainout")
     [fancy] = running.pids("fancy")
     assert fd_target(plain, 1).startswith("pipe:") and fd_target(fancy, 1).startswith("pipe:")
-    wait_for(lambda: b"PLAIN %d\n" % plain in output_lines(running), timeout=4, message="StdoutStream's line")
+    wait_for(lambda: b"PLAIN %d\n" % plain in output_lines(running), timeout=30, message="StdoutStream's line")
     colored = re.compile(rb"\x1b\[0;31;40m\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[%d\] \| FANCY %d\x1b\[0m\n"
                          % (fancy, fancy))
-    wait_for(lambda: any(colored.fullmatch(line) for line in output_lines(running)), timeout=4,
+    wait_for(lambda: any(colored.fullmatch(line) for line in output_lines(running)), timeout=30,
              message="FancyStdoutStream's red line")
 
 
@@ -75,11 +75,11 @@ def test_live_set_of_the_filename_sends_new_processes_to_the_new_file_and_keeps_
         stdout_stream.filename = {first}
         """)
     [old] = running.pids("tagged")
-    wait_for(file_holds(first, b"TAG GEN %d\n" % old), timeout=4, message="the first process in first.log")
+    wait_for(file_holds(first, b"TAG GEN %d\n" % old), timeout=30, message="the first process in first.log")
     running.call("set", name="tagged", options={"stdout_stream.filename": str(second)})
     running.call("restart", name="tagged", waiting=True)
     [new] = running.pids("tagged")
     assert new != old
     # Still a TaggedFileStream (TAG), now on the new file; the old file kept only the old process's line.
-    wait_for(file_holds(second, b"TAG GEN %d\n" % new), timeout=4, message="the new process in second.log")
+    wait_for(file_holds(second, b"TAG GEN %d\n" % new), timeout=30, message="the new process in second.log")
     assert read(first) == b"TAG GEN %d\n" % old
