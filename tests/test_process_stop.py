@@ -164,10 +164,11 @@ def test_stop_reaches_a_grandchild_that_called_setsid(spawn, tmp_path, ignores_t
     escaped = [pid for pid in tree if os.getsid(pid) != process.pid]
     assert len(escaped) == 1
     began = time.monotonic()
-    process.stop(signal.SIGTERM, graceful_timeout=0.4 if ignores_term else 10)
+    process.stop(signal.SIGTERM, graceful_timeout=0.4 if ignores_term else 120)
     elapsed = time.monotonic() - began
     assert [pid for pid in tree if alive(pid)] == []
-    assert elapsed >= 0.4 if ignores_term else elapsed < 5
+    # One that obeys SIGTERM ends the stop long before the 120 s grace would (however loaded the machine).
+    assert elapsed >= 0.4 if ignores_term else elapsed < 60
 
 
 def test_stop_reaches_group_members_left_by_an_exited_child(spawn):
