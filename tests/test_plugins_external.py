@@ -64,10 +64,10 @@ def _spawn_seen(path: str, worker: str = "worker") -> bool:
 def _incr_until_seen(endpoint: str, path: str) -> None:
     """Subscriptions take a moment to reach the publisher: add processes until the plugin reports one."""
     with Client(endpoint, timeout=5) as client:
-        for _ in range(20):
+        for _ in range(40):  # ~40 s at most: a loaded machine may take seconds to connect the plugin's SUB socket
             client.call("incr", name="worker", waiting=True)
             try:
-                wait_for(lambda: _spawn_seen(path), timeout=0.3, message="spawn seen by the plugin")
+                wait_for(lambda: _spawn_seen(path), timeout=1, message="spawn seen by the plugin")
                 return
             except AssertionError:
                 continue

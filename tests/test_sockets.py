@@ -366,19 +366,20 @@ def test_stdin_socket(daemon_factory, tmp_path):
 
 
 def test_on_demand_watchers_sharing_a_socket_all_start_on_the_first_connection(daemon_factory, tmp_path):
-    # Each worker waits 0.5 s before accepting and exits after 1.5 s without a connection.
+    # Each worker waits 0.5 s before accepting and exits after 3 s without a connection (long enough for the checks
+    # made while both are up, even on a loaded machine).
     daemon, client, _ = start(daemon_factory, tmp_path, """
         [socket:web]
         host = 127.0.0.1
         port = 0
 
         [watcher:first]
-        cmd = SERVER $(circus.sockets.web) 0.5 1.5
+        cmd = SERVER $(circus.sockets.web) 0.5 3
         use_sockets = true
         on_demand = true
 
         [watcher:second]
-        cmd = SERVER $(circus.sockets.web) 0.5 1.5
+        cmd = SERVER $(circus.sockets.web) 0.5 3
         use_sockets = true
         on_demand = true
         priority = 5
