@@ -218,6 +218,9 @@ def to_proto(value: Any) -> int:
         raise InvalidValue("unknown protocol", value, f"unknown protocol {value!r}") from None
 
 
+OWN_NAME = ""  # Option.options_key: the option is listed by `options` under its own name
+
+
 @dataclass(frozen=True)
 class Option:
     """One configuration option of one section."""
@@ -228,6 +231,17 @@ class Option:
     default: Any
     live: bool
     doc: str
+    # The key the `options` command reports this option under, as Circus's does: its own name (OWN_NAME), another
+    # key (the stream families are Circus's stdout_stream_conf/stderr_stream_conf dicts), or None for an option
+    # Circus's command does not list (read it with `get`).
+    options_key: str | None = OWN_NAME
+
+    @property
+    def options_reply_key(self) -> str | None:
+        """The key of this option in the `options` reply, or None when it is not listed there."""
+        if self.options_key == OWN_NAME:
+            return None if self.is_prefix else self.name
+        return self.options_key
 
     @property
     def type_name(self) -> str:
@@ -299,26 +313,26 @@ WATCHER_OPTIONS = _table("watcher", [
     ("singleton", _B, False, True, "at most one process"),
     ("use_sockets", _B, False, False, "let children inherit the gcircus sockets"),
     ("copy_env", _B, False, True, "start children from gcircusd's environment"),
-    ("copy_path", _B, False, False, "set PYTHONPATH to gcircusd's sys.path (needs copy_env)"),
+    ("copy_path", _B, False, False, "set PYTHONPATH to gcircusd's sys.path (needs copy_env)", None),
     ("max_age", _F, 0.0, True, "restart a process after this many seconds; 0 disables"),
     ("max_age_variance", _F, 30.0, True, "random extra seconds added to max_age"),
     ("respawn", _B, True, True, "respawn processes that exit"),
-    ("autostart", _B, True, False, "start the watcher with gcircusd"),
+    ("autostart", _B, True, False, "start the watcher with gcircusd", None),
     ("on_demand", _B, False, False, "start when one of the sockets becomes readable"),
     ("close_child_stdin", _B, True, True, "give children /dev/null as stdin"),
     ("close_child_stdout", _B, False, True, "give children /dev/null as stdout"),
     ("close_child_stderr", _B, False, True, "give children /dev/null as stderr"),
-    ("virtualenv", _OS, None, False, "virtualenv to run in (needs copy_env)"),
-    ("virtualenv_py_ver", _OS, None, False, "Python X.Y of the virtualenv"),
-    ("stdin_socket", _OS, None, False, "name of a socket given to children as stdin"),
-    ("umask", to_octal, None, False, "umask of the children (octal); empty means inherit"),
-    ("pdeathsig", _B, None, False, "children die with gcircusd; default from [circus] pdeathsig"),
-    ("hook_timeout", _F, 30.0, False, "seconds a hook may run before it counts as failed"),
-    ("check_flapping", _B, True, False, "back off when processes crash in a loop"),
-    ("prefix_output", _B, None, False, "prefix unconfigured output lines; default from [circus] prefix_output"),
+    ("virtualenv", _OS, None, False, "virtualenv to run in (needs copy_env)", None),
+    ("virtualenv_py_ver", _OS, None, False, "Python X.Y of the virtualenv", None),
+    ("stdin_socket", _OS, None, False, "name of a socket given to children as stdin", None),
+    ("umask", to_octal, None, False, "umask of the children (octal); empty means inherit", None),
+    ("pdeathsig", _B, None, False, "children die with gcircusd; default from [circus] pdeathsig", None),
+    ("hook_timeout", _F, 30.0, False, "seconds a hook may run before it counts as failed", None),
+    ("check_flapping", _B, True, False, "back off when processes crash in a loop", None),
+    ("prefix_output", _B, None, False, "prefix unconfigured output lines; default from [circus] prefix_output", None),
     ("rlimit_*", to_rlimit, None, True, "resource limit RLIMIT_<NAME>; empty means unlimited"),
-    ("stdout_stream.*", _S, None, True, "stdout sink options (class, filename, ...)"),
-    ("stderr_stream.*", _S, None, True, "stderr sink options (class, filename, ...)"),
+    ("stdout_stream.*", _S, None, True, "stdout sink options (class, filename, ...)", "stdout_stream_conf"),
+    ("stderr_stream.*", _S, None, True, "stderr sink options (class, filename, ...)", "stderr_stream_conf"),
     ("hooks.*", _S, None, True, "hook: dotted.path[, ignore_failure]"),
     ("flapping.*", _S, None, True, "per-watcher override of a [flapping] option"),
 ])

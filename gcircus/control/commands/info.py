@@ -14,7 +14,7 @@ from typing import Any
 from gcircus import procinfo
 from gcircus.control.commands.base import Command, Flag, Prop, get_watcher, register
 from gcircus.control.errors import ArgumentError, MessageError
-from gcircus.options import get_option
+from gcircus.options import WATCHER_OPTIONS, get_option
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +196,16 @@ class DStats(Command):
 # -- options -------------------------------------------------------------------------------------------------------
 
 def watcher_options(watcher) -> dict:
-    """Every option of `watcher` (free-form ones included) as JSON data."""
-    return {k: json_value(v) for k, v in watcher.options() if k != "__name__"}
+    """The `options` reply: the keys Circus's command lists, read from the option table (options_key), plus `env`
+    and the free-form options, as JSON data. gcircus's own options (autostart, hooks...) are read with `get`."""
+    current = dict(watcher.options())
+    listed = {"env": current.get("env")}  # env comes from [env] sections, not the option table; Circus lists it
+    for option in WATCHER_OPTIONS.values():
+        key = option.options_reply_key
+        if key is not None:
+            listed[key] = current.get(option.name[:-2] if option.is_prefix else option.name)
+    listed.update(getattr(watcher, "options_extra", {}))
+    return {k: json_value(v) for k, v in sorted(listed.items()) if k != "__name__"}
 
 
 def _family_value(watcher, key: str, current: dict) -> Any:
@@ -214,9 +222,12 @@ def _family_value(watcher, key: str, current: dict) -> Any:
 
 @register
 class Options(Command):
-    """Every option of a watcher and its current value, free-form options included.
+    """The options of a watcher that Circus lists, free-form ones included, with their current values.
 
     options NAME
+
+    The keys are Circus's (the stream options as stdout_stream_conf and stderr_stream_conf). Options Circus does not
+    list there (autostart, copy_path, umask, hooks.*, rlimit_*...) are read with `get NAME KEY`.
     """
 
     name = "options"
@@ -251,13 +262,17 @@ class Get(Command):
         current = dict(watcher.options())
         current.pop("__name__", None)
         options = {}
+        listed = None
         for key in props["keys"]:
             if key in current:
                 options[key] = json_value(current[key])
             elif get_option(key, "watcher") is not None:
                 options[key] = json_value(_family_value(watcher, key, current))
             else:
-                raise MessageError(f"{key!r} option not found")
+                listed = watcher_options(watcher) if listed is None else listed  # Circus's keys (stdout_stream_conf)
+                if key not in listed:
+                    raise MessageError(f"{key!r} option not found")
+                options[key] = listed[key]
         return {"options": options}
 
     def console(self, reply):
