@@ -51,7 +51,8 @@ def clock_backoffs(daemon) -> int:
 
 @pytest.mark.parametrize("tuning", [
     ("flapping.retry_in = 0.2", ""),
-    ("", "[plugin:flapping]\nuse = circus.plugins.flapping.Flapping\nretry_in = 0.2\n"),
+    # A wider window (still shorter than the 10 s pacing that hid the loop) tolerates a heavily loaded machine.
+    ("", "[plugin:flapping]\nuse = circus.plugins.flapping.Flapping\nretry_in = 0.2\nwindow = 3\n"),
 ], ids=["watcher-option", "plugin-section"])
 def test_crash_loop_gives_up_after_max_retry_and_stays_stopped(tmp_path, daemon_factory, tuning):
     config = crash_config(tmp_path, *tuning)  # default attempts, window and max_retry (5)
@@ -70,7 +71,7 @@ def test_crash_loop_gives_up_after_max_retry_and_stays_stopped(tmp_path, daemon_
 
 
 def test_operator_start_after_give_up_runs_a_full_cycle_again(tmp_path, daemon_factory):
-    config = crash_config(tmp_path, "flapping.retry_in = 0.2\nflapping.max_retry = 2")
+    config = crash_config(tmp_path, "flapping.retry_in = 0.2\nflapping.window = 3\nflapping.max_retry = 2")
     daemon = daemon_factory(config)
     wait_for(lambda: GAVE_UP_LINE.search(daemon.output()), timeout=60, message="the crash loop gives up")
     with Client(endpoint_of(config), timeout=5) as client:
@@ -81,7 +82,7 @@ def test_operator_start_after_give_up_runs_a_full_cycle_again(tmp_path, daemon_f
 
 
 def test_retry_forever_keeps_backing_off_without_spinning(tmp_path, daemon_factory):
-    config = crash_config(tmp_path, "flapping.retry_in = 0.2\nflapping.max_retry = -1")
+    config = crash_config(tmp_path, "flapping.retry_in = 0.2\nflapping.window = 3\nflapping.max_retry = -1")
     daemon = daemon_factory(config)
     # Beyond the point where the growing respawn delay used to hide the loop (the fourth back-off).
     wait_for(lambda: len(BACKOFF_LINE.findall(daemon.output())) >= 8, timeout=60, message="8 back-offs")
