@@ -22,6 +22,22 @@ from gcircus.process import _is_zombie
 
 linux.set_child_subreaper(True)
 
+
+def _restore_default_stop_signals() -> None:
+    """Children must start with SIGINT and SIGQUIT at their defaults, whatever started the test run.
+
+    A shell runs a background job (`scripts/test &`, a CI step) with both ignored, an ignored signal stays ignored
+    across fork and exec, and every test that stops a child with SIGINT would then wait for a stop that never comes.
+    A handler (unlike SIG_IGN) is reset to the default by exec.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
+_restore_default_stop_signals()
+
 PYTHON = sys.executable
 GCIRCUSD = [PYTHON, "-m", "gcircus.cli.gcircusd"]
 

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -39,15 +42,15 @@ def test_waits_for_its_child():
 }
 
 
-def run_inner_suite(tmp_path, *args: str) -> subprocess.CompletedProcess:
+def run_inner_suite(tmp_path, *args: str, tests: dict = INNER_TESTS, **popen) -> subprocess.CompletedProcess:
     suite = tmp_path / "suite"
     suite.mkdir()
     (suite / "conftest.py").write_text(INNER_CONFTEST)
-    for name, text in INNER_TESTS.items():
+    for name, text in tests.items():
         (suite / name).write_text(text)
     env = {**os.environ, "PYTHONPATH": REPO, "LEAKED_PIDS": str(tmp_path / "leaked")}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rE", *args, str(suite)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, **popen)
 
 
 def test_each_xdist_worker_fails_and_kills_what_its_tests_leave_running(tmp_path):
@@ -89,3 +92,31 @@ def test_free_port_never_gives_two_processes_the_same_port():
         assert proc.returncode == 0
         ports += json.loads(out)
     assert len(ports) == 400 and len(set(ports)) == 400
+
+
+SIGNAL_TESTS = {"test_child_signals.py": """
+import signal, subprocess
+from tests.conftest import wait_for
+
+def ignored(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return int(next(line.split()[1] for line in f if line.startswith("SigIgn:")), 16)
+
+def test_a_child_stops_on_sigint():
+    child = subprocess.Popen(["/bin/sleep", "1000"])
+    assert ignored(child.pid) & (1 << (signal.SIGINT - 1) | 1 << (signal.SIGQUIT - 1)) == 0
+    child.send_signal(signal.SIGINT)
+    assert child.wait(timeout=60) == -signal.SIGINT
+"""}
+
+
+def _ignore_stop_signals():
+    """What a shell does to a background job: SIGINT and SIGQUIT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("workers", [["-n", "0"], ["-n", "1"]], ids=["in-process", "xdist-worker"])
+def test_children_get_default_stop_signals_when_the_run_started_with_them_ignored(tmp_path, workers):
+    result = run_inner_suite(tmp_path, *workers, tests=SIGNAL_TESTS, preexec_fn=_ignore_stop_signals)
+    assert result.returncode == 0, result.stdout + result.stderr
