@@ -8,6 +8,8 @@ tools' sections.
 """
 from __future__ import annotations
 
+import re
+
 from gcircus.suggest import closest
 
 # The kinds of section gcircus reads, as they are written. [env] is both: plain, and named by watcher patterns.
@@ -55,10 +57,14 @@ def diagnose(name: str) -> SectionProblem | None:
         instead = f"gcircus uses {equivalent.format(name=rest or 'NAME')}" if equivalent else \
             f"gcircus has no such section (it reads {READ_SECTIONS})"
         return SectionProblem(f"[{name}] is supervisord syntax; {instead}")
-    if colon and kind in PLAIN_KINDS:
+    if colon and kind in PLAIN_KINDS and kind not in NAMED_KINDS:
         return SectionProblem(f"[{kind}] takes no name", PLAIN_KINDS[kind])
     if not colon and kind in NAMED_KINDS:
         return SectionProblem(f"a [{kind}] section needs a name: {NAMED_KINDS[kind]}")
+    separated = None if colon else re.match(r"([A-Za-z]+)[\s._;/=-]+(\S.*)$", name)
+    if separated and (meant := _closest_kind(separated[1], list(NAMED_KINDS))):
+        return SectionProblem(f"unknown section; a named section is written {NAMED_KINDS[meant]}",
+                              f"[{meant}:{separated[2]}]")
     forms = NAMED_KINDS if colon else {**PLAIN_KINDS, **NAMED_KINDS}
     meant = _closest_kind(kind, list(forms))
     if meant is None:

@@ -44,6 +44,8 @@ def config_error(path: str) -> ConfigError:
     ("sockets:web", "[socket:web]"),
     ("plugins:web", "[plugin:web]"),
     ("envs:web", "[env:web]"),
+    ("watcher-web", "[watcher:web]"),
+    ("socket web", "[socket:web]"),
 ])
 def test_a_misspelt_named_section_is_an_error_suggesting_the_kind(write, section, suggestion):
     path = write(f"""
@@ -322,20 +324,27 @@ def circusd_option_keys(directory, extra: str) -> set[str]:
     log = open(directory / "circusd.out", "wb")
     circusd = gsubprocess.Popen([sys.executable, "-m", "circus.circusd", config], stdout=log, stderr=log)
     try:
-        def options():
+        def started():
+            # Circus hangs on a SIGTERM that arrives while it still starts its watchers: wait until they run.
             if circusd.poll() is not None:
                 raise AssertionError(f"circusd exited: {(directory / 'circusd.out').read_text()}")
             try:
                 with Client(endpoint, timeout=5) as client:
-                    return client.call("options", name="sleeper").get("options")
+                    return client.call("status", name="sleeper").get("status") == "active" and \
+                        len(client.call("list", name="sleeper").get("pids") or []) == 2 and \
+                        client.call("options", name="sleeper").get("options")
             except CallError:
                 return None
-        return set(wait_for(options, timeout=60, message="circusd to answer"))
+        return set(wait_for(started, timeout=60, message="circusd to run its watcher"))
     finally:
-        started = linux.descendants(circusd.pid)
+        children = linux.descendants(circusd.pid)
         circusd.terminate()
-        circusd.wait(timeout=60)
-        for pid in started:  # circusd stops its children; any it left behind must not outlive the test
+        try:
+            circusd.wait(timeout=30)
+        except gsubprocess.TimeoutExpired:  # a Circus stop that hangs is not what this test checks
+            circusd.kill()
+            circusd.wait()
+        for pid in children:  # circusd stops its children; any it left behind must not outlive the test
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         log.close()
