@@ -59,6 +59,25 @@ def alive(pid: int) -> bool:
     return not _is_zombie(pid)
 
 
+def _cmdline(pid: int) -> bytes:
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read()
+
+
+def running_own_program(pid: int) -> bool:
+    """True once `pid` has exec'd its own program.
+
+    Between fork and exec a child is a copy of its parent, with the parent's argv and signal handlers: its
+    /proc masks then describe the parent (gcircusd's SIGTERM and SIGINT handlers), not the command's traps.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            ppid = next(int(line.split()[1]) for line in f if line.startswith("PPid:"))
+        return _cmdline(pid) != _cmdline(ppid)
+    except (OSError, StopIteration):
+        return False
+
+
 def live_descendants() -> list[int]:
     return [pid for pid in linux.descendants(os.getpid()) if alive(pid)]
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from gevent import subprocess as gsubprocess
 
-from tests.conftest import alive, free_port, wait_for
+from tests.conftest import alive, free_port, running_own_program, wait_for
 
 
 def make_config(tmp_path, watchers: str, circus: str = "") -> str:
@@ -29,6 +29,8 @@ def started(daemon, count: int, timeout: float = 10) -> list[int]:
 
 def handles(pid: int, signum: int) -> bool:
     """True once `pid` (the command itself, past any launcher exec) catches or ignores `signum`."""
+    if not running_own_program(pid):  # a child not exec'd yet shows gcircusd's own handlers
+        return False
     bit = 1 << (signum - 1)
     try:
         with open(f"/proc/{pid}/status") as f:

@@ -120,3 +120,33 @@ def _ignore_stop_signals():
 def test_children_get_default_stop_signals_when_the_run_started_with_them_ignored(tmp_path, workers):
     result = run_inner_suite(tmp_path, *workers, tests=SIGNAL_TESTS, preexec_fn=_ignore_stop_signals)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_child_between_fork_and_exec_is_not_taken_for_its_command():
+    """Its signal masks are its parent's (here pytest's SIGINT handler): a test waiting for the command's trap
+    must not take them for it, or it signals the command before the trap exists (a flaky PDEATHSIG test did)."""
+    from tests.conftest import running_own_program, wait_for
+
+    release_r, release_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: hold still between fork and exec until released
+        try:
+            os.read(release_r, 1)
+            os.execv("/bin/sleep", ["/bin/sleep", "1000"])
+        finally:
+            os._exit(127)
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            caught = int(next(line.split()[1] for line in f if line.startswith("SigCgt:")), 16)
+        assert caught & (1 << (signal.SIGINT - 1))  # what a naive "trap installed" check would accept
+        assert not running_own_program(pid)
+        os.write(release_w, b"x")
+        wait_for(lambda: running_own_program(pid), 60, message="the exec of sleep")
+    finally:
+        os.close(release_r)
+        os.close(release_w)
+        os.kill(pid, signal.SIGKILL)
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # reaped already by gevent's SIGCHLD handler, if an earlier test installed it
+            pass
