@@ -47,9 +47,9 @@ def test_error_replies_are_returned_unless_checked(running):
 def test_no_daemon_on_tcp_is_reported_at_once_not_after_the_timeout():
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     started = time.monotonic()
-    with Client(endpoint, timeout=5) as client, pytest.raises(NoDaemonError) as info:
+    with Client(endpoint, timeout=60) as client, pytest.raises(NoDaemonError) as info:
         client.call("list")
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 30  # long before the 60 s timeout, however loaded the machine
     assert endpoint in str(info.value) and info.value.endpoint == endpoint
 
 
@@ -226,12 +226,12 @@ def test_a_daemon_that_goes_away_mid_call_is_reported_before_the_timeout():
     server = gevent.spawn(receive_then_vanish)
     started = time.monotonic()
     try:
-        with Client(f"tcp://127.0.0.1:{port}", timeout=5) as client, pytest.raises(NoDaemonError) as info:
+        with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client, pytest.raises(NoDaemonError) as info:
             client.call("list")
     finally:
         server.kill()
         router.close()
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 30  # long before the 60 s timeout
     assert "closed the connection" in str(info.value)
 
 

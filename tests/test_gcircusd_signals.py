@@ -143,8 +143,8 @@ def test_second_sigint_kills_a_child_that_ignores_sigterm(tmp_path, daemon_facto
     assert alive(pid)
     began = time.monotonic()
     daemon.signal(signal.SIGINT)
-    assert daemon.wait(5) == 0
-    assert time.monotonic() - began < 3
+    assert daemon.wait(60) == 0
+    assert time.monotonic() - began < 30  # long before the 60 s graceful_timeout
     assert not alive(pid)
     assert "killing every process now" in daemon.output()
 
@@ -164,8 +164,8 @@ def test_sigquit_stops_without_grace(tmp_path, daemon_factory):
     pids = started(daemon, 3)
     began = time.monotonic()
     daemon.signal(signal.SIGQUIT)
-    assert daemon.wait(5) == 0
-    assert time.monotonic() - began < 3
+    assert daemon.wait(60) == 0
+    assert time.monotonic() - began < 30  # long before the 60 s graceful_timeout
     assert not any(alive(pid) for pid in pids)
 
 
@@ -174,7 +174,7 @@ def test_sigterm_interrupts_a_slow_start(tmp_path, daemon_factory):
         [watcher:slow]
         cmd = /bin/sleep 1000
         numprocesses = 5
-        warmup_delay = 5
+        warmup_delay = 60
         graceful_timeout = 2
         """)
     daemon = daemon_factory(config)
@@ -183,8 +183,8 @@ def test_sigterm_interrupts_a_slow_start(tmp_path, daemon_factory):
     [first] = wait_for(lambda: daemon.children(), message="first child")
     began = time.monotonic()
     daemon.signal(signal.SIGTERM)
-    assert daemon.wait(10) == 0
-    assert time.monotonic() - began < 3
+    assert daemon.wait(60) == 0
+    assert time.monotonic() - began < 30  # long before the next 60 s warmup delay ends
     assert not alive(first)
     assert daemon.children() == []
     assert "gcircusd running" not in daemon.output()

@@ -65,8 +65,8 @@ def test_stop_signal_is_honoured(spawn, tmp_path):
     """))
     wait_for((tmp_path / "ready").exists, message="the child's handlers")
     began = time.monotonic()
-    assert process.stop(signal.SIGINT, graceful_timeout=20) == 42
-    assert time.monotonic() - began < 10
+    assert process.stop(signal.SIGINT, graceful_timeout=120) == 42
+    assert time.monotonic() - began < 60  # the handler ended it, not the grace running out
     assert not process.is_alive()
 
 
@@ -102,7 +102,7 @@ def test_zero_graceful_timeout_kills_at_once(spawn, tmp_path):
     wait_for((tmp_path / "ready").exists, message="the child ignoring SIGTERM")
     began = time.monotonic()
     assert process.stop(signal.SIGTERM, graceful_timeout=0) == -signal.SIGKILL
-    assert time.monotonic() - began < 1
+    assert time.monotonic() - began < 15  # not the default 30 s grace
 
 
 def test_stop_of_an_exited_process_returns_its_code(spawn):
@@ -220,7 +220,7 @@ def test_watcher_stop_leaves_no_descendant(tmp_path):
         os.setsid()
     """)
     # SIGTERM: a non-interactive shell starts background jobs with SIGINT ignored, so SIGINT would need the SIGKILL.
-    watcher = Watcher("tree", f"sleep 1000 & {escapee} & wait", shell=True, graceful_timeout=10,
+    watcher = Watcher("tree", f"sleep 1000 & {escapee} & wait", shell=True, graceful_timeout=120,
                       stop_signal=signal.SIGTERM, stop_children=True)
     try:
         watcher.start()
@@ -231,7 +231,7 @@ def test_watcher_stop_leaves_no_descendant(tmp_path):
     finally:
         began = time.monotonic()
         watcher.stop()
-    assert time.monotonic() - began < 5
+    assert time.monotonic() - began < 60  # every member obeyed SIGTERM: the 120 s grace did not run out
     assert [pid for pid in tree if alive(pid)] == []
 
 
