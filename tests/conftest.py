@@ -104,9 +104,9 @@ def no_leaked_processes():
 
 
 # Ports handed out by free_port(), one claim file each, shared by every test process on the machine (xdist workers,
-# other checkouts' runs): a claim older than PORT_CLAIM_SECONDS (well past any test's timeout) is forgotten.
+# other checkouts' runs): a claim older than PORT_CLAIM_SECONDS (past any test's 120 s timeout) is forgotten.
 PORT_CLAIMS = os.path.join(tempfile.gettempdir(), "gcircus-test-ports")
-PORT_CLAIM_SECONDS = 600
+PORT_CLAIM_SECONDS = 300
 
 
 def free_port() -> int:
