@@ -56,7 +56,7 @@ def diagnose(name: str) -> SectionProblem | None:
         equivalent = SUPERVISORD_SECTIONS[lowered]
         instead = f"gcircus uses {equivalent.format(name=rest or 'NAME')}" if equivalent else \
             f"gcircus has no such section (it reads {READ_SECTIONS})"
-        return SectionProblem(f"[{name}] is supervisord syntax; {instead}")
+        return SectionProblem(f"is supervisord syntax; {instead}")
     if colon and kind in PLAIN_KINDS and kind not in NAMED_KINDS:
         return SectionProblem(f"[{kind}] takes no name", PLAIN_KINDS[kind])
     if not colon and kind in NAMED_KINDS:
