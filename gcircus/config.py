@@ -29,7 +29,7 @@ from urllib.parse import quote, unquote
 
 from configobj import ConfigObj, ConfigObjError
 
-from gcircus import config_sections
+from gcircus import config_sections, identity
 from gcircus import options as opts
 from gcircus.errors import ConfigError, InvalidValue
 from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
@@ -423,6 +423,10 @@ def _check_watcher(w: dict, section: Section) -> None:
     for key in ("copy_path", "virtualenv"):
         if w[key] and not w["copy_env"]:
             fail("needs copy_env = true", key)
+    try:
+        identity.resolve_user(w["uid"], w["gid"])
+    except identity.IdentityError as exc:
+        fail(exc.reason, exc.option)
 
 
 # --------------------------------------------------------------------------- entry point

@@ -8,7 +8,6 @@ gcircus calls `waitpid`, and the stdlib `Popen` object is never asked to wait or
 from __future__ import annotations
 
 import errno
-import grp
 import importlib.util
 import logging
 import os
@@ -26,7 +25,7 @@ import gevent.monkey
 from gevent.socket import wait_read
 import psutil
 
-from gcircus import linux
+from gcircus import identity, linux
 from gcircus.expand import expand_circus_vars
 
 log = logging.getLogger(__name__)
@@ -101,36 +100,11 @@ class SpawnError(Exception):
 
 
 def resolve_user(uid: int | str | None, gid: int | str | None) -> tuple[int | None, int | None, str | None]:
-    """Turn config uid/gid (names or numbers) into numbers, plus the user name for HOME/USER and initgroups.
-
-    A uid without a gid takes that user's primary group, as Circus does.
-    """
-    if uid is None and gid is None:
-        return None, None, None
-    username = None
-    num_uid = None
-    if uid is not None:
-        try:
-            entry = pwd.getpwuid(int(uid)) if str(uid).isdigit() else pwd.getpwnam(str(uid))
-        except KeyError:
-            if str(uid).isdigit():
-                return int(uid), _resolve_gid(gid), None
-            raise SpawnError(f"unknown user {uid!r}") from None
-        num_uid, username = entry.pw_uid, entry.pw_name
-        if gid is None:
-            return num_uid, entry.pw_gid, username
-    return num_uid, _resolve_gid(gid), username
-
-
-def _resolve_gid(gid: int | str | None) -> int | None:
-    if gid is None:
-        return None
-    if str(gid).isdigit():
-        return int(gid)
+    """gcircus.identity.resolve_user, with an unusable uid or gid reported as a SpawnError (see there)."""
     try:
-        return grp.getgrnam(str(gid)).gr_gid
-    except KeyError:
-        raise SpawnError(f"unknown group {gid!r}") from None
+        return identity.resolve_user(uid, gid)
+    except identity.IdentityError as exc:
+        raise SpawnError(str(exc)) from None
 
 
 class ProcessExit:
@@ -256,12 +230,7 @@ class Process:
         kwargs: dict = dict(cwd=self.working_dir, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
                             close_fds=True, pass_fds=pass_fds, start_new_session=True,
                             executable=self.executable, umask=-1 if self.umask is None else self.umask)
-        # Supplementary groups are looked up here, in the parent: NSS (files, nscd, LDAP) must never run in a
-        # forked child of a process that has threads (hooks run in a thread pool), where it can deadlock on a lock
-        # another thread held at fork time. A uid without a passwd entry drops root's supplementary groups.
-        groups = None
-        if uid is not None and os.geteuid() == 0:
-            groups = os.getgrouplist(username, gid) if username is not None else ([gid] if gid is not None else [])
+        groups = identity.supplementary_groups(uid, gid, username)  # in the parent: see there why
         launcher = _pdeathsig_launcher(self.pdeathsig) if not self.rlimits and not self.executable else None
         needs_preexec = bool(self.rlimits) or (bool(self.pdeathsig) and launcher is None)
         if needs_preexec:

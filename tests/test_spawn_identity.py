@@ -149,10 +149,11 @@ def test_uid_without_passwd_entry_keeps_none_of_roots_groups(run, path):
     uid = 54321
     with pytest.raises(KeyError):
         pwd.getpwuid(uid)
-    pid = run(path, uid=uid, env={"KEEP": "me"})
+    pid = run(path, uid=uid, gid=NOBODY.pw_gid, env={"KEEP": "me"})
     fields = status(pid)
     assert fields["Uid"] == [uid] * 4
-    assert fields["Groups"] == []
+    assert fields["Gid"] == [NOBODY.pw_gid] * 4
+    assert fields["Groups"] == [NOBODY.pw_gid]
     assert environ(pid) == {"KEEP": "me"}
 
 
