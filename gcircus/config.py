@@ -31,6 +31,7 @@ from configobj import ConfigObj, ConfigObjError
 
 from gcircus import config_sections, identity
 from gcircus import options as opts
+from gcircus.command_line import CommandLineError, check_command_line
 from gcircus.errors import ConfigError, InvalidValue
 from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
 from gcircus.streams.factory import UnknownStreamClass, builtin_stream_class
@@ -257,8 +258,18 @@ def _load_env(section: Section | None) -> dict[str, str]:
     base = dict(os.environ)
     for key, entry in section.entries.items():
         value = expand_circus_vars(entry.value.strip(), {"env": {**base, **env}})
-        env[key.strip()] = expand_env_value(value, {**base, **env})
+        env[_env_name(section, key, entry)] = _env_value(section, key, entry,
+                                                         expand_env_value(value, {**base, **env}))
     return env
+
+
+def _env_name(section: Section, key: str, entry: Entry) -> str:
+    """The variable name of an env entry; exec would refuse it, so it is refused here with its place."""
+    return _convert(opts.check_env_name, key.strip(), section, key, entry)
+
+
+def _env_value(section: Section, key: str, entry: Entry, value: str) -> str:
+    return _convert(opts.check_exec_text, value, section, key, entry)
 
 
 def _load_circus(section: Section | None, mapping: dict) -> dict:
@@ -323,7 +334,8 @@ def _watcher_env(name: str, env: dict, env_sections: list[tuple[list[str], Secti
     for patterns, section in env_sections:
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
             for key, entry in section.entries.items():
-                result[key.strip()] = expand_env_value(entry.value.strip(), {**base, **result})
+                value = expand_env_value(entry.value.strip(), {**base, **result})
+                result[_env_name(section, key, entry)] = _env_value(section, key, entry, value)
     return result
 
 
@@ -351,7 +363,7 @@ def _watcher_prefixed(w: dict, key: str, raw: str, section: Section, entry: Entr
                 builtin_stream_class(raw)
             except UnknownStreamClass as exc:
                 raise _error("unknown stream class", section, key, entry, raw, suggestion=exc.suggestion) from None
-        w[prefix][sub] = raw
+        w[prefix][sub] = _convert(opts.check_exec_text, raw, section, key, entry)
         return True
     if prefix == "hooks":
         if sub not in opts.HOOK_NAMES:
@@ -412,6 +424,12 @@ def _check_watcher(w: dict, section: Section) -> None:
 
     if not w["cmd"].strip():
         raise _error("missing required option 'cmd'", section)
+    try:
+        check_command_line(w["cmd"], w["args"], w["shell"], w["shell_args"])
+    except CommandLineError as exc:
+        key = exc.option
+        raise _error("cannot be split into arguments (unbalanced quotes?)", section, key, section.entries.get(key),
+                     w[key]) from None
     for key in ("numprocesses", "warmup_delay", "graceful_timeout", "max_age", "max_age_variance",
                 "hook_timeout"):
         if w[key] < 0:

@@ -7,6 +7,22 @@ mean" suggestion when the option name looks like a typo.
 
 from __future__ import annotations
 
+# The longest part of a value an error message quotes: a huge value must not become a huge log line or reply.
+QUOTED_VALUE_LIMIT = 200
+
+
+def quote_value(value: object, limit: int = QUOTED_VALUE_LIMIT) -> str:
+    """`repr(value)` for an error message, cut to about `limit` characters with the full length said.
+
+    Every message that quotes a value a user, a client or a file supplied goes through here.
+    """
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    text = repr(value)
+    if len(text) > limit:
+        return f"{text[:limit]}... ({len(text)} characters)"
+    return text
+
 
 class ConfigError(Exception):
     """A configuration file is unreadable, malformed or holds an invalid value."""
@@ -38,7 +54,7 @@ class ConfigError(Exception):
         if self.section is not None:
             parts.append(f"[{self.section}]")
         if self.option is not None and self.value is not None:
-            parts.append(f"{self.option} = {self.value!r}: {self.reason}")
+            parts.append(f"{self.option} = {quote_value(self.value)}: {self.reason}")
         else:
             parts.append(self.reason)
         text = " ".join(parts)
@@ -58,4 +74,4 @@ class InvalidValue(ValueError):
     def __init__(self, reason: str, value: object, message: str | None = None) -> None:
         self.reason = reason
         self.value = value
-        super().__init__(message or f"{reason}, got {value!r}")
+        super().__init__(message or f"{reason}, got {quote_value(value)}")

@@ -11,6 +11,7 @@ Converters take the raw ini string and return a typed value, or raise
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import resource
 import signal
@@ -96,6 +97,43 @@ def to_optional_str(value: Any) -> str | None:
     """Any text; an empty value means unset (None)."""
     text = str(value)
     return text if text else None
+
+
+def check_exec_text(value: Any) -> str:
+    """Text that ends up in a child's argv, environment or a path: refused here, not at exec.
+
+    A NUL byte, or a lone surrogate that has no byte form (a JSON "\\ud800" escape), passes every other check
+    and then makes the spawn itself fail, when the old processes are already being replaced.
+    """
+    text = str(value)
+    if "\x00" in text:
+        raise InvalidValue("contains a NUL byte, which cannot be passed to a program", value)
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        raise InvalidValue("contains characters with no byte form (lone surrogates)", value) from None
+    return text
+
+
+@_typed("str")
+def to_exec_str(value: Any) -> str:
+    """Text handed to the program (command line, arguments): no NUL byte, encodable."""
+    return check_exec_text(value)
+
+
+@_typed("str")
+def to_optional_exec_str(value: Any) -> str | None:
+    """Like to_exec_str; an empty value means unset (None)."""
+    text = str(value)
+    return check_exec_text(text) if text else None
+
+
+def check_env_name(name: Any) -> str:
+    """An environment variable name exec accepts: not empty, no `=`, no NUL byte."""
+    text = check_exec_text(name)
+    if not text or "=" in text:
+        raise InvalidValue("is not a valid environment variable name (empty, or contains '=')", name)
+    return text
 
 
 @_typed("signal")
@@ -294,14 +332,14 @@ CIRCUS_OPTIONS = _table("circus", [
 ])
 
 WATCHER_OPTIONS = _table("watcher", [
-    ("cmd", _S, "", True, "command line, shlex-split at spawn"),
-    ("args", _S, "", True, "extra arguments appended to cmd"),
+    ("cmd", to_exec_str, "", True, "command line, shlex-split at spawn"),
+    ("args", to_exec_str, "", True, "extra arguments appended to cmd"),
     ("numprocesses", _I, 1, True, "number of processes to keep running"),
     ("warmup_delay", _F, 0.0, True, "seconds between two spawns"),
-    ("working_dir", _OS, None, True, "working directory of the children; default gcircusd's"),
+    ("working_dir", to_optional_exec_str, None, True, "working directory of the children; default gcircusd's"),
     ("shell", _B, False, True, "run the command through /bin/sh"),
-    ("shell_args", _OS, None, False, "extra shell arguments when shell is on"),
-    ("executable", _OS, None, False, "program to execute instead of argv[0]"),
+    ("shell_args", to_optional_exec_str, None, False, "extra shell arguments when shell is on"),
+    ("executable", to_optional_exec_str, None, False, "program to execute instead of argv[0]"),
     ("uid", _OS, None, True, "user name or id to run as"),
     ("gid", _OS, None, True, "group name or id to run as"),
     ("send_hup", _B, False, True, "reload by sending SIGHUP instead of respawning"),
@@ -322,7 +360,7 @@ WATCHER_OPTIONS = _table("watcher", [
     ("close_child_stdin", _B, True, True, "give children /dev/null as stdin"),
     ("close_child_stdout", _B, False, True, "give children /dev/null as stdout"),
     ("close_child_stderr", _B, False, True, "give children /dev/null as stderr"),
-    ("virtualenv", _OS, None, False, "virtualenv to run in (needs copy_env)", None),
+    ("virtualenv", to_optional_exec_str, None, False, "virtualenv to run in (needs copy_env)", None),
     ("virtualenv_py_ver", _OS, None, False, "Python X.Y of the virtualenv", None),
     ("stdin_socket", _OS, None, False, "name of a socket given to children as stdin", None),
     ("umask", to_octal, None, False, "umask of the children (octal); empty means inherit", None),

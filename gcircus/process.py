@@ -215,7 +215,10 @@ class Process:
     def spawn(self) -> None:
         """Start the child; raise SpawnError with a readable reason if it cannot be started."""
         uid, gid, username = resolve_user(self.uid, self.gid)
-        argv = self.format_args()
+        try:
+            argv = self.format_args()
+        except ValueError as exc:  # unbalanced quotes once placeholders were expanded
+            raise SpawnError(f"cannot split the command line into arguments: {exc}") from None
         if not argv:
             raise SpawnError("empty command")
         env = self._child_env(username)
@@ -261,6 +264,10 @@ class Process:
             raise SpawnError(f"child set-up failed (rlimits, uid/gid or parent-death signal): {exc}") from None
         except OSError as exc:
             raise SpawnError(self._describe_spawn_error(exc, argv_to_run[0], uid, gid)) from None
+        except (ValueError, TypeError) as exc:
+            # What validation should have refused (a NUL byte, an unencodable value) must still leave the watcher
+            # in charge: a SpawnError is retried and reported, any other exception would escape the watcher.
+            raise SpawnError(f"the command, its arguments or its environment cannot be executed: {exc}") from None
         self._popen = popen
         self.pid = popen.pid
         self.started = time.time()

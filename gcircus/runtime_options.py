@@ -15,6 +15,7 @@ import resource
 from typing import Any
 
 from gcircus import options as opts
+from gcircus.errors import quote_value
 from gcircus.streams.factory import builtin_stream_class
 
 # Keys `set` accepts: the option table's live options, plus the rest of Circus's list (PROTOCOL 2.6) and the
@@ -70,7 +71,7 @@ def parse(key: str, value: Any) -> Any:
     except UnknownKey:
         raise
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"invalid value {value!r} for {key!r}: {_reason(exc)}") from None
+        raise ValueError(f"invalid value {quote_value(value)} for {key!r}: {_reason(exc)}") from None
 
 
 def _reason(exc: Exception) -> str:
@@ -89,7 +90,7 @@ def _convert(key: str, value: Any) -> Any:
     if key == "cmd":
         if not isinstance(value, str) or not value.strip():
             raise ValueError("expected a non-empty command line")
-        return value
+        return opts.to_exec_str(value)
     if key in ("uid", "gid"):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
@@ -108,7 +109,7 @@ def _convert(key: str, value: Any) -> Any:
     if dot and prefix in ("stdout_stream", "stderr_stream"):
         if sub == "class":
             _check_stream_class(value)
-        return None if value is None else str(value)
+        return None if value is None else opts.check_exec_text(value)
     if dot and prefix == "hooks":
         if sub not in opts.HOOK_NAMES:
             raise UnknownKey(key)
@@ -151,8 +152,8 @@ def _env(value: Any) -> dict:
     env = {}
     for name, item in value.items():
         if isinstance(item, (dict, list, bool)) or item is None:
-            raise ValueError(f"{name!r} must be a string")
-        env[str(name)] = str(item)
+            raise ValueError(f"{quote_value(name)} must be a string")
+        env[opts.check_env_name(name)] = opts.check_exec_text(item)
     return env
 
 
@@ -162,8 +163,8 @@ def parse_env_text(text: str) -> dict:
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, eq, val = item.partition("=")
         if not eq or not name.strip():
-            raise ValueError(f"expected NAME=value, got {item!r}")
-        env[name.strip()] = val
+            raise ValueError(f"expected NAME=value, got {quote_value(item)}")
+        env[opts.check_env_name(name.strip())] = opts.check_exec_text(val)
     return env
 
 
@@ -209,22 +210,24 @@ def _stream(value: Any) -> dict:
     if not isinstance(value, dict) or "class" not in value:
         raise ValueError("expected an object with a 'class' key")
     _check_stream_class(value["class"])
-    return {str(k): str(v) for k, v in value.items() if v is not None}
+    return {str(k): opts.check_exec_text(v) for k, v in value.items() if v is not None}
 
 
 def _check_stream_class(value: Any) -> None:
     if not isinstance(value, str):
-        raise ValueError(f"expected a stream class name or a dotted path, got {value!r}")
+        raise ValueError(f"expected a stream class name or a dotted path, got {quote_value(value)}")
     if not re.search(r"\w[.:]\w", value):
         builtin_stream_class(value)  # the same check, and suggestion, as the config loader's
 
 
 def _args(value: Any):
-    if value is None or isinstance(value, str):
+    if value is None:
         return value
+    if isinstance(value, str):
+        return opts.to_exec_str(value)
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
                                        for v in value):
-        return [str(v) for v in value]
+        return [opts.to_exec_str(v) for v in value]
     raise ValueError("expected a string or a list of strings")
 
 

@@ -18,6 +18,7 @@ import gevent.event
 import gevent.lock
 
 from gcircus import backoff, runtime_options
+from gcircus.command_line import check_command_line
 from gcircus.environment import build_env
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.process import Process, SpawnError, resolve_user
@@ -69,6 +70,10 @@ class Watcher:
         try:
             resolve_user(uid, gid)  # an unknown user or group is a configuration error, caught before any start
         except SpawnError as exc:
+            raise ValueError(f"watcher {name!r}: {exc}") from None
+        try:
+            check_command_line(cmd, args, shell, shell_args)  # likewise a command that can never be split
+        except ValueError as exc:
             raise ValueError(f"watcher {name!r}: {exc}") from None
         self.name = name
         self.res_name = name.lower().replace(" ", "_")
@@ -269,7 +274,9 @@ class Watcher:
         dependants, that users and groups exist, that hooks import and the working directory exists.
         """
         final = {key: changes.get(key, getattr(self, key)) for key in
-                 ("singleton", "numprocesses", "copy_env", "copy_path", "virtualenv", "uid", "gid")}
+                 ("singleton", "numprocesses", "copy_env", "copy_path", "virtualenv", "uid", "gid",
+                  "cmd", "args", "shell", "shell_args")}
+        check_command_line(final["cmd"], final["args"], final["shell"], final["shell_args"])
         if final["singleton"] and final["numprocesses"] > 1:
             raise ValueError(f"a singleton watcher runs at most 1 process (numprocesses = {final['numprocesses']})")
         if (final["copy_path"] or final["virtualenv"]) and not final["copy_env"]:
