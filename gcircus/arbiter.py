@@ -237,6 +237,8 @@ class Arbiter:
         self.plugin_manager.start()  # native plugins subscribe before the first spawn
         self.running = True
         self._stopping = False
+        for watcher in self.watchers:
+            watcher.refuse_commands(None)
         self._stopped.clear()
         for watcher in self.watchers:
             self._arm_on_demand(watcher)
@@ -329,6 +331,8 @@ class Arbiter:
         `graceful=False` skips the graceful period (SIGKILL right after the stop signal), for a fast shutdown.
         """
         self._stopping = True
+        for watcher in self.watchers:  # queued commands would run before the stop: cancel them, refuse new ones
+            watcher.refuse_commands("cancelled: gcircusd is shutting down")
         self.plugin_manager.stop()  # plugins must not act on a system that is shutting down
         for watcher in list(self._on_demand):
             self._disarm_on_demand(watcher)

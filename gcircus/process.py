@@ -95,8 +95,20 @@ def _pdeathsig_launcher(signum) -> list[str] | None:
 RUNNING, DEAD_OR_ZOMBIE, UNEXISTING, OTHER = 0, 1, 2, 3
 
 
+# Spawn failures caused by a shortage of the daemon's resources (fds, processes, memory), not by the watcher's
+# configuration: they pass once the shortage does, so they are retried for as long as it lasts.
+TRANSIENT_SPAWN_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
+
+
 class SpawnError(Exception):
-    """The child could not be started (command not found, permission denied, unknown user...)."""
+    """The child could not be started (command not found, permission denied, unknown user...).
+
+    `transient` marks a shortage of the daemon's own resources (TRANSIENT_SPAWN_ERRNOS): retried, never given up on.
+    """
+
+    def __init__(self, message: str, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 def resolve_user(uid: int | str | None, gid: int | str | None) -> tuple[int | None, int | None, str | None]:
@@ -263,7 +275,8 @@ class Process:
         except _SUBPROCESS_ERRORS as exc:
             raise SpawnError(f"child set-up failed (rlimits, uid/gid or parent-death signal): {exc}") from None
         except OSError as exc:
-            raise SpawnError(self._describe_spawn_error(exc, argv_to_run[0], uid, gid)) from None
+            raise SpawnError(self._describe_spawn_error(exc, argv_to_run[0], uid, gid),
+                             transient=exc.errno in TRANSIENT_SPAWN_ERRNOS) from None
         except (ValueError, TypeError) as exc:
             # What validation should have refused (a NUL byte, an unencodable value) must still leave the watcher
             # in charge: a SpawnError is retried and reported, any other exception would escape the watcher.
@@ -302,6 +315,8 @@ class Process:
         """
         filename = exc.filename if exc.filename is not None else program
         reason = exc.strerror or str(exc)
+        if exc.errno in TRANSIENT_SPAWN_ERRNOS:
+            return f"{reason} (in gcircusd itself, while setting up the child)"
         if filename == self.working_dir:
             if not os.path.exists(self.working_dir):
                 return f"working_dir {self.working_dir!r} does not exist"

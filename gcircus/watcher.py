@@ -553,29 +553,35 @@ class Watcher:
 
         With max_retry = -1 a failure is not retried here: that would hold the watcher's lock (and, at start-up,
         the start of every later watcher) forever. The next attempt is scheduled in the background instead, and
-        None is returned.
+        None is returned. A transient failure (gcircusd short of fds, processes or memory: anyone can exhaust its
+        fds with idle connections) is handled the same way whatever max_retry says: it says nothing about the
+        command, so it never counts towards giving up, and the running processes are left alone.
         """
         attempt = 0
         while True:
             try:
                 process = self.spawn_process()
             except SpawnError as exc:
-                attempt += 1
                 self._spawn_failures += 1
                 self.spawn_error = str(exc)
-                if self.max_retry != -1 and attempt >= max(1, self.max_retry):
-                    raise
+                if not exc.transient:
+                    attempt += 1
+                    if self.max_retry != -1 and attempt >= max(1, self.max_retry):
+                        raise
                 if self._spawn_failures == 1:
-                    log.error("watcher %r: cannot spawn: %s (retrying)", self.name, exc)
+                    why = "gcircusd is short of resources; retrying until it is not" if exc.transient else "retrying"
+                    log.error("watcher %r: cannot spawn: %s (%s)", self.name, exc, why)
                 else:
                     log.debug("watcher %r: spawn attempt %d failed: %s", self.name, self._spawn_failures, exc)
                 delay = min(0.05 * 2 ** self._spawn_failures, MAX_RESPAWN_DELAY)
-                if self.max_retry == -1:
+                if self.max_retry == -1 or exc.transient:
                     self._schedule_fill(delay)
                     return None
                 if self._interrupt.wait(delay):
                     return None
             else:
+                if self._spawn_failures:
+                    log.info("watcher %r: spawning again after %d failed attempts", self.name, self._spawn_failures)
                 self._spawn_failures = 0
                 self.spawn_error = None
                 return process

@@ -14,6 +14,7 @@ import gevent.lock
 import gevent.pool
 import zmq.green as zmq
 
+from gcircus.command_queue import QueueRefused
 from gcircus.control import commands as _commands  # noqa: F401 - registers every command
 from gcircus.control.commands.base import Deferred, get_command
 from gcircus.control.endpoints import bind_private, ipc_path
@@ -134,6 +135,8 @@ class ControlServer:
             reply = error_reply(exc.reason, exc.errno, msg_id)
         except ControlError as exc:
             reply = error_reply(exc.reason, exc.errno, msg_id)
+        except QueueRefused as exc:  # a full or cancelled command queue: said plainly, no traceback
+            reply = error_reply(str(exc), COMMAND_ERROR, msg_id)
         except OSError as exc:
             reply = error_reply(str(exc), OS_ERROR, msg_id, exc)
         except Exception as exc:  # noqa: BLE001 - any failure becomes an error reply; the server keeps serving
@@ -164,5 +167,7 @@ class ControlServer:
 def _run_in_background(name: str, deferred: Deferred) -> None:
     try:
         deferred.run()
+    except QueueRefused as exc:
+        log.warning("command %s was not run: %s", name, exc)
     except Exception:  # noqa: BLE001 - no client waits for this result: log it
         log.exception("command %s failed after its reply was sent", name)

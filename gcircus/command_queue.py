@@ -1,0 +1,124 @@
+"""The queue of operator commands (start, stop, restart, reload) on one watcher: bounded, coalescing, preemptible.
+
+Commands run one at a time, in arrival order, in one runner greenlet per watcher, so a queued command costs a small
+object, not a greenlet. What a client or a plugin can pile up is bounded three ways:
+- an identical command already waiting (not yet running) is shared: its caller gets the same result;
+- past `limit` waiting commands, a new one is refused with `QueueFull`;
+- a stop cancels every command waiting behind the running one (they fail with `Cancelled`), so a shutdown never
+  waits behind a backlog of restarts.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Callable, Hashable
+
+import gevent
+import gevent.event
+
+log = logging.getLogger(__name__)
+
+MAX_QUEUED_COMMANDS = 64  # commands waiting on one watcher behind the running one (identical ones share a slot)
+
+
+class QueueRefused(Exception):
+    """The command was not queued, or was dropped from the queue; the message says why."""
+
+
+class QueueFull(QueueRefused):
+    """Too many commands are already waiting on this watcher."""
+
+
+class Cancelled(QueueRefused):
+    """A stop (or gcircusd's shutdown) cancelled this command before it ran."""
+
+
+class _Operation:
+    __slots__ = ("key", "run", "preempt", "result")
+
+    def __init__(self, key: Hashable, run: Callable[[], object], preempt: bool):
+        self.key = key
+        self.run = run
+        self.preempt = preempt
+        self.result = gevent.event.AsyncResult()
+
+
+class CommandQueue:
+    """Runs submitted operations one at a time, in order, in a runner greenlet of its own."""
+
+    def __init__(self, owner: str, limit: int = MAX_QUEUED_COMMANDS):
+        self.owner = owner
+        self.limit = limit
+        self._waiting: collections.deque[_Operation] = collections.deque()
+        self._runner: gevent.Greenlet | None = None
+        self._refusing: str | None = None
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def submit(self, key: Hashable, run: Callable[[], object], preempt: bool = False) -> gevent.event.AsyncResult:
+        """Queue `run` (or share an identical waiting `key`); return the result to wait on. Never blocks.
+
+        `preempt` (a stop) first cancels every waiting operation that is not itself preemptive, and is accepted
+        even while new commands are refused. Called from the runner itself (a command that issues another on its
+        own watcher), `run` runs at once: queueing it behind the caller would deadlock.
+        """
+        if self._runner is not None and gevent.getcurrent() is self._runner:
+            result = gevent.event.AsyncResult()
+            try:
+                result.set(run())
+            except Exception as exc:  # noqa: BLE001 - handed to the caller through the result
+                result.set_exception(exc)
+            return result
+        if preempt:
+            reason = self._refusing or f"watcher {self.owner!r} was stopped before this command ran"
+            self.cancel_waiting(reason, keep=lambda operation: operation.preempt)
+        elif self._refusing is not None:
+            raise Cancelled(self._refusing)
+        for operation in self._waiting:
+            if operation.key == key:
+                return operation.result
+        if len(self._waiting) >= self.limit:
+            raise QueueFull(f"watcher {self.owner!r} already has {len(self._waiting)} commands waiting (limit "
+                            f"{self.limit}); try again once they have run")
+        operation = _Operation(key, run, preempt)
+        self._waiting.append(operation)
+        if self._runner is None:
+            self._runner = gevent.spawn(self._run_waiting)
+        return operation.result
+
+    def call(self, key: Hashable, run: Callable[[], object], preempt: bool = False):
+        """submit() and wait for the result (re-raising the operation's exception, or Cancelled)."""
+        return self.submit(key, run, preempt).get()
+
+    def cancel_waiting(self, reason: str, keep: Callable[[_Operation], bool] = lambda op: False) -> int:
+        """Fail every waiting operation with Cancelled(reason), except those `keep` accepts; return the count."""
+        kept, cancelled = collections.deque(), 0
+        while self._waiting:
+            operation = self._waiting.popleft()
+            if keep(operation):
+                kept.append(operation)
+            else:
+                operation.result.set_exception(Cancelled(reason))
+                cancelled += 1
+        self._waiting = kept
+        if cancelled:
+            log.info("watcher %r: %d queued command(s) cancelled: %s", self.owner, cancelled, reason)
+        return cancelled
+
+    def refuse(self, reason: str | None) -> None:
+        """Refuse (Cancelled) every new submission with `reason` from now on; None accepts them again."""
+        self._refusing = reason
+
+    def _run_waiting(self) -> None:
+        try:
+            while self._waiting:
+                operation = self._waiting.popleft()
+                try:
+                    operation.result.set(operation.run())
+                except BaseException as exc:  # handed to whoever waits on the result (GreenletExit included)
+                    operation.result.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            self._runner = None
