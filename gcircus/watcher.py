@@ -19,6 +19,7 @@ import gevent.lock
 
 from gcircus import backoff, runtime_options
 from gcircus.command_line import check_command_line
+from gcircus.command_queue import CommandQueue
 from gcircus.environment import build_env
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.process import Process, SpawnError, resolve_user
@@ -133,6 +134,7 @@ class Watcher:
         self._expiry: dict[int, gevent.Greenlet] = {}
         self._status = STOPPED
         self._lock = gevent.lock.RLock()
+        self._commands = CommandQueue(name)
         self._interrupt = gevent.event.Event()
         self._fill_pending = False
         self._quick_exits = 0
@@ -222,36 +224,77 @@ class Watcher:
     def get_active_pids(self) -> list[int]:
         return [p.pid for p in self.get_active_processes()]
 
-    # -- lifecycle (each takes the watcher lock) -----------------------------------------------------------------
+    # -- lifecycle: operator commands, queued one at a time (gcircus.command_queue), each under the lock ----------
 
     def start(self) -> dict:
         """Start the processes; return {'started': [pids], 'kept': [pids]}. Blocks until they are spawned."""
-        self._cancel_retry()
-        self.crash_guard.reset()
-        self.flapping_state = ""
-        with self._lock:
-            return self._start()
+        return self.submit_start().get()
 
     def stop(self, graceful_timeout: float | None = None) -> None:
         """Stop every process (and their trees) and block until all are gone.
 
         `graceful_timeout` overrides the watcher's own for this stop only (0 for a fast shutdown).
         """
-        self._cancel_retry()
-        self._interrupt.set()  # a start or respawn loop in progress gives up its turn
-        try:
-            with self._lock:
-                self._interrupt.clear()
-                self._stop(graceful_timeout)
-        finally:
-            self._interrupt.clear()
+        self.submit_stop(graceful_timeout).get()
 
     def restart(self) -> dict:
         """Stop then start the processes; like `start`, an operator's restart forgets the crash-loop history."""
+        return self.submit_restart().get()
+
+    def reload(self, graceful: bool = True, sequential: bool = False) -> dict:
+        """Replace the processes: new ones first, then the old ones stopped (or SIGHUP with send_hup)."""
+        return self.submit_reload(graceful, sequential).get()
+
+    # The submit_* methods queue the command and return its AsyncResult at once, so the control server holds no
+    # greenlet per waiting request. They raise QueueFull or Cancelled (command_queue.QueueRefused) when refused.
+
+    def submit_start(self) -> gevent.event.AsyncResult:
+        return self._commands.submit(("start",), self._run_start)
+
+    def submit_stop(self, graceful_timeout: float | None = None) -> gevent.event.AsyncResult:
+        """A stop preempts: the commands queued behind the running one are cancelled, and the running one is told
+        to give up starting processes."""
+        self._cancel_retry()
+        result = self._commands.submit(("stop", graceful_timeout), lambda: self._run_stop(graceful_timeout),
+                                       preempt=True)
+        self._interrupt.set()  # a start or respawn loop in progress gives up its turn
+        return result
+
+    def submit_restart(self) -> gevent.event.AsyncResult:
+        result = self._commands.submit(("restart",), self._run_restart)
+        self._interrupt.set()
+        return result
+
+    def submit_reload(self, graceful: bool = True, sequential: bool = False) -> gevent.event.AsyncResult:
+        return self._commands.submit(("reload", graceful, sequential), lambda: self._run_reload(graceful, sequential))
+
+    def refuse_commands(self, reason: str | None) -> None:
+        """gcircusd is shutting down: cancel the queued commands and refuse new ones but stops, with `reason`.
+
+        The command running keeps the lock, but stops starting processes. None accepts commands again.
+        """
+        self._commands.refuse(reason)
+        if reason is not None:
+            self._commands.cancel_waiting(reason, keep=lambda operation: operation.preempt)
+            self._interrupt.set()
+
+    def _run_start(self) -> dict:
         self._cancel_retry()
         self.crash_guard.reset()
         self.flapping_state = ""
-        self._interrupt.set()
+        with self._lock:
+            return self._start()
+
+    def _run_stop(self, graceful_timeout: float | None) -> None:
+        self._cancel_retry()
+        with self._lock:
+            self._interrupt.clear()
+            self._stop(graceful_timeout)
+
+    def _run_restart(self) -> dict:
+        self._cancel_retry()
+        self.crash_guard.reset()
+        self.flapping_state = ""
         with self._lock:
             self._interrupt.clear()
             stopped = list(self.processes)
@@ -260,8 +303,7 @@ class Watcher:
             result["stopped"] = stopped
             return result
 
-    def reload(self, graceful: bool = True, sequential: bool = False) -> dict:
-        """Replace the processes: new ones first, then the old ones stopped (or SIGHUP with send_hup)."""
+    def _run_reload(self, graceful: bool, sequential: bool) -> dict:
         with self._lock:
             return self._reload(graceful, sequential)
 
