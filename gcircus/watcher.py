@@ -334,14 +334,18 @@ class Watcher:
         hooks.update({k[6:]: v for k, v in changes.items() if k.startswith("hooks.")})
         Hooks({name: spec for name, spec in hooks.items() if spec}, timeout=self.hook_timeout)
 
-    def set_options(self, changes: dict) -> None:
+    def set_options(self, changes: dict, guard=None) -> None:
         """Apply converted changes all together, under the lock: each one, then one reload or one re-count.
 
         A reload (new processes, old ones stopped) runs if any key needs new processes and the watcher runs;
-        otherwise the processes are counted again (numprocesses). Nothing runs for a stopped watcher.
+        otherwise the processes are counted again (numprocesses). Nothing runs for a stopped watcher. `guard`, if
+        given, is called under the lock first and may raise to refuse (the control channel's endpoint_owner check,
+        which must see the watcher as the changes will find it).
         """
         changes = {key: runtime_options.parse_set(key, value) for key, value in changes.items()}
         with self._lock:
+            if guard is not None:
+                guard()
             self.check_options(changes)
             actions = []
             for key, value in changes.items():
