@@ -1,6 +1,11 @@
-"""gcircusd's own logging: level, destination (stream, file, syslog) or a full logging config file."""
+"""gcircusd's own logging: level, destination (stream, file, syslog) or a full logging config file.
+
+Whatever the destination, the handlers write from their own thread behind a bounded queue (gcircus.logqueue), so a
+destination that stops taking records never blocks the hub.
+"""
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import logging.config
@@ -10,9 +15,13 @@ import socket
 import sys
 from urllib.parse import urlparse
 
+from gcircus.logqueue import FdStream, LogWriter, defer_handlers, dropped_records
+
 LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] [%(levelname)s] %(message)s"
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 LEVELS = ("critical", "error", "warning", "info", "debug")
+
+_writer: LogWriter | None = None  # the thread writing the log, once configure_logging ran
 
 
 class LoggingSetupError(Exception):
@@ -30,6 +39,7 @@ def configure_logging(level: str | None = None, output: str | None = None, logge
         raise LoggingSetupError(f"unknown log level {level!r} (use one of {', '.join(LEVELS)})")
     if logger_config and logger_config != "default":
         _load_logger_config(logger_config)
+        _write_off_the_hub()
         return
     handler = _make_handler(output or "-")
     if handler.formatter is None:  # syslog brings its own (a syslog-style date)
@@ -39,13 +49,37 @@ def configure_logging(level: str | None = None, output: str | None = None, logge
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level.upper()))
+    _write_off_the_hub()
+
+
+def _write_off_the_hub() -> None:
+    """Put the configured handlers behind the log writer thread; at exit, write what is queued (bounded time)."""
+    global _writer
+    if _writer is None:
+        atexit.register(flush_at_exit)
+    else:
+        _writer.stop(timeout=1.0)
+    _writer = LogWriter()
+    defer_handlers(_writer)
+    logging.captureWarnings(True)  # the warnings module writes to stderr, from the hub
+
+
+def flush_at_exit() -> None:
+    """Write the records still queued, up to logqueue.STOP_TIMEOUT seconds (the output may still be blocked)."""
+    if _writer is not None:
+        _writer.stop()
+
+
+def log_records_dropped() -> int:
+    """How many of gcircusd's log records were dropped because the log output did not take them."""
+    return dropped_records(_writer)
 
 
 def _make_handler(output: str) -> logging.Handler:
     if output in ("-", "stdout"):
-        return logging.StreamHandler(sys.stdout)
+        return logging.StreamHandler(FdStream(sys.stdout.fileno()))
     if output == "stderr":
-        return logging.StreamHandler(sys.stderr)
+        return logging.StreamHandler(FdStream(sys.stderr.fileno()))
     if output.startswith("syslog://"):
         return _syslog_handler(output)
     directory = os.path.dirname(os.path.abspath(output))
@@ -114,20 +148,26 @@ def log_reaches_stderr() -> bool:
     except (OSError, ValueError, AttributeError):
         return False
     for handler in logging.getLogger().handlers:
-        stream = getattr(handler, "stream", None)
-        if isinstance(handler, logging.FileHandler) or stream not in (sys.stdout, sys.stderr):
+        handler = getattr(handler, "target", handler)  # the real handler behind the log queue
+        if isinstance(handler, logging.FileHandler) or not isinstance(handler, logging.StreamHandler):
             continue
         try:
-            if os.path.samestat(os.fstat(stream.fileno()), stderr_file):
+            if os.path.samestat(os.fstat(handler.stream.fileno()), stderr_file):
                 return True
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             continue
     return False
 
 
 def reopen_log_files() -> None:
-    """Reopen file handlers (SIGUSR1, after logrotate moved the files)."""
-    for handler in logging.getLogger().handlers:
+    """Reopen file handlers (SIGUSR1, after logrotate moved the files) once what was logged before is written.
+
+    Waits cooperatively, and only so long (logqueue.REOPEN_TIMEOUT): a blocked log output must not hold up the caller.
+    """
+    if _writer is not None:
+        _writer.reopen()
+        return
+    for handler in logging.getLogger().handlers:  # a program embedding gcircus, with its own logging set-up
         if isinstance(handler, logging.FileHandler):
             handler.acquire()
             try:

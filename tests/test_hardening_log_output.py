@@ -1,0 +1,121 @@
+"""gcircusd's own output (its log, prefix_output) never blocks the hub, whatever its stdout/stderr pipe does."""
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import signal
+
+import gevent
+import pytest
+from gevent import subprocess as gsubprocess
+from gevent.socket import wait_read
+
+from gcircus.client import Client, NoDaemonError
+from tests.conftest import GCIRCUSD, wait_for
+from tests.hardening_log_support import FLOOD
+from tests.test_gcircusd_signals import make_config
+
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def full_pipe() -> tuple[int, int]:
+    """A pipe (read end, write end) whose buffer is already full: every write to it blocks until it is read."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+    flags = fcntl.fcntl(write_end, fcntl.F_GETFL)
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags | os.O_NONBLOCK)
+    try:
+        while True:
+            os.write(write_end, b"#" * 512)
+    except BlockingIOError:
+        pass
+    fcntl.fcntl(write_end, fcntl.F_SETFL, flags)  # the daemon gets a blocking pipe, as from a stalled `| tee`
+    return read_end, write_end
+
+
+def read_to_eof(fd: int, chunks: list[bytes]) -> None:
+    os.set_blocking(fd, False)
+    while True:
+        try:
+            data = os.read(fd, 1 << 16)
+        except BlockingIOError:
+            wait_read(fd)
+            continue
+        if not data:
+            return
+        chunks.append(data)
+
+
+@pytest.fixture
+def stalled_daemon(tmp_path):
+    """Start gcircusd with stdout and stderr on a full pipe nobody reads; yields (daemon, client, read end)."""
+    started = []
+
+    def start(watchers: str, *args: str):
+        config = make_config(tmp_path, watchers)
+        endpoint = re.search(r"endpoint = (\S+)", open(config).read()).group(1)
+        read_end, write_end = full_pipe()
+        proc = gsubprocess.Popen(GCIRCUSD + [config, *args], stdout=write_end, stderr=write_end)
+        os.close(write_end)
+        client = Client(endpoint, timeout=10)
+        started.append((proc, client, read_end))
+        return proc, client, read_end
+
+    yield start
+    for proc, client, read_end in started:
+        client.close()
+        reader = gevent.spawn(read_to_eof, read_end, [])  # let a stuck daemon write, so that it can stop
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except gsubprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        reader.kill()
+        os.close(read_end)
+
+
+def pids(client) -> list[int]:
+    """The watcher's pids; [] while the daemon is not listening yet (a hub blocked for good stays there)."""
+    try:
+        return client.call("list", name="sleeper", check=True)["pids"]
+    except NoDaemonError:
+        return []
+
+
+def test_a_stalled_log_output_does_not_stop_supervision(stalled_daemon):
+    proc, client, read_end = stalled_daemon("""
+        [watcher:sleeper]
+        cmd = sleep 1000
+        hooks.before_start = tests.hardening_log_support.flood_the_log
+        """, "--log-level", "debug")
+    # The log has been blocked since its first line, and the hook logged FLOOD records on top of that.
+    first = wait_for(lambda: pids(client), 30, message="the watcher's process")
+    os.kill(first[0], signal.SIGKILL)
+    wait_for(lambda: pids(client) not in ([], first), 30, message="the killed process replaced")
+    assert client.call("list", check=True)["watchers"] == ["sleeper"]
+
+    chunks: list[bytes] = []
+    reader = gevent.spawn(read_to_eof, read_end, chunks)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    reader.join(30)
+    output = b"".join(chunks).decode()
+    dropped = [int(n) for n in re.findall(r"\[WARNING\] (\d+) log records dropped", output)]
+    written = len(re.findall(r"flood record \d+", output))
+    assert dropped and sum(dropped) >= 1
+    assert written + sum(dropped) >= FLOOD  # every flood record was either written or counted as dropped
+    assert output.rstrip().endswith("gcircusd stopped")  # what was queued at exit was written
+
+
+def test_gcircusd_exits_while_its_log_output_stays_blocked(stalled_daemon):
+    proc, client, read_end = stalled_daemon("""
+        [watcher:sleeper]
+        cmd = sleep 1000
+        """)
+    wait_for(lambda: pids(client), 30, message="the watcher's process")
+    proc.send_signal(signal.SIGTERM)
+    # What is still queued gets logqueue.STOP_TIMEOUT seconds to be written, then gcircusd exits regardless.
+    assert proc.wait(30) == 0
