@@ -52,8 +52,8 @@ def stalled_daemon(tmp_path):
     """Start gcircusd with stdout and stderr on a full pipe nobody reads; yields (daemon, client, read end)."""
     started = []
 
-    def start(watchers: str, *args: str):
-        config = make_config(tmp_path, watchers)
+    def start(watchers: str, *args: str, circus: str = ""):
+        config = make_config(tmp_path, watchers, circus)
         endpoint = re.search(r"endpoint = (\S+)", open(config).read()).group(1)
         read_end, write_end = full_pipe()
         proc = gsubprocess.Popen(GCIRCUSD + [config, *args], stdout=write_end, stderr=write_end)
@@ -119,3 +119,55 @@ def test_gcircusd_exits_while_its_log_output_stays_blocked(stalled_daemon):
     proc.send_signal(signal.SIGTERM)
     # What is still queued gets logqueue.STOP_TIMEOUT seconds to be written, then gcircusd exits regardless.
     assert proc.wait(30) == 0
+
+
+CHATTY = 12  # watchers whose output goes through gcircusd's stdout: more than gevent's thread pool has workers
+
+
+def blocked_in_pipe_write(pid: int, thread: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/task/{thread}/wchan") as f:
+            return "pipe_write" in f.read()
+    except OSError:
+        return False
+
+
+def test_prefix_output_on_a_stalled_stdout_holds_up_only_its_own_children(stalled_daemon, tmp_path):
+    ticks = tmp_path / "ticks.log"
+    chatty = "".join(f"""
+        [watcher:chatty{n}]
+        cmd = sh -c 'echo chatty{n} says hi; exec sleep 1000'
+        graceful_timeout = 5
+        """ for n in range(CHATTY))
+    proc, client, read_end = stalled_daemon(f"""
+        [watcher:ticker]
+        cmd = sh -c 'while :; do echo tick; sleep 0.05; done'
+        stdout_stream.class = FileStream
+        stdout_stream.filename = {ticks}
+        {chatty}
+        """, circus="prefix_output = true")
+
+    def chatty_pids() -> list[int]:
+        try:
+            return [pid for n in range(CHATTY) for pid in client.call("list", name=f"chatty{n}", check=True)["pids"]]
+        except NoDaemonError:
+            return []
+
+    wait_for(lambda: len(chatty_pids()) == CHATTY, 30, message="the chatty watchers' processes")
+    # Every chatty process has said hi (its line is in gcircusd, which cannot write it): it now runs sleep.
+    wait_for(lambda: all(open(f"/proc/{pid}/comm").read().strip() == "sleep" for pid in chatty_pids()), 30,
+             message="the chatty processes said hi")
+    # Those writes are stuck; a file sink of another watcher still gets its lines.
+    size = ticks.stat().st_size if ticks.exists() else 0
+    wait_for(lambda: ticks.exists() and ticks.stat().st_size >= size + 10 * len(b"tick\n"), 30,
+             message="ticks still written to the file sink")
+    assert any(blocked_in_pipe_write(proc.pid, thread) for thread in os.listdir(f"/proc/{proc.pid}/task"))
+    assert len(client.call("list", check=True)["watchers"]) == CHATTY + 1
+
+    chunks: list[bytes] = []
+    reader = gevent.spawn(read_to_eof, read_end, chunks)
+    wait_for(lambda: all(f"chatty{n}[1] | chatty{n} says hi".encode() in b"".join(chunks) for n in range(CHATTY)),
+             30, message="every chatty line written once stdout is read again (none dropped)")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    reader.join(30)

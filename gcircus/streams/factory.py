@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 
 from gcircus.hooks import resolve_name
-from gcircus.streams.sinks import STREAM_CLASSES, PrefixedStdoutStream
+from gcircus.streams.sinks import STREAM_CLASSES, PrefixedStdoutStream, StdoutStream, output_fd_option
 from gcircus.suggest import closest
 
 _PER_PROCESS = re.compile(r"\$\(circus\.wid\)|\(\(circus\.wid\)\)", re.IGNORECASE)
@@ -35,6 +35,16 @@ def check_stream(conf: dict | None, watcher_name: str) -> None:
         check_options = getattr(plan[0], "check_options", None)
         if plan[0] in STREAM_CLASSES.values() and check_options is not None:
             check_options(**plan[1])
+
+
+def output_fd(conf: dict | None, watcher_name: str) -> int | None:
+    """gcircusd's own descriptor (1 or 2) that the sink of `conf` writes to, or None for any other sink."""
+    plan = _plan(conf, watcher_name)
+    if plan is None or not isinstance(plan[0], type) or not issubclass(plan[0], StdoutStream):
+        return None
+    if plan[0] is PrefixedStdoutStream:
+        return output_fd_option((plan[1] or {}).get("fd", 1))
+    return plan[0].fd
 
 
 def prefixed_stdout(watcher_name: str, fd: int = 1) -> PrefixedStdoutStream:

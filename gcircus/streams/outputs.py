@@ -15,6 +15,7 @@ import gevent
 
 from gcircus.expand import expand_circus_vars
 from gcircus.streams import factory
+from gcircus.streams.console import console_pool
 from gcircus.streams.pump import PipeReader, StreamWriter
 
 log = logging.getLogger(__name__)
@@ -105,10 +106,21 @@ class WatcherOutputs:
             else:
                 sink = _LazySink(lambda c=conf: factory.get_stream(c, self.watcher_name))
             label = f"watcher {self.watcher_name!r} {name}"
-            writer = StreamWriter(sink, label, on_error=lambda error, n=name: self._report(n, error))
+            fd = self._output_fd(name, conf)
+            writer = StreamWriter(sink, label, on_error=lambda error, n=name: self._report(n, error),
+                                  pool=console_pool(fd) if fd is not None else None)
             writer.prepare()
             self._writers[key] = writer
         return writer
+
+    def _output_fd(self, name: str, conf: dict) -> int | None:
+        """gcircusd's own descriptor the sink writes to (its writes get a thread of their own), or None."""
+        if not conf:
+            return 1 if name == "stdout" else 2
+        try:
+            return factory.output_fd(conf, self.watcher_name)
+        except ValueError:
+            return None  # checked when configured; if the class is gone now, the sink reports it when built
 
     def _report(self, name: str, error: str | None) -> None:
         if self.notify is not None:
@@ -152,8 +164,7 @@ class WatcherOutputs:
             for reader in readers:
                 reader.eof.wait(1.0)
         writers, self._writers = list(self._writers.values()), {}
-        for writer in writers:
-            writer.close()
+        gevent.joinall([gevent.spawn(writer.close) for writer in writers])  # each gets its own bounded time
 
 
 class _LazySink:

@@ -27,15 +27,17 @@ MAX_LINE = 1 << 20  # a line longer than this is passed on in pieces, each marke
 IDLE_FLUSH = 0.2  # seconds a partial line may wait for its newline before it is passed on
 QUEUE_LIMIT = 8 << 20  # bytes a writer holds before its readers pause
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+CLOSE_WAIT = 2.0  # seconds a sink's close may take (a blocked output must not hold up a stop)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 class StreamWriter:
     """Feeds one sink from a bounded queue, in order, off the hub."""
 
-    def __init__(self, sink, label: str, on_error=None, limit: int = QUEUE_LIMIT):
+    def __init__(self, sink, label: str, on_error=None, limit: int = QUEUE_LIMIT, pool=None):
         self.sink = sink
         self.label = label
+        self._pool = pool if pool is not None else gevent.get_hub().threadpool  # where the sink is called
         self.on_error = on_error
         self.limit = limit
         self.queued = 0
@@ -121,12 +123,14 @@ class StreamWriter:
         close = getattr(self.sink, "close", None)
         if close is not None:
             try:
-                gevent.get_hub().threadpool.apply(close)
+                self._pool.spawn(close).get(timeout=CLOSE_WAIT)
+            except gevent.Timeout:
+                log.warning("%s: the sink did not close within %gs (its output is blocked)", self.label, CLOSE_WAIT)
             except Exception as exc:  # noqa: BLE001 - a third-party sink's close failing is only worth a log line
                 log.warning("%s: closing the sink failed: %s", self.label, exc)
 
     def _write_forever(self) -> None:
-        pool = gevent.get_hub().threadpool
+        pool = self._pool
         while True:
             if not self._records and not self._reopen and not self._prepare:
                 self._idle.set()

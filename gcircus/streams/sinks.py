@@ -413,7 +413,8 @@ class FancyStdoutStream(StdoutStream):
         return f"{_time_text(record, self.time_format, time.time)} [{record.get('pid')}] | ".encode()
 
 
-def _output_fd(value) -> int:
+def output_fd_option(value) -> int:
+    """PrefixedStdoutStream's `fd` option: 1 or 2, also spelt stdout or stderr."""
     text = str(value).strip().lower()
     fd = {"stdout": 1, "stderr": 2}.get(text)
     if fd is None:
@@ -429,11 +430,11 @@ class PrefixedStdoutStream(StdoutStream):
     def __init__(self, watcher_name: str, fd=1, **extra):
         super().__init__(**extra)
         self.watcher_name = watcher_name
-        self.fd = _output_fd(fd)
+        self.fd = output_fd_option(fd)
 
     @classmethod
     def check_options(cls, watcher_name=None, fd=1, **extra) -> None:
-        _output_fd(fd)
+        output_fd_option(fd)
 
     def _prefix(self, record: dict) -> bytes:
         return f"{self.watcher_name}[{record.get('wid', '?')}] | ".encode()
