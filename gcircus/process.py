@@ -464,9 +464,33 @@ class Process:
         self._exited.wait()
         # The main process is gone; whatever it left behind in its group or tree gets the stop signal, the rest of
         # the grace period, then SIGKILL. A stop never leaves an orphan behind.
+        self._stop_leftovers(tree, stop_signal, deadline, send, report=False)
+        self.close_pipes()
+        self.stopping = False
+        return self.poll()
+
+    def stop_leftovers(self, stop_signal: int = signal.SIGTERM, graceful_timeout: float = 30.0,
+                       send=None) -> list[int]:
+        """The main process exited on its own: stop what it left running in its process group, and their trees.
+
+        Same escalation as `stop` (stop signal, `graceful_timeout`, SIGKILL); blocks this greenlet until they are
+        gone. Returns the pids found (one killpg(0) when there are none, the common case). Descendants that left
+        the group (setsid) cannot be told apart once their parent died; gcircusd sweeps them when it exits.
+        """
+        if not self.pid or not self._exited.is_set():
+            return []
+        tree = _Tree(self.pid, walk=False)
+        return self._stop_leftovers(tree, stop_signal, time.monotonic() + max(0.0, graceful_timeout),
+                                    send or _plain_kill, report=True)
+
+    def _stop_leftovers(self, tree: _Tree, stop_signal: int, deadline: float, send, report: bool) -> list[int]:
+        """Stop the group members and tree left by the exited main process; `report` logs what was found."""
         tree.add_group_members()
-        leftovers = tree.alive()
+        found = leftovers = tree.alive()
         if leftovers:
+            if report:
+                log.info("%s exited leaving %d process(es) behind (%s): stopping them", self,
+                         len(leftovers), ", ".join(map(str, leftovers)))
             self.signal_group(stop_signal)
             for pid in leftovers:
                 send(pid, stop_signal)
@@ -479,14 +503,14 @@ class Process:
                 tree.wait(None)
         elif self._group_has_members():
             # Group members we cannot see (not our children: without a subreaper they went to init).
+            if report:
+                log.info("%s exited leaving members of its process group behind: stopping them", self)
             self.signal_group(stop_signal)
             if not self._wait_group_empty(deadline):
                 self.signal_group(signal.SIGKILL)
                 # Bounded: a zombie member whose (escaped) parent never reaps it would keep the group non-empty.
                 self._wait_group_empty(time.monotonic() + 1.0)
-        self.close_pipes()
-        self.stopping = False
-        return self.poll()
+        return found
 
     def _group_has_members(self) -> bool:
         return self.signal_group(0)
@@ -628,6 +652,8 @@ class _Tree:
                 try:
                     if os.getpgid(child) == self.pgid:
                         self.members[child] = linux.start_time(child)
+                        for descendant in linux.descendants(child):  # their own trees, even outside the group
+                            self.members.setdefault(descendant, linux.start_time(descendant))
                 except OSError:
                     pass
 

@@ -132,6 +132,7 @@ class Watcher:
         self._retiring: dict[int, Process] = {}
         self._handled: dict[int, gevent.event.Event] = {}
         self._expiry: dict[int, gevent.Greenlet] = {}
+        self._leftover_stops: set[gevent.Greenlet] = set()  # see _stop_leftovers
         self._status = STOPPED
         self._lock = gevent.lock.RLock()
         self._commands = CommandQueue(name)
@@ -507,6 +508,7 @@ class Watcher:
         self.call_hook("before_stop")
         victims = list(self.processes.values()) + list(self._retiring.values())
         self._stop_processes(victims, graceful_timeout)
+        gevent.joinall(list(self._leftover_stops))  # what exited processes left behind is gone too
         self.outputs.close()  # as in Circus, streams close on stop (and open again with the next spawn)
         self._status = STOPPED
         self.notify("stop")
@@ -752,6 +754,8 @@ class Watcher:
             handled = self._handled.pop(pid, None)
             if handled is not None:
                 handled.set()
+        if not expected:
+            self._stop_leftovers(process)
         if expected or self._status not in (ACTIVE, STARTING):
             return
         delay = self._respawn_pace(process)
@@ -770,6 +774,20 @@ class Watcher:
             self._schedule_fill(delay)
         elif not self.processes and not self.on_demand:
             gevent.spawn(self.stop)
+
+    def _stop_leftovers(self, process: Process) -> None:
+        """A process exited on its own: stop what it left in its group, in the background (`_stop` waits for it).
+
+        Otherwise a shell wrapper's background jobs would run on unsupervised, and outlive a `stop` of the watcher.
+        """
+        def stop_them():
+            try:
+                process.stop_leftovers(self.stop_signal, self.graceful_timeout, send=self._send_stop_signal)
+            finally:
+                self._leftover_stops.discard(greenlet)
+
+        greenlet = gevent.spawn(stop_them)
+        self._leftover_stops.add(greenlet)
 
     def _back_to_waiting(self) -> None:
         """An on_demand watcher whose processes all exited is stopped again (no `stop` event, as in Circus); the
