@@ -390,6 +390,7 @@ def _load_watcher(section: Section, circus: dict, env: dict, global_env: dict,
     name = name_entry.value if name_entry else section.name.split(":", 1)[1]
     if not name:
         raise _error("a watcher needs a name: [watcher:NAME]", section)
+    name = _convert(opts.check_name, name, section, "name", name_entry or Entry(name, section.file, section.line))
     wenv = _watcher_env(name, env, env_sections)
     mapping = {"env": {**global_env, **wenv}}
     w: dict[str, Any] = {"name": name, **opts.defaults("watcher")}

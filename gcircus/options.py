@@ -136,6 +136,24 @@ def check_env_name(name: Any) -> str:
     return text
 
 
+def check_name(value: Any) -> str:
+    """A watcher name: it goes into every event topic and reply as UTF-8, and into logs and `list` output.
+
+    Lone surrogates (a JSON "\\udcff" escape) cannot be encoded, so every event of such a watcher would fail to
+    publish; control characters would garble logs and terminals. Any printable text is accepted, as Circus does.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidValue("a name must be non-empty text", value)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidValue("a name must be valid text (it holds a lone surrogate, which UTF-8 cannot encode)",
+                           value) from None
+    if not value.isprintable():
+        raise InvalidValue("a name must be printable (no control characters)", value)
+    return value
+
+
 @_typed("signal")
 def to_signal(value: Any) -> int:
     """A signal name (``TERM``, ``SIGTERM``, ``sigterm``) or number."""

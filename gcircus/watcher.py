@@ -21,7 +21,9 @@ from gcircus import backoff, runtime_options
 from gcircus.command_line import check_command_line
 from gcircus.command_queue import CommandQueue
 from gcircus.environment import build_env
+from gcircus.errors import quote_value
 from gcircus.hooks import Hooks, add_env_pythonpath
+from gcircus.options import check_name
 from gcircus.process import Process, SpawnError, resolve_user
 from gcircus.streams.outputs import WatcherOutputs
 
@@ -64,6 +66,10 @@ class Watcher:
                  hook_timeout: float = 30.0, check_flapping: bool = True, flapping: dict | None = None,
                  prefix_output: bool = False,
                  options: dict | None = None, **extra_options):
+        try:
+            check_name(name)
+        except ValueError as exc:
+            raise ValueError(f"invalid watcher name {quote_value(name)}: {getattr(exc, 'reason', exc)}") from None
         if singleton and numprocesses not in (0, 1):
             raise ValueError(f"watcher {name!r}: a singleton cannot have numprocesses = {numprocesses}")
         if (copy_path or virtualenv) and not copy_env:
