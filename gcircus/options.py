@@ -317,7 +317,7 @@ _S, _OS, _B, _I, _F = to_str, to_optional_str, to_bool, to_int, to_float
 
 CIRCUS_OPTIONS = _table("circus", [
     ("endpoint", _S, "tcp://127.0.0.1:5555", False, "control (ROUTER) endpoint"),
-    ("endpoint_owner", _OS, None, False, "user owning an ipc:// control socket; restricts `add`"),
+    ("endpoint_owner", _OS, None, False, "user owning an ipc:// control socket; requests get that user's rights only"),
     ("pubsub_endpoint", _S, "tcp://127.0.0.1:5556", False, "event (PUB) endpoint"),
     ("multicast_endpoint", _OS, None, False, "UDP discovery endpoint; empty or absent means off"),
     ("stats_endpoint", _S, "tcp://127.0.0.1:5557", False, "stats (PUB) endpoint, bound when statsd is on"),

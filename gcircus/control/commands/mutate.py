@@ -7,10 +7,9 @@ request is answered with errno 3 and leaves everything as it was.
 """
 from __future__ import annotations
 
-import pwd
-
 from gcircus import runtime_options
 from gcircus.arbiter import DuplicateWatcher
+from gcircus.control import ownership
 from gcircus.control.commands.base import Command, Deferred, Flag, Prop, get_watcher, register
 from gcircus.control.errors import ArgumentError, CommandError, MessageError
 
@@ -26,26 +25,6 @@ def _parse_options(options: dict, parse) -> dict:
         except ValueError as exc:
             raise MessageError(str(exc)) from None
     return converted
-
-
-def _same_user(uid, owner: str) -> bool:
-    """True if `uid` (name or number) is the endpoint owner (name or number)."""
-    if uid is None:
-        return False
-    if str(uid) == str(owner):
-        return True
-    try:
-        def number(user):
-            return int(user) if str(user).isdigit() else pwd.getpwnam(str(user)).pw_uid
-        return number(uid) == number(owner)
-    except KeyError:
-        return False
-
-
-def _check_owner(arbiter, options: dict) -> None:
-    owner = getattr(arbiter, "endpoint_owner", None)
-    if owner and not _same_user(options.get("uid"), owner):
-        raise MessageError("uid does not match endpoint_owner")
 
 
 class _Count(Command):
@@ -111,7 +90,8 @@ class Add(Command):
 
     The words after the name are joined with spaces into the command line. Over the protocol, `options` may hold
     any watcher option (as in a [watcher:NAME] section, rlimit_*, hooks.*, stdout_stream.* included). With
-    endpoint_owner set, `options.uid` must be that user. With start and waiting, the reply lists the processes:
+    endpoint_owner set, the watcher must run as that user, with its groups, and hooks, streams, sockets and copy_env
+    are refused (gcircus.control.ownership). With start and waiting, the reply lists the processes:
     {"started": [pids], "kept": []}.
     """
 
@@ -142,7 +122,7 @@ class Add(Command):
             if "args" in options:
                 raise MessageError("'args' is given both as a property and as an option")
             options["args"] = props["args"]
-        _check_owner(arbiter, options)
+        ownership.check_add(ownership.owner_of(arbiter), _parse_options(options, runtime_options.parse))
         try:
             kwargs = runtime_options.watcher_kwargs(options)
             watcher = arbiter.add_watcher(name, runtime_options.parse("cmd", props["cmd"]), **kwargs)
@@ -191,7 +171,8 @@ class Set(Command):
     before_start:mod.func,after_start:mod.func. A key that needs new processes (cmd, args, env, uid, gid,
     working_dir, shell, max_age...) makes one graceful reload of a running watcher; numprocesses adds or stops
     processes; the others (respawn, max_retry, close_child_*, rlimit_*, copy_env, streams...) apply from the
-    next spawn on. Each applied key publishes `updated`.
+    next spawn on. Each applied key publishes `updated`. With endpoint_owner set, a watcher that does not run as that
+    user only takes keys that change how many processes run and how they stop (gcircus.control.ownership).
     """
 
     name = "set"
@@ -217,16 +198,18 @@ class Set(Command):
     def execute(self, arbiter, props):
         watcher = get_watcher(arbiter, props["name"])
         changes = _parse_options(props["options"], runtime_options.parse_set)
-        if "uid" in changes:
-            _check_owner(arbiter, changes)
+        ownership.check_set(ownership.owner_of(arbiter), watcher, changes)
         try:
             watcher.check_options(changes)
         except ValueError as exc:
             raise MessageError(str(exc)) from None
 
+        def guard():  # again under the watcher's lock: a reloadconfig may have changed who it runs as meanwhile
+            ownership.check_set(ownership.owner_of(arbiter), watcher, changes)
+
         def apply():
             try:
-                watcher.set_options(changes)
+                watcher.set_options(changes, guard)
             except ValueError as exc:  # the watcher changed meanwhile (checked again under its lock)
                 raise MessageError(str(exc)) from None
         return Deferred(apply)

@@ -1,0 +1,135 @@
+"""What a client of an `endpoint_owner` control socket may change: nothing that runs or writes as anyone but the owner.
+
+`endpoint_owner` hands a root gcircusd's ipc:// socket to one user. zmq does not tell who is at the other end (the
+owner, or root), so every request is held to the owner's rights: a watcher it adds runs as the owner, with the
+owner's groups; a watcher that runs as someone else can only be scaled, stopped and tuned (the SCHEDULING keys),
+never given another command, environment, directory or limits; and the options whose effect happens inside gcircusd
+itself, with its identity (DAEMON_SIDE: hooks, stream files and classes, gcircusd's sockets and environment), are
+refused outright. Reads, signals, start/stop and reloadconfig (which reads the operator's file) are not changes of
+identity and stay open.
+"""
+from __future__ import annotations
+
+import os
+import pwd
+import resource
+from dataclasses import dataclass
+
+from gcircus import identity
+from gcircus.control.errors import MessageError
+
+# Options whose effect happens in gcircusd, as gcircusd's user, whatever the watcher runs as. A true (non-empty)
+# value is refused from an endpoint_owner client on any watcher.
+DAEMON_SIDE = {
+    "hooks": "hooks run inside gcircusd",
+    "stdout_stream": "gcircusd itself opens stream files and imports stream classes",
+    "stderr_stream": "gcircusd itself opens stream files and imports stream classes",
+    "use_sockets": "the sockets are gcircusd's, bound with its privileges",
+    "stdin_socket": "the sockets are gcircusd's, bound with its privileges",
+    "copy_env": "it hands gcircusd's own environment to the child",
+}
+
+# Options that change only how many processes run, when, and how they are stopped or retried: not what runs nor as
+# whom. The only ones an endpoint_owner client may set on a watcher that does not run as the owner.
+SCHEDULING = frozenset({"numprocesses", "warmup_delay", "graceful_timeout", "max_retry", "respawn", "stop_signal",
+                        "stop_children", "send_hup", "max_age", "max_age_variance", "retry_in", "singleton",
+                        "priority", "autostart", "hook_timeout", "check_flapping"})
+SCHEDULING_PREFIXES = ("flapping.",)
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The endpoint owner: its uid and every group it belongs to."""
+
+    name: str
+    uid: int
+    groups: frozenset[int]
+
+
+def owner_of(arbiter) -> Owner | None:
+    """The arbiter's endpoint owner, looked up now (a user's groups can change), or None when not set."""
+    configured = getattr(arbiter, "endpoint_owner", None)
+    if not configured:
+        return None
+    try:
+        entry = pwd.getpwuid(int(configured)) if str(configured).isdigit() else pwd.getpwnam(str(configured))
+    except KeyError:
+        raise MessageError(f"endpoint_owner {configured!r} is not a known user: changes are refused") from None
+    return Owner(entry.pw_name, entry.pw_uid, frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid)))
+
+
+def check_add(owner: Owner | None, options: dict) -> None:
+    """MessageError unless a watcher with these `add` options (converted values) runs and writes only as `owner`."""
+    if owner is None:
+        return
+    for key, value in options.items():
+        _refuse_daemon_side(key, value)
+        _refuse_raised_limit(key, value)
+    if options.get("uid") is None:
+        raise MessageError("uid does not match endpoint_owner")  # an added watcher names its user, as in Circus
+    _require_owner_identity(owner, options.get("uid"), options.get("gid"))
+
+
+def check_set(owner: Owner | None, watcher, changes: dict) -> None:
+    """MessageError unless these `set` changes (converted values) leave `watcher` running and writing as `owner`.
+
+    A watcher that does not run as the owner accepts only SCHEDULING keys. Called before the changes are queued (for
+    the reply) and again under the watcher's lock just before they apply (a reloadconfig may change who it runs as
+    meanwhile).
+    """
+    if owner is None:
+        return
+    for key, value in changes.items():
+        _refuse_daemon_side(key, value)
+        _refuse_raised_limit(key, value)
+    if all(key in SCHEDULING or key.startswith(SCHEDULING_PREFIXES) for key in changes):
+        return
+    try:
+        runs_as_owner = _is_owner(owner, identity.child_identity(watcher.uid, watcher.gid))
+    except identity.IdentityError:
+        runs_as_owner = False
+    if not runs_as_owner:
+        others = sorted(key for key in changes if key not in SCHEDULING and not key.startswith(SCHEDULING_PREFIXES))
+        raise MessageError(f"watcher {watcher.name!r} does not run as endpoint_owner {owner.name!r}: "
+                           f"{', '.join(others)} cannot be changed from this endpoint (only how many processes run "
+                           "and how they are started and stopped)")
+    _require_owner_identity(owner, changes.get("uid", watcher.uid), changes.get("gid", watcher.gid))
+
+
+def _is_owner(owner: Owner, ids: identity.Identity) -> bool:
+    return ids.uid == owner.uid and ids.groups <= owner.groups
+
+
+def _require_owner_identity(owner: Owner, uid, gid) -> None:
+    try:
+        ids = identity.child_identity(uid, gid)
+    except identity.IdentityError as exc:
+        raise MessageError(str(exc)) from None
+    if ids.uid != owner.uid:
+        raise MessageError("uid does not match endpoint_owner")
+    foreign = sorted(ids.groups - owner.groups)
+    if foreign:
+        raise MessageError(f"the child would run with group(s) {', '.join(map(str, foreign))}, which endpoint_owner "
+                           f"{owner.name!r} does not belong to: set gid to one of its groups")
+
+
+def _refuse_daemon_side(key: str, value) -> None:
+    family = key.partition(".")[0]
+    if family in DAEMON_SIDE and value:
+        raise MessageError(f"{key} cannot be set from an endpoint_owner endpoint: {DAEMON_SIDE[family]} "
+                           "(see README, endpoint_owner)")
+
+
+def _refuse_raised_limit(key: str, value) -> None:
+    """A child inherits gcircusd's limits; setting one above gcircusd's own hard limit needs a privilege."""
+    if not key.startswith("rlimit_"):
+        return
+    which = getattr(resource, "RLIMIT_" + key[7:].upper())
+    hard = resource.getrlimit(which)[1]
+    unlimited = resource.RLIM_INFINITY
+    if hard == unlimited or (value != unlimited and value <= hard):
+        return
+    if which == resource.RLIMIT_NOFILE and value == unlimited:
+        return  # the spawn turns an unlimited nofile into gcircusd's hard limit
+    raise MessageError(f"{key} = {'unlimited' if value == unlimited else value} is above gcircusd's own hard limit "
+                       f"({hard}): raising it cannot be asked from an endpoint_owner endpoint")
