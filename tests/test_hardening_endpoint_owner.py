@@ -95,14 +95,14 @@ def test_the_owner_cannot_change_what_a_root_watcher_runs(daemon):
     replies = daemon.as_owner(
         ("set", {"name": "rootw", "options": {"cmd": "/bin/sh -c 'id > /tmp/owned'"}}),
         ("set", {"name": "rootw", "options": {"env": {"LD_PRELOAD": "/tmp/x.so"}}}),
-        ("set", {"name": "rootw", "options": {"working_dir": "/tmp", "numprocesses": 2}}),
+        ("set", {"name": "rootw", "options": {"args": "--help", "numprocesses": 2}}),
         ("set", {"name": "rootw", "options": {"uid": OWNER, "cmd": "/bin/true"}}),
         ("set", {"name": "rootw", "options": {"rlimit_core": 0}}),
         ("set", {"name": "rootw", "options": {"numprocesses": 3, "graceful_timeout": 2}, "waiting": True}),
         ("list", {}))
     for reply in replies[:5]:
         assert "does not run as endpoint_owner" in refused(reply)
-    assert "cmd" in replies[0]["reason"] and "working_dir" in replies[2]["reason"]
+    assert "cmd" in replies[0]["reason"] and "args" in replies[2]["reason"]
     ok(replies[5])  # how many processes run, and how they stop, stays open
     assert ok(replies[6])["watchers"] == ["rootw"]
     watcher = daemon.get_watcher("rootw")
@@ -152,14 +152,16 @@ def test_what_gcircusd_does_itself_is_refused(daemon, owner):
         ("add", {"name": "h", "cmd": "/bin/true", "options": {"uid": OWNER, "hooks.before_start": "os.getcwd"}}),
         ("add", {"name": "e", "cmd": "/bin/true", "options": {"uid": OWNER, "copy_env": True}}),
         ("add", {"name": "k", "cmd": "/bin/true", "options": {"uid": OWNER, "use_sockets": True}}),
+        ("add", {"name": "d", "cmd": "/bin/true", "options": {"uid": OWNER, "working_dir": daemon.directory}}),
         ("add", {"name": "mine", "cmd": "/bin/sleep 1000", "options": {"uid": OWNER, "rlimit_core": 0}}),
         ("set", {"name": "mine", "options": {"stdout_stream.filename": target}}),
         ("set", {"name": "mine", "options": {"hooks": {"after_start": "os.getcwd"}}}))
-    for reply, option in zip(replies[:5], ("stdout_stream", "stderr_stream", "hooks", "copy_env", "use_sockets")):
+    options = ("stdout_stream", "stderr_stream", "hooks", "copy_env", "use_sockets", "working_dir")
+    for reply, option in zip(replies[:6], options):
         assert refused(reply).startswith(option), reply
-    ok(replies[5])
-    assert refused(replies[6]).startswith("stdout_stream.filename")
-    assert refused(replies[7]).startswith("hooks")
+    ok(replies[6])
+    assert refused(replies[7]).startswith("stdout_stream.filename")
+    assert refused(replies[8]).startswith("hooks")
     assert not os.path.exists(target)
     assert [w.name for w in daemon.watchers] == ["rootw", "mine"]
     assert daemon.get_watcher("mine").stdout_stream == {} and not daemon.get_watcher("mine").hooks_config

@@ -4,9 +4,9 @@
 owner, or root), so every request is held to the owner's rights: a watcher it adds runs as the owner, with the
 owner's groups; a watcher that runs as someone else can only be scaled, stopped and tuned (the SCHEDULING keys),
 never given another command, environment, directory or limits; and the options whose effect happens inside gcircusd
-itself, with its identity (DAEMON_SIDE: hooks, stream files and classes, gcircusd's sockets and environment), are
-refused outright. Reads, signals, start/stop and reloadconfig (which reads the operator's file) are not changes of
-identity and stay open.
+itself, with its identity (DAEMON_SIDE: hooks, stream files and classes, gcircusd's sockets and environment, the
+working directory entered before the switch to the child's user), are refused outright. Reads, signals,
+start/stop and reloadconfig (which reads the operator's file) are not changes of identity and stay open.
 """
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ DAEMON_SIDE = {
     "use_sockets": "the sockets are gcircusd's, bound with its privileges",
     "stdin_socket": "the sockets are gcircusd's, bound with its privileges",
     "copy_env": "it hands gcircusd's own environment to the child",
+    "working_dir": "gcircusd enters it before the child becomes the owner, so it may be one the owner cannot reach",
 }
 
 # Options that change only how many processes run, when, and how they are stopped or retried: not what runs nor as
