@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 STREAMS = ("stdout", "stderr")
 DRAIN_WAIT = 2.0  # seconds an exit report may wait for the child's last output to be written
+READER_WAIT = 1.0  # seconds a stopping watcher waits for its pipes to reach end of file
 
 
 class WatcherOutputs:
@@ -35,7 +36,8 @@ class WatcherOutputs:
         for name in STREAMS:
             self._validate(name, self.confs[name])
         self._writers: dict[tuple, StreamWriter] = {}
-        self._readers: dict[int, list[PipeReader]] = {}
+        self._readers: dict[int, list[PipeReader]] = {}  # by pid, until the process exits
+        self._open_readers: set[PipeReader] = set()  # until end of file (leftover processes may hold a pipe)
 
     def _validate(self, name: str, conf: dict) -> None:
         """Refuse a bad stream configuration when the watcher is built or changed, not at the first write."""
@@ -72,6 +74,9 @@ class WatcherOutputs:
             readers.append(PipeReader(fd, writer, process.pid, name, process.wid))
         if readers:
             self._readers[process.pid] = readers
+        for reader in readers:
+            self._open_readers.add(reader)
+            reader.eof.rawlink(lambda _event, r=reader: self._open_readers.discard(r))
 
     def drain(self, process) -> None:
         """The process has exited: take what its pipes hold and write it out before its exit is reported.
@@ -159,10 +164,21 @@ class WatcherOutputs:
             writer.flush(timeout)
 
     def close(self) -> None:
-        """Flush and close every sink (the watcher stopped: its processes and their pipes are gone)."""
-        for readers in self._readers.values():
-            for reader in readers:
-                reader.eof.wait(1.0)
+        """Flush and close every sink (the watcher stopped: its processes are gone).
+
+        A pipe still open after READER_WAIT is held by something the processes left behind: what it holds now is
+        passed on, then it is closed, so that the writers get a last record to write and can finish.
+        """
+        deadline = time.monotonic() + READER_WAIT
+        held = 0
+        for reader in list(self._open_readers):
+            if not reader.eof.wait(max(0.0, deadline - time.monotonic())):
+                reader.close()
+                held += 1
+        if held:
+            log.warning("watcher %r: %d output pipes still held open by leftover processes at stop; closed (later "
+                        "output from them is lost)", self.watcher_name, held)
+        self._readers = {}
         writers, self._writers = list(self._writers.values()), {}
         gevent.joinall([gevent.spawn(writer.close) for writer in writers])  # each gets its own bounded time
 
@@ -186,6 +202,10 @@ class _LazySink:
 
     def __call__(self, record: dict) -> None:
         self._get()(record)
+
+    def unwritten(self, record: dict) -> bytes | None:
+        unwritten = getattr(self._sink, "unwritten", None)
+        return unwritten(record) if unwritten is not None else None
 
     def prepare(self) -> None:
         """Build the sink now (a file sink creates its file): raises OSError, retried by the writer, if it cannot."""

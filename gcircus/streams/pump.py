@@ -27,6 +27,7 @@ MAX_LINE = 1 << 20  # a line longer than this is passed on in pieces, each marke
 IDLE_FLUSH = 0.2  # seconds a partial line may wait for its newline before it is passed on
 QUEUE_LIMIT = 8 << 20  # bytes a writer holds before its readers pause
 RETRY_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
+CLOSE_FLUSH = 5.0  # seconds a writer has at close to write what is queued
 CLOSE_WAIT = 2.0  # seconds a sink's close may take (a blocked output must not hold up a stop)
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -51,6 +52,8 @@ class StreamWriter:
         self._prepare = False
         self._closing = False
         self._failing = False
+        self._last_error = ""
+        self._broken = 0  # records a sink raising something else than OSError has dropped since it last worked
         self._put_count = 0  # records queued since the start, and how many of them the sink has taken
         self._done_count = 0
         self._progress = gevent.event.Event()
@@ -112,22 +115,45 @@ class StreamWriter:
         """Block until everything queued has been written (or `timeout`)."""
         return self._idle.wait(timeout)
 
-    def close(self, timeout: float | None = 10.0) -> None:
-        """Write what is queued (up to `timeout`), then close the sink."""
+    def close(self, timeout: float | None = CLOSE_FLUSH) -> None:
+        """Write what is queued (for at most `timeout` seconds), then close the sink; log exactly what was lost.
+
+        The readers feeding this writer must be done: records still arriving would keep it from ever finishing.
+        """
         self._closing = True
         self._work.set()
         self._loop.join(timeout)
         if not self._loop.dead:
-            log.error("%s: %d bytes not written before close (sink failing)", self.label, self.queued)
             self._loop.kill()
+        lines, size = self.unwritten()
+        if size:
+            why = (f"the sink kept failing ({self._last_error})" if self._failing
+                   else f"the sink did not take them within {timeout:g}s")
+            log.error("%s: %d lines (%d bytes) of output not written at close: %s", self.label, lines, size, why)
         close = getattr(self.sink, "close", None)
         if close is not None:
             try:
-                self._pool.spawn(close).get(timeout=CLOSE_WAIT)
+                error = self._pool.spawn(_call, close, ()).get(timeout=CLOSE_WAIT)
             except gevent.Timeout:
                 log.warning("%s: the sink did not close within %gs (its output is blocked)", self.label, CLOSE_WAIT)
-            except Exception as exc:  # noqa: BLE001 - a third-party sink's close failing is only worth a log line
-                log.warning("%s: closing the sink failed: %s", self.label, exc)
+                return
+            if error is not None and not self._failing:
+                log.warning("%s: closing the sink failed: %s", self.label, error)
+
+    def unwritten(self) -> tuple[int, int]:
+        """(lines, bytes) of queued output that did not reach the sink, counting only the unwritten rest of a record
+        whose write failed midway."""
+        lines = size = 0
+        rest_of = getattr(self.sink, "unwritten", None)
+        for index, record in enumerate(self._records):
+            data = record["data"]
+            if index == 0 and rest_of is not None:
+                rest = rest_of(record)
+                data = data if rest is None else rest
+            if data:
+                lines += data.count(b"\n") + (not data.endswith(b"\n"))
+                size += len(data)
+        return lines, size
 
     def _write_forever(self) -> None:
         pool = self._pool
@@ -161,33 +187,57 @@ class StreamWriter:
                 self._room.set()
 
     def _attempt(self, pool, func, *args) -> None:
-        """Run a sink call until it succeeds; report the first failure and the recovery once each."""
+        """Run a sink call until it succeeds; report the first failure and the recovery once each.
+
+        One line each, without a traceback (that is logged at debug level): a full disk fails every retry.
+        """
         attempt = 0
         while True:
-            try:
-                pool.apply(func, args)
-            except OSError as exc:
+            error = pool.apply(_call, (func, args))
+            if isinstance(error, OSError):
+                self._last_error = str(error)
                 if not self._failing:
                     self._failing = True
                     log.error("%s: writing failed (%s); output is kept and retried, that child may block",
-                              self.label, exc)
+                              self.label, error)
+                    log.debug("%s: the failure", self.label, exc_info=error)
                     if self.on_error is not None:
-                        self.on_error(str(exc))
+                        self.on_error(str(error))
                     self._advance()  # wait_written gives up while the sink fails
                 if self._closing and attempt >= len(RETRY_DELAYS):
-                    raise gevent.GreenletExit from None
+                    raise gevent.GreenletExit
                 gevent.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
                 attempt += 1
                 continue
-            except Exception:  # noqa: BLE001 - a buggy third-party sink must not kill the pump: drop that record
-                log.exception("%s: the sink raised; record dropped", self.label)
+            if error is not None:  # a buggy third-party sink must not stop the pump: that record is dropped
+                if not self._broken:
+                    log.error("%s: the sink raised %s: %s; its records are dropped until it works again",
+                              self.label, type(error).__name__, error)
+                    log.debug("%s: the failure", self.label, exc_info=error)
+                self._broken += 1
                 return
             if self._failing:
                 self._failing = False
                 log.warning("%s: writing works again", self.label)
                 if self.on_error is not None:
                     self.on_error(None)
+            if self._broken:
+                log.warning("%s: the sink works again (%d records dropped)", self.label, self._broken)
+                self._broken = 0
             return
+
+
+def _call(func, args):
+    """Run `func(*args)` in a pool thread and return the exception it raised, or None.
+
+    Returning it, instead of letting the pool re-raise it, keeps gevent from printing a traceback to stderr for every
+    failed write (and from writing to stderr on the hub at all).
+    """
+    try:
+        func(*args)
+    except Exception as exc:  # noqa: BLE001 - handed back to the writer, which decides what it means
+        return exc
+    return None
 
 
 class PipeReader:
@@ -283,3 +333,8 @@ class PipeReader:
 
     def stop(self) -> None:
         self._loop.kill(block=False)
+
+    def close(self) -> None:
+        """Pass on what the pipe holds now, then stop reading and close it (whoever still holds it gets EPIPE)."""
+        self.drain()
+        self._loop.kill()  # its `finally` passes on a last partial line and closes the pipe

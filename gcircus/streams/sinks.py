@@ -118,6 +118,13 @@ class _Sink:
     def reopen(self) -> None:
         """Nothing to reopen (file sinks override this)."""
 
+    def unwritten(self, record: dict) -> bytes | None:
+        """What of `record` a failed write left unwritten (to be written by the next call), or None if nothing of
+        it was written yet."""
+        if self._pending is not None and _same_record(record, self._pending[0]):
+            return self._pending[1]
+        return None
+
     def close(self) -> None:
         """Write what an earlier failure left pending, if possible."""
         if self._pending is not None:
@@ -278,6 +285,14 @@ class FileStream(_FileSink):
 
     def _piece_size(self) -> int:
         return max(1, self.max_bytes // 16)
+
+    def unwritten(self, record: dict) -> bytes | None:
+        """The rest of `record` after the pieces written so far (see __call__)."""
+        if self._progress is None or self._progress[0] is not record:
+            return super().unwritten(record)
+        pieces = _split_lines(record, self._piece_size())[self._progress[1]:]
+        rest = super().unwritten(pieces[0]) if pieces else None
+        return (pieces[0]["data"] if rest is None else rest) + b"".join(piece["data"] for piece in pieces[1:])
 
     def _payload(self, record: dict) -> bytes:
         self._descriptor()
