@@ -2,7 +2,8 @@
 
 Commands run one at a time, in arrival order, in one runner greenlet per watcher, so a queued command costs a small
 object, not a greenlet. What a client or a plugin can pile up is bounded three ways:
-- an identical command already waiting (not yet running) is shared: its caller gets the same result;
+- a command queued right behind an identical one that has not started yet shares it: both callers get the same
+  result (a thousand restarts sent in a burst are one restart);
 - past `limit` waiting commands, a new one is refused with `QueueFull`;
 - a stop cancels every command waiting behind the running one (they fail with `Cancelled`), so a shutdown never
   waits behind a backlog of restarts.
@@ -57,7 +58,7 @@ class CommandQueue:
         return len(self._waiting)
 
     def submit(self, key: Hashable, run: Callable[[], object], preempt: bool = False) -> gevent.event.AsyncResult:
-        """Queue `run` (or share an identical waiting `key`); return the result to wait on. Never blocks.
+        """Queue `run` (or share the last waiting operation if its key is `key`); return its result. Never blocks.
 
         `preempt` (a stop) first cancels every waiting operation that is not itself preemptive, and is accepted
         even while new commands are refused. Called from the runner itself (a command that issues another on its
@@ -75,9 +76,8 @@ class CommandQueue:
             self.cancel_waiting(reason, keep=lambda operation: operation.preempt)
         elif self._refusing is not None:
             raise Cancelled(self._refusing)
-        for operation in self._waiting:
-            if operation.key == key:
-                return operation.result
+        if self._waiting and self._waiting[-1].key == key:  # right behind an identical one: the same work
+            return self._waiting[-1].result
         if len(self._waiting) >= self.limit:
             raise QueueFull(f"watcher {self.owner!r} already has {len(self._waiting)} commands waiting (limit "
                             f"{self.limit}); try again once they have run")

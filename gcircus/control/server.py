@@ -2,7 +2,8 @@
 
 Requests are one JSON frame from a DEALER (Circus's clients) or, unlike Circus, a REQ envelope `[id, b"", json]`.
 Every malformed request gets an error reply (or, where no reply is possible, a log line) and changes nothing;
-commands run concurrently, and a command on a busy watcher simply waits for that watcher's lock.
+commands run concurrently. A long command (start, stop, restart...) runs in its watcher's command queue or in a
+bounded pool (gcircus.control.operations), so a backlog of them never keeps reads, stops or quits from being served.
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import zmq.green as zmq
 from gcircus.command_queue import QueueRefused
 from gcircus.control import commands as _commands  # noqa: F401 - registers every command
 from gcircus.control.commands.base import Deferred, get_command
+from gcircus.control.commands.lifecycle import Queued
 from gcircus.control.endpoints import bind_private, ipc_path
+from gcircus.control.operations import Operations
 from gcircus.control.errors import (BAD_MSG_DATA_ERROR, COMMAND_ERROR, MESSAGE_ERROR, OS_ERROR, UNKNOWN_COMMAND,
                                     ControlError)
 from gcircus.control.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
@@ -42,6 +45,7 @@ class ControlServer:
         self.socket = None
         self._loop: gevent.Greenlet | None = None
         self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
+        self._operations = Operations()
         self._send_lock = gevent.lock.Semaphore()
 
     def start(self) -> None:
@@ -64,8 +68,9 @@ class ControlServer:
             self._loop.kill()
         self._loop = None
         current = gevent.getcurrent()
-        others = [g for g in list(self._handlers) if g is not current]
+        others = [g for g in list(self._handlers) + self._operations.running() if g is not current]
         gevent.joinall(others, timeout=grace)
+        self._operations.wait_replies_sent(grace)
         if self.socket is not None:
             self.socket.close(linger=int(grace * 1000))
             self.socket = None
@@ -105,12 +110,16 @@ class ControlServer:
             self._send(envelope, error_reply(f"message too large: {len(payload)} bytes (limit "
                                              f"{self.max_message_size})", MESSAGE_ERROR))
             return
-        reply = self.handle(payload)
+        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply))
         if reply is not None:
             self._send(envelope, reply)
 
-    def handle(self, payload: bytes) -> dict | None:
-        """Run one request; return the reply, or None for a cast (fire-and-forget)."""
+    def handle(self, payload: bytes, reply_later=None) -> dict | None:
+        """Run one request; return the reply, or None for a cast (fire-and-forget) or a reply sent later.
+
+        A long command (Queued or Deferred) is answered at once, or, when the client asked for `waiting` and
+        `reply_later` is given, through `reply_later(reply)` once it is done; without `reply_later` it is waited for.
+        """
         msg_id = None
         cast = False
         try:
@@ -122,31 +131,55 @@ class ControlServer:
             if command is None:
                 raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
             props = command.validate(message["properties"])
+            waiting = bool(props.get("waiting")) and not cast
+            if waiting:
+                self._operations.check_reply_can_wait()
             result = command.execute(self.arbiter, props)
             if isinstance(result, Deferred):
-                if props.get("waiting") and not cast:
-                    result = result.run()
-                else:
-                    gevent.spawn(_run_in_background, name, result)
+                runner = self._operations.run(name, result.run, command.preempts)
+                result = Queued([runner], lambda values: values[0])
+            if isinstance(result, Queued):
+                if not waiting:
+                    self._operations.log_failures(name, result.results)
                     result = None
+                elif reply_later is not None:
+                    self._operations.reply_when_done(result.results, result.shape, lambda fields, exc: reply_later(
+                        self._reply(fields, exc, msg_id, payload)))
+                    return None
+                else:
+                    gevent.joinall(result.results)
+                    failure = next((r.exception for r in result.results if not r.successful()), None)
+                    if failure is not None:
+                        raise failure
+                    result = result.shape([r.value for r in result.results])
             reply = ok_reply(result, msg_id)
         except BadRequest as exc:
             msg_id, cast = exc.msg_id, exc.cast
             reply = error_reply(exc.reason, exc.errno, msg_id)
-        except ControlError as exc:
-            reply = error_reply(exc.reason, exc.errno, msg_id)
-        except QueueRefused as exc:  # a full or cancelled command queue: said plainly, no traceback
-            reply = error_reply(str(exc), COMMAND_ERROR, msg_id)
-        except OSError as exc:
-            reply = error_reply(str(exc), OS_ERROR, msg_id, exc)
         except Exception as exc:  # noqa: BLE001 - any failure becomes an error reply; the server keeps serving
-            log.exception("control command failed")
-            reply = error_reply(f"command {payload[:200]!r}: {exc}", COMMAND_ERROR, msg_id, exc)
+            reply = self._reply(None, exc, msg_id, payload)
         if cast:
             if reply.get("status") == "error":
                 log.warning("cast command failed: %s", reply["reason"])
             return None
         return reply
+
+    @staticmethod
+    def _reply(fields, exc: BaseException | None, msg_id, payload: bytes) -> dict:
+        """The reply for a command's outcome: its fields, or the error reply its exception maps to."""
+        if exc is None:
+            try:
+                return ok_reply(fields, msg_id)
+            except ControlError as bad:
+                exc = bad
+        if isinstance(exc, ControlError):
+            return error_reply(exc.reason, exc.errno, msg_id)
+        if isinstance(exc, QueueRefused):  # a full or cancelled command queue: said plainly, no traceback
+            return error_reply(str(exc), COMMAND_ERROR, msg_id)
+        if isinstance(exc, OSError):
+            return error_reply(str(exc), OS_ERROR, msg_id, exc)
+        log.error("control command failed", exc_info=(type(exc), exc, exc.__traceback__))
+        return error_reply(f"command {payload[:200]!r}: {exc}", COMMAND_ERROR, msg_id, exc)
 
     def _send(self, envelope: list[bytes], reply: dict) -> None:
         if self.socket is None:
@@ -163,11 +196,3 @@ class ControlServer:
             except zmq.ZMQError as exc:
                 log.warning("control channel: could not send a reply: %s", exc)
 
-
-def _run_in_background(name: str, deferred: Deferred) -> None:
-    try:
-        deferred.run()
-    except QueueRefused as exc:
-        log.warning("command %s was not run: %s", name, exc)
-    except Exception:  # noqa: BLE001 - no client waits for this result: log it
-        log.exception("command %s failed after its reply was sent", name)

@@ -67,6 +67,8 @@ class Command:
     # Positional arguments of gcircusctl, in order: property names; a trailing "*name" takes the rest.
     positional: ClassVar[tuple[str, ...]] = ()
     min_args: ClassVar[int] = 0
+    # A stop or quit: it goes ahead of queued commands and runs in a pool of its own (gcircus.control.operations).
+    preempts: ClassVar[bool] = False
 
     # -- server side -----------------------------------------------------------------------------------------
 

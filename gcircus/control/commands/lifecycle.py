@@ -1,6 +1,8 @@
 """start, stop, restart, reload, quit: changing whether watchers run."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gevent
 
 from gcircus.control.commands.base import Command, Deferred, Flag, Prop, match_watchers, register
@@ -9,9 +11,20 @@ WAITING = Flag("waiting", "waiting", help="reply only once the operation has fin
 MATCH = Flag("match", "match", takes_value=True, help="how NAME matches watchers: glob (default), simple, regex")
 
 
-def _run_all(watchers, method: str) -> None:
-    """Run one method on several watchers at once (each still serialises itself)."""
-    gevent.joinall([gevent.spawn(getattr(w, method)) for w in watchers], raise_error=True)
+class Queued:
+    """The command is already queued on watchers: `results` (their AsyncResults) say when it is done.
+
+    The server replies at once, or with `waiting` once every result is in, as `shape(values)`; nothing holds a
+    greenlet meanwhile, and a restart queued behind an identical one shares its result (gcircus.command_queue).
+    """
+
+    def __init__(self, results: list, shape: Callable[[list], object] = lambda values: None):
+        self.results = results
+        self.shape = shape
+
+
+def _info(results: list) -> dict:
+    return {"info": results[0]}
 
 
 @register
@@ -34,8 +47,8 @@ class Start(Command):
             return Deferred(arbiter.start_watchers)
         watchers = match_watchers(arbiter, props["name"], props["match"])
         if len(watchers) == 1:
-            return Deferred(lambda: {"info": watchers[0].start()})
-        return Deferred(lambda: _run_all([w for w in watchers if w.autostart], "start"))
+            return Queued([watchers[0].submit_start()], _info)
+        return Queued([w.submit_start() for w in watchers if w.autostart])
 
 
 @register
@@ -49,14 +62,15 @@ class Stop(Command):
     properties = Start.properties
     flags = (WAITING, MATCH)
     positional = ("name",)
+    preempts = True
 
     def execute(self, arbiter, props):
         if not props["name"]:
             return Deferred(arbiter.stop_watchers)
         watchers = match_watchers(arbiter, props["name"], props["match"])
         if len(watchers) == 1:
-            return Deferred(lambda: {"info": watchers[0].stop()})
-        return Deferred(lambda: _run_all(watchers, "stop"))
+            return Queued([watchers[0].submit_stop()], _info)
+        return Queued([w.submit_stop() for w in watchers])
 
 
 @register
@@ -78,11 +92,11 @@ class Restart(Command):
             return Deferred(arbiter.restart)
         watchers = match_watchers(arbiter, props["name"], props["match"])
         if len(watchers) == 1:
-            return Deferred(lambda: {"info": watchers[0].restart()})
+            return Queued([watchers[0].submit_restart()], _info)
 
         def stop_then_start():
-            _run_all(watchers, "stop")
-            _run_all([w for w in watchers if w.autostart], "start")
+            gevent.joinall([gevent.spawn(w.stop) for w in watchers], raise_error=True)
+            gevent.joinall([gevent.spawn(w.start) for w in watchers if w.autostart], raise_error=True)
         return Deferred(stop_then_start)
 
 
@@ -107,7 +121,7 @@ class Reload(Command):
         if not props["name"]:
             return Deferred(lambda: arbiter.reload(graceful=graceful, sequential=sequential))
         watcher = match_watchers(arbiter, props["name"], "simple")[0]
-        return Deferred(lambda: {"info": watcher.reload(graceful=graceful, sequential=sequential)})
+        return Queued([watcher.submit_reload(graceful=graceful, sequential=sequential)], _info)
 
 
 @register
@@ -120,6 +134,7 @@ class Quit(Command):
     name = "quit"
     properties = (Prop("waiting", "bool", default=False),)
     flags = (WAITING,)
+    preempts = True
 
     def execute(self, arbiter, props):
-        return Deferred(arbiter.stop)
+        return Queued([arbiter.stop_in_background()])
