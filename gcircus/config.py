@@ -32,7 +32,7 @@ from configobj import ConfigObj, ConfigObjError
 from gcircus import config_sections, identity
 from gcircus import options as opts
 from gcircus.command_line import CommandLineError, check_command_line
-from gcircus.errors import ConfigError, InvalidValue
+from gcircus.errors import ConfigError, InvalidValue, quote_value, shorten
 from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
 from gcircus.streams.factory import UnknownStreamClass, builtin_stream_class
 
@@ -41,6 +41,10 @@ log = logging.getLogger("gcircus.config")
 FLAPPING_PLUGIN_SUFFIX = "flapping.Flapping"
 # Unknown watcher keys this close to a real option are treated as typos.
 WATCHER_TYPO_CUTOFF = 0.85
+# Largest configuration file, and largest main file plus includes, gcircus reads: parsing takes several times the
+# file's size in memory, and a real configuration is a few KiB.
+MAX_CONFIG_FILE_SIZE = 4 << 20
+MAX_CONFIG_TOTAL_SIZE = 16 << 20
 
 
 @dataclass
@@ -106,12 +110,12 @@ def _scan(text: str, path: str) -> dict[str, Section]:
             in_option, last = False, None
             continue
         if current is None:
-            raise ConfigError(f"line {lineno}: option outside of any [section]: {line.strip()!r}",
+            raise ConfigError(f"line {lineno}: option outside of any [section]: {quote_value(line.strip())}",
                               file=path, line=lineno)
         match = _OPTION_LINE.match(line)
         key = match.group("key").strip() if match else ""
         if not key:
-            raise ConfigError(f"line {lineno}: expected 'name = value', got {line.strip()!r}",
+            raise ConfigError(f"line {lineno}: expected 'name = value', got {quote_value(line.strip())}",
                               file=path, section=current.name, line=lineno)
         value = line[match.end():]
         comment = _INLINE_COMMENT.search(value)
@@ -154,21 +158,38 @@ def _assemble(sections: dict[str, Section], path: str) -> dict[str, Section]:
     return result
 
 
-def _read_file(path: str) -> dict[str, Section]:
+def _read_text(path: str, budget: int) -> str:
+    """The file's text, refused (ConfigError naming it) past MAX_CONFIG_FILE_SIZE or the `budget` left.
+
+    At most one byte more than the limit is ever read, whatever the file is (a FIFO or /dev/zero included).
+    """
+    limit = min(MAX_CONFIG_FILE_SIZE, budget)
     try:
-        with open(path, encoding="utf-8") as stream:
-            text = stream.read()
+        with open(path, "rb") as stream:
+            data = stream.read(limit + 1)
+        if len(data) > limit:
+            if limit < MAX_CONFIG_FILE_SIZE:
+                raise ConfigError(f"the configuration files together are larger than {MAX_CONFIG_TOTAL_SIZE} bytes "
+                                  f"(the limit); this include is where the limit was passed", file=path)
+            raise ConfigError(f"the configuration file is larger than {MAX_CONFIG_FILE_SIZE} bytes (the limit)",
+                              file=path)
+        return data.decode("utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"the configuration file {path!r} does not exist", file=path) from None
+        raise ConfigError(f"the configuration file {quote_value(path)} does not exist", file=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the configuration file: {exc}", file=path) from None
+
+
+def _read_file(path: str, budget: int = MAX_CONFIG_TOTAL_SIZE) -> tuple[dict[str, Section], int]:
+    """The file's sections, and how many bytes of the total budget it used."""
+    text = _read_text(path, budget)
     sections = _assemble(_scan(text, path), path)
     # $(circus.config_dir) and $(circus.python) belong to the file a value is written in, so they are filled now,
     # before includes merge sections from several files.
     for section in sections.values():
         for entry in section.entries.values():
             entry.value = expand_file_placeholders(entry.value, os.path.abspath(path))
-    return sections
+    return sections, len(text.encode("utf-8"))
 
 
 def _merge(into: dict[str, Section], other: dict[str, Section]) -> None:
@@ -195,19 +216,21 @@ def _include_paths(circus: Section | None, main: str) -> list[str]:
         full = os.path.join(base, os.path.expanduser(pattern))
         matches = sorted(p for p in glob.glob(full) if os.path.isfile(p))
         if not matches:
-            log.warning("%r does not lead to any config. Make sure include paths are relative to "
-                        "the main config file", pattern)
+            log.warning("%s does not lead to any config. Make sure include paths are relative to "
+                        "the main config file", quote_value(pattern))
         found += [os.path.abspath(p) for p in matches]
     return found
 
 
 def _read_all(path: str) -> dict[str, Section]:
-    sections = _read_file(path)
+    sections, used = _read_file(path)
     seen = {path}
     for include in _include_paths(sections.get("circus"), path):
         if include not in seen:
             seen.add(include)
-            _merge(sections, _read_file(include))
+            included, size = _read_file(include, MAX_CONFIG_TOTAL_SIZE - used)
+            used += size
+            _merge(sections, included)
     # A section with no keys is ignored, as in Circus; [DEFAULT] then reaches every other section.
     sections = {name: s for name, s in sections.items() if s.entries}
     default = sections.pop("DEFAULT", None)
@@ -240,8 +263,8 @@ def _unknown(section: Section, key: str, entry: Entry, kind: str, cutoff: float 
     """Raise for a likely typo of a known option, otherwise log and ignore the key."""
     suggestion = opts.suggest(key, kind, cutoff)
     if suggestion:
-        raise _error(f"unknown option {key!r}", section, key, entry, entry.value, suggestion=suggestion)
-    log.warning("%s: [%s] ignoring unknown option %r", entry.file, section.name, key)
+        raise _error(f"unknown option {quote_value(key)}", section, key, entry, entry.value, suggestion=suggestion)
+    log.warning("%s: [%s] ignoring unknown option %s", entry.file, shorten(section.name), quote_value(key))
 
 
 # --------------------------------------------------------------------------- sections
@@ -368,7 +391,7 @@ def _watcher_prefixed(w: dict, key: str, raw: str, section: Section, entry: Entr
     if prefix == "hooks":
         if sub not in opts.HOOK_NAMES:
             close = difflib.get_close_matches(sub, opts.HOOK_NAMES, n=1, cutoff=0.6)
-            raise _error(f"unknown hook {sub!r}", section, key, entry,
+            raise _error(f"unknown hook {quote_value(sub)}", section, key, entry,
                          suggestion=f"hooks.{close[0]}" if close else None)
         w["hooks"][sub] = _parse_hook(raw, section, key, entry)
         return True
@@ -377,7 +400,7 @@ def _watcher_prefixed(w: dict, key: str, raw: str, section: Section, entry: Entr
         if option is not None:
             w["flapping"][sub] = _convert(option.convert, raw, section, key, entry)
         elif opts.suggest(sub, "flapping"):
-            raise _error(f"unknown option {key!r}", section, key, entry, raw,
+            raise _error(f"unknown option {quote_value(key)}", section, key, entry, raw,
                          suggestion="flapping." + opts.suggest(sub, "flapping"))
         w["options"][key] = raw
         return True
@@ -412,7 +435,7 @@ def _load_watcher(section: Section, circus: dict, env: dict, global_env: dict,
         elif not _watcher_prefixed(w, key, raw, section, entry):
             suggestion = None if "." in key else opts.suggest(key, "watcher", WATCHER_TYPO_CUTOFF)
             if suggestion:
-                raise _error(f"unknown option {key!r}", section, key, entry, raw, suggestion=suggestion)
+                raise _error(f"unknown option {quote_value(key)}", section, key, entry, raw, suggestion=suggestion)
             w["options"][key] = raw
     _check_watcher(w, section)
     return w
@@ -509,7 +532,7 @@ def load_config(path: str) -> Config:
         elif kind == "env" and sep:
             env_sections.append(([p.strip() for p in rest.split(",") if p.strip()], section))
         else:
-            log.warning("%s: %s", section.file, config_sections.unknown_section_warning(name))
+            log.warning("%s: %s", section.file, config_sections.unknown_section_warning(shorten(name)))
 
     watchers = [{**_load_watcher(s, circus, env, global_env, env_sections, flapping, flapping_active),
                  "_section": s.name} for s in watcher_sections]

@@ -11,6 +11,11 @@ from __future__ import annotations
 QUOTED_VALUE_LIMIT = 200
 
 
+def shorten(text: str, limit: int = QUOTED_VALUE_LIMIT) -> str:
+    """`text` cut to `limit` characters, with its full length said, for names an error message shows unquoted."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def quote_value(value: object, limit: int = QUOTED_VALUE_LIMIT) -> str:
     """`repr(value)` for an error message, cut to about `limit` characters with the full length said.
 
@@ -52,9 +57,9 @@ class ConfigError(Exception):
         if self.file:
             parts.append(f"{self.file}:")
         if self.section is not None:
-            parts.append(f"[{self.section}]")
+            parts.append(f"[{shorten(self.section)}]")
         if self.option is not None and self.value is not None:
-            parts.append(f"{self.option} = {quote_value(self.value)}: {self.reason}")
+            parts.append(f"{shorten(self.option)} = {quote_value(self.value)}: {self.reason}")
         else:
             parts.append(self.reason)
         text = " ".join(parts)

@@ -136,6 +136,9 @@ def check_env_name(name: Any) -> str:
     return text
 
 
+MAX_NAME_LENGTH = 255  # characters of a watcher name (it is in every event topic, reply and log line about it)
+
+
 def check_name(value: Any) -> str:
     """A watcher name: it goes into every event topic and reply as UTF-8, and into logs and `list` output.
 
@@ -151,6 +154,8 @@ def check_name(value: Any) -> str:
                            value) from None
     if not value.isprintable():
         raise InvalidValue("a name must be printable (no control characters)", value)
+    if len(value) > MAX_NAME_LENGTH:
+        raise InvalidValue(f"a name must be at most {MAX_NAME_LENGTH} characters long", value)
     return value
 
 

@@ -36,8 +36,17 @@ def closest(word: str, candidates: Iterable[str], cutoff: float = LOOKS_ALIKE) -
     """
     ranked = []
     for rank, candidate in enumerate(dict.fromkeys(candidates)):
+        if not _may_look_alike(word, candidate, cutoff):
+            continue  # also keeps a huge word (a multi-MiB section name) from costing len(word) x len(candidate)
         distance = edit_distance(word, candidate)
         ratio = difflib.SequenceMatcher(None, word, candidate).ratio()
         if distance <= 1 or ratio >= cutoff:
             ranked.append((distance, rank, candidate))
     return min(ranked)[2] if ranked else None
+
+
+def _may_look_alike(word: str, candidate: str, cutoff: float) -> bool:
+    """False when the lengths alone rule both tests out: the edit distance is at least the length difference, and
+    difflib's ratio at most twice the shorter length over the sum of both."""
+    shorter, longer = sorted((len(word), len(candidate)))
+    return longer - shorter <= 1 or 2 * shorter >= cutoff * (shorter + longer)
