@@ -8,9 +8,10 @@ tools' sections.
 """
 from __future__ import annotations
 
+import difflib
 import re
 
-from gcircus.suggest import closest
+from gcircus.suggest import closest, edit_distance
 
 # The kinds of section gcircus reads, as they are written. [env] is both: plain, and named by watcher patterns.
 PLAIN_KINDS = {"circus": "[circus]", "env": "[env]", "DEFAULT": "[DEFAULT]"}
@@ -75,11 +76,27 @@ def diagnose(name: str) -> SectionProblem | None:
     return SectionProblem(f"unknown section kind {kind!r}", suggestion)
 
 
+# A misspelt kind is an error, so "close" is strict here: another tool's section in a shared ini file ([testenv],
+# [logging], [dev]) must stay a warning. Close means the same letters in another case, one edit (a swap of two
+# letters counts as one) on a kind long enough that one edit is a slip rather than another word, or a spelling
+# difflib rates this alike.
+MIN_LENGTH_FOR_ONE_EDIT = 5
+SECTION_TYPO_CUTOFF = 0.85
+
+
 def _closest_kind(kind: str, kinds: list[str]) -> str | None:
-    """The kind `kind` was probably meant to be: the same letters in another case, else the nearest spelling."""
+    """The kind `kind` was probably meant to be, or None when it is not a slip of any kind gcircus reads."""
     by_lower = {candidate.lower(): candidate for candidate in kinds}
-    meant = kind.lower() if kind.lower() in by_lower else closest(kind.lower(), list(by_lower))
-    return by_lower[meant] if meant else None
+    word = kind.lower()
+    if word in by_lower:
+        return by_lower[word]
+    meant = closest(word, list(by_lower), cutoff=SECTION_TYPO_CUTOFF)
+    if meant is None:
+        return None
+    if edit_distance(word, meant) <= 1 and min(len(word), len(meant)) < MIN_LENGTH_FOR_ONE_EDIT and \
+            difflib.SequenceMatcher(None, word, meant).ratio() < SECTION_TYPO_CUTOFF:
+        return None  # [dev] is not a slip of [env]
+    return by_lower[meant]
 
 
 def unknown_section_warning(name: str) -> str:

@@ -112,6 +112,15 @@ def test_an_unrelated_section_stays_a_warning_as_in_circus(write, caplog):
     assert "[watcher:NAME]" in caplog.text  # the warning says which sections gcircus reads
 
 
+@pytest.mark.parametrize("section", ["testenv:py39", "testenv", "dev", "environ", "logging", "pylint", "tool:pytest"])
+def test_other_tools_sections_in_a_shared_ini_stay_warnings(write, caplog, section):
+    """Only a slip of a kind gcircus reads is an error: [testenv] is tox's, not a misspelt [env]."""
+    with caplog.at_level(logging.WARNING, logger="gcircus.config"):
+        config = load_config(write(f"[{section}]\nkey = value\n\n[watcher:web]\ncmd = sleep 1\n"))
+    assert [w["name"] for w in config.watchers] == ["web"]
+    assert f"ignoring unknown section [{section}]" in caplog.text
+
+
 def test_a_misspelt_section_in_an_included_file_names_that_file(tmp_path):
     included = write_config(tmp_path / "extra.ini", "[watchers:web]\ncmd = sleep 1\n")
     main = write_config(tmp_path / "circus.ini", "[circus]\ninclude = extra.ini\n")
