@@ -60,13 +60,28 @@ def declared_options(doc: str) -> dict[str, int]:
 
 
 def unknown_option_message(name: str, known: list[str], where: str = "") -> str:
-    """`unknown option --x[ where]`, with the closest known long option for a long one (one letter has no close)."""
-    meant = closest(name, [k for k in known if k.startswith("--")]) if name.startswith("--") else None
-    return f"unknown option {name}{where}" + (f" (did you mean {meant}?)" if meant else "")
+    """`unknown option --x[ where]`, with the closest known long option for a long one (one letter has no close).
+
+    Names are compared without their leading dashes: the `--` every candidate shares would make any two names look
+    alike (`--bogsu` and `--pubsub`).
+    """
+    meant = None
+    if name.startswith("--"):
+        meant = closest(name[2:], [k[2:] for k in known if k.startswith("--")])
+    return f"unknown option {name}{where}" + (f" (did you mean --{meant}?)" if meant else "")
 
 
 def option_mistake(argv: list[str], declared: dict[str, int], options_first: bool = False) -> str | None:
-    """What is wrong with the first option in `argv` that `doc` does not declare, read as docopt reads it.
+    """What is wrong with the first option in `argv` that `doc` does not declare, read as docopt reads it."""
+    for kind, value in _read(argv, declared, options_first):
+        if kind == "mistake":
+            return value
+    return None
+
+
+def _read(argv: list[str], declared: dict[str, int], options_first: bool = False):
+    """Read `argv` as docopt does: yield ("option", its declared name), ("argument", token), and at the first
+    option `doc` does not declare ("mistake", what is wrong with it), after which reading stops.
 
     A long option may be shortened to a unique prefix; an option that takes a value consumes the next token;
     short options may be bundled (`-hc FILE`); `--` ends the options, and so does the first positional argument
@@ -76,28 +91,36 @@ def option_mistake(argv: list[str], declared: dict[str, int], options_first: boo
     tokens = iter(argv)
     for token in tokens:
         if token == "--":
-            return None
+            yield from (("argument", rest) for rest in tokens)
+            return
         if token.startswith("--"):
             name, has_value, _ = token.partition("=")
             matches = [known for known in longs if known == name] or [known for known in longs
                                                                        if known.startswith(name)]
             if not matches:
-                return unknown_option_message(name, longs)
+                yield "mistake", unknown_option_message(name, longs)
+                return
             if len(matches) > 1:
-                return f"option {name} is ambiguous: it may be {', '.join(matches)}"
+                yield "mistake", f"option {name} is ambiguous: it may be {', '.join(matches)}"
+                return
+            yield "option", matches[0]
             if declared[matches[0]] and not has_value:
                 next(tokens, None)
         elif token.startswith("-") and token != "-" and not _is_number(token):
             for index, letter in enumerate(token[1:], 2):
                 if f"-{letter}" not in declared:
-                    return unknown_option_message(f"-{letter}", longs)
+                    yield "mistake", unknown_option_message(f"-{letter}", longs)
+                    return
+                yield "option", f"-{letter}"
                 if declared[f"-{letter}"]:
                     if index == len(token):
                         next(tokens, None)
                     break
-        elif options_first:
-            return None
-    return None
+        else:
+            yield "argument", token
+            if options_first:
+                yield from (("argument", rest) for rest in tokens)
+                return
 
 
 def _is_number(token: str) -> bool:
@@ -110,25 +133,55 @@ def _is_number(token: str) -> bool:
 
 def _reason(doc: str, argv: list[str], message: str, usage: str, options_first: bool) -> str:
     declared = declared_options(doc)
-    mistake = option_mistake(argv, declared, options_first)
+    read = list(_read(argv, declared, options_first))
+    mistake = next((value for kind, value in read if kind == "mistake"), None)
     if mistake:
         return mistake
     if message.endswith(usage):
         message = message[:-len(usage)].strip()
-    if message.startswith(UNMATCHED):
-        return _leftover(message[len(UNMATCHED):].strip())
-    if message:
+    if message and not message.startswith(UNMATCHED):
         return message
-    missing = [name for name in dict.fromkeys(re.findall(r"<[^>]+>", usage)) if name not in argv]
-    return f"missing {' '.join(missing)}" if missing else "the arguments do not fit the usage"
+    # docopt-ng reports a missing argument as options it could not place (`gcircusd --daemon`): look first.
+    missing = missing_arguments(usage, sum(kind == "argument" for kind, _ in read))
+    if missing:
+        return f"missing {' '.join(missing)}"
+    if message:
+        return _leftover(message[len(UNMATCHED):].strip(), [value for kind, value in read if kind == "option"])
+    return "the arguments do not fit the usage"
+
+
+def missing_arguments(usage: str, given: int) -> list[str]:
+    """The required positional arguments (`<config>`) that `given` arguments leave out, in the usage patterns
+    options go with (those requiring no option: `gcircusd [options] <config>`, not `gcircusd --version`).
+
+    Nothing is missing when any such pattern is satisfied by `given` arguments.
+    """
+    missing: list[str] | None = None
+    for line in usage.splitlines()[1:]:
+        words = line.split()[1:]
+        required, depth = [], 0
+        for word in re.findall(r"\[|\]|[^\s\[\]|()]+", " ".join(words)):
+            if word in ("[", "]"):
+                depth += 1 if word == "[" else -1
+            elif depth == 0 and word.startswith("-"):
+                break  # a pattern that requires an option (--version, -h): not the one options go with
+            elif depth == 0 and word.startswith("<"):
+                required.append(word.removesuffix("..."))
+        else:
+            if given >= len(required):
+                return []
+            if missing is None:
+                missing = required[given:]
+    return missing or []
 
 
 UNMATCHED = "Warning: found unmatched (duplicate?) arguments"
 
 
-def _leftover(patterns: str) -> str:
+def _leftover(patterns: str, options_given: list[str]) -> str:
     """Say what docopt-ng could not place. It gives its leftover patterns only as their reprs in its message
-    (`[Argument(None, 'b')]`), which are Python literals once the class name is dropped."""
+    (`[Argument(None, 'b')]`), which are Python literals once the class name is dropped. An option is said to be
+    given twice only when `options_given` (the command line's options, by declared name) really holds it twice."""
     for kind, fields in re.findall(r"(Option|Argument)\((.*?)\)(?=, Option|, Argument|\]$)", patterns):
         try:
             values = ast.literal_eval(f"({fields},)")
@@ -136,5 +189,8 @@ def _leftover(patterns: str) -> str:
             continue
         if kind == "Argument":
             return f"unexpected argument {values[1]!r}"
-        return f"option {values[1] or values[0]} is given twice or does not go with the other arguments"
+        name = values[1] or values[0]
+        if sum(given in (values[0], values[1]) for given in options_given) > 1:
+            return f"option {name} is given twice"
+        return f"option {name} does not go with the other arguments"
     return "the arguments do not fit the usage"
