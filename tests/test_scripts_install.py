@@ -45,6 +45,19 @@ def test_run_installs_the_runtime_only_and_once(tmp_path):
     assert run(tree, tmp_path, "scripts/run", "other.ini") == ["gcircusd other.ini"]
 
 
+def test_run_takes_a_relative_config_from_the_callers_directory(tmp_path):
+    """`scripts/run my.ini` from elsewhere runs my.ini from there (it ran the repository's my.ini); the demo runs
+    from the repository's top level."""
+    tree = make_tree(tmp_path)
+    gcircusd = tree / ".venv" / "bin" / "gcircusd"
+    gcircusd.write_text('#!/bin/sh\necho "$(basename "$0") $* in $(pwd -P)" >> "$CALLS"\n')
+    here = os.path.realpath(tmp_path)
+    assert run(tree, tmp_path, "scripts/run", "my.ini")[-1] == f"gcircusd my.ini in {here}"
+    assert run(tree, tmp_path, "scripts/run", "--log-level", "debug", "conf/my.ini") == [
+        f"gcircusd --log-level debug conf/my.ini in {here}"]
+    assert run(tree, tmp_path, "scripts/run") == [f"gcircusd conf/app.ini in {os.path.realpath(tree)}"]
+
+
 def test_the_test_install_adds_the_extras_and_covers_the_runtime(tmp_path):
     tree = make_tree(tmp_path)
     assert run(tree, tmp_path, "scripts/run") == ["python -m pip install -q -e .", "gcircusd conf/app.ini"]
