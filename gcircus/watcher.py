@@ -138,7 +138,7 @@ class Watcher:
         self._retiring: dict[int, Process] = {}
         self._handled: dict[int, gevent.event.Event] = {}
         self._expiry: dict[int, gevent.Greenlet] = {}
-        self._leftover_stops: set[gevent.Greenlet] = set()  # see _stop_leftovers
+        self._leftover_stops: dict[gevent.Greenlet, Process] = {}  # see _stop_leftovers
         self._status = STOPPED
         self._lock = gevent.lock.RLock()
         self._commands = CommandQueue(name)
@@ -514,7 +514,7 @@ class Watcher:
         self.call_hook("before_stop")
         victims = list(self.processes.values()) + list(self._retiring.values())
         self._stop_processes(victims, graceful_timeout)
-        gevent.joinall(list(self._leftover_stops))  # what exited processes left behind is gone too
+        self._wait_leftovers(graceful_timeout)  # what exited processes left behind is gone too
         self.outputs.close()  # as in Circus, streams close on stop (and open again with the next spawn)
         self._status = STOPPED
         self.notify("stop")
@@ -790,10 +790,24 @@ class Watcher:
             try:
                 process.stop_leftovers(self.stop_signal, self.graceful_timeout, send=self._send_stop_signal)
             finally:
-                self._leftover_stops.discard(greenlet)
+                self._leftover_stops.pop(greenlet, None)
 
         greenlet = gevent.spawn(stop_them)
-        self._leftover_stops.add(greenlet)
+        self._leftover_stops[greenlet] = process
+
+    def _wait_leftovers(self, graceful_timeout: float | None) -> None:
+        """Wait for the leftover stops in progress; a stop with its own (shorter) grace period SIGKILLs them after it.
+
+        Without that a fast shutdown (SIGQUIT: no grace period) would still wait the watcher's graceful_timeout for
+        a leftover that ignores the stop signal.
+        """
+        if graceful_timeout is None:
+            gevent.joinall(list(self._leftover_stops))
+            return
+        gevent.joinall(list(self._leftover_stops), timeout=graceful_timeout)
+        for process in list(self._leftover_stops.values()):
+            process.kill_tree()
+        gevent.joinall(list(self._leftover_stops))
 
     def _back_to_waiting(self) -> None:
         """An on_demand watcher whose processes all exited is stopped again (no `stop` event, as in Circus); the

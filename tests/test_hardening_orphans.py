@@ -6,8 +6,12 @@ watcher left them all running; what they wrote after the exit was lost.
 from __future__ import annotations
 
 import os
+import signal
+
+import gevent
 
 from gcircus.client import Client
+from gcircus.watcher import Watcher
 from tests.conftest import alive, wait_for, write_config
 
 
@@ -72,3 +76,27 @@ def test_stop_leaves_nothing_of_processes_that_exited_on_their_own(tmp_path, dae
         assert os.getpgid(daemon.pid) != orphan
     finally:
         client.close()
+
+
+def test_a_stop_with_no_grace_period_kills_a_leftover_ignoring_its_stop_signal(tmp_path):
+    # In-process watcher: its stop(graceful_timeout=0) must not wait the watcher's 60 s graceful_timeout for the
+    # leftover of an exited process that ignores SIGTERM.
+    orphan_pid = tmp_path / "orphan.pid"
+    script = (f"if [ -e {tmp_path}/ran ]; then exec sleep 300; fi; touch {tmp_path}/ran; "
+              f"(trap '' TERM; touch {tmp_path}/ready; exec sleep 300) & echo $! > {orphan_pid}; "
+              f"while [ ! -e {tmp_path}/ready ]; do sleep 0.05; done; exit 0")
+    watcher = Watcher("w", "sh", args=["-c", script], graceful_timeout=60, working_dir=str(tmp_path))
+    orphan = 0
+    try:
+        watcher.start()
+        orphan = wait_for(lambda: _read_pid(orphan_pid), timeout=30, message="the background job's pid")
+        wait_for(lambda: watcher._leftover_stops, timeout=30, message="the leftover being stopped")
+        assert alive(orphan)  # it ignores SIGTERM: the leftover stop waits out the 60 s grace period
+        stopper = gevent.spawn(watcher.stop, 0)
+        stopper.join(timeout=30)  # well under the 60 s the leftover stop would otherwise wait
+        assert stopper.ready(), "stop(graceful_timeout=0) waited for the grace period"
+        wait_for(lambda: not alive(orphan), timeout=30, message="the leftover killed")
+    finally:
+        watcher.stop(0)
+        if orphan and alive(orphan):
+            os.kill(orphan, signal.SIGKILL)
