@@ -96,7 +96,7 @@ def _convert(key: str, value: Any) -> Any:
             return None
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ValueError("expected a user or group name or number")
-        return value if isinstance(value, int) else value.strip()
+        return value if isinstance(value, int) else opts.check_exec_text(value.strip())
     if key == "retry_in":
         return _non_negative(key, opts.to_float(value))
     if key.startswith("rlimit_") and len(key) > 7:

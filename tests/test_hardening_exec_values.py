@@ -27,6 +27,7 @@ def _config(tmp_path, extra_watcher: str = "", extra: str = "") -> str:
     ("", "[env:bad]\nA = B\x00C", "env:bad", "A"),
     ("", "[env]\nA\x00B = C", "env", "A\x00B"),
     ("working_dir = /tm\x00p", "", "watcher:bad", "working_dir"),
+    ("uid = ro\x00ot", "", "watcher:bad", "uid"),
     ("stdout_stream.class = FileStream\nstdout_stream.filename = /tmp/x\x00y", "", "watcher:bad",
      "stdout_stream.filename"),
 ])
@@ -86,6 +87,8 @@ def _pids(client: Client, name: str) -> list[int]:
     ("args", ["1", "2\x003"]),
     ("args", "'unbalanced"),
     ("working_dir", "/tm\x00p"),
+    ("uid", "ro\x00ot"),
+    ("gid", "wh\x00eel"),
     ("stdout_stream.filename", "/tmp/a\x00b"),
 ])
 def test_set_value_that_exec_refuses_is_refused_and_nothing_changes(running, key, value):
