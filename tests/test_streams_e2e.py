@@ -126,7 +126,7 @@ def test_child_killed_mid_burst_has_all_its_output_in_the_file_at_reap(tmp_path,
         wait_for(lambda: running.call("set", name="burst", options={"respawn": False})
                  and consumer.wait_for("watcher.burst.updated", 0.2), message="the subscription")
         wait_for(lambda: len(read(counter)) == 8 and int.from_bytes(read(counter), "little") > 2_000_000,
-                 timeout=4, message="2 MB written")
+                 timeout=60, message="2 MB written")
         os.kill(pid, signal.SIGKILL)
         topic, message = consumer.wait_for("watcher.burst.reap", 30) or (None, None)
         data = read(tmp_path / "burst.log")  # right at the reap event
