@@ -49,7 +49,7 @@ class Arbiter:
         self.check_delay = check_delay
         self.prereload_fn = prereload_fn
         self.context = context
-        self.statsd = statsd  # a stats_endpoint line alone does not turn the stats publisher on (Circus's does)
+        self.statsd = statsd  # config and get_arbiter turn it on for a stats_endpoint given alone, as Circus does
         self.stats_endpoint = stats_endpoint or (DEFAULT_STATS if statsd else None)
         self.multicast_endpoint = multicast_endpoint
         self.plugins = list(plugins or [])
@@ -454,6 +454,7 @@ def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endp
     if background:
         raise ValueError("background=True is not supported: call arbiter.start() from your gevent application")
     built = []
+    statsd = statsd or stats_endpoint is not None  # Circus runs its stats for a stats_endpoint given alone
     for spec in watchers:
         spec = dict(spec)
         spec.setdefault("name", os.path.basename(str(spec["cmd"]).split()[0]))

@@ -306,6 +306,12 @@ def _load_circus(section: Section | None, mapping: dict) -> dict:
             continue
         raw = expand_circus_vars(entry.value, mapping)
         circus[key] = _convert(option.convert, raw, section, key, entry)
+    if "stats_endpoint" in section.entries and not circus["statsd"]:
+        # Circus's examples turn stats on with a stats_endpoint line alone, so circusd runs its stats for either.
+        if "statsd" in section.entries:
+            log.warning("%s: [circus] stats_endpoint is set, so stats are published although statsd is false "
+                        "(as circusd does)", section.file)
+        circus["statsd"] = True
     return circus
 
 

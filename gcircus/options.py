@@ -325,7 +325,7 @@ CIRCUS_OPTIONS = _table("circus", [
     ("endpoint_owner", _OS, None, False, "user owning an ipc:// control socket; requests get that user's rights only"),
     ("pubsub_endpoint", _S, "tcp://127.0.0.1:5556", False, "event (PUB) endpoint"),
     ("multicast_endpoint", _OS, None, False, "UDP discovery endpoint; empty or absent means off"),
-    ("stats_endpoint", _S, "tcp://127.0.0.1:5557", False, "stats (PUB) endpoint, bound when statsd is on"),
+    ("stats_endpoint", _S, "tcp://127.0.0.1:5557", False, "stats (PUB) endpoint; setting it turns statsd on"),
     ("statsd", _B, False, False, "publish process stats on stats_endpoint (sampled inside gcircusd)"),
     ("statsd_close_outputs", _B, False, False, "close the stats publisher's stdout/stderr"),
     ("stats_interval", to_positive_float, 1.0, False, "seconds between two samples on the stats channel"),

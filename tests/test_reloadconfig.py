@@ -252,9 +252,9 @@ def test_circus_key_that_needs_a_restart_is_reported(setup):
     setup.start(BASE, {"web": 2, "worker": 1})
     setup.write(BASE, circus=f"stats_endpoint = tcp://127.0.0.1:{free_port()}\n")
     plan = setup.call("reloadconfig", waiting=True)["plan"]
-    assert plan["circus"]["needs_restart"] == ["stats_endpoint"]
+    assert plan["circus"]["needs_restart"] == ["stats_endpoint", "statsd"]  # the line turns stats on, as in Circus
     again = setup.call("reloadconfig", dry_run=True)["plan"]  # still differs from the running daemon
-    assert again["circus"]["needs_restart"] == ["stats_endpoint"]
+    assert again["circus"]["needs_restart"] == ["stats_endpoint", "statsd"]
 
 
 def test_sighup_applies_the_file_and_survives_a_broken_one(setup):

@@ -1,0 +1,143 @@
+"""Issue 11: what a Circus user notices on swapping circusd for gcircusd (stats from a stats_endpoint line, the
+`signal NAME 0` probe, `set env` types, a Circus plugin without Circus, `httpd`, tools that start `circusd`).
+
+Each scenario runs against gcircusd and, where that is practical, against circusd 0.19 on the same config.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import textwrap
+
+import pytest
+import zmq.green as zmq
+from gevent import subprocess as gsubprocess
+
+from gcircus import linux
+from gcircus.client import CallError, Client
+from gcircus.plugins import load_plugin_class
+from tests.conftest import GCIRCUSD, alive, free_port, wait_for, write_config
+
+KINDS = ["gcircusd", "circusd"]
+WEB = """
+[watcher:web]
+cmd = /bin/sleep 3600
+numprocesses = 2
+graceful_timeout = 2
+"""
+
+
+class Supervisor:
+    """gcircusd or circusd on one config, with its control endpoint; `stop()` ends it and whatever it left."""
+
+    def __init__(self, kind: str, directory, circus_lines: str, watchers: str):
+        self.kind = kind
+        directory.mkdir()
+        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.pubsub = f"tcp://127.0.0.1:{free_port()}"
+        self.config = write_config(directory / "circus.ini", f"[circus]\nendpoint = {self.endpoint}\n"
+                                                             f"pubsub_endpoint = {self.pubsub}\n{circus_lines}\n"
+                                                             f"{watchers}")
+        self.log_path = directory / f"{kind}.out"
+        self._log = open(self.log_path, "wb")
+        command = GCIRCUSD if kind == "gcircusd" else [sys.executable, "-m", "circus.circusd"]
+        self.proc = gsubprocess.Popen(command + [self.config], stdout=self._log, stderr=gsubprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def call(self, command: str, **props) -> dict:
+        with Client(self.endpoint, timeout=10) as client:
+            return client.call(command, **props)
+
+    def pids(self, name: str) -> list[int]:
+        return self.call("list", name=name)["pids"]
+
+    def wait_running(self, counts: dict[str, int]) -> None:
+        """Until every watcher it lists is active (circusd hangs on a SIGTERM while it still starts them) and the
+        watchers of `counts` run that many processes."""
+        def running():
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.kind} exited:\n{self.output()}")
+            try:
+                statuses = self.call("status").get("statuses") or {}
+                return statuses and all(s == "active" for s in statuses.values()) and \
+                    all(len(self.pids(name)) == n for name, n in counts.items())
+            except CallError:
+                return False
+        wait_for(running, timeout=60, interval=0.05, message=f"{self.kind} running its watchers")
+
+    def stop(self) -> None:
+        children = linux.descendants(self.proc.pid) if self.proc.poll() is None else []
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except gsubprocess.TimeoutExpired:  # a stop that hangs is not what these tests check
+                self.proc.kill()
+                self.proc.wait()
+        for pid in children:  # anything it left behind must not outlive the test
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self._log.close()
+
+
+@pytest.fixture
+def supervisors(tmp_path):
+    """start(kind, circus_lines, watchers, counts) -> a running Supervisor; all are stopped at the end."""
+    started: list[Supervisor] = []
+
+    def start(kind: str, circus_lines: str = "", watchers: str = WEB, counts: dict | None = None) -> Supervisor:
+        if kind == "circusd":
+            pytest.importorskip("circus")
+        supervisor = Supervisor(kind, tmp_path / f"{kind}{len(started)}", circus_lines, watchers)
+        started.append(supervisor)
+        supervisor.wait_running({"web": 2} if counts is None else counts)
+        return supervisor
+
+    yield start
+    for supervisor in started:
+        supervisor.stop()
+
+
+# -- 1. a stats_endpoint line turns stats on ------------------------------------------------------------------------
+
+def stat_topics(endpoint: str, wanted: set[str]) -> set[str]:
+    """Subscribe to a stats endpoint until every topic of `wanted` has arrived; the topics seen."""
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock.linger = 0
+    sock.setsockopt(zmq.SUBSCRIBE, b"stat.")
+    sock.connect(endpoint)
+    seen: set[str] = set()
+    try:
+        def arrived():
+            while sock.poll(0):
+                topic, body = sock.recv_multipart()
+                json.loads(body)
+                seen.add(topic.decode())
+            return wanted <= seen
+        wait_for(arrived, timeout=30, interval=0.02, message=f"stats topics {sorted(wanted)}")
+    finally:
+        sock.close()
+    return seen
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("statsd_line", ["", "statsd = false"])
+def test_a_stats_endpoint_line_alone_publishes_stats(supervisors, kind, statsd_line):
+    stats = f"tcp://127.0.0.1:{free_port()}"
+    supervisor = supervisors(kind, f"stats_endpoint = {stats}\n{statsd_line}")
+    web = supervisor.pids("web")
+    stat_topics(stats, {f"stat.web.{pid}" for pid in web})
+    if kind == "gcircusd" and statsd_line:
+        assert "stats_endpoint is set, so stats are published although statsd is false" in supervisor.output()
+
+
+def test_get_arbiter_with_a_stats_endpoint_turns_stats_on(tmp_path):
+    from gcircus import get_arbiter
+
+    endpoint = f"ipc://{tmp_path}/stats.sock"
+    assert get_arbiter([], stats_endpoint=endpoint).statsd  # as circus.get_arbiter does
+    assert not get_arbiter([]).statsd
