@@ -141,3 +141,26 @@ def test_get_arbiter_with_a_stats_endpoint_turns_stats_on(tmp_path):
     endpoint = f"ipc://{tmp_path}/stats.sock"
     assert get_arbiter([], stats_endpoint=endpoint).statsd  # as circus.get_arbiter does
     assert not get_arbiter([]).statsd
+
+
+# -- 2. signal NAME 0 ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_signal_zero_is_a_liveness_probe(supervisors, kind):
+    supervisor = supervisors(kind)
+    web = supervisor.pids("web")
+    for props in ({"signum": 0}, {"signum": "0"}, {"signum": 0, "pid": web[0]}, {"signum": 0, "children": True},
+                  {"signum": 0, "recursive": True}):
+        reply = supervisor.call("signal", name="web", **props)
+        assert reply["status"] == "ok", (props, reply)
+    assert sorted(supervisor.pids("web")) == sorted(web)
+    assert all(alive(pid) for pid in web)
+    reply = supervisor.call("signal", name="web", signum="SIGNOPE")
+    assert reply["status"] == "error"  # gcircus: "signal invalid"; Circus: an AttributeError (README)
+
+
+def test_kill_and_negative_signals_still_refuse_zero(supervisors):
+    supervisor = supervisors("gcircusd")
+    for command, props in (("kill", {"signum": 0}), ("signal", {"signum": -1})):
+        reply = supervisor.call(command, name="web", **props)
+        assert (reply["status"], reply["errno"], reply["reason"]) == ("error", 3, "signal invalid"), command

@@ -154,7 +154,7 @@ def _check(prop: Prop, value: Any) -> Any:
             raise MessageError(f"{prop.name!r} must be at least {prop.minimum:g}")
         return value
     if kind == "signal":
-        return to_signum(value)
+        return to_signum(value, 1 if prop.minimum is None else int(prop.minimum))
     if kind == "object":
         if not isinstance(value, dict):
             raise MessageError(f"{prop.name!r} must be an object")
@@ -172,8 +172,11 @@ def _check(prop: Prop, value: Any) -> Any:
     raise AssertionError(f"unknown property kind {kind}")
 
 
-def to_signum(value: Any) -> int:
-    """A signal number from a number or a name (`TERM`, `SIGTERM`, `sigterm`); MessageError `signal invalid`."""
+def to_signum(value: Any, minimum: int = 1) -> int:
+    """A signal number from a number or a name (`TERM`, `SIGTERM`, `sigterm`); MessageError `signal invalid`.
+
+    A `minimum` of 0 also takes 0, the signal that only checks that a process exists.
+    """
     if isinstance(value, bool):
         raise MessageError("signal invalid")
     if isinstance(value, str):
@@ -186,7 +189,8 @@ def to_signum(value: Any) -> int:
                 return int(signal_module.Signals[name])
             except KeyError:
                 raise MessageError("signal invalid") from None
-    if not isinstance(value, int) or value not in set(int(s) for s in signal_module.valid_signals()) or value <= 0:
+    if not isinstance(value, int) or value < minimum or \
+            (value != 0 and value not in set(int(s) for s in signal_module.valid_signals())):
         raise MessageError("signal invalid")
     return value
 

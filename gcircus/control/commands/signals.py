@@ -36,11 +36,12 @@ class Signal(Command):
     The signal goes to every process of the watcher, or only to <pid>. With <childpid>, only to that child of
     <pid>. With --children, to the processes' direct children instead (all descendants with --recursive as
     well); with --recursive alone, to the processes and all their descendants. A signal name (TERM, SIGTERM) or
-    number. No event is published; a process that dies is reaped and respawned as usual.
+    number; 0 sends nothing and only checks that the processes exist. No event is published; a process that dies
+    is reaped and respawned as usual.
     """
 
     name = "signal"
-    properties = (Prop("name", required=True), Prop("signum", "signal", required=True), Prop("pid", "pid"),
+    properties = (Prop("name", required=True), Prop("signum", "signal", required=True, minimum=0), Prop("pid", "pid"),
                   Prop("childpid", "pid"), Prop("children", "bool", default=False),
                   Prop("recursive", "bool", default=False))
     flags = (Flag("children", "children", help="signal the direct children instead"),
