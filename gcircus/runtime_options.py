@@ -40,6 +40,10 @@ class UnknownKey(ValueError):
         self.key = key
 
 
+class CircusReason(ValueError):
+    """A bad value refused with Circus's own reason text, which `parse` passes on as it is (clients compare it)."""
+
+
 def action_for(key: str) -> int:
     """What applying `key` requires: RELOAD (new processes), MANAGE (re-count processes) or NOTHING."""
     if key in _RELOAD_KEYS:
@@ -68,7 +72,7 @@ def parse(key: str, value: Any) -> Any:
     """Convert one watcher option value (any option of the table, its families and env/hooks/streams objects)."""
     try:
         return _convert(key, value)
-    except UnknownKey:
+    except (UnknownKey, CircusReason):
         raise
     except (ValueError, TypeError) as exc:
         raise ValueError(f"invalid value {quote_value(value)} for {key!r}: {_reason(exc)}") from None
@@ -151,8 +155,8 @@ def _env(value: Any) -> dict:
         raise ValueError("expected an object of NAME: value")
     env = {}
     for name, item in value.items():
-        if isinstance(item, (dict, list, bool)) or item is None:
-            raise ValueError(f"{quote_value(name)} must be a string")
+        if not isinstance(item, str):  # refused as Circus does, not stringified: 1 and true are not "1" and "True"
+            raise CircusReason(f"{quote_value(name)} isn't a string")
         env[opts.check_env_name(name)] = opts.check_exec_text(item)
     return env
 

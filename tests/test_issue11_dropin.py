@@ -164,3 +164,19 @@ def test_kill_and_negative_signals_still_refuse_zero(supervisors):
     for command, props in (("kill", {"signum": 0}), ("signal", {"signum": -1})):
         reply = supervisor.call(command, name="web", **props)
         assert (reply["status"], reply["errno"], reply["reason"]) == ("error", 3, "signal invalid"), command
+
+
+# -- 3. set/add env values must be strings --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_set_and_add_refuse_an_env_value_that_is_not_a_string(supervisors, kind):
+    supervisor = supervisors(kind)
+    replies = {}
+    for value in (1, True, None, 1.5, ["x"], {"y": "z"}):
+        reply = supervisor.call("set", name="web", options={"env": {"OK": "yes", "A": value}})
+        replies[json.dumps(value)] = (reply["status"], reply.get("errno"), reply.get("reason"))
+        reply = supervisor.call("add", name="other", cmd="/bin/sleep 3600", options={"env": {"A": value}})
+        replies["add " + json.dumps(value)] = (reply["status"], reply.get("errno"), reply.get("reason"))
+    assert set(replies.values()) == {("error", 3, "'A' isn't a string")}, replies
+    assert supervisor.call("options", name="web")["options"]["env"] in ({}, None)
+    assert "other" not in supervisor.call("list")["watchers"]
