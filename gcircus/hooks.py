@@ -42,9 +42,14 @@ def resolve_name(dotted: str) -> Callable:
         return obj
     parts = dotted.split(".")
     for cut in range(len(parts) - 1, 0, -1):
+        module_name = ".".join(parts[:cut])
         try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
+            obj = importlib.import_module(module_name)
+        except ImportError as exc:
+            if not _names_a_missing_part(exc, module_name):
+                # The module exists but failed to import (a dependency it imports is missing, for one): that is
+                # the cause to report, not "cannot import" the name.
+                raise ImportError(f"importing {module_name!r} failed: {exc}", name=exc.name) from exc
             continue
         try:
             for part in parts[cut:]:
@@ -53,6 +58,14 @@ def resolve_name(dotted: str) -> Callable:
             break
         return obj
     raise ImportError(f"cannot import {dotted!r}")
+
+
+def _names_a_missing_part(exc: ImportError, module_name: str) -> bool:
+    """True if `exc` only says that `module_name` (or a package above it) does not exist."""
+    missing = getattr(exc, "name", None)
+    if not isinstance(exc, ModuleNotFoundError) or not missing:
+        return False
+    return module_name == missing or module_name.startswith(missing + ".")
 
 
 def add_env_pythonpath(env: dict) -> None:

@@ -180,3 +180,65 @@ def test_set_and_add_refuse_an_env_value_that_is_not_a_string(supervisors, kind)
     assert set(replies.values()) == {("error", 3, "'A' isn't a string")}, replies
     assert supervisor.call("options", name="web")["options"]["env"] in ({}, None)
     assert "other" not in supervisor.call("list")["watchers"]
+
+
+# -- 4. a plugin written for Circus when Circus is not installed ----------------------------------------------------
+
+def write_plugin_package(directory, imports: str) -> None:
+    """`myproject.plugins.Logger`, a module that imports `imports` first."""
+    package = directory / "myproject"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "plugins.py").write_text(textwrap.dedent(f"""
+        import {imports}
+
+
+        class Logger:
+            pass
+        """))
+
+
+def test_a_plugin_whose_import_fails_names_the_missing_module(tmp_path, monkeypatch):
+    write_plugin_package(tmp_path, "gcircus_issue11_missing_dependency")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValueError) as info:
+        load_plugin_class("myproject.plugins.Logger", "plugin:logger")
+    message = str(info.value)
+    assert "importing 'myproject.plugins' failed: No module named 'gcircus_issue11_missing_dependency'" in message
+    assert "install circus" not in message  # only a missing circus gets that advice
+    for name in [m for m in sys.modules if m == "myproject" or m.startswith("myproject.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+def test_a_missing_hook_or_module_still_reads_cannot_import():
+    with pytest.raises(ValueError, match="cannot import the plugin class 'nowhere_issue11.plugins.Logger'"):
+        load_plugin_class("nowhere_issue11.plugins.Logger", "plugin:x")
+    with pytest.raises(ValueError, match="'os.path' failed|cannot import"):
+        load_plugin_class("os.path.NoSuchClass", "plugin:x")
+
+
+def test_gcircusd_says_a_circus_plugin_needs_circus(tmp_path):
+    """On a gcircus-only install (circus hidden by a package that cannot be imported), the config error says that
+    the plugin needs circus and what to do, not just "cannot import"."""
+    write_plugin_package(tmp_path / "code", "circus.plugins")
+    shadow = tmp_path / "shadow" / "circus"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'circus'\", name='circus')\n")
+    config = write_config(tmp_path / "circus.ini", f"""
+        [circus]
+        endpoint = tcp://127.0.0.1:{free_port()}
+        pubsub_endpoint = tcp://127.0.0.1:{free_port()}
+
+        [watcher:web]
+        cmd = /bin/sleep 3600
+
+        [plugin:logger]
+        use = myproject.plugins.Logger
+        """)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "shadow"), str(tmp_path / "code"),
+                                                        os.path.dirname(os.path.dirname(__file__))])}
+    done = gsubprocess.run(GCIRCUSD + [config], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "importing 'myproject.plugins' failed: No module named 'circus'" in done.stderr
+    assert "install circus (pip install circus)" in done.stderr
+    assert "gcircus.plugins.CircusPlugin" in done.stderr

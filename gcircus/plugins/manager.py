@@ -34,6 +34,15 @@ def is_circus_plugin_class(cls) -> bool:
     return any(base.__module__ == "circus.plugins" and base.__name__ == "CircusPlugin" for base in cls.__mro__)
 
 
+def _circus_missing_hint(exc: Exception) -> str:
+    """What to do when a plugin written for Circus cannot be imported because Circus is not installed."""
+    missing = getattr(exc, "name", None) or ""
+    if missing != "circus" and not missing.startswith("circus."):
+        return ""
+    return ("; the plugin is written for Circus, which is not installed: install circus (pip install circus) and "
+            "gcircus runs it unchanged with gcircus-plugin, or base it on gcircus.plugins.CircusPlugin")
+
+
 def load_plugin_class(use: str, name: str = ""):
     """The class `use` names, a Circus built-in being replaced by its native equivalent; ValueError if unusable."""
     label = name or use
@@ -41,7 +50,8 @@ def load_plugin_class(use: str, name: str = ""):
     try:
         cls = resolve_name(target)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise ValueError(f"[{label}]: cannot import the plugin class {use!r}: {exc}") from None
+        raise ValueError(f"[{label}]: cannot import the plugin class {use!r}: {exc}{_circus_missing_hint(exc)}") \
+            from None
     except Exception as exc:  # noqa: BLE001 - importing user code may fail in any way; it is a config error
         raise ValueError(f"[{label}]: importing the plugin class {use!r} failed: {exc!r}") from None
     if not isinstance(cls, type) or not (issubclass(cls, (NativePlugin, CircusPlugin)) or is_circus_plugin_class(cls)):
