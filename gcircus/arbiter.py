@@ -267,6 +267,9 @@ class Arbiter:
 
             self.stats = StatsService.for_arbiter(self)
             self.stats.start()
+        if self.httpd:
+            log.warning("httpd = true is ignored: gcircus has no HTTP server yet, so httpd, httpd_host and httpd_port "
+                        "do nothing (circusd refuses to start without circus-web, which is no longer shipped)")
         if self.multicast_endpoint and self.endpoint and self.discovery is None:
             from gcircus.control.discovery import DiscoveryResponder
 
@@ -451,10 +454,10 @@ def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endp
     tcp://127.0.0.1:5555 behind its host's back), multicast discovery stays off unless `multicast_endpoint` is
     given, and `background=True` is refused (run the arbiter on your own hub).
     """
+    statsd = statsd or stats_endpoint is not None  # Circus runs its stats for a stats_endpoint given alone
     if background:
         raise ValueError("background=True is not supported: call arbiter.start() from your gevent application")
     built = []
-    statsd = statsd or stats_endpoint is not None  # Circus runs its stats for a stats_endpoint given alone
     for spec in watchers:
         spec = dict(spec)
         spec.setdefault("name", os.path.basename(str(spec["cmd"]).split()[0]))

@@ -332,7 +332,7 @@ CIRCUS_OPTIONS = _table("circus", [
     ("check_delay", _F, 5.0, False, "kept for `globaloptions`; gcircus reacts to SIGCHLD, it does not poll"),
     ("umask", to_octal, None, False, "umask of gcircusd and its children (octal); empty means inherit"),
     ("warmup_delay", _F, 0.0, False, "seconds to wait between starting two watchers"),
-    ("httpd", _B, False, False, "run circus-web (not shipped)"),
+    ("httpd", _B, False, False, "circus-web (not shipped): true only logs a warning"),
     ("httpd_host", _S, "localhost", False, "circus-web host"),
     ("httpd_port", to_port, 8080, False, "circus-web port"),
     ("httpd_close_outputs", _B, False, False, "close circus-web's stdout/stderr"),

@@ -242,3 +242,38 @@ def test_gcircusd_says_a_circus_plugin_needs_circus(tmp_path):
     assert "importing 'myproject.plugins' failed: No module named 'circus'" in done.stderr
     assert "install circus (pip install circus)" in done.stderr
     assert "gcircus.plugins.CircusPlugin" in done.stderr
+
+
+# -- 5. httpd -------------------------------------------------------------------------------------------------------
+
+def test_httpd_is_named_in_a_warning(supervisors):
+    supervisor = supervisors("gcircusd", "httpd = true\nhttpd_port = 1")
+    assert "httpd = true is ignored" in supervisor.output()
+    assert "httpd_host and httpd_port do nothing" in supervisor.output()
+
+
+def test_httpd_off_says_nothing(supervisors):
+    supervisor = supervisors("gcircusd")
+    assert "httpd = true is ignored" not in supervisor.output()
+
+
+def test_circusd_refuses_httpd_without_circus_web(tmp_path):
+    pytest.importorskip("circus")
+    try:
+        import circusweb  # noqa: F401
+        pytest.skip("circus-web is installed")
+    except ImportError:
+        pass
+    config = write_config(tmp_path / "circus.ini", f"""
+        [circus]
+        endpoint = tcp://127.0.0.1:{free_port()}
+        pubsub_endpoint = tcp://127.0.0.1:{free_port()}
+        httpd = true
+
+        [watcher:web]
+        cmd = /bin/sleep 3600
+        """)
+    done = gsubprocess.run([sys.executable, "-m", "circus.circusd", config], capture_output=True, text=True,
+                           timeout=60)
+    assert done.returncode == 1
+    assert "You need to install circus-web" in done.stdout + done.stderr
