@@ -277,3 +277,25 @@ def test_circusd_refuses_httpd_without_circus_web(tmp_path):
                            timeout=60)
     assert done.returncode == 1
     assert "You need to install circus-web" in done.stdout + done.stderr
+
+
+# -- 6. hidden watchers ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stats_and_builtin_plugins_are_no_watchers_under_gcircusd(supervisors, kind):
+    """README "Hidden watchers": circusd lists circusd-stats and plugin:NAME among the watchers and counts their
+    processes; gcircusd runs both inside itself, so `list`, `status` and the counts show the configured watchers."""
+    stats = f"tcp://127.0.0.1:{free_port()}"
+    supervisor = supervisors(kind, f"statsd = true\nstats_endpoint = {stats}", WEB + textwrap.dedent(f"""
+        [plugin:counter]
+        use = circus.plugins.statsd.StatsdEmitter
+        host = 127.0.0.1
+        port = {free_port()}
+        """))
+    internal = {"circusd-stats", "plugin:counter"} if kind == "circusd" else set()
+    assert set(supervisor.call("list")["watchers"]) == {"web"} | internal
+    assert set(supervisor.call("status")["statuses"]) == {"web"} | internal
+    assert supervisor.call("numwatchers")["numwatchers"] == 1 + len(internal)
+    assert supervisor.call("numprocesses")["numprocesses"] == 2 + len(internal)
+    # What works with both: the stats channel itself says that stats are on.
+    stat_topics(stats, {"stat.circus", "stat.web"})
