@@ -299,3 +299,108 @@ def test_stats_and_builtin_plugins_are_no_watchers_under_gcircusd(supervisors, k
     assert supervisor.call("numprocesses")["numprocesses"] == 2 + len(internal)
     # What works with both: the stats channel itself says that stats are on.
     stat_topics(stats, {"stat.circus", "stat.web"})
+
+
+# -- 7. circusd and circusctl aliases -------------------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INSTALL_ALIASES = ["-m", "gcircus.cli.install_aliases"]
+
+
+def gcircus_only_python(tmp_path) -> tuple[list[str], dict]:
+    """A Python that imports gcircus (and docopt) but not circus: this venv's, without site-packages (-S)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("docopt")
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    if spec.submodule_search_locations:
+        (deps / "docopt").symlink_to(list(spec.submodule_search_locations)[0])
+    else:
+        (deps / "docopt.py").symlink_to(spec.origin)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, str(deps)])}
+    probe = gsubprocess.run([sys.executable, "-S", "-c", "import importlib.util, gcircus.cli.usage; "
+                             "print(importlib.util.find_spec('circus'))"], env=env, capture_output=True, text=True)
+    assert probe.stdout.strip() == "None", probe.stderr
+    return [sys.executable, "-S"], env
+
+
+def install_aliases(python: list[str], env: dict | None, *args: str) -> gsubprocess.CompletedProcess:
+    return gsubprocess.run(python + INSTALL_ALIASES + list(args), env=env, capture_output=True, text=True,
+                           timeout=60, cwd=ROOT)
+
+
+def test_aliases_run_gcircusd_and_gcircusctl_where_circus_is_not_installed(tmp_path):
+    python, env = gcircus_only_python(tmp_path)
+    bin_dir = tmp_path / "bin"
+    done = install_aliases(python, env, "--bin", str(bin_dir))
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(bin_dir)) == ["circusctl", "circusd"]
+    assert all(os.access(bin_dir / name, os.X_OK) for name in ("circusd", "circusctl"))
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "circus.ini", f"""
+        [circus]
+        endpoint = {endpoint}
+        pubsub_endpoint = tcp://127.0.0.1:{free_port()}
+
+        [watcher:sleeper]
+        cmd = /bin/sleep 3600
+        """)
+    with open(tmp_path / "circusd.out", "wb") as log:
+        daemon = gsubprocess.Popen([str(bin_dir / "circusd"), config], stdout=log, stderr=gsubprocess.STDOUT)
+        try:
+            def status() -> str:
+                assert daemon.poll() is None, (tmp_path / "circusd.out").read_text()
+                return gsubprocess.run([str(bin_dir / "circusctl"), "--endpoint", endpoint, "status"],
+                                       capture_output=True, text=True, timeout=60).stdout
+            wait_for(lambda: "sleeper: active" in status(), timeout=30, interval=0.1,
+                     message="circusctl to report the watcher circusd started")
+            assert "gcircusd" in (tmp_path / "circusd.out").read_text()  # it is gcircusd that runs
+        finally:
+            daemon.terminate()
+            assert daemon.wait(timeout=30) == 0
+
+
+def test_aliases_are_refused_where_circus_is_installed(tmp_path):
+    pytest.importorskip("circus")
+    done = install_aliases([sys.executable], None, "--bin", str(tmp_path / "bin"))
+    assert done.returncode == 1
+    assert "refused: Circus is installed" in done.stderr and "Nothing was changed" in done.stderr
+    assert not (tmp_path / "bin").exists()
+
+
+def test_aliases_never_replace_a_command_they_did_not_make(tmp_path):
+    python, env = gcircus_only_python(tmp_path)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    real = bin_dir / "circusd"
+    real.write_text("#!/bin/sh\necho the real circusd\n")
+    done = install_aliases(python, env, "--bin", str(bin_dir))
+    assert done.returncode == 1
+    assert f"refused: {real} already exists" in done.stderr
+    assert os.listdir(bin_dir) == ["circusd"] and real.read_text() == "#!/bin/sh\necho the real circusd\n"
+    done = install_aliases(python, env, "--bin", str(bin_dir), "--remove")
+    assert done.returncode == 0 and "left alone" in done.stdout
+    assert real.read_text() == "#!/bin/sh\necho the real circusd\n"
+
+
+def test_installing_aliases_again_is_harmless_and_remove_undoes_it(tmp_path):
+    python, env = gcircus_only_python(tmp_path)
+    bin_dir = tmp_path / "bin"
+    assert install_aliases(python, env, "--bin", str(bin_dir)).returncode == 0
+    again = install_aliases(python, env, "--bin", str(bin_dir))
+    assert again.returncode == 0 and again.stdout.count("already there") == 2
+    removed = install_aliases(python, env, "--bin", str(bin_dir), "--remove")
+    assert removed.returncode == 0 and removed.stdout.count("removed") == 2
+    assert os.listdir(bin_dir) == []
+    assert install_aliases(python, env, "--bin", str(bin_dir), "--remove").returncode == 0
+
+
+def test_gcircus_install_aliases_is_a_console_script():
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(os.path.join(ROOT, "setup.cfg"))
+    scripts = dict(line.split(" = ") for line in parser["options.entry_points"]["console_scripts"].split("\n") if line)
+    assert scripts["gcircus-install-aliases"] == "gcircus.cli.install_aliases:run"
+    assert "circusd" not in scripts and "circusctl" not in scripts  # never installed by default
