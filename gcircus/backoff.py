@@ -8,7 +8,8 @@ loop can spin forever. Here the rule runs inside the watcher on each unexpected 
 The window is measured on a clock that leaves out the pauses the watcher itself inserts between respawns (see
 Watcher._respawn_pace): those grow up to 10 s, and counting them would spread a crash loop's exits beyond any window,
 so a broken command would never be recognised and would be retried forever. Circus's plugin likewise subtracts its
-own respawn delay (check_delay) from the measured span.
+own respawn delay (check_delay) from the measured span. Only the part of a pause that lies between the first and the
+last exit counted is left out: another process may exit while the watcher is still pausing.
 """
 from __future__ import annotations
 
@@ -29,8 +30,7 @@ class CrashLoopGuard:
     max_retry: int = 5
     exits: list[float] = field(default_factory=list)
     tries: int = 0
-    paused: float = 0.0  # seconds the watcher chose to wait before respawning, left out of the window
-
+    pauses: list[tuple[float, float]] = field(default_factory=list)  # (began, ended): waits left out of the window
 
     @classmethod
     def from_config(cls, conf: dict | None) -> CrashLoopGuard:
@@ -41,12 +41,14 @@ class CrashLoopGuard:
 
     def record_exit(self, when: float) -> str:
         """Record an unexpected exit at monotonic time `when`; return OK, BACKOFF or GIVE_UP."""
-        self.exits.append(when - self.paused)
+        self.exits.append(when)
         if len(self.exits) < max(1, self.attempts):
             return OK
         first, last = self.exits[0], self.exits[-1]
+        paused = sum(max(0.0, min(ended, last) - max(began, first)) for began, ended in self.pauses)
         self.exits.clear()
-        if last - first > self.window:
+        self.pauses.clear()
+        if max(0.0, last - first - paused) > self.window:
             # Exits too far apart: not a crash loop. Start counting afresh, as Circus's plugin does.
             self.tries = 0
             return OK
@@ -56,11 +58,16 @@ class CrashLoopGuard:
         self.tries = 0
         return GIVE_UP
 
-    def record_pause(self, seconds: float) -> None:
-        """The watcher waits `seconds` before its next respawn: that wait is not part of the crash loop's pace."""
-        self.paused += seconds
+    def record_pause(self, began: float, ended: float) -> None:
+        """The watcher waited from `began` to `ended` (monotonic) before a respawn: not part of the crash loop's pace.
+
+        Recorded once the wait is over, so an exit during it is not moved back by the part still to come.
+        """
+        if self.exits:  # a pause over before the first exit counted lies outside any span to come
+            self.pauses.append((began, ended))
 
     def reset(self) -> None:
         """Forget history (an operator started the watcher by hand)."""
         self.exits.clear()
+        self.pauses.clear()
         self.tries = 0

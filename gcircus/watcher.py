@@ -143,7 +143,8 @@ class Watcher:
         self._lock = gevent.lock.RLock()
         self._commands = CommandQueue(name)
         self._interrupt = gevent.event.Event()
-        self._fill_pending = False
+        self._fill_greenlet: gevent.Greenlet | None = None  # the respawn waiting its turn (_schedule_fill)
+        self._generation = 0  # bumped by each operator start/restart: a back-off decided before it is void
         self._quick_exits = 0
         self._spawn_failures = 0  # consecutive failed spawn attempts, for their pacing and for logging them once
         self.spawn_error: str | None = None  # why the last spawn attempt failed; None once a spawn succeeds
@@ -286,29 +287,36 @@ class Watcher:
             self._interrupt.set()
 
     def _run_start(self) -> dict:
-        self._cancel_retry()
-        self.crash_guard.reset()
-        self.flapping_state = ""
         with self._lock:
+            self._begin_by_hand()
             return self._start()
 
     def _run_stop(self, graceful_timeout: float | None) -> None:
-        self._cancel_retry()
         with self._lock:
+            self._cancel_retry()  # also one a back-off that held the lock just set
             self._interrupt.clear()
             self._stop(graceful_timeout)
 
     def _run_restart(self) -> dict:
-        self._cancel_retry()
-        self.crash_guard.reset()
-        self.flapping_state = ""
         with self._lock:
+            self._begin_by_hand()
             self._interrupt.clear()
             stopped = list(self.processes)
             self._stop()
             result = self._start()
             result["stopped"] = stopped
             return result
+
+    def _begin_by_hand(self) -> None:
+        """An operator starts the watcher (lock held): forget the crash-loop history, void a back-off decided before.
+
+        Under the lock, so a back-off that took it first has finished (its retry is cancelled here), and one still
+        waiting for it sees the new generation and does nothing.
+        """
+        self._generation += 1
+        self._cancel_retry()
+        self.crash_guard.reset()
+        self.flapping_state = ""
 
     def _run_reload(self, graceful: bool, sequential: bool) -> dict:
         with self._lock:
@@ -489,6 +497,7 @@ class Watcher:
             log.warning("watcher %r: before_start hook failed, not starting", self.name)
             return {"started": [], "kept": []}
         self._status = STARTING
+        self._cancel_fill()
         self._quick_exits = 0  # a fresh start (operator, or a retry after a back-off) respawns at full pace again
         self._spawn_failures = 0
         self.outputs.prepare()  # stream files exist from the start, as in Circus, even before the first line
@@ -508,6 +517,7 @@ class Watcher:
         return {"started": started, "kept": []}
 
     def _stop(self, graceful_timeout: float | None = None) -> None:
+        self._cancel_fill()
         if self._status == STOPPED and not self.processes and not self._retiring:
             return
         self._status = STOPPING
@@ -553,10 +563,25 @@ class Watcher:
             for process in old:
                 self._retire(process)
             started = self._fill(warmup=False)
-            self._stop_processes(old)
-            stopped = [p.pid for p in old]
+            replaced = self._keep_unreplaced(old, started)
+            self._stop_processes(replaced)
+            stopped = [p.pid for p in replaced]
         self.notify("reload")
-        return {"stopped": stopped, "started": started, "kept": []}
+        return {"stopped": stopped, "started": started, "kept": [p.pid for p in old if p.pid not in stopped]}
+
+    def _keep_unreplaced(self, retired: list[Process], started: list[int]) -> list[Process]:
+        """Spawning fell short of replacing `retired` (retried in the background): return the ones to stop.
+
+        The newest of those not replaced run on instead, so a reload or a max_age rotation while the command cannot
+        be spawned never takes the watcher below the processes it had.
+        """
+        short = min(len(retired) - len(started), self.numprocesses - len(self.processes))
+        if short <= 0 or self._status != ACTIVE:
+            return retired
+        kept = [p for p in retired if p.pid in self._retiring][-short:]
+        for process in kept:
+            self.processes[process.pid] = self._retiring.pop(process.pid)
+        return [p for p in retired if p not in kept]
 
     def _manage(self) -> None:
         """Bring the number of processes to numprocesses: spawn the missing, stop the oldest extras."""
@@ -627,7 +652,7 @@ class Watcher:
                     log.error("watcher %r: cannot spawn: %s (%s)", self.name, exc, why)
                 else:
                     log.debug("watcher %r: spawn attempt %d failed: %s", self.name, self._spawn_failures, exc)
-                delay = min(0.05 * 2 ** self._spawn_failures, MAX_RESPAWN_DELAY)
+                delay = self._spawn_retry_delay()
                 if self.max_retry == -1 or exc.transient:
                     self._schedule_fill(delay)
                     return None
@@ -639,6 +664,10 @@ class Watcher:
                 self._spawn_failures = 0
                 self.spawn_error = None
                 return process
+
+    def _spawn_retry_delay(self) -> float:
+        """Delay before the next spawn attempt after consecutive failures: 0.1 s, 0.2 s... up to MAX_RESPAWN_DELAY."""
+        return min(0.05 * 2 ** min(self._spawn_failures, 16), MAX_RESPAWN_DELAY)  # 2 ** 1100 is no float
 
     def spawn_process(self, recovery_wid: int | None = None) -> Process | None:
         """Spawn one process now (no retries), between the before_spawn and after_spawn hooks."""
@@ -772,7 +801,7 @@ class Watcher:
             # killed must not take its healthy siblings down with it.
             verdict = self.crash_guard.record_exit(time.monotonic())
             if verdict != backoff.OK:
-                gevent.spawn(self._back_off, verdict)
+                gevent.spawn(self._back_off, verdict, self._generation)
                 return
         if self.on_demand and not self.processes:
             gevent.spawn(self._back_to_waiting)  # the last process is gone: wait for the next connection
@@ -831,7 +860,7 @@ class Watcher:
         self._quick_exits += 1
         if self._quick_exits < 2:
             return 0.0
-        delay = min(0.1 * 2 ** (self._quick_exits - 2), MAX_RESPAWN_DELAY)
+        delay = min(0.1 * 2 ** min(self._quick_exits - 2, 16), MAX_RESPAWN_DELAY)  # 2 ** 1100 is no float
         if self._quick_exits == QUIET_AFTER + 1:
             log.warning("watcher %r: processes keep exiting within %gs of starting; respawning with a growing delay"
                         " (up to %gs); further exits are logged at debug level", self.name, QUICK_EXIT,
@@ -843,36 +872,45 @@ class Watcher:
         return (process.exit.time if process.exit else time.time()) - process.started
 
     def _schedule_fill(self, delay: float = 0.0) -> None:
-        if self._fill_pending:
+        if self._fill_greenlet is not None:
             return
-        self._fill_pending = True
 
         def fill():
             if delay:
-                self.crash_guard.record_pause(delay)
+                began = time.monotonic()
                 gevent.sleep(delay)
+                self.crash_guard.record_pause(began, time.monotonic())
             with self._lock:
-                self._fill_pending = False
+                if self._fill_greenlet is not gevent.getcurrent():
+                    return  # a start or stop cancelled it while it waited
+                self._fill_greenlet = None
                 if self._status == ACTIVE:
                     self._fill()
-        gevent.spawn(fill)
+        self._fill_greenlet = gevent.spawn(fill)
 
-    def _back_off(self, verdict: str) -> None:
+    def _cancel_fill(self) -> None:
+        """Drop the respawn waiting its turn (lock held): a start or stop begins again at full pace."""
+        greenlet, self._fill_greenlet = self._fill_greenlet, None
+        if greenlet is not None and greenlet is not gevent.getcurrent():
+            greenlet.kill(block=False)
+
+    def _back_off(self, verdict: str, generation: int) -> None:
         guard = self.crash_guard
-        with self._lock:
-            if self._status not in (ACTIVE, STARTING):
+        with self._lock:  # held to the end, so a start or stop waiting for it sees (and cancels) the retry
+            # An operator's start or restart since the verdict voids it: the watcher it judged is gone.
+            if generation != self._generation or self._status not in (ACTIVE, STARTING):
                 return
             self._stop()
-        if verdict == backoff.BACKOFF:
-            self.flapping_state = "backoff"
-            retries = "unlimited" if guard.max_retry == -1 else f"{guard.tries} of {guard.max_retry}"
-            log.warning("watcher %r is flapping (%d exits within %gs): stopped, retrying in %gs (retry %s)",
-                        self.name, guard.attempts, guard.window, guard.retry_in, retries)
-            self._retry_timer = gevent.spawn_later(guard.retry_in, self._retry_after_backoff)
-        else:
-            self.flapping_state = "gave_up"
-            log.error("watcher %r is flapping and gave up after %d retries: it stays stopped until an operator"
-                      " starts it (gcircusctl start %s)", self.name, guard.max_retry, self.name)
+            if verdict == backoff.BACKOFF:
+                self.flapping_state = "backoff"
+                retries = "unlimited" if guard.max_retry == -1 else f"{guard.tries} of {guard.max_retry}"
+                log.warning("watcher %r is flapping (%d exits within %gs): stopped, retrying in %gs (retry %s)",
+                            self.name, guard.attempts, guard.window, guard.retry_in, retries)
+                self._retry_timer = gevent.spawn_later(guard.retry_in, self._retry_after_backoff)
+            else:
+                self.flapping_state = "gave_up"
+                log.error("watcher %r is flapping and gave up after %d retries: it stays stopped until an operator"
+                          " starts it (gcircusctl start %s)", self.name, guard.max_retry, self.name)
 
     def _retry_after_backoff(self) -> None:
         self._retry_timer = None
@@ -893,7 +931,10 @@ class Watcher:
             if process.pid not in self.processes or self._status != ACTIVE:
                 return
             self._retire(process)
-            self._fill()
+            if not self._keep_unreplaced([process], self._fill()):
+                # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
+                self._expiry[process.pid] = gevent.spawn_later(self._spawn_retry_delay(), self._expire, process)
+                return
         self._stop_process(process)
 
     # -- signals -------------------------------------------------------------------------------------------------

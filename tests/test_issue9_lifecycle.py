@@ -6,7 +6,9 @@ failing command every 10 s forever, logged at debug level.
 """
 from __future__ import annotations
 
+import os
 import re
+import signal
 
 import gevent
 import pytest
@@ -14,7 +16,7 @@ import pytest
 from gcircus.backoff import BACKOFF, OK, CrashLoopGuard
 from gcircus.client import Client
 from gcircus.watcher import Watcher
-from tests.conftest import wait_for
+from tests.conftest import alive, wait_for
 from tests.test_gcircusd_signals import make_config
 
 BACKOFF_LINE = re.compile(r"\[WARNING\] watcher 'crash' is flapping .* retrying in [\d.]+s \(retry (\S+)(?: of \d+)?\)")
@@ -50,12 +52,13 @@ def clock_backoffs(daemon) -> int:
 
 
 @pytest.mark.parametrize("tuning", [
-    ("flapping.retry_in = 0.2", ""),
-    # A wider window (still shorter than the 10 s pacing that hid the loop) tolerates a heavily loaded machine.
+    # A wider window (still shorter than the 10 s pacing that hid the loop) tolerates a heavily loaded machine, where
+    # one fork, exec and exit can take over the default 1 s (the exact sequence of back-offs is asserted).
+    ("flapping.retry_in = 0.2\nflapping.window = 3", ""),
     ("", "[plugin:flapping]\nuse = circus.plugins.flapping.Flapping\nretry_in = 0.2\nwindow = 3\n"),
 ], ids=["watcher-option", "plugin-section"])
 def test_crash_loop_gives_up_after_max_retry_and_stays_stopped(tmp_path, daemon_factory, tuning):
-    config = crash_config(tmp_path, *tuning)  # default attempts, window and max_retry (5)
+    config = crash_config(tmp_path, *tuning)  # default attempts and max_retry (5)
     daemon = daemon_factory(config)
     gave_up = wait_for(lambda: GAVE_UP_LINE.search(daemon.output()), timeout=60, message="the crash loop gives up")
     assert gave_up.group(1) == "5"
@@ -105,8 +108,21 @@ def test_without_flapping_check_the_watcher_stays_active_and_respawns(tmp_path, 
 def test_respawn_pauses_are_left_out_of_the_flapping_window():
     guard = CrashLoopGuard(attempts=2, window=1.0, retry_in=7, max_retry=5)
     assert guard.record_exit(100.0) == OK
-    guard.record_pause(10.0)  # the watcher waited 10 s before respawning: the exits are 10.2 s apart
+    guard.record_pause(100.1, 110.1)  # the watcher waited 10 s before respawning: the exits are 10.2 s apart
     assert guard.record_exit(110.2) == BACKOFF
+
+
+def test_only_the_part_of_a_pause_between_two_exits_is_left_out():
+    # The pause (another process's respawn) began 9.5 s before the first exit: only its last 0.5 s lie between the
+    # exits, 2.5 s apart. Before, the whole pause was subtracted (-7.5 s, so "flapping").
+    guard = CrashLoopGuard(attempts=2, window=1.0, retry_in=7, max_retry=5)
+    assert guard.record_exit(109.5) == OK
+    guard.record_pause(100.0, 110.0)
+    assert guard.record_exit(112.0) == OK
+    # An exit during a pause counts the pause only once it is over (it is recorded when the wait returns).
+    assert guard.record_exit(200.0) == OK
+    assert guard.record_exit(203.0) == OK  # 3 s apart; the pause in progress from 199 to 209 is not known yet
+    guard.record_pause(199.0, 209.0)
 
 
 def test_start_with_an_unspawnable_command_retrying_forever_returns_and_retries_in_the_background(tmp_path):
@@ -122,5 +138,129 @@ def test_start_with_an_unspawnable_command_retrying_forever_returns_and_retries_
         draft.rename(tool)
         wait_for(lambda: len(watcher.pids) == 1, timeout=30, message="the command spawned once it exists")
         assert watcher.spawn_error is None
+    finally:
+        watcher.stop()
+
+
+def install_script(path, body: str) -> None:
+    """Put an executable shell script at `path` in one step (a half-written script must never be exec'd)."""
+    draft = path.with_name(path.name + ".draft")
+    draft.write_text(f"#!/bin/sh\n{body}\n")
+    draft.chmod(0o755)
+    draft.rename(path)
+
+
+def sleeping(pid: int) -> bool:
+    """True once `pid` runs `sleep` (exec'd by its script, itself exec'd by setpriv after the spawn returned)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0] == b"sleep"
+    except OSError:
+        return False
+
+
+class Events:
+    """The (event, pid) pairs a watcher publishes, in order."""
+
+    def __init__(self, watcher: Watcher):
+        self.seen: list[tuple[str, int | None]] = []
+        watcher.subscribe(lambda _watcher, event, msg: self.seen.append((event, msg.get("process_pid"))))
+
+    def index(self, event: str, pid: int) -> int:
+        return self.seen.index((event, pid))
+
+
+def test_reload_while_the_command_is_missing_keeps_the_old_processes(tmp_path):
+    # Before, with max_retry = -1 the old processes were stopped with nothing to replace them: capacity 0.
+    tool = tmp_path / "tool"
+    install_script(tool, "exec sleep 1000")
+    watcher = Watcher("tool", str(tool), numprocesses=2, max_retry=-1, graceful_timeout=5)
+    try:
+        old = sorted(watcher.start()["started"])
+        wait_for(lambda: all(sleeping(pid) for pid in old), message="the script run")
+        tool.unlink()
+        result = gevent.with_timeout(60, watcher.reload)
+        assert result == {"stopped": [], "started": [], "kept": old}
+        assert str(tool) in watcher.spawn_error
+        assert sorted(watcher.pids) == old and all(alive(pid) for pid in old)
+        assert watcher.status() == "active"
+        install_script(tool, "exec sleep 1000")
+        result = gevent.with_timeout(60, watcher.reload)
+        assert sorted(result["stopped"]) == old and len(result["started"]) == 2 and result["kept"] == []
+        assert sorted(watcher.pids) == sorted(result["started"]) and not any(alive(pid) for pid in old)
+    finally:
+        watcher.stop()
+
+
+def test_max_age_while_the_command_is_missing_keeps_the_old_process_until_it_can_be_replaced(tmp_path):
+    tool = tmp_path / "tool"
+    install_script(tool, "exec sleep 1000")
+    watcher = Watcher("tool", str(tool), max_retry=-1, max_age=1, max_age_variance=0, graceful_timeout=5)
+    events = Events(watcher)
+    try:
+        [old] = watcher.start()["started"]
+        wait_for(lambda: sleeping(old), message="the script run")
+        tool.unlink()
+        wait_for(lambda: watcher.spawn_error, timeout=60, message="the replacement failing to spawn")
+        install_script(tool, "exec sleep 1000")
+        new = wait_for(lambda: next((pid for event, pid in events.seen if event == "spawn" and pid != old), None),
+                       timeout=60, message="a replacement, once the command is back")
+        wait_for(lambda: ("reap", old) in events.seen, timeout=60, message="the old process stopped")
+        # The old process ran until its replacement had started; before, it was stopped with none (reaped first).
+        assert events.index("spawn", new) < events.index("reap", old)
+        assert watcher.status() == "active"
+    finally:
+        watcher.stop()
+
+
+def test_restart_during_a_respawn_pause_respawns_at_full_pace_again(tmp_path):
+    tool, healthy = tmp_path / "tool", tmp_path / "healthy"
+    install_script(tool, f"[ -e {healthy} ] && exec sleep 1000\nexit 1")
+    watcher = Watcher("tool", str(tool), check_flapping=False, graceful_timeout=5)
+    events = Events(watcher)
+    try:
+        watcher.start()
+        # The 7th quick exit in a row is replaced after 3.2 s: restart in that pause.
+        wait_for(lambda: [event for event, _ in events.seen].count("reap") >= 7, timeout=60, message="7 exits")
+        healthy.touch()
+        [pid] = watcher.restart()["started"]
+        # The paced respawn of the old run was dropped with it: before, it stayed pending (and every respawn of
+        # the new run waited for it), so the new run's first respawn waited out the old pause.
+        assert watcher._fill_greenlet is None
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: watcher.pids and watcher.pids != [pid], timeout=60, message="the immediate respawn")
+    finally:
+        watcher.stop()
+
+
+def test_a_back_off_decided_before_a_restart_leaves_the_restarted_watcher_alone():
+    watcher = Watcher("loop", "sleep 1000", numprocesses=2, graceful_timeout=5,
+                      flapping={"attempts": 2, "window": 60, "retry_in": 60})
+    try:
+        pids = watcher.start()["started"]
+        with watcher._lock:  # the watcher is busy (as with a long command): the restart queues for its turn
+            restarted = watcher.submit_restart()
+            for pid in pids:  # meanwhile its processes crash: a back-off verdict, waiting for the lock too
+                os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: watcher.crash_guard.tries == 1, timeout=60, message="the back-off verdict")
+        result = restarted.get(timeout=60)
+        with watcher._lock:  # the back-off queued behind the restart has had its turn
+            pass
+        # Before, it stopped the watcher just restarted by hand (and set it to retry, or to give up).
+        assert watcher.status() == "active" and watcher.flapping_state == ""
+        assert sorted(watcher.pids) == sorted(result["started"]) and all(alive(pid) for pid in watcher.pids)
+    finally:
+        watcher.stop()
+
+
+def test_pacing_still_works_after_hours_of_failures(tmp_path):
+    # The delays were 0.05 * 2 ** failures: past ~1000 failures in a row (under 3 hours at 10 s each) that is an
+    # OverflowError, raised out of the reload below (the respawn pacing of quick exits had the same flaw).
+    watcher = Watcher("missing", str(tmp_path / "tool"), max_retry=-1)
+    try:
+        watcher.start()
+        watcher._spawn_failures = 5000  # as after hours of a missing command
+        assert gevent.with_timeout(60, watcher.reload) == {"stopped": [], "started": [], "kept": []}
+        assert watcher._spawn_failures == 5001
     finally:
         watcher.stop()
