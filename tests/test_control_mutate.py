@@ -226,7 +226,7 @@ def test_add_start_without_waiting_starts_in_the_background(make_arbiter):
 
 def test_add_errors(make_arbiter):
     arbiter, client, _ = make_arbiter({"name": "Web", "cmd": "/bin/sleep 1000", "autostart": False})
-    assert error(client.call("add", name="WEB", cmd="/bin/true"), 5) == "'WEB' already exists"
+    assert error(client.call("add", name="WEB", cmd="/bin/true"), 5) == "'WEB' already exist"  # circusd's words
     assert error(client.call("add", name="x", cmd="/bin/true", options={"colour": 1}), 3) == "unknown key 'colour'"
     reason = error(client.call("add", name="x", cmd="/bin/true", options={"numprocesses": "many"}), 3)
     assert "numprocesses" in reason and "'many'" in reason

@@ -307,7 +307,7 @@ def test_an_unknown_watcher_gets_errno_3_not_found(wire, command, properties):
 
 
 def test_add_of_an_existing_name_is_refused_whatever_its_case(wire):
-    # Circus: errno 5 `'a' already exist` (PROTOCOL 2.5 add); gcircus words it `... already exists`.
+    # Circus: errno 5 `'a' already exist` (PROTOCOL 2.5 add), gcircus's words too.
     reply = wire.call({"id": 7, "command": "add", "properties": {"name": "A", "cmd": "/bin/sleep 5", "start": True}})
     assert_error(reply, COMMAND_ERROR, "already exist", 7)
 

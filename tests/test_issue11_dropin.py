@@ -404,3 +404,49 @@ def test_gcircus_install_aliases_is_a_console_script():
     scripts = dict(line.split(" = ") for line in parser["options.entry_points"]["console_scripts"].split("\n") if line)
     assert scripts["gcircus-install-aliases"] == "gcircus.cli.install_aliases:run"
     assert "circusd" not in scripts and "circusctl" not in scripts  # never installed by default
+
+
+# -- 8. reply details: options, globaloptions, a duplicate add --------------------------------------------------------
+
+AGED = """
+[watcher:web]
+cmd = /bin/sleep 3600
+numprocesses = 2
+graceful_timeout = 2
+max_age = 3600
+max_age_variance = 10
+warmup_delay = 0
+"""
+
+
+def _shape(value):
+    """A reply value with its JSON type, so that 60 and 60.0 differ."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    return (type(value).__name__, value)
+
+
+def test_options_globaloptions_and_a_duplicate_add_answer_as_circusd_does(supervisors):
+    """Field by field, values and JSON types, on the same config. What differs is README's: `__name__` (never
+    included), `working_dir`-like values that depend on the daemon's run, multicast_endpoint (discovery is off unless
+    configured, so null), and errno 5 reasons without circusd's `command b'...':` prefix and traceback."""
+    replies = {}
+    for kind in KINDS:
+        supervisor = supervisors(kind, watchers=AGED)
+        endpoints = {"endpoint": supervisor.endpoint, "pubsub_endpoint": supervisor.pubsub}
+        options = supervisor.call("options", name="web")["options"]
+        options.pop("__name__", None)
+        globaloptions = supervisor.call("globaloptions")["options"]
+        assert {k: globaloptions.pop(k) for k in endpoints} == endpoints
+        duplicate = supervisor.call("add", name="WEB", cmd="/bin/sleep 1")
+        replies[kind] = {"options": _shape(options), "gets": _shape(supervisor.call(
+                             "get", name="web", keys=["max_age", "max_age_variance", "warmup_delay"])["options"]),
+                         "multicast": globaloptions.pop("multicast_endpoint"), "globaloptions": _shape(globaloptions),
+                         "add": (duplicate["errno"], duplicate["reason"].rsplit(": ", 1)[-1])}
+    circusd, gcircusd = replies["circusd"], replies["gcircusd"]
+    assert gcircusd["options"]["max_age"] == ("int", 3600)
+    assert gcircusd["options"] == circusd["options"]
+    assert gcircusd["gets"] == circusd["gets"]
+    assert gcircusd["globaloptions"] == circusd["globaloptions"]
+    assert gcircusd["add"] == circusd["add"] == (5, "'WEB' already exist")
+    assert gcircusd["multicast"] is None and circusd["multicast"].startswith("udp://")

@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 INFOLINE = "{pid}  {cmdline} {username} {nice} {mem_info1} {mem_info2} {cpu} {mem} {ctime}"
 GLOBAL_OPTIONS = ("endpoint", "stats_endpoint", "pubsub_endpoint", "check_delay", "multicast_endpoint")
+# Circus keeps these as ints (it refuses a fraction); gcircus accepts fractions, so only a whole value goes out as an
+# int, as in circusd's replies, and a fraction (a gcircus extension) stays a float.
+WHOLE_NUMBER_OPTIONS = frozenset({"max_age", "max_age_variance", "warmup_delay"})
 
 
 def json_value(value: Any) -> Any:
@@ -40,6 +43,13 @@ def json_value(value: Any) -> Any:
     if callable(value) and hasattr(value, "__qualname__"):
         return f"{getattr(value, '__module__', None) or '?'}.{value.__qualname__}"
     return str(value)
+
+
+def option_value(key: str, value: Any) -> Any:
+    """`value` of option `key` as JSON data, in the type circusd replies with (`max_age = 60` is 60, not 60.0)."""
+    if key in WHOLE_NUMBER_OPTIONS and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return json_value(value)
 
 
 def option_text(key: str, value: Any) -> str:
@@ -205,7 +215,7 @@ def watcher_options(watcher) -> dict:
         if key is not None:
             listed[key] = current.get(option.name[:-2] if option.is_prefix else option.name)
     listed.update(getattr(watcher, "options_extra", {}))
-    return {k: json_value(v) for k, v in sorted(listed.items()) if k != "__name__"}
+    return {k: option_value(k, v) for k, v in sorted(listed.items()) if k != "__name__"}
 
 
 def _family_value(watcher, key: str, current: dict) -> Any:
@@ -265,9 +275,9 @@ class Get(Command):
         listed = None
         for key in props["keys"]:
             if key in current:
-                options[key] = json_value(current[key])
+                options[key] = option_value(key, current[key])
             elif get_option(key, "watcher") is not None:
-                options[key] = json_value(_family_value(watcher, key, current))
+                options[key] = option_value(key, _family_value(watcher, key, current))
             else:
                 listed = watcher_options(watcher) if listed is None else listed  # Circus's keys (stdout_stream_conf)
                 if key not in listed:

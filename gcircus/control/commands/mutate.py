@@ -126,8 +126,8 @@ class Add(Command):
         try:
             kwargs = runtime_options.watcher_kwargs(options)
             watcher = arbiter.add_watcher(name, runtime_options.parse("cmd", props["cmd"]), **kwargs)
-        except DuplicateWatcher as exc:
-            raise CommandError(str(exc)) from None
+        except DuplicateWatcher:
+            raise CommandError(f"{name!r} already exist") from None  # circusd's words, errno 5
         except (ValueError, TypeError) as exc:
             raise MessageError(str(exc)) from None
         if props["start"]:
