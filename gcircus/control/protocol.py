@@ -7,6 +7,8 @@ import traceback
 
 from gcircus.control.errors import BAD_MSG_DATA_ERROR, INVALID_JSON, MESSAGE_ERROR, ControlError
 
+MAX_ID_SIZE = 1024  # bytes of JSON a request id may take (Circus's clients send 32 hex digits): replies echo it
+
 
 class BadRequest(ControlError):
     """The request could not be decoded into a command; keeps the `id` and cast flag if they could be read."""
@@ -32,6 +34,10 @@ def decode_request(payload: bytes) -> dict:
     if not isinstance(message, dict):
         raise BadRequest(f"message invalid: expected a JSON object, got {type(message).__name__}", MESSAGE_ERROR)
     msg_id, cast = message.get("id"), message.get("msg_type") == "cast"
+    if msg_id is not None and len(json.dumps(msg_id)) > MAX_ID_SIZE:
+        # Every reply echoes the id: a huge one would make each small request cost a large reply to buffer.
+        raise BadRequest(f"message invalid: 'id' takes {len(json.dumps(msg_id))} bytes of JSON (limit "
+                         f"{MAX_ID_SIZE})", MESSAGE_ERROR, None, cast)
     command = message.get("command")
     if not isinstance(command, str) or not command:
         raise BadRequest("message invalid: 'command' is missing", MESSAGE_ERROR, msg_id, cast)

@@ -11,6 +11,8 @@ from gcircus.control.endpoints import bind_private, ipc_path
 
 log = logging.getLogger(__name__)
 
+EVENT_HWM = 1000  # events zmq keeps per subscriber that has not read them; past that, that subscriber misses events
+
 
 class EventPublisher:
     """Publishes arbiter events; a slow or absent subscriber never blocks the daemon (PUB drops at its HWM)."""
@@ -25,6 +27,7 @@ class EventPublisher:
     def start(self) -> None:
         sock = self.context.socket(zmq.PUB)
         sock.linger = 0
+        sock.sndhwm = EVENT_HWM
         try:
             bind_private(sock, "pubsub_endpoint", self.endpoint, self.allow_remote)
         except Exception:

@@ -11,7 +11,6 @@ import logging
 import os
 
 import gevent
-import gevent.lock
 import gevent.pool
 import zmq.green as zmq
 
@@ -21,6 +20,7 @@ from gcircus.control.commands.base import Deferred, get_command
 from gcircus.control.commands.lifecycle import Queued
 from gcircus.control.endpoints import bind_private, ipc_path
 from gcircus.control.operations import Operations
+from gcircus.control.outbox import ReplyOutbox
 from gcircus.control.errors import (BAD_MSG_DATA_ERROR, COMMAND_ERROR, MESSAGE_ERROR, OS_ERROR, UNKNOWN_COMMAND,
                                     ControlError)
 from gcircus.control.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
 MAX_CONCURRENT_REQUESTS = 1024
+# Messages zmq buffers per client: replies not read yet (more wait in gcircus.control.outbox, within bounds),
+# requests not taken yet (more wait in the client's own queue: TCP pushes back).
+REPLY_HWM = 64
+REQUEST_HWM = 64
 
 
 class ControlServer:
@@ -46,13 +50,16 @@ class ControlServer:
         self._loop: gevent.Greenlet | None = None
         self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
         self._operations = Operations()
-        self._send_lock = gevent.lock.Semaphore()
+        self._outbox = ReplyOutbox(self._try_send)
 
     def start(self) -> None:
         sock = self.context.socket(zmq.ROUTER)
         sock.linger = 0
         # Larger messages make zmq drop the peer before we buffer them; up to that, we answer with an error.
         sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_size * 2)
+        sock.sndhwm = REPLY_HWM
+        sock.rcvhwm = REQUEST_HWM
+        sock.router_mandatory = 1  # a reply that cannot be queued raises instead of vanishing: it is counted
         try:
             bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.endpoint_owner)
         except Exception:
@@ -71,6 +78,7 @@ class ControlServer:
         others = [g for g in list(self._handlers) + self._operations.running() if g is not current]
         gevent.joinall(others, timeout=grace)
         self._operations.wait_replies_sent(grace)
+        self._outbox.close(grace)
         if self.socket is not None:
             self.socket.close(linger=int(grace * 1000))
             self.socket = None
@@ -190,9 +198,19 @@ class ControlServer:
             log.error("control channel: reply cannot be encoded: %s", exc)
             data = encode(error_reply(f"server error: reply cannot be encoded ({exc})", BAD_MSG_DATA_ERROR,
                                       reply.get("id") if isinstance(reply.get("id"), (str, int, float)) else None))
-        with self._send_lock:  # one multipart message at a time on the shared socket
-            try:
-                self.socket.send_multipart(envelope + [data])
-            except zmq.ZMQError as exc:
-                log.warning("control channel: could not send a reply: %s", exc)
+        self._outbox.send(envelope + [data])
 
+    def _try_send(self, frames: list[bytes]) -> bool:
+        """Hand one reply to zmq without waiting; False when zmq has no room left for that client (REPLY_HWM)."""
+        if self.socket is None:
+            return True
+        try:
+            self.socket.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:  # the client is gone: nobody to answer
+                log.debug("control channel: the client of a reply has disconnected")
+            else:
+                log.warning("control channel: could not send a reply: %s", exc)
+        return True
