@@ -126,8 +126,13 @@ class LogWriter:
 
         Called at exit, where no hub may be running: this blocks. If the output still does not take records, the
         rest is abandoned and the handlers get fresh locks, so that logging's own shutdown cannot wait forever
-        for the one the blocked writer holds.
+        for the one the blocked writer holds. Stopping again does nothing (gcircusd stops the log to write it out
+        before it tells a start-up failure, then exits).
         """
+        if self._pid == os.getpid():  # (a forked child starts afresh: the parent's lock may be held)
+            with self._lock:
+                if self._stopped:
+                    return True
         for handler in self.handlers:
             handler.report_dropped(force=True)
         marker = _Marker(self._flush_handlers, last=True)

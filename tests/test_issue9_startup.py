@@ -1,6 +1,7 @@
 """Issue 9, start-up: what stops gcircusd from starting is said on the launching terminal, not only in the log."""
 from __future__ import annotations
 
+import re
 import socket
 
 from gcircus import linux
@@ -19,29 +20,104 @@ def _program(pid: int) -> str:
         return ""
 
 
+# A watcher that only a SIGKILL stops: a daemon giving up at start-up must not keep its launcher waiting for it,
+# nor tell the launcher it failed before it is gone.
+STUBBORN = """
+        [watcher:fine]
+        cmd = /bin/sh -c "trap '' TERM; exec /bin/sleep 1000"
+        graceful_timeout = 120
+        priority = 10
+"""
+
+
+def daemon_pid(log_text: str) -> int:
+    """The pid of the gcircusd that wrote this log (it says so as it starts)."""
+    return int(re.search(r"starting \(pid (\d+)", log_text).group(1))
+
+
 def test_daemon_whose_watcher_cannot_spawn_exits_1_with_the_reason_and_leaves_nothing(tmp_path):
     pidfile = tmp_path / "gcircusd.pid"
     log = tmp_path / "gcircusd.log"
-    config = make_config(tmp_path, """
+    config = make_config(tmp_path, STUBBORN + """
         [watcher:x]
         cmd = nosuchcmd
-
-        [watcher:fine]
-        cmd = /bin/sleep 1000
         """)
     result = launch("--pidfile", str(pidfile), "--log-output", str(log), config)
-    pid = read_pid(pidfile)
+    text = log.read_text()
+    pid = daemon_pid(text)
     try:
         assert result.returncode == 1, (result.stdout, result.stderr)
         assert "watcher 'x' did not start" in result.stderr
         assert "nosuchcmd" in result.stderr
-        assert "did not start" in log.read_text()
-        # The daemon stopped what did start and went away with its pidfile: a launcher's failure means nothing runs.
-        wait_for(lambda: not pidfile.exists(), message="pidfile removed")
-        assert "watcher 'fine' stopped" in log.read_text()
+        assert "did not start" in text
+        # The failure is told only once the daemon stopped what did start and gave up its pidfile: a launcher's
+        # failure means nothing runs, and nothing is in the way of starting again at once.
+        assert not pidfile.exists()
+        assert "watcher 'fine' stopped" in text
     finally:
+        stop_daemon(pid)
+
+
+def test_daemon_can_be_started_again_as_soon_as_its_launcher_reported_a_failure(tmp_path):
+    pidfile = tmp_path / "gcircusd.pid"
+    circus = f"endpoint = tcp://127.0.0.1:{free_port()}\npubsub_endpoint = tcp://127.0.0.1:{free_port()}\n"
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    failing = make_config(bad, STUBBORN + """
+        [watcher:x]
+        cmd = nosuchcmd
+        """, circus)
+    fixed = make_config(tmp_path, """
+        [watcher:fine]
+        cmd = /bin/sleep 1000
+        """, circus)
+    log = tmp_path / "gcircusd.log"
+    first = launch("--pidfile", str(pidfile), "--log-output", str(tmp_path / "first.log"), failing)
+    failed_pid = daemon_pid((tmp_path / "first.log").read_text())
+    second = launch("--pidfile", str(pidfile), "--log-output", str(log), fixed)
+    pid = read_pid(pidfile)
+    try:
+        assert first.returncode == 1, first.stderr
+        assert second.returncode == 0, second.stderr  # same pidfile and endpoints: all given up in time
+        assert pid is not None and pid != failed_pid
+    finally:
+        stop_daemon(failed_pid)
         if pid is not None:
             stop_daemon(pid)
+
+
+def undecided_hook_config(tmp_path, pidfile, log) -> str:
+    """`fine` starts, then the before_start hook of `x` gives an answer whose truth raises: not an OSError."""
+    return make_config(tmp_path, STUBBORN + """
+        [watcher:x]
+        cmd = /bin/sleep 1000
+        hooks.before_start = tests.startup_support.undecided
+        """, f"pidfile = {pidfile}\nlogoutput = {log}\n")
+
+
+CRASH = "gcircusd: crashed while starting: RuntimeError: this answer is neither true nor false"
+
+
+def test_any_start_up_crash_with_a_log_file_is_also_printed_on_stderr(tmp_path, daemon_factory):
+    pidfile, log = tmp_path / "gcircusd.pid", tmp_path / "gcircusd.log"
+    daemon = daemon_factory(undecided_hook_config(tmp_path, pidfile, log))
+    assert daemon.wait(30) == 1
+    assert CRASH in daemon.output()
+    assert "Traceback" in log.read_text() and "watcher 'fine' stopped" in log.read_text()
+    assert not pidfile.exists()
+
+
+def test_any_start_up_crash_is_printed_by_the_launching_command(tmp_path):
+    pidfile, log = tmp_path / "gcircusd.pid", tmp_path / "gcircusd.log"
+    result = launch(undecided_hook_config(tmp_path, pidfile, log))
+    text = log.read_text()
+    pid = daemon_pid(text)
+    try:
+        assert result.returncode == 1
+        assert CRASH in result.stderr and "exited during start-up" not in result.stderr
+        assert not pidfile.exists() and "watcher 'fine' stopped" in text
+    finally:
+        stop_daemon(pid)
 
 
 def test_daemon_with_a_watcher_retrying_forever_starts_and_warns(tmp_path):

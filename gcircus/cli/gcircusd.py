@@ -33,7 +33,8 @@ import gevent
 from gcircus import __version__
 from gcircus.cli.usage import CommandLineError, parse_command_line
 from gcircus.errors import ConfigError
-from gcircus.logsetup import LoggingSetupError, configure_logging, log_reaches_stderr, reopen_log_files
+from gcircus.logsetup import (LoggingSetupError, configure_logging, flush_at_exit, log_reaches_stderr,
+                              reopen_log_files)
 from gcircus.pidfile import Pidfile, PidfileError
 
 log = logging.getLogger("gcircus.daemon")
@@ -75,11 +76,17 @@ def main(argv: list[str] | None = None) -> int:
         except PidfileError as exc:
             report_start_failure(str(exc), ready_fd)
             return EXIT_START_FAILED
+    daemon = Daemon(arbiter)
     try:
-        return Daemon(arbiter).run(ready_fd)
+        return daemon.run(ready_fd)
     finally:
         if pidfile is not None:
             pidfile.release()
+        if daemon.start_failure is not None:
+            # Said only now that nothing is left (children, endpoints, pidfile): a launcher told of the failure
+            # may start gcircusd again at once. The log is written out first, so it holds the reason too.
+            flush_at_exit()
+            tell_start_failure(daemon.start_failure, ready_fd)
 
 
 class Daemon:
@@ -89,6 +96,7 @@ class Daemon:
         self.arbiter = arbiter
         self.interrupts = 0
         self.stopper: gevent.Greenlet | None = None
+        self.start_failure: str | None = None  # why start-up failed (logged), for main to tell once cleaned up
 
     def run(self, ready_fd: int | None = None) -> int:
         handlers = [gevent.signal_handler(signal.SIGTERM, self.on_stop_signal, signal.SIGTERM),
@@ -100,25 +108,22 @@ class Daemon:
         log.info("gcircusd %s starting (pid %d, config %s)", __version__, os.getpid(), self.arbiter.config_path)
         log.debug("watchers by start order: %s", ", ".join(
             f"{w.name} (priority {w.priority}, {w.numprocesses} processes)" for w in self.arbiter.iter_watchers()))
+        started = False
         try:
             try:
                 self.arbiter.start()
-            except OSError as exc:  # a channel could not be bound: say so plainly, nothing was started
-                report_start_failure(str(exc), ready_fd)
-                return EXIT_START_FAILED
+            except OSError as exc:  # a channel or socket could not be bound: say so plainly
+                return self.fail_start(str(exc))
             gave_up, retrying = unspawnable_watchers(self.arbiter)
             if ready_fd is not None and gave_up and self.stopper is None:
-                # A daemon whose launcher reported failure must not linger: stop what did start, then exit.
-                report_start_failure("\n".join(f"watcher {name!r} did not start: {why}" for name, why in gave_up),
-                                     ready_fd)
-                self.arbiter.stop()
-                self.arbiter.wait_channels_closed(5)
-                return EXIT_START_FAILED
+                # A daemon whose launcher is told of a failure must not linger: stop what did start, then exit.
+                return self.fail_start("\n".join(f"watcher {name!r} did not start: {why}" for name, why in gave_up))
             if self.stopper is None:
                 log.info("gcircusd running: %d watchers, %d processes", self.arbiter.numwatchers(),
                          self.arbiter.numprocesses())
             _report_ready(ready_fd, None, [f"gcircusd: warning: watcher {name!r} cannot spawn yet, retrying forever"
                                            f" (max_retry = -1): {why}" for name, why in retrying])
+            started = True
             # A timed wait keeps the hub referenced: signal watchers do not, so a daemon left with no children
             # (every watcher stopped or given up) would otherwise end in LoopExit instead of waiting for signals.
             while not self.arbiter.wait_stopped(IDLE_WAKEUP):
@@ -126,10 +131,13 @@ class Daemon:
             if self.stopper is not None:
                 self.stopper.join()
             self.arbiter.wait_channels_closed(5)
-        except Exception:
-            log.exception("gcircusd crashed; stopping every process")
+        except Exception as exc:
+            log.exception("gcircusd crashed%s; stopping every process", "" if started else " while starting")
             self.arbiter.kill_all()
             self.arbiter.stop(graceful=False)
+            self.arbiter.wait_channels_closed(5)
+            if not started:  # the terminal (or the --daemon launcher) hears of it too, not only the log
+                self.start_failure = f"crashed while starting: {type(exc).__name__}: {exc}"
             return EXIT_START_FAILED
         finally:
             self.sweep_orphans()
@@ -137,6 +145,15 @@ class Daemon:
                 handler.cancel()
         log.info("gcircusd stopped")
         return EXIT_OK
+
+    def fail_start(self, reason: str) -> int:
+        """Start-up failed: log why and stop what did start (fast: it just started); main says why once done."""
+        log.error("%s", reason)
+        self.start_failure = reason
+        self.arbiter.kill_all()
+        self.arbiter.stop(graceful=False)
+        self.arbiter.wait_channels_closed(5)
+        return EXIT_START_FAILED
 
     def on_stop_signal(self, signum: int) -> None:
         self.interrupts += 1
@@ -250,11 +267,16 @@ def daemonize() -> int:
 
 
 def report_start_failure(reason: str, ready_fd: int | None) -> None:
-    """Say why gcircusd cannot start: in its log, and on the terminal that started it, wherever the log goes.
+    """Say why gcircusd cannot start: in its log, and on the terminal that started it, wherever the log goes."""
+    log.error("%s", reason)
+    tell_start_failure(reason, ready_fd)
+
+
+def tell_start_failure(reason: str, ready_fd: int | None) -> None:
+    """Say why gcircusd could not start on the terminal that started it, unless the log already goes there.
 
     With --daemon that terminal belongs to the launching command, which prints what it reads from `ready_fd`.
     """
-    log.error("%s", reason)
     message = "\n".join(f"gcircusd: {line}" for line in reason.splitlines())
     if ready_fd is not None:
         _report_ready(ready_fd, message)
