@@ -73,7 +73,7 @@ def measure(n: int, rounds: int) -> dict:
     arbiter = get_arbiter([{"name": "work", "cmd": f"/bin/sleep {marker}", "numprocesses": n,
                             "graceful_timeout": 5}], controller=endpoint)
     pids: list[int] = []
-    arbiter.start()
+    arbiter.start(background=True)
     try:
         pids = list(arbiter.get_watcher("work").pids)
         client = Client(endpoint, timeout=60, green=True)

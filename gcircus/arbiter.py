@@ -1,14 +1,18 @@
 """The arbiter owns all watchers (and, as later layers land, sockets, plugins and the control channels).
 
 It starts watchers by descending priority, stops them by ascending priority (each priority level in parallel), and
-forwards every watcher event to its subscribers. All methods block only the calling greenlet; nothing here installs
-signal handlers, so an Arbiter can be embedded in any gevent application.
+forwards every watcher event to its subscribers. All methods block only the calling greenlet. As in Circus, `start()`
+blocks until the arbiter is stopped (and, in the main thread, stops it on SIGTERM or SIGINT for that time) unless the
+arbiter was made with `background=True`: then it returns once the watchers are started, installs no signal handlers,
+and the arbiter keeps supervising on the caller's hub, which is how a gevent application embeds it.
 """
 from __future__ import annotations
 
 import itertools
 import logging
 import os
+import signal
+import threading
 
 import gevent
 import gevent.event
@@ -43,7 +47,7 @@ class Arbiter:
                  fqdn_prefix: str | None = None, umask: int | None = None, endpoint_owner: str | None = None,
                  subreaper: bool = False, config_path: str | None = None, allow_remote_endpoints: bool = False,
                  max_message_size: int = 1 << 20, watcher_defaults: dict | None = None,
-                 stats_interval: float = 1.0, **extra):
+                 stats_interval: float = 1.0, background: bool = False, **extra):
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay
@@ -71,6 +75,7 @@ class Arbiter:
         self.allow_remote_endpoints = allow_remote_endpoints
         self.watcher_defaults = dict(watcher_defaults or {})
         self.stats_interval = float(stats_interval)
+        self.background = bool(background)  # start() returns once started instead of blocking until stopped
         self.stats = None
         self.max_message_size = max_message_size
         self.controller = None
@@ -212,12 +217,46 @@ class Arbiter:
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start every autostart watcher, highest priority first; return once they are started.
+    BLOCKING_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-        The arbiter then keeps supervising on the caller's hub. A `stop()` issued meanwhile (a signal during a long
-        start) interrupts the start.
+    def start(self, background: bool | None = None) -> None:
+        """Start every autostart watcher, highest priority first, then block until the arbiter is stopped.
+
+        With `background` (by default the arbiter's own, from `get_arbiter(background=...)`), return once they are
+        started instead: the arbiter then keeps supervising on the caller's hub. A blocking start in the main thread
+        stops the arbiter (gracefully) on SIGTERM or SIGINT and puts the previous handlers back when it returns, so
+        Circus's `try: arbiter.start() finally: arbiter.stop()` scripts run their `finally` and exit 0. A `stop()`
+        issued meanwhile (a signal during a long start) interrupts the start.
         """
+        if self.background if background is None else background:
+            self._start()
+            return
+        previous = self._catch_stop_signals()
+        try:
+            self._start()
+            # A timed wait keeps the hub referenced: with no child left to watch it would otherwise end in LoopExit.
+            while not self._stopped.wait(1.0):
+                pass
+            self.wait_channels_closed()
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def _catch_stop_signals(self) -> dict:
+        """SIGTERM and SIGINT stop the arbiter; the handlers they replace, to put back. Main thread only."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_signal(signum, frame):
+            log.info("received %s: stopping the arbiter", signal.Signals(signum).name)
+            self.stop_in_background()
+
+        # A signal the process was started with ignored (SIGINT in a shell's background job) stays ignored.
+        return {signum: signal.signal(signum, on_signal) for signum in self.BLOCKING_STOP_SIGNALS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
+
+    def _start(self) -> None:
+        """Start every autostart watcher, highest priority first; return once they are started."""
         if self.running:
             return
         if self.umask is not None:
@@ -325,8 +364,8 @@ class Arbiter:
             watcher.start()
 
     def run(self) -> None:
-        """Start, then block until the arbiter is stopped."""
-        self.start()
+        """Start, then block until the arbiter is stopped (start() without signal handling)."""
+        self._start()
         self._stopped.wait()
 
     def stop(self, graceful: bool = True) -> None:
@@ -452,11 +491,10 @@ def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endp
     A dict without `name` is named after its command's basename. Unlike Circus, the control and event channels
     are bound only when `controller` / `pubsub_endpoint` are given (an embedded supervisor does not open
     tcp://127.0.0.1:5555 behind its host's back), multicast discovery stays off unless `multicast_endpoint` is
-    given, and `background=True` is refused (run the arbiter on your own hub).
+    given. `arbiter.start()` blocks until the arbiter is stopped, as in Circus; with `background=True` it returns once
+    the watchers are started and the arbiter supervises on the caller's gevent hub (Circus runs it in a thread).
     """
     statsd = statsd or stats_endpoint is not None  # Circus runs its stats for a stats_endpoint given alone
-    if background:
-        raise ValueError("background=True is not supported: call arbiter.start() from your gevent application")
     built = []
     for spec in watchers:
         spec = dict(spec)
@@ -465,4 +503,4 @@ def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endp
     return Arbiter(built, endpoint=controller, pubsub_endpoint=pubsub_endpoint,
                    statsd=statsd, stats_endpoint=stats_endpoint, statsd_close_outputs=statsd_close_outputs,
                    multicast_endpoint=multicast_endpoint, context=context, plugins=plugins, debug=debug,
-                   proc_name=proc_name, check_delay=check_delay, **kw)
+                   proc_name=proc_name, check_delay=check_delay, background=background, **kw)

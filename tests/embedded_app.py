@@ -19,7 +19,7 @@ from gcircus import get_arbiter  # noqa: E402
 def main() -> None:
     port = int(sys.argv[1])
     arbiter = get_arbiter([{"name": "workers", "cmd": "/bin/sleep 1000", "numprocesses": 2,
-                            "graceful_timeout": 5}])
+                            "graceful_timeout": 5}], background=True)
 
     def app(environ, start_response):
         watcher = arbiter.get_watcher("workers")
@@ -27,7 +27,7 @@ def main() -> None:
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 
-    arbiter.start()
+    arbiter.start()  # returns: background=True
     server = WSGIServer(("127.0.0.1", port), app, log=None)
 
     def shutdown():

@@ -67,7 +67,7 @@ def supervised(watchers: list[dict], plugins: list[dict], events: list | None = 
     manager = PluginManager(arbiter, plugins, arbiter.endpoint, arbiter.pubsub_endpoint, **manager_options)
     manager.start()
     try:
-        arbiter.start()
+        arbiter.start(background=True)
         yield arbiter, manager
     finally:
         manager.stop()

@@ -37,7 +37,7 @@ def test_get_arbiter_starts_by_descending_priority_and_stops_in_reverse():
         spec["hooks"] = {"before_start": (record, False), "before_stop": (record, False)}
         specs.append(spec)
     arbiter = get_arbiter(specs)
-    arbiter.start()
+    arbiter.start(background=True)
     try:
         assert [n for h, n in order if h == "before_start"] == ["high", "mid", "low"]
         assert arbiter.statuses() == {"low": "active", "high": "active", "mid": "active"}
@@ -54,15 +54,39 @@ def test_watcher_name_defaults_to_command_basename_and_lookup_is_case_insensitiv
         arbiter.get_watcher("nope")
 
 
-def test_embedded_arbiter_installs_no_signal_handlers():
+def test_a_background_arbiter_installs_no_signal_handlers():
     before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)}
-    arbiter = get_arbiter([{"cmd": "/bin/sleep 1000"}])
+    arbiter = get_arbiter([{"cmd": "/bin/sleep 1000"}], background=True)
     arbiter.start()
     try:
         after = {s: signal.getsignal(s) for s in before}
         assert after == before
     finally:
         arbiter.stop()
+
+
+def test_start_blocks_until_stopped_and_then_puts_the_signal_handlers_back():
+    """Circus's start() blocks unless background=True; meanwhile SIGTERM and SIGINT stop the arbiter."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    arbiter = get_arbiter([{"cmd": "/bin/sleep 1000", "numprocesses": 2, "graceful_timeout": 5}])
+    seen = {}
+
+    def stop_when_up():
+        wait_for(lambda: arbiter.numprocesses() == 2, message="children up")
+        seen["handlers"] = {s: signal.getsignal(s) for s in before}
+        seen["pids"] = [p for w in arbiter.watchers for p in w.pids]
+        arbiter.stop()
+
+    stopper = gevent.spawn(stop_when_up)
+    try:
+        arbiter.start()  # returns only once stop_when_up has stopped it
+    finally:
+        stopper.kill()
+        arbiter.stop()
+    assert stopper.successful(), stopper.exception
+    assert all(seen["handlers"][s] != before[s] for s in before)  # caught while it ran
+    assert {s: signal.getsignal(s) for s in before} == before
+    assert not any(alive(p) for p in seen["pids"])
 
 
 def test_run_blocks_until_stop_and_stop_blocks_until_children_are_gone():
@@ -80,7 +104,7 @@ def test_run_blocks_until_stop_and_stop_blocks_until_children_are_gone():
 def test_autostart_false_is_not_started():
     arbiter = get_arbiter([{"name": "manual", "cmd": "/bin/sleep 1000", "autostart": False},
                            {"name": "auto", "cmd": "/bin/sleep 1000"}])
-    arbiter.start()
+    arbiter.start(background=True)
     try:
         assert arbiter.statuses() == {"manual": "stopped", "auto": "active"}
     finally:
@@ -91,7 +115,7 @@ def test_add_and_rm_watcher_publish_events():
     arbiter = get_arbiter([])
     topics: list[str] = []
     arbiter.subscribe(lambda topic, msg: topics.append(topic))
-    arbiter.start()
+    arbiter.start(background=True)
     try:
         watcher = arbiter.add_watcher("Extra Worker", "/bin/sleep 1000", start=True)
         assert watcher.status() == "active"
@@ -124,7 +148,7 @@ def test_load_from_config_builds_watchers_from_circus_ini(tmp_path):
     """)
     arbiter = Arbiter.load_from_config(path)
     assert arbiter.endpoint == endpoint
-    arbiter.start()
+    arbiter.start(background=True)
     try:
         assert [w.name for w in arbiter.iter_watchers()] == ["web", "worker"]
         assert arbiter.numprocesses() == 3
@@ -135,7 +159,7 @@ def test_load_from_config_builds_watchers_from_circus_ini(tmp_path):
 def test_stop_with_graceful_false_does_not_wait_for_grace():
     cmd = "sh -c 'trap \"\" TERM; while :; do sleep 0.05; done'"
     arbiter = get_arbiter([{"name": "stubborn", "cmd": cmd, "graceful_timeout": 60}])
-    arbiter.start()
+    arbiter.start(background=True)
     pid = arbiter.get_watcher("stubborn").pids[0]
     with gevent.Timeout(10):
         arbiter.stop(graceful=False)

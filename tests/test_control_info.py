@@ -110,7 +110,7 @@ def running():
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     arbiter = get_arbiter(watchers, controller=endpoint, pubsub_endpoint=f"tcp://127.0.0.1:{free_port()}",
                           check_delay=2.5)
-    arbiter.start()
+    arbiter.start(background=True)
     control = Control(endpoint)
     try:
         tree = arbiter.get_watcher("tree")
@@ -253,7 +253,7 @@ ZOMBIE_PARENT = (f"{PYTHON} -c 'import os, time\nif os.fork() == 0:\n    os._exi
 def test_a_zombie_child_is_listed_as_zombie():
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     arbiter = get_arbiter([{"name": "z", "cmd": ZOMBIE_PARENT, "graceful_timeout": 2}], controller=endpoint)
-    arbiter.start()
+    arbiter.start(background=True)
     control = Control(endpoint)
     try:
         parent = next(iter(arbiter.get_watcher("z").processes.values()))
@@ -328,7 +328,7 @@ def test_stats_of_many_processes_keeps_the_hub_responsive():
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     arbiter = get_arbiter([{"name": "many", "cmd": "/bin/sleep 1000", "numprocesses": 300, "graceful_timeout": 2}],
                           controller=endpoint)
-    arbiter.start()
+    arbiter.start(background=True)
     control = Control(endpoint)
     ticks: list[float] = []
     done = []
@@ -362,7 +362,7 @@ def test_cpu_is_measured_between_two_calls():
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     arbiter = get_arbiter([{"name": "busy", "cmd": f"{PYTHON} -c 'while True: pass'", "graceful_timeout": 2}],
                           controller=endpoint)
-    arbiter.start()
+    arbiter.start(background=True)
     control = Control(endpoint)
     try:
         pid = arbiter.get_watcher("busy").get_active_pids()[0]

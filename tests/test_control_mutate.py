@@ -72,7 +72,7 @@ def make_arbiter():
         built = [Watcher(**{"graceful_timeout": 5, **spec}) for spec in watchers]
         arbiter = Arbiter(built, endpoint=f"tcp://127.0.0.1:{free_port()}", **kwargs)
         recorder = Recorder(arbiter)
-        arbiter.start()
+        arbiter.start(background=True)
         clients = [Client(arbiter.endpoint)]
         made.append((arbiter, clients))
 

@@ -56,7 +56,7 @@ def daemon(owner):
     os.chmod(directory, 0o711)  # OWNER reaches the socket, cannot write here
     root_watcher = Watcher("rootw", "/bin/sleep 1000", autostart=False, graceful_timeout=5)
     arbiter = Arbiter([root_watcher], endpoint=f"ipc://{directory}/control.sock", endpoint_owner=OWNER)
-    arbiter.start()
+    arbiter.start(background=True)
 
     def as_owner(*requests: tuple[str, dict]) -> list[dict]:
         result = gsubprocess.run(["setpriv", "--reuid", OWNER, "--regid", OWNER, "--clear-groups", sys.executable,

@@ -73,7 +73,7 @@ def test_process_and_watcher_refuse_it():
 def client():
     watcher = Watcher("w", "/bin/sleep 1000", autostart=False)
     arbiter = Arbiter([watcher], endpoint=f"tcp://127.0.0.1:{free_port()}")
-    arbiter.start()
+    arbiter.start(background=True)
     client = Client(arbiter.endpoint)
     yield client
     client.close()

@@ -450,3 +450,51 @@ def test_options_globaloptions_and_a_duplicate_add_answer_as_circusd_does(superv
     assert gcircusd["globaloptions"] == circusd["globaloptions"]
     assert gcircusd["add"] == circusd["add"] == (5, "'WEB' already exist")
     assert gcircusd["multicast"] is None and circusd["multicast"].startswith("udp://")
+
+
+# -- 9. a library script from Circus's docs: start() blocks, SIGTERM runs its finally -------------------------------
+
+LIBRARY_SCRIPT = """
+import sys
+from {package} import get_arbiter
+
+arbiter = get_arbiter([{{"name": "workers", "cmd": "/bin/sleep 3600", "numprocesses": 2, "graceful_timeout": 5}}],
+                      controller="tcp://127.0.0.1:{controller}", pubsub_endpoint="tcp://127.0.0.1:{pubsub}")
+try:
+    arbiter.start()
+    print("start returned", flush=True)
+finally:
+    arbiter.stop()
+    print("finally ran", flush=True)
+"""
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_circus_docs_library_script_supervises_until_sigterm(tmp_path, kind):
+    if kind == "circusd":
+        pytest.importorskip("circus")
+    package = "gcircus" if kind == "gcircusd" else "circus"
+    script = tmp_path / "app.py"
+    script.write_text(LIBRARY_SCRIPT.format(package=package, controller=free_port(), pubsub=free_port()))
+    out = tmp_path / "app.out"
+    with open(out, "wb") as log:
+        app = gsubprocess.Popen([sys.executable, str(script)], stdout=log, stderr=gsubprocess.STDOUT,
+                                env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    children: list[int] = []
+    try:
+        def supervising():
+            assert app.poll() is None, f"the script exited at once:\n{out.read_text()}"
+            children[:] = [pid for pid in linux._read_children(app.pid) if alive(pid)]
+            return len(children) == 2
+        wait_for(supervising, timeout=60, interval=0.05, message="the script's two workers")
+        app.send_signal(signal.SIGTERM)
+        assert app.wait(timeout=30) == 0, out.read_text()
+        assert "finally ran" in out.read_text()
+        wait_for(lambda: not any(alive(pid) for pid in children), timeout=30, message="workers stopped")
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        for pid in children:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

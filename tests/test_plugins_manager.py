@@ -117,7 +117,7 @@ def test_native_plugin_sees_events_through_the_arbiter_and_unsubscribes_when_sto
     manager.native["plugin:rec"] = NativeRunner(manager, "plugin:rec", Recorder, {})
     manager.start()
     try:
-        arbiter.start()
+        arbiter.start(background=True)
         watcher = arbiter.add_watcher("a.b c", "/bin/sleep 1000", start=True, graceful_timeout=5)
         wait_for(lambda: ("a.b_c", "spawn", watcher.pids[0]) in seen, message="spawn with a dotted name")
         assert ("a.b_c", "add", None) in seen

@@ -81,7 +81,7 @@ def embedded(tmp_path):
     endpoint = f"ipc://{tmp_path}/stats.sock"
     service = StatsService(arbiter, endpoint, interval=0.1)
     reader = StatsReader(endpoint)
-    arbiter.start()
+    arbiter.start(background=True)
     service.start()
     try:
         yield arbiter, service, reader, endpoint

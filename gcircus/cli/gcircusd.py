@@ -111,7 +111,7 @@ class Daemon:
         started = False
         try:
             try:
-                self.arbiter.start()
+                self.arbiter.start(background=True)  # this loop below waits, with its own signal handling
             except OSError as exc:  # a channel or socket could not be bound: say so plainly
                 return self.fail_start(str(exc))
             gave_up, retrying = unspawnable_watchers(self.arbiter)
