@@ -57,6 +57,25 @@ def check_bind_allowed(option: str, endpoint: str, allow_remote: bool) -> None:
         f"path or 127.0.0.1, or set `{OPT_IN} = true` in [circus] to accept the risk.")
 
 
+def ipc_in_use(path: str) -> bool:
+    """True when something accepts connections on the unix socket at `path`.
+
+    zmq binds an ipc path by removing whatever file is there, so without this check a second daemon would silently
+    take the endpoint of a running one. A file nobody listens on (left by a daemon that was killed) is stale.
+    """
+    if not os.path.exists(path):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(path)
+    except OSError:  # ECONNREFUSED: a stale socket file (or not a socket at all)
+        return False
+    finally:
+        probe.close()
+    return True
+
+
 def bind_private(sock, option: str, endpoint: str, allow_remote: bool, owner: str | None = None) -> None:
     """Bind a zmq socket the safe way: loopback unless opted in; an ipc:// file created 0600 (owned by `owner`).
 
@@ -65,6 +84,9 @@ def bind_private(sock, option: str, endpoint: str, allow_remote: bool, owner: st
     """
     check_bind_allowed(option, endpoint, allow_remote)
     path = ipc_path(endpoint)
+    if path and ipc_in_use(path):
+        raise OSError(f"cannot bind {option} {endpoint}: another process (a gcircusd already running?) listens on "
+                      f"it. Stop it first, or use another path; a file nobody listens on is taken over")
     old_umask = os.umask(0o177) if path else None
     try:
         sock.bind(endpoint)
