@@ -431,7 +431,16 @@ class Arbiter:
         self._start_watchers()
 
     def restart(self) -> None:
-        """Stop every watcher (lowest priority first), then start the autostart ones (highest first)."""
+        """Stop every watcher (lowest priority first), then start the autostart ones (highest first).
+
+        An arbiter loaded from a config file re-reads it first, as Circus does: the file is validated (ConfigError,
+        nothing changed, if it is bad) and, once every watcher is stopped, applied as reloadconfig applies it.
+        """
+        if self.config_path and getattr(self, "loaded_config", None) is not None:
+            from gcircus import reload as reload_config
+
+            reload_config.restart_from_config(self)
+            return
         self.stop_watchers()
         self._start_watchers()
 

@@ -339,6 +339,18 @@ def reload_from_config(arbiter, dry_run: bool = False) -> dict:
         return plan.as_dict()
 
 
+def restart_from_config(arbiter) -> dict:
+    """`restart` of every watcher: validate and plan (ConfigError: nothing changed), stop every watcher, apply the
+    plan to the stopped watchers, then start the autostart ones; return the plan as a dict."""
+    lock = _locks.setdefault(id(arbiter), gevent.lock.Semaphore())
+    with lock:
+        plan = prepare(arbiter)
+        arbiter.stop_watchers()
+        apply(arbiter, plan)
+        arbiter.start_watchers()
+        return plan.as_dict()
+
+
 def apply(arbiter, plan: Plan) -> None:
     new = plan.config
     fresh = _bind_new_sockets(arbiter, plan)  # ConfigError (nothing changed) if one cannot be bound

@@ -498,3 +498,36 @@ def test_a_circus_docs_library_script_supervises_until_sigterm(tmp_path, kind):
         for pid in children:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# -- 10. restart without a name re-reads the ini ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_restart_without_a_name_applies_the_edited_ini(supervisors, kind):
+    supervisor = supervisors(kind)
+    old = set(supervisor.pids("web"))
+    config = open(supervisor.config).read()
+    with open(supervisor.config, "w") as f:
+        f.write(config.replace("numprocesses = 2", "numprocesses = 3") +
+                "\n[watcher:extra]\ncmd = /bin/sleep 3600\ngraceful_timeout = 2\n")
+    try:
+        reply = supervisor.call("restart")
+        assert reply["status"] == "ok", reply
+    except CallError:  # circusd rebuilds its arbiter, controller included: the reply may be lost
+        assert kind == "circusd"
+    supervisor.wait_running({"web": 3, "extra": 1})
+    assert not old & set(supervisor.pids("web"))  # restarted, not only scaled
+
+
+def test_restart_without_a_name_refuses_a_bad_ini_and_changes_nothing(supervisors):
+    supervisor = supervisors("gcircusd")
+    web = supervisor.pids("web")
+    config = open(supervisor.config).read()
+    with open(supervisor.config, "w") as f:
+        f.write(config.replace("numprocesses = 2", "numprocesses = many"))
+    for props in ({}, {"waiting": True}):
+        reply = supervisor.call("restart", **props)
+        assert (reply["status"], reply["errno"]) == ("error", 3), reply
+        assert "numprocesses" in reply["reason"] and "many" in reply["reason"], reply
+    assert supervisor.pids("web") == web and all(alive(pid) for pid in web)
+    assert supervisor.call("status", name="web")["status"] == "active"

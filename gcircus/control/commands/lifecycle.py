@@ -6,6 +6,7 @@ from collections.abc import Callable
 import gevent
 
 from gcircus.control.commands.base import Command, Deferred, Flag, Prop, match_watchers, register
+from gcircus.control.errors import MessageError
 
 WAITING = Flag("waiting", "waiting", help="reply only once the operation has finished")
 MATCH = Flag("match", "match", takes_value=True, help="how NAME matches watchers: glob (default), simple, regex")
@@ -73,11 +74,26 @@ class Stop(Command):
         return Queued([w.submit_stop() for w in watchers])
 
 
+def _check_config(arbiter) -> None:
+    """MessageError naming the problem if the arbiter's config file no longer loads."""
+    from gcircus import reload as reload_config
+    from gcircus.errors import ConfigError
+
+    try:
+        reload_config.prepare(arbiter)
+    except ConfigError as exc:
+        raise MessageError(str(exc)) from None
+
+
 @register
 class Restart(Command):
     """Restart watchers: stop, then start (every watcher when no name is given).
 
     restart [NAME] [--waiting] [--match simple|glob|regex]
+
+    Without a name, gcircusd first re-reads its configuration file, as circusd does: a file that does not load is the
+    error reply and nothing changes; otherwise every watcher is stopped, the file's changes are applied as
+    reloadconfig applies them, and the autostart watchers are started.
 
     With --waiting and one watcher: {"info": {"stopped": [...], "started": [...], "kept": [...]}}.
     """
@@ -89,6 +105,8 @@ class Restart(Command):
 
     def execute(self, arbiter, props):
         if not props["name"]:
+            if arbiter.config_path and getattr(arbiter, "loaded_config", None) is not None:
+                _check_config(arbiter)  # as circusd re-reads its file: a bad one is this reply, nothing changes
             return Deferred(arbiter.restart)
         watchers = match_watchers(arbiter, props["name"], props["match"])
         if len(watchers) == 1:
