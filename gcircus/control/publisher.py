@@ -7,6 +7,7 @@ import os
 
 import zmq.green as zmq
 
+from gcircus.control.connection_cap import ConnectionCap
 from gcircus.control.endpoints import bind_private, ipc_path
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ class EventPublisher:
         self.context = context or zmq.Context.instance()
         self.allow_remote = allow_remote
         self.socket = None
+        self._cap: ConnectionCap | None = None
 
     def start(self) -> None:
         sock = self.context.socket(zmq.PUB)
@@ -34,6 +36,8 @@ class EventPublisher:
             sock.close()
             raise
         self.socket = sock
+        self._cap = ConnectionCap(sock, "pubsub_endpoint")
+        self._cap.start()
         self.arbiter.subscribe(self.publish)
 
     def publish(self, topic: str, message: dict) -> None:
@@ -47,6 +51,9 @@ class EventPublisher:
 
     def close(self) -> None:
         self.arbiter.unsubscribe(self.publish)
+        if self._cap is not None:
+            self._cap.close()
+            self._cap = None
         if self.socket is not None:
             self.socket.close()
             self.socket = None

@@ -18,6 +18,7 @@ from gcircus.command_queue import QueueRefused
 from gcircus.control import commands as _commands  # noqa: F401 - registers every command
 from gcircus.control.commands.base import Deferred, get_command
 from gcircus.control.commands.lifecycle import Queued
+from gcircus.control.connection_cap import ConnectionCap
 from gcircus.control.endpoints import bind_private, ipc_path
 from gcircus.control.operations import Operations
 from gcircus.control.outbox import ReplyOutbox
@@ -51,6 +52,7 @@ class ControlServer:
         self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
         self._operations = Operations()
         self._outbox = ReplyOutbox(self._try_send)
+        self._cap: ConnectionCap | None = None
 
     def start(self) -> None:
         sock = self.context.socket(zmq.ROUTER)
@@ -66,6 +68,8 @@ class ControlServer:
             sock.close()
             raise
         self.socket = sock
+        self._cap = ConnectionCap(sock, "endpoint")
+        self._cap.start()
         self._loop = gevent.spawn(self._receive_forever)
         log.info("control channel listening on %s", self.endpoint)
 
@@ -79,6 +83,9 @@ class ControlServer:
         gevent.joinall(others, timeout=grace)
         self._operations.wait_replies_sent(grace)
         self._outbox.close(grace)
+        if self._cap is not None:
+            self._cap.close()
+            self._cap = None
         if self.socket is not None:
             self.socket.close(linger=int(grace * 1000))
             self.socket = None

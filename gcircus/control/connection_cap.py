@@ -1,0 +1,106 @@
+"""A cap on the connections a bound zmq socket keeps, so idle clients cannot use up gcircusd's file descriptors.
+
+libzmq accepts every connection and has no per-socket limit. A socket monitor reports each accepted connection with
+its fd: past the cap, that connection is shut down at once (zmq then drops it, and a zmq client retries later),
+after checking that the fd is still one of this socket's connections. Each channel may hold at most a quarter of
+the RLIMIT_NOFILE soft limit (and MAX_CONNECTIONS), so spawning processes and accepting always have fds left.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import socket
+import stat
+
+import gevent
+import zmq.green as zmq
+from zmq.utils.monitor import recv_monitor_message
+
+log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 1024  # per channel (control, pubsub), whatever the fd limit
+SHARE_OF_FD_LIMIT = 4  # a channel holds at most 1/4 of the soft RLIMIT_NOFILE
+
+
+def connection_limit() -> int:
+    """The cap for one channel: MAX_CONNECTIONS, or a quarter of the soft fd limit if that is lower (at least 8)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(8, min(MAX_CONNECTIONS, soft // SHARE_OF_FD_LIMIT))
+
+
+class ConnectionCap:
+    """Counts the connections zmq accepts on `sock` (bound to `endpoint`) and sheds those past `limit`."""
+
+    def __init__(self, sock, option: str, limit: int | None = None):
+        self.sock = sock
+        self.option = option
+        self.limit = connection_limit() if limit is None else limit
+        self.connections = 0
+        self.shed = 0
+        self._monitor = None
+        self._watcher: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        self._monitor = self.sock.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
+        self._watcher = gevent.spawn(self._watch)
+
+    def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.kill(block=False)
+            self._watcher = None
+        if self._monitor is not None:
+            try:
+                self.sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self._monitor.close(linger=0)
+            self._monitor = None
+
+    def _watch(self) -> None:
+        while True:
+            try:
+                event = recv_monitor_message(self._monitor)
+            except zmq.ZMQError:
+                return
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self.connections += 1
+                if self.connections > self.limit:
+                    self._shed(int(event["value"]), event["endpoint"])
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self.connections = max(0, self.connections - 1)
+
+    def _shed(self, fd: int, endpoint: bytes) -> None:
+        """Shut down the accepted connection on `fd`, unless the fd is no longer one of this socket's connections."""
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                return
+            conn = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            return  # already closed by zmq
+        try:
+            if conn.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) or not _bound_to(conn, endpoint):
+                return
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            return
+        finally:
+            conn.close()  # the duplicate only: zmq closes its own fd once it sees the shutdown
+        self.shed += 1
+        if self.shed == 1 or self.shed % 1000 == 0:
+            log.warning("%s: %d connections already (limit %d): refusing new ones (%d so far)", self.option,
+                        self.connections - 1, self.limit, self.shed)
+
+
+def _bound_to(conn: socket.socket, endpoint: bytes) -> bool:
+    """True when `conn`'s local address is the one zmq reported the connection on (`tcp://h:p` or `ipc://path`)."""
+    text = endpoint.decode(errors="replace") if isinstance(endpoint, bytes) else str(endpoint)
+    local = conn.getsockname()
+    if text.startswith("ipc://"):
+        return isinstance(local, (str, bytes)) and os.fsdecode(local) == text[len("ipc://"):]
+    if text.startswith("tcp://") and isinstance(local, tuple):
+        host, _, port = text[len("tcp://"):].rpartition(":")
+        return port.isdigit() and local[1] == int(port)
+    return False
