@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import signal
 import time
 
@@ -136,6 +137,7 @@ class Watcher:
 
         self.processes: dict[int, Process] = {}
         self._retiring: dict[int, Process] = {}
+        self._reuse_wids: list[int] = []  # wids the next spawns take first (a max_age replacement keeps its wid)
         self._handled: dict[int, gevent.event.Event] = {}
         self._expiry: dict[int, gevent.Greenlet] = {}
         self._leftover_stops: dict[gevent.Greenlet, Process] = {}  # see _stop_leftovers
@@ -701,7 +703,11 @@ class Watcher:
         return process
 
     def _next_wid(self) -> int:
-        used = {p.wid for p in self.processes.values()} | {p.wid for p in self._retiring.values()}
+        running = {p.wid for p in self.processes.values()}
+        for wid in self._reuse_wids:  # the wid of the process being replaced, even while it still stops
+            if wid not in running:
+                return wid
+        used = running | {p.wid for p in self._retiring.values()}
         wid = 1
         while wid in used:
             wid += 1
@@ -924,14 +930,37 @@ class Watcher:
         if timer is not None and timer is not gevent.getcurrent():
             timer.kill(block=False)
 
+    def uses_wid(self) -> bool:
+        """Whether the wid shows in what a process gets: command, args, env or stream options ($(circus.wid), $WID)."""
+        args = self.args if isinstance(self.args, (list, tuple)) else [self.args]
+        values = [self.cmd, self.shell_args, *args, *self._configured_env.values(),
+                  *self.stdout_stream.values(), *self.stderr_stream.values()]
+        return any(isinstance(v, str) and (_WID_PLACEHOLDER.search(v) or "$WID" in v) for v in values)
+
+    def _fill_as(self, wid: int) -> list[int]:
+        """_fill, the first spawn taking `wid` (that of the process it replaces) unless a running process has it."""
+        self._reuse_wids.append(wid)
+        try:
+            return self._fill()
+        finally:
+            self._reuse_wids.remove(wid)
+
     def _expire(self, process: Process) -> None:
-        """max_age reached: start the replacement first, then stop the old process gracefully."""
+        """max_age reached: start the replacement first, then stop the old process gracefully.
+
+        The replacement takes the old process's wid. When the wid shows in the command, args, env or stream file
+        names (uses_wid), two processes must not hold it at once: the old one is stopped first.
+        """
         self._expiry.pop(process.pid, None)
         with self._lock:
             if process.pid not in self.processes or self._status != ACTIVE:
                 return
             self._retire(process)
-            if not self._keep_unreplaced([process], self._fill()):
+            if self.uses_wid():
+                self._stop_process(process)
+                self._fill_as(process.wid)  # a failed spawn is retried in the background, and takes the free wid
+                return
+            if not self._keep_unreplaced([process], self._fill_as(process.wid)):
                 # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
                 self._expiry[process.pid] = gevent.spawn_later(self._spawn_retry_delay(), self._expire, process)
                 return
@@ -969,6 +998,9 @@ class Watcher:
 
     def __repr__(self) -> str:
         return f"<Watcher {self.name!r} {self._status} {len(self.processes)}/{self.numprocesses}>"
+
+
+_WID_PLACEHOLDER = re.compile(r"\$\(circus\.wid\)|\(\(circus\.wid\)\)", re.IGNORECASE)
 
 
 def _describe_exit(process: Process) -> str:

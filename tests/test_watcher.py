@@ -235,6 +235,46 @@ def test_max_age_replaces_process_spawning_the_new_one_first(make_watcher):
     wait_for(lambda: len(watcher.pids) == 1 and watcher.pids[0] != first, message="replacement")
 
 
+def _record_spawn_wids(watcher: Watcher) -> list[tuple[int, list[int]]]:
+    """(wid, pids of other live processes holding that wid, retiring ones included) at each spawn."""
+    seen: list[tuple[int, list[int]]] = []
+
+    def on_event(w, event, msg):
+        if event != "spawn":
+            return
+        pid = msg["process_pid"]
+        wid = watcher.processes[pid].wid
+        others = [p.pid for p in list(watcher.processes.values()) + list(watcher._retiring.values())
+                  if p.wid == wid and p.pid != pid and alive(p.pid)]
+        seen.append((wid, others))
+    watcher.subscribe(on_event)
+    return seen
+
+
+@pytest.mark.parametrize("cmd,uses_wid", [("/bin/sleep 1000", False),
+                                          ("/bin/sleep 1000$(circus.wid)", True),
+                                          ("/bin/sleep 1000$WID", True)])
+def test_a_max_age_replacement_takes_the_wid_of_the_process_it_replaces(make_watcher, cmd, uses_wid):
+    """$(circus.wid) stays within 1..numprocesses across max_age rotations (it grew 1,2 then 3,4...). A watcher
+    that shows its wid to its processes never has two processes with one wid: it replaces old-first."""
+    watcher = make_watcher(cmd=cmd, numprocesses=2, max_age=0.5, max_age_variance=0, graceful_timeout=5)
+    assert watcher.uses_wid() is uses_wid
+    seen = _record_spawn_wids(watcher)
+    watcher.start()
+    wait_for(lambda: len(seen) >= 8, timeout=30, message="three rounds of max_age replacements")
+    assert {wid for wid, _ in seen} == {1, 2}, seen
+    if uses_wid:
+        assert all(not others for _, others in seen), seen
+
+
+def test_uses_wid_looks_at_args_env_and_stream_file_names(make_watcher, tmp_path):
+    assert not make_watcher().uses_wid()
+    assert make_watcher("a", args=["--port", "80$(CIRCUS.WID)"]).uses_wid()
+    assert make_watcher("e", env={"PORT": "80$(circus.wid)"}).uses_wid()
+    assert make_watcher("s", stdout_stream={"class": "FileStream",
+                                            "filename": str(tmp_path / "out.((circus.wid)).log")}).uses_wid()
+
+
 def test_spawn_failure_stops_watcher_after_max_retry_without_spinning(make_watcher):
     watcher = make_watcher(cmd="/nonexistent/command", max_retry=3)
     rec = Recorder(watcher)
