@@ -531,3 +531,40 @@ def test_restart_without_a_name_refuses_a_bad_ini_and_changes_nothing(supervisor
         assert "numprocesses" in reply["reason"] and "many" in reply["reason"], reply
     assert supervisor.pids("web") == web and all(alive(pid) for pid in web)
     assert supervisor.call("status", name="web")["status"] == "active"
+
+
+# -- 11. $(circus.wid) stays within numprocesses across max_age replacements ------------------------------------------
+
+def _wid_of(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return int(f.read().split(b"\0")[2])  # /bin/sleep 3600 <wid>
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_max_age_replacements_keep_the_wids_within_numprocesses(supervisors, kind):
+    supervisor = supervisors(kind, "check_delay = 1", """
+[watcher:web]
+cmd = /bin/sleep 3600 $(circus.wid)
+numprocesses = 2
+graceful_timeout = 2
+max_age = 1
+max_age_variance = 0
+""")
+    wids: dict[int, int] = {}
+    clashes = []
+
+    def rotated():
+        live = {}
+        for pid in supervisor.pids("web"):
+            wid = _wid_of(pid)
+            if wid is not None:
+                wids[pid] = live[pid] = wid
+        if len(set(live.values())) < len(live):
+            clashes.append(live)
+        return len(wids) >= 6
+    wait_for(rotated, timeout=60, interval=0.05, message="three rounds of max_age replacements")
+    assert set(wids.values()) == {1, 2}, wids
+    assert not clashes
