@@ -158,8 +158,9 @@ class ControlServer:
                     self._operations.log_failures(name, result.results)
                     result = None
                 elif reply_later is not None:
+                    head = payload[:200]  # what an error reply quotes; the request itself is not kept meanwhile
                     self._operations.reply_when_done(result.results, result.shape, lambda fields, exc: reply_later(
-                        self._reply(fields, exc, msg_id, payload)))
+                        self._reply(fields, exc, msg_id, head)))
                     return None
                 else:
                     gevent.joinall(result.results)
