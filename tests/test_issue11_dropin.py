@@ -565,6 +565,10 @@ max_age_variance = 0
         if len(set(live.values())) < len(live):
             clashes.append(live)
         return len(wids) >= 6
-    wait_for(rotated, timeout=60, interval=0.05, message="three rounds of max_age replacements")
+    try:
+        wait_for(rotated, timeout=60, interval=0.05, message="three rounds of max_age replacements")
+    finally:  # no rotation may spawn while the daemon shuts down (circusd's could outlive it)
+        supervisor.call("stop", name="web")
+        wait_for(lambda: not linux.descendants(supervisor.proc.pid), timeout=30, message="web stopped")
     assert set(wids.values()) == {1, 2}, wids
     assert not clashes
