@@ -1,6 +1,9 @@
 """reloadconfig: re-read the configuration file and apply what changed (see gcircus.reload)."""
 from __future__ import annotations
 
+import logging
+import weakref
+
 import gevent
 
 from gcircus.control.commands.base import Command, Deferred, Flag, Prop, register
@@ -41,7 +44,7 @@ class ReloadConfig(Command):
             return {"plan": arbiter.reload_from_config()}
         if props["waiting"]:
             return Deferred(run)
-        gevent.spawn(_apply_in_background, run)
+        _BackgroundReload.request(arbiter, run)
         return {"plan": plan.as_dict()}
 
     def console(self, reply: dict) -> str:
@@ -50,10 +53,30 @@ class ReloadConfig(Command):
         return format_plan(reply.get("plan") or {})
 
 
-def _apply_in_background(run) -> None:
-    import logging
+class _BackgroundReload:
+    """The one greenlet per arbiter that applies non-waiting reloadconfig requests, however many arrive.
 
-    try:
-        run()
-    except Exception:  # noqa: BLE001 - nobody waits for this reply: log it
-        logging.getLogger(__name__).exception("reloadconfig failed while applying its plan")
+    Each run re-reads the file, so requests made while one is being applied are all served by one more run: a
+    flood of casts costs at most two applications and one greenlet, never a greenlet per request.
+    """
+
+    _by_arbiter: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __init__(self):
+        self.requested = False
+        self.greenlet: gevent.Greenlet | None = None
+
+    @classmethod
+    def request(cls, arbiter, run) -> None:
+        state = cls._by_arbiter.setdefault(arbiter, cls())
+        state.requested = True
+        if state.greenlet is None or state.greenlet.dead:
+            state.greenlet = gevent.spawn(state._apply_while_requested, run)
+
+    def _apply_while_requested(self, run) -> None:
+        while self.requested:
+            self.requested = False
+            try:
+                run()
+            except Exception:  # noqa: BLE001 - nobody waits for this reply: log it
+                logging.getLogger(__name__).exception("reloadconfig failed while applying its plan")
