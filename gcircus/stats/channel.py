@@ -17,6 +17,7 @@ import gevent
 import zmq
 import zmq.green as gzmq
 
+from gcircus.control.connection_cap import ConnectionCap
 from gcircus.control.endpoints import bind_private, ipc_path
 from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
 
@@ -41,6 +42,7 @@ class StatsPublisher:
         self.option = option
         self.socket = None
         self._send = None
+        self._cap: ConnectionCap | None = None
 
     def bind(self) -> None:
         sock = self.context.socket(gzmq.PUB)
@@ -52,6 +54,8 @@ class StatsPublisher:
             sock.close()
             raise
         self.socket = sock
+        self._cap = ConnectionCap(sock, self.option)  # idle subscribers cannot use up gcircusd's fds either
+        self._cap.start()
         # Sends never wait (NOBLOCK: a full queue drops), so they can skip the green socket's event bookkeeping,
         # a third of the cost of publishing a message: a plain socket object over the same zmq socket.
         self._send = zmq.Socket.shadow(sock.underlying).send_multipart
@@ -67,6 +71,9 @@ class StatsPublisher:
 
     def close(self) -> None:
         self._send = None
+        if self._cap is not None:
+            self._cap.close()
+            self._cap = None
         if self.socket is not None:
             self.socket.close()
             self.socket = None

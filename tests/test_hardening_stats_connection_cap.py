@@ -1,0 +1,47 @@
+"""The stats channel caps its connections like the control and event channels (issue 10): idle subscribers to
+stats_endpoint cannot use up gcircusd's file descriptors."""
+from __future__ import annotations
+
+import re
+import signal
+import socket
+
+from gevent import subprocess as gsubprocess
+
+from tests.conftest import GCIRCUSD, free_port, wait_for
+from tests.hardening_control_support import Dealer, make_config
+
+FD_LIMIT = 256  # a channel keeps at most a quarter: 64 connections
+FLOOD = 100
+
+
+def test_a_flood_of_stats_subscribers_is_shed_past_the_cap(tmp_path):
+    stats_port = free_port()
+    config, endpoint = make_config(tmp_path, """
+        [watcher:w]
+        cmd = sleep 3600
+        """, circus=f"stats_endpoint = tcp://127.0.0.1:{stats_port}\n")
+    log = open(tmp_path / "gcircusd.out", "wb")
+    daemon = gsubprocess.Popen(["prlimit", f"--nofile={FD_LIMIT}:{FD_LIMIT}", "--"] + GCIRCUSD + [config],
+                               stdout=log, stderr=gsubprocess.STDOUT)
+    probe = Dealer(endpoint)
+    flood: list[socket.socket] = []
+    try:
+        wait_for(lambda: len(probe.call("list", name="w")["pids"]) == 1, 30, message="daemon serving")
+        for _ in range(FLOOD):
+            flood.append(socket.create_connection(("127.0.0.1", stats_port)))
+        output = lambda: (tmp_path / "gcircusd.out").read_text(errors="replace")  # noqa: E731
+        wait_for(lambda: re.search(r"stats_endpoint: \d+ connections already \(limit 64\)", output()), 30,
+                 message="connections past the cap shed")
+        assert probe.call("incr", name="w", nb=5, waiting=True)["numprocesses"] == 6
+    finally:
+        probe.close()
+        for conn in flood:
+            conn.close()
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(30)
+        except gsubprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+        log.close()
