@@ -99,6 +99,13 @@ def test_a_stalled_log_output_does_not_stop_supervision(stalled_daemon):
 
     chunks: list[bytes] = []
     reader = gevent.spawn(read_to_eof, read_end, chunks)
+
+    def gap_reported() -> bool:
+        # The count is written with the first record that finds room again: SIGUSR1 logs one each time.
+        proc.send_signal(signal.SIGUSR1)
+        return b"log records dropped" in b"".join(chunks)
+
+    wait_for(gap_reported, 30, interval=0.2, message="the dropped count written once the pipe is read")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     reader.join(30)
