@@ -235,6 +235,33 @@ class DeferredHandler(logging.handlers.QueueHandler):
             self.dropped_total += 1
 
 
+class HubErrorLog:
+    """The hub's `exception_stream`: what gevent prints for a failed greenlet or pool task becomes one log record.
+
+    gevent writes it to sys.stderr on the hub, where a stderr pipe nobody reads would block everything. The pieces
+    of one report are written in one go; the record is made right after, from a hub callback.
+    """
+
+    MAX_TEXT = 64 * 1024  # characters kept of one report
+
+    def __init__(self, logger: logging.Logger):
+        self.logger = logger
+        self._parts: list[str] = []
+        self._size = 0
+
+    def write(self, text: str) -> None:
+        if not self._parts:
+            gevent.get_hub().loop.run_callback(self.flush)
+        if self._size < self.MAX_TEXT:
+            self._parts.append(text[:self.MAX_TEXT - self._size])
+            self._size += len(self._parts[-1])
+
+    def flush(self) -> None:
+        text, self._parts, self._size = "".join(self._parts).rstrip(), [], 0
+        if text:
+            self.logger.error("%s", text)
+
+
 def defer_handlers(writer: LogWriter) -> None:
     """Put every handler of every logger behind `writer` (a logging config file may attach them anywhere).
 

@@ -15,7 +15,8 @@ import socket
 import sys
 from urllib.parse import urlparse
 
-from gcircus.logqueue import FdStream, LogWriter, defer_handlers, dropped_records
+import gevent
+from gcircus.logqueue import FdStream, HubErrorLog, LogWriter, defer_handlers, dropped_records
 
 LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] [%(levelname)s] %(message)s"
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -62,6 +63,7 @@ def _write_off_the_hub() -> None:
     _writer = LogWriter()
     defer_handlers(_writer)
     logging.captureWarnings(True)  # the warnings module writes to stderr, from the hub
+    gevent.get_hub().exception_stream = HubErrorLog(logging.getLogger("gcircus.hub"))  # so does gevent
 
 
 def flush_at_exit() -> None:

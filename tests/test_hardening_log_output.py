@@ -85,6 +85,13 @@ def pids(client) -> list[int]:
         return []
 
 
+def watcher_status(client) -> str | None:
+    try:
+        return client.call("status", name="sleeper", check=True)["status"]
+    except NoDaemonError:
+        return None
+
+
 def test_a_stalled_log_output_does_not_stop_supervision(stalled_daemon):
     proc, client, read_end = stalled_daemon("""
         [watcher:sleeper]
@@ -178,3 +185,20 @@ def test_prefix_output_on_a_stalled_stdout_holds_up_only_its_own_children(stalle
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     reader.join(30)
+
+
+def test_a_failed_greenlet_or_hook_is_logged_through_the_queue_not_printed_on_the_hub(stalled_daemon):
+    """gevent prints the traceback of what failed in a greenlet or a pool thread on the hub, to stderr."""
+    proc, client, read_end = stalled_daemon("""
+        [watcher:sleeper]
+        cmd = sleep 1000
+        hooks.before_start = tests.hookfuncs.explode
+        """)
+    wait_for(lambda: watcher_status(client) == "stopped", 30, message="the watcher refused by its hook")
+    chunks: list[bytes] = []
+    reader = gevent.spawn(read_to_eof, read_end, chunks)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    reader.join(30)
+    output = b"".join(chunks).decode()
+    assert re.search(r"\[ERROR\] .*Traceback.*RuntimeError: hook exploded", output, re.DOTALL)
