@@ -339,21 +339,51 @@ def reload_from_config(arbiter, dry_run: bool = False) -> dict:
         return plan.as_dict()
 
 
+def check_restart(arbiter) -> None:
+    """What `restart` without a name checks before its reply: the file loads and its new sockets can be bound (they
+    are bound, then closed again). ConfigError says what fails; nothing is changed either way."""
+    plan = prepare(arbiter)
+    for sock in _bind_new_sockets(arbiter, plan).values():
+        sock.close()
+
+
 def restart_from_config(arbiter) -> dict:
-    """`restart` of every watcher: validate and plan (ConfigError: nothing changed), stop every watcher, apply the
-    plan to the stopped watchers, then start the autostart ones; return the plan as a dict."""
+    """`restart` of every watcher: validate and plan, bind the new sockets (ConfigError: nothing changed), stop every
+    watcher, apply the plan to the stopped watchers, then start the autostart ones; return the plan as a dict.
+
+    Should applying still fail once the watchers are stopped, they are started again as they are (the file is not
+    taken as loaded), the failure is logged, and RestartFailed (a ConfigError) is raised.
+    """
     lock = _locks.setdefault(id(arbiter), gevent.lock.Semaphore())
     with lock:
         plan = prepare(arbiter)
+        fresh = _bind_new_sockets(arbiter, plan)  # what can fail fails here, before anything is stopped
         arbiter.stop_watchers()
-        apply(arbiter, plan)
+        try:
+            apply(arbiter, plan, fresh)
+        except Exception as exc:
+            log.exception("restart: applying %s failed with every watcher stopped; starting the watchers again",
+                          getattr(plan.config, "path", None) or "the configuration file")
+            in_use = {id(sock) for sock in arbiter.sockets.values()}
+            for sock in fresh.values():
+                if id(sock) not in in_use:
+                    sock.close()
+            arbiter.start_watchers()
+            raise RestartFailed(f"restart failed while applying the file ({exc}); the watchers were started again "
+                                f"without it", file=getattr(plan.config, "path", None)) from exc
         arbiter.start_watchers()
         return plan.as_dict()
 
 
-def apply(arbiter, plan: Plan) -> None:
+class RestartFailed(ConfigError):
+    """`restart` without a name could not apply the file after stopping the watchers; they were started again."""
+
+
+def apply(arbiter, plan: Plan, fresh: dict | None = None) -> None:
+    """Apply `plan`; `fresh` are its new sockets if the caller bound them already (_bind_new_sockets)."""
     new = plan.config
-    fresh = _bind_new_sockets(arbiter, plan)  # ConfigError (nothing changed) if one cannot be bound
+    if fresh is None:
+        fresh = _bind_new_sockets(arbiter, plan)  # ConfigError (nothing changed) if one cannot be bound
     _apply_circus(arbiter, plan)
     retired = _swap_sockets(arbiter, plan, fresh)
     by_priority = sorted(arbiter.watchers, key=lambda w: -w.priority)

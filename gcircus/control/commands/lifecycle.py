@@ -1,12 +1,16 @@
 """start, stop, restart, reload, quit: changing whether watchers run."""
 from __future__ import annotations
 
+import logging
+import weakref
 from collections.abc import Callable
 
 import gevent
 
 from gcircus.control.commands.base import Command, Deferred, Flag, Prop, match_watchers, register
 from gcircus.control.errors import MessageError
+
+log = logging.getLogger(__name__)
 
 WAITING = Flag("waiting", "waiting", help="reply only once the operation has finished")
 MATCH = Flag("match", "match", takes_value=True, help="how NAME matches watchers: glob (default), simple, regex")
@@ -75,14 +79,55 @@ class Stop(Command):
 
 
 def _check_config(arbiter) -> None:
-    """MessageError naming the problem if the arbiter's config file no longer loads."""
+    """MessageError naming the problem if the arbiter's config file no longer loads or its new sockets cannot bind."""
     from gcircus import reload as reload_config
     from gcircus.errors import ConfigError
 
     try:
-        reload_config.prepare(arbiter)
+        reload_config.check_restart(arbiter)
     except ConfigError as exc:
         raise MessageError(str(exc)) from None
+
+
+def _restart_all(arbiter) -> None:
+    """arbiter.restart(), a file that fails to apply being a MessageError (the reply says why; errno 3)."""
+    from gcircus.errors import ConfigError
+
+    try:
+        arbiter.restart()
+    except ConfigError as exc:
+        raise MessageError(str(exc)) from None
+
+
+class _BackgroundRestart:
+    """The one greenlet per arbiter that runs non-waiting `restart`s without a name, however many arrive.
+
+    Each run re-reads the file, so requests made while one runs are all served by one more run (as reloadconfig
+    casts are): a flood of casts costs at most two restarts and one greenlet.
+    """
+
+    _by_arbiter: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def __init__(self):
+        self.requested = False
+        self.greenlet: gevent.Greenlet | None = None
+
+    @classmethod
+    def request(cls, arbiter) -> None:
+        state = cls._by_arbiter.setdefault(arbiter, cls())
+        state.requested = True
+        if state.greenlet is None or state.greenlet.dead:
+            state.greenlet = gevent.spawn(state._run_while_requested, arbiter)
+
+    def _run_while_requested(self, arbiter) -> None:
+        while self.requested:
+            self.requested = False
+            try:
+                _restart_all(arbiter)
+            except MessageError as exc:
+                log.warning("command restart was not carried out: %s", exc)
+            except Exception:  # noqa: BLE001 - nobody waits for this reply: log it
+                log.exception("command restart failed after its reply was sent")
 
 
 @register
@@ -91,9 +136,11 @@ class Restart(Command):
 
     restart [NAME] [--waiting] [--match simple|glob|regex]
 
-    Without a name, gcircusd first re-reads its configuration file, as circusd does: a file that does not load is the
-    error reply and nothing changes; otherwise every watcher is stopped, the file's changes are applied as
-    reloadconfig applies them, and the autostart watchers are started.
+    Without a name, gcircusd first re-reads its configuration file, as circusd does: a file that does not load, or
+    whose new sockets cannot be bound, is the error reply and nothing changes; otherwise every watcher is stopped,
+    the file's changes are applied as reloadconfig applies them, and the autostart watchers are started (started
+    again, the file not applied, if applying fails). Requests without --waiting coalesce: one restart runs, at
+    most one more is pending, and requests made meanwhile share it.
 
     With --waiting and one watcher: {"info": {"stopped": [...], "started": [...], "kept": [...]}}.
     """
@@ -107,7 +154,10 @@ class Restart(Command):
         if not props["name"]:
             if arbiter.config_path and getattr(arbiter, "loaded_config", None) is not None:
                 _check_config(arbiter)  # as circusd re-reads its file: a bad one is this reply, nothing changes
-            return Deferred(arbiter.restart)
+            if props["waiting"]:
+                return Deferred(lambda: _restart_all(arbiter))
+            _BackgroundRestart.request(arbiter)  # casts coalesce: one restart running, at most one more pending
+            return None
         watchers = match_watchers(arbiter, props["name"], props["match"])
         if len(watchers) == 1:
             return Queued([watchers[0].submit_restart()], _info)
