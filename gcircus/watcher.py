@@ -25,7 +25,7 @@ from gcircus.environment import build_env
 from gcircus.errors import quote_value
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.options import check_name
-from gcircus.process import Process, SpawnError, resolve_user
+from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, resolve_user
 from gcircus.streams.outputs import WatcherOutputs
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ class Watcher:
         self.processes: dict[int, Process] = {}
         self._retiring: dict[int, Process] = {}
         self._reuse_wids: list[int] = []  # wids the next spawns take first (a max_age replacement keeps its wid)
+        self._rotating_wids: set[int] = set()  # old-first max_age rotations under way: their slot is spoken for
         self._handled: dict[int, gevent.event.Event] = {}
         self._expiry: dict[int, gevent.Greenlet] = {}
         self._leftover_stops: dict[gevent.Greenlet, Process] = {}  # see _stop_leftovers
@@ -602,7 +603,7 @@ class Watcher:
         started = []
         # A fixed count, not "until full": a child that dies while we fill is the exit path's business (respawn
         # and back-off), otherwise a crash loop would spin here.
-        missing = self.numprocesses - len(self.processes)
+        missing = self.numprocesses - len(self.processes) - len(self._rotating_wids)
         for _ in range(missing):
             if self._interrupt.is_set() or self._status not in (STARTING, ACTIVE):
                 break
@@ -688,9 +689,20 @@ class Watcher:
             sockets={name: s.fileno() for name, s in self.sockets.items()},
             format_vars=self._format_vars(), on_exit=self._on_exit)
         process.spawn()
-        self.outputs.attach(process)
-        self.processes[process.pid] = process
+        self.processes[process.pid] = process  # supervised from the fork on, whatever fails next
         self._handled[process.pid] = gevent.event.Event()
+        try:
+            self.outputs.attach(process)
+        except Exception as exc:
+            # Out of fds (or a sink that cannot be built) after the fork: the child must not run unread and
+            # unsupervised. It is killed and reaped, and the spawn fails like any other (a shortage is retried).
+            self._retire(process)
+            process.stop(signal.SIGKILL, 0, self.stop_children)
+            handled = self._handled.get(process.pid)
+            if handled is not None:
+                handled.wait()
+            raise SpawnError(f"cannot read the output of pid {process.pid}, killed: {exc}",
+                             transient=isinstance(exc, OSError) and exc.errno in TRANSIENT_SPAWN_ERRNOS) from None
         if self.max_age > 0:
             lifetime = self.max_age + random.uniform(0, self.max_age_variance)
             self._expiry[process.pid] = gevent.spawn_later(lifetime, self._expire, process)
@@ -956,15 +968,24 @@ class Watcher:
             if process.pid not in self.processes or self._status != ACTIVE:
                 return
             self._retire(process)
-            if self.uses_wid():
-                self._stop_process(process)
-                self._fill_as(process.wid)  # a failed spawn is retried in the background, and takes the free wid
-                return
-            if not self._keep_unreplaced([process], self._fill_as(process.wid)):
-                # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
-                self._expiry[process.pid] = gevent.spawn_later(self._spawn_retry_delay(), self._expire, process)
-                return
-        self._stop_process(process)
+            uses_wid = self.uses_wid()
+            if not uses_wid:
+                if not self._keep_unreplaced([process], self._fill_as(process.wid)):
+                    # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
+                    self._expiry[process.pid] = gevent.spawn_later(self._spawn_retry_delay(), self._expire, process)
+                    return
+            else:
+                self._rotating_wids.add(process.wid)  # other fills leave its slot (and wid) to the replacement
+        # Stopped outside the lock: a stop or quit must not wait out graceful_timeout behind a rotation (its own
+        # stop of this retired process escalates as it says).
+        try:
+            self._stop_process(process)
+        finally:
+            self._rotating_wids.discard(process.wid)
+        if uses_wid:
+            with self._lock:
+                if self._status == ACTIVE:
+                    self._fill_as(process.wid)  # a failed spawn is retried in the background, and takes the wid
 
     # -- signals -------------------------------------------------------------------------------------------------
 

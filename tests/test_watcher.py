@@ -1,13 +1,16 @@
 """Watcher behaviour with real processes: respawn, stop paths, numprocesses, reload, max_age, events."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
 
 import gevent
+import psutil
 import pytest
 
+from gcircus.streams import outputs
 from gcircus.watcher import Watcher
 from tests.conftest import alive, running_own_program, wait_for
 
@@ -376,3 +379,65 @@ def test_rebuilding_watchers_does_not_grow_sys_path():
     for _ in range(3):
         Watcher("w", "/bin/sleep 1", copy_env=True, copy_path=True)
     assert sys.path == before
+
+
+def test_a_stop_does_not_wait_behind_an_old_first_max_age_rotation(make_watcher):
+    """A watcher showing its wid replaces old-first: the expiring process was stopped holding the watcher's lock,
+    so a stop (or quit) waited out graceful_timeout behind it instead of preempting."""
+    cmd = "/bin/sh -c \"trap '' TERM; exec /bin/sleep 1000\" w$(circus.wid)"
+    watcher = make_watcher(cmd=cmd, max_age=1, max_age_variance=0, graceful_timeout=60)
+    assert watcher.uses_wid()
+    rec = Recorder(watcher)
+    watcher.start()
+    first = watcher.pids[0]
+    wait_for(lambda: rec.of("kill"), timeout=30, message="the max_age stop of the first process")
+    assert alive(first)  # it ignores SIGTERM: the rotation now waits for its graceful_timeout
+    stopper = gevent.spawn(watcher.stop, 0)
+    stopper.join(timeout=30)
+    assert stopper.ready(), "stop waited behind the max_age rotation"
+    stopper.get()
+    assert watcher.status() == "stopped" and watcher.pids == [] and not alive(first)
+
+
+class _ShortOfFds:
+    """`os` for gcircus.streams.outputs, whose dup fails with EMFILE while `short` is set (fd exhaustion)."""
+
+    def __init__(self):
+        self.short = True
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def dup(self, fd):
+        if self.short:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return os.dup(fd)
+
+
+def test_a_spawn_out_of_fds_for_its_output_kills_the_child_and_retries(make_watcher, tmp_path, monkeypatch):
+    """Running out of fds after the fork (taking the child's output pipe) left the child running unsupervised and
+    raised OSError out of start(); now the child is killed and reaped and the spawn is retried until fds are back."""
+    fake_os = _ShortOfFds()
+    monkeypatch.setattr(outputs, "os", fake_os)
+    watcher = make_watcher(cmd="/bin/sleep 987654",
+                           stdout_stream={"class": "FileStream", "filename": str(tmp_path / "out.log")})
+
+    def ours() -> list[int]:
+        found = []
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if "987654" in child.cmdline() and alive(child.pid):
+                    found.append(child.pid)
+            except psutil.Error:
+                pass
+        return found
+
+    watcher.start()
+    assert watcher.pids == []
+    wait_for(lambda: watcher._spawn_failures >= 3, timeout=30, message="spawn attempts failing")
+    assert ours() == [], "a child was left running without a supervisor"
+    fake_os.short = False
+    wait_for(lambda: len(watcher.pids) == 1, timeout=30, message="a spawn once fds are back")
+    wait_for(lambda: ours() == watcher.pids, message="only the supervised child running")
+    watcher.stop()
+    assert ours() == []

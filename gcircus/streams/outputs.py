@@ -61,17 +61,30 @@ class WatcherOutputs:
     # -- per process ---------------------------------------------------------------------------------------------
 
     def attach(self, process) -> None:
-        """Start a reader on each piped stream of a freshly spawned process."""
+        """Start a reader on each piped stream of a freshly spawned process.
+
+        All or nothing: if a reader cannot be set up (gcircusd out of fds at the dup), those already started are
+        closed and the error is raised; the pipes not taken stay on the process, which the caller stops.
+        """
         readers = []
-        for name in STREAMS:
-            pipe = getattr(process, name)
-            if pipe is None:
-                continue
-            fd = os.dup(pipe.fileno())
-            pipe.close()
-            setattr(process, name, None)
-            writer = self._writer(name, process.wid, process.env or {})
-            readers.append(PipeReader(fd, writer, process.pid, name, process.wid))
+        try:
+            for name in STREAMS:
+                pipe = getattr(process, name)
+                if pipe is None:
+                    continue
+                writer = self._writer(name, process.wid, process.env or {})
+                fd = os.dup(pipe.fileno())
+                try:
+                    readers.append(PipeReader(fd, writer, process.pid, name, process.wid))
+                except BaseException:
+                    os.close(fd)
+                    raise
+                pipe.close()
+                setattr(process, name, None)
+        except BaseException:
+            for reader in readers:
+                reader.close()
+            raise
         if readers:
             self._readers[process.pid] = readers
         for reader in readers:
