@@ -47,6 +47,7 @@ ENDPOINT_VARIABLES = ("GCIRCUSCTL_ENDPOINT", "CIRCUSCTL_ENDPOINT")
 # Long options that may also follow the command name (unless the command declares a flag of that name).
 GLOBAL_AFTER_COMMAND = {"--json": False, "--prettify": False, "--endpoint": True, "--timeout": True}
 CLIENT_SIDE = ("listen", "help")
+SIGNAL_CHECK_MS = 200  # how long listen waits in zmq before Python looks at pending signals (Ctrl-C)
 
 
 class UsageError(Exception):
@@ -346,7 +347,9 @@ class Session:
                 poller.register(consumer.socket, zmq.POLLIN)
                 poller.register(watch.monitor, zmq.POLLIN)
                 while True:
-                    ready = dict(poller.poll())
+                    # A bounded wait: a SIGINT landing just before zmq's poll starts would not interrupt it,
+                    # and Ctrl-C would then wait for the next event, maybe forever.
+                    ready = dict(poller.poll(SIGNAL_CHECK_MS))
                     if watch.monitor in ready:
                         refused = watch.refused()
                         if refused:
