@@ -24,7 +24,7 @@ from gcircus import get_arbiter, procinfo
 from gcircus.control.commands import get_command
 from gcircus.control.errors import ArgumentError, MESSAGE_ERROR
 from gcircus.process import Process
-from tests.conftest import PYTHON, free_port, wait_for
+from tests.conftest import PYTHON, free_port, running_own_program, wait_for
 
 SIZE = re.compile(r"^(\d+B|\d+\.\d\d[KMGTPEZY])$")
 CTIME = re.compile(r"^\d+:\d\d\.\d\d$")
@@ -114,7 +114,9 @@ def running():
     control = Control(endpoint)
     try:
         tree = arbiter.get_watcher("tree")
-        wait_for(lambda: len(next(iter(tree.processes.values())).children()) == 2, message="the shell's children")
+        # Both children have exec'd sleep: between fork and exec a child still shows the shell's cmdline.
+        wait_for(lambda: len(kids := next(iter(tree.processes.values())).children()) == 2
+                 and all(running_own_program(pid) for pid in kids), timeout=30, message="the shell's children")
         yield arbiter, control
     finally:
         control.close()
