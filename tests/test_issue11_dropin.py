@@ -469,13 +469,23 @@ finally:
 """
 
 
+def _started(endpoint: str) -> bool:
+    """The arbiter at `endpoint` answers and reports its watcher active: its start is over."""
+    try:
+        with Client(endpoint, timeout=5) as client:
+            return client.call("status", name="workers").get("status") == "active"
+    except CallError:
+        return False
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_circus_docs_library_script_supervises_until_sigterm(tmp_path, kind):
     if kind == "circusd":
         pytest.importorskip("circus")
     package = "gcircus" if kind == "gcircusd" else "circus"
     script = tmp_path / "app.py"
-    script.write_text(LIBRARY_SCRIPT.format(package=package, controller=free_port(), pubsub=free_port()))
+    controller = free_port()
+    script.write_text(LIBRARY_SCRIPT.format(package=package, controller=controller, pubsub=free_port()))
     out = tmp_path / "app.out"
     with open(out, "wb") as log:
         app = gsubprocess.Popen([sys.executable, str(script)], stdout=log, stderr=gsubprocess.STDOUT,
@@ -485,8 +495,9 @@ def test_a_circus_docs_library_script_supervises_until_sigterm(tmp_path, kind):
         def supervising():
             assert app.poll() is None, f"the script exited at once:\n{out.read_text()}"
             children[:] = [pid for pid in linux._read_children(app.pid) if alive(pid)]
-            return len(children) == 2
-        wait_for(supervising, timeout=60, interval=0.05, message="the script's two workers")
+            return len(children) == 2 and _started(f"tcp://127.0.0.1:{controller}")
+        # Both started (circusd hangs on a SIGTERM that arrives while it is still starting its watchers).
+        wait_for(supervising, timeout=60, interval=0.05, message="the script's two workers, started")
         app.send_signal(signal.SIGTERM)
         assert app.wait(timeout=30) == 0, out.read_text()
         assert "finally ran" in out.read_text()
