@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 
-import gevent
 import pytest
 
 from gcircus.client import Client
@@ -218,7 +217,8 @@ def test_no_request_fails_during_reloads_restarts_and_reloadconfig(demo):
         load.begin("broken")
         reply = demo.call("reloadconfig", waiting=True)
         assert reply["status"] == "error" and "numprocesses" in reply["reason"], reply
-        gevent.sleep(1.0)
+        # The file was refused before the reply; 20 requests served after it show the old workers still serving.
+        wait_for(lambda: load.ok.get("broken", 0) >= 20, 30, interval=0.02, message="requests after the refusal")
         assert demo.pids() == old
         assert {tag for _, tag in load.served("broken")} == {"v2"}
         load.steady()
