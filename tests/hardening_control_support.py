@@ -1,13 +1,16 @@
 """Helpers for the control-plane hardening tests: a config on free ports and a raw pipelining DEALER."""
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import textwrap
 import uuid
 
 import zmq
+from gevent import subprocess as gsubprocess
 
-from tests.conftest import free_port, wait_for
+from tests.conftest import GCIRCUSD, free_port, wait_for
 
 
 def make_config(tmp_path, watcher: str, endpoint: str | None = None, circus: str = "") -> tuple[str, str]:
@@ -53,3 +56,21 @@ class Dealer:
 def spawned(record) -> list[str]:
     """The pids a watcher command recorded, one per spawn (`echo $$ >> record`)."""
     return record.read_text().split() if record.exists() else []
+
+
+@contextlib.contextmanager
+def daemon_with_fd_limit(tmp_path, config: str, nofile: int):
+    """gcircusd on `config` under `prlimit --nofile=N`; yields (process, output reader); stopped (then killed) after."""
+    log_path = tmp_path / "gcircusd.out"
+    with open(log_path, "wb") as log:
+        daemon = gsubprocess.Popen(["prlimit", f"--nofile={nofile}:{nofile}", "--"] + GCIRCUSD + [config],
+                                   stdout=log, stderr=gsubprocess.STDOUT)
+    try:
+        yield daemon, lambda: log_path.read_text(errors="replace")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(30)
+        except gsubprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()

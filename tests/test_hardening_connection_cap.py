@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 
-from gevent import subprocess as gsubprocess
-
-from tests.conftest import GCIRCUSD, wait_for
-from tests.hardening_control_support import Dealer, make_config
+from tests.conftest import wait_for
+from tests.hardening_control_support import Dealer, daemon_with_fd_limit, make_config
 
 FD_LIMIT = 256
 FLOOD = 300
@@ -26,42 +23,32 @@ def test_a_connection_flood_leaves_fds_for_spawning(tmp_path):
         cmd = sleep 3600
         numprocesses = 2
         """)
-    log = open(tmp_path / "gcircusd.out", "wb")
-    daemon = gsubprocess.Popen(["prlimit", f"--nofile={FD_LIMIT}:{FD_LIMIT}", "--"] + GCIRCUSD + [config],
-                               stdout=log, stderr=gsubprocess.STDOUT)
-    probe = Dealer(endpoint)
     flood: list[socket.socket] = []
-    try:
-        wait_for(lambda: len(probe.call("list", name="w")["pids"]) == 2, 30, message="daemon serving")
-        host, port = endpoint[len("tcp://"):].rsplit(":", 1)
-        for _ in range(FLOOD):
-            flood.append(socket.create_connection((host, int(port))))
-        output = lambda: (tmp_path / "gcircusd.out").read_text(errors="replace")  # noqa: E731
-        shedding = lambda: re.search(r"endpoint: \d+ connections already \(limit 64\)", output())  # noqa: E731
-        # Either the cap sheds the flood, or (without it) the flood has taken nearly every fd.
-        wait_for(lambda: shedding() or len(os.listdir(f"/proc/{daemon.pid}/fd")) >= FD_LIMIT - 8, 30,
-                 message="the flood accepted or refused")
-        # 20 more processes need pipes: the fds the flood would have taken are still there.
-        assert probe.call("incr", name="w", nb=20, waiting=True)["numprocesses"] == 22
-        wait_for(lambda: len(probe.call("list", name="w")["pids"]) == 22, 30, message="22 processes")
-        assert "cannot spawn" not in output()
-        assert shedding()
-        for conn in flood:
-            conn.close()
-        flood.clear()
-        late = Dealer(endpoint)  # the endpoint serves new clients again
+    with daemon_with_fd_limit(tmp_path, config, FD_LIMIT) as (daemon, output):
+        probe = Dealer(endpoint)
         try:
-            assert late.call("status", name="w")["status"] == "active"
+            wait_for(lambda: len(probe.call("list", name="w")["pids"]) == 2, 30, message="daemon serving")
+            host, port = endpoint[len("tcp://"):].rsplit(":", 1)
+            for _ in range(FLOOD):
+                flood.append(socket.create_connection((host, int(port))))
+            shedding = lambda: re.search(r"endpoint: \d+ connections already \(limit 64\)", output())  # noqa: E731
+            # Either the cap sheds the flood, or (without it) the flood has taken nearly every fd.
+            wait_for(lambda: shedding() or len(os.listdir(f"/proc/{daemon.pid}/fd")) >= FD_LIMIT - 8, 30,
+                     message="the flood accepted or refused")
+            # 20 more processes need pipes: the fds the flood would have taken are still there.
+            assert probe.call("incr", name="w", nb=20, waiting=True)["numprocesses"] == 22
+            wait_for(lambda: len(probe.call("list", name="w")["pids"]) == 22, 30, message="22 processes")
+            assert "cannot spawn" not in output()
+            assert shedding()
+            for conn in flood:
+                conn.close()
+            flood.clear()
+            late = Dealer(endpoint)  # the endpoint serves new clients again
+            try:
+                assert late.call("status", name="w")["status"] == "active"
+            finally:
+                late.close()
         finally:
-            late.close()
-    finally:
-        probe.close()
-        for conn in flood:
-            conn.close()
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(30)
-        except gsubprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        log.close()
+            probe.close()
+            for conn in flood:
+                conn.close()

@@ -3,13 +3,10 @@ stats_endpoint cannot use up gcircusd's file descriptors."""
 from __future__ import annotations
 
 import re
-import signal
 import socket
 
-from gevent import subprocess as gsubprocess
-
-from tests.conftest import GCIRCUSD, free_port, wait_for
-from tests.hardening_control_support import Dealer, make_config
+from tests.conftest import free_port, wait_for
+from tests.hardening_control_support import Dealer, daemon_with_fd_limit, make_config
 
 FD_LIMIT = 256  # a channel keeps at most a quarter: 64 connections
 FLOOD = 300  # more than the fds gcircusd has: without the cap, spawning would fail with EMFILE
@@ -21,30 +18,20 @@ def test_a_flood_of_stats_subscribers_is_shed_past_the_cap(tmp_path):
         [watcher:w]
         cmd = sleep 3600
         """, circus=f"stats_endpoint = tcp://127.0.0.1:{stats_port}\n")
-    log = open(tmp_path / "gcircusd.out", "wb")
-    daemon = gsubprocess.Popen(["prlimit", f"--nofile={FD_LIMIT}:{FD_LIMIT}", "--"] + GCIRCUSD + [config],
-                               stdout=log, stderr=gsubprocess.STDOUT)
-    probe = Dealer(endpoint)
     flood: list[socket.socket] = []
-    try:
-        wait_for(lambda: len(probe.call("list", name="w")["pids"]) == 1, 30, message="daemon serving")
-        for _ in range(FLOOD):
-            flood.append(socket.create_connection(("127.0.0.1", stats_port)))
-        output = lambda: (tmp_path / "gcircusd.out").read_text(errors="replace")  # noqa: E731
-        wait_for(lambda: re.search(r"stats_endpoint: \d+ connections already \(limit 64\)", output()), 30,
-                 message="connections past the cap shed")
-        # 20 more processes need pipes: the fds the flood would have taken are still there.
-        assert probe.call("incr", name="w", nb=20, waiting=True)["numprocesses"] == 21
-        wait_for(lambda: len(probe.call("list", name="w")["pids"]) == 21, 30, message="21 processes")
-        assert "cannot spawn" not in output()
-    finally:
-        probe.close()
-        for conn in flood:
-            conn.close()
-        daemon.send_signal(signal.SIGTERM)
+    with daemon_with_fd_limit(tmp_path, config, FD_LIMIT) as (_, output):
+        probe = Dealer(endpoint)
         try:
-            daemon.wait(30)
-        except gsubprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-        log.close()
+            wait_for(lambda: len(probe.call("list", name="w")["pids"]) == 1, 30, message="daemon serving")
+            for _ in range(FLOOD):
+                flood.append(socket.create_connection(("127.0.0.1", stats_port)))
+            wait_for(lambda: re.search(r"stats_endpoint: \d+ connections already \(limit 64\)", output()), 30,
+                     message="connections past the cap shed")
+            # 20 more processes need pipes: the fds the flood would have taken are still there.
+            assert probe.call("incr", name="w", nb=20, waiting=True)["numprocesses"] == 21
+            wait_for(lambda: len(probe.call("list", name="w")["pids"]) == 21, 30, message="21 processes")
+            assert "cannot spawn" not in output()
+        finally:
+            probe.close()
+            for conn in flood:
+                conn.close()
