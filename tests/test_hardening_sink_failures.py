@@ -43,6 +43,14 @@ os.execvp("sleep", ["sleep", "1000"])
     return f"{PYTHON} {script}"
 
 
+def _argv0(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().split(b"\0")[0]
+    except OSError:
+        return b""
+
+
 def complete_lines(path) -> int:
     data = path.read_bytes()
     return len(re.findall(rb"line \d{6} x*\n", data))
@@ -76,6 +84,9 @@ def test_a_stop_on_a_full_disk_logs_exactly_what_was_not_written(tiny_disk, gcir
         stdout_stream.filename = {log}
         """)
     wait_for(lambda: "writing failed" in running.daemon.output(), 30, message="the sink failing")
+    # Every line has left the child (it execs sleep once its last write returned): the loss is then exactly known.
+    [pid] = running.call("list", name="writer")["pids"]
+    wait_for(lambda: _argv0(pid) == b"sleep", 60, message="the writer done writing")
     running.call("stop", name="writer")  # the writer retries for a while (pump.CLOSE_FLUSH), then gives up
     lost = re.compile(r"(\d+) lines \((\d+) bytes\) of output not written at close: the sink kept failing")
     match = wait_for(lambda: lost.search(running.daemon.output()), 30, message="the loss reported")
