@@ -21,7 +21,6 @@ import glob
 import logging
 import os
 import re
-import resource
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,18 +28,15 @@ from urllib.parse import quote, unquote
 
 from configobj import ConfigObj, ConfigObjError
 
-from gcircus import config_sections, identity
+from gcircus import config_sections
 from gcircus import options as opts
-from gcircus.command_line import CommandLineError, check_command_line
 from gcircus.errors import ConfigError, InvalidValue, quote_value, shorten
 from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
-from gcircus.streams.factory import UnknownStreamClass, builtin_stream_class
+from gcircus.watcher_spec import TYPO_CUTOFF, WatcherSpec
 
 log = logging.getLogger("gcircus.config")
 
 FLAPPING_PLUGIN_SUFFIX = "flapping.Flapping"
-# Unknown watcher keys this close to a real option are treated as typos.
-WATCHER_TYPO_CUTOFF = 0.85
 # Largest configuration file, and largest main file plus includes, gcircus reads: parsing takes several times the
 # file's size in memory, and a real configuration is a few KiB.
 MAX_CONFIG_FILE_SIZE = 4 << 20
@@ -53,7 +49,7 @@ class Config:
 
     path: str
     circus: dict
-    watchers: list[dict]
+    watchers: list[WatcherSpec]
     sockets: list[dict]
     plugins: list[dict]
     env: dict
@@ -305,7 +301,7 @@ def _load_circus(section: Section | None, mapping: dict) -> dict:
             _unknown(section, key, entry, "circus")
             continue
         raw = expand_circus_vars(entry.value, mapping)
-        circus[key] = _convert(option.convert, raw, section, key, entry)
+        circus[key] = _convert(option.parse, raw, section, key, entry)
     if "stats_endpoint" in section.entries and not circus["statsd"]:
         # Circus's examples turn stats on with a stats_endpoint line alone, so circusd runs its stats for either.
         if "statsd" in section.entries:
@@ -323,7 +319,7 @@ def _load_socket(section: Section, mapping: dict) -> dict:
             _unknown(section, key, entry, "socket")
             continue
         raw = expand_circus_vars(entry.value, mapping)
-        sock[key] = _convert(option.convert, raw, section, key, entry)
+        sock[key] = _convert(option.parse, raw, section, key, entry)
     if sock["path"]:
         sock["family"] = int(socket.AF_UNIX)
     elif sock["family"] == socket.AF_UNIX:
@@ -341,7 +337,7 @@ def _load_plugin(section: Section, mapping: dict) -> dict:
         if option is None:
             plugin["config"][key] = raw
         else:
-            plugin[key] = _convert(option.convert, raw, section, key, entry)
+            plugin[key] = _convert(option.parse, raw, section, key, entry)
     if not plugin["use"]:
         raise _error("missing required option 'use' (the plugin class)", section)
     return plugin
@@ -352,7 +348,7 @@ def _flapping_from_plugin(plugin: dict, section: Section, base: dict) -> dict:
     for key, option in opts.FLAPPING_OPTIONS.items():
         if key in plugin["config"]:
             entry = section.entries[key]
-            flapping[key] = _convert(option.convert, plugin["config"][key], section, key, entry)
+            flapping[key] = _convert(option.parse, plugin["config"][key], section, key, entry)
     return flapping
 
 
@@ -375,46 +371,42 @@ def _parse_hook(raw: str, section: Section, key: str, entry: Entry) -> tuple[str
     return dotted, ignore
 
 
-def _watcher_prefixed(w: dict, key: str, raw: str, section: Section, entry: Entry) -> bool:
-    """Handle the option families (rlimit_*, streams, hooks.*, flapping.*); False if none."""
-    if key.startswith("rlimit_") and len(key) > 7:
-        name = key[7:]
-        if not hasattr(resource, "RLIMIT_" + name.upper()):
-            raise _error(f"unknown resource limit 'RLIMIT_{name.upper()}'", section, key, entry, raw)
-        w["rlimits"][name.lower()] = _convert(opts.to_rlimit, raw, section, key, entry)
-        return True
-    prefix, _, sub = key.partition(".")
-    if not sub:
+def _watcher_member(w: dict, key: str, raw: str, section: Section, entry: Entry) -> bool:
+    """Fold a member of an option family (rlimit_*, streams, hooks.*, flapping.*) into `w`; False for other keys."""
+    family = opts.family_member(key)
+    if family is None:
         return False
-    if prefix in ("stdout_stream", "stderr_stream"):
-        if sub == "class" and not re.search(r"[.:]", raw):
-            try:
-                builtin_stream_class(raw)
-            except UnknownStreamClass as exc:
-                raise _error("unknown stream class", section, key, entry, raw, suggestion=exc.suggestion) from None
-        w[prefix][sub] = _convert(opts.check_exec_text, raw, section, key, entry)
-        return True
-    if prefix == "hooks":
-        if sub not in opts.HOOK_NAMES:
-            close = difflib.get_close_matches(sub, opts.HOOK_NAMES, n=1, cutoff=0.6)
-            raise _error(f"unknown hook {quote_value(sub)}", section, key, entry,
-                         suggestion=f"hooks.{close[0]}" if close else None)
-        w["hooks"][sub] = _parse_hook(raw, section, key, entry)
-        return True
-    if prefix == "flapping":
-        option = opts.FLAPPING_OPTIONS.get(sub)
-        if option is not None:
-            w["flapping"][sub] = _convert(option.convert, raw, section, key, entry)
-        elif opts.suggest(sub, "flapping"):
+    field, member = family
+    problem = opts.member_problem(field, member)
+    if field == "flapping":
+        if problem is None:
+            w["flapping"][member] = _convert(opts.FLAPPING_OPTIONS[member].parse, raw, section, key, entry)
+        elif opts.suggest(member, "flapping"):
             raise _error(f"unknown option {quote_value(key)}", section, key, entry, raw,
-                         suggestion="flapping." + opts.suggest(sub, "flapping"))
+                         suggestion="flapping." + opts.suggest(member, "flapping"))
         w["options"][key] = raw
-        return True
-    return False
+    elif field == "hooks" and problem:
+        close = difflib.get_close_matches(member, opts.HOOK_NAMES, n=1, cutoff=0.6)
+        raise _error(f"unknown hook {quote_value(member)}", section, key, entry,
+                     suggestion=f"hooks.{close[0]}" if close else None)
+    elif problem:
+        raise _error(problem, section, key, entry, raw)
+    elif field == "rlimits":
+        w["rlimits"][member] = _convert(opts.to_rlimit, raw, section, key, entry)
+    elif field == "hooks":
+        w["hooks"][member] = _parse_hook(raw, section, key, entry)
+    else:
+        if member == "class":
+            try:
+                opts.check_stream_class(raw)
+            except opts.UnknownStreamClass as exc:
+                raise _error("unknown stream class", section, key, entry, raw, suggestion=exc.suggestion) from None
+        w[field][member] = _convert(opts.check_exec_text, raw, section, key, entry)
+    return True
 
 
 def _load_watcher(section: Section, circus: dict, env: dict, global_env: dict,
-                  env_sections: list, flapping: dict, flapping_active: bool) -> dict:
+                  env_sections: list, flapping: dict, flapping_active: bool) -> WatcherSpec:
     name_entry = section.entries.get("name")
     name = name_entry.value if name_entry else section.name.split(":", 1)[1]
     if not name:
@@ -437,59 +429,43 @@ def _load_watcher(section: Section, circus: dict, env: dict, global_env: dict,
         raw = expand_circus_vars(entry.value, mapping)
         option = opts.WATCHER_OPTIONS.get(key)
         if option is not None:
-            w[key] = _convert(option.convert, raw, section, key, entry)
-        elif not _watcher_prefixed(w, key, raw, section, entry):
-            suggestion = None if "." in key else opts.suggest(key, "watcher", WATCHER_TYPO_CUTOFF)
+            w[key] = _convert(option.parse, raw, section, key, entry)
+        elif not _watcher_member(w, key, raw, section, entry):
+            suggestion = None if "." in key else opts.suggest(key, "watcher", TYPO_CUTOFF)
             if suggestion:
                 raise _error(f"unknown option {quote_value(key)}", section, key, entry, raw, suggestion=suggestion)
             w["options"][key] = raw
-    _check_watcher(w, section)
-    return w
+    return _checked_spec(w, section)
 
 
-def _check_watcher(w: dict, section: Section) -> None:
-    def fail(reason: str, key: str) -> None:
-        entry = section.entries.get(key)
-        raise _error(reason, section, key, entry, entry.value if entry else None)
-
+def _checked_spec(w: dict, section: Section) -> WatcherSpec:
+    """The watcher's spec, or the ConfigError naming the option that makes it unable to run."""
     if not w["cmd"].strip():
         raise _error("missing required option 'cmd'", section)
-    try:
-        check_command_line(w["cmd"], w["args"], w["shell"], w["shell_args"])
-    except CommandLineError as exc:
-        key = exc.option
-        raise _error("cannot be split into arguments (unbalanced quotes?)", section, key, section.entries.get(key),
-                     w[key]) from None
-    for key in ("numprocesses", "warmup_delay", "graceful_timeout", "max_age", "max_age_variance",
-                "hook_timeout"):
-        if w[key] < 0:
-            fail("must not be negative", key)
-    if w["max_retry"] < -1:
-        fail("must be -1 (forever) or more", "max_retry")
-    if w["singleton"] and w["numprocesses"] > 1:
-        fail("a singleton watcher runs at most 1 process", "numprocesses")
-    for key in ("copy_path", "virtualenv"):
-        if w[key] and not w["copy_env"]:
-            fail("needs copy_env = true", key)
-    try:
-        identity.resolve_user(w["uid"], w["gid"])
-    except identity.IdentityError as exc:
-        fail(exc.reason, exc.option)
+    spec = WatcherSpec(**w)
+    problem = spec.problem()
+    if problem is not None:
+        key, reason = problem
+        entry = section.entries.get(key)
+        raise _error(reason, section, key, entry, entry.value if entry else None)
+    return spec
 
 
 # --------------------------------------------------------------------------- entry point
 
-def _check_unique(items: list[dict], kind: str, sections: dict[str, Section]) -> None:
+def _unique(kind: str, loaded: list[tuple[Any, str]], sections: dict[str, Section]) -> list:
+    """The loaded items (each with its section name) sorted by name; ConfigError for two with one name."""
+    def name_of(item) -> str:
+        return item.name if isinstance(item, WatcherSpec) else item["name"]
+
     seen: dict[str, str] = {}
-    for item in items:
-        lowered = item["name"].lower()
-        if lowered in seen:
-            raise ConfigError(f"duplicate {kind} name {item['name']!r} (names are case-insensitive; "
-                              f"{seen[lowered]!r} exists)", file=sections[item["_section"]].file,
-                              section=item["_section"])
-        seen[lowered] = item["name"]
-    for item in items:
-        del item["_section"]
+    for item, section in sorted(loaded, key=lambda pair: name_of(pair[0])):
+        name = name_of(item)
+        if name.lower() in seen:
+            raise ConfigError(f"duplicate {kind} name {name!r} (names are case-insensitive; "
+                              f"{seen[name.lower()]!r} exists)", file=sections[section].file, section=section)
+        seen[name.lower()] = name
+    return sorted((item for item, _ in loaded), key=name_of)
 
 
 def _check_section_names(sections: dict[str, Section]) -> None:
@@ -527,25 +503,23 @@ def load_config(path: str) -> Config:
         if kind == "watcher" and sep:
             watcher_sections.append(section)
         elif kind == "socket" and sep:
-            socket_dicts.append({**_load_socket(section, mapping), "_section": name})
+            socket_dicts.append((_load_socket(section, mapping), name))
         elif kind == "plugin" and sep:
             plugin = _load_plugin(section, mapping)
             if plugin["use"].replace(":", ".").endswith(FLAPPING_PLUGIN_SUFFIX):
                 flapping = _flapping_from_plugin(plugin, section, flapping)
                 flapping_active = plugin["active"]
             else:
-                plugin_dicts.append({**plugin, "_section": name})
+                plugin_dicts.append((plugin, name))
         elif kind == "env" and sep:
             env_sections.append(([p.strip() for p in rest.split(",") if p.strip()], section))
         else:
             log.warning("%s: %s", section.file, config_sections.unknown_section_warning(shorten(name)))
 
-    watchers = [{**_load_watcher(s, circus, env, global_env, env_sections, flapping, flapping_active),
-                 "_section": s.name} for s in watcher_sections]
-    for items, kind in ((watchers, "watcher"), (socket_dicts, "socket"), (plugin_dicts, "plugin")):
-        items.sort(key=lambda item: item["name"])
-        _check_unique(items, kind, sections)
+    watchers = _unique("watcher", [(_load_watcher(s, circus, env, global_env, env_sections, flapping,
+                                                  flapping_active), s.name) for s in watcher_sections], sections)
     defaults = {"pdeathsig": circus["pdeathsig"], "prefix_output": circus["prefix_output"],
                 "check_flapping": flapping_active, "flapping": dict(flapping)}
-    return Config(path=path, circus=circus, watchers=watchers, sockets=socket_dicts,
-                  plugins=plugin_dicts, env=env, flapping=flapping, watcher_defaults=defaults)
+    return Config(path=path, circus=circus, watchers=watchers, sockets=_unique("socket", socket_dicts, sections),
+                  plugins=_unique("plugin", plugin_dicts, sections), env=env, flapping=flapping,
+                  watcher_defaults=defaults)

@@ -21,14 +21,47 @@ from dataclasses import dataclass
 from typing import Any
 
 from gcircus.errors import InvalidValue
+from gcircus.suggest import closest
 
 SECTIONS = ("circus", "watcher", "socket", "plugin", "flapping")
 
-HOOK_NAMES = (
-    "before_start", "after_start", "before_spawn", "after_spawn", "before_stop",
-    "after_stop", "before_signal", "after_signal", "before_reap", "after_reap",
-    "extended_stats",
-)
+HOOK_NAMES = ("before_start", "after_start", "before_spawn", "after_spawn", "before_stop", "after_stop",
+              "before_signal", "after_signal", "before_reap", "after_reap", "extended_stats")
+
+# The stream classes gcircus ships (gcircus.streams.sinks), by the name a `class` option gives them in any case.
+STREAM_CLASS_NAMES = ("FileStream", "WatchedFileStream", "TimedRotatingFileStream", "QueueStream", "StdoutStream",
+                      "FancyStdoutStream", "PrefixedStdoutStream")
+
+
+class UnknownStreamClass(ValueError):
+    """A bare `class` name that is none of gcircus's stream classes; `suggestion` is the closest one, if any."""
+
+    def __init__(self, name: str, suggestion: str | None):
+        hint = f"did you mean {suggestion!r}? " if suggestion else ""
+        super().__init__(f"stream configuration invalid: unknown stream class {name!r} ({hint}valid classes: "
+                         f"{', '.join(STREAM_CLASS_NAMES)}, or a dotted path to a class)")
+        self.suggestion = suggestion
+
+
+def stream_class_name(name: str) -> str:
+    """The shipped stream class `name` means, in any case; UnknownStreamClass naming the closest one otherwise."""
+    by_lower = {known.lower(): known for known in STREAM_CLASS_NAMES}
+    meant = by_lower.get(name.lower()) or by_lower.get(closest(name.lower(), list(by_lower)) or "")
+    if meant is not None and meant.lower() == name.lower():
+        return meant
+    raise UnknownStreamClass(name, meant)
+
+
+def check_stream_class(value: Any) -> None:
+    """ValueError unless `value` is a dotted path (checked when the stream is built) or a shipped class name.
+
+    The config loader and `set` both check a `class` option with this, so they accept and suggest the same.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"expected a stream class name or a dotted path, got {value!r}")
+    if not re.search(r"\w[.:]\w", value):
+        stream_class_name(value)
+
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -281,6 +314,16 @@ def to_proto(value: Any) -> int:
 
 OWN_NAME = ""  # Option.options_key: the option is listed by `options` under its own name
 
+# What a change of an option needs once applied at run time (Option.on_change); None: it cannot change live.
+RESPAWN = "respawn"  # watcher: new processes (a graceful reload)
+RECOUNT = "recount"  # watcher: only count the processes again (start/stop the difference)
+NOTHING = "nothing"  # watcher: nothing; the next stop or spawn reads the new value
+APPLY = "apply"  # [circus]: reloadconfig applies it to the running daemon
+PARSE = "parse"  # [circus]: only shapes the parse; its effect is in the watcher sections reloadconfig compares
+
+# Circus's action codes for a change (its `set` reply): new processes, re-count, nothing.
+CIRCUS_ACTION = {RESPAWN: 1, RECOUNT: 0, NOTHING: -1}
+
 
 @dataclass(frozen=True)
 class Option:
@@ -290,12 +333,21 @@ class Option:
     section: str
     convert: Callable[[Any], Any]
     default: Any
-    live: bool
+    on_change: str | None
     doc: str
     # The key the `options` command reports this option under, as Circus's does: its own name (OWN_NAME), another
     # key (the stream families are Circus's stdout_stream_conf/stderr_stream_conf dicts), or None for an option
     # Circus's command does not list (read it with `get`).
     options_key: str | None = OWN_NAME
+    minimum: float | None = None  # smallest value accepted, in the config file and at run time
+    # Changes only how many processes run, when, and how they are stopped or retried: not what runs nor as whom
+    # (the only options an endpoint_owner client may set on a watcher that does not run as the owner).
+    scheduling: bool = False
+
+    @property
+    def live(self) -> bool:
+        """Settable at run time (`set`), or applied live by reloadconfig for a [circus] option."""
+        return self.on_change in (RESPAWN, RECOUNT, NOTHING, APPLY)
 
     @property
     def options_reply_key(self) -> str | None:
@@ -313,117 +365,158 @@ class Option:
         """True for families of options such as ``hooks.*`` or ``rlimit_*``."""
         return self.name.endswith("*")
 
+    def parse(self, value: Any) -> Any:
+        """Convert *value* and check it against the minimum; InvalidValue says why."""
+        return self.check_minimum(self.convert(value))
+
+    def check_minimum(self, value: Any) -> Any:
+        """*value* (already typed) if it is at least the minimum; InvalidValue otherwise."""
+        if self.minimum is not None and value is not None and value < self.minimum:
+            raise InvalidValue("must not be negative" if self.minimum == 0 else "must be -1 (forever) or more", value)
+        return value
+
 
 def _table(section: str, rows: list[tuple]) -> dict[str, Option]:
-    return {row[0]: Option(row[0], section, *row[1:]) for row in rows}
+    """Rows are (name, convert, default, on_change, doc[, options_key][, {extra fields}])."""
+    table = {}
+    for row in rows:
+        extra = row[-1] if isinstance(row[-1], dict) else {}
+        fields = row[:-1] if extra else row
+        table[row[0]] = Option(fields[0], section, *fields[1:], **extra)
+    return table
 
 
 _S, _OS, _B, _I, _F = to_str, to_optional_str, to_bool, to_int, to_float
+_R, _C, _N = RESPAWN, RECOUNT, NOTHING
+_SCHED = {"scheduling": True}
+_NON_NEGATIVE = {"minimum": 0}
+_NON_NEGATIVE_SCHED = {"minimum": 0, "scheduling": True}
+_RETRIES = {"minimum": -1, "scheduling": True}
 
 CIRCUS_OPTIONS = _table("circus", [
-    ("endpoint", _S, "tcp://127.0.0.1:5555", False, "control (ROUTER) endpoint"),
-    ("endpoint_owner", _OS, None, False, "user owning an ipc:// control socket; requests get that user's rights only"),
-    ("pubsub_endpoint", _S, "tcp://127.0.0.1:5556", False, "event (PUB) endpoint"),
-    ("multicast_endpoint", _OS, None, False, "UDP discovery endpoint; empty or absent means off"),
-    ("stats_endpoint", _S, "tcp://127.0.0.1:5557", False, "stats (PUB) endpoint; setting it turns statsd on"),
-    ("statsd", _B, False, False, "publish process stats on stats_endpoint (sampled inside gcircusd)"),
-    ("statsd_close_outputs", _B, False, False, "close the stats publisher's stdout/stderr"),
-    ("stats_interval", to_positive_float, 1.0, False, "seconds between two samples on the stats channel"),
-    ("check_delay", _F, 5.0, False, "kept for `globaloptions`; gcircus reacts to SIGCHLD, it does not poll"),
-    ("umask", to_octal, None, False, "umask of gcircusd and its children (octal); empty means inherit"),
-    ("warmup_delay", _F, 0.0, False, "seconds to wait between starting two watchers"),
-    ("httpd", _B, False, False, "circus-web (not shipped): true only logs a warning"),
-    ("httpd_host", _S, "localhost", False, "circus-web host"),
-    ("httpd_port", to_port, 8080, False, "circus-web port"),
-    ("httpd_close_outputs", _B, False, False, "close circus-web's stdout/stderr"),
-    ("debug", _B, False, False, "internal watchers write to gcircusd's stdout, at debug level"),
-    ("debug_gc", _B, False, False, "enable gc.DEBUG_LEAK"),
-    ("pidfile", _OS, None, False, "pid file path (the command line wins)"),
-    ("loglevel", _OS, None, False, "log level (the command line wins); default info"),
-    ("logoutput", _OS, None, False, "log destination (the command line wins); default - (standard output)"),
-    ("loggerconfig", _OS, None, False, "logging config file: .ini, .json, .yaml (with PyYAML) or 'default'"),
-    ("fqdn_prefix", _OS, None, False, "prefix for this host's fqdn in stats"),
-    ("stream_backend", _S, "thread", False, "accepted for Circus compatibility; gcircus always uses gevent"),
-    ("include", _OS, None, False, "whitespace-separated globs of extra ini files, relative to this file"),
-    ("include_dir", _OS, None, False, "whitespace-separated directories whose *.ini files are included"),
-    ("pdeathsig", _B, True, False, "children get PR_SET_PDEATHSIG so they die if gcircusd is killed"),
-    ("allow_remote_endpoints", _B, False, False,
+    ("endpoint", _S, "tcp://127.0.0.1:5555", None, "control (ROUTER) endpoint"),
+    ("endpoint_owner", _OS, None, None, "user owning an ipc:// control socket; requests get that user's rights only"),
+    ("pubsub_endpoint", _S, "tcp://127.0.0.1:5556", None, "event (PUB) endpoint"),
+    ("multicast_endpoint", _OS, None, None, "UDP discovery endpoint; empty or absent means off"),
+    ("stats_endpoint", _S, "tcp://127.0.0.1:5557", None, "stats (PUB) endpoint; setting it turns statsd on"),
+    ("statsd", _B, False, None, "publish process stats on stats_endpoint (sampled inside gcircusd)"),
+    ("statsd_close_outputs", _B, False, None, "close the stats publisher's stdout/stderr"),
+    ("stats_interval", to_positive_float, 1.0, None, "seconds between two samples on the stats channel"),
+    ("check_delay", _F, 5.0, APPLY, "kept for `globaloptions`; gcircus reacts to SIGCHLD, it does not poll"),
+    ("umask", to_octal, None, None, "umask of gcircusd and its children (octal); empty means inherit"),
+    ("warmup_delay", _F, 0.0, APPLY, "seconds to wait between starting two watchers"),
+    ("httpd", _B, False, None, "circus-web (not shipped): true only logs a warning"),
+    ("httpd_host", _S, "localhost", None, "circus-web host"),
+    ("httpd_port", to_port, 8080, None, "circus-web port"),
+    ("httpd_close_outputs", _B, False, None, "close circus-web's stdout/stderr"),
+    ("debug", _B, False, None, "internal watchers write to gcircusd's stdout, at debug level"),
+    ("debug_gc", _B, False, None, "enable gc.DEBUG_LEAK"),
+    ("pidfile", _OS, None, None, "pid file path (the command line wins)"),
+    ("loglevel", _OS, None, APPLY, "log level (the command line wins); default info"),
+    ("logoutput", _OS, None, None, "log destination (the command line wins); default - (standard output)"),
+    ("loggerconfig", _OS, None, None, "logging config file: .ini, .json, .yaml (with PyYAML) or 'default'"),
+    ("fqdn_prefix", _OS, None, None, "prefix for this host's fqdn in stats"),
+    ("stream_backend", _S, "thread", None, "accepted for Circus compatibility; gcircus always uses gevent"),
+    ("include", _OS, None, PARSE, "whitespace-separated globs of extra ini files, relative to this file"),
+    ("include_dir", _OS, None, PARSE, "whitespace-separated directories whose *.ini files are included"),
+    ("pdeathsig", _B, True, PARSE, "children get PR_SET_PDEATHSIG so they die if gcircusd is killed"),
+    ("allow_remote_endpoints", _B, False, None,
      "allow binding endpoint/pubsub_endpoint to non-loopback TCP addresses (unauthenticated!)"),
-    ("max_message_size", _I, 1048576, False, "largest control request accepted, in bytes"),
-    ("prefix_output", _B, False, False,
+    ("max_message_size", _I, 1048576, None, "largest control request accepted, in bytes"),
+    ("prefix_output", _B, False, PARSE,
      "send unconfigured watcher output through gcircusd's stdout/stderr as `name[wid] | line`"),
 ])
 
+# Where gcircusd listens and clients connect when nothing else is configured.
+DEFAULT_ENDPOINT = CIRCUS_OPTIONS["endpoint"].default
+DEFAULT_PUBSUB_ENDPOINT = CIRCUS_OPTIONS["pubsub_endpoint"].default
+DEFAULT_STATS_ENDPOINT = CIRCUS_OPTIONS["stats_endpoint"].default
+
 WATCHER_OPTIONS = _table("watcher", [
-    ("cmd", to_exec_str, "", True, "command line, shlex-split at spawn"),
-    ("args", to_exec_str, "", True, "extra arguments appended to cmd"),
-    ("numprocesses", _I, 1, True, "number of processes to keep running"),
-    ("warmup_delay", _F, 0.0, True, "seconds between two spawns"),
-    ("working_dir", to_optional_exec_str, None, True, "working directory of the children; default gcircusd's"),
-    ("shell", _B, False, True, "run the command through /bin/sh"),
-    ("shell_args", to_optional_exec_str, None, False, "extra shell arguments when shell is on"),
-    ("executable", to_optional_exec_str, None, False, "program to execute instead of argv[0]"),
-    ("uid", to_optional_exec_str, None, True, "user name or id to run as"),
-    ("gid", to_optional_exec_str, None, True, "group name or id to run as"),
-    ("send_hup", _B, False, True, "reload by sending SIGHUP instead of respawning"),
-    ("stop_signal", to_signal, int(signal.SIGTERM), True, "signal sent to stop a process"),
-    ("stop_children", _B, False, True, "also send stop_signal to the process's children"),
-    ("max_retry", _I, 5, True, "spawn attempts before giving up; -1 means forever"),
-    ("graceful_timeout", _F, 30.0, True, "seconds between stop_signal and SIGKILL"),
-    ("priority", _I, 0, False, "higher starts first and stops last"),
-    ("singleton", _B, False, True, "at most one process"),
-    ("use_sockets", _B, False, False, "let children inherit the gcircus sockets"),
-    ("copy_env", _B, False, True, "start children from gcircusd's environment"),
-    ("copy_path", _B, False, False, "set PYTHONPATH to gcircusd's sys.path (needs copy_env)", None),
-    ("max_age", _F, 0.0, True, "restart a process after this many seconds; 0 disables"),
-    ("max_age_variance", _F, 30.0, True, "random extra seconds added to max_age"),
-    ("respawn", _B, True, True, "respawn processes that exit"),
-    ("autostart", _B, True, False, "start the watcher with gcircusd", None),
-    ("on_demand", _B, False, False, "start when one of the sockets becomes readable"),
-    ("close_child_stdin", _B, True, True, "give children /dev/null as stdin"),
-    ("close_child_stdout", _B, False, True, "give children /dev/null as stdout"),
-    ("close_child_stderr", _B, False, True, "give children /dev/null as stderr"),
-    ("virtualenv", to_optional_exec_str, None, False, "virtualenv to run in (needs copy_env)", None),
-    ("virtualenv_py_ver", _OS, None, False, "Python X.Y of the virtualenv", None),
-    ("stdin_socket", _OS, None, False, "name of a socket given to children as stdin", None),
-    ("umask", to_octal, None, False, "umask of the children (octal); empty means inherit", None),
-    ("pdeathsig", _B, None, False, "children die with gcircusd; default from [circus] pdeathsig", None),
-    ("hook_timeout", _F, 30.0, False, "seconds a hook may run before it counts as failed", None),
-    ("check_flapping", _B, True, False, "back off when processes crash in a loop", None),
-    ("prefix_output", _B, None, False, "prefix unconfigured output lines; default from [circus] prefix_output", None),
-    ("rlimit_*", to_rlimit, None, True, "resource limit RLIMIT_<NAME>; empty means unlimited"),
-    ("stdout_stream.*", _S, None, True, "stdout sink options (class, filename, ...)", "stdout_stream_conf"),
-    ("stderr_stream.*", _S, None, True, "stderr sink options (class, filename, ...)", "stderr_stream_conf"),
-    ("hooks.*", _S, None, True, "hook: dotted.path[, ignore_failure]"),
-    ("flapping.*", _S, None, True, "per-watcher override of a [flapping] option"),
+    ("cmd", to_exec_str, "", _R, "command line, shlex-split at spawn"),
+    ("args", to_exec_str, "", _R, "extra arguments appended to cmd"),
+    ("numprocesses", _I, 1, _C, "number of processes to keep running", _NON_NEGATIVE_SCHED),
+    ("warmup_delay", _F, 0.0, _C, "seconds between two spawns", _NON_NEGATIVE_SCHED),
+    ("working_dir", to_optional_exec_str, None, _R, "working directory of the children; default gcircusd's"),
+    ("shell", _B, False, _R, "run the command through /bin/sh"),
+    ("shell_args", to_optional_exec_str, None, None, "extra shell arguments when shell is on"),
+    ("executable", to_optional_exec_str, None, None, "program to execute instead of argv[0]"),
+    ("uid", to_optional_exec_str, None, _R, "user name or id to run as"),
+    ("gid", to_optional_exec_str, None, _R, "group name or id to run as"),
+    ("send_hup", _B, False, _C, "reload by sending SIGHUP instead of respawning", _SCHED),
+    ("stop_signal", to_signal, int(signal.SIGTERM), _C, "signal sent to stop a process", _SCHED),
+    ("stop_children", _B, False, _C, "also send stop_signal to the process's children", _SCHED),
+    ("max_retry", _I, 5, _C, "spawn attempts before giving up; -1 means forever", _RETRIES),
+    ("graceful_timeout", _F, 30.0, _N, "seconds between stop_signal and SIGKILL", _NON_NEGATIVE_SCHED),
+    ("priority", _I, 0, None, "higher starts first and stops last", _SCHED),
+    ("singleton", _B, False, _C, "at most one process", _SCHED),
+    ("use_sockets", _B, False, None, "let children inherit the gcircus sockets"),
+    ("copy_env", _B, False, _C, "start children from gcircusd's environment"),
+    ("copy_path", _B, False, None, "set PYTHONPATH to gcircusd's sys.path (needs copy_env)", None),
+    ("max_age", _F, 0.0, _R, "restart a process after this many seconds; 0 disables", _NON_NEGATIVE_SCHED),
+    ("max_age_variance", _F, 30.0, _R, "random extra seconds added to max_age", _NON_NEGATIVE_SCHED),
+    ("respawn", _B, True, _C, "respawn processes that exit", _SCHED),
+    ("autostart", _B, True, None, "start the watcher with gcircusd", None, _SCHED),
+    ("on_demand", _B, False, None, "start when one of the sockets becomes readable"),
+    ("close_child_stdin", _B, True, _C, "give children /dev/null as stdin"),
+    ("close_child_stdout", _B, False, _C, "give children /dev/null as stdout"),
+    ("close_child_stderr", _B, False, _C, "give children /dev/null as stderr"),
+    ("virtualenv", to_optional_exec_str, None, None, "virtualenv to run in (needs copy_env)", None),
+    ("virtualenv_py_ver", _OS, None, None, "Python X.Y of the virtualenv", None),
+    ("stdin_socket", _OS, None, None, "name of a socket given to children as stdin", None),
+    ("umask", to_octal, None, None, "umask of the children (octal); empty means inherit", None),
+    ("pdeathsig", _B, None, None, "children die with gcircusd; default from [circus] pdeathsig", None),
+    ("hook_timeout", _F, 30.0, None, "seconds a hook may run before it counts as failed", None, _NON_NEGATIVE_SCHED),
+    ("check_flapping", _B, True, None, "back off when processes crash in a loop", None, _SCHED),
+    ("prefix_output", _B, None, None, "prefix unconfigured output lines; default from [circus] prefix_output", None),
+    ("rlimit_*", to_rlimit, None, _C, "resource limit RLIMIT_<NAME>; empty means unlimited"),
+    ("stdout_stream.*", _S, None, _C, "stdout sink options (class, filename, ...)", "stdout_stream_conf"),
+    ("stderr_stream.*", _S, None, _C, "stderr sink options (class, filename, ...)", "stderr_stream_conf"),
+    ("hooks.*", _S, None, _C, "hook: dotted.path[, ignore_failure]"),
+    ("flapping.*", _S, None, _C, "per-watcher override of a [flapping] option", _SCHED),
 ])
 
+# Keys `set` and `add` take beside the table's (Circus's wire forms): whole objects for a family or the
+# environment, and Circus's name for flapping.retry_in. Their values are JSON objects (see runtime_options).
+RUNTIME_OBJECT_OPTIONS = _table("watcher", [
+    ("env", _S, None, _R, "the children's environment variables (in a file: [env:NAME] sections)"),
+    ("hooks", _S, None, _C, "every hook at once"),
+    ("stdout_stream", _S, None, _C, "every stdout sink option at once"),
+    ("stderr_stream", _S, None, _C, "every stderr sink option at once"),
+    ("retry_in", _F, None, _C, "Circus's name for flapping.retry_in", _NON_NEGATIVE_SCHED),
+])
+
+# The option families: the prefix of their keys, and the watcher field their members fold into
+# (rlimit_nofile = 10 is rlimits["nofile"] = 10).
+FAMILIES = {"rlimit_": "rlimits", "stdout_stream.": "stdout_stream", "stderr_stream.": "stderr_stream",
+            "hooks.": "hooks", "flapping.": "flapping"}
+
 SOCKET_OPTIONS = _table("socket", [
-    ("host", _S, "localhost", False, "host or address to bind"),
-    ("port", to_port, 8080, False, "port to bind; 0 picks a free one"),
-    ("path", _OS, None, False, "unix socket path; implies family AF_UNIX"),
-    ("family", to_family, int(socket.AF_INET), False, "AF_INET, AF_INET6 or AF_UNIX"),
-    ("type", to_socktype, int(socket.SOCK_STREAM), False, "SOCK_STREAM, SOCK_DGRAM, ..."),
-    ("proto", to_proto, 0, False, "protocol name or number"),
-    ("backlog", _I, 2048, False, "listen() backlog"),
-    ("umask", to_octal, None, False, "umask (octal) while binding a unix socket; empty means inherit"),
-    ("replace", _B, False, False, "replace an existing unix socket file"),
-    ("blocking", _B, False, False, "leave the socket in blocking mode"),
-    ("interface", _OS, None, False, "network interface to bind to (SO_BINDTODEVICE)"),
-    ("so_reuseport", _B, False, False, "set SO_REUSEPORT on the socket (gcircusd binds it once, as the others)"),
+    ("host", _S, "localhost", None, "host or address to bind"),
+    ("port", to_port, 8080, None, "port to bind; 0 picks a free one"),
+    ("path", _OS, None, None, "unix socket path; implies family AF_UNIX"),
+    ("family", to_family, int(socket.AF_INET), None, "AF_INET, AF_INET6 or AF_UNIX"),
+    ("type", to_socktype, int(socket.SOCK_STREAM), None, "SOCK_STREAM, SOCK_DGRAM, ..."),
+    ("proto", to_proto, 0, None, "protocol name or number"),
+    ("backlog", _I, 2048, None, "listen() backlog"),
+    ("umask", to_octal, None, None, "umask (octal) while binding a unix socket; empty means inherit"),
+    ("replace", _B, False, None, "replace an existing unix socket file"),
+    ("blocking", _B, False, None, "leave the socket in blocking mode"),
+    ("interface", _OS, None, None, "network interface to bind to (SO_BINDTODEVICE)"),
+    ("so_reuseport", _B, False, None, "set SO_REUSEPORT on the socket (gcircusd binds it once, as the others)"),
 ])
 
 PLUGIN_OPTIONS = _table("plugin", [
-    ("use", to_dotted, None, False, "dotted path of the plugin class (required)"),
-    ("priority", _I, 1, False, "start order of the plugin"),
-    ("active", _B, True, False, "run the plugin"),
+    ("use", to_dotted, None, None, "dotted path of the plugin class (required)"),
+    ("priority", _I, 1, None, "start order of the plugin"),
+    ("active", _B, True, None, "run the plugin"),
 ])
 
 FLAPPING_OPTIONS = _table("flapping", [
-    ("attempts", _I, 2, False, "exits within `window` that count as flapping"),
-    ("window", _F, 1.0, False, "seconds in which `attempts` exits mean flapping"),
-    ("retry_in", _F, 7.0, False, "seconds to wait before starting a flapping watcher again"),
-    ("max_retry", _I, 5, False, "back-offs before the watcher stays stopped; -1 means forever"),
+    ("attempts", _I, 2, None, "exits within `window` that count as flapping", _NON_NEGATIVE),
+    ("window", _F, 1.0, None, "seconds in which `attempts` exits mean flapping", _NON_NEGATIVE),
+    ("retry_in", _F, 7.0, None, "seconds to wait before starting a flapping watcher again", _NON_NEGATIVE),
+    ("max_retry", _I, 5, None, "back-offs before the watcher stays stopped; -1 means forever", {"minimum": -1}),
 ])
 
 OPTIONS: dict[str, dict[str, Option]] = {
@@ -433,6 +526,39 @@ OPTIONS: dict[str, dict[str, Option]] = {
     "plugin": PLUGIN_OPTIONS,
     "flapping": FLAPPING_OPTIONS,
 }
+
+
+def family_member(key: str) -> tuple[str, str] | None:
+    """(field, member) of a family key (`rlimit_NOFILE` is ("rlimits", "nofile")), or None for any other key."""
+    for prefix, field in FAMILIES.items():
+        if key.startswith(prefix) and len(key) > len(prefix):
+            member = key[len(prefix):]
+            return field, member.lower() if field == "rlimits" else member
+    return None
+
+
+def member_problem(field: str, member: str) -> str | None:
+    """Why `member` is no member of the family folded into `field` (an unknown limit, hook...), or None."""
+    if field == "rlimits" and not hasattr(resource, "RLIMIT_" + member.upper()):
+        return f"unknown resource limit 'RLIMIT_{member.upper()}'"
+    if field == "hooks" and member not in HOOK_NAMES:
+        return f"unknown hook {member!r}"
+    if field == "flapping" and member not in FLAPPING_OPTIONS:
+        return f"unknown option 'flapping.{member}'"
+    return None
+
+
+def watcher_rule_problem(values: dict) -> tuple[str, str] | None:
+    """(option, reason) when a watcher's values break a rule between options, or None.
+
+    The config loader, the Watcher constructor and `set` all ask this, so a rule has one wording.
+    """
+    if values.get("singleton") and values.get("numprocesses", 1) > 1:
+        return "numprocesses", f"a singleton watcher runs at most 1 process (numprocesses = {values['numprocesses']})"
+    for key in ("copy_path", "virtualenv"):
+        if values.get(key) and not values.get("copy_env"):
+            return key, f"{key} needs copy_env = true"
+    return None
 
 
 def get_option(name: str, section: str) -> Option | None:
@@ -449,6 +575,12 @@ def get_option(name: str, section: str) -> Option | None:
 def live_options() -> list[str]:
     """Watcher option names settable at run time (prefix families end with ``*``)."""
     return [name for name, option in WATCHER_OPTIONS.items() if option.live]
+
+
+def runtime_option(key: str) -> Option | None:
+    """The option `set` changes with *key* (a table option, a family member or a whole object), or None."""
+    option = RUNTIME_OBJECT_OPTIONS.get(key) or get_option(key, "watcher")
+    return option if option is not None and option.live else None
 
 
 def defaults(section: str) -> dict[str, Any]:

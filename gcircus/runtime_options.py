@@ -10,27 +10,10 @@ stream options as strings.
 """
 from __future__ import annotations
 
-import re
-import resource
 from typing import Any
 
 from gcircus import options as opts
 from gcircus.errors import quote_value
-from gcircus.streams.factory import builtin_stream_class
-
-# Keys `set` accepts: the option table's live options, plus the rest of Circus's list (PROTOCOL 2.6) and the
-# flapping.* family, which the table does not mark live (they apply from the next spawn, or to the back-off).
-# Each one takes effect; none is silently ignored (see README).
-SET_EXTRA_KEYS = frozenset({"env", "hooks", "stdout_stream", "stderr_stream", "copy_env", "singleton", "retry_in"})
-SET_EXTRA_PREFIXES = ("rlimit_", "flapping.")
-
-# Circus's action codes: what a change needs once applied.
-MANAGE, RELOAD, NOTHING = 0, 1, -1
-_RELOAD_KEYS = frozenset({"working_dir", "uid", "gid", "shell", "env", "cmd", "args", "max_age", "max_age_variance"})
-
-_NON_NEGATIVE = frozenset({"numprocesses", "warmup_delay", "graceful_timeout", "max_age", "max_age_variance",
-                           "retry_in", "hook_timeout"})
-
 
 class UnknownKey(ValueError):
     """A key that is not an option (or, for `set`, not settable at run time)."""
@@ -44,26 +27,20 @@ class CircusReason(ValueError):
     """A bad value refused with Circus's own reason text, which `parse` passes on as it is (clients compare it)."""
 
 
-def action_for(key: str) -> int:
-    """What applying `key` requires: RELOAD (new processes), MANAGE (re-count processes) or NOTHING."""
-    if key in _RELOAD_KEYS:
-        return RELOAD
-    if key == "graceful_timeout":
-        return NOTHING
-    return MANAGE
+def action_for(key: str) -> str | None:
+    """What applying `key` requires (the option table's on_change): RESPAWN, RECOUNT or NOTHING."""
+    option = opts.runtime_option(key)
+    return option.on_change if option is not None else None
 
 
 def is_settable(key: str) -> bool:
     """True if `set` accepts `key` (its value may still be invalid)."""
-    if key in SET_EXTRA_KEYS or any(key.startswith(p) and len(key) > len(p) for p in SET_EXTRA_PREFIXES):
-        return True
-    option = opts.get_option(key, "watcher")
-    return option is not None and option.live
+    return isinstance(key, str) and opts.runtime_option(key) is not None
 
 
 def parse_set(key: str, value: Any) -> Any:
     """Convert one `set` value; UnknownKey for keys `set` does not know, ValueError naming key and value."""
-    if not isinstance(key, str) or not is_settable(key):
+    if not is_settable(key):
         raise UnknownKey(str(key))
     return parse(key, value)
 
@@ -101,51 +78,32 @@ def _convert(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise ValueError("expected a user or group name or number")
         return value if isinstance(value, int) else opts.check_exec_text(value.strip())
-    if key == "retry_in":
-        return _non_negative(key, opts.to_float(value))
-    if key.startswith("rlimit_") and len(key) > 7:
-        if not hasattr(resource, "RLIMIT_" + key[7:].upper()):
-            raise UnknownKey(key)
-        if isinstance(value, (bool, float)):
-            raise ValueError("expected an integer or null (unlimited)")
-        return opts.to_rlimit(value)
-    prefix, dot, sub = key.partition(".")
-    if dot and prefix in ("stdout_stream", "stderr_stream"):
-        if sub == "class":
-            _check_stream_class(value)
-        return None if value is None else opts.check_exec_text(value)
-    if dot and prefix == "hooks":
-        if sub not in opts.HOOK_NAMES:
-            raise UnknownKey(key)
-        return _hook(value)
-    if dot and prefix == "flapping":
-        option = opts.FLAPPING_OPTIONS.get(sub)
-        if option is None:
-            raise UnknownKey(key)
-        return _non_negative(sub, option.convert(value)) if sub != "max_retry" else _max_retry(option.convert(value))
-    option = opts.WATCHER_OPTIONS.get(key)
+    family = opts.family_member(key)
+    if family is not None:
+        return _member(key, *family, value)
+    option = opts.WATCHER_OPTIONS.get(key) or opts.RUNTIME_OBJECT_OPTIONS.get(key)
     if option is None or option.is_prefix:
         raise UnknownKey(key)
     if option.convert in (opts.to_int, opts.to_float) and isinstance(value, bool):
         raise ValueError("expected a number")
-    converted = option.convert(value)
-    if key == "max_retry":
-        return _max_retry(converted)
-    if key in _NON_NEGATIVE:
-        return _non_negative(key, converted)
-    return converted
+    return option.parse(value)
 
 
-def _non_negative(key: str, value):
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
-
-
-def _max_retry(value: int) -> int:
-    if value < -1:
-        raise ValueError("must be -1 (forever) or more")
-    return value
+def _member(key: str, field: str, member: str, value: Any) -> Any:
+    """Convert the value of one member of an option family (rlimit_X, stdout_stream.X, hooks.X, flapping.X)."""
+    if opts.member_problem(field, member):
+        raise UnknownKey(key)
+    if field == "rlimits":
+        if isinstance(value, (bool, float)):
+            raise ValueError("expected an integer or null (unlimited)")
+        return opts.to_rlimit(value)
+    if field == "hooks":
+        return _hook(value)
+    if field == "flapping":
+        return opts.FLAPPING_OPTIONS[member].parse(value)
+    if member == "class":
+        opts.check_stream_class(value)
+    return None if value is None else opts.check_exec_text(value)
 
 
 def _env(value: Any) -> dict:
@@ -213,15 +171,8 @@ def parse_hooks_text(text: str) -> dict:
 def _stream(value: Any) -> dict:
     if not isinstance(value, dict) or "class" not in value:
         raise ValueError("expected an object with a 'class' key")
-    _check_stream_class(value["class"])
+    opts.check_stream_class(value["class"])
     return {str(k): opts.check_exec_text(v) for k, v in value.items() if v is not None}
-
-
-def _check_stream_class(value: Any) -> None:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a stream class name or a dotted path, got {quote_value(value)}")
-    if not re.search(r"\w[.:]\w", value):
-        builtin_stream_class(value)  # the same check, and suggestion, as the config loader's
 
 
 def _args(value: Any):
@@ -245,18 +196,13 @@ def watcher_kwargs(options: dict) -> dict:
         if not isinstance(key, str):
             raise UnknownKey(str(key))
         converted = parse(key, value)
-        prefix, dot, sub = key.partition(".")
-        if key.startswith("rlimit_"):
-            kwargs.setdefault("rlimits", {})[key[7:].lower()] = converted
-        elif dot and prefix in ("stdout_stream", "stderr_stream"):
+        family = opts.family_member(key)
+        if family is not None:
+            field, member = family
             if converted is not None:
-                kwargs.setdefault(prefix, {})[sub] = converted
-        elif dot and prefix == "hooks":
-            if converted is not None:
-                kwargs.setdefault("hooks", {})[sub] = converted
-        elif dot and prefix == "flapping":
-            kwargs.setdefault("flapping", {})[sub] = converted
-            kwargs.setdefault("options", {})[key] = converted
+                kwargs.setdefault(field, {})[member] = converted
+            if field == "flapping":
+                kwargs.setdefault("options", {})[key] = converted
         elif key == "retry_in":
             kwargs.setdefault("flapping", {})["retry_in"] = converted
         elif key == "hooks":

@@ -7,7 +7,9 @@ even while a long command runs on its watcher. Every method blocks only the call
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import operator
 import os
 import random
 import re
@@ -18,15 +20,14 @@ import gevent
 import gevent.event
 import gevent.lock
 
-from gcircus import backoff, runtime_options
-from gcircus.command_line import check_command_line
+from gcircus import backoff, runtime_options, watcher_spec
 from gcircus.command_queue import CommandQueue
 from gcircus.environment import build_env
-from gcircus.errors import quote_value
 from gcircus.hooks import Hooks, add_env_pythonpath
-from gcircus.options import check_name
+from gcircus.options import RESPAWN, family_member
 from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, resolve_user
 from gcircus.streams.outputs import WatcherOutputs
+from gcircus.watcher_spec import WatcherSpec
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +37,6 @@ QUICK_EXIT = 1.0  # a process that exits sooner than this after its spawn counts
 MAX_RESPAWN_DELAY = 10.0
 QUIET_AFTER = 3  # consecutive quick exits logged at info level before switching to debug
 
-# Watcher attributes usable as $(circus.NAME) in cmd/args, and returned by the `options` command.
-OPTNAMES = ("numprocesses", "warmup_delay", "working_dir", "name", "cmd", "uid", "gid", "send_hup", "stop_signal",
-            "stop_children", "shell", "shell_args", "env", "max_retry", "cmd", "args", "respawn",
-            "graceful_timeout", "executable", "use_sockets", "priority", "copy_env", "singleton",
-            "stdout_stream", "stderr_stream", "close_child_stdin", "close_child_stdout", "close_child_stderr",
-            "max_age", "max_age_variance", "hooks", "rlimits", "virtualenv", "virtualenv_py_ver", "copy_path",
-            "autostart", "on_demand", "stdin_socket", "umask", "pdeathsig", "hook_timeout", "check_flapping")
-
-
 class HookRefused(Exception):
     """before_spawn or after_spawn returned a falsy value: the watcher stops, as in Circus."""
 
@@ -52,88 +44,31 @@ class HookRefused(Exception):
 class Watcher:
     """N processes of one command. Usable alone (`Watcher(...).start()`) or owned by an Arbiter."""
 
-    def __init__(self, name: str, cmd: str, args=None, numprocesses: int = 1, warmup_delay: float = 0.0,
-                 working_dir: str | None = None, shell: bool = False, shell_args: str | None = None, uid=None,
-                 max_retry: int = 5, gid=None, send_hup: bool = False, stop_signal: int = signal.SIGTERM,
-                 stop_children: bool = False, env: dict | None = None, graceful_timeout: float = 30.0,
-                 prereload_fn=None, rlimits: dict | None = None, executable: str | None = None,
-                 stdout_stream: dict | None = None, stderr_stream: dict | None = None, priority: int = 0,
-                 loop=None, singleton: bool = False, use_sockets: bool = False, copy_env: bool = False,
-                 copy_path: bool = False, max_age: float = 0, max_age_variance: float = 30, hooks: dict | None = None,
-                 respawn: bool = True, autostart: bool = True, on_demand: bool = False,
-                 virtualenv: str | None = None, stdin_socket: str | None = None, close_child_stdin: bool = True,
-                 close_child_stdout: bool = False, close_child_stderr: bool = False,
-                 virtualenv_py_ver: str | None = None, *, umask: int | None = None, pdeathsig=True,
-                 hook_timeout: float = 30.0, check_flapping: bool = True, flapping: dict | None = None,
-                 prefix_output: bool = False,
-                 options: dict | None = None, **extra_options):
-        try:
-            check_name(name)
-        except ValueError as exc:
-            raise ValueError(f"invalid watcher name {quote_value(name)}: {getattr(exc, 'reason', exc)}") from None
-        if singleton and numprocesses not in (0, 1):
-            raise ValueError(f"watcher {name!r}: a singleton cannot have numprocesses = {numprocesses}")
-        if (copy_path or virtualenv) and not copy_env:
-            raise ValueError(f"watcher {name!r}: copy_path and virtualenv require copy_env = true")
-        try:
-            resolve_user(uid, gid)  # an unknown user or group is a configuration error, caught before any start
-        except SpawnError as exc:
-            raise ValueError(f"watcher {name!r}: {exc}") from None
-        try:
-            check_command_line(cmd, args, shell, shell_args)  # likewise a command that can never be split
-        except ValueError as exc:
-            raise ValueError(f"watcher {name!r}: {exc}") from None
-        self.name = name
-        self.res_name = name.lower().replace(" ", "_")
-        self.cmd = cmd
-        self.args = args
-        self.numprocesses = int(numprocesses)
-        self.warmup_delay = float(warmup_delay)
-        self.working_dir = working_dir or _daemon_cwd()
-        self.shell = shell
-        self.shell_args = shell_args
-        self.uid = uid
-        self.gid = gid
-        self.max_retry = int(max_retry)
-        self.send_hup = send_hup
-        self.stop_signal = int(stop_signal)
-        self.stop_children = stop_children
-        self.graceful_timeout = float(graceful_timeout)
+    def __init__(self, name: str, cmd: str, *args, prereload_fn=None, **options):
+        """Circus's constructor: options as keywords (or Circus's positional order), checked into a WatcherSpec.
+
+        A misspelt option is refused with the one it probably meant; other unknown keywords are kept as free-form
+        options, as Circus keeps them for plugins. `prereload_fn(watcher)` runs before each reload.
+        """
+        self._adopt(watcher_spec.from_kwargs(name, cmd, args, options))
         self.prereload_fn = prereload_fn
-        self.rlimits = dict(rlimits or {})
-        self.executable = executable
-        self.stdout_stream = dict(stdout_stream or {})
-        self.stderr_stream = dict(stderr_stream or {})
-        self.priority = int(priority)
-        self.singleton = singleton
-        self.use_sockets = use_sockets
-        self.copy_env = copy_env
-        self.copy_path = copy_path
-        self.max_age = float(max_age or 0)
-        self.max_age_variance = float(max_age_variance or 0)
-        self.respawn = respawn
-        self.autostart = autostart
-        self.on_demand = on_demand
-        self.virtualenv = virtualenv
-        self.virtualenv_py_ver = virtualenv_py_ver
-        self.stdin_socket = stdin_socket
-        self.close_child_stdin = close_child_stdin
-        self.close_child_stdout = close_child_stdout
-        self.close_child_stderr = close_child_stderr
-        self.umask = umask
-        self.pdeathsig = pdeathsig
-        self.hook_timeout = float(hook_timeout)
-        self.check_flapping = check_flapping
-        self.options_extra: dict = dict(options or {})
-        self.options_extra.update({k: v for k, v in extra_options.items() if k != "__name__"})
-        self._configured_env = dict(env or {})
-        self._rebuild_env()
-        self.hooks_config = dict(hooks or {})
-        self.hooks = Hooks(self.hooks_config, timeout=self.hook_timeout)
-        self.crash_guard = backoff.CrashLoopGuard.from_config(flapping)
-        self.prefix_output = prefix_output
-        self.outputs = WatcherOutputs(name, {"stdout": self.stdout_stream, "stderr": self.stderr_stream},
-                                      prefix_output, notify=self.notify)
+
+    @classmethod
+    def from_spec(cls, spec: WatcherSpec) -> Watcher:
+        """A watcher built from a spec the config loader or `add` already checked."""
+        watcher = cls.__new__(cls)
+        watcher._adopt(spec)
+        return watcher
+
+    def _adopt(self, spec: WatcherSpec) -> None:
+        self.prereload_fn = None
+        self.name = spec.name
+        self.res_name = spec.name.lower().replace(" ", "_")
+        self._set_spec(spec)
+        self.hooks = Hooks(spec.hooks, timeout=spec.hook_timeout)
+        self.crash_guard = backoff.CrashLoopGuard.from_config(spec.flapping)
+        self.outputs = WatcherOutputs(spec.name, {"stdout": spec.stdout_stream, "stderr": spec.stderr_stream},
+                                      spec.prefix_output, notify=self.notify)
 
         self.processes: dict[int, Process] = {}
         self._retiring: dict[int, Process] = {}
@@ -144,7 +79,7 @@ class Watcher:
         self._leftover_stops: dict[gevent.Greenlet, Process] = {}  # see _stop_leftovers
         self._status = STOPPED
         self._lock = gevent.lock.RLock()
-        self._commands = CommandQueue(name)
+        self._commands = CommandQueue(spec.name)
         self._interrupt = gevent.event.Event()
         self._fill_greenlet: gevent.Greenlet | None = None  # the respawn waiting its turn (_schedule_fill)
         self._generation = 0  # bumped by each operator start/restart: a back-off decided before it is void
@@ -157,12 +92,22 @@ class Watcher:
         self.sockets: dict = {}
         self._listeners: list = []
 
-    def _rebuild_env(self) -> None:
-        """Compose the child environment from the configured variables, copy_env/copy_path/virtualenv and uid."""
-        self.env = build_env(self._configured_env, self.copy_env, self.copy_path, self.virtualenv,
-                             self.virtualenv_py_ver)
+    def _set_spec(self, spec: WatcherSpec) -> None:
+        """Make `spec` current (its working_dir resolved) and compose the child environment it implies."""
+        self.spec = spec if spec.working_dir else dataclasses.replace(spec, working_dir=_daemon_cwd())
+        self.env = build_env(spec.env, spec.copy_env, spec.copy_path, spec.virtualenv, spec.virtualenv_py_ver)
         self._apply_user_identity_env()
         add_env_pythonpath(self.env)
+
+    @property
+    def hooks_config(self) -> dict:
+        """The configured hooks: {name: (dotted path, ignore_failure)}."""
+        return self.spec.hooks
+
+    @property
+    def options_extra(self) -> dict:
+        """Free-form options (unknown keys kept for plugins, flapping.* overrides)."""
+        return self.spec.options
 
     def _apply_user_identity_env(self) -> None:
         """A child running as another user gets that user's HOME, USER and LOGNAME, unless configured explicitly.
@@ -179,7 +124,7 @@ class Watcher:
 
         identity = {"HOME": pwd.getpwnam(username).pw_dir, "USER": username, "LOGNAME": username}
         for key, value in identity.items():
-            if key not in self._configured_env:
+            if key not in self.spec.env:
                 self.env[key] = value
 
     def reopen_streams(self) -> None:
@@ -327,30 +272,22 @@ class Watcher:
 
     # -- run-time option changes (the `set` command) ------------------------------------------------------------
 
-    def check_options(self, changes: dict) -> None:
-        """ValueError if these converted changes (see runtime_options.parse) cannot all be applied together.
+    def check_options(self, changes: dict) -> WatcherSpec:
+        """The spec these converted changes (see runtime_options.parse) lead to; ValueError if it cannot run.
 
-        Checks what needs the watcher or the system: the final singleton/numprocesses pair, copy_env's
-        dependants, that users and groups exist, that hooks import and the working directory exists.
+        Checks what needs the watcher or the system: options in conflict, that users and groups exist (when they
+        change), that the command splits, that hooks import and the working directory exists.
         """
-        final = {key: changes.get(key, getattr(self, key)) for key in
-                 ("singleton", "numprocesses", "copy_env", "copy_path", "virtualenv", "uid", "gid",
-                  "cmd", "args", "shell", "shell_args")}
-        check_command_line(final["cmd"], final["args"], final["shell"], final["shell_args"])
-        if final["singleton"] and final["numprocesses"] > 1:
-            raise ValueError(f"a singleton watcher runs at most 1 process (numprocesses = {final['numprocesses']})")
-        if (final["copy_path"] or final["virtualenv"]) and not final["copy_env"]:
-            raise ValueError("copy_path and virtualenv need copy_env = true")
-        if "uid" in changes or "gid" in changes:
-            try:
-                resolve_user(final["uid"], final["gid"])
-            except SpawnError as exc:
-                raise ValueError(str(exc)) from None
+        spec = self.spec
+        for key, value in changes.items():
+            spec = spec.changed(key, value)
+        problem = spec.problem(identity="uid" in changes or "gid" in changes)
+        if problem is not None:
+            raise ValueError(problem[1])
         if changes.get("working_dir") and not os.path.isdir(changes["working_dir"]):
             raise ValueError(f"working_dir {changes['working_dir']!r} is not a directory")
-        hooks = dict(changes.get("hooks") or {})
-        hooks.update({k[6:]: v for k, v in changes.items() if k.startswith("hooks.")})
-        Hooks({name: spec for name, spec in hooks.items() if spec}, timeout=self.hook_timeout)
+        Hooks(spec.hooks, timeout=spec.hook_timeout)
+        return spec
 
     def set_options(self, changes: dict, guard=None) -> None:
         """Apply converted changes all together, under the lock: each one, then one reload or one re-count.
@@ -365,69 +302,26 @@ class Watcher:
             if guard is not None:
                 guard()
             self.check_options(changes)
-            actions = []
             for key, value in changes.items():
                 self._apply_option(key, value)
                 self.notify("updated")
-                actions.append(runtime_options.action_for(key))
             if self._status != ACTIVE:
                 return
-            if runtime_options.RELOAD in actions:
+            if any(runtime_options.action_for(key) == RESPAWN for key in changes):
                 self._reload(graceful=True, sequential=False, hup=False)
             else:
                 self._manage()
 
-    def set_opt(self, key: str, value) -> int:
-        """Apply one option (converted with runtime_options.parse); publish `updated`; return Circus's action code.
-
-        New values apply from the next spawn on; the caller decides whether to reload (see set_options).
-        """
-        value = runtime_options.parse_set(key, value)
-        with self._lock:
-            self.check_options({key: value})
-            self._apply_option(key, value)
-            self.notify("updated")
-            return runtime_options.action_for(key)
-
     def _apply_option(self, key: str, value) -> None:
-        prefix, dot, sub = key.partition(".")
-        if key in ("env", "copy_env", "uid", "gid"):
-            if key == "env":
-                self._configured_env = dict(value)
-            else:
-                setattr(self, key, value)
-            self._rebuild_env()
-        elif key == "hooks" or (dot and prefix == "hooks"):
-            updates = value if key == "hooks" else {sub: value}
-            config = dict(self.hooks_config)
-            for name, spec in updates.items():
-                if spec:
-                    config[name] = spec
-                else:
-                    config.pop(name, None)
-            self.hooks = Hooks(config, timeout=self.hook_timeout)
-            self.hooks_config = config
-        elif key in ("stdout_stream", "stderr_stream") or (dot and prefix in ("stdout_stream", "stderr_stream")):
-            conf = getattr(self, prefix)
-            if key == prefix:
-                conf.clear()
-                conf.update(value)
-            elif value is None:
-                conf.pop(sub, None)
-            else:
-                conf[sub] = value
-            self.outputs.update(prefix[:6], conf)
-        elif key.startswith("rlimit_"):
-            self.rlimits[key[7:].lower()] = value
-        elif dot and prefix == "flapping":
-            setattr(self.crash_guard, sub, value)
-            self.options_extra[key] = value
-        elif key == "retry_in":
-            self.crash_guard.retry_in = value
-        elif key == "working_dir":
-            self.working_dir = value or _daemon_cwd()
-        else:
-            setattr(self, key, value)
+        """Make one checked change current, and rebuild what is derived from it (hooks, sinks, crash guard)."""
+        self._set_spec(self.spec.changed(key, value))
+        field, member = family_member(key) or (key, key)
+        if field == "hooks":
+            self.hooks = Hooks(self.spec.hooks, timeout=self.hook_timeout)
+        elif field in ("stdout_stream", "stderr_stream"):
+            self.outputs.update(field[:6], getattr(self.spec, field))
+        elif field in ("flapping", "retry_in"):
+            setattr(self.crash_guard, member, value)
 
     def incr(self, nb: int = 1) -> int:
         """Add `nb` processes (a no-op for a singleton); return the new numprocesses."""
@@ -451,7 +345,7 @@ class Watcher:
     def _change_numprocesses(self, change) -> int:
         # The new value is computed under the lock, so concurrent incr/decr compose instead of overwriting.
         with self._lock:
-            self.numprocesses = change(self.numprocesses)
+            self._set_spec(dataclasses.replace(self.spec, numprocesses=change(self.numprocesses)))
             if self._status == ACTIVE:
                 self._manage()
             return self.numprocesses
@@ -746,7 +640,8 @@ class Watcher:
         return sock.fileno()
 
     def _format_vars(self) -> dict:
-        return {name: getattr(self, name) for name in OPTNAMES if name not in ("env", "hooks", "rlimits")}
+        """The watcher's options as $(circus.NAME) placeholders of cmd and args."""
+        return {"name": self.name, **{name: getattr(self, name) for name in (*watcher_spec.PLAIN, *SPEC_GROUPS[1:])}}
 
     # -- stopping processes --------------------------------------------------------------------------------------
 
@@ -945,7 +840,7 @@ class Watcher:
     def uses_wid(self) -> bool:
         """Whether the wid shows in what a process gets: command, args, env or stream options ($(circus.wid), $WID)."""
         args = self.args if isinstance(self.args, (list, tuple)) else [self.args]
-        values = [self.cmd, self.shell_args, *args, *self._configured_env.values(),
+        values = [self.cmd, self.shell_args, *args, *self.spec.env.values(),
                   *self.stdout_stream.values(), *self.stderr_stream.values()]
         return any(isinstance(v, str) and (_WID_PLACEHOLDER.search(v) or "$WID" in v) for v in values)
 
@@ -1011,15 +906,21 @@ class Watcher:
 
     def options(self) -> list[tuple[str, object]]:
         """Every option and its current value, free-form ones included (the `options` command)."""
-        items = {name: getattr(self, name) for name in OPTNAMES}
-        items["env"] = self._configured_env
-        items["hooks"] = {k: (v[0] if isinstance(v, (tuple, list)) else v) for k, v in self.hooks_config.items()}
-        items.update(self.options_extra)
+        items = {name: getattr(self, name) for name in ("name", *watcher_spec.PLAIN, *SPEC_GROUPS)}
+        items["env"] = self.spec.env
+        items["hooks"] = {k: (v[0] if isinstance(v, (tuple, list)) else v) for k, v in self.spec.hooks.items()}
+        items.update(self.spec.options)
         return sorted(items.items())
 
     def __repr__(self) -> str:
         return f"<Watcher {self.name!r} {self._status} {len(self.processes)}/{self.numprocesses}>"
 
+
+# The spec's fields read as watcher attributes (`watcher.numprocesses`), as Circus's watchers have them; they change
+# only through a new spec (set_options, incr/decr), never by assignment.
+SPEC_GROUPS = ("rlimits", "stdout_stream", "stderr_stream")
+for _field in (*watcher_spec.PLAIN, *SPEC_GROUPS):
+    setattr(Watcher, _field, property(operator.attrgetter(f"spec.{_field}"), doc=f"The `{_field}` option."))
 
 _WID_PLACEHOLDER = re.compile(r"\$\(circus\.wid\)|\(\(circus\.wid\)\)", re.IGNORECASE)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from gcircus.hooks import resolve_name
 from gcircus.streams.sinks import STREAM_CLASSES, PrefixedStdoutStream, StdoutStream, output_fd_option
-from gcircus.suggest import closest
+from gcircus.options import stream_class_name
 
 _PER_PROCESS = re.compile(r"\$\(circus\.wid\)|\(\(circus\.wid\)\)", re.IGNORECASE)
 # Circus's own import paths for its classes, used by configs written for Circus: they mean our classes.
@@ -92,28 +92,9 @@ def stream_class(name) -> type | Callable:
     return builtin_stream_class(text)
 
 
-class UnknownStreamClass(ValueError):
-    """A bare `class` name that is none of gcircus's stream classes; `suggestion` is the closest one, if any."""
-
-    def __init__(self, name: str, suggestion: str | None):
-        hint = f"did you mean {suggestion!r}? " if suggestion else ""
-        super().__init__(f"stream configuration invalid: unknown stream class {name!r} ({hint}valid classes: "
-                         f"{', '.join(STREAM_CLASSES)}, or a dotted path to a class)")
-        self.suggestion = suggestion
-
-
 def builtin_stream_class(name: str) -> type:
-    """gcircus's stream class called `name`, in any case; UnknownStreamClass naming the closest one otherwise.
-
-    The config loader and `set` check a bare name with this too, so all three say the same thing.
-    """
-    if name in STREAM_CLASSES:
-        return STREAM_CLASSES[name]
-    by_lower = {known.lower(): known for known in STREAM_CLASSES}
-    meant = by_lower.get(name.lower()) or by_lower.get(closest(name.lower(), list(by_lower)) or "")
-    if meant is not None and meant.lower() == name.lower():
-        return STREAM_CLASSES[meant]
-    raise UnknownStreamClass(name, meant)
+    """gcircus's stream class called `name`, in any case; UnknownStreamClass naming the closest one otherwise."""
+    return STREAM_CLASSES[stream_class_name(name)]
 
 
 def needs_per_process(conf: dict | None) -> bool:

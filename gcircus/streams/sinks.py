@@ -476,5 +476,6 @@ class QueueStream(queue.Queue):
         """Nothing to close."""
 
 
+# By the names gcircus.options.STREAM_CLASS_NAMES declares (a test checks the two agree).
 STREAM_CLASSES = {cls.__name__: cls for cls in (FileStream, WatchedFileStream, TimedRotatingFileStream, QueueStream,
                                                  StdoutStream, FancyStdoutStream, PrefixedStdoutStream)}
