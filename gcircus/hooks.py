@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import gevent
 
+from gcircus.options import HOOK_NAMES
+
 log = logging.getLogger(__name__)
 
-HOOK_NAMES = ("before_start", "after_start", "before_spawn", "after_spawn", "before_stop", "after_stop",
-              "before_signal", "after_signal", "before_reap", "after_reap", "extended_stats")
 
 # Failures of these hooks never change what the watcher does (Circus's default ignore list).
 IGNORED_BY_DEFAULT = frozenset({"before_stop", "after_stop", "before_signal", "after_signal", "extended_stats"})

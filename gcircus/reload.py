@@ -38,15 +38,11 @@ import gevent
 import gevent.lock
 
 from gcircus import runtime_options
+from gcircus.options import APPLY, CIRCUS_OPTIONS, PARSE
 from gcircus.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-# [circus] keys applied to the running daemon by reloadconfig; every other changed key needs a restart of gcircusd.
-LIVE_CIRCUS_KEYS = frozenset({"check_delay", "warmup_delay", "loglevel"})
-# Keys that only shape the parse (their effect is already in the watcher sections compared below).
-PARSE_ONLY_CIRCUS_KEYS = frozenset({"include", "include_dir", "pdeathsig", "prefix_output"})
-_IGNORED_SPEC_KEYS = frozenset({"_section"})
 
 _locks: dict[int, gevent.lock.Semaphore] = {}
 
@@ -192,10 +188,6 @@ def prepare(arbiter) -> Plan:
     return _diff(arbiter, old, new)
 
 
-def _spec_key(spec: dict) -> dict:
-    return {k: v for k, v in spec.items() if k not in _IGNORED_SPEC_KEYS}
-
-
 def _diff(arbiter, old, new) -> Plan:
     plan = Plan(config=new)
     old_specs = {spec["name"].lower(): spec for spec in old.watchers}
@@ -212,14 +204,13 @@ def _diff(arbiter, old, new) -> Plan:
         if before is None:  # added at run time, now in the file: the file's version takes over
             plan.replaced[watcher.name] = {"keys": ["(added at run time)"], "spec": spec}
             continue
-        a, b = _spec_key(before), _spec_key(spec)
-        changed = sorted(k for k in set(a) | set(b) if a.get(k, _MISSING) != b.get(k, _MISSING))
+        changed = sorted(key for key in spec if before[key] != spec[key])
         if not changed:
             plan.unchanged.append(watcher.name)
         elif changed == ["numprocesses"]:
-            plan.scaled[watcher.name] = (a["numprocesses"], b["numprocesses"])
-        elif spec["name"] == before["name"] and _settable(changed, b):
-            plan.reloaded[watcher.name] = {k: b[k] for k in changed}
+            plan.scaled[watcher.name] = (before["numprocesses"], spec["numprocesses"])
+        elif spec["name"] == before["name"] and _settable(changed, spec):
+            plan.reloaded[watcher.name] = {k: spec[k] for k in changed}
         else:
             plan.replaced[watcher.name] = {"keys": changed, "spec": spec}
     for key, watcher in running.items():
@@ -235,7 +226,8 @@ def _diff(arbiter, old, new) -> Plan:
         if before == after:
             continue
         plan.circus_changed[key] = (before, after)
-        if key in LIVE_CIRCUS_KEYS or key in PARSE_ONLY_CIRCUS_KEYS:
+        option = CIRCUS_OPTIONS.get(key)
+        if option is not None and option.on_change in (APPLY, PARSE):
             plan.circus_applied.append(key)
         else:
             plan.circus_needs_restart.append(key)
@@ -245,12 +237,12 @@ def _diff(arbiter, old, new) -> Plan:
     for name, spec in new_plugins.items():
         if name not in old_plugins:
             plan.plugins_added.append(spec)
-        elif _spec_key(old_plugins[name]) != _spec_key(spec):
+        elif old_plugins[name] != spec:
             plan.plugins_changed.append(spec)
     plan.plugins_removed = [name for name in old_plugins if name not in new_plugins]
 
-    old_sockets = {s["name"].lower(): _spec_key(s) for s in old.sockets}
-    new_sockets = {s["name"].lower(): _spec_key(s) for s in new.sockets}
+    old_sockets = {s["name"].lower(): s for s in old.sockets}
+    new_sockets = {s["name"].lower(): s for s in new.sockets}
     plan.sockets_added = [n for n in new_sockets if n not in old_sockets]
     plan.sockets_removed = [n for n in old_sockets if n not in new_sockets]
     plan.sockets_changed = [n for n in new_sockets if n in old_sockets and old_sockets[n] != new_sockets[n]]
@@ -310,9 +302,6 @@ def _check_socket_users(arbiter, plan: Plan, new_specs: dict) -> None:
             if sock in named or (not named and watcher.use_sockets):
                 users[sock].add(watcher.name)
     plan.socket_users = {sock: sorted(who) for sock, who in users.items() if who}
-
-
-_MISSING = object()
 
 
 def _settable(keys: list[str], spec: dict) -> bool:

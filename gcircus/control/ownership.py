@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from gcircus import identity
 from gcircus.control.errors import MessageError
+from gcircus.options import RUNTIME_OBJECT_OPTIONS, get_option
 
 # Options whose effect happens in gcircusd, as gcircusd's user, whatever the watcher runs as. A true (non-empty)
 # value is refused from an endpoint_owner client on any watcher.
@@ -30,12 +31,13 @@ DAEMON_SIDE = {
     "working_dir": "gcircusd enters it before the child becomes the owner, so it may be one the owner cannot reach",
 }
 
-# Options that change only how many processes run, when, and how they are stopped or retried: not what runs nor as
-# whom. The only ones an endpoint_owner client may set on a watcher that does not run as the owner.
-SCHEDULING = frozenset({"numprocesses", "warmup_delay", "graceful_timeout", "max_retry", "respawn", "stop_signal",
-                        "stop_children", "send_hup", "max_age", "max_age_variance", "retry_in", "singleton",
-                        "priority", "autostart", "hook_timeout", "check_flapping"})
-SCHEDULING_PREFIXES = ("flapping.",)
+
+
+def _schedules(key: str) -> bool:
+    """The option table says `key` only schedules (how many processes, when, how stopped): not what runs nor as
+    whom. Those are the only keys an endpoint_owner client may set on a watcher that does not run as the owner."""
+    option = RUNTIME_OBJECT_OPTIONS.get(key) or get_option(key, "watcher")
+    return option is not None and option.scheduling
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def check_add(owner: Owner | None, options: dict) -> None:
 def check_set(owner: Owner | None, watcher, changes: dict) -> None:
     """MessageError unless these `set` changes (converted values) leave `watcher` running and writing as `owner`.
 
-    A watcher that does not run as the owner accepts only SCHEDULING keys. Called before the changes are queued (for
+    A watcher that does not run as the owner accepts only scheduling keys. Called before the changes are queued (for
     the reply) and again under the watcher's lock just before they apply (a reloadconfig may change who it runs as
     meanwhile).
     """
@@ -83,14 +85,14 @@ def check_set(owner: Owner | None, watcher, changes: dict) -> None:
     for key, value in changes.items():
         _refuse_daemon_side(key, value)
         _refuse_raised_limit(key, value)
-    if all(key in SCHEDULING or key.startswith(SCHEDULING_PREFIXES) for key in changes):
+    if all(_schedules(key) for key in changes):
         return
     try:
         runs_as_owner = _is_owner(owner, identity.child_identity(watcher.uid, watcher.gid))
     except identity.IdentityError:
         runs_as_owner = False
     if not runs_as_owner:
-        others = sorted(key for key in changes if key not in SCHEDULING and not key.startswith(SCHEDULING_PREFIXES))
+        others = sorted(key for key in changes if not _schedules(key))
         raise MessageError(f"watcher {watcher.name!r} does not run as endpoint_owner {owner.name!r}: "
                            f"{', '.join(others)} cannot be changed from this endpoint (only how many processes run "
                            "and how they are started and stopped)")

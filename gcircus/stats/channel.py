@@ -23,7 +23,6 @@ from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STATS_ENDPOINT = "tcp://127.0.0.1:5557"
 YIELD_AFTER = 0.005  # seconds of work between two yields to the hub
 SEND_HWM = 50_000  # a sample of thousands of processes is thousands of messages: keep them for a slow subscriber
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import os
 
-from gcircus.stats.channel import DEFAULT_STATS_ENDPOINT, StatsLoop, StatsPublisher
+from gcircus.options import DEFAULT_STATS_ENDPOINT
+from gcircus.stats.channel import StatsLoop, StatsPublisher
 
 log = logging.getLogger(__name__)
 
