@@ -7,9 +7,11 @@ gcircus calls `waitpid`, and the stdlib `Popen` object is never asked to wait or
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import importlib.util
 import logging
+import operator
 import os
 import pwd
 import resource
@@ -18,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import time
+from typing import Any
 
 import gevent
 import gevent.event
@@ -134,48 +137,57 @@ class ProcessExit:
         return self.returncode < 0
 
 
+@dataclasses.dataclass(frozen=True)
+class SpawnSpec:
+    """What a spawn runs, as whom, where and with which descriptors: fixed when the Process is created.
+
+    A watcher builds one per spawn from its own spec (so a `set` never changes a process half-way); Circus's
+    `Process(name, wid, cmd, **options)` builds one from the keywords.
+    """
+
+    name: str
+    cmd: str
+    args: Any = None
+    working_dir: str | None = None  # None: gcircusd's working directory
+    shell: bool = False
+    shell_args: str | None = None
+    uid: Any = None
+    gid: Any = None
+    env: dict | None = None
+    rlimits: dict = dataclasses.field(default_factory=dict)
+    executable: str | None = None
+    use_fds: bool = False
+    pipe_stdout: bool = True
+    pipe_stderr: bool = True
+    close_child_stdin: bool = True
+    close_child_stdout: bool = False
+    close_child_stderr: bool = False
+    umask: int | None = None
+    pdeathsig: int | None = None
+    stdin_fd: int | None = None
+    pass_fds: tuple = ()
+    sockets: dict = dataclasses.field(default_factory=dict)
+    stdout_target: Any = None  # a file object or descriptor for the child's stdout instead of a pipe
+    stderr_target: Any = None
+    format_vars: dict = dataclasses.field(default_factory=dict)  # $(circus.NAME) values of cmd and args
+
+
 class Process:
     """A child process, spawned on construction unless `spawn=False`.
 
     Blocking methods (`wait`, `stop`) block only the calling greenlet. `on_exit(process)` is called from the hub once
-    the child has been reaped; the caller decides what to do with it.
+    the child has been reaped; the caller decides what to do with it. The spawn spec's fields read as attributes
+    (`process.cmd`), as Circus's processes have them.
     """
 
-    def __init__(self, name: str, wid: int, cmd: str, args=None, working_dir: str | None = None,
-                 shell: bool = False, uid=None, gid=None, env: dict | None = None, rlimits: dict | None = None,
-                 executable: str | None = None, use_fds: bool = False, watcher=None, spawn: bool = True,
-                 pipe_stdout: bool = True, pipe_stderr: bool = True, close_child_stdin: bool = True,
-                 close_child_stdout: bool = False, close_child_stderr: bool = False, *,
-                 shell_args: str | None = None, umask: int | None = None, pdeathsig: int | None = None,
-                 stdin_fd: int | None = None, pass_fds: tuple = (), sockets: dict | None = None,
-                 stdout=None, stderr=None, format_vars: dict | None = None, on_exit=None):
+    def __init__(self, name: str, wid: int, cmd: str | None = None, *, spec: SpawnSpec | None = None, watcher=None,
+                 spawn: bool = True, on_exit=None, stdout=None, stderr=None, **options):
+        if spec is None:
+            spec = SpawnSpec(name, cmd, stdout_target=stdout, stderr_target=stderr, **options)
+        self.spec = spec if spec.working_dir else dataclasses.replace(spec, working_dir=os.getcwd())
         self.name = name
         self.wid = wid
-        self.cmd = cmd
-        self.args = args
-        self.working_dir = working_dir or os.getcwd()
-        self.shell = shell
-        self.shell_args = shell_args
-        self.uid = uid
-        self.gid = gid
-        self.env = env
-        self.rlimits = rlimits or {}
-        self.executable = executable
-        self.use_fds = use_fds
         self.watcher = watcher
-        self.pipe_stdout = pipe_stdout
-        self.pipe_stderr = pipe_stderr
-        self.close_child_stdin = close_child_stdin
-        self.close_child_stdout = close_child_stdout
-        self.close_child_stderr = close_child_stderr
-        self.umask = umask
-        self.pdeathsig = pdeathsig
-        self.stdin_fd = stdin_fd
-        self.pass_fds = tuple(pass_fds)
-        self.sockets = sockets or {}
-        self.stdout_target = stdout
-        self.stderr_target = stderr
-        self.format_vars = format_vars or {}
         self.on_exit = on_exit
         self.started: float = 0.0
         self.stopping = False
@@ -234,32 +246,9 @@ class Process:
         if not argv:
             raise SpawnError("empty command")
         env = self._child_env(username)
-        stdin = subprocess.DEVNULL if self.close_child_stdin else None
-        if self.stdin_fd is not None:
-            stdin = self.stdin_fd
-        stdout = self._output_target(self.stdout_target, self.pipe_stdout, self.close_child_stdout)
-        stderr = self._output_target(self.stderr_target, self.pipe_stderr, self.close_child_stderr)
-        pass_fds = self.pass_fds
-        if not pass_fds and self.use_fds and self.sockets:
-            pass_fds = tuple(int(fd) for fd in self.sockets.values())
-        kwargs: dict = dict(cwd=self.working_dir, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
-                            close_fds=True, pass_fds=pass_fds, start_new_session=True,
-                            executable=self.executable, umask=-1 if self.umask is None else self.umask)
-        groups = identity.supplementary_groups(uid, gid, username)  # in the parent: see there why
         launcher = _pdeathsig_launcher(self.pdeathsig) if not self.rlimits and not self.executable else None
-        needs_preexec = bool(self.rlimits) or (bool(self.pdeathsig) and launcher is None)
-        if needs_preexec:
-            # Steps that must run in the child between fork and exec, in Circus's order (rlimits while still
-            # privileged, then the identity switch, then the parent-death signal, which a uid change would reset).
-            kwargs["preexec_fn"] = _ChildSetup(_rlimit_steps(self.rlimits), uid, gid, groups, self.pdeathsig,
-                                               os.getpid())
-        else:
-            if gid is not None:
-                kwargs["group"] = gid
-            if uid is not None:
-                kwargs["user"] = uid
-            if groups is not None:
-                kwargs["extra_groups"] = groups
+        kwargs = self._popen_options(env, uid, gid, username, needs_preexec=bool(self.rlimits) or (
+            bool(self.pdeathsig) and launcher is None))
         argv_to_run = ["/bin/sh", "-c"] + argv if self.shell else argv
         if launcher is not None:
             # The launcher execs the command itself, so a missing or non-executable command must be found here.
@@ -290,6 +279,32 @@ class Process:
         # of even an instantly dying child cannot be missed.
         self._child_watcher = hub.loop.child(self.pid, False)
         self._child_watcher.start(self._on_sigchld)
+
+    def _popen_options(self, env: dict, uid: int | None, gid: int | None, username: str | None,
+                       needs_preexec: bool) -> dict:
+        """Popen's keyword arguments: descriptors, environment, and the identity/limits/parent-death set-up."""
+        stdin = subprocess.DEVNULL if self.close_child_stdin else None
+        if self.stdin_fd is not None:
+            stdin = self.stdin_fd
+        stdout = self._output_target(self.stdout_target, self.pipe_stdout, self.close_child_stdout)
+        stderr = self._output_target(self.stderr_target, self.pipe_stderr, self.close_child_stderr)
+        pass_fds = self.pass_fds
+        if not pass_fds and self.use_fds and self.sockets:
+            pass_fds = tuple(int(fd) for fd in self.sockets.values())
+        kwargs: dict = dict(cwd=self.working_dir, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
+                            close_fds=True, pass_fds=pass_fds, start_new_session=True,
+                            executable=self.executable, umask=-1 if self.umask is None else self.umask)
+        groups = identity.supplementary_groups(uid, gid, username)  # in the parent: see there why
+        if needs_preexec:
+            # Steps that must run in the child between fork and exec, in Circus's order (rlimits while still
+            # privileged, then the identity switch, then the parent-death signal, which a uid change would reset).
+            kwargs["preexec_fn"] = _ChildSetup(_rlimit_steps(self.rlimits), uid, gid, groups, self.pdeathsig,
+                                               os.getpid())
+            return kwargs
+        for key, value in (("group", gid), ("user", uid), ("extra_groups", groups)):
+            if value is not None:
+                kwargs[key] = value
+        return kwargs
 
     def _check_executable(self, program: str, env: dict) -> None:
         """Raise the OSError exec would raise for `program`, resolved as execvp does (PATH, else /bin:/usr/bin)."""
@@ -697,3 +712,9 @@ def _wait_pid_gone(pid: int) -> None:
             wait_read(fd)
     finally:
         os.close(fd)
+
+
+# The spawn spec's fields read as process attributes; they never change once the process exists.
+for _field in dataclasses.fields(SpawnSpec):
+    if _field.name != "name":
+        setattr(Process, _field.name, property(operator.attrgetter(f"spec.{_field.name}")))

@@ -25,7 +25,7 @@ from gcircus.command_queue import CommandQueue
 from gcircus.environment import build_env
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.options import RESPAWN, family_member
-from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, resolve_user
+from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, SpawnSpec, resolve_user
 from gcircus.streams.outputs import WatcherOutputs
 from gcircus.watcher_spec import WatcherSpec
 
@@ -571,17 +571,7 @@ class Watcher:
         if recovery_wid is None and not self.call_hook("before_spawn"):
             raise HookRefused("before_spawn hook failed")
         wid = recovery_wid or self._next_wid()
-        process = Process(
-            self.name, wid, self.cmd, args=self.args,
-            working_dir=self.working_dir, shell=self.shell, uid=self.uid, gid=self.gid, env=self.env,
-            rlimits=self.rlimits, executable=self.executable, use_fds=self.use_sockets, watcher=self,
-            spawn=False, pipe_stdout=self.outputs.wants_pipe("stdout"),
-            pipe_stderr=self.outputs.wants_pipe("stderr"), close_child_stdin=self.close_child_stdin,
-            close_child_stdout=self.close_child_stdout, close_child_stderr=self.close_child_stderr,
-            shell_args=self.shell_args, umask=self.umask, pdeathsig=self._pdeathsig_signal(),
-            stdin_fd=self._stdin_fd(), pass_fds=self._socket_fds(),
-            sockets={name: s.fileno() for name, s in self.sockets.items()},
-            format_vars=self._format_vars(), on_exit=self._on_exit)
+        process = Process(self.name, wid, spec=self._spawn_spec(), watcher=self, spawn=False, on_exit=self._on_exit)
         process.spawn()
         self.processes[process.pid] = process  # supervised from the fork on, whatever fails next
         self._handled[process.pid] = gevent.event.Event()
@@ -607,6 +597,17 @@ class Watcher:
             raise HookRefused(f"after_spawn hook failed for pid {process.pid}")
         self.notify("spawn", process_pid=process.pid, time=process.started)  # Circus: time = process.started
         return process
+
+    def _spawn_spec(self) -> SpawnSpec:
+        """What the next process runs, from the current spec, sinks and sockets."""
+        spec = self.spec
+        same = ("cmd", "args", "working_dir", "shell", "shell_args", "uid", "gid", "rlimits", "executable", "umask",
+                "close_child_stdin", "close_child_stdout", "close_child_stderr")
+        return SpawnSpec(
+            self.name, **{key: getattr(spec, key) for key in same}, env=self.env, use_fds=spec.use_sockets,
+            pipe_stdout=self.outputs.wants_pipe("stdout"), pipe_stderr=self.outputs.wants_pipe("stderr"),
+            pdeathsig=self._pdeathsig_signal(), stdin_fd=self._stdin_fd(), pass_fds=self._socket_fds(),
+            sockets={name: s.fileno() for name, s in self.sockets.items()}, format_vars=self._format_vars())
 
     def _next_wid(self) -> int:
         running = {p.wid for p in self.processes.values()}
