@@ -221,8 +221,17 @@ def _diff(arbiter, old, new) -> Plan:
         else:
             plan.not_in_config.append(watcher.name)
 
-    for key in sorted(set(old.circus) | set(new.circus)):
-        before, after = old.circus.get(key), new.circus.get(key)
+    _diff_circus(plan, old.circus, new.circus)
+    _diff_plugins(plan, old.plugins, new.plugins)
+    _diff_sockets(plan, old.sockets, new.sockets)
+    _check_socket_users(arbiter, plan, new_specs)
+    return plan
+
+
+def _diff_circus(plan: Plan, old: dict, new: dict) -> None:
+    """Changed [circus] keys: those the table says reloadconfig applies, and those that need a restart."""
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
         if before == after:
             continue
         plan.circus_changed[key] = (before, after)
@@ -232,8 +241,10 @@ def _diff(arbiter, old, new) -> Plan:
         else:
             plan.circus_needs_restart.append(key)
 
-    old_plugins = {p["name"]: p for p in old.plugins}
-    new_plugins = {p["name"]: p for p in new.plugins}
+
+def _diff_plugins(plan: Plan, old: list[dict], new: list[dict]) -> None:
+    old_plugins = {p["name"]: p for p in old}
+    new_plugins = {p["name"]: p for p in new}
     for name, spec in new_plugins.items():
         if name not in old_plugins:
             plan.plugins_added.append(spec)
@@ -241,15 +252,15 @@ def _diff(arbiter, old, new) -> Plan:
             plan.plugins_changed.append(spec)
     plan.plugins_removed = [name for name in old_plugins if name not in new_plugins]
 
-    old_sockets = {s["name"].lower(): s for s in old.sockets}
-    new_sockets = {s["name"].lower(): s for s in new.sockets}
+
+def _diff_sockets(plan: Plan, old: list[dict], new: list[dict]) -> None:
+    old_sockets = {s["name"].lower(): s for s in old}
+    new_sockets = {s["name"].lower(): s for s in new}
     plan.sockets_added = [n for n in new_sockets if n not in old_sockets]
     plan.sockets_removed = [n for n in old_sockets if n not in new_sockets]
     plan.sockets_changed = [n for n in new_sockets if n in old_sockets and old_sockets[n] != new_sockets[n]]
     plan.sockets_rebound = [n for n in plan.sockets_changed
                             if _same_address(old_sockets[n], new_sockets[n])]
-    _check_socket_users(arbiter, plan, new_specs)
-    return plan
 
 
 # What a socket is bound to; a change of anything else keeps the address (and needs close-then-bind). Port 0 is a
