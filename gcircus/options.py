@@ -321,9 +321,6 @@ NOTHING = "nothing"  # watcher: nothing; the next stop or spawn reads the new va
 APPLY = "apply"  # [circus]: reloadconfig applies it to the running daemon
 PARSE = "parse"  # [circus]: only shapes the parse; its effect is in the watcher sections reloadconfig compares
 
-# Circus's action codes for a change (its `set` reply): new processes, re-count, nothing.
-CIRCUS_ACTION = {RESPAWN: 1, RECOUNT: 0, NOTHING: -1}
-
 
 @dataclass(frozen=True)
 class Option:

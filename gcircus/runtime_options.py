@@ -15,6 +15,7 @@ from typing import Any
 from gcircus import options as opts
 from gcircus.errors import quote_value
 
+
 class UnknownKey(ValueError):
     """A key that is not an option (or, for `set`, not settable at run time)."""
 
