@@ -291,17 +291,25 @@ def _env_value(section: Section, key: str, entry: Entry, value: str) -> str:
     return _convert(opts.check_exec_text, value, section, key, entry)
 
 
-def _load_circus(section: Section | None, mapping: dict) -> dict:
-    circus = opts.defaults("circus")
-    if section is None:
-        return circus
+def _load_table(section: Section, kind: str, mapping: dict, values: dict, unknown=None) -> dict:
+    """Convert each entry of `section` with the `kind` table into `values`; other keys go to `unknown(key, raw)`,
+    else are refused as typos or ignored with a warning (see _unknown)."""
     for key, entry in section.entries.items():
-        option = opts.CIRCUS_OPTIONS.get(key)
-        if option is None:
-            _unknown(section, key, entry, "circus")
-            continue
+        option = opts.OPTIONS[kind].get(key)
         raw = expand_circus_vars(entry.value, mapping)
-        circus[key] = _convert(option.parse, raw, section, key, entry)
+        if option is not None:
+            values[key] = _convert(option.parse, raw, section, key, entry)
+        elif unknown is not None:
+            unknown(key, raw)
+        else:
+            _unknown(section, key, entry, kind)
+    return values
+
+
+def _load_circus(section: Section | None, mapping: dict) -> dict:
+    if section is None:
+        return opts.defaults("circus")
+    circus = _load_table(section, "circus", mapping, opts.defaults("circus"))
     if "stats_endpoint" in section.entries and not circus["statsd"]:
         # Circus's examples turn stats on with a stats_endpoint line alone, so circusd runs its stats for either.
         if "statsd" in section.entries:
@@ -312,14 +320,8 @@ def _load_circus(section: Section | None, mapping: dict) -> dict:
 
 
 def _load_socket(section: Section, mapping: dict) -> dict:
-    sock = {"name": section.name.split(":", 1)[1].lower(), **opts.defaults("socket")}
-    for key, entry in section.entries.items():
-        option = opts.SOCKET_OPTIONS.get(key)
-        if option is None:
-            _unknown(section, key, entry, "socket")
-            continue
-        raw = expand_circus_vars(entry.value, mapping)
-        sock[key] = _convert(option.parse, raw, section, key, entry)
+    sock = _load_table(section, "socket", mapping,
+                       {"name": section.name.split(":", 1)[1].lower(), **opts.defaults("socket")})
     if sock["path"]:
         sock["family"] = int(socket.AF_UNIX)
     elif sock["family"] == socket.AF_UNIX:
@@ -329,15 +331,9 @@ def _load_socket(section: Section, mapping: dict) -> dict:
 
 
 def _load_plugin(section: Section, mapping: dict) -> dict:
-    plugin: dict[str, Any] = {"name": section.name, "use": None, "priority": 1, "active": True,
-                              "config": {}}
-    for key, entry in section.entries.items():
-        raw = expand_circus_vars(entry.value, mapping)
-        option = opts.PLUGIN_OPTIONS.get(key)
-        if option is None:
-            plugin["config"][key] = raw
-        else:
-            plugin[key] = _convert(option.parse, raw, section, key, entry)
+    config: dict[str, str] = {}
+    plugin = _load_table(section, "plugin", mapping, {"name": section.name, **opts.defaults("plugin"),
+                                                      "config": config}, config.__setitem__)
     if not plugin["use"]:
         raise _error("missing required option 'use' (the plugin class)", section)
     return plugin
