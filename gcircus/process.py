@@ -25,6 +25,7 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.monkey
+import gevent.subprocess
 from gevent.socket import wait_read
 import psutil
 
@@ -59,9 +60,7 @@ def _popen_class():
     process. It costs about twice as much per spawn; an unpatched gcircusd never takes that path.
     """
     if gevent.monkey.is_module_patched("os"):
-        from gevent.subprocess import Popen as GeventPopen
-
-        return GeventPopen
+        return gevent.subprocess.Popen
     return _Popen
 
 

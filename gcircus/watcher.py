@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import operator
 import os
+import pwd
 import random
 import re
 import signal
@@ -120,8 +121,6 @@ class Watcher:
         _, _, username = resolve_user(self.uid, self.gid)
         if username is None:
             return
-        import pwd
-
         identity = {"HOME": pwd.getpwnam(username).pw_dir, "USER": username, "LOGNAME": username}
         for key, value in identity.items():
             if key not in self.spec.env:

@@ -26,8 +26,13 @@ import logging
 import signal
 import sys
 
+import gevent
+
 from gcircus import __version__
 from gcircus.cli.usage import CommandLineError, parse_command_line
+from gcircus.logsetup import LoggingSetupError, configure_logging
+from gcircus.plugins.base import CircusPlugin, str_to_cfg
+from gcircus.plugins.manager import is_circus_plugin_class, load_plugin_class
 
 log = logging.getLogger("gcircus.plugin")
 
@@ -39,10 +44,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_command_line(__doc__, argv, "gcircus-plugin", version=f"gcircus-plugin {__version__}")
     except CommandLineError as exc:
         return exc.report()
-    from gcircus.logsetup import LoggingSetupError, configure_logging
-    from gcircus.plugins.base import CircusPlugin, str_to_cfg
-    from gcircus.plugins.manager import is_circus_plugin_class, load_plugin_class
-
     try:
         check_delay = float(args["--check-delay"])
         factory = load_plugin_class(args["<plugin>"])
@@ -66,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_gevent_class(factory, args, check_delay: float, config: dict) -> int:
-    import gevent
-
     plugin = factory(args["--endpoint"], args["--pubsub"], check_delay, args["--ssh"], **config)
     handlers = [gevent.signal_handler(sig, plugin.stop) for sig in (signal.SIGTERM, signal.SIGINT)]
     log.info("starting plugin %s (endpoint %s, pubsub %s)", args["<plugin>"], args["--endpoint"], args["--pubsub"])

@@ -17,22 +17,20 @@ line (mean CPU, summed memory, oldest age). Press q to quit.
 from __future__ import annotations
 
 import curses
+import json
 import sys
 import time
 
 from gcircus import __version__
 from gcircus.cli.usage import CommandLineError, parse_command_line
+from gcircus.consumer import Consumer
+from gcircus.stats.top import TopView, render
 
 REPAINT_EVERY = 1.0
 POLL = 0.1
 
 
 def show(screen, endpoint: str, process_timeout: float) -> None:
-    import json
-
-    from gcircus.consumer import Consumer
-    from gcircus.stats.top import TopView, render
-
     view = TopView(process_timeout)
     screen.nodelay(True)
     try:
