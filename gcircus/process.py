@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import importlib.util
 import logging
 import operator
@@ -26,7 +27,6 @@ import gevent
 import gevent.event
 import gevent.monkey
 import gevent.subprocess
-from gevent.socket import wait_read
 import psutil
 
 from gcircus import identity, linux
@@ -395,7 +395,7 @@ class Process:
             return []
         if recursive:
             return linux.descendants(self.pid)
-        return linux._read_children(self.pid)
+        return linux.children(self.pid)
 
     def is_child(self, pid: int) -> bool:
         return pid in self.children()
@@ -404,13 +404,7 @@ class Process:
 
     def send_signal(self, sig: int) -> bool:
         """Signal the main process; False if it is already gone."""
-        if not self.is_alive():
-            return False
-        try:
-            os.kill(self.pid, sig)
-            return True
-        except ProcessLookupError:
-            return False
+        return self.is_alive() and linux.kill(self.pid, sig)
 
     def send_signal_child(self, pid: int, sig: int) -> None:
         if pid not in self.children():
@@ -418,14 +412,7 @@ class Process:
         os.kill(pid, sig)
 
     def send_signal_children(self, sig: int, recursive: bool = False) -> list[int]:
-        signalled = []
-        for pid in self.children(recursive):
-            try:
-                os.kill(pid, sig)
-                signalled.append(pid)
-            except ProcessLookupError:
-                pass
-        return signalled
+        return [pid for pid in self.children(recursive) if linux.kill(pid, sig)]
 
     def signal_group(self, sig: int) -> bool:
         """Signal the child's whole process group (it leads its own session); False if the group is empty.
@@ -457,24 +444,20 @@ class Process:
         """
         if not self.pid:
             return None
-        send = send or _plain_kill
+        send = send or linux.kill
         self.stopping = True
         # Once the child is reaped its pid may belong to someone else: only a live child's tree is ours to walk.
-        tree = _Tree(self.pid, walk=self.is_alive())
+        tree = linux.Tree(linux.descendants(self.pid) if self.is_alive() else ())
         deadline = time.monotonic() + max(0.0, graceful_timeout)
         if self.is_alive():
             send(self.pid, stop_signal)
         if stop_children:
-            self.signal_group(stop_signal)
-            for pid in tree.alive():
-                send(pid, stop_signal)
+            self._signal_tree(stop_signal, tree.alive(), send)
         if graceful_timeout > 0:
             self._exited.wait(max(0.0, deadline - time.monotonic()))
         if self.is_alive():
             send(self.pid, signal.SIGKILL)
-            self.signal_group(signal.SIGKILL)
-            for pid in tree.alive():
-                send(pid, signal.SIGKILL)
+            self._signal_tree(signal.SIGKILL, tree.alive(), send)
         self._exited.wait()
         # The main process is gone; whatever it left behind in its group or tree gets the stop signal, the rest of
         # the grace period, then SIGKILL. A stop never leaves an orphan behind.
@@ -493,29 +476,22 @@ class Process:
         """
         if not self.pid or not self._exited.is_set():
             return []
-        tree = _Tree(self.pid, walk=False)
+        tree = linux.Tree()
         return self._stop_leftovers(tree, stop_signal, time.monotonic() + max(0.0, graceful_timeout),
-                                    send or _plain_kill, report=True)
+                                    send or linux.kill, report=True)
 
-    def _stop_leftovers(self, tree: _Tree, stop_signal: int, deadline: float, send, report: bool) -> list[int]:
+    def _stop_leftovers(self, tree: linux.Tree, stop_signal: int, deadline: float, send, report: bool) -> list[int]:
         """Stop the group members and tree left by the exited main process; `report` logs what was found."""
-        tree.add_group_members()
-        found = leftovers = tree.alive()
-        if leftovers:
+        if self.signal_group(0):  # one killpg tells whether the group has members at all, the common case's cost
+            tree.add_group_members(self.pid)
+        found = tree.alive()
+        if found:
             if report:
                 log.info("%s exited leaving %d process(es) behind (%s): stopping them", self,
-                         len(leftovers), ", ".join(map(str, leftovers)))
-            self.signal_group(stop_signal)
-            for pid in leftovers:
-                send(pid, stop_signal)
-            tree.wait(max(0.0, deadline - time.monotonic()))
-            leftovers = tree.alive()
-            if leftovers:
-                self.signal_group(signal.SIGKILL)
-                for pid in leftovers:
-                    send(pid, signal.SIGKILL)
-                tree.wait(None)
-        elif self._group_has_members():
+                         len(found), ", ".join(map(str, found)))
+            grace = max(0.0, deadline - time.monotonic())
+            tree.stop(stop_signal, grace, functools.partial(self._signal_tree, send=send))
+        elif self.signal_group(0):
             # Group members we cannot see (not our children: without a subreaper they went to init).
             if report:
                 log.info("%s exited leaving members of its process group behind: stopping them", self)
@@ -526,13 +502,16 @@ class Process:
                 self._wait_group_empty(time.monotonic() + 1.0)
         return found
 
-    def _group_has_members(self) -> bool:
-        return self.signal_group(0)
+    def _signal_tree(self, signum: int, pids: list[int], send) -> None:
+        """One round of a stop: the process group, then each pid of the tree (some may have left the group)."""
+        self.signal_group(signum)
+        for pid in pids:
+            send(pid, signum)
 
     def _wait_group_empty(self, deadline: float) -> bool:
         """Wait (polling, this fallback only) until the group is empty or `deadline`; True if it emptied."""
         delay = 0.005
-        while self._group_has_members():
+        while self.signal_group(0):  # the group still has members
             if time.monotonic() >= deadline:
                 return False
             gevent.sleep(delay)
@@ -544,7 +523,7 @@ class Process:
         victims = linux.descendants(self.pid) if self.is_alive() else []
         self.signal_group(signal.SIGKILL)
         for pid in [self.pid] + victims if self.is_alive() else victims:
-            _plain_kill(pid, signal.SIGKILL)
+            linux.kill(pid, signal.SIGKILL)
 
     def close_pipes(self) -> None:
         for pipe in (self.stdout, self.stderr):
@@ -631,86 +610,6 @@ class _ChildSetup:
 
 class ChildSetupError(subprocess.SubprocessError):
     """A set-up step in the forked child (rlimits, identity, parent-death signal) failed."""
-
-
-def _plain_kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-class _Tree:
-    """The descendants of a process, remembered by pid and start time so they can be found after their parent dies."""
-
-    def __init__(self, pid: int, walk: bool = True):
-        self.pgid = pid
-        self.members: dict[int, int | None] = {}
-        for child in linux.descendants(pid) if walk else ():
-            self.members[child] = linux.start_time(child)
-
-    def add_group_members(self) -> None:
-        """Remember members of the process group that were not seen as descendants (started after the snapshot).
-
-        One killpg(0) tells whether the group still has members at all, so the common case costs a single syscall.
-        Orphaned members were re-parented to us (we are a child subreaper) or to init; we look among our own children.
-        """
-        try:
-            os.killpg(self.pgid, 0)
-        except OSError:
-            return
-        if os.path.exists(f"/proc/{self.pgid}"):
-            return  # the leader's pid was reused: that group is someone else's (see Process.signal_group)
-        for child in linux._read_children(os.getpid()):
-            if child not in self.members:
-                try:
-                    if os.getpgid(child) == self.pgid:
-                        self.members[child] = linux.start_time(child)
-                        for descendant in linux.descendants(child):  # their own trees, even outside the group
-                            self.members.setdefault(descendant, linux.start_time(descendant))
-                except OSError:
-                    pass
-
-    def alive(self) -> list[int]:
-        live = []
-        for pid, started in list(self.members.items()):
-            if linux.start_time(pid) != started or _is_zombie(pid):
-                del self.members[pid]
-            else:
-                live.append(pid)
-        return live
-
-    def wait(self, timeout: float | None) -> None:
-        """Block until every remembered process is gone, or `timeout`; pidfds make this an I/O wait, not a poll."""
-        with gevent.Timeout(timeout, False):
-            for pid in self.alive():
-                _wait_pid_gone(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """True when `pid` has terminated (zombie or gone): it no longer runs, whoever reaps it."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return True
-    state = data[data.rfind(b")") + 2:data.rfind(b")") + 3]
-    return state in (b"Z", b"X")
-
-
-def _wait_pid_gone(pid: int) -> None:
-    """Block this greenlet until `pid` has terminated, waiting on a pidfd (readable once the process exits)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError as exc:
-        if exc.errno == errno.ESRCH:
-            return
-        raise
-    try:
-        if not _is_zombie(pid):
-            wait_read(fd)
-    finally:
-        os.close(fd)
 
 
 # The spawn spec's fields read as process attributes; they never change once the process exists.

@@ -63,14 +63,15 @@ def username(uid: int) -> str:
     return name
 
 
-def _memory_total() -> int:
+def memory_total() -> int:
+    """The machine's physical memory in bytes, read once (the base of every process's `mem` percentage)."""
     global _total_memory
     if _total_memory is None:
         _total_memory = psutil.virtual_memory().total
     return _total_memory
 
 
-def _guarded(read, default: Any = NA) -> Any:
+def guarded(read, default: Any = NA) -> Any:
     """One field: `default` when access is denied (a vanished process still raises NoSuchProcess)."""
     try:
         return read()
@@ -78,7 +79,8 @@ def _guarded(read, default: Any = NA) -> Any:
         return default
 
 
-def _program(proc: psutil.Process) -> str:
+def program(proc: psutil.Process) -> str:
+    """Circus's `cmdline` field: the basename of argv[0] ("N/A" when unreadable, as for a zombie)."""
     try:
         argv = proc.cmdline()
     except (psutil.AccessDenied, psutil.ZombieProcess):
@@ -92,28 +94,32 @@ def _program(proc: psutil.Process) -> str:
     return os.path.basename(first)
 
 
-def get_info(proc: psutil.Process) -> dict:
+def get_info(proc: psutil.Process, interval: float = 0) -> dict:
     """Circus's info dict for one psutil process (children left empty); raises psutil.NoSuchProcess if it is gone.
 
-    cpu is the use since the previous call on the same `proc` object (0.0 on the first call).
+    cpu is the use since the previous call on the same `proc` object (0.0 on the first call), or with `interval` > 0
+    the use over that many seconds (the calling greenlet sleeps, the hub does not).
     """
+    if interval > 0:
+        guarded(lambda: proc.cpu_percent(None))
+        gevent.sleep(interval)
     info: dict[str, Any] = {}
     with proc.oneshot():
-        zombie = _guarded(proc.status, None) == psutil.STATUS_ZOMBIE
-        memory = _guarded(proc.memory_info, None)
+        zombie = guarded(proc.status, None) == psutil.STATUS_ZOMBIE
+        memory = guarded(proc.memory_info, None)
         info["mem_info1"] = human_size(memory.rss) if memory else NA
         info["mem_info2"] = human_size(memory.vms) if memory else NA
-        info["cpu"] = _guarded(lambda: proc.cpu_percent(None))
-        info["mem"] = round(memory.rss * 100.0 / _memory_total(), 3) if memory else NA
-        times = _guarded(proc.cpu_times, None)
+        info["cpu"] = guarded(lambda: proc.cpu_percent(None))
+        info["mem"] = round(memory.rss * 100.0 / memory_total(), 3) if memory else NA
+        times = guarded(proc.cpu_times, None)
         info["ctime"] = cpu_time(times.user + times.system) if times else NA
         info["pid"] = proc.pid
-        info["username"] = _guarded(lambda: username(proc.uids().real))
-        info["nice"] = ZOMBIE if zombie else _guarded(proc.nice)
-        created = _guarded(proc.create_time)
+        info["username"] = guarded(lambda: username(proc.uids().real))
+        info["nice"] = ZOMBIE if zombie else guarded(proc.nice)
+        created = guarded(proc.create_time)
         info["create_time"] = created
         info["age"] = time.time() - created if isinstance(created, float) else NA
-        info["cmdline"] = _program(proc)
+        info["cmdline"] = program(proc)
         info["children"] = []
     return info
 
@@ -147,16 +153,13 @@ def process_info(process, interval: float = 0) -> dict | str:
     """Circus's info for a supervised process (a gcircus Process), or "No such process (stopped?)" if it is gone.
 
     Adds to get_info: age (seconds since gcircus spawned it), started (spawn epoch), wid, and its direct children.
-    With `interval` > 0, cpu is measured over that many seconds (the calling greenlet sleeps, the hub does not).
+    `interval` as for get_info.
     """
     proc = process.psutil_process() if process.is_alive() else None
     if proc is None:
         return NO_SUCH_PROCESS
     try:
-        if interval > 0:
-            _guarded(lambda: proc.cpu_percent(None))
-            gevent.sleep(interval)
-        info = get_info(proc)
+        info = get_info(proc, interval)
         if info["nice"] == ZOMBIE:  # get_info marks zombies there: the process exited and awaits its reaping
             return NO_SUCH_PROCESS
     except psutil.NoSuchProcess:
@@ -188,8 +191,4 @@ def daemon_info(interval: float = 0.01) -> dict:
 
     Circus's dstats also measures over 0.01 s, but blocks its whole loop doing so; here only the caller sleeps.
     """
-    proc = tracked(os.getpid())
-    if interval > 0:
-        _guarded(lambda: proc.cpu_percent(None))
-        gevent.sleep(interval)
-    return get_info(proc)
+    return get_info(tracked(os.getpid()), interval)

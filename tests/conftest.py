@@ -18,7 +18,6 @@ import pytest
 from gevent import subprocess as gsubprocess
 
 from gcircus import linux
-from gcircus.process import _is_zombie
 
 linux.set_child_subreaper(True)
 
@@ -56,7 +55,7 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.005, message:
 
 def alive(pid: int) -> bool:
     """True while `pid` exists and is not a zombie."""
-    return not _is_zombie(pid)
+    return linux.is_running(pid)
 
 
 def _cmdline(pid: int) -> bytes:
@@ -156,7 +155,7 @@ class Daemon:
 
     def children(self) -> list[int]:
         """The daemon's live direct children (its supervised processes)."""
-        return [pid for pid in linux._read_children(self.pid) if alive(pid)]
+        return [pid for pid in linux.children(self.pid) if alive(pid)]
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)

@@ -16,6 +16,7 @@ import uuid
 import pytest
 import zmq
 
+from gcircus import linux
 from gcircus.control.errors import COMMAND_ERROR, INVALID_JSON, MESSAGE_ERROR, UNKNOWN_COMMAND
 from tests.conftest import Daemon, free_port, wait_for
 
@@ -394,16 +395,8 @@ def test_a_cast_gets_no_reply_and_is_carried_out(daemon, wire):
     pids = wait_for(lambda: wire.command("list", name="c")["pids"], message="c started by a cast")
     assert len(pids) == 1
     wire.sent_without_reply({"command": "stop", "msg_type": "cast", "properties": {"name": "c", "waiting": True}})
-    wait_for(lambda: wire.command("status", name="c")["status"] == "stopped" and not _running(pids[0]),
+    wait_for(lambda: wire.command("status", name="c")["status"] == "stopped" and not linux.is_running(pids[0]),
              message="c stopped by a cast")
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize("message", [{"command": "frobnicate"}, {"command": "stop", "properties": {"name": "nope"}},

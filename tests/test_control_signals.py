@@ -16,7 +16,7 @@ TREE = "/bin/sh -c '/bin/sleep 1000 & /bin/sleep 1001 & wait'"
 
 
 def children_of(pid: int, count: int) -> list[int]:
-    return wait_for(lambda: len(kids := [k for k in linux._read_children(pid) if alive(k)]) == count and kids, 5,
+    return wait_for(lambda: len(kids := [k for k in linux.children(pid) if alive(k)]) == count and kids, 5,
                     message=f"{count} children of {pid}")
 
 

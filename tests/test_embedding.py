@@ -35,7 +35,7 @@ def test_monkeypatched_wsgi_app_keeps_serving_while_killed_child_is_replaced():
     try:
         state = wait_for(lambda: (s := fetch(port)) and len(s["pids"]) == 2 and s, timeout=20, message="app up")
         assert state["status"] == "active"
-        assert sorted(state["pids"]) == sorted(linux._read_children(app.pid))
+        assert sorted(state["pids"]) == sorted(linux.children(app.pid))
         victim = state["pids"][0]
         os.kill(victim, signal.SIGKILL)
         failures = 0
@@ -52,7 +52,7 @@ def test_monkeypatched_wsgi_app_keeps_serving_while_killed_child_is_replaced():
 
         wait_for(replaced, timeout=10, message="replacement while serving")
         assert failures == 0 and served >= 1
-        children = [pid for pid in linux._read_children(app.pid) if alive(pid)]
+        children = [pid for pid in linux.children(app.pid) if alive(pid)]
         app.send_signal(signal.SIGTERM)
         assert app.wait(timeout=20) == 0
         assert not any(alive(pid) for pid in children)

@@ -9,6 +9,7 @@ import gevent
 import pytest
 from gevent import subprocess as gsubprocess
 
+from gcircus import linux
 from tests.conftest import wait_for
 from tests.test_gcircusd_signals import make_config
 
@@ -18,10 +19,9 @@ MAX_LOG_LINES = 20  # over the observation
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time consumed so far by `pid` (fields 14 and 15 of /proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        fields = f.read().rsplit(b")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time consumed so far by `pid`."""
+    stat = linux.read_stat(pid)
+    return (stat.utime + stat.stime) / os.sysconf("SC_CLK_TCK")
 
 
 def observe(daemon, duration: float) -> tuple[float, int]:

@@ -39,7 +39,7 @@ def test_daemon_detaches_runs_its_children_and_stops_on_sigterm(tmp_path):
         assert result.stdout == result.stderr == ""
         assert pid is not None and alive(pid)
         # Returned only once the watchers started: the children are there already, no waiting needed.
-        children = [p for p in linux._read_children(pid) if alive(p)]
+        children = [p for p in linux.children(pid) if alive(p)]
         assert len(children) == 2
         assert os.getsid(pid) != os.getsid(0)
         assert os.getsid(pid) != pid  # double fork: not a session leader, so it can never get a terminal back

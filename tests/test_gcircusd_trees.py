@@ -102,7 +102,7 @@ def test_adopted_orphan_is_reaped_when_it_dies(tmp_path, daemon_factory):
     daemon = daemon_factory(config)
     started(daemon, 1)
     [orphan] = wait_for(lambda: read_pids(record), message="orphan")
-    wait_for(lambda: orphan in linux._read_children(daemon.pid), message="orphan re-parented to gcircusd")
+    wait_for(lambda: orphan in linux.children(daemon.pid), message="orphan re-parented to gcircusd")
     os.kill(orphan, signal.SIGKILL)
     # gcircusd is its parent now: it must reap it, or a zombie stays in the process table.
     wait_for(lambda: not exists(orphan), timeout=30, message="orphan reaped by gcircusd")
@@ -121,7 +121,7 @@ def test_no_zombie_is_left_while_children_crash_and_respawn(tmp_path, daemon_fac
     # Wait for a full generation to have been replaced, then check none of the dead is a zombie.
     wait_for(lambda: not first & set(daemon.children()) and len(daemon.children()) == 2, message="respawn")
     wait_for(lambda: not any(exists(pid) for pid in first), timeout=30, message="dead children reaped")
-    zombies = [pid for pid in linux._read_children(daemon.pid) if not alive(pid)]
+    zombies = [pid for pid in linux.children(daemon.pid) if not alive(pid)]
     wait_for(lambda: not any(exists(pid) for pid in zombies), timeout=30, message="no zombie children")
 
 

@@ -494,7 +494,7 @@ def test_a_circus_docs_library_script_supervises_until_sigterm(tmp_path, kind):
     try:
         def supervising():
             assert app.poll() is None, f"the script exited at once:\n{out.read_text()}"
-            children[:] = [pid for pid in linux._read_children(app.pid) if alive(pid)]
+            children[:] = [pid for pid in linux.children(app.pid) if alive(pid)]
             return len(children) == 2 and _started(f"tcp://127.0.0.1:{controller}")
         # Both started (circusd hangs on a SIGTERM that arrives while it is still starting its watchers).
         wait_for(supervising, timeout=60, interval=0.05, message="the script's two workers, started")

@@ -138,7 +138,7 @@ def test_daemon_with_a_watcher_retrying_forever_starts_and_warns(tmp_path):
         assert "warning: watcher 'x' cannot spawn yet" in result.stderr and "nosuchcmd" in result.stderr
         # The retrying watcher does not hold up the ones started after it.
         # (Counted by command: a background retry of x may show a short-lived child of its own.)
-        wait_for(lambda: len([p for p in linux._read_children(pid) if alive(p) and _program(p) == "/bin/sleep"]) == 1,
+        wait_for(lambda: len([p for p in linux.children(pid) if alive(p) and _program(p) == "/bin/sleep"]) == 1,
                  timeout=30, message="the 'fine' watcher's one process")
     finally:
         if pid is not None:

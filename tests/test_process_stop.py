@@ -174,7 +174,7 @@ def test_stop_reaches_a_grandchild_that_called_setsid(spawn, tmp_path, ignores_t
 def test_stop_reaches_group_members_left_by_an_exited_child(spawn):
     process = spawn("sh -c 'sleep 1000 & exit 0'")
     assert process.wait(10) == 0
-    orphans = wait_for(lambda: [pid for pid in linux._read_children(os.getpid())
+    orphans = wait_for(lambda: [pid for pid in linux.children(os.getpid())
                                 if alive(pid) and os.getpgid(pid) == process.pid], message="the orphan")
     process.stop(graceful_timeout=5)
     assert [pid for pid in orphans if alive(pid)] == []
@@ -201,7 +201,7 @@ def test_stop_without_subreaper_reaches_group_members_it_cannot_see(tmp_path):
     helper = gsubprocess.Popen([PYTHON, str(script)], stdin=gsubprocess.PIPE, stdout=gsubprocess.PIPE)
     try:
         pgid = int(helper.stdout.readline())
-        orphans = wait_for(lambda: [pid for pid in linux._read_children(os.getpid())
+        orphans = wait_for(lambda: [pid for pid in linux.children(os.getpid())
                                     if alive(pid) and os.getpgid(pid) == pgid], message="the orphan")
         helper.stdin.write(b"stop\n")
         helper.stdin.flush()
@@ -328,7 +328,7 @@ def test_without_pdeathsig_the_child_outlives_its_parent(tmp_path, args):
     child = orphan_of_killed_parent(tmp_path, *args)
     try:
         # The orphan is re-parented to this test process (a subreaper): it survived its parent's death.
-        wait_for(lambda: child in linux._read_children(os.getpid()), timeout=5, message="the re-parenting")
+        wait_for(lambda: child in linux.children(os.getpid()), timeout=5, message="the re-parenting")
         assert alive(child)
     finally:
         os.kill(child, signal.SIGKILL)

@@ -18,7 +18,7 @@ import psutil
 import pytest
 import zmq.green as zmq
 
-from gcircus import get_arbiter, procinfo
+from gcircus import get_arbiter, linux, procinfo
 from gcircus.control.endpoints import EndpointNotAllowed
 from gcircus.stats import ProcessGone, ProcessSampler, StatsService, aggregate
 from gcircus.stats.channel import StatsLoop, StatsPublisher
@@ -110,10 +110,9 @@ def test_sample_has_circus_info_fields_matching_psutil(child):
 
 
 def cpu_seconds(pid: int) -> float:
-    """The process's user + system CPU time, read from /proc here independently of the sampler."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The process's user + system CPU time (the parser itself is checked against psutil's in test_linux_proc.py)."""
+    stat = linux.read_stat(pid)
+    return (stat.utime + stat.stime) / os.sysconf("SC_CLK_TCK")
 
 
 def test_cpu_is_the_use_since_the_previous_sample(child):

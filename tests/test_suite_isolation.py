@@ -14,6 +14,8 @@ import sys
 
 import pytest
 
+from gcircus import linux
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 INNER_CONFTEST = "from tests.conftest import no_leaked_processes  # noqa: F401 - the autouse leak check\n"
@@ -67,15 +69,7 @@ def test_each_xdist_worker_fails_and_kills_what_its_tests_leave_running(tmp_path
                 if line.startswith("E ") and "Failed: test left processes running" in line]
     assert len(failures) == 2, result.stdout
     leaked = int((tmp_path / "leaked").read_text())
-    assert not os.path.exists(f"/proc/{leaked}") or _is_zombie_or_gone(leaked)
-
-
-def _is_zombie_or_gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
+    assert not linux.is_running(leaked)
 
 
 FREE_PORTS = f"""

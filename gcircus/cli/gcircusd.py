@@ -30,7 +30,7 @@ import signal
 import sys
 
 import gevent
-from gcircus import __version__
+from gcircus import __version__, linux
 from gcircus.cli.usage import CommandLineError, parse_command_line
 from gcircus.errors import ConfigError
 from gcircus.logsetup import (LoggingSetupError, configure_logging, flush_at_exit, log_reaches_stderr,
@@ -200,35 +200,18 @@ class Daemon:
         They are descendants of services that died on their own; gcircusd promises that nothing it started
         outlives it.
         """
-        from gcircus import linux
-        from gcircus.process import _is_zombie, _Tree
-
-        orphans = [pid for pid in linux._read_children(os.getpid()) if not _is_zombie(pid)]
+        orphans = [pid for pid in linux.children(os.getpid()) if linux.is_running(pid)]
         if not orphans:
             return
         log.info("stopping %d orphaned descendant(s): %s", len(orphans), orphans)
-        tree = _Tree(0)
+        tree = linux.Tree()
         for pid in orphans:
-            tree.members[pid] = linux.start_time(pid)
-            for pid2 in linux.descendants(pid):
-                tree.members[pid2] = linux.start_time(pid2)
-        for pid in tree.alive():
-            _kill(pid, signal.SIGTERM)
-        tree.wait(grace)
-        for pid in tree.alive():
-            _kill(pid, signal.SIGKILL)
-        tree.wait(None)
+            tree.add_tree(pid)
+        tree.stop(signal.SIGTERM, grace)
         # Let the hub reap the last zombies (they are our children: SIGCHLD arrives for each).
         with gevent.Timeout(2, False):
-            while linux._read_children(os.getpid()):
+            while linux.children(os.getpid()):
                 gevent.sleep(0.01)
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def daemonize() -> int:

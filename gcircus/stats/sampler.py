@@ -17,41 +17,17 @@ from typing import Any
 
 import psutil
 
-from gcircus import procinfo
+from gcircus import linux, procinfo
 
 NA = procinfo.NA
 REFRESH_EVERY = 30  # samples between two re-reads of a process's user and program name
 FRESH_SAMPLES = 3  # a process's first samples always re-read them
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-# Indexes in the fields that follow the ")" closing the command name (man 5 proc numbers minus 3).
-_STATE, _UTIME, _STIME, _NICE, _START = 0, 11, 12, 16, 19
 
 
 class ProcessGone(Exception):
     """The process exited (or is a zombie awaiting its reaping)."""
-
-
-def _read(path: str, pid: int) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except (FileNotFoundError, ProcessLookupError):
-        raise ProcessGone(pid) from None
-    try:
-        return os.read(fd, 4096)
-    except ProcessLookupError:
-        raise ProcessGone(pid) from None
-    finally:
-        os.close(fd)
-
-
-def read_stat(pid: int) -> list[bytes]:
-    """The fields of /proc/<pid>/stat after the command name; ProcessGone if it no longer exists or is a zombie."""
-    data = _read(f"/proc/{pid}/stat", pid)
-    fields = data[data.rfind(b")") + 2:].split()
-    if not fields or fields[_STATE] == b"Z":
-        raise ProcessGone(pid)
-    return fields
 
 
 class _Tracked:
@@ -59,7 +35,7 @@ class _Tracked:
 
     __slots__ = ("pid", "start_ticks", "create_time", "username", "program", "cpu_seconds", "sampled_at", "samples")
 
-    def __init__(self, pid: int, start_ticks: bytes):
+    def __init__(self, pid: int, start_ticks: int):
         self.pid = pid
         self.start_ticks = start_ticks
         self.cpu_seconds: float | None = None
@@ -75,9 +51,9 @@ class _Tracked:
         try:
             proc = psutil.Process(self.pid)
             with proc.oneshot():
-                self.create_time = procinfo._guarded(proc.create_time)
-                self.username = procinfo._guarded(lambda: procinfo.username(proc.uids().real))
-                self.program = procinfo._program(proc)
+                self.create_time = procinfo.guarded(proc.create_time)
+                self.username = procinfo.guarded(lambda: procinfo.username(proc.uids().real))
+                self.program = procinfo.program(proc)
         except psutil.NoSuchProcess:
             raise ProcessGone(self.pid) from None
 
@@ -91,35 +67,40 @@ class ProcessSampler:
 
     def sample(self, pid: int) -> dict:
         """Circus's info dict of `pid` (children empty, as circusd-stats sends it); ProcessGone if it is gone."""
-        fields = read_stat(pid)
+        try:
+            stat = linux.read_stat(pid)
+            sizes = linux.read_proc(pid, "statm").split()
+        except (FileNotFoundError, ProcessLookupError):
+            raise ProcessGone(pid) from None
+        if stat.state == "Z":
+            raise ProcessGone(pid)
         now = time.monotonic()
         tracked = self._tracked.get(pid)
-        if tracked is None or tracked.start_ticks != fields[_START]:
-            tracked = self._tracked[pid] = _Tracked(pid, fields[_START])
+        if tracked is None or tracked.start_ticks != stat.start_time:
+            tracked = self._tracked[pid] = _Tracked(pid, stat.start_time)
         elif tracked.samples < FRESH_SAMPLES or tracked.program == NA or (tracked.samples + pid) % REFRESH_EVERY == 0:
             # A new process may still be exec'ing (an empty or a wrapper's argv); processes started together
             # refresh on different samples, as the pid is in the modulus.
             tracked.refresh()
         tracked.samples += 1
         self._seen.add(pid)
-        cpu_seconds = (int(fields[_UTIME]) + int(fields[_STIME])) / _TICKS
+        cpu_seconds = (stat.utime + stat.stime) / _TICKS
         if tracked.cpu_seconds is None or now <= tracked.sampled_at:
             cpu = 0.0
         else:
             cpu = round((cpu_seconds - tracked.cpu_seconds) / (now - tracked.sampled_at) * 100, 1)
         tracked.cpu_seconds, tracked.sampled_at = cpu_seconds, now
-        sizes = _read(f"/proc/{pid}/statm", pid).split()
         vms, rss = int(sizes[0]) * _PAGE, int(sizes[1]) * _PAGE
         created = tracked.create_time
         return {
             "mem_info1": procinfo.human_size(rss),
             "mem_info2": procinfo.human_size(vms),
             "cpu": cpu,
-            "mem": round(rss * 100.0 / procinfo._memory_total(), 3),
+            "mem": round(rss * 100.0 / procinfo.memory_total(), 3),
             "ctime": procinfo.cpu_time(cpu_seconds),
             "pid": pid,
             "username": tracked.username,
-            "nice": int(fields[_NICE]),
+            "nice": stat.nice,
             "create_time": created,
             "age": time.time() - created if isinstance(created, float) else NA,
             "cmdline": tracked.program,
