@@ -15,7 +15,10 @@ import gevent
 import gevent.event
 import gevent.pool
 import gevent.queue
+import zmq
+import zmq.green as gzmq
 
+from gcircus.client import Client
 from gcircus.events import TOPIC_PREFIX, Event, split_topic
 from gcircus.options import to_bool
 
@@ -72,11 +75,6 @@ class CircusPlugin:
             log.info("plugin %s is inactive: idle until stopped", self.name or type(self).__name__)
             self._wait_stopped()
             return
-        import zmq
-        import zmq.green as gzmq
-
-        from gcircus.client import Client
-
         self.handle_init()
         self.client = Client(self.endpoint, timeout=self.call_timeout, green=True)
         self.sub_socket = gzmq.Context.instance().socket(zmq.SUB)
