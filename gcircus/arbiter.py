@@ -180,20 +180,19 @@ class Arbiter:
     # -- events ----------------------------------------------------------------------------------------------------
 
     def subscribe(self, listener) -> None:
-        """Call `listener(topic, message)` for every watcher event; topic is `watcher.<res_name>.<event>`."""
+        """Call `listener(event)` with the gcircus.events.Event of every watcher event."""
         self._listeners.append(listener)
 
     def unsubscribe(self, listener) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def _forward_event(self, watcher: Watcher, event: str, msg: dict) -> None:
-        topic = f"watcher.{watcher.res_name}.{event}"
+    def _forward_event(self, event) -> None:
         for listener in list(self._listeners):
             try:
-                listener(topic, msg)
+                listener(event)
             except Exception:  # noqa: BLE001 - a broken subscriber must not break supervision
-                log.exception("event subscriber failed on %s", topic)
+                log.exception("event subscriber failed on %s of watcher %r", event.name, event.watcher)
 
     # -- queries ---------------------------------------------------------------------------------------------------
 

@@ -109,10 +109,10 @@ class Hooks:
     def __contains__(self, name: str) -> bool:
         return name in self.callables
 
-    def call(self, name: str, watcher, arbiter, notify: Callable | None = None, **kwargs):
+    def call(self, name: str, watcher, arbiter, notify: Callable, **kwargs):
         """Run hook `name`; return its result, or (on exception/timeout) whether its failure is ignored.
 
-        A missing hook counts as success. `notify(event, **fields)` publishes hook_success/hook_failure.
+        A missing hook counts as success. `notify` (Watcher.notify) publishes hook_success or hook_failure.
         """
         hook = self.callables.get(name)
         if hook is None:
@@ -125,8 +125,7 @@ class Hooks:
             return self._failed(name, watcher, notify, exc)
         except Exception as exc:  # noqa: BLE001 - a hook is user code: any failure is reported, never fatal
             return self._failed(name, watcher, notify, exc)
-        if notify is not None:
-            notify("hook_success", name=name)
+        notify("hook_success", name=name)
         if not result and name not in self.ignore_failure:
             log.warning("hook %s of watcher %r returned %r, which counts as a failure", name,
                         getattr(watcher, "name", "?"), result)
@@ -136,6 +135,5 @@ class Hooks:
         ignored = name in self.ignore_failure
         log.error("hook %s of watcher %r failed%s: %s", name, getattr(watcher, "name", "?"),
                   " (ignored)" if ignored else "", exc, exc_info=not isinstance(exc, HookTimeout))
-        if notify is not None:
-            notify("hook_failure", name=name, error=str(exc))
+        notify("hook_failure", name=name, error=str(exc))
         return ignored

@@ -24,6 +24,7 @@ import gevent.lock
 from gcircus import backoff, runtime_options, watcher_spec
 from gcircus.command_queue import CommandQueue
 from gcircus.environment import build_env
+from gcircus.events import Event, res_name
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.options import RESPAWN, family_member
 from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, SpawnSpec, resolve_user
@@ -64,7 +65,7 @@ class Watcher:
     def _adopt(self, spec: WatcherSpec) -> None:
         self.prereload_fn = None
         self.name = spec.name
-        self.res_name = spec.name.lower().replace(" ", "_")
+        self.res_name = res_name(spec.name)
         self._set_spec(spec)
         self.hooks = Hooks(spec.hooks, timeout=spec.hook_timeout)
         self.crash_guard = backoff.CrashLoopGuard.from_config(spec.flapping)
@@ -133,24 +134,21 @@ class Watcher:
     # -- wiring --------------------------------------------------------------------------------------------------
 
     def subscribe(self, listener) -> None:
-        """Call `listener(watcher, event, message)` for every event this watcher publishes."""
+        """Call `listener(event)` with a gcircus.events.Event for every event this watcher publishes."""
         self._listeners.append(listener)
 
     def unsubscribe(self, listener) -> None:
         if listener in self._listeners:
             self._listeners.remove(listener)
 
-    def notify_event(self, event: str, msg: dict) -> None:
+    def notify(self, event: str, /, **fields) -> None:
+        """Publish `event` with exactly the fields gcircus.events.EVENTS declares for it (`time` defaults to now)."""
+        published = Event.of(self.name, event, fields)
         for listener in list(self._listeners):
             try:
-                listener(self, event, msg)
+                listener(published)
             except Exception:  # noqa: BLE001 - a broken subscriber must not break the watcher
                 log.exception("event listener failed on %s.%s", self.res_name, event)
-
-    def notify(self, event: str, **fields) -> None:
-        msg = {"time": time.time()}
-        msg.update(fields)
-        self.notify_event(event, msg)
 
     def call_hook(self, name: str, **kwargs):
         return self.hooks.call(name, self, self.arbiter, self.notify, **kwargs)

@@ -8,6 +8,7 @@ import gevent
 from gevent import socket as gsocket
 
 from gcircus.arbiter import Arbiter
+from gcircus.events import message, topic
 from gcircus.plugins import PluginManager
 from gcircus.watcher import Watcher
 from tests.conftest import wait_for
@@ -63,7 +64,7 @@ def supervised(watchers: list[dict], plugins: list[dict], events: list | None = 
     """
     arbiter = Arbiter([Watcher(**spec) for spec in watchers], check_delay=0.1, **(arbiter_options or {}))
     if events is not None:
-        arbiter.subscribe(lambda topic, msg: events.append((topic, msg)))
+        arbiter.subscribe(lambda event: events.append((topic(event), message(event))))
     manager = PluginManager(arbiter, plugins, arbiter.endpoint, arbiter.pubsub_endpoint, **manager_options)
     manager.start()
     try:

@@ -8,6 +8,7 @@ import pytest
 
 from gcircus import get_arbiter
 from gcircus.arbiter import Arbiter
+from gcircus.events import topic
 from tests import hookfuncs
 from tests.conftest import alive, free_port, wait_for, write_config
 
@@ -114,7 +115,7 @@ def test_autostart_false_is_not_started():
 def test_add_and_rm_watcher_publish_events():
     arbiter = get_arbiter([])
     topics: list[str] = []
-    arbiter.subscribe(lambda topic, msg: topics.append(topic))
+    arbiter.subscribe(lambda event: topics.append(topic(event)))
     arbiter.start(background=True)
     try:
         watcher = arbiter.add_watcher("Extra Worker", "/bin/sleep 1000", start=True)

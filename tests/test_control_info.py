@@ -23,6 +23,7 @@ import zmq.green as zmq
 from gcircus import get_arbiter, procinfo
 from gcircus.control.commands import get_command
 from gcircus.control.errors import ArgumentError, MESSAGE_ERROR
+from gcircus.events import message, topic
 from gcircus.process import Process
 from tests.conftest import PYTHON, free_port, running_own_program, wait_for
 
@@ -221,7 +222,7 @@ def test_stats_extended_adds_the_hook_fields(running):
 def test_stats_extended_with_a_failing_hook_returns_the_plain_stats(running):
     arbiter, control = running
     events: list = []
-    arbiter.subscribe(lambda topic, msg: events.append((topic, msg)))
+    arbiter.subscribe(lambda event: events.append((topic(event), message(event))))
     process = next(iter(arbiter.get_watcher("broken").processes.values()))
     reply = control.ok("stats", name="broken", process=process.pid, extended=True)
     assert HOOK_CALLS and HOOK_CALLS[-1][1] == "extended_stats"  # it did run

@@ -20,6 +20,7 @@ import zmq.green as zmq
 from gcircus.arbiter import Arbiter
 from gcircus.control.commands import get_command
 from gcircus.control.errors import ArgumentError
+from gcircus.events import message, topic
 from gcircus.watcher import Watcher
 from tests import hookfuncs
 from tests.conftest import alive, free_port, wait_for
@@ -54,7 +55,7 @@ class Recorder:
 
     def __init__(self, arbiter: Arbiter):
         self.events: list[tuple[str, dict]] = []
-        arbiter.subscribe(lambda topic, msg: self.events.append((topic, msg)))
+        arbiter.subscribe(lambda event: self.events.append((topic(event), message(event))))
 
     def topics(self, name: str | None = None) -> list[str]:
         return [t for t, _ in self.events if name is None or t.startswith(f"watcher.{name}.")]

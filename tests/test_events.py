@@ -30,6 +30,8 @@ import pytest
 
 from gcircus.client import Client
 from gcircus.consumer import Consumer
+from gcircus.events import EVENTS, frames
+from gcircus.watcher import Watcher
 from tests.conftest import alive, free_port, running_own_program, wait_for
 
 PY = sys.executable
@@ -593,3 +595,21 @@ def test_gcircus_consumer_iterates_topic_and_message(rig):
         got = [(t, m) for t, m in got if not t.startswith(b"watcher.sync.")]
         assert [t for t, _ in got] == [b"watcher.w.kill", b"watcher.w.reap", b"watcher.w.spawn"]
         assert got[1][1]["process_pid"] == pid and got[1][1]["exit_code"] == -signal.SIGTERM
+
+
+def test_an_event_is_declared_or_refused_where_it_is_made():
+    """gcircus.events.EVENTS is the one list of events: a misspelt event or field fails at the notify, not later."""
+    watcher = Watcher("Echo Upper", "/bin/true")
+    seen: list = []
+    watcher.subscribe(seen.append)
+    with pytest.raises(ValueError, match="EVENTS"):
+        watcher.notify("spwan", process_pid=1)
+    with pytest.raises(ValueError, match="EVENTS"):
+        watcher.notify("spawn", pid=1)
+    with pytest.raises(ValueError, match="EVENTS"):
+        watcher.notify("reap", process_pid=1)  # exit_code is missing
+    assert seen == []
+    watcher.notify("reap", process_pid=5, time=1.5, exit_code=-9)
+    assert frames(seen[0]) == [b"watcher.echo_upper.reap", b'{"time": 1.5, "process_pid": 5, "exit_code": -9}']
+    assert set(SCHEMA) <= set(EVENTS)
+    assert all(EVENTS[name].fields | {"time"} == keys for name, keys in SCHEMA.items())

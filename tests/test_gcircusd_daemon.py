@@ -44,7 +44,8 @@ def test_daemon_detaches_runs_its_children_and_stops_on_sigterm(tmp_path):
         assert os.getsid(pid) != os.getsid(0)
         assert os.getsid(pid) != pid  # double fork: not a session leader, so it can never get a terminal back
         assert all(os.readlink(f"/proc/{pid}/fd/{fd}") == os.devnull for fd in (0, 1, 2))
-        assert "gcircusd running" in log.read_text()
+        # The log is written by its own thread: the line may land just after the launcher returned.
+        wait_for(lambda: "gcircusd running" in log.read_text(), message="the running line in the log")
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not alive(pid), message="daemon stopped")
         assert not any(alive(p) for p in children)

@@ -15,8 +15,10 @@ from tests.hardening_control_support import Dealer, make_config, spawned
 
 # Ignores SIGTERM: a restart stays in its stop until the test kills the child. Records each spawn.
 STUCK = """sh -c 'echo $$ >> {record}; trap "" TERM; while :; do sleep 0.1; done'"""
-# Stops about 1 s after SIGTERM: restarts run one by one would take hours.
-SLOW = """sh -c 'echo $$ >> {record}; trap "sleep 1; exit 0" TERM; while :; do sleep 0.1; done'"""
+# Stops only once the test creates the `release` file: the restart the first cast starts cannot finish, and let a
+# second one start, while the casts are still being read, however loaded the machine is.
+HELD = """sh -c 'echo $$ >> {record}; trap "while [ ! -e {record}.release ]; do sleep 0.05; done; exit 0" TERM; \
+while :; do sleep 0.1; done'"""
 
 
 def start(tmp_path, daemon_factory, command: str):
@@ -92,12 +94,13 @@ def rss_mib(pid: int) -> float:
 
 
 def test_restart_casts_share_one_restart(tmp_path, daemon_factory):
-    daemon, dealer, record = start(tmp_path, daemon_factory, SLOW)
+    daemon, dealer, record = start(tmp_path, daemon_factory, HELD)
     try:
         before = rss_mib(daemon.pid)
         for _ in range(20_000):
             dealer.socket.send(b'{"command": "restart", "msg_type": "cast", "properties": {"name": "w"}}')
         dealer.call("status")  # requests of one connection are taken in order: every cast is in
+        (tmp_path / "spawns.release").touch()
         # By construction a cast keeps nothing once it joined the queued restart (each used to keep a greenlet:
         # 20,000 casts took 190 MiB); 64 MiB leaves room for allocator noise.
         assert rss_mib(daemon.pid) - before < 64

@@ -164,7 +164,7 @@ class Events:
 
     def __init__(self, watcher: Watcher):
         self.seen: list[tuple[str, int | None]] = []
-        watcher.subscribe(lambda _watcher, event, msg: self.seen.append((event, msg.get("process_pid"))))
+        watcher.subscribe(lambda event: self.seen.append((event.name, event.fields.get("process_pid"))))
 
     def index(self, event: str, pid: int) -> int:
         return self.seen.index((event, pid))

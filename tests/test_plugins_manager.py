@@ -7,6 +7,7 @@ import time
 import pytest
 
 from gcircus.arbiter import Arbiter
+from gcircus.events import res_name
 from gcircus.plugins import NativePlugin, PluginManager
 from gcircus.plugins.statsd import StatsdEmitter
 from tests.conftest import wait_for
@@ -107,8 +108,8 @@ def test_native_plugin_sees_events_through_the_arbiter_and_unsubscribes_when_sto
     seen: list = []
 
     class Recorder(NativePlugin):
-        def handle_event(self, watcher, action, msg):
-            seen.append((watcher, action, msg.get("process_pid")))
+        def handle_event(self, event):
+            seen.append((res_name(event.watcher), event.name, event.fields.get("process_pid")))
 
     arbiter = Arbiter([])
     manager = PluginManager(arbiter, [], None, None)

@@ -10,6 +10,7 @@ import gevent
 import psutil
 import pytest
 
+from gcircus.events import message
 from gcircus.streams import outputs
 from gcircus.watcher import Watcher
 from tests.conftest import alive, running_own_program, wait_for
@@ -23,7 +24,7 @@ class Recorder:
 
     def __init__(self, watcher: Watcher):
         self.events: list[tuple[str, dict]] = []
-        watcher.subscribe(lambda w, event, msg: self.events.append((event, msg)))
+        watcher.subscribe(lambda event: self.events.append((event.name, message(event))))
 
     def names(self) -> list[str]:
         return [e for e, _ in self.events]
@@ -242,10 +243,10 @@ def _record_spawn_wids(watcher: Watcher) -> list[tuple[int, list[int]]]:
     """(wid, pids of other live processes holding that wid, retiring ones included) at each spawn."""
     seen: list[tuple[int, list[int]]] = []
 
-    def on_event(w, event, msg):
-        if event != "spawn":
+    def on_event(event):
+        if event.name != "spawn":
             return
-        pid = msg["process_pid"]
+        pid = event.fields["process_pid"]
         wid = watcher.processes[pid].wid
         others = [p.pid for p in list(watcher.processes.values()) + list(watcher._retiring.values())
                   if p.wid == wid and p.pid != pid and alive(p.pid)]

@@ -1,7 +1,6 @@
-"""The event channel: every watcher event goes out on a zmq.green PUB socket as `[topic, json]` (PROTOCOL.md 3)."""
+"""The event channel: each watcher event goes out on a zmq.green PUB socket as gcircus.events.frames (PROTOCOL.md 3)."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 
@@ -9,6 +8,7 @@ import zmq.green as zmq
 
 from gcircus.control.connection_cap import ConnectionCap
 from gcircus.control.endpoints import bind_private, ipc_path
+from gcircus.events import Event, frames
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,14 @@ class EventPublisher:
         self._cap.start()
         self.arbiter.subscribe(self.publish)
 
-    def publish(self, topic: str, message: dict) -> None:
+    def publish(self, event: Event) -> None:
         if self.socket is None:
             return
         try:
-            self.socket.send_multipart([topic.encode(), json.dumps(message).encode()], zmq.NOBLOCK)
+            self.socket.send_multipart(frames(event), zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             if exc.errno != zmq.EAGAIN:
-                log.warning("could not publish %s: %s", topic, exc)
+                log.warning("could not publish %s of watcher %r: %s", event.name, event.watcher, exc)
 
     def close(self) -> None:
         self.arbiter.unsubscribe(self.publish)

@@ -13,22 +13,16 @@ import time
 
 import gevent
 import gevent.event
+import gevent.pool
 import gevent.queue
+import zmq
+import zmq.green as gzmq
 
+from gcircus.client import Client
+from gcircus.events import TOPIC_PREFIX, Event, split_topic
 from gcircus.options import to_bool
 
 log = logging.getLogger(__name__)
-
-TOPIC_PREFIX = "watcher."
-
-
-def split_topic(topic: bytes | str) -> tuple[str, str]:
-    """`watcher.<res_name>.<event>` -> (res_name, event); a res_name with dots stays whole."""
-    text = topic.decode("utf-8", "replace") if isinstance(topic, bytes) else topic
-    if text.startswith(TOPIC_PREFIX):
-        text = text[len(TOPIC_PREFIX):]
-    name, _, action = text.rpartition(".")
-    return name, action
 
 
 def cfg_to_str(cfg: dict) -> str:
@@ -55,7 +49,6 @@ class CircusPlugin:
     """
 
     name = ""
-    native = False
     call_timeout = 30.0
 
     def __init__(self, endpoint: str, pubsub_endpoint: str, check_delay: float, ssh_server=None, **config):
@@ -68,8 +61,7 @@ class CircusPlugin:
         self.running = False
         self.client = None
         self.sub_socket = None
-        self._reader: gevent.Greenlet | None = None
-        self._timers: list[gevent.Greenlet] = []
+        self._greenlets = gevent.pool.Group()  # the event reader and the periodic callbacks
         self._stopped = gevent.event.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -83,18 +75,13 @@ class CircusPlugin:
             log.info("plugin %s is inactive: idle until stopped", self.name or type(self).__name__)
             self._wait_stopped()
             return
-        import zmq
-        import zmq.green as gzmq
-
-        from gcircus.client import Client
-
         self.handle_init()
         self.client = Client(self.endpoint, timeout=self.call_timeout, green=True)
         self.sub_socket = gzmq.Context.instance().socket(zmq.SUB)
         self.sub_socket.linger = 0
         self.sub_socket.setsockopt(zmq.SUBSCRIBE, TOPIC_PREFIX.encode())
         self.sub_socket.connect(self.pubsub_endpoint)
-        self._reader = gevent.spawn(self._read_events)
+        self._greenlets.spawn(self._read_events)
         try:
             self._wait_stopped()
         finally:
@@ -111,10 +98,8 @@ class CircusPlugin:
             self._stopped.set()
             return
         self.running = False
-        current = gevent.getcurrent()
-        for greenlet in [self._reader, *self._timers]:  # no event or timer round after handle_stop
-            if greenlet is not None and greenlet is not current:
-                greenlet.kill(block=True)
+        current = gevent.getcurrent()  # stop() called from a timer or handle_recv: _close ends that greenlet later
+        gevent.killall([g for g in self._greenlets if g is not current])  # no event or timer round after handle_stop
         try:
             if self.active:
                 self.handle_stop()
@@ -131,10 +116,7 @@ class CircusPlugin:
                 log.exception("plugin %s failed on %r", self.name or type(self).__name__, data[0])
 
     def _close(self) -> None:
-        for greenlet in [self._reader, *self._timers]:
-            if greenlet is not None:
-                greenlet.kill(block=True)
-        self._timers.clear()
+        self._greenlets.kill(block=True)
         if self.sub_socket is not None:
             self.sub_socket.close(linger=0)
         if self.client is not None:
@@ -150,9 +132,7 @@ class CircusPlugin:
                 except Exception:  # noqa: BLE001 - a failed round is logged; the next one still runs
                     log.exception("periodic callback of plugin %s failed", self.name or type(self).__name__)
 
-        timer = gevent.spawn(loop)
-        self._timers.append(timer)
-        return timer
+        return self._greenlets.spawn(loop)
 
     # -- talking to the daemon -------------------------------------------------------------------------------------
 
@@ -204,7 +184,6 @@ class NativePlugin:
     """
 
     name = ""
-    native = True
     loop_rate: float | None = None
 
     def __init__(self, arbiter, plugin_name: str = "", **config):
@@ -212,7 +191,7 @@ class NativePlugin:
         self.plugin_name = plugin_name or self.name or type(self).__name__
         self.config = config
         self.active = to_bool(config.get("active", True))
-        self._helpers: list[gevent.Greenlet] = []
+        self._helpers = gevent.pool.Group()
         self._runner: gevent.Greenlet | None = None
 
     def option(self, key: str, default=None, convert=str):
@@ -234,11 +213,7 @@ class NativePlugin:
             log.info("plugin %s is inactive: idle", self.plugin_name)
             gevent.event.Event().wait()
         events: gevent.queue.Queue = gevent.queue.Queue()
-
-        def listener(topic: str, msg: dict) -> None:
-            events.put((topic, msg))  # never blocks: the watcher publishing the event goes on at once
-
-        self.arbiter.subscribe(listener)
+        self.arbiter.subscribe(events.put)  # never blocks: the watcher publishing the event goes on at once
         try:
             self.handle_init()
             rate = float(self.loop_rate) if self.loop_rate else None
@@ -246,19 +221,17 @@ class NativePlugin:
             while True:
                 timeout = None if due is None else max(0.0, due - time.monotonic())
                 try:
-                    topic, msg = events.get(timeout=timeout)
+                    event = events.get(timeout=timeout)
                 except gevent.queue.Empty:
                     pass
                 else:
-                    name, action = split_topic(topic)
-                    self.handle_event(name, action, dict(msg))
+                    self.handle_event(event)
                 if due is not None and time.monotonic() >= due:
                     self.look_after()
                     due = time.monotonic() + rate
         finally:
-            self.arbiter.unsubscribe(listener)
-            for helper in self._helpers:
-                helper.kill(block=False)
+            self.arbiter.unsubscribe(events.put)
+            self._helpers.kill(block=False)
             try:
                 self.handle_stop()
             except Exception:  # noqa: BLE001 - cleaning up must not hide why the plugin ended
@@ -266,8 +239,7 @@ class NativePlugin:
 
     def spawn(self, func, *args, **kwargs) -> gevent.Greenlet:
         """Run `func` in a helper greenlet tied to this plugin: killed when it stops; its crash restarts the plugin."""
-        helper = gevent.spawn(func, *args, **kwargs)
-        self._helpers.append(helper)
+        helper = self._helpers.spawn(func, *args, **kwargs)
         runner = self._runner
 
         def crashed(g: gevent.Greenlet) -> None:
@@ -275,7 +247,6 @@ class NativePlugin:
                 runner.kill(PluginCrashed(f"helper {func.__name__} failed: {g.exception!r}"), block=False)
 
         helper.link_exception(crashed)
-        helper.link_value(lambda g: self._helpers.remove(g) if g in self._helpers else None)
         return helper
 
     # -- finding watchers ------------------------------------------------------------------------------------------
@@ -300,8 +271,8 @@ class NativePlugin:
     def handle_init(self) -> None:
         """Called in the plugin's greenlet before events flow (open sockets here, not in __init__)."""
 
-    def handle_event(self, watcher: str, action: str, msg: dict) -> None:
-        """Every watcher event: the watcher's res_name, the event name, and its payload."""
+    def handle_event(self, event: Event) -> None:
+        """Every watcher event (gcircus.events.Event: the watcher's name, the event's name, fields and time)."""
 
     def look_after(self) -> None:
         """Called every loop_rate seconds."""

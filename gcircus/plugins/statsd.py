@@ -8,6 +8,7 @@ import psutil
 from gevent import socket as gsocket
 
 from gcircus import procinfo
+from gcircus.events import Event, res_name
 from gcircus.plugins.base import NativePlugin
 
 log = logging.getLogger(__name__)
@@ -80,8 +81,8 @@ class StatsdEmitter(NativePlugin):
             self.statsd.close()
             self.statsd = None
 
-    def handle_event(self, watcher: str, action: str, msg: dict) -> None:
-        self.statsd.increment(f"{watcher}.{action}")
+    def handle_event(self, event: Event) -> None:
+        self.statsd.increment(f"{res_name(event.watcher)}.{event.name}")
 
 
 def sample(pid: int) -> tuple[float, float, int] | None:
@@ -107,7 +108,7 @@ class PeriodicEmitter(StatsdEmitter):
         if self.loop_rate <= 0:
             raise ValueError(f"{self.plugin_name}: loop_rate must be positive")
 
-    def handle_event(self, watcher: str, action: str, msg: dict) -> None:
+    def handle_event(self, event: Event) -> None:
         pass
 
 

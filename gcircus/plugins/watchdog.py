@@ -6,9 +6,10 @@ import logging
 import re
 import time
 
-import gevent
+import gevent.pool
 from gevent import socket as gsocket
 
+from gcircus.events import Event
 from gcircus.options import to_signal
 from gcircus.plugins.base import NativePlugin
 
@@ -37,6 +38,8 @@ class WatchDog(NativePlugin):
         self.graceful_timeout = self.option("watchers_graceful_timeout", None, float)
         self.pid_status: dict[int, dict] = {}
         self.sock = None
+        # Not helpers of this plugin (killed when it stops): a kill under way finishes, and stopping waits for it.
+        self.kills = gevent.pool.Group()
 
     def handle_init(self) -> None:
         self.sock = gsocket.socket(gsocket.AF_INET, gsocket.SOCK_DGRAM)
@@ -57,22 +60,20 @@ class WatchDog(NativePlugin):
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        self.kills.join()
 
     def _monitored(self, *names: str) -> bool:
         if any(name.startswith("plugin:") for name in names):
             return False
         return any(self.watchers_regex.match(name) for name in names)
 
-    def handle_event(self, watcher: str, action: str, msg: dict) -> None:
-        pid = msg.get("process_pid")
-        if pid is None:
-            return
-        if action == "spawn":
-            target = self.watcher_for(watcher)
+    def handle_event(self, event: Event) -> None:
+        if event.name == "spawn":
+            target = self.watcher_for(event.watcher)
             if target is not None and self._monitored(target.name, target.res_name):
-                self.pid_status[int(pid)] = {"watcher": target, "last_activity": time.time()}
-        elif action == "reap":
-            self.pid_status.pop(int(pid), None)
+                self.pid_status[event.fields["process_pid"]] = {"watcher": target, "last_activity": time.time()}
+        elif event.name == "reap":
+            self.pid_status.pop(event.fields["process_pid"], None)
 
     def _receive_heartbeats(self) -> None:
         while True:
@@ -101,5 +102,4 @@ class WatchDog(NativePlugin):
                 watcher = status["watcher"]
                 log.warning("%s: no heartbeat from pid %d of %s for %.1f s: killing it", self.plugin_name, pid,
                             watcher.name, now - status["last_activity"])
-                # Not a helper of this plugin: a kill under way finishes even if the plugin is stopped meanwhile.
-                gevent.spawn(watcher.kill, pid, self.stop_signal, self.graceful_timeout)
+                self.kills.spawn(watcher.kill, pid, self.stop_signal, self.graceful_timeout)
