@@ -35,6 +35,7 @@ class CircusProtocolClient:
         self.socket.setsockopt(zmq.IDENTITY, uuid.uuid4().hex.encode())
         self.socket.connect(endpoint)
         self.timeout_ms = int(timeout * 1000)
+        self.conflicts = 0
 
     def call(self, command: str, **properties) -> dict:
         msg_id = uuid.uuid4().hex
@@ -48,6 +49,21 @@ class CircusProtocolClient:
         if reply.get("status") == "error":
             raise ControlError(reply)
         return reply
+
+    def call_through_conflicts(self, command: str, **properties) -> tuple[float, float, dict]:
+        """`call`, retried after 10 ms while Circus answers with a lock conflict (`arbiter is already running ...`);
+        the conflicts are counted in `self.conflicts`. Returns the wall-clock time the successful attempt was sent,
+        its round trip in seconds and its reply: only that attempt is timed."""
+        while True:
+            sent, t0 = time.time(), time.perf_counter()
+            try:
+                reply = self.call(command, **properties)
+                return sent, time.perf_counter() - t0, reply
+            except ControlError as exc:
+                if "already running" not in str(exc) and "restarting" not in str(exc):
+                    raise
+                self.conflicts += 1
+                time.sleep(0.01)
 
     def close(self) -> None:
         self.socket.close(linger=0)
@@ -145,9 +161,3 @@ def sample_concurrent(make_client: Callable[[], object], call: Callable[[object]
             pass
     return [s for r in results for s in r], wall, sum(errors)
 
-
-def percentile(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(samples)
-    k = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
-    return ordered[k]

@@ -17,25 +17,24 @@ Every daemon is stopped and every workload child is killed (by pid), on errors a
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import random
-import resource
-import signal
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _control_clients import (  # noqa: E402
-    CircusProtocolClient, ControlError, SupervisorClient, percentile, sample_concurrent, sample_serial,
+from _control_clients import CircusProtocolClient, ControlError, SupervisorClient, sample_concurrent, sample_serial
+from harness import (
+    RESULTS,
+    TARGETS,
+    Run,
+    Target,
+    kill_leftovers,
+    machine,
+    new_marker,
+    prepare_targets,
+    start_runner,
+    summary,
+    wait_until,
+    write_results,
 )
-from _procs import kill_pids, marked_processes, wait_until  # noqa: E402
-from _targets import BENCH_DIR, TARGETS, Target  # noqa: E402
-from run_core import Run, machine  # noqa: E402
 
 OPS = ("status", "list")
 SUPERVISOR_OP = "getAllProcessInfo"
@@ -52,7 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--incr", type=int, default=100, help="processes added/removed by incr/decr")
     p.add_argument("--incr-reps", type=int, default=5)
     p.add_argument("--quick", action="store_true", help="small counts, for development")
-    p.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "control.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "control.md")
     args = p.parse_args(argv)
     args.targets = [t for t in args.only.split(",") if t]
     args.ns = [int(n) for n in args.ns.split(",")]
@@ -61,21 +60,11 @@ def parse_args(argv=None):
     return args
 
 
-def summary(samples: list[float], errors: int = 0, wall: float | None = None) -> dict:
-    if not samples:
-        return {"n": 0, "errors": errors}
-    out = {"n": len(samples), "p50": statistics.median(samples), "p99": percentile(samples, 99),
-           "max": max(samples), "errors": errors}
-    if wall:
+def latency(samples: list[float], errors: int = 0, wall: float | None = None) -> dict:
+    out = {**summary(samples), "errors": errors}
+    if samples and wall:
         out["rps"] = len(samples) / wall
     return out
-
-
-def control_endpoint(run: Run) -> str:
-    for line in (run.tmp / "circus.ini").read_text().splitlines():
-        if line.startswith("endpoint"):
-            return line.split("=", 1)[1].strip()
-    raise RuntimeError("no endpoint in circus.ini")
 
 
 def wait_serving(call, daemon, timeout: float = 30.0) -> None:
@@ -90,28 +79,13 @@ def wait_serving(call, daemon, timeout: float = 30.0) -> None:
 
 def incr_decr(client: CircusProtocolClient, run: Run, nb: int, reps: int, base: int) -> tuple[dict, dict, int]:
     """Time `incr work nb` and `decr work nb` with waiting; retry Circus's lock conflicts (counted)."""
-    conflicts = 0
-
-    def timed(command: str) -> float:
-        nonlocal conflicts
-        while True:
-            t0 = time.perf_counter()
-            try:
-                client.call(command, name="work", nb=nb, waiting=True)
-                return time.perf_counter() - t0
-            except ControlError as exc:
-                if "already running" not in str(exc) and "restarting" not in str(exc):
-                    raise
-                conflicts += 1
-                time.sleep(0.01)
-
     ups, downs = [], []
     for _ in range(reps):
-        ups.append(timed("incr"))
+        ups.append(client.call_through_conflicts("incr", name="work", nb=nb, waiting=True)[1])
         wait_until(lambda: len(run.workload()) >= base + nb, run.daemon, 60, 0.02)
-        downs.append(timed("decr"))
+        downs.append(client.call_through_conflicts("decr", name="work", nb=nb, waiting=True)[1])
         wait_until(lambda: len(run.workload()) <= base, run.daemon, 60, 0.02)
-    return summary(ups), summary(downs), conflicts
+    return latency(ups), latency(downs), client.conflicts
 
 
 def bench(target: Target, args, tmp_root: Path, marker: str, res: dict, notes: list[str]) -> None:
@@ -127,7 +101,7 @@ def bench(target: Target, args, tmp_root: Path, marker: str, res: dict, notes: l
                     probe.close()
                     ops = {SUPERVISOR_OP: (lambda: SupervisorClient(sock), lambda c: c.all_process_info())}
                 else:
-                    endpoint = control_endpoint(run)
+                    endpoint = run.control_endpoint()
                     probe = CircusProtocolClient(endpoint)
                     wait_serving(lambda: probe.call("status"), run.daemon)
                     pids = probe.call("list", name="work")["pids"]
@@ -137,11 +111,11 @@ def bench(target: Target, args, tmp_root: Path, marker: str, res: dict, notes: l
                            "list": (make, lambda c: c.call("list", name="work"))}
                 for op, (make_client, call) in ops.items():
                     client = make_client()
-                    res[f"{op}/{n}/1"] = summary(sample_serial(lambda: call(client), args.reps, args.budget))
+                    res[f"{op}/{n}/1"] = latency(sample_serial(lambda: call(client), args.reps, args.budget))
                     client.close()
                     samples, wall, errors = sample_concurrent(make_client, call, args.clients, args.reps_each,
                                                               args.budget)
-                    res[f"{op}/{n}/{args.clients}"] = summary(samples, errors, wall)
+                    res[f"{op}/{n}/{args.clients}"] = latency(samples, errors, wall)
                     print(f"  [{target.name}] N={n} {op}: 1 client p50 {res[f'{op}/{n}/1']['p50'] * 1e3:.2f} ms, "
                           f"{args.clients} clients p50 {res[f'{op}/{n}/{args.clients}'].get('p50', 0) * 1e3:.2f} ms",
                           flush=True)
@@ -216,46 +190,23 @@ def report(targets: list[Target], results: dict, notes: list[str], args, started
     return "\n".join(out) + "\n"
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    tmp_root = Path(tempfile.mkdtemp(prefix="gcircus-control-bench-"))
+    started, tmp_root = start_runner("gcircus-control-bench-")
     targets = [TARGETS[n] for n in args.targets]
     results: dict[str, dict] = {}
     notes: list[str] = []
-    marker = f"{99_980_000 + random.randrange(9999)}.{os.getpid()}"
+    marker = new_marker(99_980_000)
     try:
-        for t in targets:
-            print(f"[{t.name}] preparing…", flush=True)
-            try:
-                t.prepare(tmp_root / "install.log")
-            except Exception as exc:  # noqa: BLE001
-                notes.append(f"{t.name}: install failed: {exc}")
-                continue
+        for t in prepare_targets(targets, tmp_root, notes):
             print(f"[{t.name}] {t.version}: measuring…", flush=True)
             bench(t, args, tmp_root, marker, results.setdefault(t.name, {}), notes)
     except KeyboardInterrupt:
         notes.append("interrupted: the remaining cells were not measured")
     finally:
-        for run in list(Run.LIVE):
-            if run.daemon.poll() is None:
-                run.daemon.kill()
-        kill_pids(marked_processes(marker))
-    text = report(targets, results, notes, args, started)
-    print("\n" + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"started": started, "machine": machine(), "versions": {t.name: t.version for t in targets},
-         "results": results, "notes": notes}, indent=1, default=str))
-    print(f"written to {args.out} and .json (daemon logs and configs in {tmp_root})")
+        kill_leftovers(Run.LIVE, marker)
+    raw = {"started": started, "versions": {t.name: t.version for t in targets}, "results": results, "notes": notes}
+    write_results(args.out, report(targets, results, notes, args, started), raw, tmp_root)
     return 0
 
 

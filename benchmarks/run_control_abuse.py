@@ -20,26 +20,17 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import zmq
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from harness import GCIRCUSD, REPO, free_endpoint, rss_kib
 
 
 def rss_mib(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    return rss_kib(pid) / 1024
 
 
 def fds(pid: int) -> int:
@@ -49,12 +40,12 @@ def fds(pid: int) -> int:
 class Daemon:
     def __init__(self, watcher: str, prefix: list[str] = ()):
         self.dir = Path(tempfile.mkdtemp(prefix="gcircus-abuse-"))
-        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.endpoint = free_endpoint()
         config = self.dir / "circus.ini"
-        config.write_text(f"[circus]\nendpoint = {self.endpoint}\npubsub_endpoint = tcp://127.0.0.1:{free_port()}\n"
+        config.write_text(f"[circus]\nendpoint = {self.endpoint}\npubsub_endpoint = {free_endpoint()}\n"
                           f"\n{watcher}")
         self.log = open(self.dir / "gcircusd.out", "wb")
-        self.proc = subprocess.Popen([*prefix, PYTHON, "-m", "gcircus.cli.gcircusd", str(config)], cwd=ROOT,
+        self.proc = subprocess.Popen([*prefix, *GCIRCUSD, str(config)], cwd=REPO,
                                      stdout=self.log, stderr=subprocess.STDOUT)
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.linger = 0

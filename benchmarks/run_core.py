@@ -17,90 +17,35 @@ pid) at the end, on errors and on Ctrl-C too.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import random
-import resource
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _procs import (  # noqa: E402
-    DaemonDied, Timeout, WorkloadScanner, kill_pids, marked_processes, stop_daemon, wait_until,
+from harness import (
+    FAIL,
+    RESULTS,
+    TARGETS,
+    DaemonDied,
+    Run,
+    Target,
+    failure,
+    kill_leftovers,
+    kill_pids,
+    machine,
+    new_marker,
+    prepare_targets,
+    start_runner,
+    wait_until,
+    write_results,
 )
-from _targets import BENCH_DIR, TARGETS, Target  # noqa: E402
 
-FAIL, TIMEOUT = "fail", "timeout"
 KILL_POLL = 0.01  # s between full scans while waiting for all N children
 REPLACE_POLL = 0.001  # s between cheap checks for the replacement after a kill (the timing resolution)
-START_POLL = 0.05  # s between scans during a cold start (1000 children: keep the scan cost low)
-
-
-class Run:
-    """One daemon with N workload children, from launch to a guaranteed stop (a context manager).
-
-    ``LIVE`` holds the runs not stopped yet, so that main() can still kill them if a second Ctrl-C
-    interrupts a stop half-way.
-    """
-
-    LIVE: set[Run] = set()
-
-    def __init__(self, target: Target, n: int, tmp_root: Path, marker: str):
-        self.target, self.n, self.marker = target, n, marker
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}-{n}-", dir=tmp_root))
-        self.log = self.tmp / "daemon.log"
-        self.daemon: psutil.Popen | None = None
-        self.scanner: WorkloadScanner | None = None
-        self.stop_seconds: float | None = None
-        self.died_early = False
-
-    def __enter__(self) -> Run:
-        argv = self.target.command(self.tmp, self.n, self.marker)
-        self.t_launch = time.perf_counter()
-        # Own session: a Ctrl-C in the terminal reaches only the runner, which then stops the
-        # daemon in order instead of leaving it half-killed.
-        with open(self.log, "wb") as out:
-            self.daemon = psutil.Popen(argv, cwd=self.tmp, stdin=subprocess.DEVNULL, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
-        self.scanner = WorkloadScanner(self.daemon.pid, self.marker)
-        Run.LIVE.add(self)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.daemon is not None:
-            self.died_early = self.daemon.poll() is not None
-            self.stop_seconds = stop_daemon(self.daemon, self.scanner, timeout=60 + self.n / 10)
-        Run.LIVE.discard(self)
-
-    def stop_cell(self):
-        """The stop metric: seconds, or why there is none."""
-        if self.died_early:
-            return FAIL
-        return TIMEOUT if self.stop_seconds is None else self.stop_seconds
-
-    def workload(self) -> set[int]:
-        return self.scanner.scan()[0]
-
-    def wait_all_running(self, timeout: float) -> float:
-        """Seconds from launch until N workload children exist (the cold-start metric)."""
-        wait_until(lambda: len(self.workload()) >= self.n, self.daemon, timeout, START_POLL)
-        return time.perf_counter() - self.t_launch
-
-    def log_tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " ⏎ ".join(text[-lines:])
 
 
 def kill_test(run: Run, reps: int, gap_min: float, gap_max: float, seed: int) -> list[float]:
@@ -184,10 +129,6 @@ def idle_usage(run: Run, seconds: float) -> tuple[float, float, str]:
     return 100 * (c1 - c0) / (t1 - t0), rss / 2**20, note.strip("; ")
 
 
-def failure(exc: BaseException) -> str:
-    return TIMEOUT if isinstance(exc, Timeout) else FAIL
-
-
 def bench(target: Target, args, tmp_root: Path, marker: str, res: dict, notes: list[str]) -> None:
     """All metrics for one target, filled into ``res`` as they come (an interrupt keeps those
     measured). Every phase records a value or a failure cell and never raises (except
@@ -267,20 +208,6 @@ def ratio(value, base) -> str:
     return "—"
 
 
-def machine() -> str:
-    model = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = psutil.virtual_memory().total / 2**30
-    return (f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM; Linux {platform.release()}; "
-            f"Python {platform.python_version()}")
-
-
 def report(targets: list[Target], results: dict, notes: list[str], args, started: str) -> str:
     cols = [t.name for t in targets]
     out = [
@@ -322,7 +249,7 @@ def parse_args(argv=None):
                         " a 1 s flapping window")
     p.add_argument("--idle-secs", type=float, help="idle measurement window, s (20)")
     p.add_argument("--seed", type=int, default=1234, help="seed for kill pauses and victims")
-    p.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "latest.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "latest.md")
     a = p.parse_args(argv)
     quick = a.quick
     a.n_small = a.n_small or (20 if quick else 100)
@@ -338,32 +265,18 @@ def parse_args(argv=None):
     return a
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # SIGTERM to the runner: clean up like Ctrl-C
-    # 1000 children need a few thousand fds in some supervisors; daemons inherit this limit.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-    started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    tmp_root = Path(tempfile.mkdtemp(prefix="gcircus-bench-"))
+    started, tmp_root = start_runner("gcircus-bench-")
     targets = [TARGETS[n] for n in args.targets]
     results: dict[str, dict] = {}
     notes: list[str] = []
-    # The workload's argv: unique to this invocation, so only our own children ever match it.
-    marker = f"{99_990_000 + random.randrange(9999)}.{os.getpid()}"
+    marker = new_marker(99_990_000)
     try:
+        ready = prepare_targets(targets, tmp_root, notes)
         for t in targets:
-            print(f"[{t.name}] preparing…", flush=True)
-            try:
-                t.prepare(tmp_root / "install.log")
-            except Exception as exc:
+            if t not in ready:
                 results[t.name] = {k: FAIL for k, _, _ in metric_rows(args)}
-                notes.append(f"{t.name}: install failed: {exc} (see {tmp_root / 'install.log'})")
                 continue
             print(f"[{t.name}] {t.version}: measuring…", flush=True)
             t0 = time.perf_counter()
@@ -376,19 +289,11 @@ def main(argv=None) -> int:
         for t in targets:
             results.setdefault(t.name, {})
     finally:
-        for run in list(Run.LIVE):  # only after an interrupted stop
-            if run.daemon.poll() is None:
-                run.daemon.kill()
-        kill_pids(marked_processes(marker))
-    text = report(targets, results, notes, args, started)
-    print("\n" + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+        kill_leftovers(Run.LIVE, marker)  # only after an interrupted stop
     # Raw numbers (kill samples included) beside the table, for a closer look at a distribution.
-    raw = {"started": started, "machine": machine(), "versions": {t.name: t.version for t in targets},
+    raw = {"started": started, "versions": {t.name: t.version for t in targets},
            "args": {k: v for k, v in vars(args).items() if k != "out"}, "results": results, "notes": notes}
-    args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str))
-    print(f"written to {args.out} and .json (daemon logs and configs in {tmp_root})")
+    write_results(args.out, report(targets, results, notes, args, started), raw, tmp_root)
     return 0
 
 

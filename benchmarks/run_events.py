@@ -21,26 +21,33 @@ Every daemon is stopped and every workload child is killed (by pid), on errors a
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import random
-import resource
 import signal
-import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import zmq
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _control_clients import CircusProtocolClient, ControlError, percentile  # noqa: E402
-from _procs import kill_pids, marked_processes, wait_until  # noqa: E402
-from _targets import BENCH_DIR, TARGETS, Target  # noqa: E402
-from run_core import Run, machine  # noqa: E402
+from _control_clients import CircusProtocolClient
+from harness import (
+    RESULTS,
+    TARGETS,
+    Run,
+    Target,
+    ini_value,
+    kill_leftovers,
+    machine,
+    new_marker,
+    prepare_targets,
+    start_runner,
+    summary,
+    wait_until,
+    write_results,
+)
 
 
 def parse_args(argv=None):
@@ -52,7 +59,7 @@ def parse_args(argv=None):
     p.add_argument("--tuned-check-delay", type=float, default=1.0, help="check_delay of circus-tuned")
     p.add_argument("--seed", type=int, default=26)
     p.add_argument("--quick", action="store_true", help="N=100, 40 samples over 8 s, for development")
-    p.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "events.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "events.md")
     args = p.parse_args(argv)
     args.targets = [t for t in args.only.split(",") if t]
     if args.quick:
@@ -128,45 +135,17 @@ class Listener:
         self.socket.close(linger=0)
 
 
-def ini_value(run: Run, key: str) -> str:
-    for line in (run.tmp / "circus.ini").read_text().splitlines():
-        if line.split("=", 1)[0].strip() == key:
-            return line.split("=", 1)[1].strip()
-    raise RuntimeError(f"no {key} in circus.ini")
-
-
-def call(client: CircusProtocolClient, command: str, stats: dict, **props) -> tuple[float, dict]:
-    """Send a command, retrying Circus's lock conflicts; return (wall time of the successful send, reply)."""
-    while True:
-        sent = time.time()
-        try:
-            return sent, client.call(command, **props)
-        except ControlError as exc:
-            if "already running" not in str(exc) and "restarting" not in str(exc):
-                raise
-            stats["conflicts"] = stats.get("conflicts", 0) + 1
-            time.sleep(0.01)
-
-
-def summary(samples: list[float]) -> dict:
-    if not samples:
-        return {"n": 0}
-    return {"n": len(samples), "p50": statistics.median(samples), "p99": percentile(samples, 99),
-            "min": min(samples), "max": max(samples)}
-
-
 def bench(target: Target, args, tmp_root: Path, marker: str, res: dict, notes: list[str]) -> None:
     with Run(target, args.n, tmp_root, marker) as run:
         run.wait_all_running(120 + args.n / 10)
         all_running = time.monotonic()
-        client = CircusProtocolClient(ini_value(run, "endpoint"))
-        listener = Listener(ini_value(run, "pubsub_endpoint"))
-        stats: dict = {}
+        client = CircusProtocolClient(run.control_endpoint())
+        listener = Listener(ini_value(run.tmp / "circus.ini", "pubsub_endpoint"))
         try:
             # Live subscription: `set` publishes `updated` (graceful_timeout set to its default, 30: no reload).
             sent = 0.0
             for _ in range(100):
-                sent, _ = call(client, "set", stats, name="work", options={"graceful_timeout": 30})
+                sent, _, _ = client.call_through_conflicts("set", name="work", options={"graceful_timeout": 30})
                 if listener.wait(lambda t, m: t == "watcher.work.updated" and m["time"] >= sent - 1, 0.2):
                     break
             else:
@@ -177,14 +156,14 @@ def bench(target: Target, args, tmp_root: Path, marker: str, res: dict, notes: l
             spawn_e2e, spawn_pub, decr_victims = [], [], []
             for i in range(args.samples):
                 before = len(listener.events)
-                sent, _ = call(client, "incr", stats, name="work")
+                sent, _, _ = client.call_through_conflicts("incr", name="work")
                 event = listener.wait(lambda t, m: t == "watcher.work.spawn", 30, before)
                 if event is None:
                     raise RuntimeError(f"no spawn event within 30 s (sample {i})")
                 spawn_e2e.append(event[0] - sent)
                 spawn_pub.append(event[0] - event[2]["time"])
                 before = len(listener.events)
-                call(client, "decr", stats, name="work", waiting=True)
+                client.call_through_conflicts("decr", name="work", waiting=True)
                 kill = listener.wait(lambda t, m: t == "watcher.work.kill", 30, before)
                 if kill is not None:
                     decr_victims.append(kill[2]["process_pid"])
@@ -224,7 +203,7 @@ def bench(target: Target, args, tmp_root: Path, marker: str, res: dict, notes: l
             res["decr_reaped"] = [sum(1 for p in decr_victims if p in listener.reaps), len(decr_victims)]
             res["kill_exit_codes"] = sorted({listener.reaps[p][2]["exit_code"] for p in killed if p in listener.reaps},
                                             key=str)
-            res["conflicts"] = stats.get("conflicts", 0)
+            res["conflicts"] = client.conflicts
             print(f"  [{target.name}] reap: p50 {res['reap_e2e']['p50'] * 1e3:.2f} ms", flush=True)
         finally:
             listener.close()
@@ -289,31 +268,17 @@ def report(targets: list[Target], results: dict, notes: list[str], args, started
     return "\n".join(out) + "\n"
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    tmp_root = Path(tempfile.mkdtemp(prefix="gcircus-events-bench-"))
+    started, tmp_root = start_runner("gcircus-events-bench-")
     pool = {"gcircusd": TARGETS["gcircusd"], "circus": TARGETS["circus"],
             "circus-tuned": TunedCircus(args.tuned_check_delay)}
     targets = [pool[n] for n in args.targets]
     results: dict[str, dict] = {}
     notes: list[str] = []
-    marker = f"{99_970_000 + random.randrange(9999)}.{os.getpid()}"
+    marker = new_marker(99_970_000)
     try:
-        for t in targets:
-            print(f"[{t.name}] preparing…", flush=True)
-            try:
-                t.prepare(tmp_root / "install.log")
-            except Exception as exc:  # noqa: BLE001
-                notes.append(f"{t.name}: install failed: {exc}")
-                continue
+        for t in prepare_targets(targets, tmp_root, notes):
             print(f"[{t.name}] {t.version}: measuring…", flush=True)
             try:
                 bench(t, args, tmp_root, marker, results.setdefault(t.name, {}), notes)
@@ -323,18 +288,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         notes.append("interrupted: the remaining cells were not measured")
     finally:
-        for run in list(Run.LIVE):
-            if run.daemon.poll() is None:
-                run.daemon.kill()
-        kill_pids(marked_processes(marker))
-    text = report(targets, results, notes, args, started)
-    print("\n" + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps(
-        {"started": started, "machine": machine(), "versions": {t.name: t.version for t in targets},
-         "results": results, "notes": notes}, indent=1, default=str))
-    print(f"written to {args.out} and .json (daemon logs and configs in {tmp_root})")
+        kill_leftovers(Run.LIVE, marker)
+    raw = {"started": started, "versions": {t.name: t.version for t in targets}, "results": results, "notes": notes}
+    write_results(args.out, report(targets, results, notes, args, started), raw, tmp_root)
     return 0
 
 

@@ -18,25 +18,16 @@ import argparse
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import gevent
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from gcircus import get_arbiter  # noqa: E402
-from gcircus.client import Client  # noqa: E402
-from gcircus.stats.channel import StatsLoop, StatsPublisher  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from gcircus import get_arbiter
+from gcircus.client import Client
+from gcircus.stats.channel import StatsLoop, StatsPublisher
+from harness import free_endpoint
 
 
 class Ticker:
@@ -69,7 +60,7 @@ class Unsent(StatsPublisher):
 
 def measure(n: int, rounds: int) -> dict:
     marker = f"37{os.getpid() % 10**6:06d}"
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    endpoint = free_endpoint()
     arbiter = get_arbiter([{"name": "work", "cmd": f"/bin/sleep {marker}", "numprocesses": n,
                             "graceful_timeout": 5}], controller=endpoint)
     pids: list[int] = []

@@ -26,24 +26,18 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _targets import BENCH_DIR, REPO, TARGETS, free_port  # noqa: E402
+from harness import BENCH_DIR, RESULTS, TARGETS, circus_section, free_endpoint, free_port, launch, percentile
 
 APP = BENCH_DIR / "_reload_app.py"
 
 
 def write_ini(tmp: Path, workers: int, work: float) -> tuple[Path, str, int]:
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    endpoint = free_endpoint()
     port = free_port()
     path = tmp / "reload.ini"
     path.write_text(
-        "[circus]\n"
-        f"endpoint = {endpoint}\n"
-        f"pubsub_endpoint = tcp://127.0.0.1:{free_port()}\n"
-        "statsd = false\n"
-        "multicast_endpoint =\n"
-        "\n"
-        "[watcher:web]\n"
+        circus_section(endpoint)
+        + "[watcher:web]\n"
         f"cmd = {sys.executable} {APP} $(circus.sockets.web) {work}\n"
         "use_sockets = true\n"
         f"numprocesses = {workers}\n"
@@ -82,38 +76,21 @@ def request(port: int, timeout: float) -> tuple[bool, float, str]:
         return False, time.perf_counter() - start, type(exc).__name__
 
 
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
-def ctl_argv(name: str, endpoint: str) -> list[str]:
-    if name == "circus":
-        return [str(BENCH_DIR / ".venvs" / "circus" / "bin" / "circusctl"), "--endpoint", endpoint, "--timeout", "60"]
-    return [str(REPO / ".venv" / "bin" / "gcircusctl"), "--endpoint", endpoint, "--timeout", "60"]
-
-
 def run_one(name: str, args, log: Path) -> dict:
     target = TARGETS[name]
     target.prepare(log)
     tmp = Path(tempfile.mkdtemp(prefix=f"reload-{name}-"))
-    argv = target.command(tmp, 0, "")[:-1]  # the target's daemon argv (its own ini dropped) ...
     ini, endpoint, port = write_ini(tmp, args.workers, args.work)
-    argv.append(str(ini))  # ... on our ini
-    out = open(tmp / "daemon.log", "wb")
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp)
+    proc = launch(target.argv(ini), tmp, tmp / "daemon.log")
     result = {"name": name, "version": target.version, "tmp": str(tmp)}
     try:
-        daemon = psutil.Process(proc.pid)
         deadline = time.monotonic() + 30
-        while len(workers_of(daemon)) < args.workers or not request(port, 2)[0]:
+        while len(workers_of(proc)) < args.workers or not request(port, 2)[0]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name}: workers did not come up; see {tmp}/daemon.log")
             time.sleep(0.1)
         time.sleep(1.0)
-        first = set(workers_of(daemon))
+        first = set(workers_of(proc))
 
         stop = threading.Event()
         samples: list[list] = [[] for _ in range(args.clients)]
@@ -130,7 +107,8 @@ def run_one(name: str, args, log: Path) -> dict:
         for k in range(args.reloads):
             time.sleep(max(0.0, t0 + gap * (k + 1) - time.monotonic()))
             r0 = time.monotonic()
-            done = subprocess.run(ctl_argv(name, endpoint) + ["reload", "web", "--waiting"],
+            done = subprocess.run([str(target.ctl), "--endpoint", endpoint, "--timeout", "60", "reload", "web",
+                                   "--waiting"],
                                   capture_output=True, text=True, timeout=120)
             reload_times.append(time.monotonic() - r0)
             if done.returncode != 0:
@@ -140,7 +118,7 @@ def run_one(name: str, args, log: Path) -> dict:
         for t in threads:
             t.join(args.timeout + 5)
         elapsed = time.monotonic() - t0
-        last = set(workers_of(daemon))
+        last = set(workers_of(proc))
         flat = [s for per in samples for s in per]
         lat = [s[1] for s in flat if s[0]]
         errors: dict[str, int] = {}
@@ -148,7 +126,7 @@ def run_one(name: str, args, log: Path) -> dict:
             if not ok:
                 errors[why] = errors.get(why, 0) + 1
         result.update(total=len(flat), failed=sum(not s[0] for s in flat), errors=errors,
-                      p50=percentile(lat, 0.50) * 1000, p99=percentile(lat, 0.99) * 1000,
+                      p50=percentile(lat, 50) * 1000, p99=percentile(lat, 99) * 1000,
                       max=max(lat) * 1000 if lat else float("nan"), rps=len(flat) / elapsed,
                       reloads=len(reload_times), reload_secs=reload_times, reload_errors=reload_errors,
                       replaced=len(first - last), workers_end=len(last))
@@ -157,10 +135,9 @@ def run_one(name: str, args, log: Path) -> dict:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(30)
-            except subprocess.TimeoutExpired:
+            except psutil.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(10)
-        out.close()
     return result
 
 
@@ -196,9 +173,8 @@ def main() -> int:
     p.add_argument("--work", type=float, default=0.01)
     p.add_argument("--timeout", type=float, default=5.0)
     args = p.parse_args()
-    results_dir = BENCH_DIR / "results"
-    results_dir.mkdir(exist_ok=True)
-    log = results_dir / "reload-install.log"
+    RESULTS.mkdir(exist_ok=True)
+    log = RESULTS / "reload-install.log"
     results = []
     for name in args.only.split(","):
         print(f"== {name}", file=sys.stderr, flush=True)
@@ -212,7 +188,7 @@ def main() -> int:
     for r in results:
         if "tmp" in r:
             print(f"{r['name']}: config and log in {r['tmp']}", file=sys.stderr)
-    (results_dir / "reload.md").write_text(text)
+    (RESULTS / "reload.md").write_text(text)
     return 0
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,23 +21,14 @@ from pathlib import Path
 
 import gevent
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from gcircus.client import Client, NoDaemonError  # noqa: E402
-from gcircus.consumer import Consumer  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from gcircus.client import Client, NoDaemonError
+from gcircus.consumer import Consumer
+from harness import GCIRCUSD, REPO, free_endpoint, rss_kib
 
 
 def memory(pid: int) -> tuple[int, int]:
     """(RSS, resident [heap]) of `pid`, in KiB."""
-    rss = heap = 0
-    with open(f"/proc/{pid}/status") as f:
-        rss = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    heap = 0
     in_heap = False
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
@@ -47,11 +37,11 @@ def memory(pid: int) -> tuple[int, int]:
                 in_heap = fields[-1] == "[heap]"
             elif in_heap and fields[0] == "Rss:":
                 heap += int(fields[1])
-    return rss, heap
+    return rss_kib(pid), heap
 
 
 def soak(workdir: Path, stream: bool, spawns: int, processes: int) -> list[tuple[int, float, int, int]]:
-    endpoint, pubsub = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    endpoint, pubsub = free_endpoint(), free_endpoint()
     config = workdir / f"soak-{'stream' if stream else 'plain'}.ini"
     text = (f"[circus]\nendpoint = {endpoint}\npubsub_endpoint = {pubsub}\n\n[watcher:soak]\n"
             f"cmd = sh -c 'echo spawned; exec sleep 1.1'\nnumprocesses = {processes}\ncheck_flapping = false\n")
@@ -59,7 +49,7 @@ def soak(workdir: Path, stream: bool, spawns: int, processes: int) -> list[tuple
         text += f"stdout_stream.class = FileStream\nstdout_stream.filename = {workdir}/soak.log\n"
     config.write_text(text)
     with open(workdir / "gcircusd.out", "ab") as out:
-        daemon = subprocess.Popen([sys.executable, "-m", "gcircus.cli.gcircusd", str(config)], cwd=ROOT,
+        daemon = subprocess.Popen([*GCIRCUSD, str(config)], cwd=REPO,
                                   stdout=out, stderr=subprocess.STDOUT)
     samples = []
     try:

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,30 +30,15 @@ from pathlib import Path
 import psutil
 import zmq
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from gcircus.client import CallError, Client  # noqa: E402
+from gcircus.client import CallError, Client
+from harness import GCIRCUSD, RESULTS, free_endpoint, machine, percentile, write_results
 
-DAEMON = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-          "from tests.test_stats_daemon import run_gcircusd_with_stats; run_gcircusd_with_stats()"]
 SAMPLE_LINE = re.compile(rb"stats sample: (\d+) processes in ([\d.]+) ms \(longest hub pause ([\d.]+) ms\)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
 def run_mode(n: int, statsd: bool, seconds: float, interval: float, workdir: Path) -> dict:
     marker = f"36{uuid.uuid4().int % 10**6:06d}"
-    ports = {k: free_port() for k in ("endpoint", "pubsub_endpoint", "stats_endpoint")}
-    endpoints = {k: f"tcp://127.0.0.1:{p}" for k, p in ports.items()}
+    endpoints = {k: free_endpoint() for k in ("endpoint", "pubsub_endpoint", "stats_endpoint")}
     config = workdir / f"stats-{'on' if statsd else 'off'}.ini"
     lines = [f"{k} = {v}" for k, v in endpoints.items()]
     config.write_text("[circus]\n" + "\n".join(lines) + f"\nstatsd = {str(statsd).lower()}\n"
@@ -62,7 +46,7 @@ def run_mode(n: int, statsd: bool, seconds: float, interval: float, workdir: Pat
                       f"numprocesses = {n}\ngraceful_timeout = 5\n")
     log_path = workdir / f"gcircusd-{'on' if statsd else 'off'}.log"
     with open(log_path, "wb") as log_file:
-        daemon = subprocess.Popen(DAEMON + [str(config), "--log-level", "debug"], stdout=log_file,
+        daemon = subprocess.Popen([*GCIRCUSD, "--log-level", "debug", str(config)], stdout=log_file,
                                   stderr=subprocess.STDOUT)
     client = Client(endpoints["endpoint"], timeout=10, green=False)
     children: list[int] = []
@@ -175,7 +159,7 @@ def main(argv=None) -> int:
     p.add_argument("-n", type=int, default=1000, help="processes (default 1000)")
     p.add_argument("--seconds", type=float, default=20.0, help="measurement window per mode (default 20)")
     p.add_argument("--interval", type=float, default=1.0, help="stats_interval (default 1.0)")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stats.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "stats.md")
     args = p.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory(prefix="gcircus-stats-bench-") as tmp:
@@ -183,12 +167,7 @@ def main(argv=None) -> int:
             result = run_mode(args.n, statsd, args.seconds, args.interval, Path(tmp))
             print(json.dumps(result), flush=True)
             results.append(result)
-    machine = f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, psutil {psutil.__version__}"
-    text = markdown(results, machine)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    args.out.with_suffix(".json").write_text(json.dumps({"machine": machine, "results": results}, indent=2) + "\n")
+    write_results(args.out, markdown(results, machine()), {"results": results})
     return 0
 
 

@@ -21,13 +21,9 @@ A slow or stuck target costs its timeouts only; every daemon is stopped and ever
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,11 +31,29 @@ from pathlib import Path
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _procs import DaemonDied, Timeout, WorkloadScanner, kill_pids, stop_daemon  # noqa: E402
-from _streams import Lines, check, cut_at_line, total_size  # noqa: E402
-from _targets import BENCH_DIR, TARGETS, Target, free_port  # noqa: E402
-from run_core import machine  # noqa: E402
+from _streams import Lines, check, cut_at_line, total_size
+from harness import (
+    BENCH_DIR,
+    RESULTS,
+    TARGETS,
+    DaemonDied,
+    Target,
+    Timeout,
+    WorkloadScanner,
+    circus_section,
+    kill_leftovers,
+    kill_pids,
+    launch,
+    log_tail,
+    machine,
+    marked_processes,
+    new_marker,
+    prepare_targets,
+    start_runner,
+    stop_daemon,
+    supervisord_section,
+    write_results,
+)
 
 ROTATE_BYTES = 8 << 20
 STREAM_NAME = "stream.log"
@@ -79,12 +93,6 @@ def circus_stream_ini(run: StreamRun) -> Path:
     path = run.dir / "circus.ini"
     args = " ".join(writer_argv(run.spec_path, "$(circus.wid)", run.marker)[1:])
     lines = [
-        "[circus]",
-        f"endpoint = tcp://127.0.0.1:{free_port()}",
-        f"pubsub_endpoint = tcp://127.0.0.1:{free_port()}",
-        "statsd = false",
-        "multicast_endpoint =",
-        "",
         "[watcher:writer]",
         f"cmd = {sys.executable}",
         f"args = {args}",
@@ -95,7 +103,7 @@ def circus_stream_ini(run: StreamRun) -> Path:
     ]
     if run.rotate:
         lines += [f"stdout_stream.max_bytes = {ROTATE_BYTES}", f"stdout_stream.backup_count = {run.backups}"]
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(circus_section() + "\n".join(lines) + "\n")
     return path
 
 
@@ -104,20 +112,8 @@ def supervisord_conf(run: StreamRun) -> Path:
     conf = run.dir / "supervisord.conf"
     cmd = " ".join(writer_argv(run.spec_path, "%(process_num)d", run.marker))
     conf.write_text(
-        "[unix_http_server]\n"
-        f"file = {run.dir}/supervisor.sock\n"
-        "\n"
-        "[supervisord]\n"
-        "nodaemon = true\n"
-        f"logfile = {run.dir}/supervisord.log\n"
-        f"pidfile = {run.dir}/supervisord.pid\n"
-        f"childlogdir = {run.dir}\n"
-        "loglevel = warn\n"
-        "\n"
-        "[rpcinterface:supervisor]\n"
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface\n"
-        "\n"
-        "[program:writer]\n"
+        supervisord_section(run.dir)
+        +         "[program:writer]\n"
         f"command = {cmd}\n"
         f"numprocs = {run.nwriters}\n"
         "numprocs_start = 1\n"
@@ -139,11 +135,9 @@ def daemon_argv(target: Target, run: StreamRun) -> list[str]:
     if target.name == "plain":
         return [sys.executable, str(PLAIN), str(run.spec_path), run.case, str(run.out / STREAM_NAME),
                 str(ROTATE_BYTES), str(run.nwriters), str(WRITER), run.marker]
-    if target.name == "gcircusd":
-        return [str(target.exe), str(circus_stream_ini(run))]
-    if target.name == "circus":
-        return [str(target.venv / "bin" / "circusd"), "--log-level", "warning", str(circus_stream_ini(run))]
-    return [str(target.venv / "bin" / "supervisord"), "-n", "-c", str(supervisord_conf(run))]
+    if target.name == "supervisord":
+        return target.argv(supervisord_conf(run))
+    return target.argv(circus_stream_ini(run))
 
 
 # ---- one measurement ----------------------------------------------------------------------------
@@ -174,9 +168,7 @@ class StreamRun:
 
     def __enter__(self) -> StreamRun:
         argv = daemon_argv(self.target, self)
-        with open(self.log, "wb") as out:
-            self.daemon = psutil.Popen(argv, cwd=self.dir, stdin=subprocess.DEVNULL, stdout=out,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.daemon = launch(argv, self.dir, self.log)
         self.scanner = WorkloadScanner(self.daemon.pid, self.marker)
         StreamRun.LIVE.add(self)
         return self
@@ -184,7 +176,7 @@ class StreamRun:
     def __exit__(self, *exc) -> None:
         if self.daemon is not None:
             stop_daemon(self.daemon, self.scanner, timeout=30)
-        kill_pids(marked_writers(self.marker))
+        kill_pids(marked_processes(self.marker))
         StreamRun.LIVE.discard(self)
 
     def alive(self) -> None:
@@ -241,27 +233,13 @@ class StreamRun:
         return res
 
     def log_tail(self, lines: int = 4) -> str:
-        try:
-            text = self.log.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " ⏎ ".join(text[-lines:])[-600:]
+        return log_tail(self.log, lines)
 
 
 class Incomplete(RuntimeError):
     def __init__(self, msg: str, res: dict):
         super().__init__(msg)
         self.res = res
-
-
-def marked_writers(marker: str) -> list[int]:
-    """Writers (and plain copiers) of this run anywhere on the machine, by the marker in their argv."""
-    out = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmd = p.info.get("cmdline") or []
-        if cmd and cmd[-1] == marker and p.pid != os.getpid():
-            out.append(p.pid)
-    return out
 
 
 def bench_one(target: Target, case: str, data: dict, lines: Lines, tmp_root: Path, marker: str,
@@ -415,7 +393,7 @@ def parse_args(argv=None):
     p.add_argument("--reps", type=int, help="runs per cell; the median time is reported (default 3, --quick 1)")
     p.add_argument("--keep-output", action="store_true",
                    help="keep the captured files (and the data) in the temp dir for a closer look")
-    p.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "streams.md")
+    p.add_argument("--out", type=Path, default=RESULTS / "streams.md")
     a = p.parse_args(argv)
     a.size_mb = a.size_mb or (64 if a.quick else 1536)
     a.reps = a.reps or (1 if a.quick else 3)
@@ -428,40 +406,27 @@ def parse_args(argv=None):
     return a
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    started = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    started, tmp_root = start_runner("gcircus-streams-")
     load_before = os.getloadavg()
     print(f"load average before the run: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}",
           flush=True)
-    tmp_root = Path(tempfile.mkdtemp(prefix="gcircus-streams-"))
-    marker = f"streams-{random.randrange(10**6)}.{os.getpid()}"
+    marker = new_marker(99_960_000)
     all_targets = {"plain": Plain(), **TARGETS}
     targets = [all_targets[n] for n in TARGET_ORDER if n in args.targets]
     results: dict[str, dict] = {c: {} for c in args.cases}
     notes: list[str] = []
     lines = Lines(args.seed)
     try:
-        for t in list(targets):
-            print(f"[{t.name}] preparing…", flush=True)
-            try:
-                t.prepare(tmp_root / "install.log")
-            except Exception as exc:  # noqa: BLE001
-                notes.append(f"{t.name}: install failed: {exc} (see {tmp_root / 'install.log'})")
-                for c in args.cases:
-                    results[c][t.name] = {"error": "install failed", "check": "—"}
+        ready = prepare_targets(targets, tmp_root, notes)
+        for c in args.cases:
+            results[c].update({t.name: {"error": "install failed", "check": "—"} for t in targets if t not in ready})
         t0 = time.perf_counter()
         data = make_data(lines, tmp_root, args.size_mb)
         print(f"data: {args.size_mb} MiB generated in {time.perf_counter() - t0:.1f} s", flush=True)
         for c in args.cases:
-            for t in targets:
-                if t.name in results[c]:
-                    continue
+            for t in ready:
                 reps = []
                 for i in range(args.reps):
                     print(f"[{c}/{t.name}] measuring ({i + 1}/{args.reps})…", flush=True)
@@ -475,23 +440,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         notes.append("interrupted: the remaining cells were not measured")
     finally:
-        for run in list(StreamRun.LIVE):
-            if run.daemon.poll() is None:
-                run.daemon.kill()
-        kill_pids(marked_writers(marker))
+        kill_leftovers(StreamRun.LIVE, marker)
         if not args.keep_output:
             for f in tmp_root.glob("data-w*.bin"):
                 f.unlink()
-    text = report(targets, args.cases, results, notes, args, started, load_before)
-    print("\n" + text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    raw = {"started": started, "machine": machine(), "load_before": load_before,
-           "versions": {t.name: t.version for t in targets}, "size_mb": args.size_mb, "seed": args.seed,
-           "reps": args.reps,
-           "results": results, "notes": notes}
-    args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1, default=str))
-    print(f"written to {args.out} and .json (configs and daemon logs in {tmp_root})")
+    raw = {"started": started, "load_before": load_before, "versions": {t.name: t.version for t in targets},
+           "size_mb": args.size_mb, "seed": args.seed, "reps": args.reps, "results": results, "notes": notes}
+    write_results(args.out, report(targets, args.cases, results, notes, args, started, load_before), raw, tmp_root)
     return 0
 
 

@@ -85,7 +85,9 @@ def test_install_without_a_kind_is_a_usage_error(tmp_path):
 
 
 def test_test_script_installs_the_test_extras_before_running_pytest(tmp_path):
+    """...and lints and type-checks in between, with the tools the extras installed (not whatever is on PATH)."""
     tree = make_tree(tmp_path)
     calls = run(tree, tmp_path, "scripts/test")
     assert calls[0] == "python -m pip install -q -e .[test]"
-    assert calls[1].startswith("python -m pytest")
+    assert [call.split()[:3] for call in calls[1:3]] == [["python", "-m", "ruff"], ["python", "-m", "mypy"]]
+    assert calls[3].startswith("python -m pytest") and len(calls) == 4
