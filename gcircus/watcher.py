@@ -7,7 +7,6 @@ even while a long command runs on its watcher. Every method blocks only the call
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import operator
 import os
@@ -16,6 +15,7 @@ import random
 import re
 import signal
 import time
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -45,6 +45,9 @@ class HookRefused(Exception):
 
 class Watcher:
     """N processes of one command. Usable alone (`Watcher(...).start()`) or owned by an Arbiter."""
+
+    if TYPE_CHECKING:  # the spec's fields, read as attributes, are properties generated below the class
+        def __getattr__(self, name: str) -> Any: ...
 
     def __init__(self, name: str, cmd: str, *args, prereload_fn=None, **options):
         """Circus's constructor: options as keywords (or Circus's positional order), checked into a WatcherSpec.
@@ -96,7 +99,7 @@ class Watcher:
 
     def _set_spec(self, spec: WatcherSpec) -> None:
         """Make `spec` current (its working_dir resolved) and compose the child environment it implies."""
-        self.spec = spec if spec.working_dir else dataclasses.replace(spec, working_dir=_daemon_cwd())
+        self.spec = spec if spec.working_dir else spec.replace(working_dir=_daemon_cwd())
         self.env = build_env(spec.env, spec.copy_env, spec.copy_path, spec.virtualenv, spec.virtualenv_py_ver)
         self._apply_user_identity_env()
         add_env_pythonpath(self.env)
@@ -342,7 +345,7 @@ class Watcher:
     def _change_numprocesses(self, change) -> int:
         # The new value is computed under the lock, so concurrent incr/decr compose instead of overwriting.
         with self._lock:
-            self._set_spec(dataclasses.replace(self.spec, numprocesses=change(self.numprocesses)))
+            self._set_spec(self.spec.replace(numprocesses=change(self.numprocesses)))
             if self._status == ACTIVE:
                 self._manage()
             return self.numprocesses

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gcircus import options as opts
 from gcircus.command_line import CommandLineError, check_command_line
@@ -49,6 +49,14 @@ class _SpecMethods(Mapping):
     def __len__(self) -> int:
         return len(FIELDS)
 
+    if TYPE_CHECKING:  # the fields are generated from the table at import: to a type checker each one is Any
+        def __init__(self, **fields: Any) -> None: ...
+        def __getattr__(self, name: str) -> Any: ...
+
+    def replace(self, **values: Any) -> WatcherSpec:
+        """A copy with some fields changed (the spec itself is frozen)."""
+        return dataclasses.replace(self, **values)  # type: ignore[type-var]  # a generated dataclass
+
     def changed(self, key: str, value: Any) -> WatcherSpec:
         """The spec with one `set` change applied (a converted value; None removes a hook or stream member)."""
         family = opts.family_member(key)
@@ -60,13 +68,13 @@ class _SpecMethods(Mapping):
             else:
                 group[member] = value
             extra = {"options": {**self.options, key: value}} if field == "flapping" else {}
-            return dataclasses.replace(self, **{field: group}, **extra)
+            return self.replace(**{field: group}, **extra)
         if key == "retry_in":
-            return dataclasses.replace(self, flapping={**self.flapping, "retry_in": value})
+            return self.replace(flapping={**self.flapping, "retry_in": value})
         if key == "hooks":
             merged = {**self.hooks, **value}
-            return dataclasses.replace(self, hooks={k: v for k, v in merged.items() if v})
-        return dataclasses.replace(self, **{key: value})
+            return self.replace(hooks={k: v for k, v in merged.items() if v})
+        return self.replace(**{key: value})
 
     def problem(self, identity: bool = True) -> tuple[str, str] | None:
         """(option, reason) if the spec cannot run: options in conflict, an unknown user (unless `identity` is
@@ -86,13 +94,16 @@ class _SpecMethods(Mapping):
         return None
 
 
-WatcherSpec = dataclasses.make_dataclass(
-    "WatcherSpec",
-    [("name", str)]
-    + [(name, Any, dataclasses.field(default=opts.WATCHER_OPTIONS[name].default)) for name in PLAIN]
-    + [(group, dict, dataclasses.field(default_factory=dict)) for group in GROUPS],
-    bases=(_SpecMethods,), frozen=True, eq=False)  # equality is Mapping's: a spec equals an equal dict
-WatcherSpec.__module__ = __name__
+if TYPE_CHECKING:
+    WatcherSpec = _SpecMethods
+else:
+    WatcherSpec = dataclasses.make_dataclass(
+        "WatcherSpec",
+        [("name", str)]
+        + [(name, Any, dataclasses.field(default=opts.WATCHER_OPTIONS[name].default)) for name in PLAIN]
+        + [(group, dict, dataclasses.field(default_factory=dict)) for group in GROUPS],
+        bases=(_SpecMethods,), frozen=True, eq=False)  # equality is Mapping's: a spec equals an equal dict
+    WatcherSpec.__module__ = __name__
 FIELDS = tuple(field.name for field in dataclasses.fields(WatcherSpec))
 WatcherSpec.__doc__ = "A watcher's options, frozen: one field per plain option, plus the family groups."
 
