@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import gevent
 import gevent.event
 import gevent.lock
+import gevent.pool
 
 from gcircus import backoff, runtime_options, watcher_spec
 from gcircus.command_queue import CommandQueue
@@ -82,6 +83,8 @@ class Watcher:
         self._handled: dict[int, gevent.event.Event] = {}
         self._expiry: dict[int, gevent.Greenlet] = {}
         self._leftover_stops: dict[gevent.Greenlet, Process] = {}  # see _stop_leftovers
+        # The watcher's own background work (exit handling, back-offs...): killed when it is detached.
+        self._tasks = gevent.pool.Group()
         self._status = STOPPED
         self._lock = gevent.lock.RLock()
         self._commands = CommandQueue(spec.name)
@@ -375,6 +378,7 @@ class Watcher:
         parent-death signal when gcircusd exits (unless pdeathsig is off).
         """
         self._cancel_retry()
+        self._tasks.kill(block=False)
         with self._lock:
             for timer in self._expiry.values():
                 timer.kill(block=False)
@@ -593,7 +597,7 @@ class Watcher:
         if not self.call_hook("after_spawn", pid=process.pid):
             log.warning("watcher %r: after_spawn hook failed for pid %d; stopping it", self.name, process.pid)
             self._retire(process)
-            gevent.spawn(self._stop_process, process)
+            self._tasks.spawn(self._stop_process, process)
             raise HookRefused(f"after_spawn hook failed for pid {process.pid}")
         self.notify("spawn", process_pid=process.pid, time=process.started)  # Circus: time = process.started
         return process
@@ -681,7 +685,7 @@ class Watcher:
 
     def _on_exit(self, process: Process) -> None:
         # Called from the hub's SIGCHLD callback: do the rest in a greenlet (hooks may block).
-        gevent.spawn(self._handle_exit, process)
+        self._tasks.spawn(self._handle_exit, process)
 
     def _handle_exit(self, process: Process) -> None:
         pid = process.pid
@@ -715,14 +719,14 @@ class Watcher:
             # killed must not take its healthy siblings down with it.
             verdict = self.crash_guard.record_exit(time.monotonic())
             if verdict != backoff.OK:
-                gevent.spawn(self._back_off, verdict, self._generation)
+                self._tasks.spawn(self._back_off, verdict, self._generation)
                 return
         if self.on_demand and not self.processes:
-            gevent.spawn(self._back_to_waiting)  # the last process is gone: wait for the next connection
+            self._tasks.spawn(self._back_to_waiting)  # the last process is gone: wait for the next connection
         elif self.respawn:
             self._schedule_fill(delay)
         elif not self.processes and not self.on_demand:
-            gevent.spawn(self.stop)
+            self._tasks.spawn(self.stop)
 
     def _stop_leftovers(self, process: Process) -> None:
         """A process exited on its own: stop what it left in its group, in the background (`_stop` waits for it).
