@@ -35,8 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from gcircus.client import CallError, Client  # noqa: E402
 
-DAEMON = [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(ROOT)!r}); "
-          "from tests.test_stats_daemon import run_gcircusd_with_stats; run_gcircusd_with_stats()"]
+DAEMON = [sys.executable, "-m", "gcircus.cli.gcircusd"]  # run from ROOT (cwd), like the other benchmarks
 SAMPLE_LINE = re.compile(rb"stats sample: (\d+) processes in ([\d.]+) ms \(longest hub pause ([\d.]+) ms\)")
 
 
@@ -63,7 +62,7 @@ def run_mode(n: int, statsd: bool, seconds: float, interval: float, workdir: Pat
     log_path = workdir / f"gcircusd-{'on' if statsd else 'off'}.log"
     with open(log_path, "wb") as log_file:
         daemon = subprocess.Popen(DAEMON + [str(config), "--log-level", "debug"], stdout=log_file,
-                                  stderr=subprocess.STDOUT)
+                                  stderr=subprocess.STDOUT, cwd=ROOT)
     client = Client(endpoints["endpoint"], timeout=10, green=False)
     children: list[int] = []
     sub = None

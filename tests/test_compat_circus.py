@@ -21,8 +21,10 @@ from circus.client import CircusClient, make_message
 from circus.exc import CallError
 
 from gcircus.control.commands import get_command
-from tests.conftest import alive, free_port, wait_for
-from tests.test_control_robustness import start_daemon, stop_daemon
+from tests.support.daemons import start_daemon, stop_daemon
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 CIRCUSCTL = str(Path(sys.executable).parent / "circusctl")
 INFO_FIELDS = {"mem_info1", "mem_info2", "cpu", "mem", "ctime", "pid", "username", "nice", "create_time", "age",

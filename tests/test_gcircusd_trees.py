@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from gcircus import linux
-from tests.conftest import alive, wait_for
-from tests.test_gcircusd_signals import make_config, started
+from tests.support.daemons import make_config, started
+from tests.support.processes import alive, handles
+from tests.support.waiting import wait_for
 
 
 def exists(pid: int) -> bool:
@@ -148,7 +149,6 @@ def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory):
         """)
     daemon = daemon_factory(config)
     [pid] = started(daemon, 1)
-    from tests.test_gcircusd_signals import handles
     wait_for(lambda: handles(pid, signal.SIGINT), message="traps installed")
     daemon.signal(signal.SIGKILL)
     daemon.wait(5)

@@ -13,8 +13,8 @@ import pytest
 from gevent import subprocess as gsubprocess
 
 from gcircus.streams.outputs import WatcherOutputs
-from tests.conftest import PYTHON, wait_for
-from tests.streams_e2e_support import gcircusd  # noqa: F401 - fixture
+from tests.support.processes import PYTHON
+from tests.support.waiting import wait_for
 
 LINE = 100  # bytes per numbered line the writer prints
 

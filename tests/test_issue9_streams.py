@@ -10,8 +10,7 @@ import os
 
 import gevent
 
-from tests.conftest import wait_for
-from tests.streams_e2e_support import gcircusd  # noqa: F401 - fixture
+from tests.support.waiting import wait_for
 
 
 def exists_empty(*paths) -> bool:

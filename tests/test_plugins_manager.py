@@ -9,8 +9,8 @@ import pytest
 from gcircus.arbiter import Arbiter
 from gcircus.plugins import NativePlugin, PluginManager
 from gcircus.plugins.statsd import StatsdEmitter
-from tests.conftest import wait_for
-from tests.plugins_support import plugin, supervised
+from tests.support.plugins import plugin, supervised
+from tests.support.waiting import wait_for
 
 SLEEPER = {"cmd": "/bin/sleep 1000", "graceful_timeout": 5}
 

@@ -10,7 +10,7 @@ from gevent import socket as gsocket
 from gcircus.arbiter import Arbiter
 from gcircus.plugins import PluginManager
 from gcircus.watcher import Watcher
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 class UdpListener:
