@@ -18,7 +18,7 @@ from gcircus.control.errors import ArgumentError
 from tests.support import hookfuncs
 from tests.support.control import error, ok
 from tests.support.processes import IGNORE_TERM, alive, ignores_term
-from tests.support.recorders import ArbiterRecorder
+from tests.support.recorders import ArbiterRecorder, WatcherRecorder, entered
 from tests.support.waiting import wait_for
 
 def environ(pid: int) -> dict:
@@ -192,9 +192,12 @@ def test_rm_nostop_leaves_the_processes_running_unsupervised(make_arbiter):
     try:
         assert all(alive(p) for p in pids) and arbiter.numwatchers() == 0
         assert watcher.status() == "stopped" and watcher.pids == []
+        watcher_events = WatcherRecorder(watcher)
         os.kill(pids[0], 9)
         wait_for(lambda: not alive(pids[0]), 5, message="orphan killed")
-        gevent.sleep(0.2)  # a respawn would be immediate; give it a chance to show up
+        # The watcher has handled that exit (a respawn would follow it), and nothing it does is still under way.
+        wait_for(lambda: pids[0] in [m["process_pid"] for m in watcher_events.of("reap")], 5, message="exit handled")
+        watcher.settle()
         topics = rec.topics("w")
         assert watcher.pids == [] and "watcher.w.spawn" not in topics[topics.index("watcher.w.remove"):]
     finally:
@@ -289,7 +292,7 @@ def test_set_keys_circus_ignores_take_effect(make_arbiter, tmp_path):
     ok(client.call("set", name="w", options={"respawn": False}, waiting=True))
     os.kill(old[1], 9)
     wait_for(lambda: old[1] not in watcher.processes, 5, message="reaped")
-    gevent.sleep(0.2)  # a respawn would be immediate
+    watcher.settle()  # the exit is handled: a respawn would be under way or done by now
     assert watcher.get_active_pids() == new, "respawn = false is honoured"
 
 
@@ -361,8 +364,9 @@ def test_busy_watcher_makes_its_commands_wait_while_reads_and_other_watchers_do_
     assert len(arbiter.get_watcher("b").get_active_pids()) == 2
     assert not stopping.ready(), "reads and watcher b did not wait"
 
+    incr_reached = entered(a, "incr")
     incr_a = gevent.spawn(incr_client.call, "incr", name="a", waiting=True)
-    gevent.sleep(0.1)  # let the incr reach the arbiter; a reply now would be the bug
+    wait_for(incr_reached.is_set, 30, message="the incr reaching the busy watcher")  # a reply now would be the bug
     assert not incr_a.ready() and not stopping.ready(), "incr on the busy watcher waits for its lock"
     os.kill(child, signal.SIGKILL)  # ends the stop
     ok(stopping.get(timeout=30))
@@ -377,8 +381,9 @@ def test_set_waits_for_a_busy_watcher_and_applies_after(make_arbiter):
     child = a.pids[0]
     stopping = gevent.spawn(arbiter.new_client().call, "stop", name="a", waiting=True)
     wait_for(lambda: a.status() == "stopping", 30, message="stop in progress")
+    set_reached = entered(a, "set_options")
     setting = gevent.spawn(client.call, "set", name="a", options={"numprocesses": 3}, waiting=True)
-    gevent.sleep(0.1)  # let the set reach the arbiter; applying it now would be the bug
+    wait_for(set_reached.is_set, 30, message="the set reaching the busy watcher")  # applying it now: the bug
     assert not setting.ready() and a.numprocesses == 1
     os.kill(child, signal.SIGKILL)  # ends the stop
     ok(stopping.get(timeout=30))

@@ -346,8 +346,7 @@ def test_on_demand_watchers_sharing_a_socket_all_start_on_the_first_connection(d
         """)
     try:
         port = port_of(client, "web")
-        gevent_sleep = __import__("gevent").sleep
-        gevent_sleep(0.5)
+        wait_for(lambda: "gcircusd running" in daemon.output(), message="start-up over")  # nothing starts them now
         assert client.call("status")["statuses"] == {"first": "stopped", "second": "stopped"}
         pid, data = ask(("127.0.0.1", port), b"wake")
         assert data == b"wake"

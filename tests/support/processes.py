@@ -86,3 +86,22 @@ def ignores_term(pid: int) -> bool:
 def spawned(record) -> list[str]:
     """The pids a watcher command recorded, one per spawn (`echo $$ >> record`)."""
     return record.read_text().split() if record.exists() else []
+
+
+PF_EXITING = 0x4  # /proc/PID/stat flags: the process is exiting (acting on a fatal signal, say)
+
+
+def signals_settled(pid: int) -> bool:
+    """True when nothing sent to `pid` so far is still to take effect: no signal queued, not exiting (or gone).
+
+    The kernel queues a signal at once when it is sent (a parent-death signal while the parent exits, before it
+    can be reaped): a test reads this instead of waiting a while for a signal that might come.
+    """
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            masks = {k: int(v, 16) for k, v in (line.split(":") for line in f) if k in ("SigPnd", "ShdPnd")}
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read().rpartition(")")[2].split()
+    except (OSError, ValueError):
+        return True
+    return stat[0] == "Z" or not (masks.get("SigPnd", 0) or masks.get("ShdPnd", 0) or int(stat[6]) & PF_EXITING)

@@ -1,5 +1,7 @@
-"""Recorders of the events a watcher or an arbiter publishes, for tests that check what happened and in what order."""
+"""Recorders of what a watcher or an arbiter did: the events they publish, the calls that reached them."""
 from __future__ import annotations
+
+import gevent.event
 
 
 class WatcherRecorder:
@@ -28,3 +30,17 @@ class ArbiterRecorder:
 
     def of(self, topic: str) -> list[dict]:
         return [m for t, m in self.events if t == topic]
+
+
+def entered(obj, method: str) -> gevent.event.Event:
+    """Wrap `obj.method` (on this instance only) so the returned Event is set when a call enters it; the original
+    then runs in the caller's greenlet. The Event shows that a request reached the object: if the original blocks
+    (waiting for a lock), it is blocked by the time a greenlet waiting on the Event wakes up."""
+    reached = gevent.event.Event()
+    original = getattr(obj, method)
+
+    def wrapper(*args, **kwargs):
+        reached.set()
+        return original(*args, **kwargs)
+    setattr(obj, method, wrapper)
+    return reached
