@@ -21,6 +21,7 @@ from tests.support.processes import IGNORE_TERM, alive, ignores_term
 from tests.support.recorders import ArbiterRecorder, WatcherRecorder, entered
 from tests.support.waiting import wait_for
 
+
 def environ(pid: int) -> dict:
     # Read it once the command runs: while setpriv execs it (the parent-death fast path) /proc shows an empty one.
     wait_for(lambda: os.readlink(f"/proc/{pid}/exe").endswith("/sleep"), 5, message="command exec'd")

@@ -4,18 +4,16 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import textwrap
 
 import gevent
 import pytest
 import zmq.green as zmq
 
+from tests.support.gcircusctl import GCIRCUSCTL
 from tests.support.ports import free_port
 from tests.support.processes import alive
 from tests.support.waiting import wait_for
-
-GCIRCUSCTL = [sys.executable, "-m", "gcircus.cli.gcircusctl"]
 
 
 BASE = """
