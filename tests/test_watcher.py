@@ -429,3 +429,28 @@ def test_a_spawn_out_of_fds_for_its_output_kills_the_child_and_retries(make_watc
     wait_for(lambda: ours() == watcher.pids, message="only the supervised child running")
     watcher.stop()
     assert ours() == []
+
+
+def test_settle_returns_once_the_exit_is_handled_and_the_replacement_runs(make_watcher):
+    watcher = make_watcher(numprocesses=2)
+    watcher.start()
+    gone = watcher.pids[0]
+    os.kill(gone, signal.SIGKILL)
+    wait_for(lambda: gone not in watcher.processes, message="exit seen")
+    watcher.settle()
+    assert len(watcher.get_active_pids()) == 2 and gone not in watcher.pids
+
+
+def test_settle_waits_out_a_stop_in_progress(make_watcher):
+    watcher = make_watcher(cmd=IGNORE_TERM, graceful_timeout=60)
+    watcher.start()
+    [pid] = watcher.pids
+    wait_for(lambda: _ignores(pid, signal.SIGTERM), message="SIGTERM ignored")
+    stopping = gevent.spawn(watcher.stop)
+    wait_for(watcher.is_stopping, message="stop in progress")
+    with pytest.raises(TimeoutError, match="still busy"):
+        watcher.settle(timeout=0.2)
+    os.kill(pid, signal.SIGKILL)  # ends the stop
+    watcher.settle()
+    stopping.get(timeout=10)
+    assert watcher.is_stopped() and watcher.pids == []
