@@ -183,6 +183,29 @@ class Watcher:
     def get_active_pids(self) -> list[int]:
         return [p.pid for p in self.get_active_processes()]
 
+    def settle(self, timeout: float = 10.0, interval: float = 0.01) -> None:
+        """Return once the watcher is quiet: no command running or queued, no exit waiting to be handled, no stop,
+        respawn, back-off retry or leftover stop pending; TimeoutError if it is not quiet within `timeout` seconds.
+
+        Whoever must show that something does *not* happen (no respawn after an exit, say) waits for this rather
+        than for a while: once the watcher is quiet, nothing more happens until something new reaches it. Each
+        check follows a yield, so greenlets spawned by what just happened have started and show in that state.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            gevent.sleep(0)
+            if not self._busy():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"watcher {self.name!r} still busy after {timeout}s")
+            gevent.sleep(interval)
+
+    def _busy(self) -> bool:
+        return bool(len(self._commands) or self._lock.locked() or self._status in (STARTING, STOPPING)
+                    or self._retiring or self._leftover_stops or self._fill_greenlet is not None
+                    or self._retry_timer is not None or len(self._tasks)
+                    or any(p.exit is not None for p in self.processes.values()))
+
     # -- lifecycle: operator commands, queued one at a time (gcircus.command_queue), each under the lock ----------
 
     def start(self) -> dict:

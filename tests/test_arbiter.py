@@ -9,8 +9,11 @@ import pytest
 from gcircus import get_arbiter
 from gcircus.arbiter import Arbiter
 from gcircus.events import topic
-from tests import hookfuncs
-from tests.conftest import alive, free_port, wait_for, write_config
+from tests.support import hookfuncs
+from tests.support.daemons import write_config
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +24,8 @@ def clear_calls():
 
 
 def _recording(name: str, priority: int) -> dict:
-    hooks = {"before_start": ("tests.hookfuncs.record", False), "before_stop": ("tests.hookfuncs.record", False)}
+    hooks = {"before_start": ("tests.support.hookfuncs.record", False),
+             "before_stop": ("tests.support.hookfuncs.record", False)}
     return {"name": name, "cmd": "/bin/sleep 1000", "priority": priority, "hooks": hooks, "graceful_timeout": 5}
 
 

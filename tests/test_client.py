@@ -13,8 +13,8 @@ import zmq.green
 from gcircus.client import (CallError, Client, DaemonTimeout, NoDaemonError, ReplyError, check_reply, make_message,
                             want_green)
 from gcircus.consumer import Consumer
-from tests.conftest import free_port, wait_for
-from tests.gcircusctl_support import no_endpoint_variables, running, silent_router, start_daemon  # noqa: F401
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 def test_call_returns_the_reply_with_a_uuid_hex_id(running):

@@ -20,9 +20,10 @@ import pytest
 from circus.client import CircusClient, make_message
 from circus.exc import CallError
 
-from gcircus.control.commands import get_command
-from tests.conftest import alive, free_port, wait_for
-from tests.test_control_robustness import start_daemon, stop_daemon
+from tests.support.daemons import start_daemon, stop_daemon
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 CIRCUSCTL = str(Path(sys.executable).parent / "circusctl")
 INFO_FIELDS = {"mem_info1", "mem_info2", "cpu", "mem", "ctime", "pid", "username", "nice", "create_time", "age",
@@ -212,12 +213,6 @@ def test_client_unknown_command(client):
     error(call(client, "frobnicate"), 2, "unknown command: 'frobnicate'")
 
 
-def _later_issue(command: str):
-    return pytest.mark.xfail(get_command(command) is None, strict=True,
-                             reason=f"`{command}` belongs to a later issue and answers `unknown command` for now")
-
-
-@_later_issue("listsockets")
 def test_client_listsockets(client):
     assert ok(call(client, "listsockets"), "sockets")["sockets"] == []
 

@@ -11,7 +11,7 @@ import sys
 
 from gcircus.config import load_config
 from gcircus.expand import FILE_PLACEHOLDERS
-from tests.conftest import write_config
+from tests.support.daemons import write_config
 
 
 def test_config_dir_is_the_directory_of_the_file_in_every_kind_of_section(tmp_path):

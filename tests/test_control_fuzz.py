@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from gcircus.control.commands import COMMANDS
 from gcircus.control.errors import INVALID_JSON, UNKNOWN_COMMAND
-from tests.test_control_robustness import ERROR_KEYS, Wire, snapshot, start_daemon, stop_daemon
+from tests.support.control import ERROR_KEYS, Wire, snapshot
+from tests.support.daemons import start_daemon, stop_daemon
 
 # Circus's 25 commands: those missing from gcircus's table must answer `unknown command`.
 CIRCUS_COMMANDS = {"add", "decr", "dstats", "get", "globaloptions", "incr", "ipython", "kill", "list", "listen",
@@ -194,7 +195,7 @@ def check_one(wire: Wire, frames: tuple) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(frames=requests)
 def test_random_requests_get_well_formed_replies_and_change_nothing(daemon, wire, frames):
-    # Health check: the only function-scoped fixture is conftest's leak check, which is meant to run once per test.
+    # Health check: the function-scoped fixtures (the wire, conftest's autouse ones) are meant to run once per test.
     check_one(wire, frames)
 
 

@@ -25,7 +25,9 @@ from gcircus.control.commands import get_command
 from gcircus.control.errors import ArgumentError, MESSAGE_ERROR
 from gcircus.events import message, topic
 from gcircus.process import Process
-from tests.conftest import PYTHON, free_port, running_own_program, wait_for
+from tests.support.ports import free_port
+from tests.support.processes import PYTHON, running_own_program
+from tests.support.waiting import wait_for
 
 SIZE = re.compile(r"^(\d+B|\d+\.\d\d[KMGTPEZY])$")
 CTIME = re.compile(r"^\d+:\d\d\.\d\d$")

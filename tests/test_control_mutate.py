@@ -6,99 +6,20 @@ concurrency contract: a command on a busy watcher waits for it, reads and other 
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import resource
 import signal
-import sys
-import uuid
 
 import gevent
 import pytest
-import zmq.green as zmq
 
-from gcircus.arbiter import Arbiter
 from gcircus.control.commands import get_command
 from gcircus.control.errors import ArgumentError
-from gcircus.events import message, topic
-from gcircus.watcher import Watcher
-from tests import hookfuncs
-from tests.conftest import alive, free_port, wait_for
-
-PY = sys.executable
-IGNORE_TERM = f"{PY} -c \"import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)\""
-
-
-class Client:
-    """A bare DEALER speaking Circus's protocol: one JSON frame out, one back."""
-
-    def __init__(self, endpoint: str):
-        self.sock = zmq.Context.instance().socket(zmq.DEALER)
-        self.sock.linger = 0
-        self.sock.connect(endpoint)
-
-    def call(self, command: str, timeout: float = 5.0, **props) -> dict:
-        msg_id = uuid.uuid4().hex
-        self.sock.send(json.dumps({"id": msg_id, "command": command, "properties": props}).encode())
-        if not self.sock.poll(int(timeout * 1000)):
-            raise AssertionError(f"no reply to {command} within {timeout}s")
-        reply = json.loads(self.sock.recv())
-        assert reply["id"] == msg_id
-        return reply
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-class Recorder:
-    """Every event the arbiter publishes, as (topic, message)."""
-
-    def __init__(self, arbiter: Arbiter):
-        self.events: list[tuple[str, dict]] = []
-        arbiter.subscribe(lambda event: self.events.append((topic(event), message(event))))
-
-    def topics(self, name: str | None = None) -> list[str]:
-        return [t for t, _ in self.events if name is None or t.startswith(f"watcher.{name}.")]
-
-    def of(self, topic: str) -> list[dict]:
-        return [m for t, m in self.events if t == topic]
-
-
-@pytest.fixture
-def make_arbiter():
-    """Start an Arbiter with a control endpoint on a free port; returns (arbiter, client, recorder)."""
-    made: list[tuple[Arbiter, list[Client]]] = []
-
-    def make(*watchers: dict, **kwargs):
-        built = [Watcher(**{"graceful_timeout": 5, **spec}) for spec in watchers]
-        arbiter = Arbiter(built, endpoint=f"tcp://127.0.0.1:{free_port()}", **kwargs)
-        recorder = Recorder(arbiter)
-        arbiter.start(background=True)
-        clients = [Client(arbiter.endpoint)]
-        made.append((arbiter, clients))
-
-        def new_client() -> Client:
-            clients.append(Client(arbiter.endpoint))
-            return clients[-1]
-        arbiter.new_client = new_client
-        return arbiter, clients[0], recorder
-
-    yield make
-    for arbiter, clients in made:
-        for client in clients:
-            client.close()
-        arbiter.stop(graceful=False)
-        arbiter.wait_channels_closed(5)
-
-
-def ok(reply: dict) -> dict:
-    assert reply["status"] == "ok", reply
-    return reply
-
-
-def error(reply: dict, errno: int) -> str:
-    assert reply["status"] == "error" and reply["errno"] == errno, reply
-    return reply["reason"]
+from tests.support import hookfuncs
+from tests.support.control import error, ok
+from tests.support.processes import IGNORE_TERM, alive, ignores_term
+from tests.support.recorders import ArbiterRecorder, WatcherRecorder, entered
+from tests.support.waiting import wait_for
 
 
 def environ(pid: int) -> dict:
@@ -107,16 +28,6 @@ def environ(pid: int) -> dict:
     with open(f"/proc/{pid}/environ", "rb") as f:
         items = [i.decode() for i in f.read().split(b"\0") if i]
     return dict(i.split("=", 1) for i in items)
-
-
-def ignores_term(pid: int) -> bool:
-    """True once the process has set SIGTERM to ignored (the IGNORE_TERM child is ready)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            mask = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn:"))
-    except (OSError, StopIteration):
-        return False
-    return bool(mask & (1 << (15 - 1)))
 
 
 def nofile_limit(pid: int) -> int:
@@ -193,7 +104,7 @@ def test_add_registers_a_stopped_watcher_and_publishes_add(make_arbiter):
     arbiter, client, rec = make_arbiter()
     reply = ok(client.call("add", name="Extra", cmd="/bin/sleep", args=["1000"],
                            options={"numprocesses": "2", "rlimit_nofile": 321, "graceful_timeout": 1, "priority": 4,
-                                    "flapping.attempts": 4, "hooks.after_spawn": "tests.hookfuncs.record"}))
+                                    "flapping.attempts": 4, "hooks.after_spawn": "tests.support.hookfuncs.record"}))
     assert set(reply) == {"status", "time", "id"}
     assert ok(client.call("list"))["watchers"] == ["extra"]
     watcher = arbiter.get_watcher("extra")
@@ -282,9 +193,12 @@ def test_rm_nostop_leaves_the_processes_running_unsupervised(make_arbiter):
     try:
         assert all(alive(p) for p in pids) and arbiter.numwatchers() == 0
         assert watcher.status() == "stopped" and watcher.pids == []
+        watcher_events = WatcherRecorder(watcher)
         os.kill(pids[0], 9)
         wait_for(lambda: not alive(pids[0]), 5, message="orphan killed")
-        gevent.sleep(0.2)  # a respawn would be immediate; give it a chance to show up
+        # The watcher has handled that exit (a respawn would follow it), and nothing it does is still under way.
+        wait_for(lambda: pids[0] in [m["process_pid"] for m in watcher_events.of("reap")], 5, message="exit handled")
+        watcher.settle()
         topics = rec.topics("w")
         assert watcher.pids == [] and "watcher.w.spawn" not in topics[topics.index("watcher.w.remove"):]
     finally:
@@ -379,7 +293,7 @@ def test_set_keys_circus_ignores_take_effect(make_arbiter, tmp_path):
     ok(client.call("set", name="w", options={"respawn": False}, waiting=True))
     os.kill(old[1], 9)
     wait_for(lambda: old[1] not in watcher.processes, 5, message="reaped")
-    gevent.sleep(0.2)  # a respawn would be immediate
+    watcher.settle()  # the exit is handled: a respawn would be under way or done by now
     assert watcher.get_active_pids() == new, "respawn = false is honoured"
 
 
@@ -388,10 +302,10 @@ def test_set_hooks_and_streams(make_arbiter, tmp_path):
                                        "stdout_stream": {"class": "FileStream", "filename": str(tmp_path / "a")}})
     watcher = arbiter.get_watcher("w")
     hookfuncs.CALLS.clear()
-    ok(client.call("set", name="w", options={"hooks": {"after_spawn": "tests.hookfuncs.record"},
+    ok(client.call("set", name="w", options={"hooks": {"after_spawn": "tests.support.hookfuncs.record"},
                                              "stdout_stream.filename": str(tmp_path / "b")}, waiting=True))
     assert watcher.stdout_stream == {"class": "FileStream", "filename": str(tmp_path / "b")}
-    assert watcher.hooks_config == {"after_spawn": ("tests.hookfuncs.record", False)}
+    assert watcher.hooks_config == {"after_spawn": ("tests.support.hookfuncs.record", False)}
     ok(client.call("kill", name="w", waiting=True))
     wait_for(lambda: os.path.exists(tmp_path / "b") and (tmp_path / "b").read_text() == "hi\n", 5,
              message="output in the new file")
@@ -451,8 +365,9 @@ def test_busy_watcher_makes_its_commands_wait_while_reads_and_other_watchers_do_
     assert len(arbiter.get_watcher("b").get_active_pids()) == 2
     assert not stopping.ready(), "reads and watcher b did not wait"
 
+    incr_reached = entered(a, "incr")
     incr_a = gevent.spawn(incr_client.call, "incr", name="a", waiting=True)
-    gevent.sleep(0.1)  # let the incr reach the arbiter; a reply now would be the bug
+    wait_for(incr_reached.is_set, 30, message="the incr reaching the busy watcher")  # a reply now would be the bug
     assert not incr_a.ready() and not stopping.ready(), "incr on the busy watcher waits for its lock"
     os.kill(child, signal.SIGKILL)  # ends the stop
     ok(stopping.get(timeout=30))
@@ -467,8 +382,9 @@ def test_set_waits_for_a_busy_watcher_and_applies_after(make_arbiter):
     child = a.pids[0]
     stopping = gevent.spawn(arbiter.new_client().call, "stop", name="a", waiting=True)
     wait_for(lambda: a.status() == "stopping", 30, message="stop in progress")
+    set_reached = entered(a, "set_options")
     setting = gevent.spawn(client.call, "set", name="a", options={"numprocesses": 3}, waiting=True)
-    gevent.sleep(0.1)  # let the set reach the arbiter; applying it now would be the bug
+    wait_for(set_reached.is_set, 30, message="the set reaching the busy watcher")  # applying it now: the bug
     assert not setting.ready() and a.numprocesses == 1
     os.kill(child, signal.SIGKILL)  # ends the stop
     ok(stopping.get(timeout=30))
@@ -492,7 +408,7 @@ def test_requests_built_by_circus_command_classes_are_served(make_arbiter, tmp_p
     assert send("incr", "w", "2")["numprocesses"] == 3
     assert send("decr", "w")["numprocesses"] == 2
     send("set", "w", "numprocesses", "1", "stop_signal", "INT", "respawn", "true",
-         "stdout_stream.filename", str(tmp_path / "out"), "hooks", "after_spawn:tests.hookfuncs.record")
+         "stdout_stream.filename", str(tmp_path / "out"), "hooks", "after_spawn:tests.support.hookfuncs.record")
     watcher = arbiter.get_watcher("w")
     assert (watcher.numprocesses, watcher.stop_signal, watcher.stdout_stream) == (1, 2, {"filename":
                                                                                           str(tmp_path / "out")})
@@ -506,5 +422,5 @@ def test_requests_built_by_circus_command_classes_are_served(make_arbiter, tmp_p
     assert arbiter.numwatchers() == 1
 
 
-def exit_codes_of(rec: Recorder, name: str) -> dict[int, int]:
+def exit_codes_of(rec: ArbiterRecorder, name: str) -> dict[int, int]:
     return {m["process_pid"]: m["exit_code"] for m in rec.of(f"watcher.{name}.reap")}

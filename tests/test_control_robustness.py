@@ -9,120 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import textwrap
-import uuid
 
 import pytest
 import zmq
 
 from gcircus import linux
 from gcircus.control.errors import COMMAND_ERROR, INVALID_JSON, MESSAGE_ERROR, UNKNOWN_COMMAND
-from tests.conftest import Daemon, free_port, wait_for
+from tests.support.control import ERROR_KEYS, Wire, snapshot
+from tests.support.daemons import start_daemon, stop_daemon
+from tests.support.waiting import wait_for
 
-ERROR_KEYS = {"status", "reason", "tb", "time", "errno", "id"}
 MiB = 1 << 20
-
-
-class Wire:
-    """A raw DEALER (or REQ) on the control endpoint: sends exact frames, decodes the JSON replies."""
-
-    def __init__(self, endpoint: str, kind: int = zmq.DEALER):
-        self.socket = zmq.Context.instance().socket(kind)
-        self.socket.linger = 0
-        self.socket.connect(endpoint)
-
-    def close(self) -> None:
-        self.socket.close(linger=0)
-
-    def send(self, payload) -> None:
-        """`payload`: a dict (sent as JSON), one frame (bytes) or a tuple of frames."""
-        if isinstance(payload, dict):
-            payload = json.dumps(payload).encode()
-        self.socket.send_multipart([payload] if isinstance(payload, bytes) else list(payload))
-
-    def receive(self, timeout: float = 5.0) -> list[bytes]:
-        """The next reply's frames; AssertionError when none comes within `timeout` seconds."""
-        if not self.socket.poll(int(timeout * 1000)):
-            raise AssertionError(f"no reply within {timeout}s")
-        return self.socket.recv_multipart()
-
-    def call(self, payload, timeout: float = 5.0) -> dict:
-        """Send one request and return its decoded reply (the last frame)."""
-        self.send(payload)
-        return json.loads(self.receive(timeout)[-1])
-
-    def command(self, command: str, **properties) -> dict:
-        msg_id = uuid.uuid4().hex
-        reply = self.call({"id": msg_id, "command": command, "properties": properties})
-        assert reply["id"] == msg_id
-        return reply
-
-    def sent_without_reply(self, payload) -> None:
-        """Send `payload`, then a sentinel `status`; assert the sentinel's reply is the only one that comes.
-
-        The server handles one connection's requests in arrival order, so a reply to `payload` would come first.
-        """
-        self.send(payload)
-        sentinel = uuid.uuid4().hex
-        self.send({"id": sentinel, "command": "status", "properties": {}})
-        frames = self.receive()
-        reply = json.loads(frames[-1])
-        assert reply.get("id") == sentinel, f"unexpected reply {reply!r}"
-
-
-def circus_config(tmp_path, watchers: str) -> tuple[str, str]:
-    """A Circus ini on free ports with the given watcher sections; returns (path, control endpoint)."""
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
-    path = tmp_path / "circus.ini"
-    path.write_text(f"[circus]\nendpoint = {endpoint}\npubsub_endpoint = tcp://127.0.0.1:{free_port()}\n\n"
-                    + textwrap.dedent(watchers))
-    return str(path), endpoint
-
-
-def start_daemon(tmp_path, watchers: str, expect: dict[str, int]) -> tuple[Daemon, str]:
-    """Start gcircusd; return once the control channel answers and each watcher runs its expected count."""
-    config, endpoint = circus_config(tmp_path, watchers)
-    daemon = Daemon(config)
-    wire = Wire(endpoint)
-    try:
-        def ready():
-            if daemon.proc.poll() is not None:
-                raise AssertionError(f"gcircusd exited early:\n{daemon.output()}")
-            if not wire.socket.poll(0, zmq.POLLOUT):
-                return False
-            try:
-                return all(len(wire.command("list", name=w).get("pids", ())) == n for w, n in expect.items())
-            except AssertionError:
-                return False
-        wait_for(ready, 20, interval=0.05, message="gcircusd serving with its processes up")
-    except BaseException:
-        stop_daemon(daemon)
-        raise
-    finally:
-        wire.close()
-    return daemon, endpoint
-
-
-def stop_daemon(daemon: Daemon) -> None:
-    if daemon.proc.poll() is None:
-        daemon.signal(signal.SIGTERM)
-        try:
-            daemon.proc.wait(timeout=20)
-        except Exception:  # noqa: BLE001 - last resort so no process outlives the tests
-            daemon.signal(signal.SIGKILL)
-            daemon.proc.wait()
-    daemon._log.close()
-
-
-def snapshot(endpoint: str) -> dict:
-    """Every watcher's status and pids, as the daemon reports them."""
-    wire = Wire(endpoint)
-    try:
-        statuses = wire.command("status")["statuses"]
-        return {name: (status, wire.command("list", name=name)["pids"]) for name, status in statuses.items()}
-    finally:
-        wire.close()
 
 
 WATCHERS = """

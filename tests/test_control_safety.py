@@ -12,7 +12,9 @@ import zmq
 
 from gcircus.arbiter import Arbiter
 from gcircus.errors import ConfigError
-from tests.conftest import free_port, wait_for, write_config
+from tests.support.daemons import write_config
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 def _call(endpoint: str, command: str, **props) -> dict:

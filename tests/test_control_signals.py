@@ -8,9 +8,9 @@ import pytest
 from gcircus import linux
 from gcircus.control.commands import get_command
 from gcircus.control.errors import ArgumentError
-from tests.conftest import alive, wait_for
-from tests.test_control_mutate import (IGNORE_TERM, error, ignores_term, make_arbiter,  # noqa: F401 - a fixture
-                                       ok)
+from tests.support.control import error, ok
+from tests.support.processes import IGNORE_TERM, alive, ignores_term
+from tests.support.waiting import wait_for
 
 TREE = "/bin/sh -c '/bin/sleep 1000 & /bin/sleep 1001 & wait'"
 

@@ -8,7 +8,7 @@ import pytest
 from gevent import socket as gsocket
 
 from gcircus.control.discovery import DiscoveryError, DiscoveryResponder, parse_multicast_endpoint
-from tests.conftest import free_port
+from tests.support.ports import free_port
 
 
 def test_endpoint_must_be_an_ipv4_multicast_group():
@@ -37,7 +37,8 @@ def test_responder_answers_a_probe_with_the_control_endpoint():
 
 
 def test_daemon_answers_discovery_only_when_configured(tmp_path, daemon_factory):
-    from tests.conftest import wait_for, write_config
+    from tests.support.daemons import write_config
+    from tests.support.waiting import wait_for
 
     control = f"tcp://127.0.0.1:{free_port()}"
     port = free_port()
@@ -66,7 +67,7 @@ def test_daemon_answers_discovery_only_when_configured(tmp_path, daemon_factory)
 def test_bad_multicast_endpoint_is_a_config_error(tmp_path):
     from gcircus.arbiter import Arbiter
     from gcircus.errors import ConfigError
-    from tests.conftest import write_config
+    from tests.support.daemons import write_config
 
     path = write_config(tmp_path / "circus.ini", """
         [circus]

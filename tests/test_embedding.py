@@ -11,9 +11,11 @@ import sys
 from gevent import subprocess as gsubprocess
 
 from gcircus import linux
-from tests.conftest import alive, free_port, wait_for
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
-APP = os.path.join(os.path.dirname(__file__), "embedded_app.py")
+APP = os.path.join(os.path.dirname(__file__), "support", "children", "embedded_app.py")
 
 
 def fetch(port: int) -> dict | None:

@@ -32,7 +32,9 @@ from gcircus.client import Client
 from gcircus.consumer import Consumer
 from gcircus.events import EVENTS, frames
 from gcircus.watcher import Watcher
-from tests.conftest import alive, free_port, running_own_program, wait_for
+from tests.support.ports import free_port
+from tests.support.processes import alive, running_own_program
+from tests.support.waiting import wait_for
 
 PY = sys.executable
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +137,7 @@ class Rig:
             f"[circus]\nendpoint = {self.endpoint}\npubsub_endpoint = {self.pubsub}\n\n"
             "[watcher:sync]\ncmd = /bin/sleep 1000\nnumprocesses = 0\nautostart = false\n\n"
             + textwrap.dedent(watchers))
-        self.daemon = daemon_factory(str(config), cwd=str(REPO))  # cwd: hook configs import tests.hookfuncs
+        self.daemon = daemon_factory(str(config), cwd=str(REPO))  # cwd: hook configs import tests.support.hookfuncs
         self.client = Client(self.endpoint, timeout=10)
         wait_for(lambda: "gcircusd running" in self.daemon.output() or self.daemon.proc.poll() is not None,
                  message="gcircusd running")
@@ -443,9 +445,9 @@ def test_spawn_time_is_the_process_started_time(rig):
 
 def test_hook_success_for_after_spawn_comes_before_its_spawn(rig):
     r = rig(watcher(n=1, extra="""
-        hooks.before_spawn = tests.hookfuncs.record
-        hooks.after_spawn = tests.hookfuncs.record
-        hooks.before_reap = tests.hookfuncs.explode
+        hooks.before_spawn = tests.support.hookfuncs.record
+        hooks.after_spawn = tests.support.hookfuncs.record
+        hooks.before_reap = tests.support.hookfuncs.explode
         """))
     mark = r.mark()
     r.call("incr", name="w", waiting=True)

@@ -6,8 +6,8 @@ import time
 
 from gcircus.backoff import BACKOFF, GIVE_UP, OK, CrashLoopGuard
 from gcircus.watcher import Watcher
-from tests.conftest import wait_for
-from tests.test_watcher import Recorder
+from tests.support.recorders import WatcherRecorder
+from tests.support.waiting import wait_for
 
 FAST = {"attempts": 2, "window": 1.0, "retry_in": 0.3, "max_retry": 2}
 
@@ -32,7 +32,7 @@ def test_unlimited_retries():
 
 def test_crash_loop_backs_off_retries_then_gives_up_in_a_clear_state():
     watcher = Watcher("crashy", "sh -c 'exit 1'", flapping=FAST)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     cpu = os.times()
     began = time.monotonic()
     watcher.start()
@@ -49,7 +49,7 @@ def test_crash_loop_backs_off_retries_then_gives_up_in_a_clear_state():
 
 def test_check_flapping_false_keeps_respawning():
     watcher = Watcher("crashy", "sh -c 'exit 1'", check_flapping=False)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     try:
         watcher.start()
         wait_for(lambda: len(rec.of("spawn")) >= 6, message="respawns")
@@ -76,7 +76,7 @@ def test_manual_start_resets_back_off_and_stop_cancels_retry():
 
 def test_without_flapping_check_a_crash_loop_is_paced_not_spun():
     watcher = Watcher("crashy", "sh -c 'exit 1'", check_flapping=False)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     cpu = os.times()
     began = time.monotonic()
     try:
@@ -92,7 +92,7 @@ def test_without_flapping_check_a_crash_loop_is_paced_not_spun():
 
 def test_a_long_lived_process_killed_is_replaced_at_once_even_after_quick_exits():
     watcher = Watcher("w", "/bin/sleep 1000")
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     try:
         watcher.start()
         watcher._quick_exits = 5  # as if earlier processes had crashed quickly
@@ -107,7 +107,7 @@ def test_a_long_lived_process_killed_is_replaced_at_once_even_after_quick_exits(
 
 def test_killing_long_running_processes_does_not_count_as_flapping():
     watcher = Watcher("many", "/bin/sleep 1000", numprocesses=3, flapping={**FAST, "window": 1.0})
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     try:
         watcher.start()
         wait_for(lambda: all(p.age() >= 1.0 for p in watcher.processes.values()), message="processes older than 1 s")

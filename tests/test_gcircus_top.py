@@ -14,7 +14,8 @@ import zmq.green as zmq
 
 from gcircus.stats.channel import StatsLoop, StatsPublisher
 from gcircus.stats.top import WAITING, TopView, parse_topic, render
-from tests.conftest import PYTHON, wait_for
+from tests.support.processes import PYTHON
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ from gevent import subprocess as gsubprocess
 from gcircus import __version__
 from gcircus.cli.gcircusctl import main, usage_line
 from gcircus.control.commands import COMMANDS
-from tests.conftest import free_port, wait_for, write_config
-from tests.gcircusctl_support import (GCIRCUSCTL, ctl_env, no_endpoint_variables, running,  # noqa: F401
-                                      silent_router)
+from tests.support.daemons import write_config
+from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 def ctl(capsys, *argv: str) -> tuple[int, str, str]:

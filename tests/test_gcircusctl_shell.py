@@ -12,8 +12,9 @@ from gevent import subprocess as gsubprocess
 from gcircus.cli.ctlshell import ControlShell
 from gcircus.cli.gcircusctl import Session
 from gcircus.control.commands import COMMANDS
-from tests.conftest import free_port, wait_for
-from tests.gcircusctl_support import GCIRCUSCTL, ctl_env, no_endpoint_variables, running  # noqa: F401
+from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 def shell_session(config: str, script: str, **env: str) -> gsubprocess.CompletedProcess:

@@ -3,16 +3,10 @@ from __future__ import annotations
 
 import os
 
-from gevent import subprocess as gsubprocess
 
-from tests.conftest import GCIRCUSD, free_port, write_config
+from tests.support.daemons import run_cli, write_config
+from tests.support.ports import free_port
 from gcircus import __version__
-
-
-def run_cli(*args: str, timeout: float = 10) -> gsubprocess.CompletedProcess:
-    """Run gcircusd to completion with stdout and stderr captured separately."""
-    return gsubprocess.run(GCIRCUSD + list(args), stdout=gsubprocess.PIPE, stderr=gsubprocess.PIPE,
-                           timeout=timeout, text=True)
 
 
 def config_with_marker(tmp_path, watcher_options: str) -> tuple[str, str]:

@@ -10,8 +10,8 @@ import pytest
 from gevent import subprocess as gsubprocess
 
 from gcircus import linux
-from tests.conftest import wait_for
-from tests.test_gcircusd_signals import make_config
+from tests.support.daemons import make_config
+from tests.support.waiting import wait_for
 
 OBSERVATION = 1.5  # seconds of crash loop observed
 MAX_CPU_SHARE = 0.25  # of one core, over the observation

@@ -4,23 +4,11 @@ from __future__ import annotations
 import os
 import signal
 
-from gevent import subprocess as gsubprocess
 
 from gcircus import linux
-from tests.conftest import GCIRCUSD, alive, wait_for
-from tests.test_gcircusd_pidfile import marker_config, read_pid
-from tests.test_gcircusd_signals import make_config, started
-
-
-def launch(*args: str) -> gsubprocess.CompletedProcess:
-    return gsubprocess.run(GCIRCUSD + ["--daemon", *args], stdout=gsubprocess.PIPE, stderr=gsubprocess.PIPE,
-                           text=True, timeout=15)
-
-
-def stop_daemon(pid: int) -> None:
-    if alive(pid):
-        os.kill(pid, signal.SIGTERM)
-    wait_for(lambda: not alive(pid), message="daemon gone")
+from tests.support.daemons import launch_detached, make_config, marker_config, read_pid, started, stop_detached
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 def test_daemon_detaches_runs_its_children_and_stops_on_sigterm(tmp_path):
@@ -32,7 +20,7 @@ def test_daemon_detaches_runs_its_children_and_stops_on_sigterm(tmp_path):
         numprocesses = 2
         graceful_timeout = 2
         """)
-    result = launch("--pidfile", str(pidfile), "--log-output", str(log), config)
+    result = launch_detached("--pidfile", str(pidfile), "--log-output", str(log), config)
     pid = read_pid(pidfile)
     try:
         assert result.returncode == 0, result.stderr
@@ -53,7 +41,7 @@ def test_daemon_detaches_runs_its_children_and_stops_on_sigterm(tmp_path):
         assert "gcircusd stopped" in log.read_text()
     finally:
         if pid is not None:
-            stop_daemon(pid)
+            stop_detached(pid)
 
 
 def test_daemon_start_failure_is_reported_by_the_launching_command(tmp_path, daemon_factory):
@@ -62,7 +50,7 @@ def test_daemon_start_failure_is_reported_by_the_launching_command(tmp_path, dae
     first = daemon_factory(first_config, "--pidfile", str(pidfile))
     started(first, 1)
     second_config, second_marker = marker_config(tmp_path, "second.ini")
-    result = launch("--pidfile", str(pidfile), second_config)
+    result = launch_detached("--pidfile", str(pidfile), second_config)
     assert result.returncode == 1
     assert f"pid {first.pid}" in result.stderr
     assert not second_marker.exists()
@@ -75,7 +63,7 @@ def test_daemon_without_pidfile_is_found_through_its_children(tmp_path):
         [watcher:web]
         cmd = sh -c 'echo $PPID > {record}; exec sleep 1000'
         """)
-    result = launch(config)
+    result = launch_detached(config)
     pid = None
     try:
         assert result.returncode == 0, result.stderr
@@ -83,4 +71,4 @@ def test_daemon_without_pidfile_is_found_through_its_children(tmp_path):
         assert os.getsid(pid) != os.getsid(0)
     finally:
         if pid is not None:
-            stop_daemon(pid)
+            stop_detached(pid)

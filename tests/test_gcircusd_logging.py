@@ -9,9 +9,8 @@ import pytest
 from gevent import socket as gsocket
 from gevent import subprocess as gsubprocess
 
-from tests.conftest import GCIRCUSD, wait_for
-from tests.test_gcircusd_cli import run_cli
-from tests.test_gcircusd_signals import make_config
+from tests.support.daemons import GCIRCUSD, make_config, run_cli
+from tests.support.waiting import wait_for
 
 LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d gcircus\.[\w.]+\[\d+\] \[(DEBUG|INFO|WARNING|ERROR|CRITICAL)\] .+$")
 

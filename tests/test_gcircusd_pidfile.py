@@ -6,27 +6,9 @@ import signal
 
 from gevent import subprocess as gsubprocess
 
-from tests.conftest import GCIRCUSD, alive, wait_for
-from tests.test_gcircusd_signals import make_config, started
-
-
-def read_pid(path) -> int | None:
-    try:
-        return int(open(path).read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def marker_config(tmp_path, name: str = "circus.ini", circus: str = "") -> tuple[str, object]:
-    """A config whose watcher creates a marker file when it starts, so a refused start can be told apart."""
-    directory = tmp_path / name.replace(".ini", "")
-    directory.mkdir()
-    marker = directory / "started"
-    return make_config(directory, f"""
-        [watcher:web]
-        cmd = sh -c 'touch {marker}; exec sleep 1000'
-        graceful_timeout = 2
-        """, circus=circus), marker
+from tests.support.daemons import GCIRCUSD, marker_config, read_pid, started
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 def run_cli(*args: str) -> gsubprocess.CompletedProcess:

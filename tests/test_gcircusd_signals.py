@@ -2,42 +2,14 @@
 from __future__ import annotations
 
 import signal
-import textwrap
 import time
 
 import pytest
 from gevent import subprocess as gsubprocess
 
-from tests.conftest import alive, free_port, running_own_program, wait_for
-
-
-def make_config(tmp_path, watchers: str, circus: str = "") -> str:
-    """Write circus.ini: a [circus] section on free ports (plus `circus` lines), then the dedented `watchers` text."""
-    text = (f"[circus]\nendpoint = tcp://127.0.0.1:{free_port()}\n"
-            f"pubsub_endpoint = tcp://127.0.0.1:{free_port()}\n{textwrap.dedent(circus)}\n")
-    path = tmp_path / "circus.ini"
-    path.write_text(text + textwrap.dedent(watchers))
-    return str(path)
-
-
-def started(daemon, count: int, timeout: float = 10) -> list[int]:
-    """Wait until the daemon reports it is running with `count` children; return their pids."""
-    wait_for(lambda: "gcircusd running" in daemon.output(), timeout, message="gcircusd running")
-    return wait_for(lambda: len(daemon.children()) == count and daemon.children(), timeout,
-                    message=f"{count} children")
-
-
-def handles(pid: int, signum: int) -> bool:
-    """True once `pid` (the command itself, past any launcher exec) catches or ignores `signum`."""
-    if not running_own_program(pid):  # a child not exec'd yet shows gcircusd's own handlers
-        return False
-    bit = 1 << (signum - 1)
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            masks = {k: int(v, 16) for k, v in (line.split(":") for line in f) if k in ("SigCgt", "SigIgn")}
-    except OSError:
-        return False
-    return bool((masks.get("SigCgt", 0) | masks.get("SigIgn", 0)) & bit)
+from tests.support.daemons import make_config, started
+from tests.support.processes import alive, handles
+from tests.support.waiting import wait_for
 
 
 def started_handling(daemon, count: int, signum: int = signal.SIGTERM) -> list[int]:

@@ -10,8 +10,10 @@ import os
 import signal
 
 from gcircus.command_queue import MAX_QUEUED_COMMANDS
-from tests.conftest import running_own_program, wait_for
-from tests.hardening_control_support import Dealer, make_config, spawned
+from tests.support.control import Dealer
+from tests.support.daemons import circus_config
+from tests.support.processes import running_own_program, spawned
+from tests.support.waiting import wait_for
 
 # Ignores SIGTERM: a restart stays in its stop until the test kills the child. Records each spawn.
 STUCK = """sh -c 'echo $$ >> {record}; trap "" TERM; while :; do sleep 0.1; done'"""
@@ -23,7 +25,7 @@ while :; do sleep 0.1; done'"""
 
 def start(tmp_path, daemon_factory, command: str):
     record = tmp_path / "spawns"
-    config, endpoint = make_config(tmp_path, f"""
+    config, endpoint = circus_config(tmp_path, f"""
         [watcher:w]
         cmd = {command.format(record=record)}
         graceful_timeout = 120

@@ -12,7 +12,7 @@ import pytest
 from gcircus.client import Client
 from gcircus.config import MAX_CONFIG_FILE_SIZE, MAX_CONFIG_TOTAL_SIZE, load_config
 from gcircus.errors import QUOTED_VALUE_LIMIT, ConfigError
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 # An error line: the fixed text plus the quoted value cut at QUOTED_VALUE_LIMIT characters.
 SHORT = 4 * QUOTED_VALUE_LIMIT + 500

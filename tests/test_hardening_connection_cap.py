@@ -10,15 +10,16 @@ import os
 import re
 import socket
 
-from tests.conftest import wait_for
-from tests.hardening_control_support import Dealer, daemon_with_fd_limit, make_config
+from tests.support.control import Dealer
+from tests.support.daemons import circus_config, daemon_with_fd_limit
+from tests.support.waiting import wait_for
 
 FD_LIMIT = 256
 FLOOD = 300
 
 
 def test_a_connection_flood_leaves_fds_for_spawning(tmp_path):
-    config, endpoint = make_config(tmp_path, """
+    config, endpoint = circus_config(tmp_path, """
         [watcher:w]
         cmd = sleep 3600
         numprocesses = 2

@@ -20,7 +20,8 @@ from gevent import subprocess as gsubprocess
 
 from gcircus.arbiter import Arbiter
 from gcircus.watcher import Watcher
-from tests.conftest import alive, wait_for
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a second user and a root daemon need root")
 

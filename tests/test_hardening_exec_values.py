@@ -10,7 +10,9 @@ import pytest
 
 from gcircus.client import Client
 from gcircus.process import Process, SpawnError
-from tests.conftest import alive, wait_for, write_config
+from tests.support.daemons import write_config
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 def _config(tmp_path, extra_watcher: str = "", extra: str = "") -> str:

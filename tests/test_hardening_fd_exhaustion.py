@@ -14,7 +14,9 @@ import signal
 import psutil
 
 from gcircus.client import Client
-from tests.conftest import alive, wait_for, write_config
+from tests.support.daemons import write_config
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 def test_spawns_failing_for_lack_of_fds_are_retried_until_they_work(tmp_path, daemon_factory):

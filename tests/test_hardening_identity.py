@@ -16,7 +16,8 @@ from gcircus.config import load_config
 from gcircus.errors import ConfigError
 from gcircus.process import Process, SpawnError
 from gcircus.watcher import Watcher
-from tests.conftest import GCIRCUSD, free_port, write_config
+from tests.support.daemons import GCIRCUSD, write_config
+from tests.support.ports import free_port
 
 NO_PASSWD_UID = 54321
 

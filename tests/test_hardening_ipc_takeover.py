@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import socket
 
-from tests.conftest import wait_for
-from tests.hardening_control_support import Dealer, make_config
+from tests.support.control import Dealer
+from tests.support.daemons import circus_config
+from tests.support.waiting import wait_for
 
 
 def ipc_config(tmp_path, name: str) -> tuple[str, str]:
     directory = tmp_path / name
     directory.mkdir()
-    return make_config(directory, """
+    return circus_config(directory, """
         [watcher:w]
         cmd = sleep 3600
         """, endpoint=f"ipc://{tmp_path}/control.sock")

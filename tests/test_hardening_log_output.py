@@ -12,9 +12,9 @@ from gevent import subprocess as gsubprocess
 from gevent.socket import wait_read
 
 from gcircus.client import Client, NoDaemonError
-from tests.conftest import GCIRCUSD, wait_for
-from tests.hardening_log_support import FLOOD
-from tests.test_gcircusd_signals import make_config
+from tests.support.daemons import GCIRCUSD, make_config
+from tests.support.hookfuncs import FLOOD
+from tests.support.waiting import wait_for
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -96,7 +96,7 @@ def test_a_stalled_log_output_does_not_stop_supervision(stalled_daemon):
     proc, client, read_end = stalled_daemon("""
         [watcher:sleeper]
         cmd = sleep 1000
-        hooks.before_start = tests.hardening_log_support.flood_the_log
+        hooks.before_start = tests.support.hookfuncs.flood_the_log
         """, "--log-level", "debug")
     # The log has been blocked since its first line, and the hook logged FLOOD records on top of that.
     first = wait_for(lambda: pids(client), 30, message="the watcher's process")
@@ -192,7 +192,7 @@ def test_a_failed_greenlet_or_hook_is_logged_through_the_queue_not_printed_on_th
     proc, client, read_end = stalled_daemon("""
         [watcher:sleeper]
         cmd = sleep 1000
-        hooks.before_start = tests.hookfuncs.explode
+        hooks.before_start = tests.support.hookfuncs.explode
         """)
     wait_for(lambda: watcher_status(client) == "stopped", 30, message="the watcher refused by its hook")
     chunks: list[bytes] = []

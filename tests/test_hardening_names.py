@@ -12,7 +12,8 @@ import pytest
 import zmq
 
 from gcircus.client import Client
-from tests.conftest import wait_for, write_config
+from tests.support.daemons import write_config
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

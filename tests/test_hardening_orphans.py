@@ -12,7 +12,9 @@ import gevent
 
 from gcircus.client import Client
 from gcircus.watcher import Watcher
-from tests.conftest import alive, wait_for, write_config
+from tests.support.daemons import write_config
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 def _daemon(tmp_path, daemon_factory, watcher: str):

@@ -7,7 +7,9 @@ import gevent
 
 from gcircus.arbiter import Arbiter
 from gcircus.control.commands.base import get_command
-from tests.conftest import free_port, wait_for, write_config
+from tests.support.daemons import write_config
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 def live_greenlets() -> int:

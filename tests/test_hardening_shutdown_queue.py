@@ -9,8 +9,10 @@ import signal
 
 import pytest
 
-from tests.conftest import alive, running_own_program, wait_for
-from tests.hardening_control_support import Dealer, make_config, spawned
+from tests.support.control import Dealer
+from tests.support.daemons import circus_config
+from tests.support.processes import alive, running_own_program, spawned
+from tests.support.waiting import wait_for
 
 QUEUED = 20
 
@@ -36,7 +38,7 @@ SLOW = """sh -c 'echo $$ >> {record}; trap "sleep 1; exit 0" TERM; while :; do s
 @pytest.mark.parametrize("how", ["SIGTERM", "quit"])
 def test_shutdown_cancels_queued_restarts(tmp_path, daemon_factory, how):
     record = tmp_path / "spawns"
-    config, endpoint = make_config(tmp_path, f"""
+    config, endpoint = circus_config(tmp_path, f"""
         [watcher:slow]
         cmd = {SLOW.format(record=record)}
         """)
@@ -62,7 +64,7 @@ def test_shutdown_cancels_queued_restarts(tmp_path, daemon_factory, how):
 def test_second_sigint_kills_with_restarts_queued(tmp_path, daemon_factory):
     record = tmp_path / "spawns"
     # Ignores SIGTERM: only the second SIGINT's SIGKILL ends it (the graceful period is far beyond the deadline).
-    config, endpoint = make_config(tmp_path, f"""
+    config, endpoint = circus_config(tmp_path, f"""
         [watcher:slow]
         cmd = sh -c 'echo $$ >> {record}; trap "" TERM; while :; do sleep 0.1; done'
         graceful_timeout = 120

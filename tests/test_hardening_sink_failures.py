@@ -13,8 +13,8 @@ import pytest
 from gevent import subprocess as gsubprocess
 
 from gcircus.streams.outputs import WatcherOutputs
-from tests.conftest import PYTHON, wait_for
-from tests.streams_e2e_support import gcircusd  # noqa: F401 - fixture
+from tests.support.processes import PYTHON
+from tests.support.waiting import wait_for
 
 LINE = 100  # bytes per numbered line the writer prints
 
@@ -56,7 +56,7 @@ def complete_lines(path) -> int:
     return len(re.findall(rb"line \d{6} x*\n", data))
 
 
-def test_a_full_disk_is_reported_once_and_its_recovery_once(tiny_disk, gcircusd):  # noqa: F811
+def test_a_full_disk_is_reported_once_and_its_recovery_once(tiny_disk, gcircusd):
     filler = tiny_disk / "filler"
     filler.write_bytes(b"f" * 40 * 1024)
     log = tiny_disk / "out.log"
@@ -75,7 +75,7 @@ def test_a_full_disk_is_reported_once_and_its_recovery_once(tiny_disk, gcircusd)
     assert "Traceback" not in output
 
 
-def test_a_stop_on_a_full_disk_logs_exactly_what_was_not_written(tiny_disk, gcircusd):  # noqa: F811
+def test_a_stop_on_a_full_disk_logs_exactly_what_was_not_written(tiny_disk, gcircusd):
     log = tiny_disk / "out.log"
     count = 2000  # 200 KB into 64 KiB
     running = gcircusd(f"""

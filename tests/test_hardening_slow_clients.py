@@ -14,8 +14,9 @@ import zmq
 from gcircus.control.protocol import MAX_ID_SIZE
 from gcircus.control.outbox import BACKLOG_BYTES
 from gcircus.control.server import REPLY_HWM
-from tests.conftest import wait_for
-from tests.hardening_control_support import Dealer, make_config
+from tests.support.control import Dealer
+from tests.support.daemons import circus_config
+from tests.support.waiting import wait_for
 
 CLIENTS, REQUESTS = 5, 1000
 BIG = 100_000  # bytes of environment: every `options` reply carries them
@@ -32,7 +33,7 @@ def dropped(daemon) -> int:
 
 
 def test_replies_to_clients_that_never_read_are_dropped(tmp_path, daemon_factory):
-    config, endpoint = make_config(tmp_path, f"""
+    config, endpoint = circus_config(tmp_path, f"""
         [watcher:w]
         cmd = sleep 3600
 
@@ -70,7 +71,7 @@ def test_replies_to_clients_that_never_read_are_dropped(tmp_path, daemon_factory
 
 
 def test_an_oversized_request_id_is_refused(tmp_path, daemon_factory):
-    config, endpoint = make_config(tmp_path, """
+    config, endpoint = circus_config(tmp_path, """
         [watcher:w]
         cmd = sleep 3600
         """)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 import socket
 
-from tests.conftest import free_port, wait_for
-from tests.hardening_control_support import Dealer, daemon_with_fd_limit, make_config
+from tests.support.control import Dealer
+from tests.support.daemons import circus_config, daemon_with_fd_limit
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 FD_LIMIT = 256  # a channel keeps at most a quarter: 64 connections
 FLOOD = 300  # more than the fds gcircusd has: without the cap, spawning would fail with EMFILE
@@ -14,7 +16,7 @@ FLOOD = 300  # more than the fds gcircusd has: without the cap, spawning would f
 
 def test_a_flood_of_stats_subscribers_is_shed_past_the_cap(tmp_path):
     stats_port = free_port()
-    config, endpoint = make_config(tmp_path, """
+    config, endpoint = circus_config(tmp_path, """
         [watcher:w]
         cmd = sleep 3600
         """, circus=f"stats_endpoint = tcp://127.0.0.1:{stats_port}\n")

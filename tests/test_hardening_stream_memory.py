@@ -10,7 +10,7 @@ import os
 import tracemalloc
 
 from gcircus.streams.pump import READ_SIZE, PipeReader, StreamWriter
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 def test_reading_small_lines_never_allocates_the_read_size():

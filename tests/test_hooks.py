@@ -7,9 +7,10 @@ import time
 import pytest
 
 from gcircus.watcher import Watcher
-from tests import hookfuncs
-from tests.conftest import alive, wait_for
-from tests.test_watcher import Recorder
+from tests.support import hookfuncs
+from tests.support.processes import alive
+from tests.support.recorders import WatcherRecorder
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +32,7 @@ def names() -> list[str]:
 
 
 def test_every_lifecycle_hook_is_called_with_circus_kwargs():
-    hooks = {name: ("tests.hookfuncs.record", False) for name in
+    hooks = {name: ("tests.support.hookfuncs.record", False) for name in
              ("before_start", "after_start", "before_spawn", "after_spawn", "before_stop", "after_stop",
               "before_signal", "after_signal", "before_reap", "after_reap")}
     watcher = make(hooks)
@@ -48,29 +49,29 @@ def test_every_lifecycle_hook_is_called_with_circus_kwargs():
 
 
 def test_falsy_before_start_aborts_start():
-    watcher = make({"before_start": ("tests.hookfuncs.refuse", False)})
-    rec = Recorder(watcher)
+    watcher = make({"before_start": ("tests.support.hookfuncs.refuse", False)})
+    rec = WatcherRecorder(watcher)
     watcher.start()
     assert watcher.status() == "stopped" and watcher.pids == []
     assert rec.names() == ["hook_success"]
 
 
 def test_none_counts_as_failure_like_circus():
-    watcher = make({"before_start": ("tests.hookfuncs.returns_none", False)})
+    watcher = make({"before_start": ("tests.support.hookfuncs.returns_none", False)})
     watcher.start()
     assert watcher.status() == "stopped"
 
 
 def test_falsy_after_start_stops_watcher():
-    watcher = make({"after_start": ("tests.hookfuncs.refuse", False)})
-    rec = Recorder(watcher)
+    watcher = make({"after_start": ("tests.support.hookfuncs.refuse", False)})
+    rec = WatcherRecorder(watcher)
     watcher.start()
     assert watcher.status() == "stopped" and watcher.pids == []
     assert "stop" in rec.names()
 
 
 def test_falsy_after_spawn_kills_process_and_stops_watcher():
-    watcher = make({"after_spawn": ("tests.hookfuncs.refuse", False)})
+    watcher = make({"after_spawn": ("tests.support.hookfuncs.refuse", False)})
     watcher.start()
     pid = hookfuncs.CALLS[0][1]["pid"]
     wait_for(lambda: not alive(pid), message="refused process killed")
@@ -78,14 +79,14 @@ def test_falsy_after_spawn_kills_process_and_stops_watcher():
 
 
 def test_raising_hook_publishes_failure_and_aborts_unless_ignored():
-    watcher = make({"before_start": ("tests.hookfuncs.explode", False)})
-    rec = Recorder(watcher)
+    watcher = make({"before_start": ("tests.support.hookfuncs.explode", False)})
+    rec = WatcherRecorder(watcher)
     watcher.start()
     assert watcher.status() == "stopped"
     failure = rec.of("hook_failure")[0]
     assert failure["name"] == "before_start" and "hook exploded" in failure["error"]
 
-    ignoring = make({"before_start": ("tests.hookfuncs.explode", True)})
+    ignoring = make({"before_start": ("tests.support.hookfuncs.explode", True)})
     try:
         ignoring.start()
         assert ignoring.status() == "active"
@@ -94,7 +95,7 @@ def test_raising_hook_publishes_failure_and_aborts_unless_ignored():
 
 
 def test_failing_before_stop_is_ignored_by_default():
-    watcher = make({"before_stop": ("tests.hookfuncs.explode", False)})
+    watcher = make({"before_stop": ("tests.support.hookfuncs.explode", False)})
     watcher.start()
     pid = watcher.pids[0]
     watcher.stop()
@@ -102,8 +103,8 @@ def test_failing_before_stop_is_ignored_by_default():
 
 
 def test_hook_past_its_timeout_is_abandoned_and_counts_as_failure():
-    watcher = make({"before_start": ("tests.hookfuncs.hang", False)}, hook_timeout=0.2)
-    rec = Recorder(watcher)
+    watcher = make({"before_start": ("tests.support.hookfuncs.hang", False)}, hook_timeout=0.2)
+    rec = WatcherRecorder(watcher)
     began = time.monotonic()
     watcher.start()
     assert time.monotonic() - began < 10
@@ -114,7 +115,7 @@ def test_hook_past_its_timeout_is_abandoned_and_counts_as_failure():
 def test_blocking_hook_does_not_block_other_watchers():
     import gevent
 
-    slow = make({"before_start": ("tests.hookfuncs.hang", True)}, hook_timeout=1)
+    slow = make({"before_start": ("tests.support.hookfuncs.hang", True)}, hook_timeout=1)
     other = Watcher("other", "/bin/sleep 1000")
     try:
         job = gevent.spawn(slow.start)
@@ -129,8 +130,8 @@ def test_blocking_hook_does_not_block_other_watchers():
 
 
 def test_before_signal_refusal_suppresses_signal_but_sigkill_still_sent():
-    watcher = make({"before_signal": ("tests.hookfuncs.refuse", False)}, graceful_timeout=0.3)
-    rec = Recorder(watcher)
+    watcher = make({"before_signal": ("tests.support.hookfuncs.refuse", False)}, graceful_timeout=0.3)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     pid = watcher.pids[0]
     watcher.stop()
@@ -141,9 +142,9 @@ def test_before_signal_refusal_suppresses_signal_but_sigkill_still_sent():
 
 def test_unknown_hook_name_or_import_error_refuses_to_build():
     with pytest.raises(ValueError, match="unknown hook"):
-        make({"before_explode": ("tests.hookfuncs.record", False)})
+        make({"before_explode": ("tests.support.hookfuncs.record", False)})
     with pytest.raises(ValueError, match="cannot import"):
-        make({"before_start": ("tests.hookfuncs.nope", False)})
+        make({"before_start": ("tests.support.hookfuncs.nope", False)})
 
 
 def test_hook_reads_watcher_state():

@@ -18,7 +18,10 @@ from gevent import subprocess as gsubprocess
 from gcircus import linux
 from gcircus.client import CallError, Client
 from gcircus.plugins import load_plugin_class
-from tests.conftest import GCIRCUSD, alive, free_port, wait_for, write_config
+from tests.support.daemons import GCIRCUSD, write_config
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 KINDS = ["gcircusd", "circusd"]
 WEB = """

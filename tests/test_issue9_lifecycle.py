@@ -16,8 +16,9 @@ import pytest
 from gcircus.backoff import BACKOFF, OK, CrashLoopGuard
 from gcircus.client import Client
 from gcircus.watcher import Watcher
-from tests.conftest import alive, wait_for
-from tests.test_gcircusd_signals import make_config
+from tests.support.daemons import make_config
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 BACKOFF_LINE = re.compile(r"\[WARNING\] watcher 'crash' is flapping .* retrying in [\d.]+s \(retry (\S+)(?: of \d+)?\)")
 GAVE_UP_LINE = re.compile(r"\[(?:WARNING|ERROR)\] watcher 'crash' is flapping and gave up after (\d+) retries")

@@ -18,9 +18,11 @@ from gcircus.cli import gcircus_plugin, gcircus_top, gcircusctl, gcircusd, gcirc
 from gcircus.config import load_config
 from gcircus.errors import ConfigError
 from gcircus.suggest import closest, edit_distance
-from tests.conftest import GCIRCUSD, alive, free_port, wait_for, write_config
-from tests.gcircusctl_support import (GCIRCUSCTL, ctl_env, no_endpoint_variables, running,  # noqa: F401
-                                      silent_router, start_daemon)
+from tests.support.daemons import GCIRCUSD, write_config
+from tests.support.gcircusctl import GCIRCUSCTL, ctl_env, start_sleepers
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -302,14 +304,14 @@ def test_options_keys_match_a_running_circusd(tmp_path, daemon_factory):
         autostart = true
         copy_path = false
         rlimit_nofile = 1000
-        hooks.extended_stats = tests.hookfuncs.record
+        hooks.extended_stats = tests.support.hookfuncs.record
         virtualenv_py_ver = 3.11
         flapping.attempts = 3
         my_free_option = yes
         """)
     (tmp_path / "g").mkdir()
-    indented = textwrap.indent(extra.strip(), " " * 8).lstrip()  # start_daemon's template is indented by 8
-    gcircus_keys = set(start_daemon(daemon_factory, tmp_path / "g", extra=indented).call("options", name="sleeper")
+    indented = textwrap.indent(extra.strip(), " " * 8).lstrip()  # start_sleepers's template is indented by 8
+    gcircus_keys = set(start_sleepers(daemon_factory, tmp_path / "g", extra=indented).call("options", name="sleeper")
                        ["options"])
     circus_keys = circusd_option_keys(tmp_path / "c", extra)
     assert gcircus_keys == circus_keys - {"__name__"}

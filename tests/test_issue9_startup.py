@@ -5,10 +5,10 @@ import re
 import socket
 
 from gcircus import linux
-from tests.conftest import alive, free_port, wait_for
-from tests.test_gcircusd_daemon import launch, stop_daemon
-from tests.test_gcircusd_pidfile import read_pid
-from tests.test_gcircusd_signals import make_config
+from tests.support.daemons import launch_detached, make_config, read_pid, stop_detached
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 def _program(pid: int) -> str:
@@ -42,7 +42,7 @@ def test_daemon_whose_watcher_cannot_spawn_exits_1_with_the_reason_and_leaves_no
         [watcher:x]
         cmd = nosuchcmd
         """)
-    result = launch("--pidfile", str(pidfile), "--log-output", str(log), config)
+    result = launch_detached("--pidfile", str(pidfile), "--log-output", str(log), config)
     text = log.read_text()
     pid = daemon_pid(text)
     try:
@@ -55,7 +55,7 @@ def test_daemon_whose_watcher_cannot_spawn_exits_1_with_the_reason_and_leaves_no
         assert not pidfile.exists()
         assert "watcher 'fine' stopped" in text
     finally:
-        stop_daemon(pid)
+        stop_detached(pid)
 
 
 def test_daemon_can_be_started_again_as_soon_as_its_launcher_reported_a_failure(tmp_path):
@@ -72,18 +72,18 @@ def test_daemon_can_be_started_again_as_soon_as_its_launcher_reported_a_failure(
         cmd = /bin/sleep 1000
         """, circus)
     log = tmp_path / "gcircusd.log"
-    first = launch("--pidfile", str(pidfile), "--log-output", str(tmp_path / "first.log"), failing)
+    first = launch_detached("--pidfile", str(pidfile), "--log-output", str(tmp_path / "first.log"), failing)
     failed_pid = daemon_pid((tmp_path / "first.log").read_text())
-    second = launch("--pidfile", str(pidfile), "--log-output", str(log), fixed)
+    second = launch_detached("--pidfile", str(pidfile), "--log-output", str(log), fixed)
     pid = read_pid(pidfile)
     try:
         assert first.returncode == 1, first.stderr
         assert second.returncode == 0, second.stderr  # same pidfile and endpoints: all given up in time
         assert pid is not None and pid != failed_pid
     finally:
-        stop_daemon(failed_pid)
+        stop_detached(failed_pid)
         if pid is not None:
-            stop_daemon(pid)
+            stop_detached(pid)
 
 
 def undecided_hook_config(tmp_path, pidfile, log) -> str:
@@ -91,7 +91,7 @@ def undecided_hook_config(tmp_path, pidfile, log) -> str:
     return make_config(tmp_path, STUBBORN + """
         [watcher:x]
         cmd = /bin/sleep 1000
-        hooks.before_start = tests.startup_support.undecided
+        hooks.before_start = tests.support.hookfuncs.undecided
         """, f"pidfile = {pidfile}\nlogoutput = {log}\n")
 
 
@@ -109,7 +109,7 @@ def test_any_start_up_crash_with_a_log_file_is_also_printed_on_stderr(tmp_path, 
 
 def test_any_start_up_crash_is_printed_by_the_launching_command(tmp_path):
     pidfile, log = tmp_path / "gcircusd.pid", tmp_path / "gcircusd.log"
-    result = launch(undecided_hook_config(tmp_path, pidfile, log))
+    result = launch_detached(undecided_hook_config(tmp_path, pidfile, log))
     text = log.read_text()
     pid = daemon_pid(text)
     try:
@@ -117,7 +117,7 @@ def test_any_start_up_crash_is_printed_by_the_launching_command(tmp_path):
         assert CRASH in result.stderr and "exited during start-up" not in result.stderr
         assert not pidfile.exists() and "watcher 'fine' stopped" in text
     finally:
-        stop_daemon(pid)
+        stop_detached(pid)
 
 
 def test_daemon_with_a_watcher_retrying_forever_starts_and_warns(tmp_path):
@@ -131,7 +131,7 @@ def test_daemon_with_a_watcher_retrying_forever_starts_and_warns(tmp_path):
         cmd = /bin/sleep 1000
         priority = -1
         """)
-    result = launch("--pidfile", str(pidfile), "--log-output", str(tmp_path / "gcircusd.log"), config)
+    result = launch_detached("--pidfile", str(pidfile), "--log-output", str(tmp_path / "gcircusd.log"), config)
     pid = read_pid(pidfile)
     try:
         assert result.returncode == 0, result.stderr
@@ -142,7 +142,7 @@ def test_daemon_with_a_watcher_retrying_forever_starts_and_warns(tmp_path):
                  timeout=30, message="the 'fine' watcher's one process")
     finally:
         if pid is not None:
-            stop_daemon(pid)
+            stop_detached(pid)
 
 
 def test_a_crash_looping_command_is_not_a_start_up_failure(tmp_path):
@@ -151,14 +151,14 @@ def test_a_crash_looping_command_is_not_a_start_up_failure(tmp_path):
         [watcher:crash]
         cmd = false
         """)
-    result = launch("--pidfile", str(pidfile), "--log-output", str(tmp_path / "gcircusd.log"), config)
+    result = launch_detached("--pidfile", str(pidfile), "--log-output", str(tmp_path / "gcircusd.log"), config)
     pid = read_pid(pidfile)
     try:
         assert result.returncode == 0, result.stderr
         assert result.stderr == ""
     finally:
         if pid is not None:
-            stop_daemon(pid)
+            stop_detached(pid)
 
 
 def busy_endpoint_config(tmp_path, port: int, logoutput: str) -> str:
@@ -196,7 +196,7 @@ def test_start_failure_with_a_log_file_is_printed_by_the_launching_command(tmp_p
     log = tmp_path / "gcircusd.log"
     config = busy_endpoint_config(tmp_path, port, str(log))
     try:
-        result = launch(config)
+        result = launch_detached(config)
     finally:
         holder.close()
     assert result.returncode == 1

@@ -10,15 +10,14 @@ import os
 
 import gevent
 
-from tests.conftest import wait_for
-from tests.streams_e2e_support import gcircusd  # noqa: F401 - fixture
+from tests.support.waiting import wait_for
 
 
 def exists_empty(*paths) -> bool:
     return all(os.path.exists(p) and os.path.getsize(p) == 0 for p in paths)
 
 
-def test_every_file_sink_creates_its_file_when_the_watcher_starts(tmp_path, gcircusd):  # noqa: F811
+def test_every_file_sink_creates_its_file_when_the_watcher_starts(tmp_path, gcircusd):
     files = {name: tmp_path / f"{name}.log" for name in ("err", "out", "watched", "wid-1", "wid-2")}
     running = gcircusd(f"""
         [watcher:silent]
@@ -43,7 +42,7 @@ def test_every_file_sink_creates_its_file_when_the_watcher_starts(tmp_path, gcir
     assert len(running.pids("silent")) == 1
 
 
-def test_a_stream_file_that_cannot_be_created_is_a_retried_sink_failure(tmp_path, gcircusd):  # noqa: F811
+def test_a_stream_file_that_cannot_be_created_is_a_retried_sink_failure(tmp_path, gcircusd):
     blocker = tmp_path / "logs"
     blocker.write_text("a file where the log directory should be\n")
     log = blocker / "out.log"

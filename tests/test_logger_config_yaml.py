@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import GCIRCUSD, write_config
+from tests.support.daemons import GCIRCUSD, write_config
 
 
 @pytest.mark.skipif(importlib.util.find_spec("yaml") is not None, reason="PyYAML is installed here")

@@ -14,8 +14,10 @@ from gevent import socket as gsocket
 
 from gcircus.plugins.resource_watcher import ResourceWatcher, _memory_limit
 from gcircus.plugins.statsd import StatsdClient
-from tests.conftest import alive, free_port, wait_for
-from tests.plugins_support import plugin, supervised, udp_listener
+from tests.support.plugins import plugin, supervised, udp_listener
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 SLEEPER = {"cmd": "/bin/sleep 1000", "graceful_timeout": 5}
 

@@ -7,7 +7,9 @@ import sys
 
 from gevent import socket as gsocket
 
-from tests.conftest import free_port, wait_for, write_config
+from tests.support.daemons import write_config
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 
 def test_circus_statsd_plugin_section_runs_unchanged_inside_gcircusd(tmp_path, daemon_factory):

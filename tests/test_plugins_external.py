@@ -11,8 +11,11 @@ from circus.plugins import CircusPlugin as TornadoCircusPlugin
 
 from gcircus.client import Client
 from gcircus.plugins import CircusPlugin
-from tests.conftest import alive, free_port, wait_for, write_config
-from tests.plugins_support import plugin, supervised
+from tests.support.daemons import write_config
+from tests.support.plugins import plugin, supervised
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

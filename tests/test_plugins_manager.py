@@ -10,8 +10,8 @@ from gcircus.arbiter import Arbiter
 from gcircus.events import res_name
 from gcircus.plugins import NativePlugin, PluginManager
 from gcircus.plugins.statsd import StatsdEmitter
-from tests.conftest import wait_for
-from tests.plugins_support import plugin, supervised
+from tests.support.plugins import plugin, supervised
+from tests.support.waiting import wait_for
 
 SLEEPER = {"cmd": "/bin/sleep 1000", "graceful_timeout": 5}
 

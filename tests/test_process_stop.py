@@ -17,7 +17,8 @@ from gevent import subprocess as gsubprocess
 from gcircus import linux
 from gcircus.process import Process
 from gcircus.watcher import Watcher
-from tests.conftest import alive, wait_for
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 PYTHON = sys.executable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -28,7 +28,9 @@ from gevent import subprocess as gsubprocess
 
 from gcircus.client import Client
 from gcircus.config import load_config
-from tests.conftest import alive, free_port, wait_for
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_INI = os.path.join(ROOT, "conf", "app.ini")

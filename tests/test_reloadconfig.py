@@ -4,66 +4,16 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import textwrap
 
 import gevent
 import pytest
 import zmq.green as zmq
 
-from gcircus.client import Client
-from tests.conftest import alive, free_port, wait_for
-
-GCIRCUSCTL = [sys.executable, "-m", "gcircus.cli.gcircusctl"]
-
-
-class Setup:
-    def __init__(self, tmp_path, daemon_factory):
-        self.path = tmp_path / "circus.ini"
-        self.endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.pubsub = f"tcp://127.0.0.1:{free_port()}"
-        self.daemon_factory = daemon_factory
-        self.daemon = None
-        self.client = None
-
-    def write(self, watchers: str, circus: str = "") -> None:
-        head = f"[circus]\nendpoint = {self.endpoint}\npubsub_endpoint = {self.pubsub}\n{textwrap.dedent(circus)}\n"
-        self.path.write_text(head + textwrap.dedent(watchers))
-
-    def start(self, watchers: str, counts: dict[str, int]):
-        self.write(watchers)
-        self.daemon = self.daemon_factory(str(self.path))
-        wait_for(lambda: "gcircusd running" in self.daemon.output() or self.daemon.proc.poll() is not None, 15,
-                 message="gcircusd running")
-        assert self.daemon.proc.poll() is None, self.daemon.output()
-        self.client = Client(self.endpoint, timeout=20)
-        for name, count in counts.items():
-            self.wait_pids(name, count)
-        return self
-
-    def call(self, command: str, **props) -> dict:
-        return self.client.call(command, **props)
-
-    def pids(self, name: str) -> list[int]:
-        return self.call("list", name=name)["pids"]
-
-    def wait_pids(self, name: str, count: int) -> list[int]:
-        return wait_for(lambda: (lambda p: len(p) == count and p)(self.pids(name)), 15,
-                        message=f"{count} processes of {name}")
-
-    def watchers(self) -> list[str]:
-        return self.call("list")["watchers"]
-
-    def close(self):
-        if self.client is not None:
-            self.client.close()
-
-
-@pytest.fixture
-def setup(tmp_path, daemon_factory):
-    s = Setup(tmp_path, daemon_factory)
-    yield s
-    s.close()
+from tests.support.gcircusctl import GCIRCUSCTL
+from tests.support.ports import free_port
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 BASE = """

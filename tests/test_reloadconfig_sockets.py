@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import socket
 
-from tests.conftest import free_port, wait_for
-from tests.test_reloadconfig import Setup, setup  # noqa: F401 - the fixture
-from tests.test_sockets import SERVER, ask
+from tests.support.ports import free_port
+from tests.support.sockets import SERVER, ask
+from tests.support.waiting import wait_for
 
 
 def config(app, web_port: int, api_port: int | None = None, web_socket: bool = True, api_watcher: bool = True,

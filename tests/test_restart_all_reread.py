@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import socket
 
-from tests.conftest import free_port, wait_for
-from tests.hardening_control_support import Dealer, make_config, spawned
+from tests.support.control import Dealer
+from tests.support.daemons import circus_config
+from tests.support.ports import free_port
+from tests.support.processes import spawned
+from tests.support.waiting import wait_for
 
 # Records each spawn; stops at once on SIGTERM.
 RECORDED = """sh -c 'echo $$ >> {record}; exec sleep 3600'"""
@@ -12,7 +15,7 @@ RECORDED = """sh -c 'echo $$ >> {record}; exec sleep 3600'"""
 
 def start(tmp_path, daemon_factory):
     record = tmp_path / "spawns"
-    config, endpoint = make_config(tmp_path, f"""
+    config, endpoint = circus_config(tmp_path, f"""
         [watcher:w]
         cmd = {RECORDED.format(record=record)}
         """)

@@ -16,40 +16,12 @@ from circus.client import CircusClient, make_message
 
 from gcircus.client import Client
 from gcircus.sockets import CircusSocket, Sockets, SocketError, named_sockets
-from tests.conftest import free_port, wait_for, write_config
+from tests.support.daemons import write_config
+from tests.support.ports import free_port
+from tests.support.sockets import SERVER, ask
+from tests.support.waiting import wait_for
 
 PY = sys.executable
-
-# Serves `<pid>:<data>` to every connection on the fd given as argv[1] ("stdin" means fd 0). Options: argv[2] is a
-# delay before the first accept, argv[3] an idle timeout after which the process exits (0: never). Like a real
-# worker it stops gracefully: SIGTERM exits at once while it waits, but is held back (blocked) from accept() until
-# the reply is sent, so a connection it took is answered (dying mid-request would reset it, as a restart under load
-# showed). It opens no fd of its own: the tests count the fds a child holds.
-SERVER = r"""
-import os, select, signal, socket, sys, time
-fd = 0 if sys.argv[1] == "stdin" else int(sys.argv[1])
-delay = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
-idle = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
-signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
-s = socket.socket(fileno=fd)
-s.setblocking(False)  # siblings share the listening socket: accept() must not block once one of them took it
-time.sleep(delay)
-while True:
-    if not select.select([s], [], [], idle or None)[0]:
-        sys.exit(0)
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-    try:
-        conn, _ = s.accept()
-    except BlockingIOError:
-        conn = None
-    if conn is not None:
-        conn.settimeout(5)
-        data = conn.recv(1024)
-        conn.sendall(str(os.getpid()).encode() + b":" + data)
-        conn.close()
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
-"""
-
 
 # -- CircusSocket / Sockets --------------------------------------------------------------------------------------
 
@@ -182,18 +154,6 @@ def start(daemon_factory, tmp_path, sections: str, ready=None):
 
 def port_of(client, name):
     return next(s["port"] for s in client.call("listsockets")["sockets"] if s["name"] == name)
-
-
-def ask(address, data=b"hello", family=socket.AF_INET, timeout=10.0) -> tuple[int, bytes]:
-    with socket.socket(family) as conn:
-        conn.settimeout(timeout)
-        conn.connect(address)
-        conn.sendall(data)
-        reply = b""
-        while chunk := conn.recv(1024):
-            reply += chunk
-    pid, _, echoed = reply.partition(b":")
-    return int(pid), echoed
 
 
 def pids(client, name):
@@ -386,8 +346,7 @@ def test_on_demand_watchers_sharing_a_socket_all_start_on_the_first_connection(d
         """)
     try:
         port = port_of(client, "web")
-        gevent_sleep = __import__("gevent").sleep
-        gevent_sleep(0.5)
+        wait_for(lambda: "gcircusd running" in daemon.output(), message="start-up over")  # nothing starts them now
         assert client.call("status")["statuses"] == {"first": "stopped", "second": "stopped"}
         pid, data = ask(("127.0.0.1", port), b"wake")
         assert data == b"wake"

@@ -16,7 +16,7 @@ import pytest
 
 from gcircus.process import Process, SpawnError
 from gcircus.watcher import Watcher
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="changing uid/gid or raising a hard limit needs root")
 

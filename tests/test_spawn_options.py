@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from gcircus.process import Process, SpawnError
 from gcircus.watcher import Watcher
 
@@ -538,7 +538,7 @@ def test_parent_death_signal_fast_path_uses_setpriv_and_still_reports_spawn_erro
     assert launcher[1:] == ["--pdeathsig", "TERM", "--"]
     process = Process("p", 1, "/bin/sleep 1000", pdeathsig=signal.SIGTERM, pipe_stdout=False, pipe_stderr=False)
     try:
-        from tests.conftest import wait_for
+        from tests.support.waiting import wait_for
         wait_for(lambda: open(f"/proc/{process.pid}/cmdline", "rb").read() == b"/bin/sleep\x001000\x00",
                  message="setpriv exec'd the command")
     finally:

@@ -22,7 +22,8 @@ from gcircus import get_arbiter, linux, procinfo
 from gcircus.control.endpoints import EndpointNotAllowed
 from gcircus.stats import ProcessGone, ProcessSampler, StatsService, aggregate
 from gcircus.stats.channel import StatsLoop, StatsPublisher
-from tests.conftest import free_port, wait_for
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 INFO_FIELDS = {"mem_info1", "mem_info2", "cpu", "mem", "ctime", "pid", "username", "nice", "create_time", "age",
                "cmdline", "children"}

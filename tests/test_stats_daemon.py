@@ -13,7 +13,10 @@ import zmq.green as zmq
 from gevent import subprocess as gsubprocess
 
 from gcircus.client import CallError, Client
-from tests.conftest import PYTHON, free_port, wait_for, write_config
+from tests.support.daemons import write_config
+from tests.support.ports import free_port
+from tests.support.processes import PYTHON
+from tests.support.waiting import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INFO_FIELDS = {"mem_info1", "mem_info2", "cpu", "mem", "ctime", "pid", "username", "nice", "create_time", "age",

@@ -10,7 +10,7 @@ import gevent
 
 from gcircus.streams import pump
 from gcircus.streams.pump import PipeReader, StreamWriter
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 class ListSink:

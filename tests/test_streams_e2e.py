@@ -1,7 +1,7 @@
 """Output streams end to end: real gcircusd daemons, real children, real files (issue 4).
 
-Every child is tests/streams_e2e_child.py, which writes a known, deterministic output; the tests read the files
-the daemon wrote and compare them with it byte for byte. This file: capture, file names and line framing.
+Every child is tests/support/children/stream_writer.py, which writes a known, deterministic output; the tests read
+the files the daemon wrote and compare them with it byte for byte. This file: capture, file names and line framing.
 """
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import signal
 
 import pytest
 
-from tests import streams_e2e_child as child
-from tests.conftest import wait_for
-from tests.streams_e2e_support import CHILD, diff_at, file_holds, gcircusd, read  # noqa: F401 - fixture
+from tests.support.children import stream_writer as child
+from tests.support.streams import CHILD, diff_at, file_holds, read
+from tests.support.waiting import wait_for
 
 
 # -- byte-exact capture --------------------------------------------------------------------------------------------
@@ -108,7 +108,7 @@ def test_lines_longer_than_the_read_size_arrive_whole(tmp_path, gcircusd):
     assert all(prefix.match(line) for line in lines[:-1])
 
 
-@pytest.mark.parametrize("sink", ["FileStream", "tests.streams_e2e_sinks.SlowFileStream"])
+@pytest.mark.parametrize("sink", ["FileStream", "tests.support.sinks.SlowFileStream"])
 def test_child_killed_mid_burst_has_all_its_output_in_the_file_at_reap(tmp_path, gcircusd, sink):
     # The slow sink (20 MB/s) makes sure a backlog is still queued when the child dies.
     counter = tmp_path / "counter"

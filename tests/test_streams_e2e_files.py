@@ -12,9 +12,9 @@ import subprocess
 import gevent
 import pytest
 
-from tests import streams_e2e_child as child
-from tests.conftest import wait_for
-from tests.streams_e2e_support import CHILD, file_holds, gcircusd, read  # noqa: F401 - fixture
+from tests.support.children import stream_writer as child
+from tests.support.streams import CHILD, file_holds, read
+from tests.support.waiting import wait_for
 
 END = re.compile(rb"END (\d+)\n\Z")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import re
 
-from tests import streams_e2e_child as child
-from tests.conftest import wait_for
-from tests.streams_e2e_support import CHILD, file_holds, gcircusd, read  # noqa: F401 - fixture
+from tests.support.children import stream_writer as child
+from tests.support.streams import CHILD, file_holds, read
+from tests.support.waiting import wait_for
 
 
 def output_lines(running) -> list[bytes]:
@@ -71,7 +71,7 @@ def test_live_set_of_the_filename_sends_new_processes_to_the_new_file_and_keeps_
     running = gcircusd(f"""
         [watcher:tagged]
         cmd = {CHILD} hello GEN
-        stdout_stream.class = tests.streams_e2e_sinks.TaggedFileStream
+        stdout_stream.class = tests.support.sinks.TaggedFileStream
         stdout_stream.filename = {first}
         """)
     [old] = running.pids("tagged")

@@ -1,7 +1,7 @@
 """The suite's own guarantees hold when its files run in parallel (scripts/test runs pytest-xdist workers).
 
-Each worker is a separate process and a child subreaper of its own, so the leak check of conftest.py sees and
-kills what a test in that worker left running, daemonized grandchildren included; and free_port() never hands the
+Each worker is a separate process and a child subreaper of its own, so the leak check (tests.support.isolation) sees
+and kills what a test in that worker left running, daemonized grandchildren included; and free_port() never hands the
 same port to two processes, which bind(0) alone would do (it only says a port is free at that instant).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from gcircus import linux
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-INNER_CONFTEST = "from tests.conftest import no_leaked_processes  # noqa: F401 - the autouse leak check\n"
+INNER_CONFTEST = "pytest_plugins = ['tests.support.isolation']  # the leak check, as in tests/conftest.py\n"
 INNER_TESTS = {
     "test_leaks_a_child.py": """
 import subprocess
@@ -75,7 +75,7 @@ def test_each_xdist_worker_fails_and_kills_what_its_tests_leave_running(tmp_path
 FREE_PORTS = f"""
 import json, sys
 sys.path.insert(0, {REPO!r})
-from tests.conftest import free_port
+from tests.support.ports import free_port
 print(json.dumps([free_port() for _ in range(50)]))
 """
 
@@ -95,7 +95,7 @@ def test_free_port_never_gives_two_processes_the_same_port():
 
 SIGNAL_TESTS = {"test_child_signals.py": """
 import signal, subprocess
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 def ignored(pid):
     with open(f"/proc/{pid}/status") as f:
@@ -124,7 +124,8 @@ def test_children_get_default_stop_signals_when_the_run_started_with_them_ignore
 def test_a_child_between_fork_and_exec_is_not_taken_for_its_command():
     """Its signal masks are its parent's (here pytest's SIGINT handler): a test waiting for the command's trap
     must not take them for it, or it signals the command before the trap exists (a flaky PDEATHSIG test did)."""
-    from tests.conftest import running_own_program, wait_for
+    from tests.support.processes import running_own_program
+    from tests.support.waiting import wait_for
 
     release_r, release_w = os.pipe()
     pid = os.fork()

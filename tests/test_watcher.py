@@ -10,27 +10,14 @@ import gevent
 import psutil
 import pytest
 
-from gcircus.events import message
 from gcircus.streams import outputs
 from gcircus.watcher import Watcher
-from tests.conftest import alive, running_own_program, wait_for
+from tests.support.processes import alive, running_own_program
+from tests.support.recorders import WatcherRecorder
+from tests.support.waiting import wait_for
 
 PY = sys.executable
 IGNORE_TERM = f"{PY} -c \"import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(1000)\""
-
-
-class Recorder:
-    """Collects a watcher's events as (event, message) pairs."""
-
-    def __init__(self, watcher: Watcher):
-        self.events: list[tuple[str, dict]] = []
-        watcher.subscribe(lambda event: self.events.append((event.name, message(event))))
-
-    def names(self) -> list[str]:
-        return [e for e, _ in self.events]
-
-    def of(self, name: str) -> list[dict]:
-        return [m for e, m in self.events if e == name]
 
 
 @pytest.fixture
@@ -50,7 +37,7 @@ def make_watcher():
 
 def test_start_spawns_numprocesses_and_publishes_spawn_then_start(make_watcher):
     watcher = make_watcher(numprocesses=3)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     result = watcher.start()
     assert watcher.status() == "active"
     assert sorted(result["started"]) == sorted(watcher.pids)
@@ -61,7 +48,7 @@ def test_start_spawns_numprocesses_and_publishes_spawn_then_start(make_watcher):
 
 def test_killed_child_is_replaced_and_reaped_with_signal_exit_code(make_watcher):
     watcher = make_watcher(numprocesses=2)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     victim = watcher.pids[0]
     os.kill(victim, signal.SIGKILL)
@@ -74,7 +61,7 @@ def test_killed_child_is_replaced_and_reaped_with_signal_exit_code(make_watcher)
 
 def test_exit_code_of_natural_death_is_reported(make_watcher):
     watcher = make_watcher(cmd="sh -c 'read x; exit 3'", close_child_stdin=True, respawn=False)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     wait_for(lambda: rec.of("reap"), message="reap")
     assert rec.of("reap")[0]["exit_code"] == 3
@@ -82,7 +69,7 @@ def test_exit_code_of_natural_death_is_reported(make_watcher):
 
 def test_respawn_false_stops_watcher_when_last_process_dies(make_watcher):
     watcher = make_watcher(respawn=False)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     os.kill(watcher.pids[0], signal.SIGKILL)
     wait_for(lambda: watcher.status() == "stopped", message="watcher stopped")
@@ -92,7 +79,7 @@ def test_respawn_false_stops_watcher_when_last_process_dies(make_watcher):
 
 def test_stop_kills_reaps_then_publishes_stop(make_watcher):
     watcher = make_watcher(numprocesses=3)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     pids = list(watcher.pids)
     watcher.stop()
@@ -107,7 +94,7 @@ def test_stop_kills_reaps_then_publishes_stop(make_watcher):
 
 def test_stop_escalates_to_sigkill_after_graceful_timeout(make_watcher):
     watcher = make_watcher(cmd=IGNORE_TERM, graceful_timeout=0.3)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     pid = watcher.pids[0]
     # The child must have installed its SIG_IGN before we stop it.
@@ -173,7 +160,7 @@ def test_singleton_ignores_incr_and_refuses_more_than_one():
 
 def test_numprocesses_zero_starts_then_stops(make_watcher):
     watcher = make_watcher(numprocesses=0)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     assert watcher.status() == "stopped"
     assert rec.names() == ["stop"]
@@ -181,7 +168,7 @@ def test_numprocesses_zero_starts_then_stops(make_watcher):
 
 def test_graceful_reload_spawns_new_generation_before_stopping_old(make_watcher):
     watcher = make_watcher(numprocesses=2)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     old = set(watcher.pids)
     old_wids = {p.wid for p in watcher.processes.values()}
@@ -197,7 +184,7 @@ def test_graceful_reload_spawns_new_generation_before_stopping_old(make_watcher)
 
 def test_sequential_reload_replaces_one_at_a_time(make_watcher):
     watcher = make_watcher(numprocesses=2)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     old = list(watcher.pids)
     watcher.reload(sequential=True)
@@ -229,7 +216,7 @@ def test_restart_gives_new_pids(make_watcher):
 
 def test_max_age_replaces_process_spawning_the_new_one_first(make_watcher):
     watcher = make_watcher(max_age=0.3, max_age_variance=0)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     first = watcher.pids[0]
     wait_for(lambda: rec.of("reap"), message="expiry")
@@ -281,7 +268,7 @@ def test_uses_wid_looks_at_args_env_and_stream_file_names(make_watcher, tmp_path
 
 def test_spawn_failure_stops_watcher_after_max_retry_without_spinning(make_watcher):
     watcher = make_watcher(cmd="/nonexistent/command", max_retry=3)
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     cpu_before = os.times()
     watcher.start()
     cpu_after = os.times()
@@ -388,7 +375,7 @@ def test_a_stop_does_not_wait_behind_an_old_first_max_age_rotation(make_watcher)
     cmd = "/bin/sh -c \"trap '' TERM; exec /bin/sleep 1000\" w$(circus.wid)"
     watcher = make_watcher(cmd=cmd, max_age=1, max_age_variance=0, graceful_timeout=60)
     assert watcher.uses_wid()
-    rec = Recorder(watcher)
+    rec = WatcherRecorder(watcher)
     watcher.start()
     first = watcher.pids[0]
     wait_for(lambda: rec.of("kill"), timeout=30, message="the max_age stop of the first process")
@@ -442,3 +429,28 @@ def test_a_spawn_out_of_fds_for_its_output_kills_the_child_and_retries(make_watc
     wait_for(lambda: ours() == watcher.pids, message="only the supervised child running")
     watcher.stop()
     assert ours() == []
+
+
+def test_settle_returns_once_the_exit_is_handled_and_the_replacement_runs(make_watcher):
+    watcher = make_watcher(numprocesses=2)
+    watcher.start()
+    gone = watcher.pids[0]
+    os.kill(gone, signal.SIGKILL)
+    wait_for(lambda: gone not in watcher.processes, message="exit seen")
+    watcher.settle()
+    assert len(watcher.get_active_pids()) == 2 and gone not in watcher.pids
+
+
+def test_settle_waits_out_a_stop_in_progress(make_watcher):
+    watcher = make_watcher(cmd=IGNORE_TERM, graceful_timeout=60)
+    watcher.start()
+    [pid] = watcher.pids
+    wait_for(lambda: _ignores(pid, signal.SIGTERM), message="SIGTERM ignored")
+    stopping = gevent.spawn(watcher.stop)
+    wait_for(watcher.is_stopping, message="stop in progress")
+    with pytest.raises(TimeoutError, match="still busy"):
+        watcher.settle(timeout=0.2)
+    os.kill(pid, signal.SIGKILL)  # ends the stop
+    watcher.settle()
+    stopping.get(timeout=10)
+    assert watcher.is_stopped() and watcher.pids == []

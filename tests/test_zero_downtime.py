@@ -19,7 +19,8 @@ import time
 import pytest
 
 from gcircus.client import Client
-from tests.conftest import free_port, wait_for
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_INI = os.path.join(ROOT, "conf", "app.ini")

@@ -1,17 +1,18 @@
-"""Shared by the client and gcircusctl tests: a real gcircusd on free ports, ready to answer, and a silent ROUTER."""
+"""Shared by the client and gcircusctl tests: a real gcircusd on free ports, ready to answer, and gcircusctl's
+command line with the developer's endpoint variables left out."""
 from __future__ import annotations
 
 import os
 import sys
 from dataclasses import dataclass
 
-import pytest
-import zmq
-
 from gcircus.client import CallError, Client
-from tests.conftest import free_port, wait_for, write_config
+from tests.support.daemons import write_config
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 GCIRCUSCTL = [sys.executable, "-m", "gcircus.cli.gcircusctl"]
+ENDPOINT_VARIABLES = ("GCIRCUSCTL_ENDPOINT", "CIRCUSCTL_ENDPOINT")  # the developer's own must not steer the tests
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Running:
         return self.call("list", name="sleeper")["pids"]
 
 
-def start_daemon(daemon_factory, tmp_path, numprocesses: int = 2, extra: str = "") -> Running:
+def start_sleepers(daemon_factory, tmp_path, numprocesses: int = 2, extra: str = "") -> Running:
     """gcircusd with one `sleeper` watcher; returns once it answers and its processes run."""
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     pubsub = f"tcp://127.0.0.1:{free_port()}"
@@ -60,30 +61,7 @@ def start_daemon(daemon_factory, tmp_path, numprocesses: int = 2, extra: str = "
     return running
 
 
-@pytest.fixture
-def running(daemon_factory, tmp_path) -> Running:
-    return start_daemon(daemon_factory, tmp_path)
-
-
-@pytest.fixture
-def silent_router():
-    """A ROUTER bound on a free port that receives requests and never answers; yields (endpoint, socket)."""
-    context = zmq.Context.instance()
-    sock = context.socket(zmq.ROUTER)
-    sock.linger = 0
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    yield f"tcp://127.0.0.1:{port}", sock
-    sock.close()
-
-
-@pytest.fixture(autouse=True)
-def no_endpoint_variables(monkeypatch):
-    """The developer's own GCIRCUSCTL_ENDPOINT must not steer the tests."""
-    for name in ("GCIRCUSCTL_ENDPOINT", "CIRCUSCTL_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-
-
 def ctl_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("GCIRCUSCTL_ENDPOINT", "CIRCUSCTL_ENDPOINT")}
+    env = {k: v for k, v in os.environ.items() if k not in ENDPOINT_VARIABLES}
     env.update(extra)
     return env

@@ -1,4 +1,5 @@
-"""Sinks named by dotted path in the stream end-to-end tests (gcircusd imports them from the repository root)."""
+"""Sinks named by dotted path in the stream tests (tests.support.sinks.NAME), imported by gcircusd from the
+repository root (its cwd in those tests)."""
 from __future__ import annotations
 
 import time

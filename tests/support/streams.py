@@ -5,14 +5,13 @@ import os
 import sys
 import textwrap
 
-import pytest
-
 from gcircus.client import Client, NoDaemonError
 from gcircus.consumer import Consumer
-from tests import streams_e2e_child as child
-from tests.conftest import free_port, wait_for
+from tests.support.children import stream_writer as child
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gcircusd's cwd, to import tests.* sinks
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # gcircusd's cwd: imports tests.*
 CHILD = f"{sys.executable} {child.__file__}"
 
 
@@ -36,7 +35,7 @@ class Running:
 
 
 class Launcher:
-    """Starts gcircusd daemons (through conftest's daemon_factory, which stops them) and closes their clients."""
+    """Starts gcircusd daemons (through the daemon_factory fixture, which stops them) and closes their clients."""
 
     def __init__(self, tmp_path, daemon_factory):
         self.tmp_path = tmp_path
@@ -59,14 +58,6 @@ class Launcher:
     def close(self) -> None:
         for running in self.started:
             running.client.close()
-
-
-@pytest.fixture
-def gcircusd(tmp_path, daemon_factory):
-    """`gcircusd(watchers, circus="", **daemon_kwargs)` starts a daemon and returns its Running."""
-    launcher = Launcher(tmp_path, daemon_factory)
-    yield launcher
-    launcher.close()
 
 
 def _answers(running: Running) -> bool:

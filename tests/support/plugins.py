@@ -11,7 +11,7 @@ from gcircus.arbiter import Arbiter
 from gcircus.events import message, topic
 from gcircus.plugins import PluginManager
 from gcircus.watcher import Watcher
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 
 class UdpListener:

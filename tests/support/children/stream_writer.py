@@ -1,6 +1,6 @@
 """A child program for the stream end-to-end tests: writes known output, then waits to be stopped.
 
-Run as `python streams_e2e_child.py MODE ARGS...`. The tests import `line()` and `stream()` to know, byte for
+Run as `python stream_writer.py MODE ARGS...`. The tests import `line()` and `stream()` to know, byte for
 byte, what a child wrote. Writes go through os.write with no buffer, so what the child wrote is what left it.
 """
 from __future__ import annotations
