@@ -113,6 +113,7 @@ def _scan(text: str, path: str) -> dict[str, Section]:
         if not key:
             raise ConfigError(f"line {lineno}: expected 'name = value', got {quote_value(line.strip())}",
                               file=path, section=current.name, line=lineno)
+        assert match is not None  # a key was found
         value = line[match.end():]
         comment = _INLINE_COMMENT.search(value)
         if comment:
@@ -326,7 +327,7 @@ def _load_socket(section: Section, mapping: dict) -> dict:
         sock["family"] = int(socket.AF_UNIX)
     elif sock["family"] == socket.AF_UNIX:
         entry = section.entries.get("family")
-        raise _error("family AF_UNIX needs a 'path'", section, "family", entry, entry.value)
+        raise _error("family AF_UNIX needs a 'path'", section, "family", entry, entry.value if entry else None)
     return sock
 
 
@@ -375,11 +376,12 @@ def _watcher_member(w: dict, key: str, raw: str, section: Section, entry: Entry)
     field, member = family
     problem = opts.member_problem(field, member)
     if field == "flapping":
+        meant = opts.suggest(member, "flapping")
         if problem is None:
             w["flapping"][member] = _convert(opts.FLAPPING_OPTIONS[member].parse, raw, section, key, entry)
-        elif opts.suggest(member, "flapping"):
+        elif meant:
             raise _error(f"unknown option {quote_value(key)}", section, key, entry, raw,
-                         suggestion="flapping." + opts.suggest(member, "flapping"))
+                         suggestion=f"flapping.{meant}")
         w["options"][key] = raw
     elif field == "hooks" and problem:
         close = difflib.get_close_matches(member, opts.HOOK_NAMES, n=1, cutoff=0.6)

@@ -70,7 +70,7 @@ _FALSE = frozenset({"false", "no", "off", "0"})
 def _typed(type_name: str) -> Callable:
     """Tag a converter with the type name shown in docs and errors."""
     def tag(func: Callable) -> Callable:
-        func.type_name = type_name
+        setattr(func, "type_name", type_name)  # noqa: B010 - a function attribute, read with getattr
         return func
     return tag
 

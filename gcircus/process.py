@@ -21,7 +21,7 @@ import shutil
 import signal
 import subprocess
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -42,6 +42,7 @@ def _stdlib_popen():
     the stdlib module's fork_exec, so we load the stdlib source under another name.
     """
     spec = importlib.util.spec_from_file_location("gcircus._stdlib_subprocess", subprocess.__file__)
+    assert spec is not None and spec.loader is not None  # subprocess.__file__ is a source file
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.Popen
@@ -80,9 +81,9 @@ def _pdeathsig_launcher(signum) -> list[str] | None:
     if not _SETPRIV:
         path = shutil.which("setpriv", path=os.defpath + os.pathsep + "/usr/bin:/bin:/usr/sbin:/sbin")
         try:
-            with open(path, "rb") as f:
-                supported = path is not None and b"pdeathsig" in f.read()
-        except (OSError, TypeError):
+            with open(path or "", "rb") as f:
+                supported = b"pdeathsig" in f.read()
+        except OSError:
             supported = False
         _SETPRIV.append(path if supported else None)
     if _SETPRIV[0] is None:
@@ -179,9 +180,14 @@ class Process:
     (`process.cmd`), as Circus's processes have them.
     """
 
+    if TYPE_CHECKING:  # the spawn spec's fields, read as attributes, are properties generated below the class
+        def __getattr__(self, name: str) -> Any: ...
+
     def __init__(self, name: str, wid: int, cmd: str | None = None, *, spec: SpawnSpec | None = None, watcher=None,
                  spawn: bool = True, on_exit=None, stdout=None, stderr=None, **options):
         if spec is None:
+            if cmd is None:
+                raise TypeError("Process needs a cmd or a spawn spec")
             spec = SpawnSpec(name, cmd, stdout_target=stdout, stderr_target=stderr, **options)
         self.spec = spec if spec.working_dir else dataclasses.replace(spec, working_dir=os.getcwd())
         self.name = name
@@ -194,8 +200,8 @@ class Process:
         self.exit: ProcessExit | None = None
         self.stdout = None
         self.stderr = None
-        self._popen = None
-        self._child_watcher = None
+        self._popen: Any = None
+        self._child_watcher: Any = None
         self._exited = gevent.event.Event()
         self._psutil: psutil.Process | None = None
         if spawn:

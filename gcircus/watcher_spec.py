@@ -104,7 +104,7 @@ else:
         + [(group, dict, dataclasses.field(default_factory=dict)) for group in GROUPS],
         bases=(_SpecMethods,), frozen=True, eq=False)  # equality is Mapping's: a spec equals an equal dict
     WatcherSpec.__module__ = __name__
-FIELDS = tuple(field.name for field in dataclasses.fields(WatcherSpec))
+FIELDS = tuple(field.name for field in dataclasses.fields(WatcherSpec))  # type: ignore[arg-type]
 WatcherSpec.__doc__ = "A watcher's options, frozen: one field per plain option, plus the family groups."
 
 
