@@ -15,15 +15,14 @@ import gevent.pool
 import zmq.green as zmq
 
 from gcircus.command_queue import QueueRefused
-from gcircus.control import commands as _commands  # noqa: F401 - registers every command
-from gcircus.control.commands.base import Deferred, get_command
-from gcircus.control.commands.lifecycle import Queued
+from gcircus.control.commands import get_command
 from gcircus.control.connection_cap import ConnectionCap
 from gcircus.control.endpoints import bind_private, ipc_path
-from gcircus.control.operations import Operations
-from gcircus.control.outbox import ReplyOutbox
 from gcircus.control.errors import (BAD_MSG_DATA_ERROR, COMMAND_ERROR, MESSAGE_ERROR, OS_ERROR, UNKNOWN_COMMAND,
                                     ControlError)
+from gcircus.control.executors import EXECUTORS, Deferred, Queued
+from gcircus.control.operations import Operations
+from gcircus.control.outbox import ReplyOutbox
 from gcircus.control.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
 
 log = logging.getLogger(__name__)
@@ -143,13 +142,14 @@ class ControlServer:
             cast = message.get("msg_type") == "cast"
             name = message["command"]
             command = get_command(name)
-            if command is None:
+            execute = EXECUTORS.get(command.name) if command is not None else None
+            if execute is None:  # help is gcircusctl's own: the daemon does not know it either
                 raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
             props = command.validate(message["properties"])
             waiting = bool(props.get("waiting")) and not cast
             if waiting:
                 self._operations.check_reply_can_wait()
-            result = command.execute(self.arbiter, props)
+            result = execute(self.arbiter, props)
             if isinstance(result, Deferred):
                 runner = self._operations.run(name, result.run, command.preempts)
                 result = Queued([runner], lambda values: values[0])

@@ -1,7 +1,7 @@
-"""list and status: what runs. These never wait behind a command in progress."""
+"""list, status, listsockets: what runs and what is bound. These never wait behind a command in progress."""
 from __future__ import annotations
 
-from gcircus.control.commands.base import Command, Prop, get_watcher, register
+from gcircus.control.commands.base import Command, Prop, register
 
 
 @register
@@ -14,11 +14,6 @@ class List(Command):
     name = "list"
     properties = (Prop("name"),)
     positional = ("name",)
-
-    def execute(self, arbiter, props):
-        if props["name"]:
-            return {"pids": get_watcher(arbiter, props["name"]).get_active_pids()}
-        return {"watchers": sorted(w.name.lower() for w in arbiter.watchers)}
 
     def console(self, reply):
         items = reply.get("pids", reply.get("watchers", []))
@@ -36,12 +31,24 @@ class Status(Command):
     properties = (Prop("name"),)
     positional = ("name",)
 
-    def execute(self, arbiter, props):
-        if props["name"]:
-            return {"status": get_watcher(arbiter, props["name"]).status()}
-        return {"statuses": arbiter.statuses()}
-
     def console(self, reply):
         if "statuses" in reply:
             return "\n".join(f"{name}: {status}" for name, status in sorted(reply["statuses"].items()))
         return str(reply.get("status"))
+
+
+@register
+class ListSockets(Command):
+    """List the managed sockets: fd, name and address (host:port, or the unix socket path).
+
+    listsockets
+    """
+
+    name = "listsockets"
+
+    def console(self, reply):
+        lines = []
+        for s in reply.get("sockets", []):
+            where = s["path"] if "path" in s else f"{s.get('host')}:{s.get('port')}"
+            lines.append(f"{s['fd']}:socket '{s['name']}' at {where}")
+        return "\n".join(lines)
