@@ -50,7 +50,7 @@ class ConnectionCap:
 
     def close(self) -> None:
         if self._watcher is not None:
-            self._watcher.kill(block=False)
+            self._watcher.kill()  # waits for it to end before its monitor socket closes
             self._watcher = None
         if self._monitor is not None:
             try:
