@@ -96,9 +96,6 @@ class ControlShell(cmd.Cmd):
     def emptyline(self) -> bool:
         return False  # cmd.Cmd repeats the last command; after `quit` or `stop` that would be a trap
 
-    def do_help(self, arg: str) -> bool:  # onecmd routes `help` itself; kept for cmd.Cmd's own callers
-        return self.onecmd(f"help {arg}")
-
     # -- completion ----------------------------------------------------------------------------------------------
 
     # Python's readline appends nothing to a completed word, so each candidate carries its own trailing space.

@@ -60,24 +60,12 @@ class UsageError(Exception):
 # -- help texts --------------------------------------------------------------------------------------------------
 
 def usage_line(command: Command) -> str:
-    """The command's usage: its declared `usage`, else the line of its help that starts with its name, else one
-    built from its positional arguments and flags."""
-    if command.usage:
-        return command.usage
+    """The command's usage: the line of its help that starts with its name (every command's help has one)."""
     for line in command.help.splitlines()[1:]:
         text = line.strip()
         if text == command.name or text.startswith(command.name + " "):
             return text
-    parts = [command.name]
-    for index, name in enumerate(command.positional):
-        required = index < command.min_args
-        if name.startswith("*"):
-            parts.append(f"<{name[1:]}>..." if required else f"[<{name[1:]}>...]")
-        else:
-            parts.append(f"<{name}>" if required else f"[<{name}>]")
-    for flag in command.flags:
-        parts.append(f"[--{flag.name} {flag.prop.upper()}]" if flag.takes_value else f"[--{flag.name}]")
-    return " ".join(parts)
+    return command.name
 
 
 def command_help(command: Command) -> str:
@@ -123,39 +111,32 @@ def split_command_args(command: Command, tokens: list[str]) -> tuple[list[str], 
             break
         if token in ("-h", "--help"):
             return args, opts, global_opts, True
-        if not token.startswith("--") or token == "--":
+        if not token.startswith("--"):
             args.append(token)
             continue
         name, has_value, value = token.partition("=")
-        if name in flags:
-            flag = flags[name]
-            if flag.takes_value:
-                if not has_value:
-                    if not tokens:
-                        raise UsageError(f"option {name} needs a value", command)
-                    value = tokens.pop(0)
-                try:
-                    opts[flag.prop] = flag.convert(value)
-                except (ValueError, TypeError) as exc:
-                    raise UsageError(f"bad value {value!r} for {name}: {exc}", command) from None
-            elif has_value:
-                raise UsageError(f"option {name} takes no value", command)
-            else:
-                opts[flag.prop] = flag.value
-        elif name in GLOBAL_AFTER_COMMAND:
-            if GLOBAL_AFTER_COMMAND[name]:
-                if not has_value:
-                    if not tokens:
-                        raise UsageError(f"option {name} needs a value", command)
-                    value = tokens.pop(0)
-                global_opts[name] = value
-            else:
-                global_opts[name] = True
-        else:
+        flag = flags.get(name)
+        takes_value = flag.takes_value if flag else GLOBAL_AFTER_COMMAND.get(name)
+        if takes_value is None:
             message = unknown_option_message(name, [*flags, *GLOBAL_AFTER_COMMAND, "--help"], f" for {command.name}")
             if not message.endswith("?)"):
                 message += " (put `--` before arguments that start with --)"
             raise UsageError(message, command)
+        if takes_value and not has_value:
+            if not tokens:
+                raise UsageError(f"option {name} needs a value", command)
+            value = tokens.pop(0)
+        if flag is None:
+            global_opts[name] = value if takes_value else True
+        elif not takes_value:
+            if has_value:
+                raise UsageError(f"option {name} takes no value", command)
+            opts[flag.prop] = flag.value
+        else:
+            try:
+                opts[flag.prop] = flag.convert(value)
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"bad value {value!r} for {name}: {exc}", command) from None
     return args, opts, global_opts, False
 
 

@@ -2,7 +2,7 @@
 
 The daemon's side of each command is in gcircus.control.executors; gcircusctl loads only this package.
 """
-from gcircus.control.commands import info, lifecycle, listing, mutate, reloadconfig, signals  # noqa: F401
+from gcircus.control.commands import info, lifecycle, mutate, reloadconfig, signals  # noqa: F401
 from gcircus.control.commands.base import COMMANDS, get_command  # noqa: F401
 
 # The commands operators type most, most common first. A mistyped name as close to two commands is taken for the

@@ -56,7 +56,6 @@ class Command:
     name: ClassVar[str] = ""
     properties: ClassVar[tuple[Prop, ...]] = ()
     flags: ClassVar[tuple[Flag, ...]] = ()
-    usage: ClassVar[str] = ""
     # Positional arguments of gcircusctl, in order: property names; a trailing "*name" takes the rest.
     positional: ClassVar[tuple[str, ...]] = ()
     min_args: ClassVar[int] = 0

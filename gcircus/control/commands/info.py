@@ -1,9 +1,11 @@
-"""The read-only commands: stats, dstats, options, get, globaloptions, numprocesses, numwatchers, listen, ipython.
+"""The read-only commands: list, status, listsockets, stats, dstats, options, get, globaloptions, numprocesses,
+numwatchers; listen and help, which gcircusctl carries out; ipython.
 
 None of them changes anything or takes a watcher's lock, so they answer even while a long stop or reload runs.
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 from gcircus.control.commands.base import Command, Flag, Prop, register
@@ -25,18 +27,65 @@ def _option_lines(options: dict, sort: bool = False) -> str:
     return "\n".join(f"{k}: {option_text(k, v)}" for k, v in items)
 
 
+# -- what runs -----------------------------------------------------------------------------------------------------
+
+@register
+class List(Command):
+    """List the watchers, or the pids of one watcher's running processes.
+
+    list [NAME]
+    """
+
+    name = "list"
+    properties = (Prop("name"),)
+    positional = ("name",)
+
+    def console(self, reply):
+        items = reply.get("pids", reply.get("watchers", []))
+        return ",".join(str(i) for i in items)
+
+
+@register
+class Status(Command):
+    """Status of one watcher (active, starting, stopping, stopped) or of all of them.
+
+    status [NAME]
+    """
+
+    name = "status"
+    properties = (Prop("name"),)
+    positional = ("name",)
+
+    def console(self, reply):
+        if "statuses" in reply:
+            return "\n".join(f"{name}: {status}" for name, status in sorted(reply["statuses"].items()))
+        return str(reply.get("status"))
+
+
+@register
+class ListSockets(Command):
+    """List the managed sockets: fd, name and address (host:port, or the unix socket path).
+
+    listsockets
+    """
+
+    name = "listsockets"
+
+    def console(self, reply):
+        lines = []
+        for s in reply.get("sockets", []):
+            where = s["path"] if "path" in s else f"{s.get('host')}:{s.get('port')}"
+            lines.append(f"{s['fd']}:socket '{s['name']}' at {where}")
+        return "\n".join(lines)
+
+
 # -- stats ---------------------------------------------------------------------------------------------------------
-
-class _NA(dict):
-    def __missing__(self, key):
-        return NA
-
 
 def infoline(info: Any) -> str:
     """One process as circusctl prints it; a non-dict info (a vanished process) is printed as it is."""
     if not isinstance(info, dict):
         return str(info)
-    return INFOLINE.format_map(_NA(info))
+    return INFOLINE.format_map(defaultdict(lambda: NA, info))
 
 
 def _process_lines(pid: Any, info: Any) -> str:

@@ -1,10 +1,4 @@
-"""incr, decr, add, rm, set: commands that change which watchers exist and how they are configured.
-
-Every change to a watcher goes through that watcher's lock (in Watcher), so these compose with a stop or restart in
-progress: they wait their turn instead of failing as Circus's global lock makes them. What can be checked without
-the lock (properties, option keys and values, users, hooks) is checked before anything changes, so an invalid
-request is answered with errno 3 and leaves everything as it was.
-"""
+"""incr, decr, add, rm, set: commands that change which watchers exist and how they are configured."""
 from __future__ import annotations
 
 from gcircus.control.commands.base import WAITING, Command, Flag, Prop, register

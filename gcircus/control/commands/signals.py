@@ -1,9 +1,4 @@
-"""signal and kill: commands that deliver signals to a watcher's processes; reopen, what SIGUSR1 does to gcircusd.
-
-Neither signal nor kill takes the watcher's lock (as in Circus), so an operator can still signal or kill processes
-while a long stop or reload runs. A pid that is not one of the watcher's processes is an error (errno 3); Circus
-ignores it.
-"""
+"""signal and kill: commands that deliver signals to a watcher's processes; reopen, what SIGUSR1 does to gcircusd."""
 from __future__ import annotations
 
 from gcircus.control.commands.base import Command, Flag, Prop, register

@@ -1,4 +1,6 @@
-"""The read-only commands: stats, dstats, options, get, globaloptions, numprocesses, numwatchers, listen, ipython.
+"""The read-only commands: list, status, listsockets, stats, dstats, options, get, globaloptions, numprocesses,
+numwatchers, listen, ipython. None of them waits behind a command in progress.
+
 
 Every reply is plain JSON data: option values that are tuples, signals or callables are converted first, because a
 value json cannot encode would otherwise lose the reply altogether.
@@ -49,6 +51,39 @@ def option_value(key: str, value: Any) -> Any:
     if key in WHOLE_NUMBER_OPTIONS and isinstance(value, float) and value.is_integer():
         return int(value)
     return json_value(value)
+
+
+# -- what runs -----------------------------------------------------------------------------------------------------
+
+@executes("list")
+def list_watchers(arbiter, props):
+    if props["name"]:
+        return {"pids": get_watcher(arbiter, props["name"]).get_active_pids()}
+    return {"watchers": sorted(w.name.lower() for w in arbiter.watchers)}
+
+
+@executes("status")
+def status(arbiter, props):
+    if props["name"]:
+        return {"status": get_watcher(arbiter, props["name"]).status()}
+    return {"statuses": arbiter.statuses()}
+
+
+@executes("listsockets")
+def list_sockets(arbiter, props):
+    sockets = []
+    for name, sock in arbiter.sockets.items():
+        fd = sock.fileno()
+        if fd == -1:  # closed (the arbiter is not running)
+            continue
+        entry = {"fd": fd, "name": name, "backlog": sock.backlog}
+        if sock.is_unix:
+            entry["path"] = sock.path
+        else:
+            entry["host"] = sock.host
+            entry["port"] = sock.port
+        sockets.append(entry)
+    return {"sockets": sorted(sockets, key=lambda s: s["fd"])}
 
 
 # -- stats ---------------------------------------------------------------------------------------------------------
