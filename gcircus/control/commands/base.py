@@ -115,25 +115,34 @@ class Command:
         return self.help.splitlines()[0] if self.help else ""
 
 
+_PLAIN_KINDS = {"str": (str, "a string"), "object": (dict, "an object"), "list": (list, "a list")}
+
+
 def _check(prop: Prop, value: Any) -> Any:
     kind = prop.kind
     if kind == "any":
         return value
-    if kind == "str":
-        if not isinstance(value, str):
-            raise MessageError(f"{prop.name!r} must be a string")
+    if kind in _PLAIN_KINDS:
+        expected, what = _PLAIN_KINDS[kind]
+        if not isinstance(value, expected):
+            raise MessageError(f"{prop.name!r} must be {what}")
         return value
     if kind == "bool":
         return bool(value) if not isinstance(value, str) else value.lower() in ("1", "true", "yes", "on")
+    if kind == "signal":
+        return to_signum(value, 1 if prop.minimum is None else int(prop.minimum))
+    if kind == "strlist":
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise MessageError(f"{prop.name!r} must be a list of strings")
+        return value
     if kind in ("int", "pid"):
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise MessageError(f"{prop.name!r} must be an integer")
-        if prop.minimum is not None and value < prop.minimum:
-            raise MessageError(f"{prop.name!r} must be at least {prop.minimum:g}")
-        return value
-    if kind == "number":
+    elif kind == "number":
         if isinstance(value, str):
             try:
                 value = float(value)
@@ -141,26 +150,11 @@ def _check(prop: Prop, value: Any) -> Any:
                 raise MessageError(f"{prop.name!r} must be a number") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             raise MessageError(f"{prop.name!r} must be a number")
-        if prop.minimum is not None and value < prop.minimum:
-            raise MessageError(f"{prop.name!r} must be at least {prop.minimum:g}")
-        return value
-    if kind == "signal":
-        return to_signum(value, 1 if prop.minimum is None else int(prop.minimum))
-    if kind == "object":
-        if not isinstance(value, dict):
-            raise MessageError(f"{prop.name!r} must be an object")
-        return value
-    if kind == "list":
-        if not isinstance(value, list):
-            raise MessageError(f"{prop.name!r} must be a list")
-        return value
-    if kind == "strlist":
-        if isinstance(value, str):
-            return [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise MessageError(f"{prop.name!r} must be a list of strings")
-        return value
-    raise AssertionError(f"unknown property kind {kind}")
+    else:
+        raise AssertionError(f"unknown property kind {kind}")
+    if prop.minimum is not None and value < prop.minimum:
+        raise MessageError(f"{prop.name!r} must be at least {prop.minimum:g}")
+    return value
 
 
 def to_signum(value: Any, minimum: int = 1) -> int:
