@@ -1,7 +1,6 @@
 """The read-only commands: list, status, listsockets, stats, dstats, options, get, globaloptions, numprocesses,
 numwatchers, listen, ipython. None of them waits behind a command in progress.
 
-
 Every reply is plain JSON data: option values that are tuples, signals or callables are converted first, because a
 value json cannot encode would otherwise lose the reply altogether.
 """
