@@ -1,7 +1,5 @@
-"""The command table: importing this package registers every command's description (see base.py).
-
-The daemon's side of each command is in gcircus.control.executors; gcircusctl loads only this package.
-"""
+"""The command table: importing this package registers every command's description (see base.py); the daemon's
+side of each command is in gcircus.control.executors, which gcircusctl never loads."""
 from gcircus.control.commands import info, lifecycle, mutate, reloadconfig, signals  # noqa: F401
 from gcircus.control.commands.base import COMMANDS, get_command  # noqa: F401
 

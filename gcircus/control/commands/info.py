@@ -120,15 +120,12 @@ class Stats(Command):
         return props
 
     def console(self, reply):
-        if "infos" in reply:
+        if "infos" in reply or "name" in reply:  # every watcher, or one: its name, then a line per process
+            watchers = reply["infos"] if "infos" in reply else {reply["name"]: reply.get("info")}
             lines = []
-            for name, infos in reply["infos"].items():
+            for name, infos in watchers.items():
                 lines.append(f"{name}:")
                 lines.extend(_process_lines(pid, info) for pid, info in (infos or {}).items())
-            return "\n".join(lines)
-        if "name" in reply:
-            lines = [f"{reply['name']}:"]
-            lines.extend(_process_lines(pid, info) for pid, info in (reply.get("info") or {}).items())
             return "\n".join(lines)
         return _process_lines(reply.get("process"), reply.get("info")) + "\n"
 
