@@ -23,11 +23,12 @@ import uuid
 from typing import Any
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from gcircus.control.endpoints import ipc_path
+from gcircus.control.protocol import recv_monitor_event
+from gcircus.options import CIRCUS_OPTIONS
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_ENDPOINT = CIRCUS_OPTIONS["endpoint"].default
 DEFAULT_TIMEOUT = 5.0
 # After a disconnect, how long a reply that was already on its way may still take to show up.
 _DISCONNECT_GRACE = 0.05
@@ -190,7 +191,7 @@ class Client:
                     return reply
                 continue
             if self._monitor in ready:
-                self._handle_event(recv_monitor_message(self._monitor))
+                self._handle_event(recv_monitor_event(self._monitor))
                 if not self._connected and self._lost:
                     # A reply sent just before the daemon closed may still be in flight: give it a moment.
                     if sock.poll(_DISCONNECT_GRACE * 1000):
@@ -202,12 +203,12 @@ class Client:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._monitor.poll(remaining * 1000):
                 raise self._no_answer()
-            self._handle_event(recv_monitor_message(self._monitor))
+            self._handle_event(recv_monitor_event(self._monitor))
             if self._lost:
                 raise NoDaemonError(self._lost, self.endpoint)
 
-    def _handle_event(self, event: dict) -> None:
-        kind = event["event"]
+    def _handle_event(self, event: tuple[int, int, bytes]) -> None:
+        kind = event[0]
         if kind == zmq.EVENT_CONNECTED:
             self._connected, self._lost = True, ""
         elif kind == zmq.EVENT_DISCONNECTED:
@@ -246,7 +247,7 @@ class Client:
 
     def _drain_events(self) -> None:
         while self._monitor.poll(0):
-            self._handle_event(recv_monitor_message(self._monitor))
+            self._handle_event(recv_monitor_event(self._monitor))
 
     def _reset(self, linger: float = 0) -> None:
         if self._socket is None:

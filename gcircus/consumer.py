@@ -12,8 +12,9 @@ from collections.abc import Iterable, Iterator
 import zmq
 
 from gcircus.client import _flavour, want_green
+from gcircus.options import CIRCUS_OPTIONS
 
-DEFAULT_PUBSUB_ENDPOINT = "tcp://127.0.0.1:5556"
+DEFAULT_PUBSUB_ENDPOINT = CIRCUS_OPTIONS["pubsub_endpoint"].default
 
 
 class Consumer:

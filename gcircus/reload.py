@@ -117,53 +117,6 @@ def _jsonable(value):
     return str(value)
 
 
-def format_plan(plan: dict) -> str:
-    """The plan as gcircusctl prints it: one line per change, `no changes` when there is none."""
-    lines = []
-    w = plan.get("watchers", {})
-    for name in w.get("added", []):
-        lines.append(f"watcher {name}: added")
-    for name in w.get("removed", []):
-        lines.append(f"watcher {name}: removed")
-    for name, item in w.get("scaled", {}).items():
-        old, new = item["numprocesses"]
-        lines.append(f"watcher {name}: numprocesses {old} -> {new} (scaled, running processes kept)")
-    for name, keys in w.get("reloaded", {}).items():
-        lines.append(f"watcher {name}: {', '.join(keys)} changed (graceful reload)")
-    for name, keys in w.get("replaced", {}).items():
-        lines.append(f"watcher {name}: {', '.join(keys)} changed (replaced: stopped, then started again)")
-    c = plan.get("circus", {})
-    needs = set(c.get("needs_restart", []))
-    for key, (old, new) in c.get("changed", {}).items():
-        how = "needs a restart of gcircusd" if key in needs else "applied"
-        lines.append(f"[circus] {key}: {old!r} -> {new!r} ({how})")
-    p = plan.get("plugins", {})
-    for kind in ("added", "removed", "changed"):
-        for name in p.get(kind, []):
-            lines.append(f"{name}: {kind}")
-    s = plan.get("sockets", {})
-    in_place = set(s.get("rebound_in_place", []))
-    users = s.get("users", {})
-    for name in s.get("added", []):
-        lines.append(f"socket {name}: added (bound)")
-    for name in s.get("removed", []):
-        who = users.get(name) or []
-        lines.append(f"socket {name}: removed (closed" + (f" after {', '.join(who)} reloaded" if who else "") + ")")
-    for name in s.get("changed", []):
-        who = ", ".join(users.get(name) or []) or "no watcher"
-        if name in in_place:
-            lines.append(f"socket {name}: changed, same address (closed and bound again: {who} stopped meanwhile, "
-                         f"connections refused for that moment)")
-        else:
-            lines.append(f"socket {name}: changed (new address bound first, then {who} reloaded gracefully)")
-    if not lines:
-        lines.append("no changes")
-    unchanged = w.get("unchanged", [])
-    if unchanged:
-        lines.append(f"unchanged: {', '.join(unchanged)}")
-    return "\n".join(lines)
-
-
 # -- planning ------------------------------------------------------------------------------------------------------
 
 def prepare(arbiter) -> Plan:

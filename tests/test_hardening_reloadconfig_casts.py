@@ -6,7 +6,7 @@ import gc
 import gevent
 
 from gcircus.arbiter import Arbiter
-from gcircus.control.commands.base import get_command
+from gcircus.control.executors import EXECUTORS
 from tests.support.daemons import write_config
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
@@ -29,15 +29,15 @@ def test_a_flood_of_reloadconfig_casts_is_applied_by_one_greenlet(tmp_path):
     arbiter = Arbiter.load_from_config(str(path))
     arbiter.start(background=True)
     try:
-        command = get_command("reloadconfig")
+        execute = EXECUTORS["reloadconfig"]
         props = {"waiting": False, "dry_run": False}
         before = live_greenlets()
         for _ in range(500):
-            assert "plan" in command.execute(arbiter, props)
+            assert "plan" in execute(arbiter, props)
         # Every request made while one is applied is served by one more application, in the same greenlet.
         assert live_greenlets() - before <= 1
         path.write_text(path.read_text().replace("[watcher:w]", "[watcher:added]\ncmd = sleep 1000\n\n[watcher:w]"))
-        command.execute(arbiter, props)
+        execute(arbiter, props)
         wait_for(lambda: "added" in arbiter.statuses() and arbiter.get_watcher("added").pids, 30,
                  message="the last request's file applied")
     finally:

@@ -11,7 +11,7 @@ import pytest
 from gevent import subprocess as gsubprocess
 
 from gcircus import linux
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 
 TRICKY_NAME = "x) (y z) )"  # the kernel's command name is the executable's base name (up to 15 bytes)
 

@@ -14,7 +14,7 @@ import sys
 import time
 
 from gcircus import __version__
-from gcircus.cli.gcircusctl import CLIENT_SIDE, EXIT_OK, Session, commands_table, unknown_command_message
+from gcircus.cli.gcircusctl import EXIT_OK, Session, commands_table, unknown_command_message
 from gcircus.client import CallError
 from gcircus.control.commands import COMMANDS, get_command
 
@@ -32,6 +32,7 @@ class ControlShell(cmd.Cmd):
     def __init__(self, session: Session, stdin=None, stdout=None, history_file: str | None = HISTORY_FILE):
         super().__init__(stdin=stdin, stdout=stdout)
         self.session = session
+        session.overview = self.commands_overview
         if stdout is not None:
             session.out = stdout
         self.interactive = (stdin or sys.stdin).isatty()
@@ -81,9 +82,7 @@ class ControlShell(cmd.Cmd):
         except ValueError as exc:
             self.session.say_err(f"cannot parse the arguments: {exc}")
             return False
-        if name == "help" and not tokens:
-            self.session.say(self.commands_overview())
-        elif name in CLIENT_SIDE or get_command(name) is not None:
+        if get_command(name) is not None:
             self.last_status = self.session.run(name.lower(), tokens)
         else:
             self.default(line)
@@ -97,15 +96,12 @@ class ControlShell(cmd.Cmd):
     def emptyline(self) -> bool:
         return False  # cmd.Cmd repeats the last command; after `quit` or `stop` that would be a trap
 
-    def do_help(self, arg: str) -> bool:  # onecmd routes `help` itself; kept for cmd.Cmd's own callers
-        return self.onecmd(f"help {arg}")
-
     # -- completion ----------------------------------------------------------------------------------------------
 
     # Python's readline appends nothing to a completed word, so each candidate carries its own trailing space.
 
     def completenames(self, text: str, *ignored) -> list[str]:
-        names = sorted(set(COMMANDS) | set(CLIENT_SIDE) | set(SHELL_ONLY))
+        names = sorted(set(COMMANDS) | set(SHELL_ONLY))
         return [name + " " for name in names if name.startswith(text.lower())]
 
     def complete_help(self, text: str, *ignored) -> list[str]:
@@ -118,8 +114,8 @@ class ControlShell(cmd.Cmd):
             return []
         if text.startswith("-"):
             return [f"--{flag.name} " for flag in command.flags if f"--{flag.name}".startswith(text)]
-        if name == "listen":
-            return []  # its arguments are topics, not watcher names
+        if not command.completes_watchers:
+            return []
         return [watcher + " " for watcher in self.watcher_names() if watcher.startswith(text.lower())]
 
     def watcher_names(self) -> list[str]:

@@ -46,7 +46,6 @@ EXIT_OK, EXIT_CLIENT, EXIT_USAGE, EXIT_ERROR_REPLY = 0, 1, 2, 3
 ENDPOINT_VARIABLES = ("GCIRCUSCTL_ENDPOINT", "CIRCUSCTL_ENDPOINT")
 # Long options that may also follow the command name (unless the command declares a flag of that name).
 GLOBAL_AFTER_COMMAND = {"--json": False, "--prettify": False, "--endpoint": True, "--timeout": True}
-CLIENT_SIDE = ("listen", "help")
 SIGNAL_CHECK_MS = 200  # how long listen waits in zmq before Python looks at pending signals (Ctrl-C)
 
 
@@ -61,24 +60,12 @@ class UsageError(Exception):
 # -- help texts --------------------------------------------------------------------------------------------------
 
 def usage_line(command: Command) -> str:
-    """The command's usage: its declared `usage`, else the line of its help that starts with its name, else one
-    built from its positional arguments and flags."""
-    if command.usage:
-        return command.usage
+    """The command's usage: the line of its help that starts with its name (every command's help has one)."""
     for line in command.help.splitlines()[1:]:
         text = line.strip()
         if text == command.name or text.startswith(command.name + " "):
             return text
-    parts = [command.name]
-    for index, name in enumerate(command.positional):
-        required = index < command.min_args
-        if name.startswith("*"):
-            parts.append(f"<{name[1:]}>..." if required else f"[<{name[1:]}>...]")
-        else:
-            parts.append(f"<{name}>" if required else f"[<{name}>]")
-    for flag in command.flags:
-        parts.append(f"[--{flag.name} {flag.prop.upper()}]" if flag.takes_value else f"[--{flag.name}]")
-    return " ".join(parts)
+    return command.name
 
 
 def command_help(command: Command) -> str:
@@ -92,14 +79,8 @@ def command_help(command: Command) -> str:
 
 
 def commands_table() -> str:
-    names = sorted(set(COMMANDS) | {"listen"})
-    width = max(len(n) for n in names)
-    lines = []
-    for name in names:
-        command = get_command(name)
-        summary = command.summary if command else LISTEN_HELP.splitlines()[0]
-        lines.append(f"  {name.ljust(width)}  {summary}")
-    return "Commands:\n" + "\n".join(lines)
+    width = max(len(n) for n in COMMANDS)
+    return "Commands:\n" + "\n".join(f"  {name.ljust(width)}  {COMMANDS[name].summary}" for name in sorted(COMMANDS))
 
 
 def full_help() -> str:
@@ -108,7 +89,7 @@ def full_help() -> str:
 
 def unknown_command_message(name: str) -> str:
     """`unknown command 'x'`, with the command most likely meant (by edit distance, then by how often typed)."""
-    meant = closest(name.lower(), [*MOST_TYPED, *sorted(set(COMMANDS) | {"listen", "help"})])
+    meant = closest(name.lower(), [*MOST_TYPED, *sorted(COMMANDS)])
     hint = f" (did you mean {meant!r}?)" if meant else ""
     return f"unknown command {name!r}{hint}; `gcircusctl help` lists them"
 
@@ -130,39 +111,32 @@ def split_command_args(command: Command, tokens: list[str]) -> tuple[list[str], 
             break
         if token in ("-h", "--help"):
             return args, opts, global_opts, True
-        if not token.startswith("--") or token == "--":
+        if not token.startswith("--"):
             args.append(token)
             continue
         name, has_value, value = token.partition("=")
-        if name in flags:
-            flag = flags[name]
-            if flag.takes_value:
-                if not has_value:
-                    if not tokens:
-                        raise UsageError(f"option {name} needs a value", command)
-                    value = tokens.pop(0)
-                try:
-                    opts[flag.prop] = flag.convert(value)
-                except (ValueError, TypeError) as exc:
-                    raise UsageError(f"bad value {value!r} for {name}: {exc}", command) from None
-            elif has_value:
-                raise UsageError(f"option {name} takes no value", command)
-            else:
-                opts[flag.prop] = flag.value
-        elif name in GLOBAL_AFTER_COMMAND:
-            if GLOBAL_AFTER_COMMAND[name]:
-                if not has_value:
-                    if not tokens:
-                        raise UsageError(f"option {name} needs a value", command)
-                    value = tokens.pop(0)
-                global_opts[name] = value
-            else:
-                global_opts[name] = True
-        else:
+        flag = flags.get(name)
+        takes_value = flag.takes_value if flag else GLOBAL_AFTER_COMMAND.get(name)
+        if takes_value is None:
             message = unknown_option_message(name, [*flags, *GLOBAL_AFTER_COMMAND, "--help"], f" for {command.name}")
             if not message.endswith("?)"):
                 message += " (put `--` before arguments that start with --)"
             raise UsageError(message, command)
+        if takes_value and not has_value:
+            if not tokens:
+                raise UsageError(f"option {name} needs a value", command)
+            value = tokens.pop(0)
+        if flag is None:
+            global_opts[name] = value if takes_value else True
+        elif not takes_value:
+            if has_value:
+                raise UsageError(f"option {name} takes no value", command)
+            opts[flag.prop] = flag.value
+        else:
+            try:
+                opts[flag.prop] = flag.convert(value)
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"bad value {value!r} for {name}: {exc}", command) from None
     return args, opts, global_opts, False
 
 
@@ -191,6 +165,7 @@ class Session:
         self.config_path = config
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self.overview = full_help  # what `help` alone prints (the shell adds its own commands)
         self._config = None
         self._client: Client | None = None
 
@@ -257,10 +232,6 @@ class Session:
             return EXIT_CLIENT
 
     def _run(self, name: str, tokens: list[str]) -> int:
-        if name == "help":
-            return self.help(tokens)
-        if name == "listen":
-            return self.listen(tokens)
         command = get_command(name)
         if command is None:
             raise UsageError(unknown_command_message(name))
@@ -274,8 +245,7 @@ class Session:
             props = command.message(args, opts)
         except (ArgumentError, ControlError) as exc:
             raise UsageError(str(exc), command) from None
-        reply = self.client.call(command.name, **props)
-        return self.show_reply(command, reply)
+        return command.run_client(self, props)
 
     def apply_global_options(self, options: dict) -> None:
         if "--prettify" in options:
@@ -306,13 +276,10 @@ class Session:
             self.say(str(text))
         return EXIT_OK
 
-    def help(self, tokens: list[str]) -> int:
-        if not tokens:
-            self.say(full_help())
-            return EXIT_OK
-        name = tokens[0]
-        if name.lower() == "listen":
-            self.say(listen_help())
+    def print_help(self, name: str | None = None) -> int:
+        """`help [NAME]`: the overview of every command, or one command's help text and options."""
+        if name is None:
+            self.say(self.overview())
             return EXIT_OK
         command = get_command(name)
         if command is None:
@@ -320,24 +287,8 @@ class Session:
         self.say(command_help(command))
         return EXIT_OK
 
-    def listen(self, tokens: list[str]) -> int:
-        """Print `topic: json` for every event on the pubsub endpoint until Ctrl-C."""
-        command = get_command("listen")
-        if command is None:  # not in the table: every argument is a topic
-            if any(token.startswith("-") for token in tokens):
-                self.say(listen_help())
-                return EXIT_OK
-            topics = list(tokens)
-        else:
-            args, opts, global_opts, wants_help = split_command_args(command, tokens)
-            if wants_help:
-                self.say(listen_help())
-                return EXIT_OK
-            self.apply_global_options(global_opts)
-            try:
-                topics = command.message(args, opts).get("topics") or []
-            except (ArgumentError, ControlError) as exc:
-                raise UsageError(str(exc), command) from None
+    def print_events(self, topics: list[str]) -> int:
+        """`listen`: print `topic: json` for every event on the pubsub endpoint until Ctrl-C."""
         endpoint = self.pubsub_endpoint
         try:
             with Consumer(topics, endpoint=endpoint, timeout=1.0, green=False) as consumer, \
@@ -385,22 +336,6 @@ class Session:
         self.say_err(f"gcircusctl: {exc}")
         if exc.command is not None:
             self.say_err(f"usage: {usage_line(exc.command)}")
-
-
-LISTEN_HELP = """Print the events the daemon publishes, one `topic: json` line each, until Ctrl-C.
-
-    listen [TOPIC...]"""
-LISTEN_NOTE = """gcircusctl prints one `topic: json` line per event until Ctrl-C. TOPIC is a prefix such as
-`watcher.web.` or `watcher.web.spawn`; without one, every event is shown. The events come from the pubsub
-endpoint: --endpoint, else the config's pubsub_endpoint (-c), else tcp://127.0.0.1:5556; a control endpoint given
-there is refused with the daemon's pubsub endpoint named. Only events published after the subscription started are
-seen."""
-
-
-def listen_help() -> str:
-    """listen's help: the table's text when it declares the command (its docstring), and how gcircusctl runs it."""
-    command = get_command("listen")
-    return (command_help(command) if command else LISTEN_HELP) + "\n\n" + LISTEN_NOTE
 
 
 def render_json(reply: dict, prettify: bool, out: TextIO | None = None) -> str:

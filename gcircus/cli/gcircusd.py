@@ -177,7 +177,7 @@ class Daemon:
 
     def reload_config(self) -> None:
         """SIGHUP: what `reloadconfig` does. A bad file is logged and changes nothing; gcircusd keeps running."""
-        from gcircus.reload import format_plan
+        from gcircus.control.commands.reloadconfig import format_plan
 
         try:
             plan = self.arbiter.reload_from_config()

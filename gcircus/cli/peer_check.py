@@ -9,9 +9,9 @@ endpoint meant.
 from __future__ import annotations
 
 import zmq
-from zmq.utils.monitor import recv_monitor_message
 
 from gcircus.client import CallError, Client
+from gcircus.control.protocol import recv_monitor_event
 
 _WATCHED = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
@@ -34,7 +34,7 @@ class HandshakeWatch:
         """Read the pending monitor events without waiting; True if a connection closed during its handshake."""
         refused = False
         while not self.monitor.closed and self.monitor.poll(0):
-            event = recv_monitor_message(self.monitor)["event"]
+            event = recv_monitor_event(self.monitor)[0]
             if event == zmq.EVENT_CONNECTED:
                 self._connecting = True
             elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:

@@ -71,14 +71,6 @@ def unknown_option_message(name: str, known: list[str], where: str = "") -> str:
     return f"unknown option {name}{where}" + (f" (did you mean --{meant}?)" if meant else "")
 
 
-def option_mistake(argv: list[str], declared: dict[str, int], options_first: bool = False) -> str | None:
-    """What is wrong with the first option in `argv` that `doc` does not declare, read as docopt reads it."""
-    for kind, value in _read(argv, declared, options_first):
-        if kind == "mistake":
-            return value
-    return None
-
-
 def _read(argv: list[str], declared: dict[str, int], options_first: bool = False):
     """Read `argv` as docopt does: yield ("option", its declared name), ("argument", token), and at the first
     option `doc` does not declare ("mistake", what is wrong with it), after which reading stops.

@@ -15,7 +15,8 @@ import stat
 
 import gevent
 import zmq.green as zmq
-from zmq.utils.monitor import recv_monitor_message
+
+from gcircus.control.protocol import recv_monitor_event
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class ConnectionCap:
 
     def close(self) -> None:
         if self._watcher is not None:
-            self._watcher.kill(block=False)
+            self._watcher.kill()  # waits for it to end before its monitor socket closes
             self._watcher = None
         if self._monitor is not None:
             try:
@@ -62,14 +63,14 @@ class ConnectionCap:
     def _watch(self) -> None:
         while True:
             try:
-                event = recv_monitor_message(self._monitor)
+                event, value, endpoint = recv_monitor_event(self._monitor)
             except zmq.ZMQError:
                 return
-            if event["event"] == zmq.EVENT_ACCEPTED:
+            if event == zmq.EVENT_ACCEPTED:
                 self.connections += 1
                 if self.connections > self.limit:
-                    self._shed(int(event["value"]), event["endpoint"])
-            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                    self._shed(value, endpoint)
+            elif event == zmq.EVENT_DISCONNECTED:
                 self.connections = max(0, self.connections - 1)
 
     def _shed(self, fd: int, endpoint: bytes) -> None:

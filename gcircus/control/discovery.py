@@ -75,7 +75,7 @@ class DiscoveryResponder:
     def close(self) -> None:
         sock, self.sock = self.sock, None
         if self._loop is not None:
-            self._loop.kill(block=False)
+            self._loop.kill()  # waits for it to end before its socket closes
             self._loop = None
         if sock is not None:
             sock.close()

@@ -46,7 +46,7 @@ class Operations:
             raise Busy(f"server busy: {self.waiting_replies} replies are already waiting for their commands to "
                        f"finish (limit {MAX_WAITING_REPLIES}); try again later, or without --waiting")
 
-    def run(self, name: str, run: Callable[[], object], preempts: bool) -> gevent.Greenlet:
+    def run(self, run: Callable[[], object], preempts: bool) -> gevent.Greenlet:
         """Start `run` in its pool; Busy when that pool is full. Failures are logged unless someone links to it."""
         pool = self._pools[preempts]
         if pool.full():

@@ -59,10 +59,10 @@ class ReplyOutbox:
 
     def close(self, grace: float) -> None:
         """Give waiting replies `grace` seconds to go out (a quit's reply among them), then drop the rest."""
-        if self._flusher is not None:
-            self._flusher.join(grace)
-        if self._flusher is not None:
-            self._flusher.kill(block=False)
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.join(grace)
+            flusher.kill()  # waits for it to end: nothing is sent once closed
         self._backlogs.clear()
 
     def _drop(self, count: int, why: str) -> None:

@@ -1,7 +1,9 @@
-"""Encoding of requests and replies exactly as Circus puts them on the wire (PROTOCOL.md 2.2-2.3)."""
+"""Encoding of requests and replies exactly as Circus puts them on the wire (PROTOCOL.md 2.2-2.3), and the decoding
+of zmq's socket-monitor events, which tell the client and the server about connections."""
 from __future__ import annotations
 
 import json
+import struct
 import time
 import traceback
 
@@ -72,9 +74,10 @@ def encode(reply: dict) -> bytes:
     return json.dumps(reply).encode("ascii")
 
 
-def make_message(command: str, **properties) -> dict:
-    return {"command": command, "properties": properties}
-
-
-def cast_message(command: str, **properties) -> dict:
-    return {"command": command, "msg_type": "cast", "properties": properties}
+def recv_monitor_event(monitor) -> tuple[int, int, bytes]:
+    """The next event of a zmq socket monitor as (event, value, endpoint), waiting for it: libzmq's two frames, a
+    16-bit event and a 32-bit value, then the endpoint. (pyzmq's zmq.utils.monitor reads the same but imports
+    zmq.asyncio, which would double gcircusctl's start-up time.)"""
+    head, endpoint = monitor.recv_multipart()
+    event, value = struct.unpack("=hi", head)
+    return event, value, endpoint

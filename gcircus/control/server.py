@@ -15,15 +15,14 @@ import gevent.pool
 import zmq.green as zmq
 
 from gcircus.command_queue import QueueRefused
-from gcircus.control import commands as _commands  # noqa: F401 - registers every command
-from gcircus.control.commands.base import Deferred, get_command
-from gcircus.control.commands.lifecycle import Queued
+from gcircus.control.commands import get_command
 from gcircus.control.connection_cap import ConnectionCap
 from gcircus.control.endpoints import bind_private, ipc_path
-from gcircus.control.operations import Operations
-from gcircus.control.outbox import ReplyOutbox
 from gcircus.control.errors import (BAD_MSG_DATA_ERROR, COMMAND_ERROR, MESSAGE_ERROR, OS_ERROR, UNKNOWN_COMMAND,
                                     ControlError)
+from gcircus.control.executors import EXECUTORS, Deferred, Queued
+from gcircus.control.operations import Operations
+from gcircus.control.outbox import ReplyOutbox
 from gcircus.control.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
 
 log = logging.getLogger(__name__)
@@ -129,11 +128,11 @@ class ControlServer:
         if reply is not None:
             self._send(envelope, reply)
 
-    def handle(self, payload: bytes, reply_later=None) -> dict | None:
+    def handle(self, payload: bytes, reply_later) -> dict | None:
         """Run one request; return the reply, or None for a cast (fire-and-forget) or a reply sent later.
 
-        A long command (Queued or Deferred) is answered at once, or, when the client asked for `waiting` and
-        `reply_later` is given, through `reply_later(reply)` once it is done; without `reply_later` it is waited for.
+        A long command (Queued or Deferred) is answered at once, or, when the client asked for `waiting`, through
+        `reply_later(reply)` once it is done.
         """
         msg_id = None
         cast = False
@@ -143,31 +142,26 @@ class ControlServer:
             cast = message.get("msg_type") == "cast"
             name = message["command"]
             command = get_command(name)
-            if command is None:
+            execute = EXECUTORS.get(command.name) if command is not None else None
+            if execute is None:  # help is gcircusctl's own: the daemon does not know it either
                 raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
             props = command.validate(message["properties"])
             waiting = bool(props.get("waiting")) and not cast
             if waiting:
                 self._operations.check_reply_can_wait()
-            result = command.execute(self.arbiter, props)
+            result = execute(self.arbiter, props)
             if isinstance(result, Deferred):
-                runner = self._operations.run(name, result.run, command.preempts)
+                runner = self._operations.run(result.run, command.preempts)
                 result = Queued([runner], lambda values: values[0])
             if isinstance(result, Queued):
                 if not waiting:
                     self._operations.log_failures(name, result.results)
                     result = None
-                elif reply_later is not None:
+                else:
                     head = payload[:200]  # what an error reply quotes; the request itself is not kept meanwhile
                     self._operations.reply_when_done(result.results, result.shape, lambda fields, exc: reply_later(
                         self._reply(fields, exc, msg_id, head)))
                     return None
-                else:
-                    gevent.joinall(result.results)
-                    failure = next((r.exception for r in result.results if not r.successful()), None)
-                    if failure is not None:
-                        raise failure
-                    result = result.shape([r.value for r in result.results])
             reply = ok_reply(result, msg_id)
         except BadRequest as exc:
             msg_id, cast = exc.msg_id, exc.cast

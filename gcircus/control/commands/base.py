@@ -1,16 +1,15 @@
-"""What a command is: one class holding its properties, its server-side execution, its console output and its help.
+"""What a command is, as both sides read it: its properties, gcircusctl's flags and arguments, its console output, its
+help, and how gcircusctl runs it. What the daemon does for it lives in gcircus.control.executors, by name.
 
 A command's docstring is its help text (`gcircusctl help NAME`); its first line is the summary. Adding a command
-means adding one class to one module of this package, decorated with `@register`.
+means adding one class to one module of this package, decorated with `@register`, and its executor. These modules
+import only the standard library and light gcircus modules: gcircusctl loads every description at start-up.
 """
 from __future__ import annotations
 
-import fnmatch
-import re
 import signal as signal_module
-from dataclasses import dataclass
-from typing import Any, ClassVar
 from collections.abc import Callable
+from typing import Any, ClassVar, NamedTuple
 
 from gcircus.control.errors import ArgumentError, MessageError
 
@@ -27,8 +26,7 @@ def get_command(name: str) -> Command | None:
     return COMMANDS.get(name.lower())
 
 
-@dataclass(frozen=True)
-class Prop:
+class Prop(NamedTuple):
     """One property of a request: its JSON type, whether it is required, and its default."""
 
     name: str
@@ -38,8 +36,7 @@ class Prop:
     minimum: float | None = None
 
 
-@dataclass(frozen=True)
-class Flag:
+class Flag(NamedTuple):
     """A gcircusctl option of a command: `--NAME` (a switch) or `--NAME VALUE`, mapped onto a property."""
 
     name: str
@@ -50,11 +47,7 @@ class Flag:
     convert: Callable[[str], Any] = str
 
 
-class Deferred:
-    """A long operation: run at once when the client asked for `waiting`, else in the background after an `ok`."""
-
-    def __init__(self, run: Callable[[], Any]):
-        self.run = run
+WAITING = Flag("waiting", "waiting", help="reply only once the operation has finished")
 
 
 class Command:
@@ -63,14 +56,13 @@ class Command:
     name: ClassVar[str] = ""
     properties: ClassVar[tuple[Prop, ...]] = ()
     flags: ClassVar[tuple[Flag, ...]] = ()
-    usage: ClassVar[str] = ""
     # Positional arguments of gcircusctl, in order: property names; a trailing "*name" takes the rest.
     positional: ClassVar[tuple[str, ...]] = ()
     min_args: ClassVar[int] = 0
     # A stop or quit: it goes ahead of queued commands and runs in a pool of its own (gcircus.control.operations).
     preempts: ClassVar[bool] = False
-
-    # -- server side -----------------------------------------------------------------------------------------
+    # Whether the shell completes this command's arguments with the daemon's watcher names.
+    completes_watchers: ClassVar[bool] = True
 
     def validate(self, props: dict) -> dict:
         """Type-check the declared properties (extra ones are ignored, as Circus does); fill in defaults."""
@@ -83,12 +75,6 @@ class Command:
                 continue
             clean[prop.name] = _check(prop, props[prop.name])
         return clean
-
-    def execute(self, arbiter, props: dict):
-        """Carry out the command; return reply fields (dict/list/None) or a Deferred for a long operation."""
-        raise NotImplementedError
-
-    # -- client side -----------------------------------------------------------------------------------------
 
     def message(self, args: list[str], opts: dict) -> dict:
         """Build request properties from gcircusctl's positional arguments and flags."""
@@ -111,6 +97,11 @@ class Command:
                 props[flag.prop] = opts[flag.prop]
         return props
 
+    def run_client(self, session, props: dict) -> int:
+        """How gcircusctl runs the command, given its gcircusctl Session: send it, print the reply, return the exit
+        code. A command gcircusctl carries out itself (listen, help) says so by overriding this."""
+        return session.show_reply(self, session.client.call(self.name, **props))
+
     def console(self, reply: dict) -> str:
         """What gcircusctl prints for a successful reply."""
         return "ok"
@@ -124,25 +115,34 @@ class Command:
         return self.help.splitlines()[0] if self.help else ""
 
 
+_PLAIN_KINDS = {"str": (str, "a string"), "object": (dict, "an object"), "list": (list, "a list")}
+
+
 def _check(prop: Prop, value: Any) -> Any:
     kind = prop.kind
     if kind == "any":
         return value
-    if kind == "str":
-        if not isinstance(value, str):
-            raise MessageError(f"{prop.name!r} must be a string")
+    if kind in _PLAIN_KINDS:
+        expected, what = _PLAIN_KINDS[kind]
+        if not isinstance(value, expected):
+            raise MessageError(f"{prop.name!r} must be {what}")
         return value
     if kind == "bool":
         return bool(value) if not isinstance(value, str) else value.lower() in ("1", "true", "yes", "on")
+    if kind == "signal":
+        return to_signum(value, 1 if prop.minimum is None else int(prop.minimum))
+    if kind == "strlist":
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise MessageError(f"{prop.name!r} must be a list of strings")
+        return value
     if kind in ("int", "pid"):
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise MessageError(f"{prop.name!r} must be an integer")
-        if prop.minimum is not None and value < prop.minimum:
-            raise MessageError(f"{prop.name!r} must be at least {prop.minimum:g}")
-        return value
-    if kind == "number":
+    elif kind == "number":
         if isinstance(value, str):
             try:
                 value = float(value)
@@ -150,26 +150,11 @@ def _check(prop: Prop, value: Any) -> Any:
                 raise MessageError(f"{prop.name!r} must be a number") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
             raise MessageError(f"{prop.name!r} must be a number")
-        if prop.minimum is not None and value < prop.minimum:
-            raise MessageError(f"{prop.name!r} must be at least {prop.minimum:g}")
-        return value
-    if kind == "signal":
-        return to_signum(value, 1 if prop.minimum is None else int(prop.minimum))
-    if kind == "object":
-        if not isinstance(value, dict):
-            raise MessageError(f"{prop.name!r} must be an object")
-        return value
-    if kind == "list":
-        if not isinstance(value, list):
-            raise MessageError(f"{prop.name!r} must be a list")
-        return value
-    if kind == "strlist":
-        if isinstance(value, str):
-            return [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise MessageError(f"{prop.name!r} must be a list of strings")
-        return value
-    raise AssertionError(f"unknown property kind {kind}")
+    else:
+        raise AssertionError(f"unknown property kind {kind}")
+    if prop.minimum is not None and value < prop.minimum:
+        raise MessageError(f"{prop.name!r} must be at least {prop.minimum:g}")
+    return value
 
 
 def to_signum(value: Any, minimum: int = 1) -> int:
@@ -193,37 +178,3 @@ def to_signum(value: Any, minimum: int = 1) -> int:
             (value != 0 and value not in set(int(s) for s in signal_module.valid_signals())):
         raise MessageError("signal invalid")
     return value
-
-
-def match_watchers(arbiter, name: str, mode: str | None = "glob") -> list:
-    """The watchers `name` designates, in priority order: `simple` (exact), `glob` (default) or `regex`.
-
-    Both the pattern and the names are lowercased first, as in Circus. No match is `program <name> not found`.
-    """
-    mode = (mode or "glob").lower()
-    pattern = name.lower()
-    watchers = arbiter.iter_watchers()
-    if mode == "simple":
-        found = [w for w in watchers if w.name.lower() == pattern]
-    elif mode == "glob":
-        regex = re.compile(fnmatch.translate(pattern))
-        found = [w for w in watchers if regex.match(w.name.lower())]
-    elif mode == "regex":
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise MessageError(f"invalid regex {name!r}: {exc}") from None
-        found = [w for w in watchers if regex.match(w.name.lower())]
-    else:
-        raise MessageError(f"match must be simple, glob or regex, not {mode!r}")
-    if not found:
-        raise MessageError(f"program {name} not found")
-    return found
-
-
-def get_watcher(arbiter, name: str):
-    """The watcher called `name` (case-insensitive) or MessageError `program <name> not found`."""
-    try:
-        return arbiter.get_watcher(name)
-    except KeyError:
-        raise MessageError(f"program {name} not found") from None

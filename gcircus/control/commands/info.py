@@ -1,55 +1,18 @@
-"""The read-only commands: stats, dstats, options, get, globaloptions, numprocesses, numwatchers, listen, ipython.
+"""The read-only commands: list, status, listsockets, stats, dstats, options, get, globaloptions, numprocesses,
+numwatchers; listen and help, which gcircusctl carries out; ipython.
 
 None of them changes anything or takes a watcher's lock, so they answer even while a long stop or reload runs.
-Every reply is plain JSON data: option values that are tuples, signals or callables are converted first, because a
-value json cannot encode would otherwise lose the reply altogether.
 """
 from __future__ import annotations
 
-import copy
-import logging
-import math
+from collections import defaultdict
 from typing import Any
 
-from gcircus import procinfo
-from gcircus.control.commands.base import Command, Flag, Prop, get_watcher, register
-from gcircus.control.errors import ArgumentError, MessageError
-from gcircus.options import WATCHER_OPTIONS, get_option
-
-log = logging.getLogger(__name__)
+from gcircus.control.commands.base import Command, Flag, Prop, register
+from gcircus.control.errors import ArgumentError
 
 INFOLINE = "{pid}  {cmdline} {username} {nice} {mem_info1} {mem_info2} {cpu} {mem} {ctime}"
-GLOBAL_OPTIONS = ("endpoint", "stats_endpoint", "pubsub_endpoint", "check_delay", "multicast_endpoint")
-# Circus keeps these as ints (it refuses a fraction); gcircus accepts fractions, so only a whole value goes out as an
-# int, as in circusd's replies, and a fraction (a gcircus extension) stays a float.
-WHOLE_NUMBER_OPTIONS = frozenset({"max_age", "max_age_variance", "warmup_delay"})
-
-
-def json_value(value: Any) -> Any:
-    """`value` as JSON data: tuples and sets become lists, int subclasses (signals) ints, callables dotted names."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, dict):
-        return {k if isinstance(k, (str, int)) and not isinstance(k, bool) else str(k): json_value(v)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_value(v) for v in value]
-    if isinstance(value, (set, frozenset)):
-        return sorted((json_value(v) for v in value), key=str)
-    if callable(value) and hasattr(value, "__qualname__"):
-        return f"{getattr(value, '__module__', None) or '?'}.{value.__qualname__}"
-    return str(value)
-
-
-def option_value(key: str, value: Any) -> Any:
-    """`value` of option `key` as JSON data, in the type circusd replies with (`max_age = 60` is 60, not 60.0)."""
-    if key in WHOLE_NUMBER_OPTIONS and isinstance(value, float) and value.is_integer():
-        return int(value)
-    return json_value(value)
+NA = "N/A"  # what circusctl shows for a field a process's info lacks
 
 
 def option_text(key: str, value: Any) -> str:
@@ -64,18 +27,65 @@ def _option_lines(options: dict, sort: bool = False) -> str:
     return "\n".join(f"{k}: {option_text(k, v)}" for k, v in items)
 
 
+# -- what runs -----------------------------------------------------------------------------------------------------
+
+@register
+class List(Command):
+    """List the watchers, or the pids of one watcher's running processes.
+
+    list [NAME]
+    """
+
+    name = "list"
+    properties = (Prop("name"),)
+    positional = ("name",)
+
+    def console(self, reply):
+        items = reply.get("pids", reply.get("watchers", []))
+        return ",".join(str(i) for i in items)
+
+
+@register
+class Status(Command):
+    """Status of one watcher (active, starting, stopping, stopped) or of all of them.
+
+    status [NAME]
+    """
+
+    name = "status"
+    properties = (Prop("name"),)
+    positional = ("name",)
+
+    def console(self, reply):
+        if "statuses" in reply:
+            return "\n".join(f"{name}: {status}" for name, status in sorted(reply["statuses"].items()))
+        return str(reply.get("status"))
+
+
+@register
+class ListSockets(Command):
+    """List the managed sockets: fd, name and address (host:port, or the unix socket path).
+
+    listsockets
+    """
+
+    name = "listsockets"
+
+    def console(self, reply):
+        lines = []
+        for s in reply.get("sockets", []):
+            where = s["path"] if "path" in s else f"{s.get('host')}:{s.get('port')}"
+            lines.append(f"{s['fd']}:socket '{s['name']}' at {where}")
+        return "\n".join(lines)
+
+
 # -- stats ---------------------------------------------------------------------------------------------------------
-
-class _NA(dict):
-    def __missing__(self, key):
-        return procinfo.NA
-
 
 def infoline(info: Any) -> str:
     """One process as circusctl prints it; a non-dict info (a vanished process) is printed as it is."""
     if not isinstance(info, dict):
         return str(info)
-    return INFOLINE.format_map(_NA(info))
+    return INFOLINE.format_map(defaultdict(lambda: NA, info))
 
 
 def _process_lines(pid: Any, info: Any) -> str:
@@ -83,50 +93,6 @@ def _process_lines(pid: Any, info: Any) -> str:
     if isinstance(info, dict):
         lines.extend("   " + infoline(child) for child in info.get("children") or [])
     return "\n".join(lines)
-
-
-def _extended(watcher, pid: int, info: Any) -> Any:
-    """Run the watcher's extended_stats hook on a copy of `info`; the plain info if there is none or it fails.
-
-    Circus lets the hook's exception fail the whole command; here a failing hook is logged (and published as
-    hook_failure) and the stats are still returned.
-    """
-    hooks = getattr(watcher, "hooks", None)
-    if not isinstance(info, dict) or hooks is None or "extended_stats" not in hooks:
-        return info
-    stats = copy.deepcopy(info)
-    failures: list = []
-
-    def notify(event: str, **fields) -> None:
-        if event == "hook_failure":
-            failures.append(fields.get("error"))
-        watcher.notify(event, **fields)
-
-    try:
-        hooks.call("extended_stats", watcher, watcher.arbiter, notify, pid=pid, stats=stats)
-    except Exception:  # noqa: BLE001 - user code: whatever it does, the plain stats still go out
-        log.exception("extended_stats hook of watcher %r failed", watcher.name)
-        return info
-    if failures:
-        log.warning("extended_stats hook of watcher %r failed for pid %s: plain stats returned", watcher.name, pid)
-        return info
-    return json_value(stats)
-
-
-def watcher_stats(watcher, extended: bool = False) -> dict:
-    """{pid: info} of every process of `watcher`, in spawn order, through its extended_stats hook if asked."""
-    infos = procinfo.processes_info(list(watcher.processes.values()))
-    if extended:
-        infos = {pid: _extended(watcher, pid, info) for pid, info in infos.items()}
-    return infos
-
-
-def _pid(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise MessageError("'process' must be an integer")
 
 
 @register
@@ -153,30 +119,13 @@ class Stats(Command):
                 raise ArgumentError(f"invalid process id {props['process']!r}") from None
         return props
 
-    def execute(self, arbiter, props):
-        extended = props["extended"]
-        if props["name"] is None:
-            return {"infos": {w.name: watcher_stats(w, extended) for w in list(arbiter.watchers)}}
-        watcher = get_watcher(arbiter, props["name"])
-        if props["process"] is None:
-            return {"name": props["name"], "info": watcher_stats(watcher, extended)}
-        pid = _pid(props["process"])
-        process = watcher.processes.get(pid)
-        if process is None:
-            raise MessageError(f"process {props['process']!r} not found in {props['name']!r}")
-        info = procinfo.process_info(process)
-        return {"process": props["process"], "info": _extended(watcher, pid, info) if extended else info}
-
     def console(self, reply):
-        if "infos" in reply:
+        if "infos" in reply or "name" in reply:  # every watcher, or one: its name, then a line per process
+            watchers = reply["infos"] if "infos" in reply else {reply["name"]: reply.get("info")}
             lines = []
-            for name, infos in reply["infos"].items():
+            for name, infos in watchers.items():
                 lines.append(f"{name}:")
                 lines.extend(_process_lines(pid, info) for pid, info in (infos or {}).items())
-            return "\n".join(lines)
-        if "name" in reply:
-            lines = [f"{reply['name']}:"]
-            lines.extend(_process_lines(pid, info) for pid, info in (reply.get("info") or {}).items())
             return "\n".join(lines)
         return _process_lines(reply.get("process"), reply.get("info")) + "\n"
 
@@ -190,9 +139,6 @@ class DStats(Command):
 
     name = "dstats"
 
-    def execute(self, arbiter, props):
-        return {"info": procinfo.daemon_info(interval=0.01)}
-
     def console(self, reply):
         info = reply.get("info") or {}
         lines = ["Main Process:", "    " + infoline(info)]
@@ -204,31 +150,6 @@ class DStats(Command):
 
 
 # -- options -------------------------------------------------------------------------------------------------------
-
-def watcher_options(watcher) -> dict:
-    """The `options` reply: the keys Circus's command lists, read from the option table (options_key), plus `env`
-    and the free-form options, as JSON data. gcircus's own options (autostart, hooks...) are read with `get`."""
-    current = dict(watcher.options())
-    listed = {"env": current.get("env")}  # env comes from [env] sections, not the option table; Circus lists it
-    for option in WATCHER_OPTIONS.values():
-        key = option.options_reply_key
-        if key is not None:
-            listed[key] = current.get(option.name[:-2] if option.is_prefix else option.name)
-    listed.update(getattr(watcher, "options_extra", {}))
-    return {k: option_value(k, v) for k, v in sorted(listed.items()) if k != "__name__"}
-
-
-def _family_value(watcher, key: str, current: dict) -> Any:
-    """The value of one member of an option family (rlimit_X, stdout_stream.X, hooks.X, flapping.X)."""
-    if key.startswith("rlimit_"):
-        return (current.get("rlimits") or {}).get(key[len("rlimit_"):].lower())
-    family, _, member = key.partition(".")
-    if family in ("stdout_stream", "stderr_stream", "hooks"):
-        return (current.get(family) or {}).get(member)
-    if family == "flapping":
-        return getattr(getattr(watcher, "crash_guard", None), member, None)
-    return getattr(watcher, key, None)
-
 
 @register
 class Options(Command):
@@ -244,9 +165,6 @@ class Options(Command):
     properties = (Prop("name", required=True),)
     positional = ("name",)
     min_args = 1
-
-    def execute(self, arbiter, props):
-        return {"options": watcher_options(get_watcher(arbiter, props["name"]))}
 
     def console(self, reply):
         return _option_lines(reply.get("options") or {}, sort=True)
@@ -267,24 +185,6 @@ class Get(Command):
     positional = ("name", "*keys")
     min_args = 2
 
-    def execute(self, arbiter, props):
-        watcher = get_watcher(arbiter, props["name"])
-        current = dict(watcher.options())
-        current.pop("__name__", None)
-        options = {}
-        listed = None
-        for key in props["keys"]:
-            if key in current:
-                options[key] = option_value(key, current[key])
-            elif get_option(key, "watcher") is not None:
-                options[key] = option_value(key, _family_value(watcher, key, current))
-            else:
-                listed = watcher_options(watcher) if listed is None else listed  # Circus's keys (stdout_stream_conf)
-                if key not in listed:
-                    raise MessageError(f"{key!r} option not found")
-                options[key] = listed[key]
-        return {"options": options}
-
     def console(self, reply):
         return _option_lines(reply.get("options") or {})
 
@@ -299,13 +199,6 @@ class GlobalOptions(Command):
     name = "globaloptions"
     properties = (Prop("option"),)
     positional = ("option",)
-
-    def execute(self, arbiter, props):
-        wanted = props["option"]
-        if wanted and wanted not in GLOBAL_OPTIONS:
-            raise MessageError(f"{wanted!r} not an existing option")
-        names = (wanted,) if wanted else GLOBAL_OPTIONS
-        return {"options": {name: json_value(getattr(arbiter, name, None)) for name in names}}
 
     def console(self, reply):
         return _option_lines(reply.get("options") or {})
@@ -328,12 +221,6 @@ class NumProcesses(Command):
     properties = (Prop("name"),)
     positional = ("name",)
 
-    def execute(self, arbiter, props):
-        if props["name"] is None:
-            return {"numprocesses": arbiter.numprocesses()}
-        watcher = get_watcher(arbiter, props["name"])
-        return {"numprocesses": len(watcher.processes), "watcher_name": props["name"]}
-
     def console(self, reply):
         return str(reply.get("numprocesses"))
 
@@ -347,14 +234,11 @@ class NumWatchers(Command):
 
     name = "numwatchers"
 
-    def execute(self, arbiter, props):
-        return {"numwatchers": arbiter.numwatchers()}
-
     def console(self, reply):
         return str(reply.get("numwatchers"))
 
 
-# -- not over the control channel ----------------------------------------------------------------------------------
+# -- carried out by gcircusctl -------------------------------------------------------------------------------------
 
 @register
 class Listen(Command):
@@ -363,14 +247,38 @@ class Listen(Command):
     listen [TOPIC...]
 
     gcircusctl subscribes to the events itself; sent over the control channel, this command is an error.
+
+    gcircusctl prints one `topic: json` line per event until Ctrl-C. TOPIC is a prefix such as
+    `watcher.web.` or `watcher.web.spawn`; without one, every event is shown. The events come from the pubsub
+    endpoint: --endpoint, else the config's pubsub_endpoint (-c), else tcp://127.0.0.1:5556; a control endpoint given
+    there is refused with the daemon's pubsub endpoint named. Only events published after the subscription started
+    are seen.
     """
 
     name = "listen"
     properties = (Prop("topics", "strlist"),)
     positional = ("*topics",)
+    completes_watchers = False  # its arguments are topics
 
-    def execute(self, arbiter, props):
-        raise MessageError("invalid message. use a pub/sub socket")
+    def run_client(self, session, props):
+        return session.print_events(props.get("topics") or [])
+
+
+@register
+class Help(Command):
+    """Describe one command, or list them all.
+
+    help [COMMAND]
+
+    gcircusctl answers it itself; the daemon does not know this command.
+    """
+
+    name = "help"
+    positional = ("*names",)
+    completes_watchers = False
+
+    def run_client(self, session, props):
+        return session.print_help(*(props.get("names") or [])[:1])
 
 
 @register
@@ -386,9 +294,6 @@ class IPython(Command):
     def message(self, args, opts):
         """gcircusctl could not attach to a kernel even where a daemon has one: a command line it cannot run."""
         raise ArgumentError(f"cannot open an IPython shell: {self.NO_KERNEL}")
-
-    def execute(self, arbiter, props):
-        return {"shell": False, "msg": self.NO_KERNEL}
 
     def console(self, reply):
         return "error: Could not start ipython kernel"

@@ -1,30 +1,9 @@
-"""incr, decr, add, rm, set: commands that change which watchers exist and how they are configured.
-
-Every change to a watcher goes through that watcher's lock (in Watcher), so these compose with a stop or restart in
-progress: they wait their turn instead of failing as Circus's global lock makes them. What can be checked without
-the lock (properties, option keys and values, users, hooks) is checked before anything changes, so an invalid
-request is answered with errno 3 and leaves everything as it was.
-"""
+"""incr, decr, add, rm, set: commands that change which watchers exist and how they are configured."""
 from __future__ import annotations
 
 from gcircus import runtime_options
-from gcircus.arbiter import DuplicateWatcher
-from gcircus.control import ownership
-from gcircus.control.commands.base import Command, Deferred, Flag, Prop, get_watcher, register
-from gcircus.control.errors import ArgumentError, CommandError, MessageError
-
-WAITING = Flag("waiting", "waiting", help="reply only once the operation has finished")
-
-
-def _parse_options(options: dict, parse) -> dict:
-    """Convert every option first; the first bad key or value is a MessageError and nothing is applied."""
-    converted = {}
-    for key, value in options.items():
-        try:
-            converted[key] = parse(key, value)
-        except ValueError as exc:
-            raise MessageError(str(exc)) from None
-    return converted
+from gcircus.control.commands.base import WAITING, Command, Flag, Prop, register
+from gcircus.control.errors import ArgumentError
 
 
 class _Count(Command):
@@ -44,13 +23,6 @@ class _Count(Command):
             except ValueError:
                 raise ArgumentError(f"nb must be an integer, not {props['nb']!r}") from None
         return props
-
-    def execute(self, arbiter, props):
-        watcher = get_watcher(arbiter, props["name"])
-        if watcher.singleton:
-            return {"numprocesses": watcher.numprocesses, "singleton": True}
-        change, nb = getattr(watcher, self.name), props["nb"]
-        return Deferred(lambda: {"numprocesses": change(nb)})
 
     def console(self, reply):
         return str(reply["numprocesses"]) if "numprocesses" in reply else "ok"
@@ -111,29 +83,6 @@ class Add(Command):
                 props[flag.prop] = True
         return props
 
-    def execute(self, arbiter, props):
-        name = props["name"]
-        if not name.strip():
-            raise MessageError("a watcher needs a non-empty name")
-        options = dict(props["options"] or {})
-        if "cmd" in options:
-            raise MessageError("'cmd' is a property of add, not an option")
-        if props["args"] is not None:
-            if "args" in options:
-                raise MessageError("'args' is given both as a property and as an option")
-            options["args"] = props["args"]
-        ownership.check_add(ownership.owner_of(arbiter), _parse_options(options, runtime_options.parse))
-        try:
-            kwargs = runtime_options.watcher_kwargs(options)
-            watcher = arbiter.add_watcher(name, runtime_options.parse("cmd", props["cmd"]), **kwargs)
-        except DuplicateWatcher:
-            raise CommandError(f"{name!r} already exist") from None  # circusd's words, errno 5
-        except (ValueError, TypeError) as exc:
-            raise MessageError(str(exc)) from None
-        if props["start"]:
-            return Deferred(watcher.start)
-        return None
-
 
 @register
 class Rm(Command):
@@ -151,14 +100,6 @@ class Rm(Command):
     flags = (Flag("nostop", "nostop", help="leave the processes running"), WAITING)
     positional = ("name",)
     min_args = 1
-
-    def execute(self, arbiter, props):
-        try:
-            watcher = arbiter.unregister_watcher(props["name"])
-        except KeyError:
-            raise MessageError(f"program {props['name']} not found") from None
-        nostop = props["nostop"]
-        return Deferred(lambda: arbiter.finish_removal(watcher, nostop))
 
 
 @register
@@ -194,22 +135,3 @@ class Set(Command):
         if opts.get("waiting"):
             props["waiting"] = True
         return props
-
-    def execute(self, arbiter, props):
-        watcher = get_watcher(arbiter, props["name"])
-        changes = _parse_options(props["options"], runtime_options.parse_set)
-        ownership.check_set(ownership.owner_of(arbiter), watcher, changes)
-        try:
-            watcher.check_options(changes)
-        except ValueError as exc:
-            raise MessageError(str(exc)) from None
-
-        def guard():  # again under the watcher's lock: a reloadconfig may have changed who it runs as meanwhile
-            ownership.check_set(ownership.owner_of(arbiter), watcher, changes)
-
-        def apply():
-            try:
-                watcher.set_options(changes, guard)
-            except ValueError as exc:  # the watcher changed meanwhile (checked again under its lock)
-                raise MessageError(str(exc)) from None
-        return Deferred(apply)

@@ -1,14 +1,7 @@
-"""reloadconfig: re-read the configuration file and apply what changed (see gcircus.reload)."""
+"""reloadconfig: re-read the configuration file and apply what changed (see gcircus.reload); how a plan is shown."""
 from __future__ import annotations
 
-import logging
-import weakref
-
-import gevent
-
-from gcircus.control.commands.base import Command, Deferred, Flag, Prop, register
-from gcircus.control.errors import MessageError
-from gcircus.errors import ConfigError
+from gcircus.control.commands.base import Command, Flag, Prop, register
 
 
 @register
@@ -30,53 +23,52 @@ class ReloadConfig(Command):
     flags = (Flag("waiting", "waiting", help="reply only once the new configuration is applied"),
              Flag("dry-run", "dry_run", help="show the plan without applying it"))
 
-    def execute(self, arbiter, props):
-        from gcircus import reload as reload_config
-
-        try:
-            plan = reload_config.prepare(arbiter)  # validates now, so a bad file is this command's error reply
-        except ConfigError as exc:
-            raise MessageError(str(exc)) from None
-        if props["dry_run"]:
-            return {"plan": plan.as_dict()}
-
-        def run():  # plans again under the reload lock: another reload may have been applied meanwhile
-            return {"plan": arbiter.reload_from_config()}
-        if props["waiting"]:
-            return Deferred(run)
-        _BackgroundReload.request(arbiter, run)
-        return {"plan": plan.as_dict()}
-
     def console(self, reply: dict) -> str:
-        from gcircus.reload import format_plan
-
         return format_plan(reply.get("plan") or {})
 
 
-class _BackgroundReload:
-    """The one greenlet per arbiter that applies non-waiting reloadconfig requests, however many arrive.
-
-    Each run re-reads the file, so requests made while one is being applied are all served by one more run: a
-    flood of casts costs at most two applications and one greenlet, never a greenlet per request.
-    """
-
-    _by_arbiter: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def __init__(self):
-        self.requested = False
-        self.greenlet: gevent.Greenlet | None = None
-
-    @classmethod
-    def request(cls, arbiter, run) -> None:
-        state = cls._by_arbiter.setdefault(arbiter, cls())
-        state.requested = True
-        if state.greenlet is None or state.greenlet.dead:
-            state.greenlet = gevent.spawn(state._apply_while_requested, run)
-
-    def _apply_while_requested(self, run) -> None:
-        while self.requested:
-            self.requested = False
-            try:
-                run()
-            except Exception:  # noqa: BLE001 - nobody waits for this reply: log it
-                logging.getLogger(__name__).exception("reloadconfig failed while applying its plan")
+def format_plan(plan: dict) -> str:
+    """The plan as gcircusctl prints it: one line per change, `no changes` when there is none."""
+    lines = []
+    w = plan.get("watchers", {})
+    for name in w.get("added", []):
+        lines.append(f"watcher {name}: added")
+    for name in w.get("removed", []):
+        lines.append(f"watcher {name}: removed")
+    for name, item in w.get("scaled", {}).items():
+        old, new = item["numprocesses"]
+        lines.append(f"watcher {name}: numprocesses {old} -> {new} (scaled, running processes kept)")
+    for name, keys in w.get("reloaded", {}).items():
+        lines.append(f"watcher {name}: {', '.join(keys)} changed (graceful reload)")
+    for name, keys in w.get("replaced", {}).items():
+        lines.append(f"watcher {name}: {', '.join(keys)} changed (replaced: stopped, then started again)")
+    c = plan.get("circus", {})
+    needs = set(c.get("needs_restart", []))
+    for key, (old, new) in c.get("changed", {}).items():
+        how = "needs a restart of gcircusd" if key in needs else "applied"
+        lines.append(f"[circus] {key}: {old!r} -> {new!r} ({how})")
+    p = plan.get("plugins", {})
+    for kind in ("added", "removed", "changed"):
+        for name in p.get(kind, []):
+            lines.append(f"{name}: {kind}")
+    s = plan.get("sockets", {})
+    in_place = set(s.get("rebound_in_place", []))
+    users = s.get("users", {})
+    for name in s.get("added", []):
+        lines.append(f"socket {name}: added (bound)")
+    for name in s.get("removed", []):
+        who = users.get(name) or []
+        lines.append(f"socket {name}: removed (closed" + (f" after {', '.join(who)} reloaded" if who else "") + ")")
+    for name in s.get("changed", []):
+        who = ", ".join(users.get(name) or []) or "no watcher"
+        if name in in_place:
+            lines.append(f"socket {name}: changed, same address (closed and bound again: {who} stopped meanwhile, "
+                         f"connections refused for that moment)")
+        else:
+            lines.append(f"socket {name}: changed (new address bound first, then {who} reloaded gracefully)")
+    if not lines:
+        lines.append("no changes")
+    unchanged = w.get("unchanged", [])
+    if unchanged:
+        lines.append(f"unchanged: {', '.join(unchanged)}")
+    return "\n".join(lines)

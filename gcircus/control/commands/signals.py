@@ -1,14 +1,8 @@
-"""signal and kill: commands that deliver signals to a watcher's processes.
-
-Neither takes the watcher's lock (as in Circus), so an operator can still signal or kill processes while a long
-stop or reload runs. A pid that is not one of the watcher's processes is an error (errno 3); Circus ignores it.
-"""
+"""signal and kill: commands that deliver signals to a watcher's processes; reopen, what SIGUSR1 does to gcircusd."""
 from __future__ import annotations
 
-import os
-
-from gcircus.control.commands.base import Command, Deferred, Flag, Prop, get_watcher, register
-from gcircus.control.errors import ArgumentError, MessageError
+from gcircus.control.commands.base import Command, Flag, Prop, register
+from gcircus.control.errors import ArgumentError
 
 WAITING = Flag("waiting", "waiting", help="reply only once the processes are gone")
 
@@ -18,13 +12,6 @@ def _int_arg(text: str, what: str) -> int:
         return int(text)
     except ValueError:
         raise ArgumentError(f"{what} must be an integer, not {text!r}") from None
-
-
-def _process(watcher, pid: int):
-    process = watcher.processes.get(pid)
-    if process is None:
-        raise MessageError(f"process {pid} not found in {watcher.name.lower()!r}")
-    return process
 
 
 @register
@@ -61,31 +48,6 @@ class Signal(Command):
                 props[flag.prop] = True
         return props
 
-    def execute(self, arbiter, props):
-        watcher = get_watcher(arbiter, props["name"])
-        signum, pid, childpid = props["signum"], props["pid"], props["childpid"]
-        if childpid is not None and pid is None:
-            raise MessageError("cannot specify childpid without pid")
-        targets = [_process(watcher, pid)] if pid is not None else watcher.get_active_processes()
-        if childpid is not None and childpid not in targets[0].children():
-            raise MessageError(f"process {childpid} is not a child of {pid}")
-        for process in targets:
-            if childpid is not None:
-                watcher.send_signal_child(process.pid, childpid, signum)
-            elif props["children"]:
-                watcher.send_signal_children(process.pid, signum, props["recursive"])
-            else:
-                # The tree is listed before the process is signalled: once it dies, its children re-parent and
-                # could no longer be found from it.
-                descendants = process.children(recursive=True) if props["recursive"] else []
-                watcher.send_signal(process.pid, signum)
-                for child in descendants:
-                    try:
-                        os.kill(child, signum)
-                    except ProcessLookupError:
-                        pass
-        return None
-
 
 @register
 class Kill(Command):
@@ -113,9 +75,16 @@ class Kill(Command):
             props["pid"] = _int_arg(props["pid"], "pid")
         return props
 
-    def execute(self, arbiter, props):
-        watcher = get_watcher(arbiter, props["name"])
-        pid, signum, timeout = props["pid"], props["signum"], props["graceful_timeout"]
-        if pid is not None:
-            _process(watcher, pid)
-        return Deferred(lambda: watcher.kill(pid, signum, timeout))
+
+@register
+class Reopen(Command):
+    """Reopen log and stream files (after logrotate moved them); the same as sending gcircusd SIGUSR1.
+
+    reopen [NAME]
+
+    With NAME, only that watcher's stream files are reopened.
+    """
+
+    name = "reopen"
+    properties = (Prop("name"),)
+    positional = ("name",)

@@ -1,0 +1,83 @@
+"""What the daemon does for a command: one function per command name of the description table (gcircus.control.
+commands), registered with `@executes(NAME)`, called as `execute(arbiter, props)` with validated properties.
+
+It returns the reply's fields (dict, list or None), a `Deferred` long operation to run in gcircus.control.operations,
+or `Queued` results of work already queued on watchers. A command of the table without an executor (help) is one
+gcircusctl carries out itself: the daemon answers it as an unknown command.
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from typing import Any
+
+from gcircus.control.commands import COMMANDS
+from gcircus.control.errors import MessageError
+
+Executor = Callable[[Any, dict], Any]
+EXECUTORS: dict[str, Executor] = {}
+
+
+def executes(name: str) -> Callable[[Executor], Executor]:
+    """Register the decorated function as the executor of command `name`, which must be in the description table."""
+    if name not in COMMANDS:
+        raise LookupError(f"no command {name!r} in the description table (gcircus.control.commands)")
+
+    def register(execute: Executor) -> Executor:
+        EXECUTORS[name] = execute
+        return execute
+    return register
+
+
+class Deferred:
+    """A long operation: run at once when the client asked for `waiting`, else in the background after an `ok`."""
+
+    def __init__(self, run: Callable[[], Any]):
+        self.run = run
+
+
+class Queued:
+    """The command is already queued on watchers: `results` (their AsyncResults) say when it is done.
+
+    The server replies at once, or with `waiting` once every result is in, as `shape(values)`; nothing holds a
+    greenlet meanwhile, and a restart queued behind an identical one shares its result (gcircus.command_queue).
+    """
+
+    def __init__(self, results: list, shape: Callable[[list], object] = lambda values: None):
+        self.results = results
+        self.shape = shape
+
+
+def match_watchers(arbiter, name: str, mode: str | None = "glob") -> list:
+    """The watchers `name` designates, in priority order: `simple` (exact), `glob` (default) or `regex`.
+
+    Both the pattern and the names are lowercased first, as in Circus. No match is `program <name> not found`.
+    """
+    mode = (mode or "glob").lower()
+    pattern = name.lower()
+    watchers = arbiter.iter_watchers()
+    if mode == "simple":
+        found = [w for w in watchers if w.name.lower() == pattern]
+    elif mode == "glob":
+        regex = re.compile(fnmatch.translate(pattern))
+        found = [w for w in watchers if regex.match(w.name.lower())]
+    elif mode == "regex":
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            raise MessageError(f"invalid regex {name!r}: {exc}") from None
+        found = [w for w in watchers if regex.match(w.name.lower())]
+    else:
+        raise MessageError(f"match must be simple, glob or regex, not {mode!r}")
+    if not found:
+        raise MessageError(f"program {name} not found")
+    return found
+
+
+def get_watcher(arbiter, name: str):
+    """The watcher called `name` (case-insensitive) or MessageError `program <name> not found`."""
+    try:
+        return arbiter.get_watcher(name)
+    except KeyError:
+        raise MessageError(f"program {name} not found") from None
