@@ -316,14 +316,18 @@ class Watcher:
         return spec
 
     def set_options(self, changes: dict, guard=None) -> None:
+        """Convert `changes` (runtime_options.parse_set: UnknownKey or ValueError) and apply them (apply_options)."""
+        self.apply_options({key: runtime_options.parse_set(key, value) for key, value in changes.items()}, guard)
+
+    def apply_options(self, changes: dict, guard=None) -> None:
         """Apply converted changes all together, under the lock: each one, then one reload or one re-count.
 
         A reload (new processes, old ones stopped) runs if any key needs new processes and the watcher runs;
         otherwise the processes are counted again (numprocesses). Nothing runs for a stopped watcher. `guard`, if
         given, is called under the lock first and may raise to refuse (the control channel's endpoint_owner check,
-        which must see the watcher as the changes will find it).
+        which must see the watcher as the changes will find it). The rules between options are checked again under
+        the lock: the watcher may have changed since the caller checked them.
         """
-        changes = {key: runtime_options.parse_set(key, value) for key, value in changes.items()}
         with self._lock:
             if guard is not None:
                 guard()

@@ -382,7 +382,7 @@ def test_set_waits_for_a_busy_watcher_and_applies_after(make_arbiter):
     child = a.pids[0]
     stopping = gevent.spawn(arbiter.new_client().call, "stop", name="a", waiting=True)
     wait_for(lambda: a.status() == "stopping", 30, message="stop in progress")
-    set_reached = entered(a, "set_options")
+    set_reached = entered(a, "apply_options")
     setting = gevent.spawn(client.call, "set", name="a", options={"numprocesses": 3}, waiting=True)
     wait_for(set_reached.is_set, 30, message="the set reaching the busy watcher")  # applying it now: the bug
     assert not setting.ready() and a.numprocesses == 1

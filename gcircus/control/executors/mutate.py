@@ -94,7 +94,7 @@ def set_options(arbiter, props):
 
     def apply():
         try:
-            watcher.set_options(changes, guard)
+            watcher.apply_options(changes, guard)  # converted once, above
         except ValueError as exc:  # the watcher changed meanwhile (checked again under its lock)
             raise MessageError(str(exc)) from None
     return Deferred(apply)
