@@ -15,7 +15,7 @@ from gcircus import procinfo
 from gcircus.control.commands.info import IPython
 from gcircus.control.errors import MessageError
 from gcircus.control.executors.base import executes, get_watcher
-from gcircus.options import WATCHER_OPTIONS, get_option
+from gcircus.options import WATCHER_OPTIONS, family_member, get_option
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +169,13 @@ def watcher_options(watcher) -> dict:
 
 def _family_value(watcher, key: str, current: dict) -> Any:
     """The value of one member of an option family (rlimit_X, stdout_stream.X, hooks.X, flapping.X)."""
-    if key.startswith("rlimit_"):
-        return (current.get("rlimits") or {}).get(key[len("rlimit_"):].lower())
-    family, _, member = key.partition(".")
-    if family in ("stdout_stream", "stderr_stream", "hooks"):
-        return (current.get(family) or {}).get(member)
-    if family == "flapping":
+    family = family_member(key)
+    if family is None:
+        return getattr(watcher, key, None)
+    field, member = family
+    if field == "flapping":  # the crash guard holds the values in force
         return getattr(getattr(watcher, "crash_guard", None), member, None)
-    return getattr(watcher, key, None)
+    return (current.get(field) or {}).get(member)
 
 
 @executes("options")
