@@ -1,6 +1,7 @@
 """Endpoint safety rules: control and event sockets stay on loopback unless the operator opts in explicitly."""
 from __future__ import annotations
 
+import contextlib
 import grp
 import ipaddress
 import os
@@ -74,6 +75,18 @@ def ipc_in_use(path: str) -> bool:
     finally:
         probe.close()
     return True
+
+
+def close_bound(sock, endpoint: str, cap=None, linger: int | None = None) -> None:
+    """Close what bind_private bound: the connection cap watching the socket, the socket, and its ipc:// file."""
+    if cap is not None:
+        cap.close()
+    if sock is not None:
+        sock.close(linger=linger)
+    path = ipc_path(endpoint)
+    if path:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def bind_private(sock, option: str, endpoint: str, allow_remote: bool, owner: str | None = None) -> None:

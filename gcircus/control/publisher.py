@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import zmq.green as zmq
 
 from gcircus.control.connection_cap import ConnectionCap
-from gcircus.control.endpoints import bind_private, ipc_path
+from gcircus.control.endpoints import bind_private, close_bound
 from gcircus.events import Event, frames
 
 log = logging.getLogger(__name__)
@@ -51,15 +50,5 @@ class EventPublisher:
 
     def close(self) -> None:
         self.arbiter.unsubscribe(self.publish)
-        if self._cap is not None:
-            self._cap.close()
-            self._cap = None
-        if self.socket is not None:
-            self.socket.close()
-            self.socket = None
-        path = ipc_path(self.endpoint)
-        if path and os.path.exists(path):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        close_bound(self.socket, self.endpoint, self._cap)
+        self.socket = self._cap = None

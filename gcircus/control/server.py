@@ -8,7 +8,6 @@ bounded pool (gcircus.control.operations), so a backlog of them never keeps read
 from __future__ import annotations
 
 import logging
-import os
 
 import gevent
 import gevent.pool
@@ -17,7 +16,7 @@ import zmq.green as zmq
 from gcircus.command_queue import QueueRefused
 from gcircus.control.commands import get_command
 from gcircus.control.connection_cap import ConnectionCap
-from gcircus.control.endpoints import bind_private, ipc_path
+from gcircus.control.endpoints import bind_private, close_bound
 from gcircus.control.errors import (BAD_MSG_DATA_ERROR, COMMAND_ERROR, MESSAGE_ERROR, OS_ERROR, UNKNOWN_COMMAND,
                                     ControlError)
 from gcircus.control.executors import EXECUTORS, Deferred, Queued
@@ -82,18 +81,8 @@ class ControlServer:
         gevent.joinall(others, timeout=grace)
         self._operations.wait_replies_sent(grace)
         self._outbox.close(grace)
-        if self._cap is not None:
-            self._cap.close()
-            self._cap = None
-        if self.socket is not None:
-            self.socket.close(linger=int(grace * 1000))
-            self.socket = None
-        path = ipc_path(self.endpoint)
-        if path and os.path.exists(path):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        close_bound(self.socket, self.endpoint, self._cap, linger=int(grace * 1000))
+        self.socket = self._cap = None
 
     # -- receiving -------------------------------------------------------------------------------------------
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 
@@ -18,7 +17,7 @@ import zmq
 import zmq.green as gzmq
 
 from gcircus.control.connection_cap import ConnectionCap
-from gcircus.control.endpoints import bind_private, ipc_path
+from gcircus.control.endpoints import bind_private, close_bound
 from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
 
 log = logging.getLogger(__name__)
@@ -70,18 +69,8 @@ class StatsPublisher:
 
     def close(self) -> None:
         self._send = None
-        if self._cap is not None:
-            self._cap.close()
-            self._cap = None
-        if self.socket is not None:
-            self.socket.close()
-            self.socket = None
-        path = ipc_path(self.endpoint)
-        if path and os.path.exists(path):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        close_bound(self.socket, self.endpoint, self._cap)
+        self.socket = self._cap = None
 
 
 class SampleTiming:
