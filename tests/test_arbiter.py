@@ -7,7 +7,7 @@ import gevent
 import pytest
 
 from gcircus import get_arbiter
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from tests import hookfuncs
 from tests.conftest import alive, free_port, wait_for, write_config
 

@@ -17,7 +17,7 @@ import gevent
 import pytest
 import zmq.green as zmq
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.control.commands import get_command
 from gcircus.control.errors import ArgumentError
 from gcircus.watcher import Watcher

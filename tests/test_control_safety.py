@@ -10,7 +10,7 @@ import sys
 import pytest
 import zmq
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.errors import ConfigError
 from tests.conftest import free_port, wait_for, write_config
 

@@ -64,7 +64,7 @@ def test_daemon_answers_discovery_only_when_configured(tmp_path, daemon_factory)
 
 
 def test_bad_multicast_endpoint_is_a_config_error(tmp_path):
-    from gcircus.arbiter import Arbiter
+    from gcircus.daemon import Arbiter
     from gcircus.errors import ConfigError
     from tests.conftest import write_config
 

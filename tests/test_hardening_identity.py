@@ -10,7 +10,7 @@ import pwd
 import pytest
 from gevent import subprocess as gsubprocess
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.client import Client
 from gcircus.config import load_config
 from gcircus.errors import ConfigError

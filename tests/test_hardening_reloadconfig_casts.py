@@ -5,7 +5,7 @@ import gc
 
 import gevent
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.control.commands.base import get_command
 from tests.conftest import free_port, wait_for, write_config
 

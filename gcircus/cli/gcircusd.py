@@ -30,12 +30,15 @@ import signal
 import sys
 
 import gevent
-from gcircus import __version__
+import gevent.pool
+from gcircus import __version__, linux
 from gcircus.cli.usage import CommandLineError, parse_command_line
+from gcircus.daemon import Arbiter
 from gcircus.errors import ConfigError
 from gcircus.logsetup import (LoggingSetupError, configure_logging, flush_at_exit, log_reaches_stderr,
                               reopen_log_files)
 from gcircus.pidfile import Pidfile, PidfileError
+from gcircus.reload import format_plan
 
 log = logging.getLogger("gcircus.daemon")
 
@@ -48,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_command_line(__doc__, argv, "gcircusd", version=f"gcircusd {__version__}")
     except CommandLineError as exc:
         return exc.report()
-    from gcircus.arbiter import Arbiter
-
     try:
         arbiter = Arbiter.load_from_config(args["<config>"], subreaper=True)
     except ConfigError as exc:
@@ -96,6 +97,7 @@ class Daemon:
         self.arbiter = arbiter
         self.interrupts = 0
         self.stopper: gevent.Greenlet | None = None
+        self.greenlets = gevent.pool.Group()  # the stopper and SIGHUP reloads: killed when run() returns
         self.start_failure: str | None = None  # why start-up failed (logged), for main to tell once cleaned up
 
     def run(self, ready_fd: int | None = None) -> int:
@@ -140,6 +142,7 @@ class Daemon:
                 self.start_failure = f"crashed while starting: {type(exc).__name__}: {exc}"
             return EXIT_START_FAILED
         finally:
+            self.greenlets.kill()
             self.sweep_orphans()
             for handler in handlers:
                 handler.cancel()
@@ -159,7 +162,7 @@ class Daemon:
         self.interrupts += 1
         if self.stopper is None:
             log.info("received %s: stopping every watcher", signal.Signals(signum).name)
-            self.stopper = gevent.spawn(self.arbiter.stop)
+            self.stopper = self.greenlets.spawn(self.arbiter.stop)
         elif signum == signal.SIGINT:
             log.warning("received SIGINT again: killing every process now")
             self.arbiter.kill_all()
@@ -168,17 +171,15 @@ class Daemon:
         log.info("received SIGQUIT: fast stop")
         self.arbiter.kill_all()
         if self.stopper is None:
-            self.stopper = gevent.spawn(self.arbiter.stop, False)
+            self.stopper = self.greenlets.spawn(self.arbiter.stop, False)
 
     def on_reload(self) -> None:
         if self.stopper is None:
             log.info("received SIGHUP: reloading the configuration file %s", self.arbiter.config_path)
-            gevent.spawn(self.reload_config)
+            self.greenlets.spawn(self.reload_config)
 
     def reload_config(self) -> None:
         """SIGHUP: what `reloadconfig` does. A bad file is logged and changes nothing; gcircusd keeps running."""
-        from gcircus.reload import format_plan
-
         try:
             plan = self.arbiter.reload_from_config()
         except ConfigError as exc:
@@ -200,7 +201,6 @@ class Daemon:
         They are descendants of services that died on their own; gcircusd promises that nothing it started
         outlives it.
         """
-        from gcircus import linux
         from gcircus.process import _is_zombie, _Tree
 
         orphans = [pid for pid in linux._read_children(os.getpid()) if not _is_zombie(pid)]
