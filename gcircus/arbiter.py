@@ -23,8 +23,7 @@ import gevent
 import gevent.event
 import gevent.lock
 
-from gcircus import linux
-from gcircus import reload
+from gcircus import linux, reload
 from gcircus.service import CoalescedRuns, Service
 from gcircus.sockets import OnDemand, Sockets
 from gcircus.watcher import Watcher
@@ -323,9 +322,7 @@ class Arbiter:
         starter = self._starter
         if starter is not None and starter is not gevent.getcurrent():
             starter.kill(block=True)
-        grace = None if graceful else 0.0
-        for _, group in itertools.groupby(self.iter_watchers(reverse=False), key=lambda w: w.priority):
-            gevent.joinall([gevent.spawn(w.stop, grace) for w in group])
+        self.stop_watchers(graceful)
         self.sockets.close_all()  # only now: the listen queues outlive every worker restart until shutdown
         self.running = False
         # In a greenlet of its own: the caller may be a `quit` command whose reply must still go out.
@@ -404,9 +401,11 @@ class Arbiter:
         """restart() in the background, coalesced as request_reload() is; a failure is logged."""
         self._background_restarts.request()
 
-    def stop_watchers(self) -> None:
+    def stop_watchers(self, graceful: bool = True) -> None:
+        """Stop every watcher, lowest priority first, each priority level in parallel (graceful: see stop())."""
+        grace = None if graceful else 0.0
         for _, group in itertools.groupby(self.iter_watchers(reverse=False), key=lambda w: w.priority):
-            gevent.joinall([gevent.spawn(w.stop) for w in group])
+            gevent.joinall([gevent.spawn(w.stop, grace) for w in group])
 
     def add_watcher(self, name: str, cmd: str, start: bool = False, **kwargs) -> Watcher:
         """Create and register a watcher (stopped unless `start`); publishes `add`.

@@ -17,9 +17,9 @@ import gevent
 import pytest
 import zmq.green as zmq
 
-from gcircus.daemon import Arbiter
 from gcircus.control.commands import get_command
 from gcircus.control.errors import ArgumentError
+from gcircus.daemon import Arbiter
 from gcircus.watcher import Watcher
 from tests import hookfuncs
 from tests.conftest import alive, free_port, wait_for

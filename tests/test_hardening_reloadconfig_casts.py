@@ -5,8 +5,8 @@ import gc
 
 import gevent
 
-from gcircus.daemon import Arbiter
 from gcircus.control.commands.base import get_command
+from gcircus.daemon import Arbiter
 from tests.conftest import free_port, wait_for, write_config
 
 

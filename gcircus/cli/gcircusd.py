@@ -31,12 +31,12 @@ import sys
 
 import gevent
 import gevent.pool
+
 from gcircus import __version__, linux
 from gcircus.cli.usage import CommandLineError, parse_command_line
 from gcircus.daemon import Arbiter
 from gcircus.errors import ConfigError
-from gcircus.logsetup import (LoggingSetupError, configure_logging, flush_at_exit, log_reaches_stderr,
-                              reopen_log_files)
+from gcircus.logsetup import LoggingSetupError, configure_logging, flush_at_exit, log_reaches_stderr, reopen_log_files
 from gcircus.pidfile import Pidfile, PidfileError
 from gcircus.reload import format_plan
 
@@ -53,10 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.report()
     try:
         arbiter = Arbiter.load_from_config(args["<config>"], subreaper=True)
-    except ConfigError as exc:
-        print(f"gcircusd: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, TypeError) as exc:
+    except (ConfigError, ValueError, TypeError) as exc:
         print(f"gcircusd: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
