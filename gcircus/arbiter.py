@@ -23,7 +23,8 @@ import gevent
 import gevent.event
 import gevent.lock
 
-from gcircus import linux, reload
+from gcircus import linux
+from gcircus import reload as config_reload
 from gcircus.service import CoalescedRuns, Service
 from gcircus.sockets import OnDemand, Sockets
 from gcircus.watcher import Watcher
@@ -363,12 +364,12 @@ class Arbiter:
 
     def plan_reload(self) -> dict:
         """What reloadconfig would change (the plan, as a dict); ConfigError if the file is bad. Changes nothing."""
-        return reload.prepare(self).as_dict()
+        return config_reload.prepare(self).as_dict()
 
     def reload_from_config(self, dry_run: bool = False) -> dict:
         """Re-read config_path and apply what changed (gcircus.reload); return the plan. ConfigError changes nothing."""
         with self._reload_lock:
-            return reload.reload_from_config(self, dry_run=dry_run)
+            return config_reload.reload_from_config(self, dry_run=dry_run)
 
     def request_reload(self) -> None:
         """reload_from_config() in the background: one run at a time, requests made meanwhile served by one more."""
@@ -382,7 +383,7 @@ class Arbiter:
         """ConfigError if restart() would fail before stopping anything: the file does not load or its new sockets
         cannot be bound (nothing changes either way). Nothing to check for an arbiter not loaded from a file."""
         if self.loaded_from_file:
-            reload.check_restart(self)
+            config_reload.check_restart(self)
 
     def restart(self) -> None:
         """Stop every watcher (lowest priority first), then start the autostart ones (highest first).
@@ -395,7 +396,7 @@ class Arbiter:
             self.start_watchers()
             return
         with self._reload_lock:
-            reload.restart_from_config(self)
+            config_reload.restart_from_config(self)
 
     def request_restart(self) -> None:
         """restart() in the background, coalesced as request_reload() is; a failure is logged."""
