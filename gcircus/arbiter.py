@@ -104,7 +104,6 @@ class Arbiter:
         self._background_restarts = CoalescedRuns(self.restart, "restart")
         self._stopped = gevent.event.Event()
         self._stopped.set()
-        self._stopping = False
         self.running = False
 
     def register(self, watcher: Watcher) -> None:
@@ -250,7 +249,6 @@ class Arbiter:
             self.sockets.close_all()
             raise
         self.running = True
-        self._stopping = False
         for watcher in self.watchers:
             watcher.refuse_commands(None)
         self._stopped.clear()
@@ -312,7 +310,6 @@ class Arbiter:
 
         `graceful=False` skips the graceful period (SIGKILL right after the stop signal), for a fast shutdown.
         """
-        self._stopping = True
         for watcher in self.watchers:  # queued commands would run before the stop: cancel them, refuse new ones
             watcher.refuse_commands("cancelled: gcircusd is shutting down")
         self._background_reloads.stop()  # the file is not applied to a system that is shutting down
