@@ -132,9 +132,7 @@ class Daemon:
             self.arbiter.wait_channels_closed(5)
         except Exception as exc:
             log.exception("gcircusd crashed%s; stopping every process", "" if started else " while starting")
-            self.arbiter.kill_all()
-            self.arbiter.stop(graceful=False)
-            self.arbiter.wait_channels_closed(5)
+            self.stop_now()
             if not started:  # the terminal (or the --daemon launcher) hears of it too, not only the log
                 self.start_failure = f"crashed while starting: {type(exc).__name__}: {exc}"
             return EXIT_START_FAILED
@@ -150,10 +148,14 @@ class Daemon:
         """Start-up failed: log why and stop what did start (fast: it just started); main says why once done."""
         log.error("%s", reason)
         self.start_failure = reason
+        self.stop_now()
+        return EXIT_START_FAILED
+
+    def stop_now(self) -> None:
+        """Kill every process tree, stop the arbiter without a grace period and wait for its channels to close."""
         self.arbiter.kill_all()
         self.arbiter.stop(graceful=False)
         self.arbiter.wait_channels_closed(5)
-        return EXIT_START_FAILED
 
     def on_stop_signal(self, signum: int) -> None:
         self.interrupts += 1
