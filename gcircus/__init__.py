@@ -1,10 +1,14 @@
-"""gcircus: a gevent process supervisor that is a drop-in for Circus."""
+"""gcircus: a gevent process supervisor that is a drop-in for Circus.
+
+`get_arbiter` (Circus's library entry point, gcircus.daemon) is loaded on first use (PEP 562): every gcircus module
+imports this package, gcircusctl's included, and must not pay for the arbiter, gevent and zmq when it needs none.
+"""
+import importlib
 
 __version__ = "0.1.0"
 
 
-def get_arbiter(*args, **kwargs):
-    """Build an Arbiter from watcher dicts, with Circus's `get_arbiter` signature (see gcircus.arbiter)."""
-    from gcircus.arbiter import get_arbiter as _get_arbiter
-
-    return _get_arbiter(*args, **kwargs)
+def __getattr__(name: str):
+    if name != "get_arbiter":
+        raise AttributeError(f"module 'gcircus' has no attribute {name!r}")
+    return importlib.import_module("gcircus.daemon").get_arbiter

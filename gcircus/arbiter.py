@@ -1,10 +1,14 @@
-"""The arbiter owns all watchers (and, as later layers land, sockets, plugins and the control channels).
+"""The arbiter owns all watchers and their sockets, and runs the services attached to it (gcircus.service).
 
 It starts watchers by descending priority, stops them by ascending priority (each priority level in parallel), and
 forwards every watcher event to its subscribers. All methods block only the calling greenlet. As in Circus, `start()`
 blocks until the arbiter is stopped (and, in the main thread, stops it on SIGTERM or SIGINT for that time) unless the
 arbiter was made with `background=True`: then it returns once the watchers are started, installs no signal handlers,
 and the arbiter keeps supervising on the caller's hub, which is how a gevent application embeds it.
+
+This class supervises; it opens no channel. The channel options of its Circus-compatible signature (endpoint,
+pubsub_endpoint, statsd, multicast_endpoint, plugins...) are kept as settings for the daemon's wiring,
+gcircus.daemon, whose Arbiter subclass attaches the control server, publisher, stats, discovery and plugins.
 """
 from __future__ import annotations
 
@@ -13,18 +17,20 @@ import logging
 import os
 import signal
 import threading
+from types import SimpleNamespace
 
 import gevent
 import gevent.event
+import gevent.lock
 
 from gcircus import linux
+from gcircus import reload as config_reload
+from gcircus.service import CoalescedRuns, Service
 from gcircus.sockets import OnDemand, Sockets
 from gcircus.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
-DEFAULT_PUBSUB = "tcp://127.0.0.1:5556"
 DEFAULT_STATS = "tcp://127.0.0.1:5557"
 
 
@@ -58,7 +64,6 @@ class Arbiter:
         self.multicast_endpoint = multicast_endpoint
         self.plugins = list(plugins or [])
         self.sockets = Sockets(sockets)  # name -> CircusSocket; bound in start(), closed in stop()
-        self._on_demand: dict[Watcher, OnDemand] = {}
         self.warmup_delay = float(warmup_delay or 0)
         self.httpd = httpd
         self.debug = debug
@@ -76,78 +81,33 @@ class Arbiter:
         self.watcher_defaults = dict(watcher_defaults or {})
         self.stats_interval = float(stats_interval)
         self.background = bool(background)  # start() returns once started instead of blocking until stopped
-        self.stats = None
         self.max_message_size = max_message_size
-        self.controller = None
-        self.publisher = None
-        self.discovery = None
-        self._channels_closer: gevent.Greenlet | None = None
         self.extra_options = extra
+        self._init_state()
+        for watcher in watchers:
+            self.register(watcher)
+
+    def _init_state(self) -> None:
+        """What the arbiter runs: watchers, on-demand waiters, services, and the greenlets it owns."""
         self.watchers: list[Watcher] = []
         self._watchers_by_name: dict[str, Watcher] = {}
         self._listeners: list = []
+        self._on_demand: dict[Watcher, OnDemand] = {}
+        self._services: list[tuple[Service, bool]] = []  # (service, stop_before_watchers), in start order
+        self._started_services: list[Service] = []
+        self._services_stopper: gevent.Greenlet | None = None
         self._starter: gevent.Greenlet | None = None
         self._background_stop: gevent.Greenlet | None = None
+        self.loaded_config = None  # the gcircus.config.Config it was built from, updated by each applied reload
+        self._reload_lock = gevent.lock.Semaphore()  # one reload or restart from the file at a time
+        self._background_reloads = CoalescedRuns(self.reload_from_config, "reloadconfig")
+        self._background_restarts = CoalescedRuns(self.restart, "restart")
         self._stopped = gevent.event.Event()
         self._stopped.set()
-        self._stopping = False
         self.running = False
-        for watcher in watchers:
-            self._register(watcher)
-        from gcircus.plugins import PluginManager
 
-        # Imports every plugin class now: a plugin that cannot be loaded is a configuration error, not a surprise.
-        self.plugin_manager = PluginManager(self, self.plugins, endpoint, pubsub_endpoint)
-        for watcher in self.plugin_manager.watchers():  # external plugins run as plugin:NAME watchers
-            self._register(watcher)
-
-    # -- construction ----------------------------------------------------------------------------------------------
-
-    @classmethod
-    def load_from_config(cls, config_file: str, **overrides) -> Arbiter:
-        """Build an arbiter from a Circus ini file; ConfigError if the file or any watcher in it is invalid."""
-        from gcircus.config import load_config
-        from gcircus.errors import ConfigError
-
-        cfg = load_config(config_file)
-        watchers = []
-        for spec in cfg.watchers:
-            try:
-                watchers.append(Watcher(**spec))
-            except (ValueError, TypeError, ImportError) as exc:
-                raise ConfigError(f"{cfg.path}: [watcher:{spec.get('name')}] cannot be built: {exc}") from None
-        options = dict(cfg.circus)
-        for key in ("include", "include_dir", "pdeathsig", "prefix_output"):
-            options.pop(key, None)
-        from gcircus.control.endpoints import EndpointNotAllowed, check_bind_allowed
-
-        if options.get("multicast_endpoint"):
-            from gcircus.control.discovery import DiscoveryError, parse_multicast_endpoint
-            try:
-                parse_multicast_endpoint(options["multicast_endpoint"])
-            except DiscoveryError as exc:
-                raise ConfigError(str(exc), file=cfg.path, section="circus", option="multicast_endpoint",
-                                  value=options["multicast_endpoint"]) from None
-        checked = ("endpoint", "pubsub_endpoint") + (("stats_endpoint",) if options.get("statsd") else ())
-        for key in checked:
-            try:
-                check_bind_allowed(key, options.get(key) or "", bool(options.get("allow_remote_endpoints")))
-            except EndpointNotAllowed as exc:
-                raise ConfigError(str(exc), file=cfg.path, section="circus", option=key,
-                                  value=options.get(key)) from None
-            except ValueError as exc:  # e.g. a port that is not a number: urllib's own message
-                raise ConfigError(f"not a valid endpoint ({exc})", file=cfg.path, section="circus", option=key,
-                                  value=options.get(key)) from None
-        options.update(overrides)
-        try:
-            arbiter = cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path,
-                          watcher_defaults=cfg.watcher_defaults, **options)
-        except ValueError as exc:  # a plugin that cannot be loaded, or a bad plugin option
-            raise ConfigError(f"{cfg.path}: {exc}") from None
-        arbiter.loaded_config = cfg  # what reloadconfig compares the file with (see gcircus.reload)
-        return arbiter
-
-    def _register(self, watcher: Watcher) -> None:
+    def register(self, watcher: Watcher) -> None:
+        """Take a built watcher under supervision (not started); DuplicateWatcher if its name is taken."""
         key = watcher.name.lower()
         if key in self._watchers_by_name:
             raise DuplicateWatcher(f"{watcher.name!r} already exists")
@@ -156,15 +116,29 @@ class Arbiter:
         self.watchers.append(watcher)
         self._watchers_by_name[key] = watcher
 
+    def attach(self, service: Service, stop_before_watchers: bool = False) -> None:
+        """Run `service` with the arbiter: started, in the order attached, before the watchers start (a failure
+        stops those started and fails the start); stopped in reverse order once the watchers are stopped (in a
+        greenlet: see wait_channels_closed), or before they are if `stop_before_watchers` (a service that acts on
+        watchers must not act on a system that is shutting down)."""
+        self._services.append((service, stop_before_watchers))
+
     # -- sockets ---------------------------------------------------------------------------------------------------
 
     def get_socket(self, name: str):
         """The managed socket called `name` (case-insensitive); KeyError if there is none."""
         return self.sockets[name.lower()]
 
-    def _give_sockets(self, watcher: Watcher) -> None:
-        """Hand a watcher the bound sockets it may use (see gcircus.sockets: named ones, else all)."""
-        watcher.sockets = self.sockets.for_watcher(watcher)
+    def give_sockets(self, watcher: Watcher, spec: dict | None = None) -> None:
+        """Hand a watcher the bound sockets it may use (see gcircus.sockets: named ones, else all) and re-arm its
+        on-demand waiter on them; with `spec`, those its cmd/args/stdin_socket name (a reload about to change them)."""
+        probe = watcher if spec is None else SimpleNamespace(
+            name=watcher.name, cmd=spec.get("cmd", watcher.cmd), args=spec.get("args"),
+            stdin_socket=spec.get("stdin_socket"))
+        watcher.sockets = self.sockets.for_watcher(probe)
+        if watcher in self._on_demand:
+            self._disarm_on_demand(watcher)
+            self._arm_on_demand(watcher)
 
     def _arm_on_demand(self, watcher: Watcher) -> None:
         """An on_demand (autostart) watcher starts on the first connection to one of its sockets."""
@@ -267,21 +241,19 @@ class Arbiter:
                 log.warning("cannot become a child subreaper (%s): escaped grandchildren re-parent to init", exc)
         self.sockets.bind_and_listen_all()  # before any watcher starts; SocketError (an OSError) if one cannot bind
         for watcher in self.watchers:
-            self._give_sockets(watcher)
+            self.give_sockets(watcher)
         try:
-            self._open_channels()
+            self._start_services()
         except BaseException:
             self.sockets.close_all()
             raise
-        self.plugin_manager.start()  # native plugins subscribe before the first spawn
         self.running = True
-        self._stopping = False
         for watcher in self.watchers:
             watcher.refuse_commands(None)
         self._stopped.clear()
         for watcher in self.watchers:
             self._arm_on_demand(watcher)
-        self._starter = gevent.spawn(self._start_watchers)
+        self._starter = gevent.spawn(self.start_watchers)
         try:
             self._starter.get()
         except gevent.GreenletExit:
@@ -289,70 +261,35 @@ class Arbiter:
         finally:
             self._starter = None
 
-    def _open_channels(self) -> None:
-        """Bind the event (PUB) and control (ROUTER) sockets, if endpoints are configured.
-
-        The PUB socket comes first so that subscribers connected early see the spawns of the first watchers.
-        """
-        from gcircus.control.publisher import EventPublisher
-        from gcircus.control.server import ControlServer
-
-        if self.pubsub_endpoint and self.publisher is None:
-            self.publisher = EventPublisher(self, self.pubsub_endpoint, self.context, self.allow_remote_endpoints)
-            self.publisher.start()
-        if self.statsd and self.stats_endpoint and self.stats is None:
-            from gcircus.stats import StatsService
-
-            self.stats = StatsService.for_arbiter(self)
-            self.stats.start()
-        if self.httpd:
-            log.warning("httpd = true is ignored: gcircus has no HTTP server yet, so httpd, httpd_host and httpd_port "
-                        "do nothing (circusd refuses to start without circus-web, which is no longer shipped)")
-        if self.multicast_endpoint and self.endpoint and self.discovery is None:
-            from gcircus.control.discovery import DiscoveryResponder
-
-            self.discovery = DiscoveryResponder(self.multicast_endpoint, self.endpoint)
+    def _start_services(self) -> None:
+        """Start the attached services in order; if one fails, stop those it follows (in reverse) and re-raise."""
+        for service, _ in self._services:
             try:
-                self.discovery.start()
-            except OSError as exc:
-                log.warning("multicast discovery is disabled: %s", exc)
-                self.discovery = None
-        if self.endpoint and self.controller is None:
-            self.controller = ControlServer(self, self.endpoint, self.context, self.max_message_size,
-                                            self.endpoint_owner, self.allow_remote_endpoints)
-            try:
-                self.controller.start()
-            except Exception:
-                self.controller = None
-                if self.publisher is not None:
-                    self.publisher.close()
-                    self.publisher = None
-                if self.stats is not None:
-                    self.stats.close()
-                    self.stats = None
+                service.start()
+            except BaseException:
+                self._stop_services(before_watchers=None)
                 raise
+            self._started_services.append(service)
 
-    def _close_channels(self) -> None:
-        """Close the channels once replies in flight (a waiting `quit`'s included) have been sent."""
-        controller, self.controller = self.controller, None
-        publisher, self.publisher = self.publisher, None
-        discovery, self.discovery = self.discovery, None
-        if discovery is not None:
-            discovery.close()
-        stats, self.stats = self.stats, None
-        if stats is not None:
-            stats.close()
-        if controller is not None:
-            controller.close()
-        if publisher is not None:
-            publisher.close()
+    def _stop_services(self, before_watchers: bool | None) -> None:
+        """Stop the started services of one phase (None: of both) in reverse order; a failure is only logged."""
+        early = [service for service, first in self._services if first]
+        for service in reversed(list(self._started_services)):
+            if before_watchers is None or (service in early) == before_watchers:
+                self._started_services.remove(service)
+                try:
+                    service.stop()
+                except Exception:  # noqa: BLE001 - one service failing to stop must not keep the others running
+                    log.exception("stopping %r failed", service)
 
     def wait_channels_closed(self, timeout: float | None = None) -> None:
-        closer = self._channels_closer
-        if closer is not None:
-            closer.join(timeout)
+        """Wait until the services stopped after the watchers (the channels) are stopped."""
+        stopper = self._services_stopper
+        if stopper is not None:
+            stopper.join(timeout)
 
-    def _start_watchers(self) -> None:
+    def start_watchers(self) -> None:
+        """Start the autostart watchers (not on-demand ones), highest priority first, warmup_delay apart."""
         first = True
         for watcher in self.iter_watchers():
             if not watcher.autostart or watcher.on_demand:
@@ -372,22 +309,21 @@ class Arbiter:
 
         `graceful=False` skips the graceful period (SIGKILL right after the stop signal), for a fast shutdown.
         """
-        self._stopping = True
         for watcher in self.watchers:  # queued commands would run before the stop: cancel them, refuse new ones
             watcher.refuse_commands("cancelled: gcircusd is shutting down")
-        self.plugin_manager.stop()  # plugins must not act on a system that is shutting down
+        self._background_reloads.stop()  # the file is not applied to a system that is shutting down
+        self._background_restarts.stop()
+        self._stop_services(before_watchers=True)
         for watcher in list(self._on_demand):
             self._disarm_on_demand(watcher)
         starter = self._starter
         if starter is not None and starter is not gevent.getcurrent():
             starter.kill(block=True)
-        grace = None if graceful else 0.0
-        for _, group in itertools.groupby(self.iter_watchers(reverse=False), key=lambda w: w.priority):
-            gevent.joinall([gevent.spawn(w.stop, grace) for w in group])
+        self.stop_watchers(graceful)
         self.sockets.close_all()  # only now: the listen queues outlive every worker restart until shutdown
         self.running = False
         # In a greenlet of its own: the caller may be a `quit` command whose reply must still go out.
-        self._channels_closer = gevent.spawn(self._close_channels)
+        self._services_stopper = gevent.spawn(self._stop_services, before_watchers=False)
         self._stopped.set()
 
     def stop_in_background(self) -> gevent.Greenlet:
@@ -420,14 +356,30 @@ class Arbiter:
         for watcher in self.iter_watchers():
             watcher.reload(graceful=graceful, sequential=sequential)
 
+    # -- the configuration file (gcircus.reload) --------------------------------------------------------------------
+
+    def plan_reload(self) -> dict:
+        """What reloadconfig would change (the plan, as a dict); ConfigError if the file is bad. Changes nothing."""
+        return config_reload.prepare(self).as_dict()
+
     def reload_from_config(self, dry_run: bool = False) -> dict:
         """Re-read config_path and apply what changed (gcircus.reload); return the plan. ConfigError changes nothing."""
-        from gcircus import reload as reload_config
+        with self._reload_lock:
+            return config_reload.reload_from_config(self, dry_run=dry_run)
 
-        return reload_config.reload_from_config(self, dry_run=dry_run)
+    def request_reload(self) -> None:
+        """reload_from_config() in the background: one run at a time, requests made meanwhile served by one more."""
+        self._background_reloads.request()
 
-    def start_watchers(self) -> None:
-        self._start_watchers()
+    @property
+    def loaded_from_file(self) -> bool:
+        return bool(self.config_path) and self.loaded_config is not None
+
+    def check_restart(self) -> None:
+        """ConfigError if restart() would fail before stopping anything: the file does not load or its new sockets
+        cannot be bound (nothing changes either way). Nothing to check for an arbiter not loaded from a file."""
+        if self.loaded_from_file:
+            config_reload.check_restart(self)
 
     def restart(self) -> None:
         """Stop every watcher (lowest priority first), then start the autostart ones (highest first).
@@ -435,17 +387,22 @@ class Arbiter:
         An arbiter loaded from a config file re-reads it first, as Circus does: the file is validated (ConfigError,
         nothing changed, if it is bad) and, once every watcher is stopped, applied as reloadconfig applies it.
         """
-        if self.config_path and getattr(self, "loaded_config", None) is not None:
-            from gcircus import reload as reload_config
-
-            reload_config.restart_from_config(self)
+        if not self.loaded_from_file:
+            self.stop_watchers()
+            self.start_watchers()
             return
-        self.stop_watchers()
-        self._start_watchers()
+        with self._reload_lock:
+            config_reload.restart_from_config(self)
 
-    def stop_watchers(self) -> None:
+    def request_restart(self) -> None:
+        """restart() in the background, coalesced as request_reload() is; a failure is logged."""
+        self._background_restarts.request()
+
+    def stop_watchers(self, graceful: bool = True) -> None:
+        """Stop every watcher, lowest priority first, each priority level in parallel (graceful: see stop())."""
+        grace = None if graceful else 0.0
         for _, group in itertools.groupby(self.iter_watchers(reverse=False), key=lambda w: w.priority):
-            gevent.joinall([gevent.spawn(w.stop) for w in group])
+            gevent.joinall([gevent.spawn(w.stop, grace) for w in group])
 
     def add_watcher(self, name: str, cmd: str, start: bool = False, **kwargs) -> Watcher:
         """Create and register a watcher (stopped unless `start`); publishes `add`.
@@ -455,9 +412,9 @@ class Arbiter:
         if name.lower() in self._watchers_by_name:
             raise DuplicateWatcher(f"{name!r} already exists")
         watcher = Watcher(name, cmd, **{**self.watcher_defaults, **kwargs})
-        self._register(watcher)
+        self.register(watcher)
         if self.running:
-            self._give_sockets(watcher)
+            self.give_sockets(watcher)
             self._arm_on_demand(watcher)
         watcher.notify("add")
         if start:
@@ -488,27 +445,3 @@ class Arbiter:
             watcher.stop()
         watcher.unsubscribe(self._forward_event)
 
-
-def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endpoint: str | None = None,
-                statsd: bool = False, stats_endpoint: str | None = None, statsd_close_outputs: bool = False,
-                multicast_endpoint: str | None = None, env=None, name=None, context=None, background: bool = False,
-                stream_backend: str = "gevent", httpd: bool = False, plugins=None, debug: bool = False,
-                proc_name: str = "gcircusd", loop=None, check_delay: float = 1.0, **kw) -> Arbiter:
-    """Circus's library entry point: an Arbiter for a list of watcher dicts (Watcher keyword arguments).
-
-    A dict without `name` is named after its command's basename. Unlike Circus, the control and event channels
-    are bound only when `controller` / `pubsub_endpoint` are given (an embedded supervisor does not open
-    tcp://127.0.0.1:5555 behind its host's back), multicast discovery stays off unless `multicast_endpoint` is
-    given. `arbiter.start()` blocks until the arbiter is stopped, as in Circus; with `background=True` it returns once
-    the watchers are started and the arbiter supervises on the caller's gevent hub (Circus runs it in a thread).
-    """
-    statsd = statsd or stats_endpoint is not None  # Circus runs its stats for a stats_endpoint given alone
-    built = []
-    for spec in watchers:
-        spec = dict(spec)
-        spec.setdefault("name", os.path.basename(str(spec["cmd"]).split()[0]))
-        built.append(Watcher(**spec))
-    return Arbiter(built, endpoint=controller, pubsub_endpoint=pubsub_endpoint,
-                   statsd=statsd, stats_endpoint=stats_endpoint, statsd_close_outputs=statsd_close_outputs,
-                   multicast_endpoint=multicast_endpoint, context=context, plugins=plugins, debug=debug,
-                   proc_name=proc_name, check_delay=check_delay, background=background, **kw)

@@ -32,19 +32,18 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from types import SimpleNamespace
 from typing import Any
 
 import gevent
-import gevent.lock
 
 from gcircus import runtime_options
 from gcircus.options import APPLY, CIRCUS_OPTIONS, PARSE
 from gcircus.errors import ConfigError
+from gcircus.sockets import CircusSocket, named_sockets
 
 log = logging.getLogger(__name__)
 
-
-_locks: dict[int, gevent.lock.Semaphore] = {}
 
 
 @dataclasses.dataclass
@@ -120,7 +119,11 @@ def _jsonable(value):
 # -- planning ------------------------------------------------------------------------------------------------------
 
 def prepare(arbiter) -> Plan:
-    """Parse and validate the arbiter's config file and diff it with the running one; ConfigError changes nothing."""
+    """Parse and validate the arbiter's config file and diff it with the running one; ConfigError changes nothing.
+
+    The file is validated by building an arbiter from it with the running arbiter's own class (whose
+    `load_from_config` checks what its layer adds: endpoints, plugins); nothing of it is bound or started.
+    """
     path = arbiter.config_path
     if not path:
         raise ConfigError("this arbiter was not loaded from a configuration file: nothing to reload")
@@ -130,9 +133,7 @@ def prepare(arbiter) -> Plan:
         raise
     except (ValueError, TypeError, ImportError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    sockets = getattr(candidate, "sockets", None)
-    if hasattr(sockets, "close_all"):  # built, never bound: only their file descriptors to release
-        sockets.close_all()
+    candidate.sockets.close_all()  # built, never bound: only their file descriptors to release
     new = candidate.loaded_config
     old = getattr(arbiter, "loaded_config", None)
     if old is None:
@@ -229,10 +230,6 @@ def _same_address(old: dict, new: dict) -> bool:
 
 def _spec_socket_names(spec: dict) -> set[str]:
     """Socket names a watcher spec (or a running watcher) names in cmd/args, plus its stdin_socket."""
-    from types import SimpleNamespace
-
-    from gcircus.sockets import named_sockets
-
     if isinstance(spec, dict):
         spec = SimpleNamespace(name=spec.get("name"), cmd=spec.get("cmd", ""), args=spec.get("args"),
                                stdin_socket=spec.get("stdin_socket"), use_sockets=spec.get("use_sockets"))
@@ -283,13 +280,14 @@ def _settable(keys: list[str], spec: dict) -> bool:
 # -- applying ------------------------------------------------------------------------------------------------------
 
 def reload_from_config(arbiter, dry_run: bool = False) -> dict:
-    """Validate, plan and (unless dry_run) apply; return the plan as a dict. ConfigError leaves everything as it was."""
-    lock = _locks.setdefault(id(arbiter), gevent.lock.Semaphore())
-    with lock:
-        plan = prepare(arbiter)
-        if not dry_run:
-            apply(arbiter, plan)
-        return plan.as_dict()
+    """Validate, plan and (unless dry_run) apply; return the plan as a dict. ConfigError leaves everything as it was.
+
+    The caller holds the arbiter's reload lock (Arbiter.reload_from_config), as for restart_from_config.
+    """
+    plan = prepare(arbiter)
+    if not dry_run:
+        apply(arbiter, plan)
+    return plan.as_dict()
 
 
 def check_restart(arbiter) -> None:
@@ -307,25 +305,23 @@ def restart_from_config(arbiter) -> dict:
     Should applying still fail once the watchers are stopped, they are started again as they are (the file is not
     taken as loaded), the failure is logged, and RestartFailed (a ConfigError) is raised.
     """
-    lock = _locks.setdefault(id(arbiter), gevent.lock.Semaphore())
-    with lock:
-        plan = prepare(arbiter)
-        fresh = _bind_new_sockets(arbiter, plan)  # what can fail fails here, before anything is stopped
-        arbiter.stop_watchers()
-        try:
-            apply(arbiter, plan, fresh)
-        except Exception as exc:
-            log.exception("restart: applying %s failed with every watcher stopped; starting the watchers again",
-                          getattr(plan.config, "path", None) or "the configuration file")
-            in_use = {id(sock) for sock in arbiter.sockets.values()}
-            for sock in fresh.values():
-                if id(sock) not in in_use:
-                    sock.close()
-            arbiter.start_watchers()
-            raise RestartFailed(f"restart failed while applying the file ({exc}); the watchers were started again "
-                                f"without it", file=getattr(plan.config, "path", None)) from exc
+    plan = prepare(arbiter)
+    fresh = _bind_new_sockets(arbiter, plan)  # what can fail fails here, before anything is stopped
+    arbiter.stop_watchers()
+    try:
+        apply(arbiter, plan, fresh)
+    except Exception as exc:
+        log.exception("restart: applying %s failed with every watcher stopped; starting the watchers again",
+                      getattr(plan.config, "path", None) or "the configuration file")
+        in_use = {id(sock) for sock in arbiter.sockets.values()}
+        for sock in fresh.values():
+            if id(sock) not in in_use:
+                sock.close()
         arbiter.start_watchers()
-        return plan.as_dict()
+        raise RestartFailed(f"restart failed while applying the file ({exc}); the watchers were started again "
+                            f"without it", file=getattr(plan.config, "path", None)) from exc
+    arbiter.start_watchers()
+    return plan.as_dict()
 
 
 class RestartFailed(ConfigError):
@@ -353,7 +349,7 @@ def apply(arbiter, plan: Plan, fresh: dict | None = None) -> None:
         try:
             watcher = arbiter.get_watcher(name)
             if arbiter.running:  # the new processes get the sockets the new cmd/args name
-                _give_sockets(arbiter, watcher, _spec_for(new, name))
+                arbiter.give_sockets(watcher, _spec_for(new, name))
             watcher.set_options(changes)
         except ValueError as exc:  # checks that need the system (hooks, users) refused it: replace instead
             log.warning("reloadconfig: %s cannot be changed in place (%s): replacing it", name, exc)
@@ -384,8 +380,6 @@ def _socket_specs(plan: Plan) -> dict[str, dict]:
 
 def _bind_new_sockets(arbiter, plan: Plan) -> dict:
     """Bind new sockets and changed ones with a new address, all or nothing, before anything else changes."""
-    from gcircus.sockets import CircusSocket
-
     specs = _socket_specs(plan)
     names = plan.sockets_added + [n for n in plan.sockets_changed if n not in plan.sockets_rebound]
     fresh: dict = {}
@@ -399,21 +393,6 @@ def _bind_new_sockets(arbiter, plan: Plan) -> dict:
             sock.close()
         raise ConfigError(f"{exc} (nothing was changed)", file=getattr(plan.config, "path", None)) from None
     return fresh
-
-
-def _give_sockets(arbiter, watcher, spec: dict | None = None) -> None:
-    """Hand a watcher its sockets again (for `spec`'s cmd/args if given); re-arm its on-demand waiter."""
-    if spec is not None:
-        from types import SimpleNamespace
-
-        probe = SimpleNamespace(name=watcher.name, cmd=spec.get("cmd", watcher.cmd), args=spec.get("args"),
-                                stdin_socket=spec.get("stdin_socket"))
-        watcher.sockets = arbiter.sockets.for_watcher(probe)
-    else:
-        arbiter._give_sockets(watcher)
-    if watcher in arbiter._on_demand:
-        arbiter._disarm_on_demand(watcher)
-        arbiter._arm_on_demand(watcher)
 
 
 def _swap_sockets(arbiter, plan: Plan, fresh: dict) -> list:
@@ -430,14 +409,12 @@ def _swap_sockets(arbiter, plan: Plan, fresh: dict) -> list:
         arbiter.sockets[name] = sock
     if fresh and arbiter.running:
         for watcher in arbiter.watchers:
-            _give_sockets(arbiter, watcher)
+            arbiter.give_sockets(watcher)
     return retired
 
 
 def _finish_sockets(arbiter, plan: Plan, retired: list, order: list[str]) -> None:
     """Reload the watchers of changed sockets, rebind same-address ones, close the old and removed ones."""
-    from gcircus.sockets import CircusSocket
-
     done = {spec["name"].lower() for spec in plan.added} | {n.lower() for n in plan.replaced}
     done |= {n.lower() for n in plan.removed}
     by_name = {w.name.lower(): w for w in arbiter.watchers}
@@ -464,7 +441,7 @@ def _finish_sockets(arbiter, plan: Plan, retired: list, order: list[str]) -> Non
                 sock = arbiter.sockets[name] = CircusSocket.load_from_config(old.config)
                 sock.bind_and_listen()
             for watcher in arbiter.watchers:
-                _give_sockets(arbiter, watcher)
+                arbiter.give_sockets(watcher)
             gevent.joinall([gevent.spawn(w.start) for w in running])
         done |= {w.name.lower() for w in running}
 
@@ -492,7 +469,7 @@ def _finish_sockets(arbiter, plan: Plan, retired: list, order: list[str]) -> Non
             sock.close()
     if plan.sockets_removed and arbiter.running:
         for watcher in arbiter.watchers:
-            _give_sockets(arbiter, watcher)
+            arbiter.give_sockets(watcher)
 
 
 def _spec_for(config, name: str) -> dict:
@@ -524,29 +501,7 @@ def _apply_circus(arbiter, plan: Plan) -> None:
 
 
 def _apply_plugins(arbiter, plan: Plan) -> None:
-    from gcircus.plugins import PluginManager
-
     manager = arbiter.plugin_manager
     for name in plan.plugins_removed + [p["name"] for p in plan.plugins_changed]:
-        runner = manager.native.pop(name, None)
-        if runner is not None:
-            runner.stop()
-        for spec in [s for s in manager.external if s["name"] == name]:
-            manager.external.remove(spec)
-            try:
-                arbiter.rm_watcher(name)
-            except KeyError:
-                pass
-    specs = plan.plugins_added + plan.plugins_changed
-    if not specs:
-        return
-    fresh = PluginManager(arbiter, specs, manager.endpoint, manager.pubsub_endpoint)
-    for name, runner in fresh.native.items():
-        runner.manager = manager
-        manager.native[name] = runner
-        if arbiter.running:
-            runner.start()
-    for spec in fresh.external:
-        manager.external.append(spec)
-        spec = dict(spec)
-        arbiter.add_watcher(spec.pop("name"), spec.pop("cmd"), start=arbiter.running, **spec)
+        manager.remove(name)
+    manager.add(plan.plugins_added + plan.plugins_changed)

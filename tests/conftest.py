@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import zmq
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.watcher import Watcher
 from tests.support.control import Client
 from tests.support.daemons import Daemon, ReloadSetup

@@ -7,7 +7,7 @@ import gevent
 import pytest
 
 from gcircus import get_arbiter
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.events import topic
 from tests.support import hookfuncs
 from tests.support.daemons import write_config

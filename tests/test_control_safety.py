@@ -10,7 +10,7 @@ import sys
 import pytest
 import zmq
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.errors import ConfigError
 from tests.support.daemons import write_config
 from tests.support.ports import free_port

@@ -1,7 +1,7 @@
 """The shipped demo config stays valid: it loads, and builds the watchers and sockets README describes."""
 import os
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

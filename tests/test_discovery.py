@@ -65,7 +65,7 @@ def test_daemon_answers_discovery_only_when_configured(tmp_path, daemon_factory)
 
 
 def test_bad_multicast_endpoint_is_a_config_error(tmp_path):
-    from gcircus.arbiter import Arbiter
+    from gcircus.daemon import Arbiter
     from gcircus.errors import ConfigError
     from tests.support.daemons import write_config
 

@@ -18,7 +18,7 @@ import tempfile
 import pytest
 from gevent import subprocess as gsubprocess
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.watcher import Watcher
 from tests.support.processes import alive
 from tests.support.waiting import wait_for

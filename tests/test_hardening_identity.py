@@ -10,9 +10,9 @@ import pwd
 import pytest
 from gevent import subprocess as gsubprocess
 
-from gcircus.arbiter import Arbiter
 from gcircus.client import Client
 from gcircus.config import load_config
+from gcircus.daemon import Arbiter
 from gcircus.errors import ConfigError
 from gcircus.process import Process, SpawnError
 from gcircus.watcher import Watcher

@@ -5,7 +5,7 @@ import gc
 
 import gevent
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.control.executors import EXECUTORS
 from tests.support.daemons import write_config
 from tests.support.ports import free_port

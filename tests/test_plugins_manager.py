@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.events import res_name
 from gcircus.plugins import NativePlugin, PluginManager
 from gcircus.plugins.statsd import StatsdEmitter

@@ -30,12 +30,15 @@ import signal
 import sys
 
 import gevent
+import gevent.pool
+
 from gcircus import __version__, linux
 from gcircus.cli.usage import CommandLineError, parse_command_line
+from gcircus.daemon import Arbiter
 from gcircus.errors import ConfigError
-from gcircus.logsetup import (LoggingSetupError, configure_logging, flush_at_exit, log_reaches_stderr,
-                              reopen_log_files)
+from gcircus.logsetup import LoggingSetupError, configure_logging, flush_at_exit, log_reaches_stderr, reopen_log_files
 from gcircus.pidfile import Pidfile, PidfileError
+from gcircus.control.commands.reloadconfig import format_plan
 
 log = logging.getLogger("gcircus.daemon")
 
@@ -48,14 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parse_command_line(__doc__, argv, "gcircusd", version=f"gcircusd {__version__}")
     except CommandLineError as exc:
         return exc.report()
-    from gcircus.arbiter import Arbiter
-
     try:
         arbiter = Arbiter.load_from_config(args["<config>"], subreaper=True)
-    except ConfigError as exc:
-        print(f"gcircusd: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (ValueError, TypeError) as exc:
+    except (ConfigError, ValueError, TypeError) as exc:
         print(f"gcircusd: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
@@ -96,6 +94,7 @@ class Daemon:
         self.arbiter = arbiter
         self.interrupts = 0
         self.stopper: gevent.Greenlet | None = None
+        self.greenlets = gevent.pool.Group()  # the stopper and SIGHUP reloads: killed when run() returns
         self.start_failure: str | None = None  # why start-up failed (logged), for main to tell once cleaned up
 
     def run(self, ready_fd: int | None = None) -> int:
@@ -133,13 +132,12 @@ class Daemon:
             self.arbiter.wait_channels_closed(5)
         except Exception as exc:
             log.exception("gcircusd crashed%s; stopping every process", "" if started else " while starting")
-            self.arbiter.kill_all()
-            self.arbiter.stop(graceful=False)
-            self.arbiter.wait_channels_closed(5)
+            self.stop_now()
             if not started:  # the terminal (or the --daemon launcher) hears of it too, not only the log
                 self.start_failure = f"crashed while starting: {type(exc).__name__}: {exc}"
             return EXIT_START_FAILED
         finally:
+            self.greenlets.kill()
             self.sweep_orphans()
             for handler in handlers:
                 handler.cancel()
@@ -150,16 +148,20 @@ class Daemon:
         """Start-up failed: log why and stop what did start (fast: it just started); main says why once done."""
         log.error("%s", reason)
         self.start_failure = reason
+        self.stop_now()
+        return EXIT_START_FAILED
+
+    def stop_now(self) -> None:
+        """Kill every process tree, stop the arbiter without a grace period and wait for its channels to close."""
         self.arbiter.kill_all()
         self.arbiter.stop(graceful=False)
         self.arbiter.wait_channels_closed(5)
-        return EXIT_START_FAILED
 
     def on_stop_signal(self, signum: int) -> None:
         self.interrupts += 1
         if self.stopper is None:
             log.info("received %s: stopping every watcher", signal.Signals(signum).name)
-            self.stopper = gevent.spawn(self.arbiter.stop)
+            self.stopper = self.greenlets.spawn(self.arbiter.stop)
         elif signum == signal.SIGINT:
             log.warning("received SIGINT again: killing every process now")
             self.arbiter.kill_all()
@@ -168,17 +170,15 @@ class Daemon:
         log.info("received SIGQUIT: fast stop")
         self.arbiter.kill_all()
         if self.stopper is None:
-            self.stopper = gevent.spawn(self.arbiter.stop, False)
+            self.stopper = self.greenlets.spawn(self.arbiter.stop, False)
 
     def on_reload(self) -> None:
         if self.stopper is None:
             log.info("received SIGHUP: reloading the configuration file %s", self.arbiter.config_path)
-            gevent.spawn(self.reload_config)
+            self.greenlets.spawn(self.reload_config)
 
     def reload_config(self) -> None:
         """SIGHUP: what `reloadconfig` does. A bad file is logged and changes nothing; gcircusd keeps running."""
-        from gcircus.control.commands.reloadconfig import format_plan
-
         try:
             plan = self.arbiter.reload_from_config()
         except ConfigError as exc:

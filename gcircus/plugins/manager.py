@@ -11,6 +11,7 @@ import gevent
 from gcircus import options as opts
 from gcircus.hooks import resolve_name
 from gcircus.plugins.base import CircusPlugin, NativePlugin, cfg_to_str
+from gcircus.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +105,9 @@ class PluginManager:
 
     Construction imports every `use` and builds the native plugins (ValueError naming the plugin when either
     fails). `watchers()` gives the `plugin:NAME` watcher specs of external plugins, for the arbiter to register
-    with the others (so they start in priority order); `start()` adds any of them not registered yet and starts
-    the native plugins; `stop()` stops the native plugins (external plugin watchers stop with the arbiter).
+    with the others (so they start in priority order). As a Service of the arbiter, `start()` adds any of them not
+    registered yet and starts the native plugins; `stop()` stops the native plugins (external plugin watchers stop
+    with the arbiter). `add()` and `remove()` change the plugins of a running arbiter (reloadconfig).
     """
 
     def __init__(self, arbiter, plugin_dicts: list[dict], endpoint: str | None, pubsub_endpoint: str | None,
@@ -117,10 +119,17 @@ class PluginManager:
         self.max_restart_delay = float(max_restart_delay)
         self.native: dict[str, NativeRunner] = {}
         self.external: list[dict] = []
-        for spec in plugin_dicts or []:
-            self._load(dict(spec))
+        for plugin in [self._load(dict(spec)) for spec in plugin_dicts or []]:
+            self._keep(plugin)
 
-    def _load(self, spec: dict) -> None:
+    def _keep(self, plugin: NativeRunner | dict) -> None:
+        if isinstance(plugin, NativeRunner):
+            self.native[plugin.name] = plugin
+        else:
+            self.external.append(plugin)
+
+    def _load(self, spec: dict) -> NativeRunner | dict:
+        """The runner of a native plugin, or the watcher spec of an external one; ValueError if it is unusable."""
         use = spec.get("use")
         name = spec.get("name") or f"plugin:{use}"
         if not name.startswith("plugin:"):
@@ -135,13 +144,12 @@ class PluginManager:
         cls = load_plugin_class(use, name)
         if issubclass(cls, NativePlugin):
             try:
-                self.native[name] = NativeRunner(self, name, cls, config)
+                return NativeRunner(self, name, cls, config)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"[{name}]: {exc}") from None
-            return
         if not (self.endpoint and self.pubsub_endpoint):
             raise ValueError(f"[{name}]: an external plugin ({use}) needs the endpoint and pubsub_endpoint channels")
-        self.external.append(self._watcher_spec(name, use, spec.get("priority", 1), config))
+        return self._watcher_spec(name, use, spec.get("priority", 1), config)
 
     def _watcher_spec(self, name: str, use: str, priority, config: dict) -> dict:
         argv = ["-m", "gcircus.cli.gcircus_plugin", "--endpoint", self.endpoint, "--pubsub", self.pubsub_endpoint,
@@ -169,10 +177,8 @@ class PluginManager:
 
     # -- wiring ----------------------------------------------------------------------------------------------------
 
-    def watchers(self) -> list:
+    def watchers(self) -> list[Watcher]:
         """Watcher objects for the external plugins (not registered anywhere yet)."""
-        from gcircus.watcher import Watcher
-
         return [Watcher(**spec) for spec in self.external]
 
     def start(self) -> None:
@@ -189,6 +195,33 @@ class PluginManager:
     def stop(self) -> None:
         """Stop the native plugins (each runs its handle_stop)."""
         gevent.joinall([gevent.spawn(runner.stop) for runner in self.native.values()])
+
+    def add(self, plugin_dicts: list[dict]) -> None:
+        """Load more plugins, all or none (ValueError as at construction); start them if the arbiter is running.
+
+        An external plugin's watcher is added to the arbiter either way (started only if it is running).
+        """
+        loaded = [self._load(dict(spec)) for spec in plugin_dicts]
+        for plugin in loaded:
+            self._keep(plugin)
+            if isinstance(plugin, NativeRunner):
+                if self.arbiter.running:
+                    plugin.start()
+            else:
+                spec = dict(plugin)
+                self.arbiter.add_watcher(spec.pop("name"), spec.pop("cmd"), start=self.arbiter.running, **spec)
+
+    def remove(self, name: str) -> None:
+        """Stop and forget the plugin called `name` (an external one's watcher is removed and stopped)."""
+        runner = self.native.pop(name, None)
+        if runner is not None:
+            runner.stop()
+        for spec in [s for s in self.external if s["name"] == name]:
+            self.external.remove(spec)
+            try:
+                self.arbiter.rm_watcher(name)
+            except KeyError:
+                pass
 
     def statuses(self) -> dict[str, str]:
         """Native plugin name -> running / restarting / stopped."""

@@ -22,16 +22,13 @@ class StatsService:
     def __init__(self, arbiter, endpoint: str, interval: float = 1.0, context=None):
         self.arbiter = arbiter
         self.endpoint = endpoint
-        self.publisher = StatsPublisher(endpoint, context, bool(getattr(arbiter, "allow_remote_endpoints", False)))
+        self.publisher = StatsPublisher(endpoint, context, bool(arbiter.allow_remote_endpoints))
         self.loop = StatsLoop(self.publisher, self._groups, self._circus_pids, interval)
 
     @classmethod
     def for_arbiter(cls, arbiter) -> StatsService:
         """The service an arbiter runs when `statsd` is on: its stats_endpoint, stats_interval and zmq context."""
-        interval = getattr(arbiter, "stats_interval", None)
-        if interval is None:
-            interval = getattr(arbiter, "extra_options", {}).get("stats_interval", 1.0)
-        return cls(arbiter, arbiter.stats_endpoint or DEFAULT_STATS_ENDPOINT, interval, arbiter.context)
+        return cls(arbiter, arbiter.stats_endpoint or DEFAULT_STATS_ENDPOINT, arbiter.stats_interval, arbiter.context)
 
     @property
     def interval(self) -> float:

@@ -7,7 +7,7 @@ import contextlib
 import gevent
 from gevent import socket as gsocket
 
-from gcircus.arbiter import Arbiter
+from gcircus.daemon import Arbiter
 from gcircus.events import message, topic
 from gcircus.plugins import PluginManager
 from gcircus.watcher import Watcher
