@@ -16,6 +16,7 @@ import sys
 from urllib.parse import urlparse
 
 import gevent
+
 from gcircus.logqueue import FdStream, HubErrorLog, LogWriter, defer_handlers, dropped_records
 
 LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] [%(levelname)s] %(message)s"

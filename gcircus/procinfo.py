@@ -17,8 +17,8 @@ import os
 import pwd
 import shlex
 import time
-from typing import Any
 from collections.abc import Iterable
+from typing import Any
 
 import gevent
 import psutil

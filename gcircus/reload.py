@@ -38,8 +38,8 @@ from typing import Any
 import gevent
 
 from gcircus import runtime_options
-from gcircus.options import APPLY, CIRCUS_OPTIONS, PARSE
 from gcircus.errors import ConfigError
+from gcircus.options import APPLY, CIRCUS_OPTIONS, PARSE
 from gcircus.sockets import CircusSocket, named_sockets
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,16 @@ import pytest
 import zmq
 import zmq.green
 
-from gcircus.client import (CallError, Client, DaemonTimeout, NoDaemonError, ReplyError, check_reply, make_message,
-                            want_green)
+from gcircus.client import (
+    CallError,
+    Client,
+    DaemonTimeout,
+    NoDaemonError,
+    ReplyError,
+    check_reply,
+    make_message,
+    want_green,
+)
 from gcircus.consumer import Consumer
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for

@@ -22,7 +22,7 @@ import zmq.green as zmq
 
 from gcircus import get_arbiter, procinfo
 from gcircus.control.commands import get_command
-from gcircus.control.errors import ArgumentError, MESSAGE_ERROR
+from gcircus.control.errors import MESSAGE_ERROR, ArgumentError
 from gcircus.events import message, topic
 from gcircus.process import Process
 from tests.support.ports import free_port

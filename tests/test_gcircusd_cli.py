@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import os
 
-
+from gcircus import __version__
 from tests.support.daemons import run_cli, write_config
 from tests.support.ports import free_port
-from gcircus import __version__
 
 
 def config_with_marker(tmp_path, watcher_options: str) -> tuple[str, str]:

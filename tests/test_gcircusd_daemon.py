@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import signal
 
-
 from gcircus import linux
 from tests.support.daemons import launch_detached, make_config, marker_config, read_pid, started, stop_detached
 from tests.support.processes import alive

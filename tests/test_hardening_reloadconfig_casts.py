@@ -5,8 +5,8 @@ import gc
 
 import gevent
 
-from gcircus.daemon import Arbiter
 from gcircus.control.executors import EXECUTORS
+from gcircus.daemon import Arbiter
 from tests.support.daemons import write_config
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for

@@ -11,8 +11,8 @@ import re
 
 import zmq
 
-from gcircus.control.protocol import MAX_ID_SIZE
 from gcircus.control.outbox import BACKLOG_BYTES
+from gcircus.control.protocol import MAX_ID_SIZE
 from gcircus.control.server import REPLY_HWM
 from tests.support.control import Dealer
 from tests.support.daemons import circus_config

@@ -13,8 +13,8 @@ import pytest
 from gevent import subprocess as gsubprocess
 
 from gcircus import linux, runtime_options
-from gcircus.client import CallError, Client
 from gcircus.cli import gcircus_plugin, gcircus_top, gcircusctl, gcircusd, gcircusd_stats
+from gcircus.client import CallError, Client
 from gcircus.config import load_config
 from gcircus.errors import ConfigError
 from gcircus.suggest import closest, edit_distance

@@ -15,7 +15,6 @@ from tests.support.ports import free_port
 from tests.support.processes import alive
 from tests.support.waiting import wait_for
 
-
 BASE = """
     [watcher:web]
     cmd = /bin/sleep 1001

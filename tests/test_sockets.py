@@ -15,7 +15,7 @@ import pytest
 from circus.client import CircusClient, make_message
 
 from gcircus.client import Client
-from gcircus.sockets import CircusSocket, Sockets, SocketError, named_sockets
+from gcircus.sockets import CircusSocket, SocketError, Sockets, named_sockets
 from tests.support.daemons import write_config
 from tests.support.ports import free_port
 from tests.support.sockets import SERVER, ask

@@ -15,9 +15,9 @@ import sys
 
 import pytest
 
-from tests.support.waiting import wait_for
 from gcircus.process import Process, SpawnError
 from gcircus.watcher import Watcher
+from tests.support.waiting import wait_for
 
 PYTHON = sys.executable
 

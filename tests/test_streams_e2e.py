@@ -16,7 +16,6 @@ from tests.support.children import stream_writer as child
 from tests.support.streams import CHILD, diff_at, file_holds, read
 from tests.support.waiting import wait_for
 
-
 # -- byte-exact capture --------------------------------------------------------------------------------------------
 
 

@@ -34,11 +34,11 @@ import gevent.pool
 
 from gcircus import __version__, linux
 from gcircus.cli.usage import CommandLineError, parse_command_line
+from gcircus.control.commands.reloadconfig import format_plan
 from gcircus.daemon import Arbiter
 from gcircus.errors import ConfigError
 from gcircus.logsetup import LoggingSetupError, configure_logging, flush_at_exit, log_reaches_stderr, reopen_log_files
 from gcircus.pidfile import Pidfile, PidfileError
-from gcircus.control.commands.reloadconfig import format_plan
 
 log = logging.getLogger("gcircus.daemon")
 

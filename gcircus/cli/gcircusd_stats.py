@@ -30,6 +30,7 @@ import sys
 
 import gevent
 import gevent.event
+
 from gcircus import __version__
 from gcircus.cli.usage import CommandLineError, parse_command_line
 from gcircus.logsetup import LoggingSetupError, configure_logging

@@ -17,8 +17,14 @@ from gcircus.command_queue import QueueRefused
 from gcircus.control.commands import get_command
 from gcircus.control.connection_cap import ConnectionCap
 from gcircus.control.endpoints import bind_private, close_bound
-from gcircus.control.errors import (BAD_MSG_DATA_ERROR, COMMAND_ERROR, MESSAGE_ERROR, OS_ERROR, UNKNOWN_COMMAND,
-                                    ControlError)
+from gcircus.control.errors import (
+    BAD_MSG_DATA_ERROR,
+    COMMAND_ERROR,
+    MESSAGE_ERROR,
+    OS_ERROR,
+    UNKNOWN_COMMAND,
+    ControlError,
+)
 from gcircus.control.executors import EXECUTORS, Deferred, Queued
 from gcircus.control.operations import Operations
 from gcircus.control.outbox import ReplyOutbox

@@ -11,8 +11,8 @@ import re
 from collections.abc import Callable
 
 from gcircus.hooks import resolve_name
-from gcircus.streams.sinks import STREAM_CLASSES, PrefixedStdoutStream, StdoutStream, output_fd_option
 from gcircus.options import stream_class_name
+from gcircus.streams.sinks import STREAM_CLASSES, PrefixedStdoutStream, StdoutStream, output_fd_option
 
 _PER_PROCESS = re.compile(r"\$\(circus\.wid\)|\(\(circus\.wid\)\)", re.IGNORECASE)
 # Circus's own import paths for its classes, used by configs written for Circus: they mean our classes.

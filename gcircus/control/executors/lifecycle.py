@@ -10,6 +10,7 @@ from gcircus.control.errors import MessageError
 from gcircus.control.executors.base import Deferred, Queued, executes, match_watchers
 from gcircus.errors import ConfigError
 
+
 def _info(results: list) -> dict:
     return {"info": results[0]}
 
