@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,14 +24,10 @@ from pathlib import Path
 
 import psutil
 
+from harness import free_port
+
 BIN = Path(sys.executable).parent
 GCIRCUSCTL, CIRCUSCTL = str(BIN / "gcircusctl"), str(BIN / "circusctl")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def write_ini(path: Path) -> str:
