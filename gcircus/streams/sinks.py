@@ -111,10 +111,6 @@ class _Sink:
                 return
         self._write(record, self._payload(record))
 
-    @classmethod
-    def check_options(cls, **options) -> None:
-        """Raise ValueError for an option value the constructor would reject, without opening anything."""
-
     def reopen(self) -> None:
         """Nothing to reopen (file sinks override this)."""
 
@@ -228,15 +224,11 @@ class _FileSink(_Sink):
 
 def _split_lines(record: dict, size: int) -> list[dict]:
     """Cut a record into records of whole lines of about `size` bytes (a longer line stays whole)."""
-    data, pieces, start = record["data"], [], 0
+    data, records, start = record["data"], [], 0
     while start < len(data):
         end = data.rfind(b"\n", start, start + size) + 1
         if end <= start:  # no newline within `size`: take the whole (long) line
             end = data.find(b"\n", start + size) + 1 or len(data)
-        pieces.append(end)
-        start = end
-    records, start = [], 0
-    for end in pieces:
         partial = record.get("partial", False) if end == len(data) else False
         records.append({**record, "data": data[start:end], "partial": partial})
         start = end
@@ -461,10 +453,6 @@ class QueueStream(queue.Queue):
     def __init__(self, **extra):
         _warn_ignored("QueueStream", extra)
         super().__init__()
-
-    @classmethod
-    def check_options(cls, **options) -> None:
-        """No options to check."""
 
     def __call__(self, record: dict) -> None:
         self.put(record)
