@@ -9,6 +9,7 @@ logged once, reported through `on_error`, and retried until it recovers: nothing
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import fcntl
 import logging
@@ -261,10 +262,8 @@ class PipeReader:
         self._pending = b""
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-        try:
+        with contextlib.suppress(OSError):  # past /proc/sys/fs/pipe-max-size when unprivileged: the default size works
             fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:
-            pass  # over /proc/sys/fs/pipe-max-size for an unprivileged user: the default size still works
         self._loop = gevent.spawn(self._read_forever)
 
     def _read_forever(self) -> None:
@@ -333,10 +332,8 @@ class PipeReader:
 
     def _finish(self) -> None:
         self._flush_partial(force=True)
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.fd)
-        except OSError:
-            pass
         self.eof.set()
 
     def close(self) -> None:

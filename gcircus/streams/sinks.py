@@ -98,10 +98,9 @@ class LineFormat:
 class _Sink:
     """Writes rendered records to a descriptor, finishing a record interrupted by an error on the next call."""
 
-    line_format: LineFormat
-
     def __init__(self):
         self._pending: tuple[dict, bytes] | None = None
+        self.line_format = LineFormat()
 
     def __call__(self, record: dict) -> None:
         if self._pending is not None:
@@ -169,7 +168,6 @@ class _FileSink(_Sink):
         _check_filename(type(self).__name__, filename)
         self.filename = str(filename)
         self.time_format = time_format or None
-        self.line_format = LineFormat()
         self._clock = clock
         self._fd: int | None = None
         self._identity = (-1, -1)
@@ -303,8 +301,7 @@ class FileStream(_FileSink):
 
     def _rotate(self) -> None:
         rotate_numbered(self.filename, self.backup_count)
-        self._close_fd()
-        self._open()
+        self.reopen()
 
 
 class WatchedFileStream(_FileSink):
@@ -320,8 +317,7 @@ class WatchedFileStream(_FileSink):
 
     def _payload(self, record: dict) -> bytes:
         if not self.line_format.continues(record) and self._path_identity() != self._identity:
-            self._close_fd()
-            self._open()
+            self.reopen()
         return super()._payload(record)
 
     def _path_identity(self) -> tuple[int, int]:
@@ -397,7 +393,6 @@ class StdoutStream(_Sink):
     def __init__(self, **extra):
         _warn_ignored(type(self).__name__, extra)
         super().__init__()
-        self.line_format = LineFormat()
 
     def _descriptor(self) -> int:
         return self.fd
