@@ -23,10 +23,7 @@ def quote_value(value: object, limit: int = QUOTED_VALUE_LIMIT) -> str:
     """
     if isinstance(value, str) and len(value) > limit:
         return f"{value[:limit]!r}... ({len(value)} characters)"
-    text = repr(value)
-    if len(text) > limit:
-        return f"{text[:limit]}... ({len(text)} characters)"
-    return text
+    return shorten(repr(value), limit)
 
 
 class ConfigError(Exception):
