@@ -109,12 +109,10 @@ def _scan(text: str, path: str) -> dict[str, Section]:
             raise ConfigError(f"line {lineno}: option outside of any [section]: {quote_value(line.strip())}",
                               file=path, line=lineno)
         match = _OPTION_LINE.match(line)
-        key = match.group("key").strip() if match else ""
-        if not key:
+        if match is None or not match.group("key").strip():
             raise ConfigError(f"line {lineno}: expected 'name = value', got {quote_value(line.strip())}",
                               file=path, section=current.name, line=lineno)
-        assert match is not None  # a key was found
-        value = line[match.end():]
+        key, value = match.group("key").strip(), line[match.end():]
         comment = _INLINE_COMMENT.search(value)
         if comment:
             value = value[:comment.start()]
