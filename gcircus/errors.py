@@ -29,17 +29,8 @@ def quote_value(value: object, limit: int = QUOTED_VALUE_LIMIT) -> str:
 class ConfigError(Exception):
     """A configuration file is unreadable, malformed or holds an invalid value."""
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        file: str | None = None,
-        section: str | None = None,
-        option: str | None = None,
-        value: str | None = None,
-        suggestion: str | None = None,
-        line: int | None = None,
-    ) -> None:
+    def __init__(self, reason: str, *, file: str | None = None, section: str | None = None, option: str | None = None,
+                 value: str | None = None, suggestion: str | None = None, line: int | None = None) -> None:
         self.reason = reason
         self.file = file
         self.section = section
