@@ -109,12 +109,10 @@ def _scan(text: str, path: str) -> dict[str, Section]:
             raise ConfigError(f"line {lineno}: option outside of any [section]: {quote_value(line.strip())}",
                               file=path, line=lineno)
         match = _OPTION_LINE.match(line)
-        key = match.group("key").strip() if match else ""
-        if not key:
+        if match is None or not match.group("key").strip():
             raise ConfigError(f"line {lineno}: expected 'name = value', got {quote_value(line.strip())}",
                               file=path, section=current.name, line=lineno)
-        assert match is not None  # a key was found
-        value = line[match.end():]
+        key, value = match.group("key").strip(), line[match.end():]
         comment = _INLINE_COMMENT.search(value)
         if comment:
             value = value[:comment.start()]
@@ -266,30 +264,18 @@ def _unknown(section: Section, key: str, entry: Entry, kind: str, cutoff: float 
 
 # --------------------------------------------------------------------------- sections
 
-def _load_env(section: Section | None) -> dict[str, str]:
-    """The [env] section, with $(circus.env.X) and $VAR expanded.
+def _add_env(env: dict[str, str], section: Section, circus_vars: bool = False) -> dict[str, str]:
+    """Add an env section's entries to `env`, with $VAR (and, for [env], $(circus.env.X)) expanded.
 
-    Both see os.environ plus the [env] entries defined above the one being
-    expanded (Circus only consults os.environ here).
+    Both see os.environ plus the entries of `env` so far (Circus only consults os.environ here). A name or value
+    exec would refuse is refused here, with its place.
     """
-    env: dict[str, str] = {}
-    if section is None:
-        return env
-    base = dict(os.environ)
     for key, entry in section.entries.items():
-        value = expand_circus_vars(entry.value.strip(), {"env": {**base, **env}})
-        env[_env_name(section, key, entry)] = _env_value(section, key, entry,
-                                                         expand_env_value(value, {**base, **env}))
+        seen = {**os.environ, **env}
+        value = expand_circus_vars(entry.value.strip(), {"env": seen}) if circus_vars else entry.value.strip()
+        value = _convert(opts.check_exec_text, expand_env_value(value, seen), section, key, entry)
+        env[_convert(opts.check_env_name, key.strip(), section, key, entry)] = value
     return env
-
-
-def _env_name(section: Section, key: str, entry: Entry) -> str:
-    """The variable name of an env entry; exec would refuse it, so it is refused here with its place."""
-    return _convert(opts.check_env_name, key.strip(), section, key, entry)
-
-
-def _env_value(section: Section, key: str, entry: Entry, value: str) -> str:
-    return _convert(opts.check_exec_text, value, section, key, entry)
 
 
 def _load_table(section: Section, kind: str, mapping: dict, values: dict, unknown=None) -> dict:
@@ -352,12 +338,9 @@ def _flapping_from_plugin(plugin: dict, section: Section, base: dict) -> dict:
 def _watcher_env(name: str, env: dict, env_sections: list[tuple[list[str], Section]]) -> dict:
     """[env] then every matching [env:PATTERNS] section in order; later definitions win."""
     result = dict(env)
-    base = dict(os.environ)
     for patterns, section in env_sections:
         if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns):
-            for key, entry in section.entries.items():
-                value = expand_env_value(entry.value.strip(), {**base, **result})
-                result[_env_name(section, key, entry)] = _env_value(section, key, entry, value)
+            _add_env(result, section)
     return result
 
 
@@ -403,8 +386,8 @@ def _watcher_member(w: dict, key: str, raw: str, section: Section, entry: Entry)
     return True
 
 
-def _load_watcher(section: Section, circus: dict, env: dict, global_env: dict,
-                  env_sections: list, flapping: dict, flapping_active: bool) -> WatcherSpec:
+def _load_watcher(section: Section, defaults: dict, env: dict, global_env: dict, env_sections: list) -> WatcherSpec:
+    """One [watcher:NAME] section; `defaults` are what [circus] and the flapping plugin give every watcher."""
     name_entry = section.entries.get("name")
     name = name_entry.value if name_entry else section.name.split(":", 1)[1]
     if not name:
@@ -412,11 +395,9 @@ def _load_watcher(section: Section, circus: dict, env: dict, global_env: dict,
     name = _convert(opts.check_name, name, section, "name", name_entry or Entry(name, section.file, section.line))
     wenv = _watcher_env(name, env, env_sections)
     mapping = {"env": {**global_env, **wenv}}
-    w: dict[str, Any] = {"name": name, **opts.defaults("watcher")}
-    w.update(pdeathsig=circus["pdeathsig"], prefix_output=circus["prefix_output"], check_flapping=flapping_active,
-             rlimits={},
-             stdout_stream={}, stderr_stream={}, hooks={}, env=wenv, flapping=dict(flapping),
-             options={})
+    w: dict[str, Any] = {"name": name, **opts.defaults("watcher"), **defaults, "env": wenv, "options": {},
+                         "flapping": dict(defaults["flapping"]), "rlimits": {}, "stdout_stream": {},
+                         "stderr_stream": {}, "hooks": {}}
     for key, entry in section.entries.items():
         if key == "name":
             continue
@@ -484,7 +465,7 @@ def load_config(path: str) -> Config:
         raise ConfigError(f"the configuration file {path!r} does not exist", file=path)
     sections = _read_all(path)
 
-    env = _load_env(sections.get("env"))
+    env = _add_env({}, sections["env"], circus_vars=True) if "env" in sections else {}
     global_env = {**os.environ, **env}
     mapping = {"env": global_env}
     circus = _load_circus(sections.get("circus"), mapping)
@@ -514,10 +495,9 @@ def load_config(path: str) -> Config:
         else:
             log.warning("%s: %s", section.file, config_sections.unknown_section_warning(shorten(name)))
 
-    watchers = _unique("watcher", [(_load_watcher(s, circus, env, global_env, env_sections, flapping,
-                                                  flapping_active), s.name) for s in watcher_sections], sections)
     defaults = {"pdeathsig": circus["pdeathsig"], "prefix_output": circus["prefix_output"],
                 "check_flapping": flapping_active, "flapping": dict(flapping)}
-    return Config(path=path, circus=circus, watchers=watchers, sockets=_unique("socket", socket_dicts, sections),
-                  plugins=_unique("plugin", plugin_dicts, sections), env=env, flapping=flapping,
-                  watcher_defaults=defaults)
+    watchers = [(_load_watcher(s, defaults, env, global_env, env_sections), s.name) for s in watcher_sections]
+    return Config(path=path, circus=circus, watchers=_unique("watcher", watchers, sections),
+                  sockets=_unique("socket", socket_dicts, sections), plugins=_unique("plugin", plugin_dicts, sections),
+                  env=env, flapping=flapping, watcher_defaults=defaults)

@@ -23,26 +23,14 @@ def quote_value(value: object, limit: int = QUOTED_VALUE_LIMIT) -> str:
     """
     if isinstance(value, str) and len(value) > limit:
         return f"{value[:limit]!r}... ({len(value)} characters)"
-    text = repr(value)
-    if len(text) > limit:
-        return f"{text[:limit]}... ({len(text)} characters)"
-    return text
+    return shorten(repr(value), limit)
 
 
 class ConfigError(Exception):
     """A configuration file is unreadable, malformed or holds an invalid value."""
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        file: str | None = None,
-        section: str | None = None,
-        option: str | None = None,
-        value: str | None = None,
-        suggestion: str | None = None,
-        line: int | None = None,
-    ) -> None:
+    def __init__(self, reason: str, *, file: str | None = None, section: str | None = None, option: str | None = None,
+                 value: str | None = None, suggestion: str | None = None, line: int | None = None) -> None:
         self.reason = reason
         self.file = file
         self.section = section

@@ -52,6 +52,16 @@ class FdStream:
         return self.fd
 
 
+def reopen_file(handler: logging.FileHandler) -> None:
+    """Close `handler`'s file and open its path again (logrotate moved it); OSError leaves the stream None."""
+    handler.acquire()
+    try:
+        handler.close()
+        handler.stream = handler._open()
+    finally:
+        handler.release()
+
+
 class _Marker:
     """A request queued behind the records before it (reopen, stop): done once the writer got to it."""
 
@@ -152,17 +162,11 @@ class LogWriter:
 
     def _reopen_files(self) -> None:
         for handler in self.handlers:
-            target = handler.target
-            if isinstance(target, logging.FileHandler):
-                target.acquire()
+            if isinstance(handler.target, logging.FileHandler):
                 try:
-                    target.close()
-                    target.stream = target._open()
-                except OSError as exc:
-                    target.stream = None  # the handler tries to open it again at its next record
-                    FdStream(2).write(f"gcircusd: cannot reopen the log file {target.baseFilename}: {exc}\n")
-                finally:
-                    target.release()
+                    reopen_file(handler.target)
+                except OSError as exc:  # the stream stays None: the handler tries again at its next record
+                    FdStream(2).write(f"gcircusd: cannot reopen the log file {handler.target.baseFilename}: {exc}\n")
 
     def _flush_handlers(self) -> None:
         for handler in self.handlers:
@@ -188,11 +192,6 @@ class LogWriter:
                 self._held_records -= 1
                 self._held_bytes -= size
 
-    def held(self) -> tuple[int, int]:
-        """(records, characters) queued now: never above the limits, save a few notices at exit."""
-        with self._lock:
-            return self._held_records, self._held_bytes
-
 
 class DeferredHandler(logging.handlers.QueueHandler):
     """Stands in for a real handler: formats each record where it is logged and queues it for the writer thread."""
@@ -202,7 +201,6 @@ class DeferredHandler(logging.handlers.QueueHandler):
         self.target = target
         self.writer = writer
         self.dropped = 0  # records dropped since the last notice; guarded by this handler's lock
-        self.dropped_total = 0
         self.setLevel(target.level)
         writer.handlers.append(self)
 
@@ -211,7 +209,6 @@ class DeferredHandler(logging.handlers.QueueHandler):
         if self.writer.offer(self.target, record):
             return
         self.dropped += 1
-        self.dropped_total += 1
 
     def report_dropped(self, force: bool = False) -> None:
         """Queue the "N log records dropped" notice where the gap is, if records were dropped and there is room."""
@@ -232,7 +229,7 @@ class DeferredHandler(logging.handlers.QueueHandler):
         try:
             self.writer.offer(self.target, self.prepare(notice))
         except Exception:  # noqa: BLE001 - a record that cannot even be described is dropped
-            self.dropped_total += 1
+            pass
 
 
 class HubErrorLog:
@@ -278,9 +275,3 @@ def defer_handlers(writer: LogWriter) -> None:
             logger.removeHandler(handler)
             logger.addHandler(DeferredHandler(handler, writer))
 
-
-def dropped_records(writer: LogWriter | None) -> int:
-    """How many log records were dropped since gcircusd started because the log output did not take them."""
-    if writer is None:
-        return 0
-    return sum(handler.dropped_total for handler in writer.handlers)

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 import gevent
 
-from gcircus.logqueue import FdStream, HubErrorLog, LogWriter, defer_handlers, dropped_records
+from gcircus.logqueue import FdStream, HubErrorLog, LogWriter, defer_handlers, reopen_file
 
 LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] [%(levelname)s] %(message)s"
 LOG_DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -71,11 +71,6 @@ def flush_at_exit() -> None:
     """Write the records still queued, up to logqueue.STOP_TIMEOUT seconds (the output may still be blocked)."""
     if _writer is not None:
         _writer.stop()
-
-
-def log_records_dropped() -> int:
-    """How many of gcircusd's log records were dropped because the log output did not take them."""
-    return dropped_records(_writer)
 
 
 def _make_handler(output: str) -> logging.Handler:
@@ -172,9 +167,4 @@ def reopen_log_files() -> None:
         return
     for handler in logging.getLogger().handlers:  # a program embedding gcircus, with its own logging set-up
         if isinstance(handler, logging.FileHandler):
-            handler.acquire()
-            try:
-                handler.close()
-                handler.stream = handler._open()
-            finally:
-                handler.release()
+            reopen_file(handler)

@@ -132,8 +132,9 @@ def to_optional_str(value: Any) -> str | None:
     return text if text else None
 
 
+@_typed("str")
 def check_exec_text(value: Any) -> str:
-    """Text that ends up in a child's argv, environment or a path: refused here, not at exec.
+    """Text that ends up in a child's argv, environment or a path (command line, arguments): refused here, not at exec.
 
     A NUL byte, or a lone surrogate that has no byte form (a JSON "\\ud800" escape), passes every other check
     and then makes the spawn itself fail, when the old processes are already being replaced.
@@ -149,14 +150,8 @@ def check_exec_text(value: Any) -> str:
 
 
 @_typed("str")
-def to_exec_str(value: Any) -> str:
-    """Text handed to the program (command line, arguments): no NUL byte, encodable."""
-    return check_exec_text(value)
-
-
-@_typed("str")
 def to_optional_exec_str(value: Any) -> str | None:
-    """Like to_exec_str; an empty value means unset (None)."""
+    """Like check_exec_text; an empty value means unset (None)."""
     text = str(value)
     return check_exec_text(text) if text else None
 
@@ -195,21 +190,16 @@ def check_name(value: Any) -> str:
 @_typed("signal")
 def to_signal(value: Any) -> int:
     """A signal name (``TERM``, ``SIGTERM``, ``sigterm``) or number."""
+    text = str(value).strip().upper()
     if isinstance(value, int) and not isinstance(value, bool):
-        number = value
+        number: int | None = value
+    elif text.isdigit():
+        number = int(text)
     else:
-        text = str(value).strip()
-        if text.isdigit():
-            number = int(text)
-        else:
-            name = text.upper()
-            if not name.startswith("SIG"):
-                name = "SIG" + name
-            member = getattr(signal.Signals, name, None) if name.isidentifier() else None
-            if member is None:
-                raise InvalidValue("unknown signal", value, f"unknown signal {value!r}")
-            return int(member)
-    if number not in set(signal.valid_signals()):
+        name = text if text.startswith("SIG") else "SIG" + text
+        member = getattr(signal.Signals, name, None) if name.isidentifier() else None
+        number = None if member is None else int(member)  # every member is one of signal.valid_signals()
+    if number is None or number not in signal.valid_signals():
         raise InvalidValue("unknown signal", value, f"unknown signal {value!r}")
     return number
 
@@ -430,8 +420,8 @@ DEFAULT_PUBSUB_ENDPOINT = CIRCUS_OPTIONS["pubsub_endpoint"].default
 DEFAULT_STATS_ENDPOINT = CIRCUS_OPTIONS["stats_endpoint"].default
 
 WATCHER_OPTIONS = _table("watcher", [
-    ("cmd", to_exec_str, "", _R, "command line, shlex-split at spawn"),
-    ("args", to_exec_str, "", _R, "extra arguments appended to cmd"),
+    ("cmd", check_exec_text, "", _R, "command line, shlex-split at spawn"),
+    ("args", check_exec_text, "", _R, "extra arguments appended to cmd"),
     ("numprocesses", _I, 1, _C, "number of processes to keep running", _NON_NEGATIVE_SCHED),
     ("warmup_delay", _F, 0.0, _C, "seconds between two spawns", _NON_NEGATIVE_SCHED),
     ("working_dir", to_optional_exec_str, None, _R, "working directory of the children; default gcircusd's"),

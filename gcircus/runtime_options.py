@@ -72,7 +72,7 @@ def _convert(key: str, value: Any) -> Any:
     if key == "cmd":
         if not isinstance(value, str) or not value.strip():
             raise ValueError("expected a non-empty command line")
-        return opts.to_exec_str(value)
+        return opts.check_exec_text(value)
     if key in ("uid", "gid"):
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
@@ -180,10 +180,10 @@ def _args(value: Any):
     if value is None:
         return value
     if isinstance(value, str):
-        return opts.to_exec_str(value)
+        return opts.check_exec_text(value)
     if isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
                                        for v in value):
-        return [opts.to_exec_str(v) for v in value]
+        return [opts.check_exec_text(v) for v in value]
     raise ValueError("expected a string or a list of strings")
 
 

@@ -89,12 +89,7 @@ def stream_class(name) -> type | Callable:
             return resolve_name(text)
         except (ImportError, AttributeError, ValueError) as exc:
             raise ValueError(f"stream configuration invalid: cannot import stream class {text!r} ({exc})") from exc
-    return builtin_stream_class(text)
-
-
-def builtin_stream_class(name: str) -> type:
-    """gcircus's stream class called `name`, in any case; UnknownStreamClass naming the closest one otherwise."""
-    return STREAM_CLASSES[stream_class_name(name)]
+    return STREAM_CLASSES[stream_class_name(text)]  # in any case; UnknownStreamClass naming the closest otherwise
 
 
 def needs_per_process(conf: dict | None) -> bool:

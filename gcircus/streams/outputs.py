@@ -12,6 +12,7 @@ import os
 import time
 
 import gevent
+import gevent.pool
 
 from gcircus.expand import expand_circus_vars
 from gcircus.streams import factory
@@ -38,6 +39,7 @@ class WatcherOutputs:
         self._writers: dict[tuple, StreamWriter] = {}
         self._readers: dict[int, list[PipeReader]] = {}  # by pid, until the process exits
         self._open_readers: set[PipeReader] = set()  # until end of file (leftover processes may hold a pipe)
+        self._retiring = gevent.pool.Group()  # closing writers replaced by `update` once their readers are done
 
     def _validate(self, name: str, conf: dict) -> None:
         """Refuse a bad stream configuration when the watcher is built or changed, not at the first write."""
@@ -157,7 +159,7 @@ class WatcherOutputs:
         for key, writer in old.items():
             del self._writers[key]
             if id(writer) in in_use:
-                gevent.spawn(self._close_when_unused, writer)
+                self._retiring.spawn(self._close_when_unused, writer)
             else:
                 writer.close()
 
@@ -171,10 +173,6 @@ class WatcherOutputs:
     def reopen(self) -> None:
         for writer in list(self._writers.values()):
             writer.reopen()
-
-    def flush(self, timeout: float | None = None) -> None:
-        for writer in list(self._writers.values()):
-            writer.flush(timeout)
 
     def close(self) -> None:
         """Flush and close every sink (the watcher stopped: its processes are gone).
@@ -194,6 +192,7 @@ class WatcherOutputs:
         self._readers = {}
         writers, self._writers = list(self._writers.values()), {}
         gevent.joinall([gevent.spawn(writer.close) for writer in writers])  # each gets its own bounded time
+        self._retiring.join()  # their readers are at end of file now, so these finish as boundedly
 
 
 class _LazySink:

@@ -9,6 +9,7 @@ logged once, reported through `on_error`, and retried until it recovers: nothing
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import fcntl
 import logging
@@ -48,8 +49,7 @@ class StreamWriter:
         self._room.set()
         self._idle = gevent.event.Event()
         self._idle.set()
-        self._reopen = False
-        self._prepare = False
+        self._requested = dict.fromkeys(("prepare", "reopen"), False)  # sink methods to call before the next record
         self._closing = False
         self._failing = False
         self._last_error = ""
@@ -98,16 +98,17 @@ class StreamWriter:
 
     def reopen(self) -> None:
         """Reopen the sink's files (after logrotate) before the next record."""
-        self._reopen = True
-        self._idle.clear()
-        self._work.set()
+        self._request("reopen")
 
     def prepare(self) -> None:
         """Have the sink open its files now, before any record, off the hub (a failure is a sink failure as usual).
 
         Tools that tail or ship a log file from start-up expect it to exist once the watcher has started.
         """
-        self._prepare = True
+        self._request("prepare")
+
+    def _request(self, method: str) -> None:
+        self._requested[method] = True
         self._idle.clear()
         self._work.set()
 
@@ -158,24 +159,19 @@ class StreamWriter:
     def _write_forever(self) -> None:
         pool = self._pool
         while True:
-            if not self._records and not self._reopen and not self._prepare:
+            requested = next((name for name, wanted in self._requested.items() if wanted), None)
+            if not self._records and requested is None:
                 self._idle.set()
                 if self._closing:
                     return
                 self._work.clear()
                 self._work.wait()
                 continue
-            if self._prepare:
-                self._prepare = False
-                prepare = getattr(self.sink, "prepare", None)
-                if prepare is not None:
-                    self._attempt(pool, prepare)
-                continue
-            if self._reopen:
-                self._reopen = False
-                reopen = getattr(self.sink, "reopen", None)
-                if reopen is not None:
-                    self._attempt(pool, reopen)
+            if requested is not None:
+                self._requested[requested] = False
+                method = getattr(self.sink, requested, None)
+                if method is not None:
+                    self._attempt(pool, method)
                 continue
             record = self._records[0]
             self._attempt(pool, self.sink, record)
@@ -266,10 +262,8 @@ class PipeReader:
         self._pending = b""
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
-        try:
+        with contextlib.suppress(OSError):  # past /proc/sys/fs/pipe-max-size when unprivileged: the default size works
             fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-        except OSError:
-            pass  # over /proc/sys/fs/pipe-max-size for an unprivileged user: the default size still works
         self._loop = gevent.spawn(self._read_forever)
 
     def _read_forever(self) -> None:
@@ -338,14 +332,9 @@ class PipeReader:
 
     def _finish(self) -> None:
         self._flush_partial(force=True)
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.fd)
-        except OSError:
-            pass
         self.eof.set()
-
-    def stop(self) -> None:
-        self._loop.kill(block=False)
 
     def close(self) -> None:
         """Pass on what the pipe holds now, then stop reading and close it (whoever still holds it gets EPIPE)."""

@@ -5,6 +5,7 @@ cannot lose or duplicate output. Deciding *between which records* to rotate is t
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -36,15 +37,9 @@ def rotate_numbered(path: str, backup_count: int) -> None:
     present = sorted((int(name[len(prefix):]) for name in os.listdir(directory)
                       if name.startswith(prefix) and name[len(prefix):].isdigit()
                       and 0 < int(name[len(prefix):]) < backup_count), reverse=True)
-    for index in present:
-        try:
-            os.replace(f"{path}.{index}", f"{path}.{index + 1}")
-        except FileNotFoundError:
-            pass
-    try:
-        os.replace(path, f"{path}.1")
-    except FileNotFoundError:
-        pass
+    for source, target in [(f"{path}.{index}", f"{path}.{index + 1}") for index in present] + [(path, f"{path}.1")]:
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(source, target)
 
 
 class TimeSchedule:
@@ -58,7 +53,6 @@ class TimeSchedule:
             raise ValueError(f"invalid rotate_when {rotate_when!r}: expected one of {', '.join(VALID_WHEN)} (any case)")
         if rotate_interval < 1:
             raise ValueError(f"invalid rotate_interval {rotate_interval!r}: expected an integer >= 1")
-        self.when = when
         self.unit = "W" if when.startswith("W") else when
         self.weekday = int(when[1]) if self.unit == "W" else None
         seconds, self.suffix_format, suffix_pattern = _UNITS[self.unit]

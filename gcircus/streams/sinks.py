@@ -98,10 +98,9 @@ class LineFormat:
 class _Sink:
     """Writes rendered records to a descriptor, finishing a record interrupted by an error on the next call."""
 
-    line_format: LineFormat
-
     def __init__(self):
         self._pending: tuple[dict, bytes] | None = None
+        self.line_format = LineFormat()
 
     def __call__(self, record: dict) -> None:
         if self._pending is not None:
@@ -110,10 +109,6 @@ class _Sink:
             if _same_record(record, failed):
                 return
         self._write(record, self._payload(record))
-
-    @classmethod
-    def check_options(cls, **options) -> None:
-        """Raise ValueError for an option value the constructor would reject, without opening anything."""
 
     def reopen(self) -> None:
         """Nothing to reopen (file sinks override this)."""
@@ -173,7 +168,6 @@ class _FileSink(_Sink):
         _check_filename(type(self).__name__, filename)
         self.filename = str(filename)
         self.time_format = time_format or None
-        self.line_format = LineFormat()
         self._clock = clock
         self._fd: int | None = None
         self._identity = (-1, -1)
@@ -228,15 +222,11 @@ class _FileSink(_Sink):
 
 def _split_lines(record: dict, size: int) -> list[dict]:
     """Cut a record into records of whole lines of about `size` bytes (a longer line stays whole)."""
-    data, pieces, start = record["data"], [], 0
+    data, records, start = record["data"], [], 0
     while start < len(data):
         end = data.rfind(b"\n", start, start + size) + 1
         if end <= start:  # no newline within `size`: take the whole (long) line
             end = data.find(b"\n", start + size) + 1 or len(data)
-        pieces.append(end)
-        start = end
-    records, start = [], 0
-    for end in pieces:
         partial = record.get("partial", False) if end == len(data) else False
         records.append({**record, "data": data[start:end], "partial": partial})
         start = end
@@ -311,8 +301,7 @@ class FileStream(_FileSink):
 
     def _rotate(self) -> None:
         rotate_numbered(self.filename, self.backup_count)
-        self._close_fd()
-        self._open()
+        self.reopen()
 
 
 class WatchedFileStream(_FileSink):
@@ -328,8 +317,7 @@ class WatchedFileStream(_FileSink):
 
     def _payload(self, record: dict) -> bytes:
         if not self.line_format.continues(record) and self._path_identity() != self._identity:
-            self._close_fd()
-            self._open()
+            self.reopen()
         return super()._payload(record)
 
     def _path_identity(self) -> tuple[int, int]:
@@ -405,7 +393,6 @@ class StdoutStream(_Sink):
     def __init__(self, **extra):
         _warn_ignored(type(self).__name__, extra)
         super().__init__()
-        self.line_format = LineFormat()
 
     def _descriptor(self) -> int:
         return self.fd
@@ -461,10 +448,6 @@ class QueueStream(queue.Queue):
     def __init__(self, **extra):
         _warn_ignored("QueueStream", extra)
         super().__init__()
-
-    @classmethod
-    def check_options(cls, **options) -> None:
-        """No options to check."""
 
     def __call__(self, record: dict) -> None:
         self.put(record)
