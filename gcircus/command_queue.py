@@ -72,8 +72,7 @@ class CommandQueue:
                 result.set_exception(exc)
             return result
         if preempt:
-            reason = self._refusing or f"watcher {self.owner!r} was stopped before this command ran"
-            self.cancel_waiting(reason, keep=lambda operation: operation.preempt)
+            self.cancel_waiting(self._refusing or f"watcher {self.owner!r} was stopped before this command ran")
         elif self._refusing is not None:
             raise Cancelled(self._refusing)
         if self._waiting and self._waiting[-1].key == key:  # right behind an identical one: the same work
@@ -87,24 +86,14 @@ class CommandQueue:
             self._runner = gevent.spawn(self._run_waiting)
         return operation.result
 
-    def call(self, key: Hashable, run: Callable[[], object], preempt: bool = False):
-        """submit() and wait for the result (re-raising the operation's exception, or Cancelled)."""
-        return self.submit(key, run, preempt).get()
-
-    def cancel_waiting(self, reason: str, keep: Callable[[_Operation], bool] = lambda op: False) -> int:
-        """Fail every waiting operation with Cancelled(reason), except those `keep` accepts; return the count."""
-        kept, cancelled = collections.deque(), 0
-        while self._waiting:
-            operation = self._waiting.popleft()
-            if keep(operation):
-                kept.append(operation)
-            else:
-                operation.result.set_exception(Cancelled(reason))
-                cancelled += 1
-        self._waiting = kept
+    def cancel_waiting(self, reason: str) -> None:
+        """Fail every waiting operation with Cancelled(reason), except the preemptive ones (stops): they still run."""
+        cancelled = [operation for operation in self._waiting if not operation.preempt]
+        self._waiting = collections.deque(operation for operation in self._waiting if operation.preempt)
+        for operation in cancelled:
+            operation.result.set_exception(Cancelled(reason))
         if cancelled:
-            log.info("watcher %r: %d queued command(s) cancelled: %s", self.owner, cancelled, reason)
-        return cancelled
+            log.info("watcher %r: %d queued command(s) cancelled: %s", self.owner, len(cancelled), reason)
 
     def refuse(self, reason: str | None) -> None:
         """Refuse (Cancelled) every new submission with `reason` from now on; None accepts them again."""

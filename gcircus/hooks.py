@@ -62,10 +62,8 @@ def resolve_name(dotted: str) -> Callable:
 
 def _names_a_missing_part(exc: ImportError, module_name: str) -> bool:
     """True if `exc` only says that `module_name` (or a package above it) does not exist."""
-    missing = getattr(exc, "name", None)
-    if not isinstance(exc, ModuleNotFoundError) or not missing:
-        return False
-    return module_name == missing or module_name.startswith(missing + ".")
+    missing = exc.name
+    return isinstance(exc, ModuleNotFoundError) and bool(missing) and f"{module_name}.".startswith(f"{missing}.")
 
 
 def add_env_pythonpath(env: dict) -> None:
@@ -96,8 +94,7 @@ class Hooks:
             try:
                 target = resolve_name(target)
             except (ImportError, AttributeError, ValueError) as exc:
-                raise ValueError(f"hook {name}: cannot import {spec[0] if isinstance(spec, (tuple, list)) else spec!r}:"
-                                 f" {exc}") from None
+                raise ValueError(f"hook {name}: cannot import {target!r}: {exc}") from None
         if not callable(target):
             raise ValueError(f"hook {name}: {target!r} is not callable")
         self.callables[name] = target
@@ -121,8 +118,7 @@ class Hooks:
             task = gevent.get_hub().threadpool.spawn(hook, watcher=watcher, arbiter=arbiter, hook_name=name, **kwargs)
             result = task.get(timeout=self.timeout or None)
         except gevent.Timeout:
-            exc = HookTimeout(f"timed out after {self.timeout:g}s")
-            return self._failed(name, watcher, notify, exc)
+            return self._failed(name, watcher, notify, HookTimeout(f"timed out after {self.timeout:g}s"))
         except Exception as exc:  # noqa: BLE001 - a hook is user code: any failure is reported, never fatal
             return self._failed(name, watcher, notify, exc)
         notify("hook_success", name=name)

@@ -7,6 +7,7 @@ even while a long command runs on its watcher. Every method blocks only the call
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import operator
 import os
@@ -129,9 +130,7 @@ class Watcher:
         if username is None:
             return
         identity = {"HOME": pwd.getpwnam(username).pw_dir, "USER": username, "LOGNAME": username}
-        for key, value in identity.items():
-            if key not in self.spec.env:
-                self.env[key] = value
+        self.env.update({key: value for key, value in identity.items() if key not in self.spec.env})
 
     def reopen_streams(self) -> None:
         """Reopen the file sinks of this watcher's streams (logrotate's postrotate, SIGUSR1, `reopen`)."""
@@ -257,7 +256,7 @@ class Watcher:
         """
         self._commands.refuse(reason)
         if reason is not None:
-            self._commands.cancel_waiting(reason, keep=lambda operation: operation.preempt)
+            self._commands.cancel_waiting(reason)
             self._interrupt.set()
 
     def _run_start(self) -> dict:
@@ -275,11 +274,7 @@ class Watcher:
         with self._lock:
             self._begin_by_hand()
             self._interrupt.clear()
-            stopped = list(self.processes)
-            self._stop()
-            result = self._start()
-            result["stopped"] = stopped
-            return result
+            return self._restart()
 
     def _begin_by_hand(self) -> None:
         """An operator starts the watcher (lock held): forget the crash-loop history, void a back-off decided before.
@@ -390,9 +385,7 @@ class Watcher:
             targets = [self.processes[pid]] if pid in self.processes else []
         else:
             targets = list(self.processes.values())
-        for process in targets:
-            self._retire(process)  # their exits are expected: neither a crash nor a respawn of their own
-        gevent.joinall([gevent.spawn(self._stop_process, p, signum, graceful_timeout) for p in targets])
+        self._stop_processes(targets, graceful_timeout, signum)
         if targets and self.respawn and self._status == ACTIVE:
             with self._lock:
                 if self._status == ACTIVE:
@@ -419,8 +412,7 @@ class Watcher:
     def _start(self) -> dict:
         if self._status in (ACTIVE, STARTING):
             kept = list(self.processes)
-            started = self._fill()
-            return {"started": started, "kept": kept}
+            return {"started": self._fill(), "kept": kept}
         if not self.call_hook("before_start"):
             log.warning("watcher %r: before_start hook failed, not starting", self.name)
             return {"started": [], "kept": []}
@@ -432,11 +424,9 @@ class Watcher:
         started = self._fill()
         if self._status == STOPPED:  # spawning failed for good, or a hook refused: _fill stopped the watcher
             return {"started": [], "kept": []}
-        if self.numprocesses == 0:
-            self._stop()
-            return {"started": [], "kept": []}
-        if not self.call_hook("after_start"):
-            log.warning("watcher %r: after_start hook failed, stopping", self.name)
+        if self.numprocesses == 0 or not self.call_hook("after_start"):
+            if self.numprocesses:
+                log.warning("watcher %r: after_start hook failed, stopping", self.name)
             self._stop()
             return {"started": [], "kept": []}
         self._status = ACTIVE
@@ -459,19 +449,19 @@ class Watcher:
         self.call_hook("after_stop")
         log.info("watcher %r stopped", self.name)
 
+    def _restart(self) -> dict:
+        """Stop every process, then start afresh: the start's result, with the pids stopped."""
+        stopped = list(self.processes)
+        self._stop()
+        return {**self._start(), "stopped": stopped}
+
     def _reload(self, graceful: bool, sequential: bool, hup: bool = True) -> dict:
         if self.prereload_fn is not None:
             self.prereload_fn(self)
         if not graceful:
-            stopped = list(self.processes)
-            self._stop()
-            result = self._start()
-            result["stopped"] = stopped
-            return result
+            return self._restart()
         if self._status == STOPPED:
-            result = self._start()
-            result["stopped"] = []
-            return result
+            return {**self._start(), "stopped": []}
         if self.send_hup and hup:
             for process in list(self.processes.values()):
                 process.send_signal(signal.SIGHUP)
@@ -481,7 +471,6 @@ class Watcher:
         stopped, started = [], []
         if sequential:
             for process in old:
-                self._retire(process)
                 self._stop_processes([process])
                 stopped.append(process.pid)
                 started.extend(self._fill())
@@ -515,10 +504,7 @@ class Watcher:
         """Bring the number of processes to numprocesses: spawn the missing, stop the oldest extras."""
         extra = len(self.processes) - self.numprocesses
         if extra > 0:
-            oldest = sorted(self.processes.values())[:extra]
-            for process in oldest:
-                self._retire(process)
-            self._stop_processes(oldest)
+            self._stop_processes(sorted(self.processes.values())[:extra])
         elif extra < 0:
             self._fill()
         # Scaled down to 0, the watcher stays active with no processes, as in Circus: `incr` brings them back.
@@ -613,8 +599,7 @@ class Watcher:
             # unsupervised. It is killed and reaped, and the spawn fails like any other (a shortage is retried).
             self._retire(process)
             process.stop(signal.SIGKILL, 0, self.stop_children)
-            handled = self._handled.get(process.pid)
-            if handled is not None:
+            if (handled := self._handled.get(process.pid)) is not None:
                 handled.wait()
             raise SpawnError(f"cannot read the output of pid {process.pid}, killed: {exc}",
                              transient=isinstance(exc, OSError) and exc.errno in TRANSIENT_SPAWN_ERRNOS) from None
@@ -634,11 +619,12 @@ class Watcher:
         spec = self.spec
         same = ("cmd", "args", "working_dir", "shell", "shell_args", "uid", "gid", "rlimits", "executable", "umask",
                 "close_child_stdin", "close_child_stdout", "close_child_stderr")
+        fds = {name: s.fileno() for name, s in self.sockets.items()}
         return SpawnSpec(
             self.name, **{key: getattr(spec, key) for key in same}, env=self.env, use_fds=spec.use_sockets,
             pipe_stdout=self.outputs.wants_pipe("stdout"), pipe_stderr=self.outputs.wants_pipe("stderr"),
-            pdeathsig=self._pdeathsig_signal(), stdin_fd=self._stdin_fd(), pass_fds=self._socket_fds(),
-            sockets={name: s.fileno() for name, s in self.sockets.items()}, format_vars=self._format_vars())
+            pdeathsig=self._pdeathsig_signal(), stdin_fd=self._stdin_fd(), sockets=fds,
+            pass_fds=tuple(fds.values()) if spec.use_sockets else (), format_vars=self._format_vars())
 
     def _next_wid(self) -> int:
         running = {p.wid for p in self.processes.values()}
@@ -646,10 +632,7 @@ class Watcher:
             if wid not in running:
                 return wid
         used = running | {p.wid for p in self._retiring.values()}
-        wid = 1
-        while wid in used:
-            wid += 1
-        return wid
+        return next(wid for wid in itertools.count(1) if wid not in used)
 
     def _pdeathsig_signal(self) -> int | None:
         if self.pdeathsig is True:
@@ -657,11 +640,6 @@ class Watcher:
         if not self.pdeathsig:
             return None
         return int(self.pdeathsig)
-
-    def _socket_fds(self) -> tuple:
-        if not self.use_sockets:
-            return ()
-        return tuple(s.fileno() for s in self.sockets.values())
 
     def _stdin_fd(self) -> int | None:
         if not self.stdin_socket:
@@ -682,20 +660,21 @@ class Watcher:
         if self.processes.pop(process.pid, None) is not None:
             self._retiring[process.pid] = process
 
-    def _stop_processes(self, processes: list[Process], graceful_timeout: float | None = None) -> None:
+    def _stop_processes(self, processes: list[Process], graceful_timeout: float | None = None,
+                        signum: int | None = None) -> None:
+        """Retire `processes` (their exits are expected: neither a crash nor a respawn) and stop them together."""
         for process in processes:
             self._retire(process)
         if len(processes) == 1:
-            self._stop_process(processes[0], None, graceful_timeout)
+            self._stop_process(processes[0], signum, graceful_timeout)
         elif processes:
-            gevent.joinall([gevent.spawn(self._stop_process, p, None, graceful_timeout) for p in processes])
+            gevent.joinall([gevent.spawn(self._stop_process, p, signum, graceful_timeout) for p in processes])
 
     def _stop_process(self, process: Process, signum: int | None = None, graceful_timeout: float | None = None):
         process.stop(self.stop_signal if signum is None else signum,
                      self.graceful_timeout if graceful_timeout is None else graceful_timeout,
                      self.stop_children, send=self._send_stop_signal)
-        handled = self._handled.get(process.pid)
-        if handled is not None:
+        if (handled := self._handled.get(process.pid)) is not None:
             handled.wait()
 
     def _send_stop_signal(self, pid: int, signum: int) -> None:
@@ -731,8 +710,7 @@ class Watcher:
             self.call_hook("after_reap", process_pid=pid, time=exit_time, exit_code=exit_code,
                            process_status=process.status)
         finally:
-            handled = self._handled.pop(pid, None)
-            if handled is not None:
+            if (handled := self._handled.pop(pid, None)) is not None:
                 handled.set()
         if not expected:
             self._stop_leftovers(process)
@@ -775,12 +753,10 @@ class Watcher:
         Without that a fast shutdown (SIGQUIT: no grace period) would still wait the watcher's graceful_timeout for
         a leftover that ignores the stop signal.
         """
-        if graceful_timeout is None:
-            gevent.joinall(list(self._leftover_stops))
-            return
-        gevent.joinall(list(self._leftover_stops), timeout=graceful_timeout)
-        for process in list(self._leftover_stops.values()):
-            process.kill_tree()
+        if graceful_timeout is not None:
+            gevent.joinall(list(self._leftover_stops), timeout=graceful_timeout)
+            for process in list(self._leftover_stops.values()):
+                process.kill_tree()
         gevent.joinall(list(self._leftover_stops))
 
     def _back_to_waiting(self) -> None:
@@ -896,13 +872,12 @@ class Watcher:
                 return
             self._retire(process)
             uses_wid = self.uses_wid()
-            if not uses_wid:
-                if not self._keep_unreplaced([process], self._fill_as(process.wid)):
-                    # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
-                    self._expiry[process.pid] = gevent.spawn_later(self._spawn_retry_delay(), self._expire, process)
-                    return
-            else:
+            if uses_wid:
                 self._rotating_wids.add(process.wid)  # other fills leave its slot (and wid) to the replacement
+            elif not self._keep_unreplaced([process], self._fill_as(process.wid)):
+                # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
+                self._expiry[process.pid] = gevent.spawn_later(self._spawn_retry_delay(), self._expire, process)
+                return
         # Stopped outside the lock: a stop or quit must not wait out graceful_timeout behind a rotation (its own
         # stop of this retired process escalates as it says).
         try:
