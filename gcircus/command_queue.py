@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable
 
 import gevent
 import gevent.event
+import gevent.lock
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,12 @@ class _Operation:
 
 
 class CommandQueue:
-    """Runs submitted operations one at a time, in order, in a runner greenlet of its own."""
+    """Runs submitted operations one at a time, in order, in a runner greenlet of its own, each holding `lock`
+    (the watcher's, which its work outside the queue takes too: respawns, back-offs, `set`)."""
 
-    def __init__(self, owner: str, limit: int = MAX_QUEUED_COMMANDS):
+    def __init__(self, owner: str, lock: gevent.lock.RLock, limit: int = MAX_QUEUED_COMMANDS):
         self.owner = owner
+        self.lock = lock
         self.limit = limit
         self._waiting: collections.deque[_Operation] = collections.deque()
         self._runner: gevent.Greenlet | None = None
@@ -104,7 +107,8 @@ class CommandQueue:
             while self._waiting:
                 operation = self._waiting.popleft()
                 try:
-                    operation.result.set(operation.run())
+                    with self.lock:
+                        operation.result.set(operation.run())
                 except BaseException as exc:  # handed to whoever waits on the result (GreenletExit included)
                     operation.result.set_exception(exc)
                     if not isinstance(exc, Exception):

@@ -16,7 +16,6 @@ class IdentityError(ValueError):
 
     def __init__(self, reason: str, option: str):
         super().__init__(reason)
-        self.reason = reason
         self.option = option
 
 

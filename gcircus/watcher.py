@@ -88,7 +88,7 @@ class Watcher:
         self._tasks = gevent.pool.Group()
         self._status = STOPPED
         self._lock = gevent.lock.RLock()
-        self._commands = CommandQueue(spec.name)
+        self._commands = CommandQueue(spec.name, self._lock)
         self._interrupt = gevent.event.Event()
         self._fill_greenlet: gevent.Greenlet | None = None  # the respawn waiting its turn (_schedule_fill)
         self._generation = 0  # bumped by each operator start/restart: a back-off decided before it is void
@@ -247,7 +247,7 @@ class Watcher:
         return result
 
     def submit_reload(self, graceful: bool = True, sequential: bool = False) -> gevent.event.AsyncResult:
-        return self._commands.submit(("reload", graceful, sequential), lambda: self._run_reload(graceful, sequential))
+        return self._commands.submit(("reload", graceful, sequential), lambda: self._reload(graceful, sequential))
 
     def refuse_commands(self, reason: str | None) -> None:
         """gcircusd is shutting down: cancel the queued commands and refuse new ones but stops, with `reason`.
@@ -260,21 +260,18 @@ class Watcher:
             self._interrupt.set()
 
     def _run_start(self) -> dict:
-        with self._lock:
-            self._begin_by_hand()
-            return self._start()
+        self._begin_by_hand()
+        return self._start()
 
     def _run_stop(self, graceful_timeout: float | None) -> None:
-        with self._lock:
-            self._cancel_retry()  # also one a back-off that held the lock just set
-            self._interrupt.clear()
-            self._stop(graceful_timeout)
+        self._cancel_retry()  # also one a back-off that held the lock just set
+        self._interrupt.clear()
+        self._stop(graceful_timeout)
 
     def _run_restart(self) -> dict:
-        with self._lock:
-            self._begin_by_hand()
-            self._interrupt.clear()
-            return self._restart()
+        self._begin_by_hand()
+        self._interrupt.clear()
+        return self._restart()
 
     def _begin_by_hand(self) -> None:
         """An operator starts the watcher (lock held): forget the crash-loop history, void a back-off decided before.
@@ -286,10 +283,6 @@ class Watcher:
         self._cancel_retry()
         self.crash_guard.reset()
         self.flapping_state = ""
-
-    def _run_reload(self, graceful: bool, sequential: bool) -> dict:
-        with self._lock:
-            return self._reload(graceful, sequential)
 
     # -- run-time option changes (the `set` command) ------------------------------------------------------------
 
@@ -381,10 +374,7 @@ class Watcher:
         Like Circus's `kill`, this takes no lock: a kill goes through while a long command runs on the watcher.
         The replacements are spawned under the lock, and only while the watcher is active.
         """
-        if pid is not None:
-            targets = [self.processes[pid]] if pid in self.processes else []
-        else:
-            targets = list(self.processes.values())
+        targets = [process for process in self.processes.values() if pid in (None, process.pid)]
         self._stop_processes(targets, graceful_timeout, signum)
         if targets and self.respawn and self._status == ACTIVE:
             with self._lock:
@@ -900,14 +890,12 @@ class Watcher:
         self.call_hook("after_signal", pid=pid, signum=signum)
 
     def send_signal_child(self, pid: int, child_pid: int, signum: int) -> None:
-        process = self.processes.get(pid)
-        if process is not None:
-            process.send_signal_child(child_pid, signum)
+        if pid in self.processes:
+            self.processes[pid].send_signal_child(child_pid, signum)
 
     def send_signal_children(self, pid: int, signum: int, recursive: bool = False) -> None:
-        process = self.processes.get(pid)
-        if process is not None:
-            process.send_signal_children(signum, recursive)
+        if pid in self.processes:
+            self.processes[pid].send_signal_children(signum, recursive)
 
     # -- introspection -------------------------------------------------------------------------------------------
 

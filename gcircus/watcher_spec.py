@@ -87,9 +87,7 @@ class _SpecMethods(Mapping):
             if identity:
                 resolve_user(self.uid, self.gid)
             check_command_line(self.cmd, self.args, self.shell, self.shell_args)
-        except IdentityError as exc:
-            return exc.option, exc.reason
-        except CommandLineError as exc:
+        except (IdentityError, CommandLineError) as exc:
             return exc.option, str(exc)
         return None
 
