@@ -79,7 +79,7 @@ class Watcher:
 
         self.processes: dict[int, Process] = {}
         self._retiring: dict[int, Process] = {}
-        self._reuse_wids: list[int] = []  # wids the next spawns take first (a max_age replacement keeps its wid)
+        self._reuse_wid: int | None = None  # the wid the next spawn takes first (a max_age replacement keeps its wid)
         self._rotating_wids: set[int] = set()  # old-first max_age rotations under way: their slot is spoken for
         self._handled: dict[int, gevent.event.Event] = {}
         self._expiry: dict[int, gevent.Greenlet] = {}
@@ -544,6 +544,7 @@ class Watcher:
         while True:
             try:
                 process = self.spawn_process()
+                break
             except SpawnError as exc:
                 self._spawn_failures += 1
                 self.spawn_error = str(exc)
@@ -562,12 +563,11 @@ class Watcher:
                     return None
                 if self._interrupt.wait(delay):
                     return None
-            else:
-                if self._spawn_failures:
-                    log.info("watcher %r: spawning again after %d failed attempts", self.name, self._spawn_failures)
-                self._spawn_failures = 0
-                self.spawn_error = None
-                return process
+        if self._spawn_failures:
+            log.info("watcher %r: spawning again after %d failed attempts", self.name, self._spawn_failures)
+        self._spawn_failures = 0
+        self.spawn_error = None
+        return process
 
     def _spawn_retry_delay(self) -> float:
         """Delay before the next spawn attempt after consecutive failures: 0.1 s, 0.2 s... up to MAX_RESPAWN_DELAY."""
@@ -610,34 +610,25 @@ class Watcher:
         same = ("cmd", "args", "working_dir", "shell", "shell_args", "uid", "gid", "rlimits", "executable", "umask",
                 "close_child_stdin", "close_child_stdout", "close_child_stderr")
         fds = {name: s.fileno() for name, s in self.sockets.items()}
+        if spec.stdin_socket and spec.stdin_socket not in fds:
+            raise SpawnError(f"stdin_socket {spec.stdin_socket!r} does not exist")
         return SpawnSpec(
             self.name, **{key: getattr(spec, key) for key in same}, env=self.env, use_fds=spec.use_sockets,
             pipe_stdout=self.outputs.wants_pipe("stdout"), pipe_stderr=self.outputs.wants_pipe("stderr"),
-            pdeathsig=self._pdeathsig_signal(), stdin_fd=self._stdin_fd(), sockets=fds,
-            pass_fds=tuple(fds.values()) if spec.use_sockets else (), format_vars=self._format_vars())
+            pdeathsig=self._pdeathsig_signal(), stdin_fd=fds[spec.stdin_socket] if spec.stdin_socket else None,
+            sockets=fds, pass_fds=tuple(fds.values()) if spec.use_sockets else (), format_vars=self._format_vars())
 
     def _next_wid(self) -> int:
         running = {p.wid for p in self.processes.values()}
-        for wid in self._reuse_wids:  # the wid of the process being replaced, even while it still stops
-            if wid not in running:
-                return wid
+        if self._reuse_wid is not None and self._reuse_wid not in running:
+            return self._reuse_wid  # the wid of the process being replaced, even while it still stops
         used = running | {p.wid for p in self._retiring.values()}
         return next(wid for wid in itertools.count(1) if wid not in used)
 
     def _pdeathsig_signal(self) -> int | None:
         if self.pdeathsig is True:
             return self.stop_signal
-        if not self.pdeathsig:
-            return None
-        return int(self.pdeathsig)
-
-    def _stdin_fd(self) -> int | None:
-        if not self.stdin_socket:
-            return None
-        sock = self.sockets.get(self.stdin_socket)
-        if sock is None:
-            raise SpawnError(f"stdin_socket {self.stdin_socket!r} does not exist")
-        return sock.fileno()
+        return int(self.pdeathsig) if self.pdeathsig else None
 
     def _format_vars(self) -> dict:
         """The watcher's options as $(circus.NAME) placeholders of cmd and args."""
@@ -686,8 +677,7 @@ class Watcher:
     def _handle_exit(self, process: Process) -> None:
         pid = process.pid
         expected = pid in self._retiring or process.stopping
-        timer = self._expiry.pop(pid, None)
-        if timer is not None:
+        if (timer := self._expiry.pop(pid, None)) is not None:
             timer.kill(block=False)
         exit_time = process.exit.time if process.exit else time.time()
         try:
@@ -844,11 +834,11 @@ class Watcher:
 
     def _fill_as(self, wid: int) -> list[int]:
         """_fill, the first spawn taking `wid` (that of the process it replaces) unless a running process has it."""
-        self._reuse_wids.append(wid)
+        self._reuse_wid = wid
         try:
             return self._fill()
         finally:
-            self._reuse_wids.remove(wid)
+            self._reuse_wid = None
 
     def _expire(self, process: Process) -> None:
         """max_age reached: start the replacement first, then stop the old process gracefully.
