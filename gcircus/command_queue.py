@@ -11,6 +11,7 @@ object, not a greenlet. What a client or a plugin can pile up is bounded three w
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 from collections.abc import Callable, Hashable
 
@@ -35,14 +36,12 @@ class Cancelled(QueueRefused):
     """A stop (or gcircusd's shutdown) cancelled this command before it ran."""
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class _Operation:
-    __slots__ = ("key", "run", "preempt", "result")
-
-    def __init__(self, key: Hashable, run: Callable[[], object], preempt: bool):
-        self.key = key
-        self.run = run
-        self.preempt = preempt
-        self.result = gevent.event.AsyncResult()
+    key: Hashable
+    run: Callable[[], object]
+    preempt: bool
+    result: gevent.event.AsyncResult = dataclasses.field(default_factory=gevent.event.AsyncResult)
 
 
 class CommandQueue:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import operator
 import os
 import site
 import sys
@@ -36,10 +37,7 @@ def resolve_name(dotted: str) -> Callable:
     """Import `a.b.c` or `a.b:c` and return the object it names; ImportError with the name if it cannot."""
     if ":" in dotted:
         module_name, _, attr_path = dotted.partition(":")
-        obj = importlib.import_module(module_name)
-        for part in attr_path.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return operator.attrgetter(attr_path)(importlib.import_module(module_name))
     parts = dotted.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:cut])
@@ -52,11 +50,9 @@ def resolve_name(dotted: str) -> Callable:
                 raise ImportError(f"importing {module_name!r} failed: {exc}", name=exc.name) from exc
             continue
         try:
-            for part in parts[cut:]:
-                obj = getattr(obj, part)
+            return operator.attrgetter(".".join(parts[cut:]))(obj)
         except AttributeError:
             break
-        return obj
     raise ImportError(f"cannot import {dotted!r}")
 
 

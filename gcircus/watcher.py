@@ -7,6 +7,7 @@ even while a long command runs on its watcher. Every method blocks only the call
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import operator
@@ -343,15 +344,11 @@ class Watcher:
 
     def incr(self, nb: int = 1) -> int:
         """Add `nb` processes (a no-op for a singleton); return the new numprocesses."""
-        if self.singleton:
-            return self.numprocesses
-        return self._change_numprocesses(lambda n: n + nb)
+        return self.numprocesses if self.singleton else self._change_numprocesses(lambda n: n + nb)
 
     def decr(self, nb: int = 1) -> int:
         """Stop the `nb` oldest processes (down to 0; a no-op for a singleton); return the new numprocesses."""
-        if self.singleton:
-            return self.numprocesses
-        return self._change_numprocesses(lambda n: max(0, n - nb))
+        return self.numprocesses if self.singleton else self._change_numprocesses(lambda n: max(0, n - nb))
 
     def set_numprocesses(self, n: int) -> int:
         if n < 0:
@@ -926,9 +923,7 @@ def _daemon_cwd() -> str:
     """gcircusd's working directory, preferring $PWD when it is the same directory (keeps symlinked paths)."""
     cwd = os.getcwd()
     pwd_env = os.environ.get("PWD")
-    try:
+    with contextlib.suppress(OSError):  # $PWD names no directory any more
         if pwd_env and os.path.samefile(pwd_env, cwd):
             return pwd_env
-    except OSError:
-        pass
     return cwd

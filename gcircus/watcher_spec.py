@@ -59,8 +59,7 @@ class _SpecMethods(Mapping):
 
     def changed(self, key: str, value: Any) -> WatcherSpec:
         """The spec with one `set` change applied (a converted value; None removes a hook or stream member)."""
-        family = opts.family_member(key)
-        if family is not None:
+        if (family := opts.family_member(key)) is not None:
             field, member = family
             group = dict(getattr(self, field))
             if value is None and field != "rlimits":
