@@ -427,8 +427,7 @@ class Watcher:
             return
         self._status = STOPPING
         self.call_hook("before_stop")
-        victims = list(self.processes.values()) + list(self._retiring.values())
-        self._stop_processes(victims, graceful_timeout)
+        self._stop_processes([*self.processes.values(), *self._retiring.values()], graceful_timeout)
         self._wait_leftovers(graceful_timeout)  # what exited processes left behind is gone too
         self.outputs.close()  # as in Circus, streams close on stop (and open again with the next spawn)
         self._status = STOPPED
