@@ -16,15 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 OK, BACKOFF, GIVE_UP = "ok", "backoff", "give_up"
-
-DEFAULTS = {"attempts": 2, "window": 1.0, "retry_in": 7.0, "max_retry": 5}
+SETTINGS = ("attempts", "window", "retry_in", "max_retry")  # the fields a watcher's `flapping` options set
 
 
 @dataclass
 class CrashLoopGuard:
     """Counts unexpected exits of one watcher and says when to back off."""
 
-    attempts: int = 2
+    attempts: int = 2  # the defaults are Circus's
     window: float = 1.0
     retry_in: float = 7.0
     max_retry: int = 5
@@ -34,10 +33,9 @@ class CrashLoopGuard:
 
     @classmethod
     def from_config(cls, conf: dict | None) -> CrashLoopGuard:
-        merged = dict(DEFAULTS)
-        merged.update({k: v for k, v in (conf or {}).items() if k in DEFAULTS and v is not None})
-        return cls(attempts=int(merged["attempts"]), window=float(merged["window"]),
-                   retry_in=float(merged["retry_in"]), max_retry=int(merged["max_retry"]))
+        """The guard for these `flapping` options; each value is converted to the type of its field's default."""
+        return cls(**{key: type(getattr(cls, key))(value) for key, value in (conf or {}).items()
+                      if key in SETTINGS and value is not None})
 
     def record_exit(self, when: float) -> str:
         """Record an unexpected exit at monotonic time `when`; return OK, BACKOFF or GIVE_UP."""

@@ -11,11 +11,13 @@ object, not a greenlet. What a client or a plugin can pile up is bounded three w
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 from collections.abc import Callable, Hashable
 
 import gevent
 import gevent.event
+import gevent.lock
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +36,21 @@ class Cancelled(QueueRefused):
     """A stop (or gcircusd's shutdown) cancelled this command before it ran."""
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class _Operation:
-    __slots__ = ("key", "run", "preempt", "result")
-
-    def __init__(self, key: Hashable, run: Callable[[], object], preempt: bool):
-        self.key = key
-        self.run = run
-        self.preempt = preempt
-        self.result = gevent.event.AsyncResult()
+    key: Hashable
+    run: Callable[[], object]
+    preempt: bool
+    result: gevent.event.AsyncResult = dataclasses.field(default_factory=gevent.event.AsyncResult)
 
 
 class CommandQueue:
-    """Runs submitted operations one at a time, in order, in a runner greenlet of its own."""
+    """Runs submitted operations one at a time, in order, in a runner greenlet of its own, each holding `lock`
+    (the watcher's, which its work outside the queue takes too: respawns, back-offs, `set`)."""
 
-    def __init__(self, owner: str, limit: int = MAX_QUEUED_COMMANDS):
+    def __init__(self, owner: str, lock: gevent.lock.RLock, limit: int = MAX_QUEUED_COMMANDS):
         self.owner = owner
+        self.lock = lock
         self.limit = limit
         self._waiting: collections.deque[_Operation] = collections.deque()
         self._runner: gevent.Greenlet | None = None
@@ -72,8 +74,7 @@ class CommandQueue:
                 result.set_exception(exc)
             return result
         if preempt:
-            reason = self._refusing or f"watcher {self.owner!r} was stopped before this command ran"
-            self.cancel_waiting(reason, keep=lambda operation: operation.preempt)
+            self.cancel_waiting(self._refusing or f"watcher {self.owner!r} was stopped before this command ran")
         elif self._refusing is not None:
             raise Cancelled(self._refusing)
         if self._waiting and self._waiting[-1].key == key:  # right behind an identical one: the same work
@@ -87,24 +88,14 @@ class CommandQueue:
             self._runner = gevent.spawn(self._run_waiting)
         return operation.result
 
-    def call(self, key: Hashable, run: Callable[[], object], preempt: bool = False):
-        """submit() and wait for the result (re-raising the operation's exception, or Cancelled)."""
-        return self.submit(key, run, preempt).get()
-
-    def cancel_waiting(self, reason: str, keep: Callable[[_Operation], bool] = lambda op: False) -> int:
-        """Fail every waiting operation with Cancelled(reason), except those `keep` accepts; return the count."""
-        kept, cancelled = collections.deque(), 0
-        while self._waiting:
-            operation = self._waiting.popleft()
-            if keep(operation):
-                kept.append(operation)
-            else:
-                operation.result.set_exception(Cancelled(reason))
-                cancelled += 1
-        self._waiting = kept
+    def cancel_waiting(self, reason: str) -> None:
+        """Fail every waiting operation with Cancelled(reason), except the preemptive ones (stops): they still run."""
+        cancelled = [operation for operation in self._waiting if not operation.preempt]
+        self._waiting = collections.deque(operation for operation in self._waiting if operation.preempt)
+        for operation in cancelled:
+            operation.result.set_exception(Cancelled(reason))
         if cancelled:
-            log.info("watcher %r: %d queued command(s) cancelled: %s", self.owner, cancelled, reason)
-        return cancelled
+            log.info("watcher %r: %d queued command(s) cancelled: %s", self.owner, len(cancelled), reason)
 
     def refuse(self, reason: str | None) -> None:
         """Refuse (Cancelled) every new submission with `reason` from now on; None accepts them again."""
@@ -115,7 +106,8 @@ class CommandQueue:
             while self._waiting:
                 operation = self._waiting.popleft()
                 try:
-                    operation.result.set(operation.run())
+                    with self.lock:
+                        operation.result.set(operation.run())
                 except BaseException as exc:  # handed to whoever waits on the result (GreenletExit included)
                     operation.result.set_exception(exc)
                     if not isinstance(exc, Exception):

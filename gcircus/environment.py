@@ -39,9 +39,8 @@ def apply_virtualenv(env: dict, venv: str, py_ver: str | None = None) -> None:
     paths = [site_dir]
     for pth in sorted(glob.glob(os.path.join(site_dir, "*.pth"))):
         with open(pth, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                line = line.strip()
-                if line and not line.startswith(("#", "import ")):
-                    paths.append(os.path.normpath(os.path.join(site_dir, line)))
+            lines = [line.strip() for line in f]
+        paths += [os.path.normpath(os.path.join(site_dir, line)) for line in lines
+                  if line and not line.startswith(("#", "import "))]
     existing = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in existing if p not in paths])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import operator
 import os
 import site
 import sys
@@ -36,10 +37,7 @@ def resolve_name(dotted: str) -> Callable:
     """Import `a.b.c` or `a.b:c` and return the object it names; ImportError with the name if it cannot."""
     if ":" in dotted:
         module_name, _, attr_path = dotted.partition(":")
-        obj = importlib.import_module(module_name)
-        for part in attr_path.split("."):
-            obj = getattr(obj, part)
-        return obj
+        return operator.attrgetter(attr_path)(importlib.import_module(module_name))
     parts = dotted.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:cut])
@@ -52,20 +50,16 @@ def resolve_name(dotted: str) -> Callable:
                 raise ImportError(f"importing {module_name!r} failed: {exc}", name=exc.name) from exc
             continue
         try:
-            for part in parts[cut:]:
-                obj = getattr(obj, part)
+            return operator.attrgetter(".".join(parts[cut:]))(obj)
         except AttributeError:
             break
-        return obj
     raise ImportError(f"cannot import {dotted!r}")
 
 
 def _names_a_missing_part(exc: ImportError, module_name: str) -> bool:
     """True if `exc` only says that `module_name` (or a package above it) does not exist."""
-    missing = getattr(exc, "name", None)
-    if not isinstance(exc, ModuleNotFoundError) or not missing:
-        return False
-    return module_name == missing or module_name.startswith(missing + ".")
+    missing = exc.name
+    return isinstance(exc, ModuleNotFoundError) and bool(missing) and f"{module_name}.".startswith(f"{missing}.")
 
 
 def add_env_pythonpath(env: dict) -> None:
@@ -96,8 +90,7 @@ class Hooks:
             try:
                 target = resolve_name(target)
             except (ImportError, AttributeError, ValueError) as exc:
-                raise ValueError(f"hook {name}: cannot import {spec[0] if isinstance(spec, (tuple, list)) else spec!r}:"
-                                 f" {exc}") from None
+                raise ValueError(f"hook {name}: cannot import {target!r}: {exc}") from None
         if not callable(target):
             raise ValueError(f"hook {name}: {target!r} is not callable")
         self.callables[name] = target
@@ -121,8 +114,7 @@ class Hooks:
             task = gevent.get_hub().threadpool.spawn(hook, watcher=watcher, arbiter=arbiter, hook_name=name, **kwargs)
             result = task.get(timeout=self.timeout or None)
         except gevent.Timeout:
-            exc = HookTimeout(f"timed out after {self.timeout:g}s")
-            return self._failed(name, watcher, notify, exc)
+            return self._failed(name, watcher, notify, HookTimeout(f"timed out after {self.timeout:g}s"))
         except Exception as exc:  # noqa: BLE001 - a hook is user code: any failure is reported, never fatal
             return self._failed(name, watcher, notify, exc)
         notify("hook_success", name=name)

@@ -16,7 +16,6 @@ class IdentityError(ValueError):
 
     def __init__(self, reason: str, option: str):
         super().__init__(reason)
-        self.reason = reason
         self.option = option
 
 
@@ -27,24 +26,18 @@ def resolve_user(uid: int | str | None, gid: int | str | None) -> tuple[int | No
     primary group: without a gid the child would keep gcircusd's group (root's, when it runs as root), so it is
     refused instead.
     """
-    if uid is None and gid is None:
-        return None, None, None
-    username = None
-    num_uid = None
-    if uid is not None:
-        try:
-            entry = pwd.getpwuid(int(uid)) if str(uid).isdigit() else pwd.getpwnam(str(uid))
-        except KeyError:
-            if not str(uid).isdigit():
-                raise IdentityError(f"unknown user {uid!r}", "uid") from None
-            if gid is None:
-                raise IdentityError(f"uid {uid} has no passwd entry, hence no primary group: set gid as well "
-                                    "(otherwise the child would keep gcircusd's group)", "uid") from None
-            return int(uid), resolve_gid(gid), None
-        num_uid, username = entry.pw_uid, entry.pw_name
+    if uid is None:
+        return None, resolve_gid(gid), None
+    try:
+        entry = pwd.getpwuid(int(uid)) if str(uid).isdigit() else pwd.getpwnam(str(uid))
+    except KeyError:
+        if not str(uid).isdigit():
+            raise IdentityError(f"unknown user {uid!r}", "uid") from None
         if gid is None:
-            return num_uid, entry.pw_gid, username
-    return num_uid, resolve_gid(gid), username
+            raise IdentityError(f"uid {uid} has no passwd entry, hence no primary group: set gid as well "
+                                "(otherwise the child would keep gcircusd's group)", "uid") from None
+        return int(uid), resolve_gid(gid), None
+    return entry.pw_uid, entry.pw_gid if gid is None else resolve_gid(gid), entry.pw_name
 
 
 def resolve_gid(gid: int | str | None) -> int | None:

@@ -7,6 +7,8 @@ even while a long command runs on its watcher. Every method blocks only the call
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import operator
 import os
@@ -78,7 +80,7 @@ class Watcher:
 
         self.processes: dict[int, Process] = {}
         self._retiring: dict[int, Process] = {}
-        self._reuse_wids: list[int] = []  # wids the next spawns take first (a max_age replacement keeps its wid)
+        self._reuse_wid: int | None = None  # the wid the next spawn takes first (a max_age replacement keeps its wid)
         self._rotating_wids: set[int] = set()  # old-first max_age rotations under way: their slot is spoken for
         self._handled: dict[int, gevent.event.Event] = {}
         self._expiry: dict[int, gevent.Greenlet] = {}
@@ -87,7 +89,7 @@ class Watcher:
         self._tasks = gevent.pool.Group()
         self._status = STOPPED
         self._lock = gevent.lock.RLock()
-        self._commands = CommandQueue(spec.name)
+        self._commands = CommandQueue(spec.name, self._lock)
         self._interrupt = gevent.event.Event()
         self._fill_greenlet: gevent.Greenlet | None = None  # the respawn waiting its turn (_schedule_fill)
         self._generation = 0  # bumped by each operator start/restart: a back-off decided before it is void
@@ -129,9 +131,7 @@ class Watcher:
         if username is None:
             return
         identity = {"HOME": pwd.getpwnam(username).pw_dir, "USER": username, "LOGNAME": username}
-        for key, value in identity.items():
-            if key not in self.spec.env:
-                self.env[key] = value
+        self.env.update({key: value for key, value in identity.items() if key not in self.spec.env})
 
     def reopen_streams(self) -> None:
         """Reopen the file sinks of this watcher's streams (logrotate's postrotate, SIGUSR1, `reopen`)."""
@@ -248,7 +248,7 @@ class Watcher:
         return result
 
     def submit_reload(self, graceful: bool = True, sequential: bool = False) -> gevent.event.AsyncResult:
-        return self._commands.submit(("reload", graceful, sequential), lambda: self._run_reload(graceful, sequential))
+        return self._commands.submit(("reload", graceful, sequential), lambda: self._reload(graceful, sequential))
 
     def refuse_commands(self, reason: str | None) -> None:
         """gcircusd is shutting down: cancel the queued commands and refuse new ones but stops, with `reason`.
@@ -257,29 +257,22 @@ class Watcher:
         """
         self._commands.refuse(reason)
         if reason is not None:
-            self._commands.cancel_waiting(reason, keep=lambda operation: operation.preempt)
+            self._commands.cancel_waiting(reason)
             self._interrupt.set()
 
     def _run_start(self) -> dict:
-        with self._lock:
-            self._begin_by_hand()
-            return self._start()
+        self._begin_by_hand()
+        return self._start()
 
     def _run_stop(self, graceful_timeout: float | None) -> None:
-        with self._lock:
-            self._cancel_retry()  # also one a back-off that held the lock just set
-            self._interrupt.clear()
-            self._stop(graceful_timeout)
+        self._cancel_retry()  # also one a back-off that held the lock just set
+        self._interrupt.clear()
+        self._stop(graceful_timeout)
 
     def _run_restart(self) -> dict:
-        with self._lock:
-            self._begin_by_hand()
-            self._interrupt.clear()
-            stopped = list(self.processes)
-            self._stop()
-            result = self._start()
-            result["stopped"] = stopped
-            return result
+        self._begin_by_hand()
+        self._interrupt.clear()
+        return self._restart()
 
     def _begin_by_hand(self) -> None:
         """An operator starts the watcher (lock held): forget the crash-loop history, void a back-off decided before.
@@ -291,10 +284,6 @@ class Watcher:
         self._cancel_retry()
         self.crash_guard.reset()
         self.flapping_state = ""
-
-    def _run_reload(self, graceful: bool, sequential: bool) -> dict:
-        with self._lock:
-            return self._reload(graceful, sequential)
 
     # -- run-time option changes (the `set` command) ------------------------------------------------------------
 
@@ -355,15 +344,11 @@ class Watcher:
 
     def incr(self, nb: int = 1) -> int:
         """Add `nb` processes (a no-op for a singleton); return the new numprocesses."""
-        if self.singleton:
-            return self.numprocesses
-        return self._change_numprocesses(lambda n: n + nb)
+        return self.numprocesses if self.singleton else self._change_numprocesses(lambda n: n + nb)
 
     def decr(self, nb: int = 1) -> int:
         """Stop the `nb` oldest processes (down to 0; a no-op for a singleton); return the new numprocesses."""
-        if self.singleton:
-            return self.numprocesses
-        return self._change_numprocesses(lambda n: max(0, n - nb))
+        return self.numprocesses if self.singleton else self._change_numprocesses(lambda n: max(0, n - nb))
 
     def set_numprocesses(self, n: int) -> int:
         if n < 0:
@@ -386,13 +371,8 @@ class Watcher:
         Like Circus's `kill`, this takes no lock: a kill goes through while a long command runs on the watcher.
         The replacements are spawned under the lock, and only while the watcher is active.
         """
-        if pid is not None:
-            targets = [self.processes[pid]] if pid in self.processes else []
-        else:
-            targets = list(self.processes.values())
-        for process in targets:
-            self._retire(process)  # their exits are expected: neither a crash nor a respawn of their own
-        gevent.joinall([gevent.spawn(self._stop_process, p, signum, graceful_timeout) for p in targets])
+        targets = [process for process in self.processes.values() if pid in (None, process.pid)]
+        self._stop_processes(targets, graceful_timeout, signum)
         if targets and self.respawn and self._status == ACTIVE:
             with self._lock:
                 if self._status == ACTIVE:
@@ -419,8 +399,7 @@ class Watcher:
     def _start(self) -> dict:
         if self._status in (ACTIVE, STARTING):
             kept = list(self.processes)
-            started = self._fill()
-            return {"started": started, "kept": kept}
+            return {"started": self._fill(), "kept": kept}
         if not self.call_hook("before_start"):
             log.warning("watcher %r: before_start hook failed, not starting", self.name)
             return {"started": [], "kept": []}
@@ -432,11 +411,9 @@ class Watcher:
         started = self._fill()
         if self._status == STOPPED:  # spawning failed for good, or a hook refused: _fill stopped the watcher
             return {"started": [], "kept": []}
-        if self.numprocesses == 0:
-            self._stop()
-            return {"started": [], "kept": []}
-        if not self.call_hook("after_start"):
-            log.warning("watcher %r: after_start hook failed, stopping", self.name)
+        if self.numprocesses == 0 or not self.call_hook("after_start"):
+            if self.numprocesses:
+                log.warning("watcher %r: after_start hook failed, stopping", self.name)
             self._stop()
             return {"started": [], "kept": []}
         self._status = ACTIVE
@@ -450,8 +427,7 @@ class Watcher:
             return
         self._status = STOPPING
         self.call_hook("before_stop")
-        victims = list(self.processes.values()) + list(self._retiring.values())
-        self._stop_processes(victims, graceful_timeout)
+        self._stop_processes([*self.processes.values(), *self._retiring.values()], graceful_timeout)
         self._wait_leftovers(graceful_timeout)  # what exited processes left behind is gone too
         self.outputs.close()  # as in Circus, streams close on stop (and open again with the next spawn)
         self._status = STOPPED
@@ -459,19 +435,19 @@ class Watcher:
         self.call_hook("after_stop")
         log.info("watcher %r stopped", self.name)
 
+    def _restart(self) -> dict:
+        """Stop every process, then start afresh: the start's result, with the pids stopped."""
+        stopped = list(self.processes)
+        self._stop()
+        return {**self._start(), "stopped": stopped}
+
     def _reload(self, graceful: bool, sequential: bool, hup: bool = True) -> dict:
         if self.prereload_fn is not None:
             self.prereload_fn(self)
         if not graceful:
-            stopped = list(self.processes)
-            self._stop()
-            result = self._start()
-            result["stopped"] = stopped
-            return result
+            return self._restart()
         if self._status == STOPPED:
-            result = self._start()
-            result["stopped"] = []
-            return result
+            return {**self._start(), "stopped": []}
         if self.send_hup and hup:
             for process in list(self.processes.values()):
                 process.send_signal(signal.SIGHUP)
@@ -481,7 +457,6 @@ class Watcher:
         stopped, started = [], []
         if sequential:
             for process in old:
-                self._retire(process)
                 self._stop_processes([process])
                 stopped.append(process.pid)
                 started.extend(self._fill())
@@ -515,10 +490,7 @@ class Watcher:
         """Bring the number of processes to numprocesses: spawn the missing, stop the oldest extras."""
         extra = len(self.processes) - self.numprocesses
         if extra > 0:
-            oldest = sorted(self.processes.values())[:extra]
-            for process in oldest:
-                self._retire(process)
-            self._stop_processes(oldest)
+            self._stop_processes(sorted(self.processes.values())[:extra])
         elif extra < 0:
             self._fill()
         # Scaled down to 0, the watcher stays active with no processes, as in Circus: `incr` brings them back.
@@ -568,6 +540,7 @@ class Watcher:
         while True:
             try:
                 process = self.spawn_process()
+                break
             except SpawnError as exc:
                 self._spawn_failures += 1
                 self.spawn_error = str(exc)
@@ -586,12 +559,11 @@ class Watcher:
                     return None
                 if self._interrupt.wait(delay):
                     return None
-            else:
-                if self._spawn_failures:
-                    log.info("watcher %r: spawning again after %d failed attempts", self.name, self._spawn_failures)
-                self._spawn_failures = 0
-                self.spawn_error = None
-                return process
+        if self._spawn_failures:
+            log.info("watcher %r: spawning again after %d failed attempts", self.name, self._spawn_failures)
+        self._spawn_failures = 0
+        self.spawn_error = None
+        return process
 
     def _spawn_retry_delay(self) -> float:
         """Delay before the next spawn attempt after consecutive failures: 0.1 s, 0.2 s... up to MAX_RESPAWN_DELAY."""
@@ -613,8 +585,7 @@ class Watcher:
             # unsupervised. It is killed and reaped, and the spawn fails like any other (a shortage is retried).
             self._retire(process)
             process.stop(signal.SIGKILL, 0, self.stop_children)
-            handled = self._handled.get(process.pid)
-            if handled is not None:
+            if (handled := self._handled.get(process.pid)) is not None:
                 handled.wait()
             raise SpawnError(f"cannot read the output of pid {process.pid}, killed: {exc}",
                              transient=isinstance(exc, OSError) and exc.errno in TRANSIENT_SPAWN_ERRNOS) from None
@@ -634,42 +605,26 @@ class Watcher:
         spec = self.spec
         same = ("cmd", "args", "working_dir", "shell", "shell_args", "uid", "gid", "rlimits", "executable", "umask",
                 "close_child_stdin", "close_child_stdout", "close_child_stderr")
+        fds = {name: s.fileno() for name, s in self.sockets.items()}
+        if spec.stdin_socket and spec.stdin_socket not in fds:
+            raise SpawnError(f"stdin_socket {spec.stdin_socket!r} does not exist")
         return SpawnSpec(
             self.name, **{key: getattr(spec, key) for key in same}, env=self.env, use_fds=spec.use_sockets,
             pipe_stdout=self.outputs.wants_pipe("stdout"), pipe_stderr=self.outputs.wants_pipe("stderr"),
-            pdeathsig=self._pdeathsig_signal(), stdin_fd=self._stdin_fd(), pass_fds=self._socket_fds(),
-            sockets={name: s.fileno() for name, s in self.sockets.items()}, format_vars=self._format_vars())
+            pdeathsig=self._pdeathsig_signal(), stdin_fd=fds[spec.stdin_socket] if spec.stdin_socket else None,
+            sockets=fds, pass_fds=tuple(fds.values()) if spec.use_sockets else (), format_vars=self._format_vars())
 
     def _next_wid(self) -> int:
         running = {p.wid for p in self.processes.values()}
-        for wid in self._reuse_wids:  # the wid of the process being replaced, even while it still stops
-            if wid not in running:
-                return wid
+        if self._reuse_wid is not None and self._reuse_wid not in running:
+            return self._reuse_wid  # the wid of the process being replaced, even while it still stops
         used = running | {p.wid for p in self._retiring.values()}
-        wid = 1
-        while wid in used:
-            wid += 1
-        return wid
+        return next(wid for wid in itertools.count(1) if wid not in used)
 
     def _pdeathsig_signal(self) -> int | None:
         if self.pdeathsig is True:
             return self.stop_signal
-        if not self.pdeathsig:
-            return None
-        return int(self.pdeathsig)
-
-    def _socket_fds(self) -> tuple:
-        if not self.use_sockets:
-            return ()
-        return tuple(s.fileno() for s in self.sockets.values())
-
-    def _stdin_fd(self) -> int | None:
-        if not self.stdin_socket:
-            return None
-        sock = self.sockets.get(self.stdin_socket)
-        if sock is None:
-            raise SpawnError(f"stdin_socket {self.stdin_socket!r} does not exist")
-        return sock.fileno()
+        return int(self.pdeathsig) if self.pdeathsig else None
 
     def _format_vars(self) -> dict:
         """The watcher's options as $(circus.NAME) placeholders of cmd and args."""
@@ -682,20 +637,21 @@ class Watcher:
         if self.processes.pop(process.pid, None) is not None:
             self._retiring[process.pid] = process
 
-    def _stop_processes(self, processes: list[Process], graceful_timeout: float | None = None) -> None:
+    def _stop_processes(self, processes: list[Process], graceful_timeout: float | None = None,
+                        signum: int | None = None) -> None:
+        """Retire `processes` (their exits are expected: neither a crash nor a respawn) and stop them together."""
         for process in processes:
             self._retire(process)
         if len(processes) == 1:
-            self._stop_process(processes[0], None, graceful_timeout)
+            self._stop_process(processes[0], signum, graceful_timeout)
         elif processes:
-            gevent.joinall([gevent.spawn(self._stop_process, p, None, graceful_timeout) for p in processes])
+            gevent.joinall([gevent.spawn(self._stop_process, p, signum, graceful_timeout) for p in processes])
 
     def _stop_process(self, process: Process, signum: int | None = None, graceful_timeout: float | None = None):
         process.stop(self.stop_signal if signum is None else signum,
                      self.graceful_timeout if graceful_timeout is None else graceful_timeout,
                      self.stop_children, send=self._send_stop_signal)
-        handled = self._handled.get(process.pid)
-        if handled is not None:
+        if (handled := self._handled.get(process.pid)) is not None:
             handled.wait()
 
     def _send_stop_signal(self, pid: int, signum: int) -> None:
@@ -717,8 +673,7 @@ class Watcher:
     def _handle_exit(self, process: Process) -> None:
         pid = process.pid
         expected = pid in self._retiring or process.stopping
-        timer = self._expiry.pop(pid, None)
-        if timer is not None:
+        if (timer := self._expiry.pop(pid, None)) is not None:
             timer.kill(block=False)
         exit_time = process.exit.time if process.exit else time.time()
         try:
@@ -731,8 +686,7 @@ class Watcher:
             self.call_hook("after_reap", process_pid=pid, time=exit_time, exit_code=exit_code,
                            process_status=process.status)
         finally:
-            handled = self._handled.pop(pid, None)
-            if handled is not None:
+            if (handled := self._handled.pop(pid, None)) is not None:
                 handled.set()
         if not expected:
             self._stop_leftovers(process)
@@ -775,12 +729,10 @@ class Watcher:
         Without that a fast shutdown (SIGQUIT: no grace period) would still wait the watcher's graceful_timeout for
         a leftover that ignores the stop signal.
         """
-        if graceful_timeout is None:
-            gevent.joinall(list(self._leftover_stops))
-            return
-        gevent.joinall(list(self._leftover_stops), timeout=graceful_timeout)
-        for process in list(self._leftover_stops.values()):
-            process.kill_tree()
+        if graceful_timeout is not None:
+            gevent.joinall(list(self._leftover_stops), timeout=graceful_timeout)
+            for process in list(self._leftover_stops.values()):
+                process.kill_tree()
         gevent.joinall(list(self._leftover_stops))
 
     def _back_to_waiting(self) -> None:
@@ -878,11 +830,11 @@ class Watcher:
 
     def _fill_as(self, wid: int) -> list[int]:
         """_fill, the first spawn taking `wid` (that of the process it replaces) unless a running process has it."""
-        self._reuse_wids.append(wid)
+        self._reuse_wid = wid
         try:
             return self._fill()
         finally:
-            self._reuse_wids.remove(wid)
+            self._reuse_wid = None
 
     def _expire(self, process: Process) -> None:
         """max_age reached: start the replacement first, then stop the old process gracefully.
@@ -896,13 +848,12 @@ class Watcher:
                 return
             self._retire(process)
             uses_wid = self.uses_wid()
-            if not uses_wid:
-                if not self._keep_unreplaced([process], self._fill_as(process.wid)):
-                    # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
-                    self._expiry[process.pid] = gevent.spawn_later(self._spawn_retry_delay(), self._expire, process)
-                    return
-            else:
+            if uses_wid:
                 self._rotating_wids.add(process.wid)  # other fills leave its slot (and wid) to the replacement
+            elif not self._keep_unreplaced([process], self._fill_as(process.wid)):
+                # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
+                self._expiry[process.pid] = gevent.spawn_later(self._spawn_retry_delay(), self._expire, process)
+                return
         # Stopped outside the lock: a stop or quit must not wait out graceful_timeout behind a rotation (its own
         # stop of this retired process escalates as it says).
         try:
@@ -925,14 +876,12 @@ class Watcher:
         self.call_hook("after_signal", pid=pid, signum=signum)
 
     def send_signal_child(self, pid: int, child_pid: int, signum: int) -> None:
-        process = self.processes.get(pid)
-        if process is not None:
-            process.send_signal_child(child_pid, signum)
+        if pid in self.processes:
+            self.processes[pid].send_signal_child(child_pid, signum)
 
     def send_signal_children(self, pid: int, signum: int, recursive: bool = False) -> None:
-        process = self.processes.get(pid)
-        if process is not None:
-            process.send_signal_children(signum, recursive)
+        if pid in self.processes:
+            self.processes[pid].send_signal_children(signum, recursive)
 
     # -- introspection -------------------------------------------------------------------------------------------
 
@@ -973,9 +922,7 @@ def _daemon_cwd() -> str:
     """gcircusd's working directory, preferring $PWD when it is the same directory (keeps symlinked paths)."""
     cwd = os.getcwd()
     pwd_env = os.environ.get("PWD")
-    try:
+    with contextlib.suppress(OSError):  # $PWD names no directory any more
         if pwd_env and os.path.samefile(pwd_env, cwd):
             return pwd_env
-    except OSError:
-        pass
     return cwd

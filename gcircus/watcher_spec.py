@@ -59,8 +59,7 @@ class _SpecMethods(Mapping):
 
     def changed(self, key: str, value: Any) -> WatcherSpec:
         """The spec with one `set` change applied (a converted value; None removes a hook or stream member)."""
-        family = opts.family_member(key)
-        if family is not None:
+        if (family := opts.family_member(key)) is not None:
             field, member = family
             group = dict(getattr(self, field))
             if value is None and field != "rlimits":
@@ -87,9 +86,7 @@ class _SpecMethods(Mapping):
             if identity:
                 resolve_user(self.uid, self.gid)
             check_command_line(self.cmd, self.args, self.shell, self.shell_args)
-        except IdentityError as exc:
-            return exc.option, exc.reason
-        except CommandLineError as exc:
+        except (IdentityError, CommandLineError) as exc:
             return exc.option, str(exc)
         return None
 
