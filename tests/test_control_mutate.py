@@ -232,12 +232,13 @@ def test_set_env_replaces_it_and_reloads_into_new_processes(make_arbiter):
     ok(client.call("set", name="w", options={"env": {"NEW": "2"}}, waiting=True))
     [new] = arbiter.get_watcher("w").pids
     assert new != old and not alive(old)
-    assert environ(new) == {"NEW": "2"}
+    # Read once the exec has put the new environment in place (mid-exec, /proc shows it empty).
+    assert wait_for(lambda: environ(new), message="the new child's environment") == {"NEW": "2"}
     assert "watcher.w.updated" in rec.topics("w") and rec.topics("w")[-1] == "watcher.w.reload"
     ok(client.call("set", name="w", options={"copy_env": True}, waiting=True))
     ok(client.call("kill", name="w", waiting=True))
     [newest] = wait_for(lambda: arbiter.get_watcher("w").get_active_pids(), 5)
-    env = environ(newest)
+    env = wait_for(lambda: environ(newest), message="the newest child's environment")
     assert env["NEW"] == "2" and env["PATH"] == os.environ["PATH"], "copy_env applies from the next spawn"
 
 
