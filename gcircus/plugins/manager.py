@@ -187,8 +187,7 @@ class PluginManager:
             try:
                 self.arbiter.get_watcher(spec["name"])
             except KeyError:
-                spec = dict(spec)
-                self.arbiter.add_watcher(spec.pop("name"), spec.pop("cmd"), start=True, **spec)
+                self.arbiter.add_watcher(start=True, **spec)
         for runner in self.native.values():
             runner.start()
 
@@ -208,8 +207,7 @@ class PluginManager:
                 if self.arbiter.running:
                     plugin.start()
             else:
-                spec = dict(plugin)
-                self.arbiter.add_watcher(spec.pop("name"), spec.pop("cmd"), start=self.arbiter.running, **spec)
+                self.arbiter.add_watcher(start=self.arbiter.running, **plugin)
 
     def remove(self, name: str) -> None:
         """Stop and forget the plugin called `name` (an external one's watcher is removed and stopped)."""
@@ -225,10 +223,6 @@ class PluginManager:
 
     def statuses(self) -> dict[str, str]:
         """Native plugin name -> running / restarting / stopped."""
-        result = {}
-        for name, runner in self.native.items():
-            if runner.greenlet is None or runner.greenlet.dead:
-                result[name] = "stopped"
-            else:
-                result[name] = "running" if runner.plugin is not None else "restarting"
-        return result
+        return {name: "stopped" if runner.greenlet is None or runner.greenlet.dead
+                else "running" if runner.plugin is not None else "restarting"
+                for name, runner in self.native.items()}
