@@ -117,16 +117,9 @@ class PluginManager:
         self.pubsub_endpoint = pubsub_endpoint
         self.restart_delay = float(restart_delay)
         self.max_restart_delay = float(max_restart_delay)
-        self.native: dict[str, NativeRunner] = {}
-        self.external: list[dict] = []
-        for plugin in [self._load(dict(spec)) for spec in plugin_dicts or []]:
-            self._keep(plugin)
-
-    def _keep(self, plugin: NativeRunner | dict) -> None:
-        if isinstance(plugin, NativeRunner):
-            self.native[plugin.name] = plugin
-        else:
-            self.external.append(plugin)
+        loaded = [self._load(dict(spec)) for spec in plugin_dicts or []]
+        self.native = {plugin.name: plugin for plugin in loaded if isinstance(plugin, NativeRunner)}
+        self.external = [plugin for plugin in loaded if not isinstance(plugin, NativeRunner)]
 
     def _load(self, spec: dict) -> NativeRunner | dict:
         """The runner of a native plugin, or the watcher spec of an external one; ValueError if it is unusable."""
@@ -202,11 +195,12 @@ class PluginManager:
         """
         loaded = [self._load(dict(spec)) for spec in plugin_dicts]
         for plugin in loaded:
-            self._keep(plugin)
             if isinstance(plugin, NativeRunner):
+                self.native[plugin.name] = plugin
                 if self.arbiter.running:
                     plugin.start()
             else:
+                self.external.append(plugin)
                 self.arbiter.add_watcher(start=self.arbiter.running, **plugin)
 
     def remove(self, name: str) -> None:
