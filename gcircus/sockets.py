@@ -84,9 +84,7 @@ class CircusSocket(socket.socket):
 
     @property
     def location(self) -> str:
-        if self.is_unix:
-            return str(self.path)
-        return f"{self.host}:{self.port}"
+        return str(self.path) if self.is_unix else f"{self.host}:{self.port}"
 
     def __str__(self) -> str:
         return f"socket {self.name!r} at {self.location}"
@@ -227,8 +225,7 @@ class OnDemand:
             greenlet.kill(block=True)
 
     def _idle(self) -> bool:
-        w = self.watcher
-        return w.is_stopped() and not w.flapping_state
+        return self.watcher.is_stopped() and not self.watcher.flapping_state
 
     def _run(self) -> None:
         w = self.watcher

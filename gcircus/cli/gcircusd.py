@@ -62,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except LoggingSetupError as exc:
         print(f"gcircusd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    ready_fd = None
-    if args["--daemon"]:
-        ready_fd = daemonize()
+    ready_fd = daemonize() if args["--daemon"] else None
     pidfile = None
     pidfile_path = args["--pidfile"] or arbiter.pidfile
     if pidfile_path:
