@@ -82,7 +82,6 @@ class Arbiter:
         self.stats_interval = float(stats_interval)
         self.background = bool(background)  # start() returns once started instead of blocking until stopped
         self.max_message_size = max_message_size
-        self.extra_options = extra
         self._init_state()
         for watcher in watchers:
             self.register(watcher)
@@ -290,13 +289,10 @@ class Arbiter:
 
     def start_watchers(self) -> None:
         """Start the autostart watchers (not on-demand ones), highest priority first, warmup_delay apart."""
-        first = True
-        for watcher in self.iter_watchers():
-            if not watcher.autostart or watcher.on_demand:
-                continue
-            if not first and self.warmup_delay > 0:
+        to_start = (w for w in self.iter_watchers() if w.autostart and not w.on_demand)  # checked in turn
+        for index, watcher in enumerate(to_start):
+            if index and self.warmup_delay > 0:
                 gevent.sleep(self.warmup_delay)
-            first = False
             watcher.start()
 
     def run(self) -> None:

@@ -160,11 +160,7 @@ def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endp
     the watchers are started and the arbiter supervises on the caller's gevent hub (Circus runs it in a thread).
     """
     statsd = statsd or stats_endpoint is not None  # Circus runs its stats for a stats_endpoint given alone
-    built = []
-    for spec in watchers:
-        spec = dict(spec)
-        spec.setdefault("name", os.path.basename(str(spec["cmd"]).split()[0]))
-        built.append(Watcher(**spec))
+    built = [Watcher(**{"name": os.path.basename(str(spec["cmd"]).split()[0]), **spec}) for spec in watchers]
     return Arbiter(built, endpoint=controller, pubsub_endpoint=pubsub_endpoint,
                    statsd=statsd, stats_endpoint=stats_endpoint, statsd_close_outputs=statsd_close_outputs,
                    multicast_endpoint=multicast_endpoint, context=context, plugins=plugins, debug=debug,

@@ -45,7 +45,6 @@ from gcircus.sockets import CircusSocket, named_sockets
 log = logging.getLogger(__name__)
 
 
-
 @dataclasses.dataclass
 class Plan:
     config: Any  # the new gcircus.config.Config
@@ -67,10 +66,6 @@ class Plan:
     sockets_changed: list[str] = dataclasses.field(default_factory=list)
     sockets_rebound: list[str] = dataclasses.field(default_factory=list)  # changed, same address: close, then bind
     socket_users: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # changed/removed -> watchers
-
-    @property
-    def sockets_need_restart(self) -> bool:
-        return False  # every socket change is applied live (kept in the reply for compatibility)
 
     def as_dict(self) -> dict:
         """The plan as JSON-able data (the `plan` field of the reloadconfig reply)."""
@@ -101,7 +96,7 @@ class Plan:
                 "changed": sorted(self.sockets_changed),
                 "rebound_in_place": sorted(self.sockets_rebound),
                 "users": {name: sorted(users) for name, users in sorted(self.socket_users.items())},
-                "needs_restart": self.sockets_need_restart,
+                "needs_restart": False,  # every socket change is applied live (kept in the reply for compatibility)
             },
         }
 
@@ -189,11 +184,8 @@ def _diff_circus(plan: Plan, old: dict, new: dict) -> None:
         if before == after:
             continue
         plan.circus_changed[key] = (before, after)
-        option = CIRCUS_OPTIONS.get(key)
-        if option is not None and option.on_change in (APPLY, PARSE):
-            plan.circus_applied.append(key)
-        else:
-            plan.circus_needs_restart.append(key)
+        applied = key in CIRCUS_OPTIONS and CIRCUS_OPTIONS[key].on_change in (APPLY, PARSE)
+        (plan.circus_applied if applied else plan.circus_needs_restart).append(key)
 
 
 def _diff_plugins(plan: Plan, old: list[dict], new: list[dict]) -> None:
@@ -335,9 +327,7 @@ def apply(arbiter, plan: Plan, fresh: dict | None = None) -> None:
         fresh = _bind_new_sockets(arbiter, plan)  # ConfigError (nothing changed) if one cannot be bound
     _apply_circus(arbiter, plan)
     retired = _swap_sockets(arbiter, plan, fresh)
-    by_priority = sorted(arbiter.watchers, key=lambda w: -w.priority)
-    names = {w.name for w in by_priority}
-    order = [w.name for w in by_priority]
+    order = [w.name for w in sorted(arbiter.watchers, key=lambda w: -w.priority)]
 
     for name in [n for n in order if n in plan.scaled]:
         old, count = plan.scaled[name]
@@ -361,7 +351,7 @@ def apply(arbiter, plan: Plan, fresh: dict | None = None) -> None:
     for spec in sorted(plan.added, key=lambda s: -s.get("priority", 0)):
         log.info("reloadconfig: adding %s", spec["name"])
         _add(arbiter, spec)
-    for name in [n for n in reversed(order) if n in plan.removed and n in names]:
+    for name in [n for n in reversed(order) if n in plan.removed]:
         log.info("reloadconfig: removing %s", name)
         arbiter.rm_watcher(name)
     _apply_plugins(arbiter, plan)
@@ -427,11 +417,9 @@ def _finish_sockets(arbiter, plan: Plan, retired: list, order: list[str]) -> Non
         log.warning("reloadconfig: socket %s changed at the same address: stopping %s, closing and binding it "
                     "again (connections are refused meanwhile)", name, ", ".join(w.name for w in running) or "-")
         gevent.joinall([gevent.spawn(w.stop) for w in running])
-        old = arbiter.sockets.get(name)
-        sock = CircusSocket.load_from_config(specs[name])
-        if old is not None:
-            old.close()
-        arbiter.sockets[name] = sock
+        old = arbiter.sockets[name]  # a changed socket was in the file the arbiter runs: it has it
+        old.close()
+        sock = arbiter.sockets[name] = CircusSocket.load_from_config(specs[name])
         if arbiter.running:
             try:
                 sock.bind_and_listen()
@@ -446,16 +434,10 @@ def _finish_sockets(arbiter, plan: Plan, retired: list, order: list[str]) -> Non
         done |= {w.name.lower() for w in running}
 
     # A new address: the new processes get the new socket; the old ones serve the old one until they are stopped.
-    to_reload = []
-    for name in plan.sockets_changed:
-        if name in plan.sockets_rebound:
-            continue
-        for user in plan.socket_users.get(name, []):
-            key = user.lower()
-            if key not in done and key in by_name and by_name[key] not in to_reload:
-                to_reload.append(by_name[key])
-    to_reload.sort(key=lambda w: order.index(w.name) if w.name in order else len(order))
-    for watcher in to_reload:
+    moved = [name for name in plan.sockets_changed if name not in plan.sockets_rebound]
+    users = {user.lower() for name in moved for user in plan.socket_users.get(name, [])} - done
+    rank = {name.lower(): i for i, name in enumerate(order)}
+    for watcher in [by_name[key] for key in sorted(users & by_name.keys(), key=lambda k: rank.get(k, len(order)))]:
         if arbiter.running and not watcher.is_stopped():
             log.info("reloadconfig: %s uses a changed socket: graceful reload", watcher.name)
             watcher.reload(graceful=True)
@@ -477,10 +459,8 @@ def _spec_for(config, name: str) -> dict:
 
 
 def _add(arbiter, spec: dict) -> None:
-    spec = dict(spec)
-    name, cmd = spec.pop("name"), spec.pop("cmd")
     start = bool(spec.get("autostart", True)) and arbiter.running and not spec.get("on_demand")
-    arbiter.add_watcher(name, cmd, start=start, **spec)
+    arbiter.add_watcher(start=start, **spec)
 
 
 def _apply_circus(arbiter, plan: Plan) -> None:

@@ -84,9 +84,7 @@ class CircusSocket(socket.socket):
 
     @property
     def location(self) -> str:
-        if self.is_unix:
-            return str(self.path)
-        return f"{self.host}:{self.port}"
+        return str(self.path) if self.is_unix else f"{self.host}:{self.port}"
 
     def __str__(self) -> str:
         return f"socket {self.name!r} at {self.location}"
@@ -106,12 +104,9 @@ class CircusSocket(socket.socket):
                 self.listen(self.backlog)
         except SocketError:
             raise
-        except (OSError, socket.gaierror) as exc:
-            where = self.path if self.is_unix else f"{self.host}:{self.port}"
-            reason = exc.strerror or str(exc)
-            if self.interface and not self.is_unix:
-                where += f" (interface {self.interface})"
-            raise SocketError(exc.errno, f"socket {self.name!r}: cannot bind {where}: {reason}") from None
+        except OSError as exc:  # socket.gaierror included
+            where = self.location + (f" (interface {self.interface})" if self.interface and not self.is_unix else "")
+            raise SocketError(exc.errno, f"socket {self.name!r}: cannot bind {where}: {exc.strerror or exc}") from None
         if not self.is_unix:
             address = self.getsockname()
             self.host, self.port = address[0], address[1]  # port 0: the kernel's choice, read back
@@ -139,7 +134,6 @@ class CircusSocket(socket.socket):
         was_bound = self.bound and self.fileno() != -1
         super().close()
         if was_bound and self.is_unix and self.path:
-            self.bound = False
             try:
                 os.unlink(self.path)
             except OSError:
@@ -150,16 +144,15 @@ class CircusSocket(socket.socket):
 class Sockets(dict):
     """The arbiter's sockets by (lowercase) name."""
 
-    def __init__(self, sockets=None, backlog: int = 2048):
+    def __init__(self, sockets=None):
         super().__init__()
-        self.backlog = backlog
         for sock in sockets or ():
             self.add(sock)
 
     def add(self, sock=None, **kwargs) -> CircusSocket:
         """Add a CircusSocket, a config dict, or keyword arguments; ValueError on a duplicate name."""
         if sock is None:
-            sock = CircusSocket(**{"backlog": self.backlog, **kwargs})
+            sock = CircusSocket(**kwargs)
         elif isinstance(sock, dict):
             sock = CircusSocket.load_from_config(sock)
         if sock.name in self:
@@ -232,8 +225,7 @@ class OnDemand:
             greenlet.kill(block=True)
 
     def _idle(self) -> bool:
-        w = self.watcher
-        return w.is_stopped() and not w.flapping_state
+        return self.watcher.is_stopped() and not self.watcher.flapping_state
 
     def _run(self) -> None:
         w = self.watcher

@@ -61,13 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gcircus-plugin: {exc}", file=sys.stderr)
         return EXIT_USAGE
     config = str_to_cfg(args["--config"])
-    if circus_class:
-        return _run_circus_class(factory, args, check_delay, config)
-    return _run_gevent_class(factory, args, check_delay, config)
-
-
-def _run_gevent_class(factory, args, check_delay: float, config: dict) -> int:
     plugin = factory(args["--endpoint"], args["--pubsub"], check_delay, args["--ssh"], **config)
+    if circus_class:
+        return _run_circus_plugin(plugin, args, config)
+    return _run_gevent_plugin(plugin, args)
+
+
+def _run_gevent_plugin(plugin, args) -> int:
     handlers = [gevent.signal_handler(sig, plugin.stop) for sig in (signal.SIGTERM, signal.SIGINT)]
     log.info("starting plugin %s (endpoint %s, pubsub %s)", args["<plugin>"], args["--endpoint"], args["--pubsub"])
     try:
@@ -80,11 +80,9 @@ def _run_gevent_class(factory, args, check_delay: float, config: dict) -> int:
     return EXIT_OK
 
 
-def _run_circus_class(factory, args, check_delay: float, config: dict) -> int:
+def _run_circus_plugin(plugin, args, config: dict) -> int:
     """A plugin written for Circus runs with Circus's own base class and Tornado loop, as circus-plugin runs it."""
     from circus.util import to_bool
-
-    plugin = factory(args["--endpoint"], args["--pubsub"], check_delay, args["--ssh"], **config)
 
     def on_signal(signum, frame):
         plugin.loop.add_callback_from_signal(plugin.stop)

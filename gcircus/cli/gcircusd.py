@@ -62,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     except LoggingSetupError as exc:
         print(f"gcircusd: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    ready_fd = None
-    if args["--daemon"]:
-        ready_fd = daemonize()
+    ready_fd = daemonize() if args["--daemon"] else None
     pidfile = None
     pidfile_path = args["--pidfile"] or arbiter.pidfile
     if pidfile_path:
@@ -72,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             pidfile.acquire()
         except PidfileError as exc:
-            report_start_failure(str(exc), ready_fd)
+            log.error("%s", exc)
+            tell_start_failure(str(exc), ready_fd)
             return EXIT_START_FAILED
     daemon = Daemon(arbiter)
     try:
@@ -92,7 +91,6 @@ class Daemon:
 
     def __init__(self, arbiter):
         self.arbiter = arbiter
-        self.interrupts = 0
         self.stopper: gevent.Greenlet | None = None
         self.greenlets = gevent.pool.Group()  # the stopper and SIGHUP reloads: killed when run() returns
         self.start_failure: str | None = None  # why start-up failed (logged), for main to tell once cleaned up
@@ -158,7 +156,6 @@ class Daemon:
         self.arbiter.wait_channels_closed(5)
 
     def on_stop_signal(self, signum: int) -> None:
-        self.interrupts += 1
         if self.stopper is None:
             log.info("received %s: stopping every watcher", signal.Signals(signum).name)
             self.stopper = self.greenlets.spawn(self.arbiter.stop)
@@ -223,19 +220,13 @@ def daemonize() -> int:
     read_end, write_end = os.pipe()
     if os.fork() > 0:
         os.close(write_end)
-        message = b""
-        while True:
-            chunk = os.read(read_end, 4096)
-            if not chunk:
-                break
-            message += chunk
-        if message.startswith(b"ok\n"):
-            sys.stderr.write(message[3:].decode(errors="replace"))
-            sys.stderr.flush()
-            os._exit(EXIT_OK)
-        sys.stderr.write(message.decode(errors="replace") or "gcircusd: the daemon exited during start-up\n")
+        with open(read_end, "rb") as pipe:
+            message = pipe.read()  # until the daemon closes its end: once it reported, or if it died
+        started = message.startswith(b"ok\n")
+        sys.stderr.write((message[3:] if started else message or b"gcircusd: the daemon exited during start-up\n")
+                         .decode(errors="replace"))
         sys.stderr.flush()
-        os._exit(EXIT_START_FAILED)
+        os._exit(EXIT_OK if started else EXIT_START_FAILED)
     os.close(read_end)
     os.setsid()
     if os.fork() > 0:
@@ -247,12 +238,6 @@ def daemonize() -> int:
     os.close(devnull)
     os.set_inheritable(write_end, False)
     return write_end
-
-
-def report_start_failure(reason: str, ready_fd: int | None) -> None:
-    """Say why gcircusd cannot start: in its log, and on the terminal that started it, wherever the log goes."""
-    log.error("%s", reason)
-    tell_start_failure(reason, ready_fd)
 
 
 def tell_start_failure(reason: str, ready_fd: int | None) -> None:

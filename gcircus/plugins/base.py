@@ -61,7 +61,7 @@ class CircusPlugin:
         self.running = False
         self.client = None
         self.sub_socket = None
-        self._greenlets = gevent.pool.Group()  # the event reader and the periodic callbacks
+        self._greenlets = gevent.pool.Group()  # the event reader
         self._stopped = gevent.event.Event()
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
@@ -98,8 +98,8 @@ class CircusPlugin:
             self._stopped.set()
             return
         self.running = False
-        current = gevent.getcurrent()  # stop() called from a timer or handle_recv: _close ends that greenlet later
-        gevent.killall([g for g in self._greenlets if g is not current])  # no event or timer round after handle_stop
+        current = gevent.getcurrent()  # stop() called from handle_recv: _close ends that greenlet later
+        gevent.killall([g for g in self._greenlets if g is not current])  # no event after handle_stop
         try:
             if self.active:
                 self.handle_stop()
@@ -121,18 +121,6 @@ class CircusPlugin:
             self.sub_socket.close(linger=0)
         if self.client is not None:
             self.client.close()
-
-    def periodic(self, callback, seconds: float) -> gevent.Greenlet:
-        """Call `callback()` every `seconds` until the plugin stops (gevent's stand-in for a PeriodicCallback)."""
-        def loop():
-            while True:
-                gevent.sleep(seconds)
-                try:
-                    callback()
-                except Exception:  # noqa: BLE001 - a failed round is logged; the next one still runs
-                    log.exception("periodic callback of plugin %s failed", self.name or type(self).__name__)
-
-        return self._greenlets.spawn(loop)
 
     # -- talking to the daemon -------------------------------------------------------------------------------------
 
@@ -256,11 +244,7 @@ class NativePlugin:
         try:
             return self.arbiter.get_watcher(res_name)
         except KeyError:
-            pass
-        for watcher in list(self.arbiter.watchers):
-            if watcher.res_name == res_name:
-                return watcher
-        return None
+            return next((watcher for watcher in list(self.arbiter.watchers) if watcher.res_name == res_name), None)
 
     def supervised_watchers(self) -> list:
         """Every watcher except the ones running external plugins (`plugin:*`)."""

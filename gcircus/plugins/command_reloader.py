@@ -64,6 +64,4 @@ class CommandReloader(NativePlugin):
                 log.info("%s: %s changed: restarting %s", self.plugin_name, path, watcher.name)
                 watcher.restart()
         names = {w.name for w in watchers}
-        for name in list(self.seen):
-            if name not in names:
-                del self.seen[name]
+        self.seen = {name: state for name, state in self.seen.items() if name in names}

@@ -117,16 +117,9 @@ class PluginManager:
         self.pubsub_endpoint = pubsub_endpoint
         self.restart_delay = float(restart_delay)
         self.max_restart_delay = float(max_restart_delay)
-        self.native: dict[str, NativeRunner] = {}
-        self.external: list[dict] = []
-        for plugin in [self._load(dict(spec)) for spec in plugin_dicts or []]:
-            self._keep(plugin)
-
-    def _keep(self, plugin: NativeRunner | dict) -> None:
-        if isinstance(plugin, NativeRunner):
-            self.native[plugin.name] = plugin
-        else:
-            self.external.append(plugin)
+        loaded = [self._load(dict(spec)) for spec in plugin_dicts or []]
+        self.native = {plugin.name: plugin for plugin in loaded if isinstance(plugin, NativeRunner)}
+        self.external = [plugin for plugin in loaded if not isinstance(plugin, NativeRunner)]
 
     def _load(self, spec: dict) -> NativeRunner | dict:
         """The runner of a native plugin, or the watcher spec of an external one; ValueError if it is unusable."""
@@ -187,8 +180,7 @@ class PluginManager:
             try:
                 self.arbiter.get_watcher(spec["name"])
             except KeyError:
-                spec = dict(spec)
-                self.arbiter.add_watcher(spec.pop("name"), spec.pop("cmd"), start=True, **spec)
+                self.arbiter.add_watcher(start=True, **spec)
         for runner in self.native.values():
             runner.start()
 
@@ -203,13 +195,13 @@ class PluginManager:
         """
         loaded = [self._load(dict(spec)) for spec in plugin_dicts]
         for plugin in loaded:
-            self._keep(plugin)
             if isinstance(plugin, NativeRunner):
+                self.native[plugin.name] = plugin
                 if self.arbiter.running:
                     plugin.start()
             else:
-                spec = dict(plugin)
-                self.arbiter.add_watcher(spec.pop("name"), spec.pop("cmd"), start=self.arbiter.running, **spec)
+                self.external.append(plugin)
+                self.arbiter.add_watcher(start=self.arbiter.running, **plugin)
 
     def remove(self, name: str) -> None:
         """Stop and forget the plugin called `name` (an external one's watcher is removed and stopped)."""
@@ -225,10 +217,6 @@ class PluginManager:
 
     def statuses(self) -> dict[str, str]:
         """Native plugin name -> running / restarting / stopped."""
-        result = {}
-        for name, runner in self.native.items():
-            if runner.greenlet is None or runner.greenlet.dead:
-                result[name] = "stopped"
-            else:
-                result[name] = "running" if runner.plugin is not None else "restarting"
-        return result
+        return {name: "stopped" if runner.greenlet is None or runner.greenlet.dead
+                else "running" if runner.plugin is not None else "restarting"
+                for name, runner in self.native.items()}

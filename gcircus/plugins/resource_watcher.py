@@ -99,6 +99,4 @@ class ResourceWatcher(PeriodicEmitter):
                                 self.plugin_name, child_pid, watcher.name, process.pid, self.child_signal)
                     self.counters.pop(child_pid, None)
                     watcher.send_signal_child(process.pid, child_pid, self.child_signal)
-        for index in list(self.counters):
-            if index not in seen:
-                del self.counters[index]
+        self.counters = {index: counts for index, counts in self.counters.items() if index in seen}

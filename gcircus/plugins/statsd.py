@@ -70,11 +70,8 @@ class StatsdEmitter(NativePlugin):
             raise ValueError(f"{self.plugin_name}: sample_rate must be in (0, 1], not {self.sample_rate}")
         self.statsd: StatsdClient | None = None
 
-    def statsd_prefix(self) -> str:
-        return f"circus.{self.app}.watcher"
-
     def handle_init(self) -> None:
-        self.statsd = StatsdClient(self.host, self.port, self.statsd_prefix(), self.sample_rate)
+        self.statsd = StatsdClient(self.host, self.port, f"circus.{self.app}.watcher", self.sample_rate)
 
     def handle_stop(self) -> None:
         if self.statsd is not None:
