@@ -36,7 +36,6 @@ class List(Command):
     list [NAME]
     """
 
-    name = "list"
     properties = (Prop("name"),)
     positional = ("name",)
 
@@ -52,7 +51,6 @@ class Status(Command):
     status [NAME]
     """
 
-    name = "status"
     properties = (Prop("name"),)
     positional = ("name",)
 
@@ -68,8 +66,6 @@ class ListSockets(Command):
 
     listsockets
     """
-
-    name = "listsockets"
 
     def console(self, reply):
         lines = []
@@ -105,8 +101,7 @@ class Stats(Command):
     user, nice, RSS, VMS, CPU %, memory %, CPU time; a process's children follow it, indented.
     """
 
-    name = "stats"
-    properties = (Prop("name"), Prop("process", "any"), Prop("extended", "bool", default=False))
+    properties = (Prop("name"), Prop("process", "any"))
     flags = (Flag("extended", "extended", help="also run the watchers' extended_stats hooks"),)
     positional = ("name", "process")
 
@@ -137,8 +132,6 @@ class DStats(Command):
     dstats
     """
 
-    name = "dstats"
-
     def console(self, reply):
         info = reply.get("info") or {}
         lines = ["Main Process:", "    " + infoline(info)]
@@ -161,7 +154,6 @@ class Options(Command):
     list there (autostart, copy_path, umask, hooks.*, rlimit_*...) are read with `get NAME KEY`.
     """
 
-    name = "options"
     properties = (Prop("name", required=True),)
     positional = ("name",)
     min_args = 1
@@ -180,7 +172,6 @@ class Get(Command):
     option of that watcher; any other key is an error.
     """
 
-    name = "get"
     properties = (Prop("name", required=True), Prop("keys", "strlist", required=True))
     positional = ("name", "*keys")
     min_args = 2
@@ -196,7 +187,6 @@ class GlobalOptions(Command):
     globaloptions [OPTION]
     """
 
-    name = "globaloptions"
     properties = (Prop("option"),)
     positional = ("option",)
 
@@ -217,7 +207,6 @@ class NumProcesses(Command):
     numprocesses [NAME]
     """
 
-    name = "numprocesses"
     properties = (Prop("name"),)
     positional = ("name",)
 
@@ -231,8 +220,6 @@ class NumWatchers(Command):
 
     numwatchers
     """
-
-    name = "numwatchers"
 
     def console(self, reply):
         return str(reply.get("numwatchers"))
@@ -255,7 +242,6 @@ class Listen(Command):
     are seen.
     """
 
-    name = "listen"
     properties = (Prop("topics", "strlist"),)
     positional = ("*topics",)
     completes_watchers = False  # its arguments are topics
@@ -273,7 +259,6 @@ class Help(Command):
     gcircusctl answers it itself; the daemon does not know this command.
     """
 
-    name = "help"
     positional = ("*names",)
     completes_watchers = False
 
@@ -288,7 +273,6 @@ class IPython(Command):
     ipython
     """
 
-    name = "ipython"
     NO_KERNEL = "gcircus does not embed an IPython kernel; inspect it through the control commands instead"
 
     def message(self, args, opts):

@@ -1,7 +1,7 @@
 """reloadconfig: re-read the configuration file and apply what changed (see gcircus.reload); how a plan is shown."""
 from __future__ import annotations
 
-from gcircus.control.commands.base import Command, Flag, Prop, register
+from gcircus.control.commands.base import Command, Flag, register
 
 
 @register
@@ -18,8 +18,6 @@ class ReloadConfig(Command):
     --dry-run only computes and shows the plan. With --waiting the reply comes once the plan is applied.
     """
 
-    name = "reloadconfig"
-    properties = (Prop("waiting", "bool", default=False), Prop("dry_run", "bool", default=False))
     flags = (Flag("waiting", "waiting", help="reply only once the new configuration is applied"),
              Flag("dry-run", "dry_run", help="show the plan without applying it"))
 
