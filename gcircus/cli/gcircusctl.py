@@ -278,13 +278,9 @@ class Session:
 
     def print_help(self, name: str | None = None) -> int:
         """`help [NAME]`: the overview of every command, or one command's help text and options."""
-        if name is None:
-            self.say(self.overview())
-            return EXIT_OK
-        command = get_command(name)
-        if command is None:
-            raise UsageError(unknown_command_message(name))
-        self.say(command_help(command))
+        if name is not None:
+            return self._run(name, ["--help"])  # the same as `gcircusctl NAME --help`
+        self.say(self.overview())
         return EXIT_OK
 
     def print_events(self, topics: list[str]) -> int:

@@ -29,26 +29,20 @@ def format_plan(plan: dict) -> str:
     """The plan as gcircusctl prints it: one line per change, `no changes` when there is none."""
     lines = []
     w = plan.get("watchers", {})
-    for name in w.get("added", []):
-        lines.append(f"watcher {name}: added")
-    for name in w.get("removed", []):
-        lines.append(f"watcher {name}: removed")
+    for kind in ("added", "removed"):
+        lines.extend(f"watcher {name}: {kind}" for name in w.get(kind, []))
     for name, item in w.get("scaled", {}).items():
         old, new = item["numprocesses"]
         lines.append(f"watcher {name}: numprocesses {old} -> {new} (scaled, running processes kept)")
-    for name, keys in w.get("reloaded", {}).items():
-        lines.append(f"watcher {name}: {', '.join(keys)} changed (graceful reload)")
-    for name, keys in w.get("replaced", {}).items():
-        lines.append(f"watcher {name}: {', '.join(keys)} changed (replaced: stopped, then started again)")
+    for kind, how in (("reloaded", "graceful reload"), ("replaced", "replaced: stopped, then started again")):
+        lines.extend(f"watcher {name}: {', '.join(keys)} changed ({how})" for name, keys in w.get(kind, {}).items())
     c = plan.get("circus", {})
     needs = set(c.get("needs_restart", []))
     for key, (old, new) in c.get("changed", {}).items():
         how = "needs a restart of gcircusd" if key in needs else "applied"
         lines.append(f"[circus] {key}: {old!r} -> {new!r} ({how})")
     p = plan.get("plugins", {})
-    for kind in ("added", "removed", "changed"):
-        for name in p.get(kind, []):
-            lines.append(f"{name}: {kind}")
+    lines.extend(f"{name}: {kind}" for kind in ("added", "removed", "changed") for name in p.get(kind, []))
     s = plan.get("sockets", {})
     in_place = set(s.get("rebound_in_place", []))
     users = s.get("users", {})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from gcircus.control.commands import COMMANDS
 from gcircus.control.errors import MessageError
@@ -30,23 +30,21 @@ def executes(name: str) -> Callable[[Executor], Executor]:
     return register
 
 
-class Deferred:
+class Deferred(NamedTuple):
     """A long operation: run at once when the client asked for `waiting`, else in the background after an `ok`."""
 
-    def __init__(self, run: Callable[[], Any]):
-        self.run = run
+    run: Callable[[], Any]
 
 
-class Queued:
+class Queued(NamedTuple):
     """The command is already queued on watchers: `results` (their AsyncResults) say when it is done.
 
     The server replies at once, or with `waiting` once every result is in, as `shape(values)`; nothing holds a
     greenlet meanwhile, and a restart queued behind an identical one shares its result (gcircus.command_queue).
     """
 
-    def __init__(self, results: list, shape: Callable[[list], object] = lambda values: None):
-        self.results = results
-        self.shape = shape
+    results: list
+    shape: Callable[[list], object] = lambda values: None
 
 
 def match_watchers(arbiter, name: str, mode: str | None = "glob") -> list:
