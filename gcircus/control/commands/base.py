@@ -20,9 +20,11 @@ COMMANDS: dict[str, Command] = {}
 def register(cls: type[Command]) -> type[Command]:
     """Add a command class to the table: one instance, keyed by the class's name in lowercase.
 
-    A switch flag declares its property too (a bool, true when the switch is given) unless `properties` does.
+    A switch flag declares its property too (a bool, true when the switch is given) unless `properties` does, and
+    each required property takes one of gcircusctl's arguments at least.
     """
     cls.name = cls.__name__.lower()
+    cls.min_args = sum(prop.required for prop in cls.properties)
     declared = {prop.name for prop in cls.properties}
     cls.properties += tuple(Prop(flag.prop, "bool", default=not flag.value) for flag in cls.flags
                             if not flag.takes_value and flag.prop not in declared)
@@ -68,7 +70,7 @@ class Command:
     positional: ClassVar[tuple[str, ...]] = ()
     # Those of them gcircusctl turns into integers (`nb must be an integer, not 'x'`).
     int_args: ClassVar[tuple[str, ...]] = ()
-    min_args: ClassVar[int] = 0
+    min_args: ClassVar[int] = 0  # set by register
     # A stop or quit: it goes ahead of queued commands and runs in a pool of its own (gcircus.control.operations).
     preempts: ClassVar[bool] = False
     # Whether the shell completes this command's arguments with the daemon's watcher names.

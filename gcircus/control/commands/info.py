@@ -104,15 +104,7 @@ class Stats(Command):
     properties = (Prop("name"), Prop("process", "any"))
     flags = (Flag("extended", "extended", help="also run the watchers' extended_stats hooks"),)
     positional = ("name", "process")
-
-    def message(self, args, opts):
-        props = super().message(args, opts)
-        if "process" in props:
-            try:
-                props["process"] = int(props["process"])
-            except ValueError:
-                raise ArgumentError(f"invalid process id {props['process']!r}") from None
-        return props
+    int_args = ("process",)
 
     def console(self, reply):
         if "infos" in reply or "name" in reply:  # every watcher, or one: its name, then a line per process
@@ -156,7 +148,6 @@ class Options(Command):
 
     properties = (Prop("name", required=True),)
     positional = ("name",)
-    min_args = 1
 
     def console(self, reply):
         return _option_lines(reply.get("options") or {}, sort=True)
@@ -174,7 +165,6 @@ class Get(Command):
 
     properties = (Prop("name", required=True), Prop("keys", "strlist", required=True))
     positional = ("name", "*keys")
-    min_args = 2
 
     def console(self, reply):
         return _option_lines(reply.get("options") or {})

@@ -13,7 +13,6 @@ class _Count(Command):
     flags = (WAITING,)
     positional = ("name", "nb")
     int_args = ("nb",)
-    min_args = 1
 
     def console(self, reply):
         return str(reply["numprocesses"]) if "numprocesses" in reply else "ok"
@@ -57,7 +56,6 @@ class Add(Command):
     properties = (Prop("name", required=True), Prop("cmd", required=True), Prop("args", "any"),
                   Prop("options", "object"))
     flags = (Flag("start", "start", help="start the watcher at once"), WAITING)
-    min_args = 2
 
     def arguments(self, args):
         return {"name": args[0], "cmd": " ".join(args[1:])}
@@ -76,7 +74,6 @@ class Rm(Command):
     properties = (Prop("name", required=True),)
     flags = (Flag("nostop", "nostop", help="leave the processes running"), WAITING)
     positional = ("name",)
-    min_args = 1
 
 
 @register
@@ -95,7 +92,6 @@ class Set(Command):
 
     properties = (Prop("name", required=True), Prop("options", "object", required=True))
     flags = (WAITING,)
-    min_args = 3
 
     def arguments(self, args):
         if len(args) % 2 == 0:

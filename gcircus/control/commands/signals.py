@@ -24,7 +24,6 @@ class Signal(Command):
                   Prop("childpid", "pid"))
     flags = (Flag("children", "children", help="signal the direct children instead"),
              Flag("recursive", "recursive", help="signal all descendants too"))
-    min_args = 2
 
     def arguments(self, args):
         if len(args) > 4:
@@ -55,7 +54,6 @@ class Kill(Command):
              WAITING)
     positional = ("name", "pid")
     int_args = ("pid",)
-    min_args = 1
 
 
 @register
