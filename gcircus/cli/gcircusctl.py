@@ -191,10 +191,7 @@ class Session:
             return self.explicit_endpoint
         if self.config_path:
             return self._circus_option("endpoint") or DEFAULT_ENDPOINT
-        for variable in ENDPOINT_VARIABLES:
-            if os.environ.get(variable):
-                return os.environ[variable]
-        return DEFAULT_ENDPOINT
+        return next((os.environ[name] for name in ENDPOINT_VARIABLES if os.environ.get(name)), DEFAULT_ENDPOINT)
 
     @property
     def pubsub_endpoint(self) -> str:

@@ -20,11 +20,15 @@ COMMANDS: dict[str, Command] = {}
 def register(cls: type[Command]) -> type[Command]:
     """Add a command class to the table: one instance, keyed by the class's name in lowercase.
 
-    A switch flag declares its property too (a bool, true when the switch is given) unless `properties` does, and
-    each required property takes one of gcircusctl's arguments at least.
+    gcircusctl's positional arguments are, unless declared, the properties no flag sets, in order (a trailing list
+    takes the rest); each required property takes one argument at least. A switch flag declares its property too (a
+    bool, true when the switch is given) unless `properties` does.
     """
     cls.name = cls.__name__.lower()
     cls.min_args = sum(prop.required for prop in cls.properties)
+    flagged = {flag.prop for flag in cls.flags}
+    cls.positional = cls.positional or tuple(("*" if prop.kind == "strlist" else "") + prop.name
+                                             for prop in cls.properties if prop.name not in flagged)
     declared = {prop.name for prop in cls.properties}
     cls.properties += tuple(Prop(flag.prop, "bool", default=not flag.value) for flag in cls.flags
                             if not flag.takes_value and flag.prop not in declared)
@@ -66,7 +70,7 @@ class Command:
     name: ClassVar[str] = ""
     properties: ClassVar[tuple[Prop, ...]] = ()
     flags: ClassVar[tuple[Flag, ...]] = ()
-    # Positional arguments of gcircusctl, in order: property names; a trailing "*name" takes the rest.
+    # Positional arguments of gcircusctl, in order: property names; a trailing "*name" takes the rest (see register).
     positional: ClassVar[tuple[str, ...]] = ()
     # Those of them gcircusctl turns into integers (`nb must be an integer, not 'x'`).
     int_args: ClassVar[tuple[str, ...]] = ()

@@ -37,7 +37,6 @@ class List(Command):
     """
 
     properties = (Prop("name"),)
-    positional = ("name",)
 
     def console(self, reply):
         items = reply.get("pids", reply.get("watchers", []))
@@ -52,7 +51,6 @@ class Status(Command):
     """
 
     properties = (Prop("name"),)
-    positional = ("name",)
 
     def console(self, reply):
         if "statuses" in reply:
@@ -103,7 +101,6 @@ class Stats(Command):
 
     properties = (Prop("name"), Prop("process", "any"))
     flags = (Flag("extended", "extended", help="also run the watchers' extended_stats hooks"),)
-    positional = ("name", "process")
     int_args = ("process",)
 
     def console(self, reply):
@@ -147,7 +144,6 @@ class Options(Command):
     """
 
     properties = (Prop("name", required=True),)
-    positional = ("name",)
 
     def console(self, reply):
         return _option_lines(reply.get("options") or {}, sort=True)
@@ -164,7 +160,6 @@ class Get(Command):
     """
 
     properties = (Prop("name", required=True), Prop("keys", "strlist", required=True))
-    positional = ("name", "*keys")
 
     def console(self, reply):
         return _option_lines(reply.get("options") or {})
@@ -178,7 +173,6 @@ class GlobalOptions(Command):
     """
 
     properties = (Prop("option"),)
-    positional = ("option",)
 
     def console(self, reply):
         return _option_lines(reply.get("options") or {})
@@ -198,7 +192,6 @@ class NumProcesses(Command):
     """
 
     properties = (Prop("name"),)
-    positional = ("name",)
 
     def console(self, reply):
         return str(reply.get("numprocesses"))
@@ -233,7 +226,6 @@ class Listen(Command):
     """
 
     properties = (Prop("topics", "strlist"),)
-    positional = ("*topics",)
     completes_watchers = False  # its arguments are topics
 
     def run_client(self, session, props):

@@ -18,7 +18,6 @@ class Start(Command):
 
     properties = (Prop("name"), Prop("match", default="glob"))
     flags = (WAITING, MATCH)
-    positional = ("name",)
 
 
 @register
@@ -59,7 +58,6 @@ class Reload(Command):
     properties = (Prop("name"),)
     flags = (WAITING, Flag("terminate", "graceful", value=False, help="restart instead of a graceful reload"),
              Flag("sequential", "sequential", help="replace one process at a time"))
-    positional = ("name",)
 
 
 @register

@@ -11,7 +11,6 @@ class _Count(Command):
 
     properties = (Prop("name", required=True), Prop("nb", "int", default=1, minimum=0))
     flags = (WAITING,)
-    positional = ("name", "nb")
     int_args = ("nb",)
 
     def console(self, reply):
@@ -73,7 +72,6 @@ class Rm(Command):
 
     properties = (Prop("name", required=True),)
     flags = (Flag("nostop", "nostop", help="leave the processes running"), WAITING)
-    positional = ("name",)
 
 
 @register

@@ -52,7 +52,6 @@ class Kill(Command):
              Flag("graceful_timeout", "graceful_timeout", takes_value=True, convert=float,
                   help="seconds before SIGKILL (default: the watcher's)"),
              WAITING)
-    positional = ("name", "pid")
     int_args = ("pid",)
 
 
@@ -66,4 +65,3 @@ class Reopen(Command):
     """
 
     properties = (Prop("name"),)
-    positional = ("name",)
