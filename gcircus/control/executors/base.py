@@ -47,27 +47,24 @@ class Queued(NamedTuple):
     shape: Callable[[list], object] = lambda values: None
 
 
+# How each `match` mode turns a name into a regular expression that watcher names are matched against.
+MATCH_MODES: dict[str, Callable[[str], str]] = {
+    "simple": lambda name: re.escape(name) + r"\Z", "glob": fnmatch.translate, "regex": lambda name: name}
+
+
 def match_watchers(arbiter, name: str, mode: str | None = "glob") -> list:
     """The watchers `name` designates, in priority order: `simple` (exact), `glob` (default) or `regex`.
 
     Both the pattern and the names are lowercased first, as in Circus. No match is `program <name> not found`.
     """
     mode = (mode or "glob").lower()
-    pattern = name.lower()
-    watchers = arbiter.iter_watchers()
-    if mode == "simple":
-        found = [w for w in watchers if w.name.lower() == pattern]
-    elif mode == "glob":
-        regex = re.compile(fnmatch.translate(pattern))
-        found = [w for w in watchers if regex.match(w.name.lower())]
-    elif mode == "regex":
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise MessageError(f"invalid regex {name!r}: {exc}") from None
-        found = [w for w in watchers if regex.match(w.name.lower())]
-    else:
+    if mode not in MATCH_MODES:
         raise MessageError(f"match must be simple, glob or regex, not {mode!r}")
+    try:
+        regex = re.compile(MATCH_MODES[mode](name.lower()))
+    except re.error as exc:  # only a regex can be invalid
+        raise MessageError(f"invalid regex {name!r}: {exc}") from None
+    found = [w for w in arbiter.iter_watchers() if regex.match(w.name.lower())]
     if not found:
         raise MessageError(f"program {name} not found")
     return found
