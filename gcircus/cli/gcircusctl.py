@@ -362,24 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     if args["--version"]:
         print(f"gcircusctl {__version__}")
         return EXIT_OK
+    session = Session(endpoint=args["--endpoint"], json_output=args["--json"], prettify=args["--prettify"],
+                      config=args["--config"])
     try:
-        timeout = parse_timeout(args["--timeout"])
-    except UsageError as exc:
-        print(f"gcircusctl: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    session = Session(endpoint=args["--endpoint"], timeout=timeout, json_output=args["--json"],
-                      prettify=args["--prettify"], config=args["--config"])
-    try:
-        if not args["<command>"]:
-            from gcircus.cli.ctlshell import ControlShell
+        session.timeout = parse_timeout(args["--timeout"])
+        if args["<command>"]:
+            return session.run(args["<command>"], args["<args>"])  # says its own usage errors
+        from gcircus.cli.ctlshell import ControlShell
 
-            try:
-                _ = session.endpoint  # a bad -c config is a usage error before the banner, not inside the shell
-            except UsageError as exc:
-                session.print_usage_error(exc)
-                return EXIT_USAGE
-            return ControlShell(session).run()
-        return session.run(args["<command>"], args["<args>"])
+        _ = session.endpoint  # a bad -c config is a usage error before the banner, not inside the shell
+        return ControlShell(session).run()
+    except UsageError as exc:
+        session.print_usage_error(exc)
+        return EXIT_USAGE
     finally:
         session.close()
 

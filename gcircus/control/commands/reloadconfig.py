@@ -27,7 +27,7 @@ class ReloadConfig(Command):
 
 def format_plan(plan: dict) -> str:
     """The plan as gcircusctl prints it: one line per change, `no changes` when there is none."""
-    lines = []
+    lines: list[str] = []
     w = plan.get("watchers", {})
     for kind in ("added", "removed"):
         lines.extend(f"watcher {name}: {kind}" for name in w.get(kind, []))
