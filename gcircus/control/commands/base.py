@@ -3,8 +3,8 @@ help, and how gcircusctl runs it. What the daemon does for it lives in gcircus.c
 
 A command's name is its class's name in lowercase; its docstring is its help text (`gcircusctl help NAME`), whose
 first line is the summary. Adding a command means adding one class to one module of this package, decorated with
-`@register`, and its executor. These modules
-import only the standard library and light gcircus modules: gcircusctl loads every description at start-up.
+`@register`, and its executor. These modules import only the standard library and light gcircus modules:
+gcircusctl loads every description at start-up.
 """
 from __future__ import annotations
 
