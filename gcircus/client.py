@@ -236,8 +236,7 @@ class Client:
         sock.linger = 0
         sock.setsockopt(zmq.IDENTITY, uuid.uuid4().hex.encode())
         monitor = sock.get_monitor_socket(_MONITORED)
-        self._socket, self._monitor = sock, monitor
-        self._connected, self._lost, self._casts_pending = False, "", False
+        self._socket, self._monitor = sock, monitor  # the state is as _reset() left it
         try:
             sock.connect(self.endpoint)
         except zmq.ZMQError as exc:

@@ -36,12 +36,9 @@ class Consumer:
 
     def recv(self, timeout: float | None = None) -> tuple[bytes, bytes] | None:
         """The next event, or None when none came within `timeout` seconds (None waits forever)."""
-        if timeout is None:
-            frames = self.socket.recv_multipart()
-        elif self.socket.poll(max(timeout, 0) * 1000):
-            frames = self.socket.recv_multipart()
-        else:
+        if timeout is not None and not self.socket.poll(max(timeout, 0) * 1000):
             return None
+        frames = self.socket.recv_multipart()
         return frames[0], frames[-1] if len(frames) > 1 else b""
 
     def iter_messages(self) -> Iterator[tuple[bytes, bytes]]:

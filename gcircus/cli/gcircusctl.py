@@ -191,10 +191,7 @@ class Session:
             return self.explicit_endpoint
         if self.config_path:
             return self._circus_option("endpoint") or DEFAULT_ENDPOINT
-        for variable in ENDPOINT_VARIABLES:
-            if os.environ.get(variable):
-                return os.environ[variable]
-        return DEFAULT_ENDPOINT
+        return next((os.environ[name] for name in ENDPOINT_VARIABLES if os.environ.get(name)), DEFAULT_ENDPOINT)
 
     @property
     def pubsub_endpoint(self) -> str:
@@ -278,13 +275,9 @@ class Session:
 
     def print_help(self, name: str | None = None) -> int:
         """`help [NAME]`: the overview of every command, or one command's help text and options."""
-        if name is None:
-            self.say(self.overview())
-            return EXIT_OK
-        command = get_command(name)
-        if command is None:
-            raise UsageError(unknown_command_message(name))
-        self.say(command_help(command))
+        if name is not None:
+            return self._run(name, ["--help"])  # the same as `gcircusctl NAME --help`
+        self.say(self.overview())
         return EXIT_OK
 
     def print_events(self, topics: list[str]) -> int:
@@ -369,24 +362,19 @@ def main(argv: list[str] | None = None) -> int:
     if args["--version"]:
         print(f"gcircusctl {__version__}")
         return EXIT_OK
+    session = Session(endpoint=args["--endpoint"], json_output=args["--json"], prettify=args["--prettify"],
+                      config=args["--config"])
     try:
-        timeout = parse_timeout(args["--timeout"])
-    except UsageError as exc:
-        print(f"gcircusctl: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    session = Session(endpoint=args["--endpoint"], timeout=timeout, json_output=args["--json"],
-                      prettify=args["--prettify"], config=args["--config"])
-    try:
-        if not args["<command>"]:
-            from gcircus.cli.ctlshell import ControlShell
+        session.timeout = parse_timeout(args["--timeout"])
+        if args["<command>"]:
+            return session.run(args["<command>"], args["<args>"])  # says its own usage errors
+        from gcircus.cli.ctlshell import ControlShell
 
-            try:
-                _ = session.endpoint  # a bad -c config is a usage error before the banner, not inside the shell
-            except UsageError as exc:
-                session.print_usage_error(exc)
-                return EXIT_USAGE
-            return ControlShell(session).run()
-        return session.run(args["<command>"], args["<args>"])
+        _ = session.endpoint  # a bad -c config is a usage error before the banner, not inside the shell
+        return ControlShell(session).run()
+    except UsageError as exc:
+        session.print_usage_error(exc)
+        return EXIT_USAGE
     finally:
         session.close()
 

@@ -67,16 +67,13 @@ class Operations:
                 return
             self.waiting_replies -= 1
             try:
-                failure = next((s.exception for s in sources if not s.successful()), None)
-                if failure is not None:
-                    send(None, failure)
-                else:
+                fields, failure = None, next((s.exception for s in sources if not s.successful()), None)
+                if failure is None:
                     try:
                         fields = shape([s.value for s in sources])
                     except Exception as exc:  # noqa: BLE001 - becomes the error reply
-                        send(None, exc)
-                    else:
-                        send(fields, None)
+                        failure = exc
+                send(fields, failure)
             finally:
                 if not self.waiting_replies:
                     self._no_waiting_reply.set()

@@ -32,7 +32,6 @@ DAEMON_SIDE = {
 }
 
 
-
 def _schedules(key: str) -> bool:
     """The option table says `key` only schedules (how many processes, when, how stopped): not what runs nor as
     whom. Those are the only keys an endpoint_owner client may set on a watcher that does not run as the owner."""
@@ -65,9 +64,7 @@ def check_add(owner: Owner | None, options: dict) -> None:
     """MessageError unless a watcher with these `add` options (converted values) runs and writes only as `owner`."""
     if owner is None:
         return
-    for key, value in options.items():
-        _refuse_daemon_side(key, value)
-        _refuse_raised_limit(key, value)
+    _refuse_privileged(options)
     if options.get("uid") is None:
         raise MessageError("uid does not match endpoint_owner")  # an added watcher names its user, as in Circus
     _require_owner_identity(owner, options.get("uid"), options.get("gid"))
@@ -82,9 +79,7 @@ def check_set(owner: Owner | None, watcher, changes: dict) -> None:
     """
     if owner is None:
         return
-    for key, value in changes.items():
-        _refuse_daemon_side(key, value)
-        _refuse_raised_limit(key, value)
+    _refuse_privileged(changes)
     if all(_schedules(key) for key in changes):
         return
     try:
@@ -116,17 +111,19 @@ def _require_owner_identity(owner: Owner, uid, gid) -> None:
                            f"{owner.name!r} does not belong to: set gid to one of its groups")
 
 
-def _refuse_daemon_side(key: str, value) -> None:
-    family = key.partition(".")[0]
-    if family in DAEMON_SIDE and value:
-        raise MessageError(f"{key} cannot be set from an endpoint_owner endpoint: {DAEMON_SIDE[family]} "
-                           "(see README, endpoint_owner)")
+def _refuse_privileged(options: dict) -> None:
+    """MessageError for the first option (converted value) that acts as gcircusd (DAEMON_SIDE) or raises a limit."""
+    for key, value in options.items():
+        family = key.partition(".")[0]
+        if family in DAEMON_SIDE and value:
+            raise MessageError(f"{key} cannot be set from an endpoint_owner endpoint: {DAEMON_SIDE[family]} "
+                               "(see README, endpoint_owner)")
+        if key.startswith("rlimit_"):
+            _refuse_raised_limit(key, value)
 
 
 def _refuse_raised_limit(key: str, value) -> None:
     """A child inherits gcircusd's limits; setting one above gcircusd's own hard limit needs a privilege."""
-    if not key.startswith("rlimit_"):
-        return
     which = getattr(resource, "RLIMIT_" + key[7:].upper())
     hard = resource.getrlimit(which)[1]
     unlimited = resource.RLIM_INFINITY

@@ -1,9 +1,10 @@
 """What a command is, as both sides read it: its properties, gcircusctl's flags and arguments, its console output, its
 help, and how gcircusctl runs it. What the daemon does for it lives in gcircus.control.executors, by name.
 
-A command's docstring is its help text (`gcircusctl help NAME`); its first line is the summary. Adding a command
-means adding one class to one module of this package, decorated with `@register`, and its executor. These modules
-import only the standard library and light gcircus modules: gcircusctl loads every description at start-up.
+A command's name is its class's name in lowercase; its docstring is its help text (`gcircusctl help NAME`), whose
+first line is the summary. Adding a command means adding one class to one module of this package, decorated with
+`@register`, and its executor. These modules import only the standard library and light gcircus modules:
+gcircusctl loads every description at start-up.
 """
 from __future__ import annotations
 
@@ -17,7 +18,20 @@ COMMANDS: dict[str, Command] = {}
 
 
 def register(cls: type[Command]) -> type[Command]:
-    """Add a command class to the table (one instance, keyed by its lowercase name)."""
+    """Add a command class to the table: one instance, keyed by the class's name in lowercase.
+
+    gcircusctl's positional arguments are, unless declared, the properties no flag sets, in order (a trailing list
+    takes the rest); each required property takes one argument at least. A switch flag declares its property too (a
+    bool, true when the switch is given) unless `properties` does.
+    """
+    cls.name = cls.__name__.lower()
+    cls.min_args = sum(prop.required for prop in cls.properties)
+    flagged = {flag.prop for flag in cls.flags}
+    cls.positional = cls.positional or tuple(("*" if prop.kind == "strlist" else "") + prop.name
+                                             for prop in cls.properties if prop.name not in flagged)
+    declared = {prop.name for prop in cls.properties}
+    cls.properties += tuple(Prop(flag.prop, "bool", default=not flag.value) for flag in cls.flags
+                            if not flag.takes_value and flag.prop not in declared)
     COMMANDS[cls.name] = cls()
     return cls
 
@@ -56,9 +70,11 @@ class Command:
     name: ClassVar[str] = ""
     properties: ClassVar[tuple[Prop, ...]] = ()
     flags: ClassVar[tuple[Flag, ...]] = ()
-    # Positional arguments of gcircusctl, in order: property names; a trailing "*name" takes the rest.
+    # Positional arguments of gcircusctl, in order: property names; a trailing "*name" takes the rest (see register).
     positional: ClassVar[tuple[str, ...]] = ()
-    min_args: ClassVar[int] = 0
+    # Those of them gcircusctl turns into integers (`nb must be an integer, not 'x'`).
+    int_args: ClassVar[tuple[str, ...]] = ()
+    min_args: ClassVar[int] = 0  # set by register
     # A stop or quit: it goes ahead of queued commands and runs in a pool of its own (gcircus.control.operations).
     preempts: ClassVar[bool] = False
     # Whether the shell completes this command's arguments with the daemon's watcher names.
@@ -77,9 +93,16 @@ class Command:
         return clean
 
     def message(self, args: list[str], opts: dict) -> dict:
-        """Build request properties from gcircusctl's positional arguments and flags."""
+        """Build request properties from gcircusctl's positional arguments and flags (a switch only when given)."""
         if len(args) < self.min_args:
             raise ArgumentError("Invalid number of arguments.")
+        props = self.arguments(args)
+        props.update((flag.prop, opts[flag.prop]) for flag in self.flags if opts.get(flag.prop) is not None
+                     and (flag.takes_value or opts[flag.prop] == flag.value))
+        return props
+
+    def arguments(self, args: list[str]) -> dict:
+        """The properties of gcircusctl's positional arguments, `min_args` of them at least."""
         props: dict = {}
         rest = list(args)
         for name in self.positional:
@@ -92,9 +115,9 @@ class Command:
                 props[name] = rest.pop(0)
         if rest:
             raise ArgumentError("Invalid number of arguments.")
-        for flag in self.flags:
-            if flag.prop in opts and opts[flag.prop] is not None:
-                props[flag.prop] = opts[flag.prop]
+        for name in self.int_args:
+            if name in props:
+                props[name] = int_arg(props[name], name)
         return props
 
     def run_client(self, session, props: dict) -> int:
@@ -113,6 +136,14 @@ class Command:
     @property
     def summary(self) -> str:
         return self.help.splitlines()[0] if self.help else ""
+
+
+def int_arg(text: str, what: str) -> int:
+    """A command-line argument as an integer; ArgumentError naming `what` otherwise."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ArgumentError(f"{what} must be an integer, not {text!r}") from None
 
 
 _PLAIN_KINDS = {"str": (str, "a string"), "object": (dict, "an object"), "list": (list, "a list")}

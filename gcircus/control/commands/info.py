@@ -36,9 +36,7 @@ class List(Command):
     list [NAME]
     """
 
-    name = "list"
     properties = (Prop("name"),)
-    positional = ("name",)
 
     def console(self, reply):
         items = reply.get("pids", reply.get("watchers", []))
@@ -52,9 +50,7 @@ class Status(Command):
     status [NAME]
     """
 
-    name = "status"
     properties = (Prop("name"),)
-    positional = ("name",)
 
     def console(self, reply):
         if "statuses" in reply:
@@ -68,8 +64,6 @@ class ListSockets(Command):
 
     listsockets
     """
-
-    name = "listsockets"
 
     def console(self, reply):
         lines = []
@@ -105,19 +99,9 @@ class Stats(Command):
     user, nice, RSS, VMS, CPU %, memory %, CPU time; a process's children follow it, indented.
     """
 
-    name = "stats"
-    properties = (Prop("name"), Prop("process", "any"), Prop("extended", "bool", default=False))
+    properties = (Prop("name"), Prop("process", "any"))
     flags = (Flag("extended", "extended", help="also run the watchers' extended_stats hooks"),)
-    positional = ("name", "process")
-
-    def message(self, args, opts):
-        props = super().message(args, opts)
-        if "process" in props:
-            try:
-                props["process"] = int(props["process"])
-            except ValueError:
-                raise ArgumentError(f"invalid process id {props['process']!r}") from None
-        return props
+    int_args = ("process",)
 
     def console(self, reply):
         if "infos" in reply or "name" in reply:  # every watcher, or one: its name, then a line per process
@@ -136,8 +120,6 @@ class DStats(Command):
 
     dstats
     """
-
-    name = "dstats"
 
     def console(self, reply):
         info = reply.get("info") or {}
@@ -161,10 +143,7 @@ class Options(Command):
     list there (autostart, copy_path, umask, hooks.*, rlimit_*...) are read with `get NAME KEY`.
     """
 
-    name = "options"
     properties = (Prop("name", required=True),)
-    positional = ("name",)
-    min_args = 1
 
     def console(self, reply):
         return _option_lines(reply.get("options") or {}, sort=True)
@@ -180,10 +159,7 @@ class Get(Command):
     option of that watcher; any other key is an error.
     """
 
-    name = "get"
     properties = (Prop("name", required=True), Prop("keys", "strlist", required=True))
-    positional = ("name", "*keys")
-    min_args = 2
 
     def console(self, reply):
         return _option_lines(reply.get("options") or {})
@@ -196,9 +172,7 @@ class GlobalOptions(Command):
     globaloptions [OPTION]
     """
 
-    name = "globaloptions"
     properties = (Prop("option"),)
-    positional = ("option",)
 
     def console(self, reply):
         return _option_lines(reply.get("options") or {})
@@ -217,9 +191,7 @@ class NumProcesses(Command):
     numprocesses [NAME]
     """
 
-    name = "numprocesses"
     properties = (Prop("name"),)
-    positional = ("name",)
 
     def console(self, reply):
         return str(reply.get("numprocesses"))
@@ -231,8 +203,6 @@ class NumWatchers(Command):
 
     numwatchers
     """
-
-    name = "numwatchers"
 
     def console(self, reply):
         return str(reply.get("numwatchers"))
@@ -255,9 +225,7 @@ class Listen(Command):
     are seen.
     """
 
-    name = "listen"
     properties = (Prop("topics", "strlist"),)
-    positional = ("*topics",)
     completes_watchers = False  # its arguments are topics
 
     def run_client(self, session, props):
@@ -273,7 +241,6 @@ class Help(Command):
     gcircusctl answers it itself; the daemon does not know this command.
     """
 
-    name = "help"
     positional = ("*names",)
     completes_watchers = False
 
@@ -288,7 +255,6 @@ class IPython(Command):
     ipython
     """
 
-    name = "ipython"
     NO_KERNEL = "gcircus does not embed an IPython kernel; inspect it through the control commands instead"
 
     def message(self, args, opts):

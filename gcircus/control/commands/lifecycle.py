@@ -16,28 +16,22 @@ class Start(Command):
     {"info": {"started": [pids], "kept": [pids]}}.
     """
 
-    name = "start"
-    properties = (Prop("name"), Prop("match", default="glob"), Prop("waiting", "bool", default=False))
+    properties = (Prop("name"), Prop("match", default="glob"))
     flags = (WAITING, MATCH)
-    positional = ("name",)
 
 
 @register
-class Stop(Command):
+class Stop(Start):  # stop and restart take start's arguments
     """Stop watchers (all of them when no name is given), with their whole process trees.
 
     stop [NAME] [--waiting] [--match simple|glob|regex]
     """
 
-    name = "stop"
-    properties = Start.properties
-    flags = (WAITING, MATCH)
-    positional = ("name",)
     preempts = True
 
 
 @register
-class Restart(Command):
+class Restart(Start):
     """Restart watchers: stop, then start (every watcher when no name is given).
 
     restart [NAME] [--waiting] [--match simple|glob|regex]
@@ -51,11 +45,6 @@ class Restart(Command):
     With --waiting and one watcher: {"info": {"stopped": [...], "started": [...], "kept": [...]}}.
     """
 
-    name = "restart"
-    properties = Start.properties
-    flags = (WAITING, MATCH)
-    positional = ("name",)
-
 
 @register
 class Reload(Command):
@@ -66,12 +55,9 @@ class Reload(Command):
     --terminate restarts instead of reloading gracefully; --sequential replaces one process at a time.
     """
 
-    name = "reload"
-    properties = (Prop("name"), Prop("graceful", "bool", default=True), Prop("sequential", "bool", default=False),
-                  Prop("waiting", "bool", default=False))
+    properties = (Prop("name"),)
     flags = (WAITING, Flag("terminate", "graceful", value=False, help="restart instead of a graceful reload"),
              Flag("sequential", "sequential", help="replace one process at a time"))
-    positional = ("name",)
 
 
 @register
@@ -81,7 +67,5 @@ class Quit(Command):
     quit [--waiting]
     """
 
-    name = "quit"
-    properties = (Prop("waiting", "bool", default=False),)
     flags = (WAITING,)
     preempts = True

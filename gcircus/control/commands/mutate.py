@@ -9,20 +9,9 @@ from gcircus.control.errors import ArgumentError
 class _Count(Command):
     """Shared by incr and decr."""
 
-    properties = (Prop("name", required=True), Prop("nb", "int", default=1, minimum=0),
-                  Prop("waiting", "bool", default=False))
+    properties = (Prop("name", required=True), Prop("nb", "int", default=1, minimum=0))
     flags = (WAITING,)
-    positional = ("name", "nb")
-    min_args = 1
-
-    def message(self, args, opts):
-        props = super().message(args, opts)
-        if "nb" in props:
-            try:
-                props["nb"] = int(props["nb"])
-            except ValueError:
-                raise ArgumentError(f"nb must be an integer, not {props['nb']!r}") from None
-        return props
+    int_args = ("nb",)
 
     def console(self, reply):
         return str(reply["numprocesses"]) if "numprocesses" in reply else "ok"
@@ -38,8 +27,6 @@ class Incr(_Count):
     {"numprocesses": n, "singleton": true}.
     """
 
-    name = "incr"
-
 
 @register
 class Decr(_Count):
@@ -50,8 +37,6 @@ class Decr(_Count):
     With --waiting, the reply carries the new count: {"numprocesses": n}. A singleton does not change:
     {"numprocesses": n, "singleton": true}.
     """
-
-    name = "decr"
 
 
 @register
@@ -67,21 +52,12 @@ class Add(Command):
     {"started": [pids], "kept": []}.
     """
 
-    name = "add"
     properties = (Prop("name", required=True), Prop("cmd", required=True), Prop("args", "any"),
-                  Prop("options", "object"), Prop("start", "bool", default=False),
-                  Prop("waiting", "bool", default=False))
+                  Prop("options", "object"))
     flags = (Flag("start", "start", help="start the watcher at once"), WAITING)
-    min_args = 2
 
-    def message(self, args, opts):
-        if len(args) < self.min_args:
-            raise ArgumentError("Invalid number of arguments.")
-        props = {"name": args[0], "cmd": " ".join(args[1:])}
-        for flag in self.flags:
-            if opts.get(flag.prop):
-                props[flag.prop] = True
-        return props
+    def arguments(self, args):
+        return {"name": args[0], "cmd": " ".join(args[1:])}
 
 
 @register
@@ -94,12 +70,8 @@ class Rm(Command):
     the parent-death signal unless the watcher had pdeathsig = false.
     """
 
-    name = "rm"
-    properties = (Prop("name", required=True), Prop("nostop", "bool", default=False),
-                  Prop("waiting", "bool", default=False))
+    properties = (Prop("name", required=True),)
     flags = (Flag("nostop", "nostop", help="leave the processes running"), WAITING)
-    positional = ("name",)
-    min_args = 1
 
 
 @register
@@ -116,14 +88,11 @@ class Set(Command):
     user only takes keys that change how many processes run and how they stop (gcircus.control.ownership).
     """
 
-    name = "set"
-    properties = (Prop("name", required=True), Prop("options", "object", required=True),
-                  Prop("waiting", "bool", default=False))
+    properties = (Prop("name", required=True), Prop("options", "object", required=True))
     flags = (WAITING,)
-    min_args = 3
 
-    def message(self, args, opts):
-        if len(args) < self.min_args or len(args) % 2 == 0:
+    def arguments(self, args):
+        if len(args) % 2 == 0:
             raise ArgumentError("Invalid number of arguments.")
         options = {}
         for key, text in zip(args[1::2], args[2::2]):
@@ -131,7 +100,4 @@ class Set(Command):
                 options[key] = runtime_options.client_value(key, text)
             except ValueError as exc:
                 raise ArgumentError(str(exc)) from None
-        props = {"name": args[0], "options": options}
-        if opts.get("waiting"):
-            props["waiting"] = True
-        return props
+        return {"name": args[0], "options": options}

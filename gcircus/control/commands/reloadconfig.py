@@ -1,7 +1,7 @@
 """reloadconfig: re-read the configuration file and apply what changed (see gcircus.reload); how a plan is shown."""
 from __future__ import annotations
 
-from gcircus.control.commands.base import Command, Flag, Prop, register
+from gcircus.control.commands.base import Command, Flag, register
 
 
 @register
@@ -18,8 +18,6 @@ class ReloadConfig(Command):
     --dry-run only computes and shows the plan. With --waiting the reply comes once the plan is applied.
     """
 
-    name = "reloadconfig"
-    properties = (Prop("waiting", "bool", default=False), Prop("dry_run", "bool", default=False))
     flags = (Flag("waiting", "waiting", help="reply only once the new configuration is applied"),
              Flag("dry-run", "dry_run", help="show the plan without applying it"))
 
@@ -29,28 +27,22 @@ class ReloadConfig(Command):
 
 def format_plan(plan: dict) -> str:
     """The plan as gcircusctl prints it: one line per change, `no changes` when there is none."""
-    lines = []
+    lines: list[str] = []
     w = plan.get("watchers", {})
-    for name in w.get("added", []):
-        lines.append(f"watcher {name}: added")
-    for name in w.get("removed", []):
-        lines.append(f"watcher {name}: removed")
+    for kind in ("added", "removed"):
+        lines.extend(f"watcher {name}: {kind}" for name in w.get(kind, []))
     for name, item in w.get("scaled", {}).items():
         old, new = item["numprocesses"]
         lines.append(f"watcher {name}: numprocesses {old} -> {new} (scaled, running processes kept)")
-    for name, keys in w.get("reloaded", {}).items():
-        lines.append(f"watcher {name}: {', '.join(keys)} changed (graceful reload)")
-    for name, keys in w.get("replaced", {}).items():
-        lines.append(f"watcher {name}: {', '.join(keys)} changed (replaced: stopped, then started again)")
+    for kind, how in (("reloaded", "graceful reload"), ("replaced", "replaced: stopped, then started again")):
+        lines.extend(f"watcher {name}: {', '.join(keys)} changed ({how})" for name, keys in w.get(kind, {}).items())
     c = plan.get("circus", {})
     needs = set(c.get("needs_restart", []))
     for key, (old, new) in c.get("changed", {}).items():
         how = "needs a restart of gcircusd" if key in needs else "applied"
         lines.append(f"[circus] {key}: {old!r} -> {new!r} ({how})")
     p = plan.get("plugins", {})
-    for kind in ("added", "removed", "changed"):
-        for name in p.get(kind, []):
-            lines.append(f"{name}: {kind}")
+    lines.extend(f"{name}: {kind}" for kind in ("added", "removed", "changed") for name in p.get(kind, []))
     s = plan.get("sockets", {})
     in_place = set(s.get("rebound_in_place", []))
     users = s.get("users", {})

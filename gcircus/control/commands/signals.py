@@ -1,17 +1,10 @@
 """signal and kill: commands that deliver signals to a watcher's processes; reopen, what SIGUSR1 does to gcircusd."""
 from __future__ import annotations
 
-from gcircus.control.commands.base import Command, Flag, Prop, register
+from gcircus.control.commands.base import Command, Flag, Prop, int_arg, register
 from gcircus.control.errors import ArgumentError
 
 WAITING = Flag("waiting", "waiting", help="reply only once the processes are gone")
-
-
-def _int_arg(text: str, what: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ArgumentError(f"{what} must be an integer, not {text!r}") from None
 
 
 @register
@@ -27,25 +20,19 @@ class Signal(Command):
     is reaped and respawned as usual.
     """
 
-    name = "signal"
     properties = (Prop("name", required=True), Prop("signum", "signal", required=True, minimum=0), Prop("pid", "pid"),
-                  Prop("childpid", "pid"), Prop("children", "bool", default=False),
-                  Prop("recursive", "bool", default=False))
+                  Prop("childpid", "pid"))
     flags = (Flag("children", "children", help="signal the direct children instead"),
              Flag("recursive", "recursive", help="signal all descendants too"))
-    min_args = 2
 
-    def message(self, args, opts):
-        if not 2 <= len(args) <= 4:
+    def arguments(self, args):
+        if len(args) > 4:
             raise ArgumentError("Invalid number of arguments.")
         props = {"name": args[0], "signum": args[-1]}
         if len(args) >= 3:
-            props["pid"] = _int_arg(args[1], "pid")
+            props["pid"] = int_arg(args[1], "pid")
         if len(args) == 4:
-            props["childpid"] = _int_arg(args[2], "childpid")
-        for flag in self.flags:
-            if opts.get(flag.prop):
-                props[flag.prop] = True
+            props["childpid"] = int_arg(args[2], "childpid")
         return props
 
 
@@ -59,21 +46,13 @@ class Kill(Command):
     `kill`, each exit `reap`, each replacement `spawn`.
     """
 
-    name = "kill"
     properties = (Prop("name", required=True), Prop("pid", "pid"), Prop("signum", "signal"),
-                  Prop("graceful_timeout", "number", minimum=0), Prop("waiting", "bool", default=False))
+                  Prop("graceful_timeout", "number", minimum=0))
     flags = (Flag("signum", "signum", takes_value=True, help="signal to send first (default: the stop signal)"),
              Flag("graceful_timeout", "graceful_timeout", takes_value=True, convert=float,
                   help="seconds before SIGKILL (default: the watcher's)"),
              WAITING)
-    positional = ("name", "pid")
-    min_args = 1
-
-    def message(self, args, opts):
-        props = super().message(args, opts)
-        if "pid" in props:
-            props["pid"] = _int_arg(props["pid"], "pid")
-        return props
+    int_args = ("pid",)
 
 
 @register
@@ -85,6 +64,4 @@ class Reopen(Command):
     With NAME, only that watcher's stream files are reopened.
     """
 
-    name = "reopen"
     properties = (Prop("name"),)
-    positional = ("name",)

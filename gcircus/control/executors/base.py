@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from gcircus.control.commands import COMMANDS
 from gcircus.control.errors import MessageError
@@ -30,23 +30,26 @@ def executes(name: str) -> Callable[[Executor], Executor]:
     return register
 
 
-class Deferred:
+class Deferred(NamedTuple):
     """A long operation: run at once when the client asked for `waiting`, else in the background after an `ok`."""
 
-    def __init__(self, run: Callable[[], Any]):
-        self.run = run
+    run: Callable[[], Any]
 
 
-class Queued:
+class Queued(NamedTuple):
     """The command is already queued on watchers: `results` (their AsyncResults) say when it is done.
 
     The server replies at once, or with `waiting` once every result is in, as `shape(values)`; nothing holds a
     greenlet meanwhile, and a restart queued behind an identical one shares its result (gcircus.command_queue).
     """
 
-    def __init__(self, results: list, shape: Callable[[list], object] = lambda values: None):
-        self.results = results
-        self.shape = shape
+    results: list
+    shape: Callable[[list], object] = lambda values: None
+
+
+# How each `match` mode turns a name into a regular expression that watcher names are matched against.
+MATCH_MODES: dict[str, Callable[[str], str]] = {
+    "simple": lambda name: re.escape(name) + r"\Z", "glob": fnmatch.translate, "regex": lambda name: name}
 
 
 def match_watchers(arbiter, name: str, mode: str | None = "glob") -> list:
@@ -55,21 +58,13 @@ def match_watchers(arbiter, name: str, mode: str | None = "glob") -> list:
     Both the pattern and the names are lowercased first, as in Circus. No match is `program <name> not found`.
     """
     mode = (mode or "glob").lower()
-    pattern = name.lower()
-    watchers = arbiter.iter_watchers()
-    if mode == "simple":
-        found = [w for w in watchers if w.name.lower() == pattern]
-    elif mode == "glob":
-        regex = re.compile(fnmatch.translate(pattern))
-        found = [w for w in watchers if regex.match(w.name.lower())]
-    elif mode == "regex":
-        try:
-            regex = re.compile(pattern)
-        except re.error as exc:
-            raise MessageError(f"invalid regex {name!r}: {exc}") from None
-        found = [w for w in watchers if regex.match(w.name.lower())]
-    else:
+    if mode not in MATCH_MODES:
         raise MessageError(f"match must be simple, glob or regex, not {mode!r}")
+    try:
+        regex = re.compile(MATCH_MODES[mode](name.lower()))
+    except re.error as exc:  # only a regex can be invalid
+        raise MessageError(f"invalid regex {name!r}: {exc}") from None
+    found = [w for w in arbiter.iter_watchers() if regex.match(w.name.lower())]
     if not found:
         raise MessageError(f"program {name} not found")
     return found

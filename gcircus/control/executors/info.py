@@ -75,13 +75,8 @@ def list_sockets(arbiter, props):
         fd = sock.fileno()
         if fd == -1:  # closed (the arbiter is not running)
             continue
-        entry = {"fd": fd, "name": name, "backlog": sock.backlog}
-        if sock.is_unix:
-            entry["path"] = sock.path
-        else:
-            entry["host"] = sock.host
-            entry["port"] = sock.port
-        sockets.append(entry)
+        where = {"path": sock.path} if sock.is_unix else {"host": sock.host, "port": sock.port}
+        sockets.append({"fd": fd, "name": name, "backlog": sock.backlog, **where})
     return {"sockets": sorted(sockets, key=lambda s: s["fd"])}
 
 

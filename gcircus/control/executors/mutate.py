@@ -25,23 +25,19 @@ def _parse_options(options: dict, parse) -> dict:
     return converted
 
 
-def _change_count(arbiter, props, method: str):
-    """incr and decr: `method` is the Watcher method of the same name."""
-    watcher = get_watcher(arbiter, props["name"])
-    if watcher.singleton:
-        return {"numprocesses": watcher.numprocesses, "singleton": True}
-    change, nb = getattr(watcher, method), props["nb"]
-    return Deferred(lambda: {"numprocesses": change(nb)})
+def _executes_count_change(method: str) -> None:
+    """Register the executor of incr or decr: `method` is the Watcher method of the same name."""
+    @executes(method)
+    def change_count(arbiter, props):
+        watcher = get_watcher(arbiter, props["name"])
+        if watcher.singleton:
+            return {"numprocesses": watcher.numprocesses, "singleton": True}
+        change, nb = getattr(watcher, method), props["nb"]
+        return Deferred(lambda: {"numprocesses": change(nb)})
 
 
-@executes("incr")
-def incr(arbiter, props):
-    return _change_count(arbiter, props, "incr")
-
-
-@executes("decr")
-def decr(arbiter, props):
-    return _change_count(arbiter, props, "decr")
+_executes_count_change("incr")
+_executes_count_change("decr")
 
 
 @executes("add")

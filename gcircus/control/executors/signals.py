@@ -60,7 +60,7 @@ def kill(arbiter, props):
 def reopen(arbiter, props):
     if props["name"]:
         get_watcher(arbiter, props["name"]).reopen_streams()
-        return None
-    reopen_log_files()
-    arbiter.reopen_streams()
+    else:
+        reopen_log_files()
+        arbiter.reopen_streams()
     return None
