@@ -10,7 +10,8 @@ import pytest
 from gevent import subprocess as gsubprocess
 
 from gcircus import __version__
-from gcircus.cli.gcircusctl import main, usage_line
+from gcircus.cli.gcircusctl import main
+from gcircus.cli.session import usage_line
 from gcircus.control.commands import COMMANDS
 from tests.support.daemons import write_config
 from tests.support.gcircusctl import GCIRCUSCTL, ctl_env

@@ -10,7 +10,7 @@ import pty
 from gevent import subprocess as gsubprocess
 
 from gcircus.cli.ctlshell import ControlShell
-from gcircus.cli.gcircusctl import Session
+from gcircus.cli.session import Session
 from gcircus.control.commands import COMMANDS
 from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
 from tests.support.ports import free_port

@@ -14,7 +14,7 @@ import sys
 import time
 
 from gcircus import __version__
-from gcircus.cli.gcircusctl import EXIT_OK, Session, commands_table, unknown_command_message
+from gcircus.cli.session import EXIT_OK, Session, commands_table, unknown_command_message
 from gcircus.client import CallError
 from gcircus.control.commands import COMMANDS, get_command
 
