@@ -34,6 +34,8 @@ import gevent.event
 from gcircus import __version__
 from gcircus.cli.usage import CommandLineError, parse_command_line
 from gcircus.logsetup import LoggingSetupError, configure_logging
+from gcircus.stats.channel import StatsLoop, StatsPublisher
+from gcircus.stats.remote import DaemonFollower
 
 log = logging.getLogger("gcircus.stats")
 
@@ -57,9 +59,6 @@ def main(argv: list[str] | None = None) -> int:
     except LoggingSetupError as exc:
         print(f"gcircusd-stats: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from gcircus.stats.channel import StatsLoop, StatsPublisher
-    from gcircus.stats.remote import DaemonFollower
-
     publisher = StatsPublisher(args["--statspoint"], allow_remote=args["--allow-remote-endpoints"])
     try:
         publisher.bind()

@@ -16,10 +16,12 @@ import zmq
 from gcircus.cli.peer_check import HandshakeWatch, pubsub_endpoint_of_control
 from gcircus.cli.usage import unknown_option_message
 from gcircus.client import DEFAULT_ENDPOINT, CallError, Client, DaemonTimeout, NoDaemonError, is_error
+from gcircus.config import load_config
 from gcircus.consumer import DEFAULT_PUBSUB_ENDPOINT, Consumer
 from gcircus.control.commands import COMMANDS, MOST_TYPED, get_command
 from gcircus.control.commands.base import Command
 from gcircus.control.errors import ArgumentError, ControlError
+from gcircus.errors import ConfigError
 from gcircus.suggest import closest
 
 EXIT_OK, EXIT_CLIENT, EXIT_USAGE, EXIT_ERROR_REPLY = 0, 1, 2, 3
@@ -157,9 +159,6 @@ class Session:
         if not self.config_path:
             return None
         if self._config is None:
-            from gcircus.config import load_config
-            from gcircus.errors import ConfigError
-
             try:
                 self._config = load_config(self.config_path)
             except ConfigError as exc:
