@@ -192,16 +192,11 @@ class Tree:
                 del self.members[pid]
         return list(self.members)
 
-    def wait(self, timeout: float | None) -> None:
-        """Block until every member is gone, or `timeout`; pidfds make this an I/O wait, not a poll."""
-        with gevent.Timeout(timeout, False):
-            for pid in self.alive():
-                wait_exited(pid)
-
     def stop(self, stop_signal: int, grace: float, signal_all: Callable[[int, list[int]], None] | None = None) -> None:
         """Send the live members `stop_signal`, SIGKILL those left after `grace` seconds; block until all are gone.
 
-        `signal_all(signum, pids)` delivers each round of signals (default: a kill of each pid).
+        `signal_all(signum, pids)` delivers each round of signals (default: a kill of each pid). The waits are on
+        pidfds: an I/O wait, not a poll.
         """
         for signum, timeout in ((stop_signal, grace), (signal.SIGKILL, None)):
             pids = self.alive()
@@ -212,4 +207,6 @@ class Tree:
                     kill(pid, signum)
             else:
                 signal_all(signum, pids)
-            self.wait(timeout)
+            with gevent.Timeout(timeout, False):
+                for pid in self.alive():
+                    wait_exited(pid)
