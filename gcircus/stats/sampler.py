@@ -90,27 +90,13 @@ class ProcessSampler:
         else:
             cpu = round((cpu_seconds - tracked.cpu_seconds) / (now - tracked.sampled_at) * 100, 1)
         tracked.cpu_seconds, tracked.sampled_at = cpu_seconds, now
-        vms, rss = int(sizes[0]) * _PAGE, int(sizes[1]) * _PAGE
-        created = tracked.create_time
-        return {
-            "mem_info1": procinfo.human_size(rss),
-            "mem_info2": procinfo.human_size(vms),
-            "cpu": cpu,
-            "mem": round(rss * 100.0 / procinfo.memory_total(), 3),
-            "ctime": procinfo.cpu_time(cpu_seconds),
-            "pid": pid,
-            "username": tracked.username,
-            "nice": stat.nice,
-            "create_time": created,
-            "age": time.time() - created if isinstance(created, float) else NA,
-            "cmdline": tracked.program,
-            "children": [],
-        }
+        return procinfo.info_dict(pid=pid, rss=int(sizes[1]) * _PAGE, vms=int(sizes[0]) * _PAGE, cpu=cpu,
+                                  cpu_seconds=cpu_seconds, user=tracked.username, nice=stat.nice,
+                                  created=tracked.create_time, cmdline=tracked.program)
 
     def forget_unseen(self) -> None:
         """Drop the state of processes not sampled since the previous call (they left their watcher)."""
-        for pid in [pid for pid in self._tracked if pid not in self._seen]:
-            del self._tracked[pid]
+        self._tracked = {pid: tracked for pid, tracked in self._tracked.items() if pid in self._seen}
         self._seen = set()
 
 
