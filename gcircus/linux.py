@@ -20,10 +20,8 @@ from gevent.socket import wait_read
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
-_libc = ctypes.CDLL(None, use_errno=True)  # libc is already loaded; find_library would spawn ldconfig
-_prctl = _libc.prctl
-_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_prctl.restype = ctypes.c_int
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # libc is already loaded; find_library would spawn ldconfig
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]  # returns an int
 
 
 def prctl(option: int, arg: int) -> None:
@@ -187,9 +185,7 @@ class Tree:
 
     def alive(self) -> list[int]:
         """The members still running; those that exited are forgotten."""
-        for pid, started in list(self.members.items()):
-            if not is_running(pid, started):
-                del self.members[pid]
+        self.members = {pid: started for pid, started in self.members.items() if is_running(pid, started)}
         return list(self.members)
 
     def stop(self, stop_signal: int, grace: float, signal_all: Callable[[int, list[int]], None] | None = None) -> None:

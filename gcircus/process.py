@@ -235,8 +235,7 @@ class Process:
     def _child_env(self, username: str | None) -> dict:
         env = dict(self.env or {})
         if username is not None:
-            home = pwd.getpwnam(username).pw_dir
-            env.setdefault("HOME", home)
+            env.setdefault("HOME", pwd.getpwnam(username).pw_dir)
             env.setdefault("USER", username)
             env.setdefault("LOGNAME", username)
         return env
@@ -524,9 +523,7 @@ class Process:
     def kill_tree(self) -> None:
         """SIGKILL the child, its process group and its descendants at once (forced shutdown)."""
         victims = [self.pid, *self.children(recursive=True)] if self.is_alive() else []
-        self.signal_group(signal.SIGKILL)
-        for pid in victims:
-            linux.kill(pid, signal.SIGKILL)
+        self._signal_tree(signal.SIGKILL, victims, linux.kill)
 
     def close_pipes(self) -> None:
         for pipe in (self.stdout, self.stderr):

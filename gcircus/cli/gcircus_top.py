@@ -16,6 +16,7 @@ line (mean CPU, summed memory, oldest age). Press q to quit.
 """
 from __future__ import annotations
 
+import contextlib
 import curses
 import json
 import sys
@@ -33,10 +34,8 @@ POLL = 0.1
 def show(screen, endpoint: str, process_timeout: float) -> None:
     view = TopView(process_timeout)
     screen.nodelay(True)
-    try:
+    with contextlib.suppress(curses.error):  # a terminal that cannot hide the cursor
         curses.curs_set(0)
-    except curses.error:
-        pass
     painted = 0.0
     with Consumer([b"stat."], endpoint, green=False) as consumer:
         while True:
@@ -61,10 +60,8 @@ def paint(screen, lines: list[str]) -> None:
     height, width = screen.getmaxyx()
     screen.erase()
     for row, line in enumerate(lines[:height]):
-        try:
+        with contextlib.suppress(curses.error):  # the bottom-right cell, or a terminal shrinking meanwhile
             screen.addstr(row, 0, line[:max(width - 1, 0)])
-        except curses.error:  # the bottom-right cell, or a terminal shrinking meanwhile
-            pass
     screen.refresh()
 
 

@@ -130,9 +130,8 @@ class StatsLoop:
         started = time.monotonic()
         self._slice_start, self._longest = started, 0.0
         outbox: list[tuple[str, dict]] = []
-        sections = list(self.groups().items())
         circus = self.circus_pids()
-        sections.append(("circus", list(circus)))
+        sections = [*self.groups().items(), ("circus", list(circus))]
         count = 0
         for name, pids in sections:
             infos = []

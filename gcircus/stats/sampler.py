@@ -41,19 +41,16 @@ class _Tracked:
         self.cpu_seconds: float | None = None
         self.sampled_at = 0.0
         self.samples = 0
-        self.create_time: Any = NA
-        self.username: Any = NA
-        self.program: Any = NA
         self.refresh()
 
     def refresh(self) -> None:
-        """Read what does not change each second: creation time, user name, program name."""
+        """Read what does not change each second: creation time, user name, program name ("N/A" if unreadable)."""
         try:
             proc = psutil.Process(self.pid)
             with proc.oneshot():
-                self.create_time = procinfo.guarded(proc.create_time)
-                self.username = procinfo.guarded(lambda: procinfo.username(proc.uids().real))
-                self.program = procinfo.program(proc)
+                self.create_time: Any = procinfo.guarded(proc.create_time)
+                self.username: Any = procinfo.guarded(lambda: procinfo.username(proc.uids().real))
+                self.program: Any = procinfo.program(proc)
         except psutil.NoSuchProcess:
             raise ProcessGone(self.pid) from None
 
