@@ -7,6 +7,7 @@ at once, and parses more of each file than a supervisor needs each second.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -94,12 +95,9 @@ def children(pid: int) -> list[int]:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return found
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                found.extend(int(x) for x in f.read().split())
-        except OSError:
-            continue
+    for tid in tids:  # a thread that exits meanwhile has no children file any more
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+            found.extend(int(x) for x in f.read().split())
     return found
 
 
@@ -160,10 +158,8 @@ class Tree:
 
     def add(self, pid: int) -> None:
         """Remember `pid`, unless it is already gone."""
-        try:
+        with contextlib.suppress(OSError):
             self.members.setdefault(pid, read_stat(pid).start_time)
-        except OSError:
-            pass
 
     def add_tree(self, pid: int) -> None:
         """Remember `pid` and every descendant of it."""
@@ -177,11 +173,9 @@ class Tree:
         child subreaper): we look among our own children.
         """
         for child in children(os.getpid()):
-            try:
+            with contextlib.suppress(OSError):  # a child that exits meanwhile
                 if child not in self.members and os.getpgid(child) == pgid:
                     self.add_tree(child)
-            except OSError:
-                pass
 
     def alive(self) -> list[int]:
         """The members still running; those that exited are forgotten."""

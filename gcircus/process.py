@@ -362,9 +362,8 @@ class Process:
         watcher = self._child_watcher
         watcher.stop()
         self.exit = ProcessExit(watcher.rstatus)
-        if self._popen is not None:
-            # Tell the stdlib object the child is gone so it never tries to reap it itself.
-            self._popen.returncode = self.exit.returncode
+        # Tell the Popen object the child is gone so it never tries to reap it itself (spawn set it before arming us).
+        self._popen.returncode = self.exit.returncode
         self._exited.set()
         if self.on_exit is not None:
             self.on_exit(self)

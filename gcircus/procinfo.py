@@ -13,6 +13,7 @@ username, nice ("Zombie" for a zombie child), create_time, age, cmdline (basenam
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import pwd
@@ -148,10 +149,8 @@ def children_info(pids: Iterable[int]) -> list[dict]:
     """Info of each direct child (no grandchildren); children that vanish meanwhile are left out."""
     result = []
     for pid in pids:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             result.append(get_info(tracked(pid)))
-        except psutil.NoSuchProcess:
-            continue
     return result
 
 

@@ -41,10 +41,8 @@ def show(screen, endpoint: str, process_timeout: float) -> None:
         while True:
             event = consumer.recv(POLL)
             while event is not None:
-                try:
+                with contextlib.suppress(ValueError):  # not JSON: skipped
                     view.update(event[0].decode("utf-8", "replace"), json.loads(event[1]))
-                except ValueError:
-                    pass
                 event = consumer.recv(0)
             key = screen.getch()
             if key in (ord("q"), ord("Q")):
@@ -75,10 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print("gcircus-top: --process-timeout must be a number", file=sys.stderr)
         return 2
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         curses.wrapper(show, args["--endpoint"], timeout)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
