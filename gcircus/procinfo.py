@@ -133,14 +133,12 @@ def info_dict(pid: int, rss: int | None, vms: int | None, cpu: Any, cpu_seconds:
 
 def tracked(pid: int) -> psutil.Process:
     """The cached psutil object for `pid`, replaced when the pid now belongs to another process."""
-    global _tracked_after_sweep
+    global _tracked, _tracked_after_sweep
     proc = _tracked.get(pid)
     if proc is None or not proc.is_running():
         proc = _tracked[pid] = psutil.Process(pid)
-        if len(_tracked) > 2 * _tracked_after_sweep + 64:
-            for old_pid, old in list(_tracked.items()):
-                if not old.is_running():
-                    del _tracked[old_pid]
+        if len(_tracked) > 2 * _tracked_after_sweep + 64:  # grown twice over since the last sweep
+            _tracked = {old_pid: old for old_pid, old in _tracked.items() if old.is_running()}
             _tracked_after_sweep = len(_tracked)
     return proc
 
@@ -168,10 +166,8 @@ def process_info(process) -> dict | str:
             return NO_SUCH_PROCESS
     except psutil.NoSuchProcess:
         return NO_SUCH_PROCESS
-    info["age"] = process.age()
-    info["started"] = process.started
-    info["children"] = children_info(process.children())
-    info["wid"] = process.wid
+    info.update(age=process.age(), started=process.started, children=children_info(process.children()),
+                wid=process.wid)
     return info
 
 

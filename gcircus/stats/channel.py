@@ -115,10 +115,8 @@ class StatsLoop:
                 self.sample_once()
             except Exception:  # noqa: BLE001 - a failed sample must not end the channel
                 log.exception("stats sample failed")
-            due += self.interval
             now = time.monotonic()
-            if due < now:  # a sample longer than the interval: start the next one now, do not try to catch up
-                due = now
+            due = max(due + self.interval, now)  # after a sample longer than the interval, no catching up
             gevent.sleep(due - now)
 
     def sample_once(self) -> None:

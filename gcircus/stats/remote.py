@@ -30,7 +30,6 @@ class DaemonFollower:
 
     def __init__(self, endpoint: str, pubsub: str, timeout: float = 5.0, resync: float = 30.0):
         self.endpoint = endpoint
-        self.pubsub = pubsub
         self.resync = resync
         self.client = Client(endpoint, timeout, green=True)
         self.consumer = Consumer([TOPIC_PREFIX.encode()], pubsub, timeout=0.5, green=True)
