@@ -23,7 +23,7 @@ import sys
 import time
 
 from gcircus import __version__
-from gcircus.cli.usage import CommandLineError, parse_command_line
+from gcircus.cli.usage import EXIT_USAGE, CommandLineError, parse_command_line
 from gcircus.consumer import Consumer
 from gcircus.stats.top import TopView, render
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout = float(args["--process-timeout"])
     except ValueError:
         print("gcircus-top: --process-timeout must be a number", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     with contextlib.suppress(KeyboardInterrupt):
         curses.wrapper(show, args["--endpoint"], timeout)
     return 0
