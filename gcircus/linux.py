@@ -7,6 +7,7 @@ at once, and parses more of each file than a supervisor needs each second.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -20,10 +21,8 @@ from gevent.socket import wait_read
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
-_libc = ctypes.CDLL(None, use_errno=True)  # libc is already loaded; find_library would spawn ldconfig
-_prctl = _libc.prctl
-_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-_prctl.restype = ctypes.c_int
+_prctl = ctypes.CDLL(None, use_errno=True).prctl  # libc is already loaded; find_library would spawn ldconfig
+_prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]  # returns an int
 
 
 def prctl(option: int, arg: int) -> None:
@@ -96,12 +95,9 @@ def children(pid: int) -> list[int]:
         tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
         return found
-    for tid in tids:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                found.extend(int(x) for x in f.read().split())
-        except OSError:
-            continue
+    for tid in tids:  # a thread that exits meanwhile has no children file any more
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+            found.extend(int(x) for x in f.read().split())
     return found
 
 
@@ -162,10 +158,8 @@ class Tree:
 
     def add(self, pid: int) -> None:
         """Remember `pid`, unless it is already gone."""
-        try:
+        with contextlib.suppress(OSError):
             self.members.setdefault(pid, read_stat(pid).start_time)
-        except OSError:
-            pass
 
     def add_tree(self, pid: int) -> None:
         """Remember `pid` and every descendant of it."""
@@ -179,29 +173,20 @@ class Tree:
         child subreaper): we look among our own children.
         """
         for child in children(os.getpid()):
-            try:
+            with contextlib.suppress(OSError):  # a child that exits meanwhile
                 if child not in self.members and os.getpgid(child) == pgid:
                     self.add_tree(child)
-            except OSError:
-                pass
 
     def alive(self) -> list[int]:
         """The members still running; those that exited are forgotten."""
-        for pid, started in list(self.members.items()):
-            if not is_running(pid, started):
-                del self.members[pid]
+        self.members = {pid: started for pid, started in self.members.items() if is_running(pid, started)}
         return list(self.members)
-
-    def wait(self, timeout: float | None) -> None:
-        """Block until every member is gone, or `timeout`; pidfds make this an I/O wait, not a poll."""
-        with gevent.Timeout(timeout, False):
-            for pid in self.alive():
-                wait_exited(pid)
 
     def stop(self, stop_signal: int, grace: float, signal_all: Callable[[int, list[int]], None] | None = None) -> None:
         """Send the live members `stop_signal`, SIGKILL those left after `grace` seconds; block until all are gone.
 
-        `signal_all(signum, pids)` delivers each round of signals (default: a kill of each pid).
+        `signal_all(signum, pids)` delivers each round of signals (default: a kill of each pid). The waits are on
+        pidfds: an I/O wait, not a poll.
         """
         for signum, timeout in ((stop_signal, grace), (signal.SIGKILL, None)):
             pids = self.alive()
@@ -212,4 +197,6 @@ class Tree:
                     kill(pid, signum)
             else:
                 signal_all(signum, pids)
-            self.wait(timeout)
+            with gevent.Timeout(timeout, False):
+                for pid in self.alive():
+                    wait_exited(pid)

@@ -5,6 +5,7 @@ simply taken over (its lock died with it), while a live daemon's file is refused
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -45,11 +46,9 @@ class Pidfile:
     def release(self) -> None:
         if self._fd is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             if _read_pid(self._fd) == os.getpid():
                 os.unlink(self.path)
-        except OSError:
-            pass
         os.close(self._fd)
         self._fd = None
 

@@ -7,6 +7,7 @@ gcircus calls `waitpid`, and the stdlib `Popen` object is never asked to wait or
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import functools
@@ -65,7 +66,15 @@ def _popen_class():
     return _Popen
 
 
-_SETPRIV: list[str | None] = []
+@functools.cache
+def _setpriv() -> str | None:
+    """The path of a setpriv that knows --pdeathsig (util-linux 2.33+), or None; looked up once."""
+    path = shutil.which("setpriv", path=os.defpath + os.pathsep + "/usr/bin:/bin:/usr/sbin:/sbin")
+    try:
+        with open(path or "", "rb") as f:
+            return path if b"pdeathsig" in f.read() else None
+    except OSError:
+        return None
 
 
 def _pdeathsig_launcher(signum) -> list[str] | None:
@@ -73,26 +82,17 @@ def _pdeathsig_launcher(signum) -> list[str] | None:
 
     A preexec function forces a full fork and runs Python in the child (at-fork handlers, then the function) while
     the hub waits for the exec: about 1.5 ms per spawn. util-linux's setpriv does the same prctl in C after a vfork,
-    so spawning 1000 processes takes well under half the time. Without a setpriv that knows --pdeathsig (util-linux
-    2.33+), or for a signal without a name, the preexec path is used instead.
+    so spawning 1000 processes takes well under half the time. Without a setpriv that knows --pdeathsig, or for a
+    signal without a name, the preexec path is used instead.
     """
-    if not signum:
-        return None
-    if not _SETPRIV:
-        path = shutil.which("setpriv", path=os.defpath + os.pathsep + "/usr/bin:/bin:/usr/sbin:/sbin")
-        try:
-            with open(path or "", "rb") as f:
-                supported = b"pdeathsig" in f.read()
-        except OSError:
-            supported = False
-        _SETPRIV.append(path if supported else None)
-    if _SETPRIV[0] is None:
+    setpriv = _setpriv() if signum else None
+    if setpriv is None:
         return None
     try:
         name = signal.Signals(int(signum)).name
     except ValueError:
         return None
-    return [_SETPRIV[0], "--pdeathsig", name[3:], "--"]
+    return [setpriv, "--pdeathsig", name[3:], "--"]
 
 
 RUNNING, DEAD_OR_ZOMBIE, UNEXISTING, OTHER = 0, 1, 2, 3
@@ -235,8 +235,7 @@ class Process:
     def _child_env(self, username: str | None) -> dict:
         env = dict(self.env or {})
         if username is not None:
-            home = pwd.getpwnam(username).pw_dir
-            env.setdefault("HOME", home)
+            env.setdefault("HOME", pwd.getpwnam(username).pw_dir)
             env.setdefault("USER", username)
             env.setdefault("LOGNAME", username)
         return env
@@ -303,8 +302,8 @@ class Process:
         if needs_preexec:
             # Steps that must run in the child between fork and exec, in Circus's order (rlimits while still
             # privileged, then the identity switch, then the parent-death signal, which a uid change would reset).
-            kwargs["preexec_fn"] = _ChildSetup(_rlimit_steps(self.rlimits), uid, gid, groups, self.pdeathsig,
-                                               os.getpid())
+            kwargs["preexec_fn"] = functools.partial(_child_setup, _rlimit_steps(self.rlimits), uid, gid, groups,
+                                                     self.pdeathsig, os.getpid())
             return kwargs
         for key, value in (("group", gid), ("user", uid), ("extra_groups", groups)):
             if value is not None:
@@ -363,9 +362,8 @@ class Process:
         watcher = self._child_watcher
         watcher.stop()
         self.exit = ProcessExit(watcher.rstatus)
-        if self._popen is not None:
-            # Tell the stdlib object the child is gone so it never tries to reap it itself.
-            self._popen.returncode = self.exit.returncode
+        # Tell the Popen object the child is gone so it never tries to reap it itself (spawn set it before arming us).
+        self._popen.returncode = self.exit.returncode
         self._exited.set()
         if self.on_exit is not None:
             self.on_exit(self)
@@ -399,9 +397,7 @@ class Process:
     def children(self, recursive: bool = False) -> list[int]:
         if not self.is_alive():
             return []
-        if recursive:
-            return linux.descendants(self.pid)
-        return linux.children(self.pid)
+        return linux.descendants(self.pid) if recursive else linux.children(self.pid)
 
     def is_child(self, pid: int) -> bool:
         return pid in self.children()
@@ -453,7 +449,7 @@ class Process:
         send = send or linux.kill
         self.stopping = True
         # Once the child is reaped its pid may belong to someone else: only a live child's tree is ours to walk.
-        tree = linux.Tree(linux.descendants(self.pid) if self.is_alive() else ())
+        tree = linux.Tree(self.children(recursive=True))
         deadline = time.monotonic() + max(0.0, graceful_timeout)
         if self.is_alive():
             send(self.pid, stop_signal)
@@ -482,8 +478,7 @@ class Process:
         """
         if not self.pid or not self._exited.is_set():
             return []
-        tree = linux.Tree()
-        return self._stop_leftovers(tree, stop_signal, time.monotonic() + max(0.0, graceful_timeout),
+        return self._stop_leftovers(linux.Tree(), stop_signal, time.monotonic() + max(0.0, graceful_timeout),
                                     send or linux.kill, report=True)
 
     def _stop_leftovers(self, tree: linux.Tree, stop_signal: int, deadline: float, send, report: bool) -> list[int]:
@@ -526,18 +521,14 @@ class Process:
 
     def kill_tree(self) -> None:
         """SIGKILL the child, its process group and its descendants at once (forced shutdown)."""
-        victims = linux.descendants(self.pid) if self.is_alive() else []
-        self.signal_group(signal.SIGKILL)
-        for pid in [self.pid] + victims if self.is_alive() else victims:
-            linux.kill(pid, signal.SIGKILL)
+        victims = [self.pid, *self.children(recursive=True)] if self.is_alive() else []
+        self._signal_tree(signal.SIGKILL, victims, linux.kill)
 
     def close_pipes(self) -> None:
         for pipe in (self.stdout, self.stderr):
             if pipe is not None:
-                try:
+                with contextlib.suppress(OSError):
                     pipe.close()
-                except OSError:
-                    pass
 
     # -- info ----------------------------------------------------------------------------------------------------
 
@@ -569,49 +560,39 @@ def _rlimit_steps(rlimits: dict) -> list[tuple[int, int]]:
     return steps
 
 
-class _ChildSetup:
+def _child_setup(rlimits: list, uid, gid, groups, pdeathsig, parent_pid: int) -> None:
     """The preexec step, run in the forked child just before exec: rlimits, identity, parent-death signal.
 
     Everything that needs a lookup (limit constants, supplementary groups) was resolved in the parent: only plain
     system calls run here.
     """
-
-    def __init__(self, rlimits: list, uid, gid, groups, pdeathsig, parent_pid: int):
-        self.rlimits = rlimits
-        self.uid = uid
-        self.gid = gid
-        self.groups = groups
-        self.pdeathsig = pdeathsig
-        self.parent_pid = parent_pid
-
-    def __call__(self) -> None:
-        step = "setrlimit"
-        try:
-            for which, value in self.rlimits:
-                try:
-                    resource.setrlimit(which, (value, value))
-                except ValueError:
-                    if which != resource.RLIMIT_NOFILE or value != resource.RLIM_INFINITY:
-                        raise
-                    hard = resource.getrlimit(which)[1]
-                    resource.setrlimit(which, (hard, hard))
-            step = "setgroups/setgid/setuid"
-            if self.groups is not None:
-                os.setgroups(self.groups)
-            if self.gid is not None:
-                os.setgid(self.gid)
-            if self.uid is not None:
-                os.setuid(self.uid)
-            step = "prctl(PR_SET_PDEATHSIG)"
-            if self.pdeathsig:
-                linux.set_parent_death_signal(self.pdeathsig)
-        except (OSError, ValueError) as exc:
-            # gevent's Popen (monkeypatched hosts) hands this exception to the parent as is; the stdlib's keeps
-            # only its class. Either way the parent sees a SubprocessError, which spawn() turns into a SpawnError.
-            raise ChildSetupError(f"{step} failed: {exc}") from None
-        if self.pdeathsig and os.getppid() != self.parent_pid:
-            # The parent died between fork and prctl: the signal would never come, so act on it now.
-            os.kill(os.getpid(), self.pdeathsig)
+    step = "setrlimit"
+    try:
+        for which, value in rlimits:
+            try:
+                resource.setrlimit(which, (value, value))
+            except ValueError:
+                if which != resource.RLIMIT_NOFILE or value != resource.RLIM_INFINITY:
+                    raise
+                hard = resource.getrlimit(which)[1]
+                resource.setrlimit(which, (hard, hard))
+        step = "setgroups/setgid/setuid"
+        if groups is not None:
+            os.setgroups(groups)
+        if gid is not None:
+            os.setgid(gid)
+        if uid is not None:
+            os.setuid(uid)
+        step = "prctl(PR_SET_PDEATHSIG)"
+        if pdeathsig:
+            linux.set_parent_death_signal(pdeathsig)
+    except (OSError, ValueError) as exc:
+        # gevent's Popen (monkeypatched hosts) hands this exception to the parent as is; the stdlib's keeps
+        # only its class. Either way the parent sees a SubprocessError, which spawn() turns into a SpawnError.
+        raise ChildSetupError(f"{step} failed: {exc}") from None
+    if pdeathsig and os.getppid() != parent_pid:
+        # The parent died between fork and prctl: the signal would never come, so act on it now.
+        os.kill(os.getpid(), pdeathsig)
 
 
 class ChildSetupError(subprocess.SubprocessError):

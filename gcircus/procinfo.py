@@ -13,6 +13,8 @@ username, nice ("Zombie" for a zombie child), create_time, age, cmdline (basenam
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import pwd
 import shlex
@@ -29,10 +31,8 @@ ZOMBIE = "Zombie"
 YIELD_AFTER = 0.005  # seconds of reading between two yields to the hub
 
 _SIZE_SYMBOLS = ("K", "M", "G", "T", "P", "E", "Z", "Y")
-_users: dict[int, str] = {}
 _tracked: dict[int, psutil.Process] = {}  # children of watched processes, and gcircusd itself, by pid
 _tracked_after_sweep = 0
-_total_memory: int | None = None
 
 
 def human_size(n: int) -> str:
@@ -51,24 +51,19 @@ def cpu_time(seconds: float) -> str:
     return f"{minutes}:{rest // 100:02d}.{rest % 100:02d}"
 
 
+@functools.cache
 def username(uid: int) -> str:
     """The login name of `uid` (the number as text when it has none); cached, as NSS lookups can be slow."""
-    name = _users.get(uid)
-    if name is None:
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            name = str(uid)
-        _users[uid] = name
-    return name
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
+@functools.cache
 def memory_total() -> int:
     """The machine's physical memory in bytes, read once (the base of every process's `mem` percentage)."""
-    global _total_memory
-    if _total_memory is None:
-        _total_memory = psutil.virtual_memory().total
-    return _total_memory
+    return psutil.virtual_memory().total
 
 
 def guarded(read, default: Any = NA) -> Any:
@@ -103,37 +98,47 @@ def get_info(proc: psutil.Process, interval: float = 0) -> dict:
     if interval > 0:
         guarded(lambda: proc.cpu_percent(None))
         gevent.sleep(interval)
-    info: dict[str, Any] = {}
     with proc.oneshot():
         zombie = guarded(proc.status, None) == psutil.STATUS_ZOMBIE
         memory = guarded(proc.memory_info, None)
-        info["mem_info1"] = human_size(memory.rss) if memory else NA
-        info["mem_info2"] = human_size(memory.vms) if memory else NA
-        info["cpu"] = guarded(lambda: proc.cpu_percent(None))
-        info["mem"] = round(memory.rss * 100.0 / memory_total(), 3) if memory else NA
         times = guarded(proc.cpu_times, None)
-        info["ctime"] = cpu_time(times.user + times.system) if times else NA
-        info["pid"] = proc.pid
-        info["username"] = guarded(lambda: username(proc.uids().real))
-        info["nice"] = ZOMBIE if zombie else guarded(proc.nice)
-        created = guarded(proc.create_time)
-        info["create_time"] = created
-        info["age"] = time.time() - created if isinstance(created, float) else NA
-        info["cmdline"] = program(proc)
-        info["children"] = []
-    return info
+        return info_dict(pid=proc.pid, rss=memory and memory.rss, vms=memory and memory.vms,
+                         cpu=guarded(lambda: proc.cpu_percent(None)), cpu_seconds=times and times.user + times.system,
+                         user=guarded(lambda: username(proc.uids().real)),
+                         nice=ZOMBIE if zombie else guarded(proc.nice), created=guarded(proc.create_time),
+                         cmdline=program(proc))
+
+
+def info_dict(pid: int, rss: int | None, vms: int | None, cpu: Any, cpu_seconds: float | None, user: Any, nice: Any,
+              created: Any, cmdline: Any) -> dict:
+    """Circus's info dict (children left empty) from the values read; None or "N/A" for what could not be read.
+
+    The one place the fields are built, for `stats` (psutil, get_info) and the stats channel (/proc, the sampler).
+    """
+    return {
+        "mem_info1": NA if rss is None else human_size(rss),
+        "mem_info2": NA if vms is None else human_size(vms),
+        "cpu": cpu,
+        "mem": NA if rss is None else round(rss * 100.0 / memory_total(), 3),
+        "ctime": NA if cpu_seconds is None else cpu_time(cpu_seconds),
+        "pid": pid,
+        "username": user,
+        "nice": nice,
+        "create_time": created,
+        "age": time.time() - created if isinstance(created, float) else NA,
+        "cmdline": cmdline,
+        "children": [],
+    }
 
 
 def tracked(pid: int) -> psutil.Process:
     """The cached psutil object for `pid`, replaced when the pid now belongs to another process."""
-    global _tracked_after_sweep
+    global _tracked, _tracked_after_sweep
     proc = _tracked.get(pid)
     if proc is None or not proc.is_running():
         proc = _tracked[pid] = psutil.Process(pid)
-        if len(_tracked) > 2 * _tracked_after_sweep + 64:
-            for old_pid, old in list(_tracked.items()):
-                if not old.is_running():
-                    del _tracked[old_pid]
+        if len(_tracked) > 2 * _tracked_after_sweep + 64:  # grown twice over since the last sweep
+            _tracked = {old_pid: old for old_pid, old in _tracked.items() if old.is_running()}
             _tracked_after_sweep = len(_tracked)
     return proc
 
@@ -142,32 +147,27 @@ def children_info(pids: Iterable[int]) -> list[dict]:
     """Info of each direct child (no grandchildren); children that vanish meanwhile are left out."""
     result = []
     for pid in pids:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             result.append(get_info(tracked(pid)))
-        except psutil.NoSuchProcess:
-            continue
     return result
 
 
-def process_info(process, interval: float = 0) -> dict | str:
+def process_info(process) -> dict | str:
     """Circus's info for a supervised process (a gcircus Process), or "No such process (stopped?)" if it is gone.
 
     Adds to get_info: age (seconds since gcircus spawned it), started (spawn epoch), wid, and its direct children.
-    `interval` as for get_info.
     """
-    proc = process.psutil_process() if process.is_alive() else None
+    proc = process.psutil_process()  # None once the process is gone
     if proc is None:
         return NO_SUCH_PROCESS
     try:
-        info = get_info(proc, interval)
+        info = get_info(proc)
         if info["nice"] == ZOMBIE:  # get_info marks zombies there: the process exited and awaits its reaping
             return NO_SUCH_PROCESS
     except psutil.NoSuchProcess:
         return NO_SUCH_PROCESS
-    info["age"] = process.age()
-    info["started"] = process.started
-    info["children"] = children_info(process.children())
-    info["wid"] = process.wid
+    info.update(age=process.age(), started=process.started, children=children_info(process.children()),
+                wid=process.wid)
     return info
 
 

@@ -16,13 +16,14 @@ line (mean CPU, summed memory, oldest age). Press q to quit.
 """
 from __future__ import annotations
 
+import contextlib
 import curses
 import json
 import sys
 import time
 
 from gcircus import __version__
-from gcircus.cli.usage import CommandLineError, parse_command_line
+from gcircus.cli.usage import EXIT_USAGE, CommandLineError, parse_command_line
 from gcircus.consumer import Consumer
 from gcircus.stats.top import TopView, render
 
@@ -33,19 +34,15 @@ POLL = 0.1
 def show(screen, endpoint: str, process_timeout: float) -> None:
     view = TopView(process_timeout)
     screen.nodelay(True)
-    try:
+    with contextlib.suppress(curses.error):  # a terminal that cannot hide the cursor
         curses.curs_set(0)
-    except curses.error:
-        pass
     painted = 0.0
     with Consumer([b"stat."], endpoint, green=False) as consumer:
         while True:
             event = consumer.recv(POLL)
             while event is not None:
-                try:
+                with contextlib.suppress(ValueError):  # not JSON: skipped
                     view.update(event[0].decode("utf-8", "replace"), json.loads(event[1]))
-                except ValueError:
-                    pass
                 event = consumer.recv(0)
             key = screen.getch()
             if key in (ord("q"), ord("Q")):
@@ -61,10 +58,8 @@ def paint(screen, lines: list[str]) -> None:
     height, width = screen.getmaxyx()
     screen.erase()
     for row, line in enumerate(lines[:height]):
-        try:
+        with contextlib.suppress(curses.error):  # the bottom-right cell, or a terminal shrinking meanwhile
             screen.addstr(row, 0, line[:max(width - 1, 0)])
-        except curses.error:  # the bottom-right cell, or a terminal shrinking meanwhile
-            pass
     screen.refresh()
 
 
@@ -77,11 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         timeout = float(args["--process-timeout"])
     except ValueError:
         print("gcircus-top: --process-timeout must be a number", file=sys.stderr)
-        return 2
-    try:
+        return EXIT_USAGE
+    with contextlib.suppress(KeyboardInterrupt):
         curses.wrapper(show, args["--endpoint"], timeout)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -32,14 +32,14 @@ import gevent
 import gevent.event
 
 from gcircus import __version__
-from gcircus.cli.usage import CommandLineError, parse_command_line
+from gcircus.cli.usage import EXIT_USAGE, CommandLineError, parse_command_line
 from gcircus.logsetup import LoggingSetupError, configure_logging
 from gcircus.stats.channel import StatsLoop, StatsPublisher
 from gcircus.stats.remote import DaemonFollower
 
 log = logging.getLogger("gcircus.stats")
 
-EXIT_OK, EXIT_BIND, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_BIND = 0, 1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ supervision for long; it records how long each sample took and its longest stret
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -18,11 +19,11 @@ import zmq.green as gzmq
 
 from gcircus.control.connection_cap import ConnectionCap
 from gcircus.control.endpoints import bind_private, close_bound
+from gcircus.procinfo import YIELD_AFTER
 from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
 
 log = logging.getLogger(__name__)
 
-YIELD_AFTER = 0.005  # seconds of work between two yields to the hub
 SEND_HWM = 50_000  # a sample of thousands of processes is thousands of messages: keep them for a slow subscriber
 
 # The sources the loop asks on each tick: {watcher topic name: [pids]} and {pid: name} for the supervisor itself.
@@ -73,29 +74,25 @@ class StatsPublisher:
         self.socket = self._cap = None
 
 
+@dataclasses.dataclass(slots=True)
 class SampleTiming:
     """The cost of the last sample: processes, total seconds, and the longest run without yielding to the hub."""
 
-    __slots__ = ("processes", "duration", "longest_pause", "count")
-
-    def __init__(self):
-        self.processes = 0
-        self.duration = 0.0
-        self.longest_pause = 0.0
-        self.count = 0
+    processes: int = 0
+    duration: float = 0.0
+    longest_pause: float = 0.0
+    count: int = 0  # samples taken
 
 
 class StatsLoop:
     """Every `interval` seconds, sample the pids `groups()` names and publish them with their totals."""
 
-    def __init__(self, publisher: StatsPublisher, groups: Groups, circus_pids: CircusPids, interval: float = 1.0,
-                 sockets: Callable[[], list[str]] | None = None):
+    def __init__(self, publisher: StatsPublisher, groups: Groups, circus_pids: CircusPids, interval: float = 1.0):
         if not interval > 0:
             raise ValueError(f"the stats interval must be a positive number of seconds, not {interval!r}")
         self.publisher = publisher
         self.groups = groups
         self.circus_pids = circus_pids
-        self.sockets = sockets or (lambda: [])
         self.interval = float(interval)
         self.sampler = ProcessSampler()
         self.timing = SampleTiming()
@@ -118,10 +115,8 @@ class StatsLoop:
                 self.sample_once()
             except Exception:  # noqa: BLE001 - a failed sample must not end the channel
                 log.exception("stats sample failed")
-            due += self.interval
             now = time.monotonic()
-            if due < now:  # a sample longer than the interval: start the next one now, do not try to catch up
-                due = now
+            due = max(due + self.interval, now)  # after a sample longer than the interval, no catching up
             gevent.sleep(due - now)
 
     def sample_once(self) -> None:
@@ -133,9 +128,8 @@ class StatsLoop:
         started = time.monotonic()
         self._slice_start, self._longest = started, 0.0
         outbox: list[tuple[str, dict]] = []
-        sections = list(self.groups().items())
         circus = self.circus_pids()
-        sections.append(("circus", list(circus)))
+        sections = [*self.groups().items(), ("circus", list(circus))]
         count = 0
         for name, pids in sections:
             infos = []
@@ -154,7 +148,7 @@ class StatsLoop:
                 self._maybe_yield()
             count += len(infos)
             outbox.append((f"stat.{name}", aggregate(infos)))
-        outbox.append(("stat.sockets", {"addresses": self.sockets(), "reads": 0}))
+        outbox.append(("stat.sockets", {"addresses": [], "reads": 0}))  # circusd-stats's topic; no socket stats here
         self.sampler.forget_unseen()
         for topic, payload in outbox:
             self.publisher.publish(topic, payload)

@@ -13,20 +13,16 @@ import logging
 import os
 
 import gevent
-import gevent.event
 
 from gcircus.client import CallError, Client
 from gcircus.consumer import Consumer
+from gcircus.events import TOPIC_PREFIX, res_name, split_topic
+from gcircus.stats.service import DAEMON_NAME
 
 log = logging.getLogger(__name__)
 
-DAEMON_NAME = "circusd"
 SELF_NAME = "circusd-stats"
 INTERNAL_WATCHERS = ("circusd-stats", "circushttpd", "circusd")  # Circus's own helpers are shown under `circus`
-
-
-def res_name(name: str) -> str:
-    return name.lower().replace(" ", "_")
 
 
 class DaemonFollower:
@@ -34,13 +30,11 @@ class DaemonFollower:
 
     def __init__(self, endpoint: str, pubsub: str, timeout: float = 5.0, resync: float = 30.0):
         self.endpoint = endpoint
-        self.pubsub = pubsub
         self.resync = resync
         self.client = Client(endpoint, timeout, green=True)
-        self.consumer = Consumer([b"watcher."], pubsub, timeout=0.5, green=True)
+        self.consumer = Consumer([TOPIC_PREFIX.encode()], pubsub, timeout=0.5, green=True)
         self.watchers: dict[str, dict[int, None]] = {}  # an ordered set of pids per watcher
         self.daemon_pid: int | None = None
-        self.synced = gevent.event.Event()
         self._replay: list[tuple[bytes, bytes]] | None = None  # events seen while a sync runs
         self._greenlets: list[gevent.Greenlet] = []
 
@@ -83,15 +77,13 @@ class DaemonFollower:
         self.watchers = watchers
         for topic, body in replay:  # what changed while the lists were read
             self.handle_event(topic, body)
-        self.synced.set()
 
     def handle_event(self, topic: bytes, body: bytes) -> None:
         if self._replay is not None:
             self._replay.append((topic, body))
-        parts = topic.decode("utf-8", "replace").split(".")
-        if len(parts) < 3:
+        watcher, action = split_topic(topic)
+        if not watcher:
             return
-        watcher, action = ".".join(parts[1:-1]), parts[-1]
         try:
             msg = json.loads(body)
         except ValueError:

@@ -41,19 +41,16 @@ class _Tracked:
         self.cpu_seconds: float | None = None
         self.sampled_at = 0.0
         self.samples = 0
-        self.create_time: Any = NA
-        self.username: Any = NA
-        self.program: Any = NA
         self.refresh()
 
     def refresh(self) -> None:
-        """Read what does not change each second: creation time, user name, program name."""
+        """Read what does not change each second: creation time, user name, program name ("N/A" if unreadable)."""
         try:
             proc = psutil.Process(self.pid)
             with proc.oneshot():
-                self.create_time = procinfo.guarded(proc.create_time)
-                self.username = procinfo.guarded(lambda: procinfo.username(proc.uids().real))
-                self.program = procinfo.program(proc)
+                self.create_time: Any = procinfo.guarded(proc.create_time)
+                self.username: Any = procinfo.guarded(lambda: procinfo.username(proc.uids().real))
+                self.program: Any = procinfo.program(proc)
         except psutil.NoSuchProcess:
             raise ProcessGone(self.pid) from None
 
@@ -90,27 +87,13 @@ class ProcessSampler:
         else:
             cpu = round((cpu_seconds - tracked.cpu_seconds) / (now - tracked.sampled_at) * 100, 1)
         tracked.cpu_seconds, tracked.sampled_at = cpu_seconds, now
-        vms, rss = int(sizes[0]) * _PAGE, int(sizes[1]) * _PAGE
-        created = tracked.create_time
-        return {
-            "mem_info1": procinfo.human_size(rss),
-            "mem_info2": procinfo.human_size(vms),
-            "cpu": cpu,
-            "mem": round(rss * 100.0 / procinfo.memory_total(), 3),
-            "ctime": procinfo.cpu_time(cpu_seconds),
-            "pid": pid,
-            "username": tracked.username,
-            "nice": stat.nice,
-            "create_time": created,
-            "age": time.time() - created if isinstance(created, float) else NA,
-            "cmdline": tracked.program,
-            "children": [],
-        }
+        return procinfo.info_dict(pid=pid, rss=int(sizes[1]) * _PAGE, vms=int(sizes[0]) * _PAGE, cpu=cpu,
+                                  cpu_seconds=cpu_seconds, user=tracked.username, nice=stat.nice,
+                                  created=tracked.create_time, cmdline=tracked.program)
 
     def forget_unseen(self) -> None:
         """Drop the state of processes not sampled since the previous call (they left their watcher)."""
-        for pid in [pid for pid in self._tracked if pid not in self._seen]:
-            del self._tracked[pid]
+        self._tracked = {pid: tracked for pid, tracked in self._tracked.items() if pid in self._seen}
         self._seen = set()
 
 

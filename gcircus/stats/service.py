@@ -24,27 +24,20 @@ class StatsService:
         self.endpoint = endpoint
         self.publisher = StatsPublisher(endpoint, context, bool(arbiter.allow_remote_endpoints))
         self.loop = StatsLoop(self.publisher, self._groups, self._circus_pids, interval)
+        # The loop's interval never changes, and its timing (the cost of the last sample) is updated in place.
+        self.interval, self.timing = self.loop.interval, self.loop.timing
 
     @classmethod
     def for_arbiter(cls, arbiter) -> StatsService:
         """The service an arbiter runs when `statsd` is on: its stats_endpoint, stats_interval and zmq context."""
         return cls(arbiter, arbiter.stats_endpoint or DEFAULT_STATS_ENDPOINT, arbiter.stats_interval, arbiter.context)
 
-    @property
-    def interval(self) -> float:
-        return self.loop.interval
-
-    @property
-    def timing(self):
-        """The cost of the last sample (`SampleTiming`)."""
-        return self.loop.timing
-
     def start(self) -> None:
         """Bind the stats endpoint (OSError if it cannot be bound) and start sampling."""
         if self.publisher.socket is None:
             self.publisher.bind()
         self.loop.start()
-        log.info("publishing stats on %s every %g s", self.endpoint, self.loop.interval)
+        log.info("publishing stats on %s every %g s", self.endpoint, self.interval)
 
     def close(self) -> None:
         self.loop.stop()
