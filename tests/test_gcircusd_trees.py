@@ -56,6 +56,18 @@ def forks_escaping_child(tmp_path, record, double_fork: bool) -> str:
     return f"{sys.executable} {script} {record} {'double' if double_fork else 'single'}"
 
 
+def started_escaper(daemon, record) -> tuple[int, int]:
+    """The escaper watcher's process and the process it let escape, once both run.
+
+    With the double fork the escaped process is re-parented to gcircusd, maybe before the watcher's process is seen:
+    gcircusd then has two children, and the watcher's process is the one that is not the escaped one.
+    """
+    wait_for(lambda: "gcircusd running" in daemon.output(), message="gcircusd running")
+    [escaped] = wait_for(lambda: read_pids(record), message="escaped process")
+    [child] = wait_for(lambda: [pid for pid in daemon.children() if pid != escaped], message="the watcher's process")
+    return child, escaped
+
+
 @pytest.mark.parametrize("stop_children", ["false", "true"])
 def test_shell_with_background_children_leaves_nothing(tmp_path, daemon_factory, stop_children):
     config = make_config(tmp_path, f"""
@@ -83,8 +95,7 @@ def test_escaped_descendant_is_stopped_with_gcircusd(tmp_path, daemon_factory, d
         graceful_timeout = 2
         """)
     daemon = daemon_factory(config)
-    [child] = started(daemon, 1)
-    [escaped] = wait_for(lambda: read_pids(record), message="escaped process")
+    child, escaped = started_escaper(daemon, record)
     assert os.getsid(escaped) != os.getsid(child) and os.getpgid(escaped) != os.getpgid(child)
     if double_fork:
         wait_for(lambda: escaped in daemon.children(), message="orphan re-parented to gcircusd")
@@ -101,8 +112,7 @@ def test_adopted_orphan_is_reaped_when_it_dies(tmp_path, daemon_factory):
         cmd = {forks_escaping_child(tmp_path, record, double_fork=True)}
         """)
     daemon = daemon_factory(config)
-    started(daemon, 1)
-    [orphan] = wait_for(lambda: read_pids(record), message="orphan")
+    _, orphan = started_escaper(daemon, record)
     wait_for(lambda: orphan in linux.children(daemon.pid), message="orphan re-parented to gcircusd")
     os.kill(orphan, signal.SIGKILL)
     # gcircusd is its parent now: it must reap it, or a zombie stays in the process table.
