@@ -21,17 +21,15 @@ from types import SimpleNamespace
 
 import gevent
 import gevent.event
-import gevent.lock
 
 from gcircus import linux
-from gcircus import reload as config_reload
-from gcircus.service import CoalescedRuns, Service
+from gcircus.options import DEFAULT_STATS_ENDPOINT
+from gcircus.service import Service
 from gcircus.sockets import OnDemand, Sockets
 from gcircus.watcher import Watcher
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STATS = "tcp://127.0.0.1:5557"
 
 
 class DuplicateWatcher(ValueError):
@@ -60,7 +58,7 @@ class Arbiter:
         self.prereload_fn = prereload_fn
         self.context = context
         self.statsd = statsd  # config and get_arbiter turn it on for a stats_endpoint given alone, as Circus does
-        self.stats_endpoint = stats_endpoint or (DEFAULT_STATS if statsd else None)
+        self.stats_endpoint = stats_endpoint or (DEFAULT_STATS_ENDPOINT if statsd else None)
         self.multicast_endpoint = multicast_endpoint
         self.plugins = list(plugins or [])
         self.sockets = Sockets(sockets)  # name -> CircusSocket; bound in start(), closed in stop()
@@ -97,10 +95,6 @@ class Arbiter:
         self._services_stopper: gevent.Greenlet | None = None
         self._starter: gevent.Greenlet | None = None
         self._background_stop: gevent.Greenlet | None = None
-        self.loaded_config = None  # the gcircus.config.Config it was built from, updated by each applied reload
-        self._reload_lock = gevent.lock.Semaphore()  # one reload or restart from the file at a time
-        self._background_reloads = CoalescedRuns(self.reload_from_config, "reloadconfig")
-        self._background_restarts = CoalescedRuns(self.restart, "restart")
         self._stopped = gevent.event.Event()
         self._stopped.set()
         self.running = False
@@ -307,8 +301,6 @@ class Arbiter:
         """
         for watcher in self.watchers:  # queued commands would run before the stop: cancel them, refuse new ones
             watcher.refuse_commands("cancelled: gcircusd is shutting down")
-        self._background_reloads.stop()  # the file is not applied to a system that is shutting down
-        self._background_restarts.stop()
         self._stop_services(before_watchers=True)
         for watcher in list(self._on_demand):
             self._disarm_on_demand(watcher)
@@ -352,47 +344,10 @@ class Arbiter:
         for watcher in self.iter_watchers():
             watcher.reload(graceful=graceful, sequential=sequential)
 
-    # -- the configuration file (gcircus.reload) --------------------------------------------------------------------
-
-    def plan_reload(self) -> dict:
-        """What reloadconfig would change (the plan, as a dict); ConfigError if the file is bad. Changes nothing."""
-        return config_reload.prepare(self).as_dict()
-
-    def reload_from_config(self, dry_run: bool = False) -> dict:
-        """Re-read config_path and apply what changed (gcircus.reload); return the plan. ConfigError changes nothing."""
-        with self._reload_lock:
-            return config_reload.reload_from_config(self, dry_run=dry_run)
-
-    def request_reload(self) -> None:
-        """reload_from_config() in the background: one run at a time, requests made meanwhile served by one more."""
-        self._background_reloads.request()
-
-    @property
-    def loaded_from_file(self) -> bool:
-        return bool(self.config_path) and self.loaded_config is not None
-
-    def check_restart(self) -> None:
-        """ConfigError if restart() would fail before stopping anything: the file does not load or its new sockets
-        cannot be bound (nothing changes either way). Nothing to check for an arbiter not loaded from a file."""
-        if self.loaded_from_file:
-            config_reload.check_restart(self)
-
     def restart(self) -> None:
-        """Stop every watcher (lowest priority first), then start the autostart ones (highest first).
-
-        An arbiter loaded from a config file re-reads it first, as Circus does: the file is validated (ConfigError,
-        nothing changed, if it is bad) and, once every watcher is stopped, applied as reloadconfig applies it.
-        """
-        if not self.loaded_from_file:
-            self.stop_watchers()
-            self.start_watchers()
-            return
-        with self._reload_lock:
-            config_reload.restart_from_config(self)
-
-    def request_restart(self) -> None:
-        """restart() in the background, coalesced as request_reload() is; a failure is logged."""
-        self._background_restarts.request()
+        """Stop every watcher (lowest priority first), then start the autostart ones (highest first)."""
+        self.stop_watchers()
+        self.start_watchers()
 
     def stop_watchers(self, graceful: bool = True) -> None:
         """Stop every watcher, lowest priority first, each priority level in parallel (graceful: see stop())."""

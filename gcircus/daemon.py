@@ -11,7 +11,10 @@ import logging
 import os
 from collections.abc import Callable
 
+import gevent.lock
+
 from gcircus import arbiter as core
+from gcircus import reload as config_reload
 from gcircus.config import Config, load_config
 from gcircus.control.discovery import DiscoveryError, DiscoveryResponder, parse_multicast_endpoint
 from gcircus.control.endpoints import EndpointNotAllowed, check_bind_allowed
@@ -20,6 +23,7 @@ from gcircus.control.server import ControlServer
 from gcircus.errors import ConfigError
 from gcircus.options import CIRCUS_OPTIONS, PARSE
 from gcircus.plugins import PluginManager
+from gcircus.service import CoalescedRuns
 from gcircus.stats import StatsService
 from gcircus.watcher import Watcher
 
@@ -103,6 +107,52 @@ class Arbiter(core.Arbiter):
             self.attach(Channel(self, name, wanted, build, optional))
         self.attach(HttpdRefusal(self))
         self.attach(self.plugin_manager, stop_before_watchers=True)
+        self.loaded_config: Config | None = None  # what it was built from, updated by each applied reload
+        self._reload_lock = gevent.lock.Semaphore()  # one reload or restart from the file at a time
+        # Attached last, so stopped first: the file is not applied to a system that is shutting down.
+        self._background_reloads = CoalescedRuns(self.reload_from_config, "reloadconfig")
+        self._background_restarts = CoalescedRuns(self.restart, "restart")
+        for runs in (self._background_reloads, self._background_restarts):
+            self.attach(runs, stop_before_watchers=True)
+
+    # -- the configuration file (gcircus.reload) --------------------------------------------------------------------
+
+    def plan_reload(self) -> dict:
+        """What reloadconfig would change (the plan, as a dict); ConfigError if the file is bad. Changes nothing."""
+        return config_reload.prepare(self).as_dict()
+
+    def reload_from_config(self, dry_run: bool = False) -> dict:
+        """Re-read config_path and apply what changed (gcircus.reload); return the plan. ConfigError changes nothing."""
+        with self._reload_lock:
+            return config_reload.reload_from_config(self, dry_run=dry_run)
+
+    def request_reload(self) -> None:
+        """reload_from_config() in the background: one run at a time, requests made meanwhile served by one more."""
+        self._background_reloads.request()
+
+    @property
+    def loaded_from_file(self) -> bool:
+        return bool(self.config_path) and self.loaded_config is not None
+
+    def check_restart(self) -> None:
+        """ConfigError if restart() would fail before stopping anything: the file does not load or its new sockets
+        cannot be bound (nothing changes either way). Nothing to check for an arbiter not loaded from a file."""
+        if self.loaded_from_file:
+            config_reload.check_restart(self)
+
+    def restart(self) -> None:
+        """Stop every watcher, then start the autostart ones; one loaded from a file re-reads it first, as Circus
+        does: the file is validated (ConfigError, nothing changed, if it is bad) and, once every watcher is stopped,
+        applied as reloadconfig applies it."""
+        if not self.loaded_from_file:
+            super().restart()
+            return
+        with self._reload_lock:
+            config_reload.restart_from_config(self)
+
+    def request_restart(self) -> None:
+        """restart() in the background, coalesced as request_reload() is; a failure is logged."""
+        self._background_restarts.request()
 
     @classmethod
     def load_from_config(cls, config_file: str, **overrides) -> Arbiter:

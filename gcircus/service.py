@@ -40,13 +40,16 @@ class CoalescedRuns:
         self.requested = False
         self.greenlet: gevent.Greenlet | None = None
 
+    def start(self) -> None:
+        """Nothing to start (a Service of its owner): runs begin on request."""
+
     def request(self) -> None:
         self.requested = True
         if self.greenlet is None or self.greenlet.dead:
             self.greenlet = gevent.spawn(self._run_while_requested)
 
     def stop(self) -> None:
-        """Drop a pending request and kill a run in progress (its owner is shutting down)."""
+        """Drop a pending request and kill a run in progress (its owner is shutting down: nothing more is applied)."""
         self.requested = False
         greenlet, self.greenlet = self.greenlet, None
         if greenlet is not None and greenlet is not gevent.getcurrent():
