@@ -331,8 +331,7 @@ class Arbiter:
     def kill_all(self) -> None:
         """SIGKILL every process tree now; stops already in progress then finish at once (forced shutdown)."""
         for watcher in self.watchers:
-            for process in list(watcher.processes.values()) + list(watcher._retiring.values()):
-                process.kill_tree()
+            watcher.kill_trees()
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
         return self._stopped.wait(timeout)

@@ -110,7 +110,7 @@ class Client:
         self.endpoint = endpoint
         self.timeout = float(timeout)
         self.green = want_green() if green is None else bool(green)
-        self._zmq, self.context = _flavour(self.green, context)
+        self._zmq, self.context = zmq_flavour(self.green, context)
         self._socket = None
         self._monitor = None
         self._connected = False
@@ -263,7 +263,7 @@ class Client:
     _lost = ""
 
 
-def _flavour(green: bool, context) -> tuple[Any, Any]:
+def zmq_flavour(green: bool, context) -> tuple[Any, Any]:
     """The zmq module to use and a context of its kind (sharing the given context's underlying one)."""
     if green:
         import zmq.green as gzmq

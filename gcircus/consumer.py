@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 
 import zmq
 
-from gcircus.client import _flavour, want_green
+from gcircus.client import want_green, zmq_flavour
 from gcircus.options import CIRCUS_OPTIONS
 
 DEFAULT_PUBSUB_ENDPOINT = CIRCUS_OPTIONS["pubsub_endpoint"].default
@@ -26,7 +26,7 @@ class Consumer:
         self.timeout = float(timeout)  # poll interval: how soon iteration notices stop()
         self.topics = [t.encode() if isinstance(t, str) else bytes(t) for t in (topics or [b""])]
         self.green = want_green() if green is None else bool(green)
-        self._zmq, self.context = _flavour(self.green, context)
+        self._zmq, self.context = zmq_flavour(self.green, context)
         self.socket = self.context.socket(zmq.SUB)
         self.socket.linger = 0
         for topic in self.topics:

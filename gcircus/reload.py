@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -220,9 +221,9 @@ def _same_address(old: dict, new: dict) -> bool:
     return all(old.get(key) == new.get(key) for key in _ADDRESS_KEYS)
 
 
-def _spec_socket_names(spec: dict) -> set[str]:
+def _spec_socket_names(spec: Any) -> set[str]:
     """Socket names a watcher spec (or a running watcher) names in cmd/args, plus its stdin_socket."""
-    if isinstance(spec, dict):
+    if isinstance(spec, Mapping):
         spec = SimpleNamespace(name=spec.get("name"), cmd=spec.get("cmd", ""), args=spec.get("args"),
                                stdin_socket=spec.get("stdin_socket"), use_sockets=spec.get("use_sockets"))
     names = named_sockets(spec)
@@ -235,7 +236,7 @@ def _check_socket_users(arbiter, plan: Plan, new_specs: dict) -> None:
     """Refuse removing a socket a staying watcher still names; record who uses each changed/removed socket."""
     removed = set(plan.sockets_removed)
     changed = set(plan.sockets_changed)
-    users = {name: set() for name in removed | changed}
+    users: dict[str, set[str]] = {name: set() for name in removed | changed}
     # The watchers that run after the reload: the file's, plus those added at run time (not in the file).
     staying = [(spec["name"], spec) for spec in new_specs.values()]
     staying += [(name, arbiter.get_watcher(name)) for name in plan.not_in_config]
@@ -435,9 +436,10 @@ def _finish_sockets(arbiter, plan: Plan, retired: list, order: list[str]) -> Non
 
     # A new address: the new processes get the new socket; the old ones serve the old one until they are stopped.
     moved = [name for name in plan.sockets_changed if name not in plan.sockets_rebound]
-    users = {user.lower() for name in moved for user in plan.socket_users.get(name, [])} - done
+    moved_users = {user.lower() for name in moved for user in plan.socket_users.get(name, [])} - done
     rank = {name.lower(): i for i, name in enumerate(order)}
-    for watcher in [by_name[key] for key in sorted(users & by_name.keys(), key=lambda k: rank.get(k, len(order)))]:
+    for watcher in [by_name[key] for key in sorted(moved_users & by_name.keys(),
+                                                   key=lambda k: rank.get(k, len(order)))]:
         if arbiter.running and not watcher.is_stopped():
             log.info("reloadconfig: %s uses a changed socket: graceful reload", watcher.name)
             watcher.reload(graceful=True)
@@ -466,13 +468,9 @@ def _add(arbiter, spec: dict) -> None:
 def _apply_circus(arbiter, plan: Plan) -> None:
     for key in plan.circus_applied:
         _, value = plan.circus_changed[key]
-        if key == "check_delay":
-            arbiter.check_delay = value
-        elif key == "warmup_delay":
-            arbiter.warmup_delay = float(value or 0)
-        elif key == "loglevel":
-            arbiter.loglevel = value
-            if value:
+        if CIRCUS_OPTIONS[key].on_change == APPLY:  # the arbiter reads these where it uses them (parse-only: no)
+            setattr(arbiter, key, value)
+            if key == "loglevel" and value:  # and gcircusd's own logging follows it at once
                 logging.getLogger().setLevel(str(value).upper())
     for key in plan.circus_needs_restart:
         old, new = plan.circus_changed[key]

@@ -98,7 +98,7 @@ class Watcher:
         self.spawn_error: str | None = None  # why the last spawn attempt failed; None once a spawn succeeds
         self._retry_timer: gevent.Greenlet | None = None
         self.flapping_state = ""
-        self.arbiter = None
+        self.arbiter: Any = None  # the Arbiter that registered it, if any
         self.sockets: dict = {}
         self._listeners: list = []
 
@@ -351,10 +351,10 @@ class Watcher:
         return self.numprocesses if self.singleton else self._change_numprocesses(lambda n: max(0, n - nb))
 
     def set_numprocesses(self, n: int) -> int:
-        if n < 0:
-            raise ValueError("numprocesses cannot be negative")
-        if self.singleton and n > 1:
-            raise ValueError("a singleton watcher cannot have more than one process")
+        """Run `n` processes; ValueError, worded as the option table words it, for a count the spec refuses."""
+        problem = self.spec.replace(numprocesses=runtime_options.parse("numprocesses", n)).problem(False)
+        if problem is not None:
+            raise ValueError(problem[1])
         return self._change_numprocesses(lambda _: n)
 
     def _change_numprocesses(self, change) -> int:
@@ -377,6 +377,11 @@ class Watcher:
             with self._lock:
                 if self._status == ACTIVE:
                     self._fill()
+
+    def kill_trees(self) -> None:
+        """SIGKILL the tree of every process, running or being stopped, now (a forced shutdown)."""
+        for process in [*self.processes.values(), *self._retiring.values()]:
+            process.kill_tree()
 
     def detach(self) -> None:
         """Give up managing the processes without stopping them (`rm --nostop`): they run on, unsupervised.

@@ -10,6 +10,7 @@ import json
 import logging
 import socket
 import struct
+from typing import Any
 from urllib.parse import urlparse
 
 import gevent
@@ -42,7 +43,7 @@ class DiscoveryResponder:
     def __init__(self, multicast_endpoint: str, control_endpoint: str):
         self.group, self.port = parse_multicast_endpoint(multicast_endpoint)
         self.reply = json.dumps({"endpoint": control_endpoint}).encode()
-        self.sock: gsocket.socket | None = None
+        self.sock: Any = None  # a gevent UDP socket while started
         self._loop: gevent.Greenlet | None = None
 
     def start(self) -> None:

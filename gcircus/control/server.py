@@ -8,6 +8,7 @@ bounded pool (gcircus.control.operations), so a backlog of them never keeps read
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import gevent
 import gevent.pool
@@ -51,7 +52,7 @@ class ControlServer:
         self.max_message_size = max_message_size
         self.endpoint_owner = endpoint_owner
         self.allow_remote = allow_remote
-        self.socket = None
+        self.socket: Any = None
         self._loop: gevent.Greenlet | None = None
         self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
         self._operations = Operations()
@@ -138,7 +139,7 @@ class ControlServer:
             name = message["command"]
             command = get_command(name)
             execute = EXECUTORS.get(command.name) if command is not None else None
-            if execute is None:  # help is gcircusctl's own: the daemon does not know it either
+            if command is None or execute is None:  # help is gcircusctl's own: the daemon does not know it either
                 raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
             props = command.validate(message["properties"])
             waiting = bool(props.get("waiting")) and not cast
