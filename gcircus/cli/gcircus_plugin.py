@@ -6,8 +6,8 @@ Usage:
   gcircus-plugin (-h | --help)
 
 Options:
-  --endpoint ENDPOINT   The control endpoint to connect to [default: tcp://127.0.0.1:5555].
-  --pubsub PUBSUB       The event (pub/sub) endpoint to subscribe to [default: tcp://127.0.0.1:5556].
+  --endpoint ENDPOINT   The control endpoint to connect to [default: {DEFAULT_ENDPOINT}].
+  --pubsub PUBSUB       The event (pub/sub) endpoint to subscribe to [default: {DEFAULT_PUBSUB_ENDPOINT}].
   --config CONFIG       The plugin options, as k:v:::k2:v2.
   --check-delay DELAY   The supervisor's check delay, given to the plugin [default: 5.0].
   --log-level LEVEL     critical, error, warning, info or debug [default: info].
@@ -28,11 +28,14 @@ import sys
 
 import gevent
 
-from gcircus import __version__
+from gcircus import __version__, options
 from gcircus.cli.usage import CommandLineError, parse_command_line
 from gcircus.logsetup import LoggingSetupError, configure_logging
 from gcircus.plugins.base import CircusPlugin, str_to_cfg
 from gcircus.plugins.manager import is_circus_plugin_class, load_plugin_class
+
+# The usage text names the default endpoints; docopt reads the [default: ...] ones from it.
+__doc__ = __doc__.format_map(vars(options))
 
 log = logging.getLogger("gcircus.plugin")
 

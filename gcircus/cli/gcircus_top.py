@@ -6,7 +6,7 @@ Usage:
   gcircus-top (-h | --help)
 
 Options:
-  --endpoint E          The stats endpoint to read [default: tcp://127.0.0.1:5557].
+  --endpoint E          The stats endpoint to read [default: {DEFAULT_STATS_ENDPOINT}].
   --process-timeout N   Seconds after which a process whose stats stopped coming is dropped [default: 3].
   --version             Print the version and exit.
   -h --help             Show this help.
@@ -22,10 +22,13 @@ import json
 import sys
 import time
 
-from gcircus import __version__
+from gcircus import __version__, options
 from gcircus.cli.usage import EXIT_USAGE, CommandLineError, parse_command_line
 from gcircus.consumer import Consumer
 from gcircus.stats.top import TopView, render
+
+# The usage text names the default endpoints; docopt reads the [default: ...] ones from it.
+__doc__ = __doc__.format_map(vars(options))
 
 REPAINT_EVERY = 1.0
 POLL = 0.1

@@ -18,8 +18,8 @@ Options:
 Without a command, gcircusctl opens an interactive shell. `gcircusctl help COMMAND` describes one command; its
 options (such as --waiting) go after the command name, and `--` ends them.
 The control endpoint is --endpoint, else the `endpoint` of the config given with -c, else $GCIRCUSCTL_ENDPOINT
-(or $CIRCUSCTL_ENDPOINT), else tcp://127.0.0.1:5555. `listen` uses --endpoint, else the config's `pubsub_endpoint`, else
-tcp://127.0.0.1:5556.
+(or $CIRCUSCTL_ENDPOINT), else {DEFAULT_ENDPOINT}. `listen` uses --endpoint, else the config's `pubsub_endpoint`, else
+{DEFAULT_PUBSUB_ENDPOINT}.
 Exit codes: 0 ok, 1 no reply (no daemon at the endpoint, or no answer in time), 2 bad command line,
 3 the daemon answered with an error.
 """
@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import sys
 
-from gcircus import __version__
+from gcircus import __version__, options
 from gcircus.cli.ctlshell import ControlShell
 from gcircus.cli.session import EXIT_OK, EXIT_USAGE, Session, UsageError, full_help, parse_timeout
 from gcircus.cli.usage import CommandLineError, parse_command_line
+
+# The usage text names the default endpoints; docopt reads the [default: ...] ones from it.
+__doc__ = __doc__.format_map(vars(options))
 
 
 def main(argv: list[str] | None = None) -> int:

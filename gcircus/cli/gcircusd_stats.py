@@ -6,9 +6,9 @@ Usage:
   gcircusd-stats (-h | --help)
 
 Options:
-  --endpoint E          The daemon's control endpoint [default: tcp://127.0.0.1:5555].
-  --pubsub P            The daemon's event (pubsub) endpoint [default: tcp://127.0.0.1:5556].
-  --statspoint S        Where to publish the stats [default: tcp://127.0.0.1:5557].
+  --endpoint E          The daemon's control endpoint [default: {DEFAULT_ENDPOINT}].
+  --pubsub P            The daemon's event (pubsub) endpoint [default: {DEFAULT_PUBSUB_ENDPOINT}].
+  --statspoint S        Where to publish the stats [default: {DEFAULT_STATS_ENDPOINT}].
   --interval N          Seconds between two samples [default: 1.0].
   --allow-remote-endpoints
                         Allow --statspoint to be a non-loopback TCP address.
@@ -31,11 +31,14 @@ import sys
 import gevent
 import gevent.event
 
-from gcircus import __version__
+from gcircus import __version__, options
 from gcircus.cli.usage import EXIT_USAGE, CommandLineError, parse_command_line
 from gcircus.logsetup import LoggingSetupError, configure_logging
 from gcircus.stats.channel import StatsLoop, StatsPublisher
 from gcircus.stats.remote import DaemonFollower
+
+# The usage text names the default endpoints; docopt reads the [default: ...] ones from it.
+__doc__ = __doc__.format_map(vars(options))
 
 log = logging.getLogger("gcircus.stats")
 
