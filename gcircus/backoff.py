@@ -15,26 +15,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gcircus.options import defaults
+
 OK, BACKOFF, GIVE_UP = "ok", "backoff", "give_up"
-SETTINGS = ("attempts", "window", "retry_in", "max_retry")  # the fields a watcher's `flapping` options set
+SETTINGS = defaults("flapping")  # the fields a watcher's `flapping` options set, and their defaults (Circus's)
 
 
 @dataclass
 class CrashLoopGuard:
     """Counts unexpected exits of one watcher and says when to back off."""
 
-    attempts: int = 2  # the defaults are Circus's
-    window: float = 1.0
-    retry_in: float = 7.0
-    max_retry: int = 5
+    attempts: int = SETTINGS["attempts"]
+    window: float = SETTINGS["window"]
+    retry_in: float = SETTINGS["retry_in"]
+    max_retry: int = SETTINGS["max_retry"]
     exits: list[float] = field(default_factory=list)
     tries: int = 0
     pauses: list[tuple[float, float]] = field(default_factory=list)  # (began, ended): waits left out of the window
 
     @classmethod
     def from_config(cls, conf: dict | None) -> CrashLoopGuard:
-        """The guard for these `flapping` options; each value is converted to the type of its field's default."""
-        return cls(**{key: type(getattr(cls, key))(value) for key, value in (conf or {}).items()
+        """The guard for these `flapping` options; each value is converted to the type of its option's default."""
+        return cls(**{key: type(SETTINGS[key])(value) for key, value in (conf or {}).items()
                       if key in SETTINGS and value is not None})
 
     def record_exit(self, when: float) -> str:

@@ -15,8 +15,8 @@ naming the file, section, option and value.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
+import functools
 import glob
 import logging
 import os
@@ -32,6 +32,7 @@ from gcircus import config_sections
 from gcircus import options as opts
 from gcircus.errors import ConfigError, InvalidValue, quote_value, shorten
 from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
+from gcircus.suggest import closest
 from gcircus.watcher_spec import TYPO_CUTOFF, WatcherSpec
 
 log = logging.getLogger("gcircus.config")
@@ -248,6 +249,8 @@ def _error(reason: str, section: Section, key: str | None = None, entry: Entry |
 def _convert(convert: Any, raw: str, section: Section, key: str, entry: Entry) -> Any:
     try:
         return convert(raw)
+    except opts.UnknownStreamClass as exc:
+        raise _error("unknown stream class", section, key, entry, raw, suggestion=exc.suggestion) from None
     except InvalidValue as exc:
         raise _error(exc.reason, section, key, entry, raw) from None
     except ValueError as exc:
@@ -344,13 +347,6 @@ def _watcher_env(name: str, env: dict, env_sections: list[tuple[list[str], Secti
     return result
 
 
-def _parse_hook(raw: str, section: Section, key: str, entry: Entry) -> tuple[str, bool]:
-    path, comma, flag = raw.partition(",")
-    dotted = _convert(opts.to_dotted, path, section, key, entry)
-    ignore = _convert(opts.to_bool, flag.strip(), section, key, entry) if comma else False
-    return dotted, ignore
-
-
 def _watcher_member(w: dict, key: str, raw: str, section: Section, entry: Entry) -> bool:
     """Fold a member of an option family (rlimit_*, streams, hooks.*, flapping.*) into `w`; False for other keys."""
     family = opts.family_member(key)
@@ -358,32 +354,16 @@ def _watcher_member(w: dict, key: str, raw: str, section: Section, entry: Entry)
         return False
     field, member = family
     problem = opts.member_problem(field, member)
-    if field == "flapping":
-        meant = opts.suggest(member, "flapping")
-        if problem is None:
-            w["flapping"][member] = _convert(opts.FLAPPING_OPTIONS[member].parse, raw, section, key, entry)
-        elif meant:
-            raise _error(f"unknown option {quote_value(key)}", section, key, entry, raw,
-                         suggestion=f"flapping.{meant}")
-        w["options"][key] = raw
-    elif field == "hooks" and problem:
-        close = difflib.get_close_matches(member, opts.HOOK_NAMES, n=1, cutoff=0.6)
-        raise _error(f"unknown hook {quote_value(member)}", section, key, entry,
-                     suggestion=f"hooks.{close[0]}" if close else None)
-    elif problem:
-        raise _error(problem, section, key, entry, raw)
-    elif field == "rlimits":
-        w["rlimits"][member] = _convert(opts.to_rlimit, raw, section, key, entry)
-    elif field == "hooks":
-        w["hooks"][member] = _parse_hook(raw, section, key, entry)
-    else:
-        if member == "class":
-            try:
-                opts.check_stream_class(raw)
-            except opts.UnknownStreamClass as exc:
-                raise _error("unknown stream class", section, key, entry, raw, suggestion=exc.suggestion) from None
-        w[field][member] = _convert(opts.check_exec_text, raw, section, key, entry)
-    return True
+    if problem:
+        meant = {"hooks": closest(member, opts.HOOK_NAMES), "flapping": opts.suggest(member, "flapping")}.get(field)
+        if field == "flapping" and not meant:  # no typo of a flapping option: a free-form option, as in Circus
+            w["options"][key] = raw
+            return True
+        raise _error(problem, section, key, entry, raw, suggestion=f"{key[:-len(member)]}{meant}" if meant else None)
+    value = _convert(functools.partial(opts.parse_member, field, member), raw, section, key, entry)
+    if value is None:  # an empty hook: a file names one, refused as to_dotted refuses it (`set` removes one so)
+        _convert(opts.to_dotted, raw, section, key, entry)
+    return opts.fold(w, key, value, mirror=raw)
 
 
 def _load_watcher(section: Section, defaults: dict, env: dict, global_env: dict, env_sections: list) -> WatcherSpec:

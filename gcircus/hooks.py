@@ -20,13 +20,9 @@ from collections.abc import Callable
 
 import gevent
 
-from gcircus.options import HOOK_NAMES
+from gcircus.options import HOOKS_IGNORED_BY_DEFAULT, member_problem
 
 log = logging.getLogger(__name__)
-
-
-# Failures of these hooks never change what the watcher does (Circus's default ignore list).
-IGNORED_BY_DEFAULT = frozenset({"before_stop", "after_stop", "before_signal", "after_signal", "extended_stats"})
 
 
 class HookTimeout(Exception):
@@ -77,14 +73,14 @@ class Hooks:
     def __init__(self, hooks: dict | None, timeout: float = 30.0):
         self.timeout = timeout
         self.callables: dict[str, Callable] = {}
-        self.ignore_failure: set[str] = set(IGNORED_BY_DEFAULT)
+        self.ignore_failure: set[str] = set(HOOKS_IGNORED_BY_DEFAULT)
         for name, spec in (hooks or {}).items():
             self.set(name, spec)
 
     def set(self, name: str, spec) -> None:
         """Install hook `name` from `(callable_or_dotted, ignore_failure)` or a bare callable/dotted name."""
-        if name not in HOOK_NAMES:
-            raise ValueError(f"unknown hook {name!r} (hooks are {', '.join(HOOK_NAMES)})")
+        if problem := member_problem("hooks", name):
+            raise ValueError(problem)
         target, ignore = (spec if isinstance(spec, (tuple, list)) else (spec, False))
         if isinstance(target, str):
             try:
@@ -96,7 +92,7 @@ class Hooks:
         self.callables[name] = target
         if ignore:
             self.ignore_failure.add(name)
-        elif name not in IGNORED_BY_DEFAULT:
+        elif name not in HOOKS_IGNORED_BY_DEFAULT:
             self.ignore_failure.discard(name)
 
     def __contains__(self, name: str) -> bool:

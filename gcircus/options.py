@@ -20,13 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gcircus.errors import InvalidValue
+from gcircus.errors import InvalidValue, quote_value
 from gcircus.suggest import closest
 
 SECTIONS = ("circus", "watcher", "socket", "plugin", "flapping")
 
 HOOK_NAMES = ("before_start", "after_start", "before_spawn", "after_spawn", "before_stop", "after_stop",
               "before_signal", "after_signal", "before_reap", "after_reap", "extended_stats")
+# Failures of these hooks never change what the watcher does (Circus's default ignore list).
+HOOKS_IGNORED_BY_DEFAULT = frozenset({"before_stop", "after_stop", "before_signal", "after_signal", "extended_stats"})
 
 # The stream classes gcircus ships (gcircus.streams.sinks), by the name a `class` option gives them in any case.
 STREAM_CLASS_NAMES = ("FileStream", "WatchedFileStream", "TimedRotatingFileStream", "QueueStream", "StdoutStream",
@@ -241,6 +243,22 @@ def to_dotted(value: Any) -> str:
     return text
 
 
+@_typed("str")
+def to_hook(value: Any) -> tuple[str, bool] | None:
+    """A hook, `dotted[, ignore_failure]` or `[dotted, ignore_failure]`, as (dotted, ignore_failure); empty or null
+    means no hook (None). The config loader, `set`/`add` and gcircusctl all read a hook with this."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, (list, tuple)) and len(value) in (1, 2):
+        dotted, flag = value[0], (value[1] if len(value) == 2 else False)
+    elif isinstance(value, str):
+        dotted, comma, flag = value.partition(",")
+        flag = flag.strip() if comma else False
+    else:
+        raise ValueError("expected 'dotted.path[, ignore_failure]'")
+    return to_dotted(dotted), to_bool(flag)
+
+
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
@@ -330,6 +348,11 @@ class Option:
     # Changes only how many processes run, when, and how they are stopped or retried: not what runs nor as whom
     # (the only options an endpoint_owner client may set on a watcher that does not run as the owner).
     scheduling: bool = False
+    # Why a true value acts inside gcircusd, as its user, whatever the watcher runs as (hooks run there...): an
+    # endpoint_owner client may not set it on any watcher.
+    daemon_side: str | None = None
+    global_rank: int | None = None  # where the `globaloptions` reply lists this [circus] key (Circus's order)
+    whole_number: bool = False  # a whole value is replied as an int, as circusd does (Circus refuses fractions)
 
     @property
     def live(self) -> bool:
@@ -351,6 +374,11 @@ class Option:
     def is_prefix(self) -> bool:
         """True for families of options such as ``hooks.*`` or ``rlimit_*``."""
         return self.name.endswith("*")
+
+    @property
+    def family(self) -> str | None:
+        """The watcher field a family's members fold into (`rlimits` for rlimit_*), None for a plain option."""
+        return FAMILIES.get(self.name[:-1]) if self.is_prefix else None
 
     def parse(self, value: Any) -> Any:
         """Convert *value* and check it against the minimum; InvalidValue says why."""
@@ -379,17 +407,24 @@ _SCHED = {"scheduling": True}
 _NON_NEGATIVE = {"minimum": 0}
 _NON_NEGATIVE_SCHED = {"minimum": 0, "scheduling": True}
 _RETRIES = {"minimum": -1, "scheduling": True}
+_WHOLE_SCHED = {"minimum": 0, "scheduling": True, "whole_number": True}
+_DAEMON_HOOKS = {"daemon_side": "hooks run inside gcircusd"}
+_DAEMON_STREAMS = {"daemon_side": "gcircusd itself opens stream files and imports stream classes"}
+_DAEMON_SOCKETS = {"daemon_side": "the sockets are gcircusd's, bound with its privileges"}
 
 CIRCUS_OPTIONS = _table("circus", [
-    ("endpoint", _S, "tcp://127.0.0.1:5555", None, "control (ROUTER) endpoint"),
+    ("endpoint", _S, "tcp://127.0.0.1:5555", None, "control (ROUTER) endpoint", {"global_rank": 0}),
     ("endpoint_owner", _OS, None, None, "user owning an ipc:// control socket; requests get that user's rights only"),
-    ("pubsub_endpoint", _S, "tcp://127.0.0.1:5556", None, "event (PUB) endpoint"),
-    ("multicast_endpoint", _OS, None, None, "UDP discovery endpoint; empty or absent means off"),
-    ("stats_endpoint", _S, "tcp://127.0.0.1:5557", None, "stats (PUB) endpoint; setting it turns statsd on"),
+    ("pubsub_endpoint", _S, "tcp://127.0.0.1:5556", None, "event (PUB) endpoint", {"global_rank": 2}),
+    ("multicast_endpoint", _OS, None, None, "UDP discovery endpoint; empty or absent means off",
+     {"global_rank": 4}),
+    ("stats_endpoint", _S, "tcp://127.0.0.1:5557", None, "stats (PUB) endpoint; setting it turns statsd on",
+     {"global_rank": 1}),
     ("statsd", _B, False, None, "publish process stats on stats_endpoint (sampled inside gcircusd)"),
     ("statsd_close_outputs", _B, False, None, "close the stats publisher's stdout/stderr"),
     ("stats_interval", to_positive_float, 1.0, None, "seconds between two samples on the stats channel"),
-    ("check_delay", _F, 5.0, APPLY, "kept for `globaloptions`; gcircus reacts to SIGCHLD, it does not poll"),
+    ("check_delay", _F, 5.0, APPLY, "kept for `globaloptions`; gcircus reacts to SIGCHLD, it does not poll",
+     {"global_rank": 3}),
     ("umask", to_octal, None, None, "umask of gcircusd and its children (octal); empty means inherit"),
     ("warmup_delay", _F, 0.0, APPLY, "seconds to wait between starting two watchers"),
     ("httpd", _B, False, None, "circus-web (not shipped): true only logs a warning"),
@@ -423,8 +458,10 @@ WATCHER_OPTIONS = _table("watcher", [
     ("cmd", check_exec_text, "", _R, "command line, shlex-split at spawn"),
     ("args", check_exec_text, "", _R, "extra arguments appended to cmd"),
     ("numprocesses", _I, 1, _C, "number of processes to keep running", _NON_NEGATIVE_SCHED),
-    ("warmup_delay", _F, 0.0, _C, "seconds between two spawns", _NON_NEGATIVE_SCHED),
-    ("working_dir", to_optional_exec_str, None, _R, "working directory of the children; default gcircusd's"),
+    ("warmup_delay", _F, 0.0, _C, "seconds between two spawns", _WHOLE_SCHED),
+    ("working_dir", to_optional_exec_str, None, _R, "working directory of the children; default gcircusd's",
+     {"daemon_side": "gcircusd enters it before the child becomes the owner, so it may be one the owner cannot "
+                     "reach"}),
     ("shell", _B, False, _R, "run the command through /bin/sh"),
     ("shell_args", to_optional_exec_str, None, None, "extra shell arguments when shell is on"),
     ("executable", to_optional_exec_str, None, None, "program to execute instead of argv[0]"),
@@ -437,11 +474,12 @@ WATCHER_OPTIONS = _table("watcher", [
     ("graceful_timeout", _F, 30.0, _N, "seconds between stop_signal and SIGKILL", _NON_NEGATIVE_SCHED),
     ("priority", _I, 0, None, "higher starts first and stops last", _SCHED),
     ("singleton", _B, False, _C, "at most one process", _SCHED),
-    ("use_sockets", _B, False, None, "let children inherit the gcircus sockets"),
-    ("copy_env", _B, False, _C, "start children from gcircusd's environment"),
+    ("use_sockets", _B, False, None, "let children inherit the gcircus sockets", _DAEMON_SOCKETS),
+    ("copy_env", _B, False, _C, "start children from gcircusd's environment",
+     {"daemon_side": "it hands gcircusd's own environment to the child"}),
     ("copy_path", _B, False, None, "set PYTHONPATH to gcircusd's sys.path (needs copy_env)", None),
-    ("max_age", _F, 0.0, _R, "restart a process after this many seconds; 0 disables", _NON_NEGATIVE_SCHED),
-    ("max_age_variance", _F, 30.0, _R, "random extra seconds added to max_age", _NON_NEGATIVE_SCHED),
+    ("max_age", _F, 0.0, _R, "restart a process after this many seconds; 0 disables", _WHOLE_SCHED),
+    ("max_age_variance", _F, 30.0, _R, "random extra seconds added to max_age", _WHOLE_SCHED),
     ("respawn", _B, True, _C, "respawn processes that exit", _SCHED),
     ("autostart", _B, True, None, "start the watcher with gcircusd", None, _SCHED),
     ("on_demand", _B, False, None, "start when one of the sockets becomes readable"),
@@ -450,16 +488,18 @@ WATCHER_OPTIONS = _table("watcher", [
     ("close_child_stderr", _B, False, _C, "give children /dev/null as stderr"),
     ("virtualenv", to_optional_exec_str, None, None, "virtualenv to run in (needs copy_env)", None),
     ("virtualenv_py_ver", _OS, None, None, "Python X.Y of the virtualenv", None),
-    ("stdin_socket", _OS, None, None, "name of a socket given to children as stdin", None),
+    ("stdin_socket", _OS, None, None, "name of a socket given to children as stdin", None, _DAEMON_SOCKETS),
     ("umask", to_octal, None, None, "umask of the children (octal); empty means inherit", None),
     ("pdeathsig", _B, None, None, "children die with gcircusd; default from [circus] pdeathsig", None),
     ("hook_timeout", _F, 30.0, None, "seconds a hook may run before it counts as failed", None, _NON_NEGATIVE_SCHED),
     ("check_flapping", _B, True, None, "back off when processes crash in a loop", None, _SCHED),
     ("prefix_output", _B, None, None, "prefix unconfigured output lines; default from [circus] prefix_output", None),
     ("rlimit_*", to_rlimit, None, _C, "resource limit RLIMIT_<NAME>; empty means unlimited"),
-    ("stdout_stream.*", _S, None, _C, "stdout sink options (class, filename, ...)", "stdout_stream_conf"),
-    ("stderr_stream.*", _S, None, _C, "stderr sink options (class, filename, ...)", "stderr_stream_conf"),
-    ("hooks.*", _S, None, _C, "hook: dotted.path[, ignore_failure]"),
+    ("stdout_stream.*", _S, None, _C, "stdout sink options (class, filename, ...)", "stdout_stream_conf",
+     _DAEMON_STREAMS),
+    ("stderr_stream.*", _S, None, _C, "stderr sink options (class, filename, ...)", "stderr_stream_conf",
+     _DAEMON_STREAMS),
+    ("hooks.*", _S, None, _C, "hook: dotted.path[, ignore_failure]", _DAEMON_HOOKS),
     ("flapping.*", _S, None, _C, "per-watcher override of a [flapping] option", _SCHED),
 ])
 
@@ -467,9 +507,9 @@ WATCHER_OPTIONS = _table("watcher", [
 # environment, and Circus's name for flapping.retry_in. Their values are JSON objects (see runtime_options).
 RUNTIME_OBJECT_OPTIONS = _table("watcher", [
     ("env", _S, None, _R, "the children's environment variables (in a file: [env:NAME] sections)"),
-    ("hooks", _S, None, _C, "every hook at once"),
-    ("stdout_stream", _S, None, _C, "every stdout sink option at once"),
-    ("stderr_stream", _S, None, _C, "every stderr sink option at once"),
+    ("hooks", _S, None, _C, "every hook at once", _DAEMON_HOOKS),
+    ("stdout_stream", _S, None, _C, "every stdout sink option at once", _DAEMON_STREAMS),
+    ("stderr_stream", _S, None, _C, "every stderr sink option at once", _DAEMON_STREAMS),
     ("retry_in", _F, None, _C, "Circus's name for flapping.retry_in", _NON_NEGATIVE_SCHED),
 ])
 
@@ -529,10 +569,44 @@ def member_problem(field: str, member: str) -> str | None:
     if field == "rlimits" and not hasattr(resource, "RLIMIT_" + member.upper()):
         return f"unknown resource limit 'RLIMIT_{member.upper()}'"
     if field == "hooks" and member not in HOOK_NAMES:
-        return f"unknown hook {member!r}"
+        return f"unknown hook {quote_value(member)} (hooks are {', '.join(HOOK_NAMES)})"
     if field == "flapping" and member not in FLAPPING_OPTIONS:
-        return f"unknown option 'flapping.{member}'"
+        return f"unknown option {quote_value('flapping.' + member)}"
     return None
+
+
+def parse_member(field: str, member: str, value: Any) -> Any:
+    """Convert the value of a known member of the family folded into `field` (from a file's text or from JSON)."""
+    if field == "rlimits":
+        if isinstance(value, (bool, float)):
+            raise ValueError("expected an integer or null (unlimited)")
+        return to_rlimit(value)
+    if field == "hooks":
+        return to_hook(value)
+    if field == "flapping":
+        return FLAPPING_OPTIONS[member].parse(value)
+    if member == "class":
+        check_stream_class(value)
+    return None if value is None else check_exec_text(value)
+
+
+def fold(values: dict, key: str, value: Any, mirror: Any = None) -> bool:
+    """Put the converted `value` of `key` into a watcher's `values` if it folds into a group; False if it does not.
+
+    A family member goes into its group (None removes a hook or stream member); a flapping.X is also kept in
+    "options" as given (`mirror`, the file's text, else `value`), where Circus's plugins look for it; Circus's
+    retry_in is flapping.retry_in; `hooks` merges every hook at once. The config loader, `add` and `set` all fold
+    with this, so a member lands in the same place whoever gave it.
+    """
+    family = family_member(key) or {"retry_in": ("flapping", "retry_in"), "hooks": ("hooks", None)}.get(key)
+    if family is None:
+        return False
+    field, member = family
+    merged = {**values.get(field, {}), **(value if member is None else {member: value})}
+    values[field] = {name: spec for name, spec in merged.items() if spec is not None}
+    if key.startswith("flapping."):
+        values.setdefault("options", {})[key] = value if mirror is None else mirror
+    return True
 
 
 def watcher_rule_problem(values: dict) -> tuple[str, str] | None:

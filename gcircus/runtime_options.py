@@ -81,30 +81,15 @@ def _convert(key: str, value: Any) -> Any:
         return value if isinstance(value, int) else opts.check_exec_text(value.strip())
     family = opts.family_member(key)
     if family is not None:
-        return _member(key, *family, value)
+        if opts.member_problem(*family):
+            raise UnknownKey(key)
+        return opts.parse_member(*family, value)
     option = opts.WATCHER_OPTIONS.get(key) or opts.RUNTIME_OBJECT_OPTIONS.get(key)
     if option is None or option.is_prefix:
         raise UnknownKey(key)
     if option.convert in (opts.to_int, opts.to_float) and isinstance(value, bool):
         raise ValueError("expected a number")
     return option.parse(value)
-
-
-def _member(key: str, field: str, member: str, value: Any) -> Any:
-    """Convert the value of one member of an option family (rlimit_X, stdout_stream.X, hooks.X, flapping.X)."""
-    if opts.member_problem(field, member):
-        raise UnknownKey(key)
-    if field == "rlimits":
-        if isinstance(value, (bool, float)):
-            raise ValueError("expected an integer or null (unlimited)")
-        return opts.to_rlimit(value)
-    if field == "hooks":
-        return _hook(value)
-    if field == "flapping":
-        return opts.FLAPPING_OPTIONS[member].parse(value)
-    if member == "class":
-        opts.check_stream_class(value)
-    return None if value is None else opts.check_exec_text(value)
 
 
 def _env(value: Any) -> dict:
@@ -131,20 +116,6 @@ def parse_env_text(text: str) -> dict:
     return env
 
 
-def _hook(value: Any) -> tuple[str, bool] | None:
-    """`dotted[, ignore_failure]` or `[dotted, ignore_failure]`; empty or null removes the hook."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    if isinstance(value, (list, tuple)) and len(value) in (1, 2):
-        dotted, flag = value[0], (value[1] if len(value) == 2 else False)
-    elif isinstance(value, str):
-        dotted, comma, flag = value.partition(",")
-        flag = flag.strip() if comma else False
-    else:
-        raise ValueError("expected 'dotted.path[, ignore_failure]'")
-    return opts.to_dotted(dotted), opts.to_bool(flag)
-
-
 def _hooks(value: Any) -> dict:
     if isinstance(value, str):  # gcircusctl's `before_start:a.b,after_start:c.d`
         value = parse_hooks_text(value)
@@ -152,9 +123,9 @@ def _hooks(value: Any) -> dict:
         raise ValueError("expected an object of hook name: dotted path")
     hooks = {}
     for name, spec in value.items():
-        if name not in opts.HOOK_NAMES:
-            raise ValueError(f"unknown hook {name!r} (hooks are {', '.join(opts.HOOK_NAMES)})")
-        hooks[name] = _hook(spec)
+        if problem := opts.member_problem("hooks", name):
+            raise ValueError(problem)
+        hooks[name] = opts.to_hook(spec)
     return hooks
 
 
@@ -197,18 +168,9 @@ def watcher_kwargs(options: dict) -> dict:
         if not isinstance(key, str):
             raise UnknownKey(str(key))
         converted = parse(key, value)
-        family = opts.family_member(key)
-        if family is not None:
-            field, member = family
-            if converted is not None:
-                kwargs.setdefault(field, {})[member] = converted
-            if field == "flapping":
-                kwargs.setdefault("options", {})[key] = converted
-        elif key == "retry_in":
-            kwargs.setdefault("flapping", {})["retry_in"] = converted
-        elif key == "hooks":
-            kwargs.setdefault("hooks", {}).update({k: v for k, v in converted.items() if v is not None})
-        elif key in ("stdout_stream", "stderr_stream"):
+        if opts.fold(kwargs, key, converted):
+            continue
+        if key in ("stdout_stream", "stderr_stream"):
             kwargs.setdefault(key, {}).update(converted)
         else:
             kwargs[key] = converted
@@ -218,11 +180,10 @@ def watcher_kwargs(options: dict) -> dict:
 def client_value(key: str, text: str) -> Any:
     """gcircusctl's conversion of one `set KEY VALUE` pair: typed for the wire, checked like the daemon does."""
     value = parse_set(key, text)
-    if key.startswith("hooks."):
-        return _hook_text(value)
     if key == "hooks":
         return {name: _hook_text(spec) for name, spec in value.items()}
-    return value
+    family = opts.family_member(key)
+    return _hook_text(value) if family is not None and family[0] == "hooks" else value
 
 
 def _hook_text(spec: tuple[str, bool] | None) -> str:

@@ -59,21 +59,8 @@ class _SpecMethods(Mapping):
 
     def changed(self, key: str, value: Any) -> WatcherSpec:
         """The spec with one `set` change applied (a converted value; None removes a hook or stream member)."""
-        if (family := opts.family_member(key)) is not None:
-            field, member = family
-            group = dict(getattr(self, field))
-            if value is None and field != "rlimits":
-                group.pop(member, None)
-            else:
-                group[member] = value
-            extra = {"options": {**self.options, key: value}} if field == "flapping" else {}
-            return self.replace(**{field: group}, **extra)
-        if key == "retry_in":
-            return self.replace(flapping={**self.flapping, "retry_in": value})
-        if key == "hooks":
-            merged = {**self.hooks, **value}
-            return self.replace(hooks={k: v for k, v in merged.items() if v})
-        return self.replace(**{key: value})
+        groups = {group: dict(getattr(self, group)) for group in GROUPS}
+        return self.replace(**groups) if opts.fold(groups, key, value) else self.replace(**{key: value})
 
     def problem(self, identity: bool = True) -> tuple[str, str] | None:
         """(option, reason) if the spec cannot run: options in conflict, an unknown user (unless `identity` is

@@ -2,11 +2,12 @@
 
 `endpoint_owner` hands a root gcircusd's ipc:// socket to one user. zmq does not tell who is at the other end (the
 owner, or root), so every request is held to the owner's rights: a watcher it adds runs as the owner, with the
-owner's groups; a watcher that runs as someone else can only be scaled, stopped and tuned (the SCHEDULING keys),
-never given another command, environment, directory or limits; and the options whose effect happens inside gcircusd
-itself, with its identity (DAEMON_SIDE: hooks, stream files and classes, gcircusd's sockets and environment, the
-working directory entered before the switch to the child's user), are refused outright. Reads, signals,
-start/stop and reloadconfig (which reads the operator's file) are not changes of identity and stay open.
+owner's groups; a watcher that runs as someone else can only be scaled, stopped and tuned (the options the table
+marks `scheduling`), never given another command, environment, directory or limits; and the options whose effect
+happens inside gcircusd itself, with its identity (those the table marks `daemon_side`: hooks, stream files and
+classes, gcircusd's sockets and environment, the working directory entered before the switch to the child's user),
+are refused outright. Reads, signals, start/stop and reloadconfig (which reads the operator's file) are not changes
+of identity and stay open.
 """
 from __future__ import annotations
 
@@ -17,25 +18,17 @@ from dataclasses import dataclass
 
 from gcircus import identity
 from gcircus.control.errors import MessageError
-from gcircus.options import RUNTIME_OBJECT_OPTIONS, get_option
+from gcircus.options import RUNTIME_OBJECT_OPTIONS, Option, family_member, get_option
 
-# Options whose effect happens in gcircusd, as gcircusd's user, whatever the watcher runs as. A true (non-empty)
-# value is refused from an endpoint_owner client on any watcher.
-DAEMON_SIDE = {
-    "hooks": "hooks run inside gcircusd",
-    "stdout_stream": "gcircusd itself opens stream files and imports stream classes",
-    "stderr_stream": "gcircusd itself opens stream files and imports stream classes",
-    "use_sockets": "the sockets are gcircusd's, bound with its privileges",
-    "stdin_socket": "the sockets are gcircusd's, bound with its privileges",
-    "copy_env": "it hands gcircusd's own environment to the child",
-    "working_dir": "gcircusd enters it before the child becomes the owner, so it may be one the owner cannot reach",
-}
+
+def _option(key: str) -> Option | None:
+    return RUNTIME_OBJECT_OPTIONS.get(key) or get_option(key, "watcher")
 
 
 def _schedules(key: str) -> bool:
     """The option table says `key` only schedules (how many processes, when, how stopped): not what runs nor as
     whom. Those are the only keys an endpoint_owner client may set on a watcher that does not run as the owner."""
-    option = RUNTIME_OBJECT_OPTIONS.get(key) or get_option(key, "watcher")
+    option = _option(key)
     return option is not None and option.scheduling
 
 
@@ -112,19 +105,20 @@ def _require_owner_identity(owner: Owner, uid, gid) -> None:
 
 
 def _refuse_privileged(options: dict) -> None:
-    """MessageError for the first option (converted value) that acts as gcircusd (DAEMON_SIDE) or raises a limit."""
+    """MessageError for the first option (converted value) that acts as gcircusd (daemon_side) or raises a limit."""
     for key, value in options.items():
-        family = key.partition(".")[0]
-        if family in DAEMON_SIDE and value:
-            raise MessageError(f"{key} cannot be set from an endpoint_owner endpoint: {DAEMON_SIDE[family]} "
+        reason = getattr(_option(key), "daemon_side", None)
+        if reason and value:
+            raise MessageError(f"{key} cannot be set from an endpoint_owner endpoint: {reason} "
                                "(see README, endpoint_owner)")
-        if key.startswith("rlimit_"):
-            _refuse_raised_limit(key, value)
+        family = family_member(key)
+        if family is not None and family[0] == "rlimits":
+            _refuse_raised_limit(key, family[1], value)
 
 
-def _refuse_raised_limit(key: str, value) -> None:
+def _refuse_raised_limit(key: str, limit: str, value) -> None:
     """A child inherits gcircusd's limits; setting one above gcircusd's own hard limit needs a privilege."""
-    which = getattr(resource, "RLIMIT_" + key[7:].upper())
+    which = getattr(resource, "RLIMIT_" + limit.upper())
     hard = resource.getrlimit(which)[1]
     unlimited = resource.RLIM_INFINITY
     if hard == unlimited or (value != unlimited and value <= hard):

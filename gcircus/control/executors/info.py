@@ -15,14 +15,12 @@ from gcircus import procinfo
 from gcircus.control.commands.info import IPython
 from gcircus.control.errors import MessageError
 from gcircus.control.executors.base import executes, get_watcher
-from gcircus.options import WATCHER_OPTIONS, family_member, get_option
+from gcircus.options import CIRCUS_OPTIONS, WATCHER_OPTIONS, family_member, get_option
 
 log = logging.getLogger(__name__)
 
-GLOBAL_OPTIONS = ("endpoint", "stats_endpoint", "pubsub_endpoint", "check_delay", "multicast_endpoint")
-# Circus keeps these as ints (it refuses a fraction); gcircus accepts fractions, so only a whole value goes out as an
-# int, as in circusd's replies, and a fraction (a gcircus extension) stays a float.
-WHOLE_NUMBER_OPTIONS = frozenset({"max_age", "max_age_variance", "warmup_delay"})
+GLOBAL_OPTIONS = tuple(o.name for o in sorted(CIRCUS_OPTIONS.values(), key=lambda o: o.global_rank or 0)
+                       if o.global_rank is not None)
 
 
 def json_value(value: Any) -> Any:
@@ -47,7 +45,8 @@ def json_value(value: Any) -> Any:
 
 def option_value(key: str, value: Any) -> Any:
     """`value` of option `key` as JSON data, in the type circusd replies with (`max_age = 60` is 60, not 60.0)."""
-    if key in WHOLE_NUMBER_OPTIONS and isinstance(value, float) and value.is_integer():
+    option = WATCHER_OPTIONS.get(key)
+    if option is not None and option.whole_number and isinstance(value, float) and value.is_integer():
         return int(value)
     return json_value(value)
 
@@ -157,7 +156,7 @@ def watcher_options(watcher) -> dict:
     for option in WATCHER_OPTIONS.values():
         key = option.options_reply_key
         if key is not None:
-            listed[key] = current.get(option.name[:-2] if option.is_prefix else option.name)
+            listed[key] = current.get(option.family or option.name)
     listed.update(getattr(watcher, "options_extra", {}))
     return {k: option_value(k, v) for k, v in sorted(listed.items()) if k != "__name__"}
 
