@@ -24,9 +24,9 @@ from typing import Any
 
 import zmq
 
-from gcircus.control.endpoints import ipc_path
-from gcircus.control.protocol import recv_monitor_event
 from gcircus.options import CIRCUS_OPTIONS
+from gcircus.wire.endpoints import ipc_path
+from gcircus.wire.protocol import recv_monitor_event
 
 DEFAULT_ENDPOINT = CIRCUS_OPTIONS["endpoint"].default
 DEFAULT_TIMEOUT = 5.0

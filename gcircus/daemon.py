@@ -17,7 +17,6 @@ from gcircus import arbiter as core
 from gcircus import reload as config_reload
 from gcircus.config import Config, load_config
 from gcircus.control.discovery import DiscoveryError, DiscoveryResponder, parse_multicast_endpoint
-from gcircus.control.endpoints import EndpointNotAllowed, check_bind_allowed
 from gcircus.control.publisher import EventPublisher
 from gcircus.control.server import ControlServer
 from gcircus.errors import ConfigError
@@ -26,6 +25,7 @@ from gcircus.plugins import PluginManager
 from gcircus.service import CoalescedRuns
 from gcircus.stats import StatsService
 from gcircus.watcher import Watcher
+from gcircus.wire.endpoints import EndpointNotAllowed, check_bind_allowed
 
 log = logging.getLogger(__name__)
 

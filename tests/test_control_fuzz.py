@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gcircus.control.commands import COMMANDS
-from gcircus.control.errors import INVALID_JSON, UNKNOWN_COMMAND
+from gcircus.wire.errors import INVALID_JSON, UNKNOWN_COMMAND
 from tests.support.control import ERROR_KEYS, Wire, snapshot
 from tests.support.daemons import start_daemon, stop_daemon
 

@@ -22,9 +22,9 @@ import zmq.green as zmq
 
 from gcircus import get_arbiter, procinfo
 from gcircus.control.commands import get_command
-from gcircus.control.errors import MESSAGE_ERROR, ArgumentError
 from gcircus.events import message, topic
 from gcircus.process import Process
+from gcircus.wire.errors import MESSAGE_ERROR, ArgumentError
 from tests.support.ports import free_port
 from tests.support.processes import PYTHON, running_own_program
 from tests.support.waiting import wait_for

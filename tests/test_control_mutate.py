@@ -14,7 +14,7 @@ import gevent
 import pytest
 
 from gcircus.control.commands import get_command
-from gcircus.control.errors import ArgumentError
+from gcircus.wire.errors import ArgumentError
 from tests.support import hookfuncs
 from tests.support.control import error, ok
 from tests.support.processes import IGNORE_TERM, alive, ignores_term

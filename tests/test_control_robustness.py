@@ -14,7 +14,7 @@ import pytest
 import zmq
 
 from gcircus import linux
-from gcircus.control.errors import COMMAND_ERROR, INVALID_JSON, MESSAGE_ERROR, UNKNOWN_COMMAND
+from gcircus.wire.errors import COMMAND_ERROR, INVALID_JSON, MESSAGE_ERROR, UNKNOWN_COMMAND
 from tests.support.control import ERROR_KEYS, Wire, snapshot
 from tests.support.daemons import start_daemon, stop_daemon
 from tests.support.waiting import wait_for

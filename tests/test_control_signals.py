@@ -7,7 +7,7 @@ import pytest
 
 from gcircus import linux
 from gcircus.control.commands import get_command
-from gcircus.control.errors import ArgumentError
+from gcircus.wire.errors import ArgumentError
 from tests.support.control import error, ok
 from tests.support.processes import IGNORE_TERM, alive, ignores_term
 from tests.support.waiting import wait_for

@@ -12,8 +12,8 @@ import re
 import zmq
 
 from gcircus.control.outbox import BACKLOG_BYTES
-from gcircus.control.protocol import MAX_ID_SIZE
 from gcircus.control.server import REPLY_HWM
+from gcircus.wire.protocol import MAX_ID_SIZE
 from tests.support.control import Dealer
 from tests.support.daemons import circus_config
 from tests.support.waiting import wait_for

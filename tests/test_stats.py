@@ -19,9 +19,9 @@ import pytest
 import zmq.green as zmq
 
 from gcircus import get_arbiter, linux, procinfo
-from gcircus.control.endpoints import EndpointNotAllowed
 from gcircus.stats import ProcessGone, ProcessSampler, StatsService, aggregate
 from gcircus.stats.channel import StatsLoop, StatsPublisher
+from gcircus.wire.endpoints import EndpointNotAllowed
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import zmq
 
 from gcircus.client import CallError, Client
-from gcircus.control.protocol import recv_monitor_event
+from gcircus.wire.protocol import recv_monitor_event
 
 _WATCHED = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)

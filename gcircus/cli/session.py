@@ -20,9 +20,9 @@ from gcircus.config import load_config
 from gcircus.consumer import DEFAULT_PUBSUB_ENDPOINT, Consumer
 from gcircus.control.commands import COMMANDS, MOST_TYPED, get_command
 from gcircus.control.commands.base import Command
-from gcircus.control.errors import ArgumentError, ControlError
 from gcircus.errors import ConfigError
 from gcircus.suggest import closest
+from gcircus.wire.errors import ArgumentError, ControlError
 
 EXIT_OK, EXIT_CLIENT, EXIT_USAGE, EXIT_ERROR_REPLY = 0, 1, 2, 3
 ENDPOINT_VARIABLES = ("GCIRCUSCTL_ENDPOINT", "CIRCUSCTL_ENDPOINT")

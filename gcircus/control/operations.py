@@ -15,7 +15,7 @@ import gevent.event
 import gevent.pool
 
 from gcircus.command_queue import QueueRefused
-from gcircus.control.errors import COMMAND_ERROR, ControlError
+from gcircus.wire.errors import COMMAND_ERROR, ControlError
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ import resource
 from dataclasses import dataclass
 
 from gcircus import identity
-from gcircus.control.errors import MessageError
 from gcircus.options import RUNTIME_OBJECT_OPTIONS, Option, family_member, get_option
+from gcircus.wire.errors import MessageError
 
 
 def _option(key: str) -> Option | None:

@@ -5,9 +5,9 @@ import logging
 
 import zmq.green as zmq
 
-from gcircus.control.connection_cap import ConnectionCap
-from gcircus.control.endpoints import bind_private, close_bound
 from gcircus.events import Event, frames
+from gcircus.wire.connection_cap import ConnectionCap
+from gcircus.wire.endpoints import bind_private, close_bound
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,12 @@ import zmq.green as zmq
 
 from gcircus.command_queue import QueueRefused
 from gcircus.control.commands import get_command
-from gcircus.control.connection_cap import ConnectionCap
-from gcircus.control.endpoints import bind_private, close_bound
-from gcircus.control.errors import (
+from gcircus.control.executors import EXECUTORS, Deferred, Queued
+from gcircus.control.operations import Operations
+from gcircus.control.outbox import ReplyOutbox
+from gcircus.wire.connection_cap import ConnectionCap
+from gcircus.wire.endpoints import bind_private, close_bound
+from gcircus.wire.errors import (
     BAD_MSG_DATA_ERROR,
     COMMAND_ERROR,
     MESSAGE_ERROR,
@@ -26,10 +29,7 @@ from gcircus.control.errors import (
     UNKNOWN_COMMAND,
     ControlError,
 )
-from gcircus.control.executors import EXECUTORS, Deferred, Queued
-from gcircus.control.operations import Operations
-from gcircus.control.outbox import ReplyOutbox
-from gcircus.control.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
+from gcircus.wire.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
 
 log = logging.getLogger(__name__)
 

@@ -17,10 +17,10 @@ import gevent
 import zmq
 import zmq.green as gzmq
 
-from gcircus.control.connection_cap import ConnectionCap
-from gcircus.control.endpoints import bind_private, close_bound
 from gcircus.procinfo import YIELD_AFTER
 from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
+from gcircus.wire.connection_cap import ConnectionCap
+from gcircus.wire.endpoints import bind_private, close_bound
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import signal as signal_module
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
-from gcircus.control.errors import ArgumentError, MessageError
+from gcircus.wire.errors import ArgumentError, MessageError
 
 COMMANDS: dict[str, Command] = {}
 

@@ -9,7 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from gcircus.control.commands.base import Command, Flag, Prop, register
-from gcircus.control.errors import ArgumentError
+from gcircus.wire.errors import ArgumentError
 
 INFOLINE = "{pid}  {cmdline} {username} {nice} {mem_info1} {mem_info2} {cpu} {mem} {ctime}"
 NA = "N/A"  # what circusctl shows for a field a process's info lacks

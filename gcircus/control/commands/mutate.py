@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from gcircus import runtime_options
 from gcircus.control.commands.base import WAITING, Command, Flag, Prop, register
-from gcircus.control.errors import ArgumentError
+from gcircus.wire.errors import ArgumentError
 
 
 class _Count(Command):

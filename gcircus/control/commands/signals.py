@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from gcircus.control.commands.base import Command, Flag, Prop, int_arg, register
-from gcircus.control.errors import ArgumentError
+from gcircus.wire.errors import ArgumentError
 
 WAITING = Flag("waiting", "waiting", help="reply only once the processes are gone")
 

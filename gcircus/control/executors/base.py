@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from gcircus.control.commands import COMMANDS
-from gcircus.control.errors import MessageError
+from gcircus.wire.errors import MessageError
 
 Executor = Callable[[Any, dict], Any]
 EXECUTORS: dict[str, Executor] = {}

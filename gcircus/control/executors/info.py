@@ -13,9 +13,9 @@ from typing import Any
 
 from gcircus import procinfo
 from gcircus.control.commands.info import IPython
-from gcircus.control.errors import MessageError
 from gcircus.control.executors.base import executes, get_watcher
 from gcircus.options import CIRCUS_OPTIONS, WATCHER_OPTIONS, family_member, get_option
+from gcircus.wire.errors import MessageError
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import gevent
 
-from gcircus.control.errors import MessageError
 from gcircus.control.executors.base import Deferred, Queued, executes, match_watchers
 from gcircus.errors import ConfigError
+from gcircus.wire.errors import MessageError
 
 
 def _info(results: list) -> dict:

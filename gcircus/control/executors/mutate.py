@@ -10,8 +10,8 @@ from __future__ import annotations
 from gcircus import runtime_options
 from gcircus.arbiter import DuplicateWatcher
 from gcircus.control import ownership
-from gcircus.control.errors import CommandError, MessageError
 from gcircus.control.executors.base import Deferred, executes, get_watcher
+from gcircus.wire.errors import CommandError, MessageError
 
 
 def _parse_options(options: dict, parse) -> dict:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
-from gcircus.control.errors import MessageError
 from gcircus.control.executors.base import Deferred, executes, get_watcher
 from gcircus.logsetup import reopen_log_files
+from gcircus.wire.errors import MessageError
 
 
 def _process(watcher, pid: int):

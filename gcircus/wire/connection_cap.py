@@ -16,7 +16,7 @@ import stat
 import gevent
 import zmq.green as zmq
 
-from gcircus.control.protocol import recv_monitor_event
+from gcircus.wire.protocol import recv_monitor_event
 
 log = logging.getLogger(__name__)
 

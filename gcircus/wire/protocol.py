@@ -7,7 +7,7 @@ import struct
 import time
 import traceback
 
-from gcircus.control.errors import BAD_MSG_DATA_ERROR, INVALID_JSON, MESSAGE_ERROR, ControlError
+from gcircus.wire.errors import BAD_MSG_DATA_ERROR, INVALID_JSON, MESSAGE_ERROR, ControlError
 
 MAX_ID_SIZE = 1024  # bytes of JSON a request id may take (Circus's clients send 32 hex digits): replies echo it
 
