@@ -31,12 +31,12 @@ from gcircus.events import Event, res_name
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.options import RESPAWN, family_member
 from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, SpawnSpec, resolve_user
+from gcircus.states import ACTIVE, STARTING, STOPPED, STOPPING, check_move
 from gcircus.streams.outputs import WatcherOutputs
 from gcircus.watcher_spec import WatcherSpec
 
 log = logging.getLogger(__name__)
 
-STOPPED, STARTING, ACTIVE, STOPPING = "stopped", "starting", "active", "stopping"
 
 QUICK_EXIT = 1.0  # a process that exits sooner than this after its spawn counts toward respawn pacing
 MAX_RESPAWN_DELAY = 10.0
@@ -163,6 +163,11 @@ class Watcher:
 
     def status(self) -> str:
         return self._status
+
+    def _move_to(self, state: str, detaching: bool = False) -> None:
+        """The one way the watcher changes state: the move is checked against gcircus.states.TRANSITIONS."""
+        check_move(self.name, self._status, state, detaching)
+        self._status = state
 
     def is_active(self) -> bool:
         return self._status == ACTIVE
@@ -395,7 +400,7 @@ class Watcher:
             for timer in self._expiry.values():
                 timer.kill(block=False)
             self._expiry.clear()
-            self._status = STOPPED
+            self._move_to(STOPPED, detaching=True)
             self.processes.clear()
             self._retiring.clear()
 
@@ -408,7 +413,7 @@ class Watcher:
         if not self.call_hook("before_start"):
             log.warning("watcher %r: before_start hook failed, not starting", self.name)
             return {"started": [], "kept": []}
-        self._status = STARTING
+        self._move_to(STARTING)
         self._cancel_fill()
         self._quick_exits = 0  # a fresh start (operator, or a retry after a back-off) respawns at full pace again
         self._spawn_failures = 0
@@ -421,7 +426,7 @@ class Watcher:
                 log.warning("watcher %r: after_start hook failed, stopping", self.name)
             self._stop()
             return {"started": [], "kept": []}
-        self._status = ACTIVE
+        self._move_to(ACTIVE)
         self.notify("start")
         log.info("watcher %r started (%d processes)", self.name, len(self.processes))
         return {"started": started, "kept": []}
@@ -430,12 +435,12 @@ class Watcher:
         self._cancel_fill()
         if self._status == STOPPED and not self.processes and not self._retiring:
             return
-        self._status = STOPPING
+        self._move_to(STOPPING)
         self.call_hook("before_stop")
         self._stop_processes([*self.processes.values(), *self._retiring.values()], graceful_timeout)
         self._wait_leftovers(graceful_timeout)  # what exited processes left behind is gone too
         self.outputs.close()  # as in Circus, streams close on stop (and open again with the next spawn)
-        self._status = STOPPED
+        self._move_to(STOPPED)
         self.notify("stop")
         self.call_hook("after_stop")
         log.info("watcher %r stopped", self.name)
@@ -746,7 +751,7 @@ class Watcher:
         with self._lock:
             if self._status == ACTIVE and not self.processes and not self._retiring:
                 self.outputs.close()
-                self._status = STOPPED
+                self._move_to(STOPPED)
                 log.info("watcher %r: no process left, waiting for a connection again (on_demand)", self.name)
 
     def _respawn_pace(self, process: Process) -> float:
