@@ -23,7 +23,7 @@ import gevent
 import gevent.event
 
 from gcircus import linux
-from gcircus.options import DEFAULT_STATS_ENDPOINT
+from gcircus.options import CIRCUS_OPTIONS, DEFAULT_STATS_ENDPOINT
 from gcircus.service import Service
 from gcircus.sockets import OnDemand, Sockets
 from gcircus.watcher import Watcher
@@ -50,8 +50,8 @@ class Arbiter:
                  loglevel: str | None = None, logoutput: str | None = None, loggerconfig: str | None = None,
                  fqdn_prefix: str | None = None, umask: int | None = None, endpoint_owner: str | None = None,
                  subreaper: bool = False, config_path: str | None = None, allow_remote_endpoints: bool = False,
-                 max_message_size: int = 1 << 20, watcher_defaults: dict | None = None,
-                 stats_interval: float = 1.0, background: bool = False, **extra):
+                 max_message_size: int = CIRCUS_OPTIONS["max_message_size"].default,
+                 watcher_defaults: dict | None = None, stats_interval: float = 1.0, background: bool = False, **extra):
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay

@@ -19,6 +19,7 @@ from gcircus.control.commands import get_command
 from gcircus.control.executors import EXECUTORS, Deferred, Queued
 from gcircus.control.operations import Operations
 from gcircus.control.outbox import ReplyOutbox
+from gcircus.options import CIRCUS_OPTIONS
 from gcircus.wire.connection_cap import ConnectionCap
 from gcircus.wire.endpoints import bind_private, close_bound
 from gcircus.wire.errors import (
@@ -33,7 +34,7 @@ from gcircus.wire.protocol import BadRequest, decode_request, encode, error_repl
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_MESSAGE_SIZE = 1 << 20
+DEFAULT_MAX_MESSAGE_SIZE = CIRCUS_OPTIONS["max_message_size"].default
 MAX_CONCURRENT_REQUESTS = 1024
 # Messages zmq buffers per client: replies not read yet (more wait in gcircus.control.outbox, within bounds),
 # requests not taken yet (more wait in the client's own queue: TCP pushes back).

@@ -27,7 +27,8 @@ BUILTINS = {
     "circus.plugins.flapping.Flapping": "gcircus.plugins.flapping.Flapping",
 }
 
-_RESERVED = ("name", "use", "priority", "active", "config", "_section")
+# Keys of a plugin spec that are not the plugin's own settings: the [plugin:X] options, its name and the config dict.
+_RESERVED = ("name", "config", *opts.PLUGIN_OPTIONS)
 
 
 def is_circus_plugin_class(cls) -> bool:
