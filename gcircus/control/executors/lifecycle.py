@@ -43,6 +43,13 @@ def _config_errors_reply(run: Callable[[], Any]) -> Any:
         raise MessageError(str(exc)) from None
 
 
+def _all_done(greenlets: list[gevent.Greenlet]) -> None:
+    """Wait for every greenlet, then raise the first one's error: none is left running behind a failure."""
+    gevent.joinall(greenlets)
+    for greenlet in greenlets:
+        greenlet.get()
+
+
 @executes("restart")
 def restart(arbiter, props):
     if not props["name"]:
@@ -57,8 +64,8 @@ def restart(arbiter, props):
         return Queued([watchers[0].submit_restart()], _info)
 
     def stop_then_start():
-        gevent.joinall([gevent.spawn(w.stop) for w in watchers], raise_error=True)
-        gevent.joinall([gevent.spawn(w.start) for w in watchers if w.autostart], raise_error=True)
+        _all_done([gevent.spawn(w.stop) for w in watchers])
+        _all_done([gevent.spawn(w.start) for w in watchers if w.autostart])
     return Deferred(stop_then_start)
 
 
