@@ -33,7 +33,7 @@ from gcircus.consumer import Consumer
 from gcircus.events import EVENTS, frames
 from gcircus.watcher import Watcher
 from tests.support.ports import free_port
-from tests.support.processes import alive, running_own_program
+from tests.support.processes import alive, handles
 from tests.support.waiting import wait_for
 
 PY = sys.executable
@@ -206,19 +206,6 @@ def rig(tmp_path, daemon_factory):
     yield make
     for r in made:
         r.close()
-
-
-def handles(pid: int, signum: int) -> bool:
-    """True once `pid` catches or ignores `signum` (its handler is installed)."""
-    if not running_own_program(pid):  # a child not exec'd yet shows gcircusd's own handlers
-        return False
-    bit = 1 << (signum - 1)
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            masks = {k: int(v, 16) for k, v in (line.split(":") for line in f) if k in ("SigCgt", "SigIgn")}
-    except OSError:
-        return False
-    return bool((masks.get("SigCgt", 0) | masks.get("SigIgn", 0)) & bit)
 
 
 def watcher(name: str = "w", cmd: str = SLEEP, n: int = 3, extra: str = "") -> str:

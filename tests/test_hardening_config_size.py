@@ -12,6 +12,7 @@ import pytest
 from gcircus.client import Client
 from gcircus.config import MAX_CONFIG_FILE_SIZE, MAX_CONFIG_TOTAL_SIZE, load_config
 from gcircus.errors import QUOTED_VALUE_LIMIT, ConfigError
+from tests.support.control import answers
 from tests.support.waiting import wait_for
 
 # An error line: the fixed text plus the quoted value cut at QUOTED_VALUE_LIMIT characters.
@@ -89,7 +90,7 @@ def test_a_set_error_quotes_a_huge_value_cut_short(tmp_path, daemon_factory):
     daemon_factory(_main(tmp_path))
     client = Client(f"ipc://{tmp_path}/ctl", timeout=30)
     try:
-        wait_for(lambda: _answers(client), timeout=30, message="gcircusd answering")
+        wait_for(lambda: answers(client), timeout=30, message="gcircusd answering")
         reply = client.call("set", name="a", options={"numprocesses": "x" * 500_000})
         assert reply["status"] == "error"
         assert len(reply["reason"]) < SHORT and "characters)" in reply["reason"]
@@ -97,8 +98,3 @@ def test_a_set_error_quotes_a_huge_value_cut_short(tmp_path, daemon_factory):
         client.close()
 
 
-def _answers(client: Client) -> bool:
-    try:
-        return client.call("list")["status"] == "ok"
-    except Exception:  # noqa: BLE001 - not up yet
-        return False

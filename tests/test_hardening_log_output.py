@@ -14,6 +14,7 @@ from gevent.socket import wait_read
 from gcircus.client import Client, NoDaemonError
 from tests.support.daemons import GCIRCUSD, make_config
 from tests.support.hookfuncs import FLOOD
+from tests.support.processes import terminate_child
 from tests.support.waiting import wait_for
 
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
@@ -66,13 +67,7 @@ def stalled_daemon(tmp_path):
     for proc, client, read_end in started:
         client.close()
         reader = gevent.spawn(read_to_eof, read_end, [])  # let a stuck daemon write, so that it can stop
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except gsubprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate_child(proc)
         reader.kill()
         os.close(read_end)
 

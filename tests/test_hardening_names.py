@@ -12,6 +12,7 @@ import pytest
 import zmq
 
 from gcircus.client import Client
+from tests.support.control import answers
 from tests.support.daemons import write_config
 from tests.support.waiting import wait_for
 
@@ -28,16 +29,11 @@ def daemon(tmp_path, daemon_factory):
         """)
     daemon_factory(path)
     client = Client(f"ipc://{tmp_path}/ctl", timeout=30)
-    wait_for(lambda: _answers(client), timeout=30, message="gcircusd answering")
+    wait_for(lambda: answers(client), timeout=30, message="gcircusd answering")
     yield tmp_path, client
     client.close()
 
 
-def _answers(client: Client) -> bool:
-    try:
-        return client.call("list")["status"] == "ok"
-    except Exception:  # noqa: BLE001 - not up yet
-        return False
 
 
 def _raw_call(endpoint: str, text: str) -> dict:

@@ -129,3 +129,11 @@ class Dealer:
 
     def close(self) -> None:
         self.socket.close(linger=0)
+
+
+def answers(client) -> bool:
+    """True once the daemon behind `client` (gcircus.client.Client) answers `list`; False while it is not up yet."""
+    try:
+        return client.call("list")["status"] == "ok"
+    except Exception:  # noqa: BLE001 - not up yet
+        return False

@@ -12,7 +12,7 @@ from gevent import subprocess as gsubprocess
 from gcircus.client import Client
 from tests.support.control import Wire
 from tests.support.ports import free_port
-from tests.support.processes import PYTHON, alive, children
+from tests.support.processes import PYTHON, alive, children, terminate_child
 from tests.support.waiting import wait_for
 
 GCIRCUSD = [PYTHON, "-m", "gcircus.cli.gcircusd"]
@@ -100,13 +100,7 @@ class Daemon:
 
     def terminate(self) -> None:
         """SIGTERM, then SIGKILL after 20 s; close the output file. Nothing of it outlives the test."""
-        if self.proc.poll() is None:
-            self.signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except gsubprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL)
-                self.proc.wait()
+        terminate_child(self.proc, 20)
         self._log.close()
 
 
@@ -156,12 +150,7 @@ def daemon_with_fd_limit(tmp_path, config: str, nofile: int):
     try:
         yield daemon, lambda: log_path.read_text(errors="replace")
     finally:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(30)
-        except gsubprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        terminate_child(daemon)
 
 
 class ReloadSetup:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 
 from gcircus import linux
@@ -104,3 +105,15 @@ def signals_settled(pid: int) -> bool:
     except (OSError, ValueError):
         return True
     return stat[0] == "Z" or not (masks.get("SigPnd", 0) or masks.get("ShdPnd", 0) or int(stat[6]) & PF_EXITING)
+
+
+def terminate_child(proc, timeout: float = 30) -> None:
+    """SIGTERM a child we started (a Popen), then SIGKILL if it is still there after `timeout`; reap it either way."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
