@@ -103,11 +103,14 @@ class Watcher:
         self._listeners: list = []
 
     def _set_spec(self, spec: WatcherSpec) -> None:
-        """Make `spec` current (its working_dir resolved) and compose the child environment it implies."""
+        """Make `spec` current (its working_dir resolved); compose the child environment again only when an option
+        it comes from changed (incr/decr change the spec too, and must not look users up again)."""
+        old = getattr(self, "spec", None)
         self.spec = spec if spec.working_dir else spec.replace(working_dir=_daemon_cwd())
-        self.env = build_env(spec.env, spec.copy_env, spec.copy_path, spec.virtualenv, spec.virtualenv_py_ver)
-        self._apply_user_identity_env()
-        add_env_pythonpath(self.env)
+        if old is None or any(old[key] != spec[key] for key in ENV_SOURCES):
+            self.env = build_env(spec.env, spec.copy_env, spec.copy_path, spec.virtualenv, spec.virtualenv_py_ver)
+            self._apply_user_identity_env()
+            add_env_pythonpath(self.env)
 
     @property
     def hooks_config(self) -> dict:
@@ -906,6 +909,9 @@ class Watcher:
     def __repr__(self) -> str:
         return f"<Watcher {self.name!r} {self._status} {len(self.processes)}/{self.numprocesses}>"
 
+
+# The options the children's environment is composed from (see _set_spec).
+ENV_SOURCES = ("env", "copy_env", "copy_path", "virtualenv", "virtualenv_py_ver", "uid", "gid")
 
 # The spec's fields read as watcher attributes (`watcher.numprocesses`), as Circus's watchers have them; they change
 # only through a new spec (set_options, incr/decr), never by assignment.
