@@ -134,6 +134,13 @@ def to_optional_str(value: Any) -> str | None:
     return text if text else None
 
 
+@_typed("names")
+def to_names(value: Any) -> tuple[str, ...]:
+    """Whitespace- or comma-separated names (a list is taken as is); empty means none."""
+    items = value if isinstance(value, (list, tuple)) else re.split(r"[\s,]+", str(value))
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
 @_typed("str")
 def check_exec_text(value: Any) -> str:
     """Text that ends up in a child's argv, environment or a path (command line, arguments): refused here, not at exec.
@@ -387,7 +394,8 @@ class Option:
     def check_minimum(self, value: Any) -> Any:
         """*value* (already typed) if it is at least the minimum; InvalidValue otherwise."""
         if self.minimum is not None and value is not None and value < self.minimum:
-            raise InvalidValue("must not be negative" if self.minimum == 0 else "must be -1 (forever) or more", value)
+            wording = {0: "must not be negative", -1: "must be -1 (forever) or more"}
+            raise InvalidValue(wording.get(self.minimum, f"must be at least {self.minimum:g}"), value)
         return value
 
 
@@ -410,6 +418,7 @@ _RETRIES = {"minimum": -1, "scheduling": True}
 _WHOLE_SCHED = {"minimum": 0, "scheduling": True, "whole_number": True}
 _DAEMON_HOOKS = {"daemon_side": "hooks run inside gcircusd"}
 _DAEMON_STREAMS = {"daemon_side": "gcircusd itself opens stream files and imports stream classes"}
+_DAEMON_CHECKS = {"daemon_side": "its checks connect and run commands from gcircusd"}
 _DAEMON_SOCKETS = {"daemon_side": "the sockets are gcircusd's, bound with its privileges"}
 
 CIRCUS_OPTIONS = _table("circus", [
@@ -494,6 +503,20 @@ WATCHER_OPTIONS = _table("watcher", [
     ("hook_timeout", _F, 30.0, None, "seconds a hook may run before it counts as failed", None, _NON_NEGATIVE_SCHED),
     ("check_flapping", _B, True, None, "back off when processes crash in a loop", None, _SCHED),
     ("prefix_output", _B, None, None, "prefix unconfigured output lines; default from [circus] prefix_output", None),
+    ("ready", _S, "none", _R, "when a process is ready: none, notify, fd:N, tcp:HOST:PORT, http:URL or exec:COMMAND",
+     _DAEMON_CHECKS),
+    ("ready_timeout", _F, 60.0, _N, "seconds a process may take to become ready, then it is stopped; 0: no limit",
+     _NON_NEGATIVE_SCHED),
+    ("health", _S, "none", _R, "health check of a ready process: none, watchdog, or a `ready` kind", _DAEMON_CHECKS),
+    ("health_interval", to_positive_float, 10.0, _N, "seconds between two health checks of a process", _SCHED),
+    ("health_timeout", to_positive_float, 5.0, _N, "seconds a health check may take before it counts as failed",
+     _SCHED),
+    ("health_retries", _I, 3, _N, "failed health checks in a row that make a process unhealthy (it is replaced)",
+     {"minimum": 1, "scheduling": True}),
+    ("watchdog_sec", _F, 0.0, _R, "with health = watchdog: seconds between two WATCHDOG=1 pings at most",
+     _NON_NEGATIVE_SCHED),
+    ("depends_on", to_names, (), _N, "watchers that must be active before this one starts (it stops before them)",
+     _SCHED),
     ("rlimit_*", to_rlimit, None, _C, "resource limit RLIMIT_<NAME>; empty means unlimited"),
     ("stdout_stream.*", _S, None, _C, "stdout sink options (class, filename, ...)", "stdout_stream_conf",
      _DAEMON_STREAMS),

@@ -33,7 +33,8 @@ def test_shipped_stream_classes_are_the_ones_the_table_names():
 @pytest.mark.parametrize("name", [n for n, o in options.WATCHER_OPTIONS.items() if o.minimum is not None])
 def test_config_set_and_constructor_refuse_a_value_below_the_minimum_with_one_wording(tmp_path, name):
     option = options.WATCHER_OPTIONS[name]
-    reason = "must not be negative" if option.minimum == 0 else "must be -1 (forever) or more"
+    reason = {0: "must not be negative", -1: "must be -1 (forever) or more"}.get(
+        option.minimum, f"must be at least {option.minimum:g}")
     below = int(option.minimum) - 1
     assert reason in config_error(tmp_path, f"{name} = {below}")
     with pytest.raises(ValueError, match=re.escape(reason)):
