@@ -1,7 +1,9 @@
 """The arbiter owns all watchers and their sockets, and runs the services attached to it (gcircus.service).
 
-It starts watchers by descending priority, stops them by ascending priority (each priority level in parallel), and
-forwards every watcher event to its subscribers. All methods block only the calling greenlet. As in Circus, `start()`
+It starts watchers in dependency order (`depends_on`: a watcher after everything it depends on), by descending
+priority among those free to start; it stops them in the reverse dependency order, by ascending priority, each
+group free to stop at once in parallel (without depends_on: each priority level), and forwards every watcher
+event to its subscribers. All methods block only the calling greenlet. As in Circus, `start()`
 blocks until the arbiter is stopped (and, in the main thread, stops it on SIGTERM or SIGINT for that time) unless the
 arbiter was made with `background=True`: then it returns once the watchers are started, installs no signal handlers,
 and the arbiter keeps supervising on the caller's hub, which is how a gevent application embeds it.
@@ -22,7 +24,7 @@ from types import SimpleNamespace
 import gevent
 import gevent.event
 
-from gcircus import linux
+from gcircus import dependencies, linux
 from gcircus.options import CIRCUS_OPTIONS, DEFAULT_STATS_ENDPOINT
 from gcircus.service import Service
 from gcircus.sockets import OnDemand, Sockets
@@ -83,6 +85,7 @@ class Arbiter:
         self._init_state()
         for watcher in watchers:
             self.register(watcher)
+        self.check_dependencies(self.watchers)  # DependencyError (a ValueError): unknown or a cycle
 
     def _init_state(self) -> None:
         """What the arbiter runs: watchers, on-demand waiters, services, and the greenlets it owns."""
@@ -168,9 +171,60 @@ class Arbiter:
         return self._watchers_by_name[name.lower()]
 
     def iter_watchers(self, reverse: bool = True) -> list[Watcher]:
-        """Watchers sorted by priority, highest first unless `reverse` is False; ties keep their order."""
-        ordered = sorted(self.watchers, key=lambda w: w.priority)
-        return ordered[::-1] if reverse else ordered
+        """Watchers in start order (dependencies first, then higher priority first), or with `reverse` False in
+        stop order (dependents first, then lower priority first).
+
+        Equal ties keep today's order: the start order lists them last registered first, the stop order first
+        registered first (what sorting by priority, then reversing, always gave).
+        """
+        if reverse:
+            return self._ordered(dependencies.start_order, self.watchers[::-1])
+        return self._ordered(dependencies.stop_order, self.watchers)
+
+    def stop_stages(self) -> list[list[Watcher]]:
+        """The groups stop_watchers stops one after the other, each in parallel (see dependencies.stop_stages)."""
+        try:
+            stages = dependencies.stop_stages(self._graph(self.watchers))
+        except dependencies.DependencyError as exc:
+            log.error("%s: stopping by priority only", exc)  # checked on every change: should not happen
+            return [list(group) for _, group in itertools.groupby(
+                sorted(self.watchers, key=lambda w: w.priority), key=lambda w: w.priority)]
+        return [[self.get_watcher(name) for name in stage] for stage in stages]
+
+    def dependencies_of(self, watcher: Watcher | str, recursive: bool = True) -> list[Watcher]:
+        """The watchers `watcher` depends on (with `recursive`, theirs too), in start order; KeyError if unknown."""
+        return self._related(dependencies.dependencies_of, watcher, recursive)
+
+    def dependents_of(self, watcher: Watcher | str, recursive: bool = True) -> list[Watcher]:
+        """The watchers depending on `watcher` (with `recursive`, on those too), in start order; KeyError if
+        unknown. Stop them in reverse."""
+        return self._related(dependencies.dependents_of, watcher, recursive)
+
+    def check_dependencies(self, watchers: list[Watcher]) -> None:
+        """DependencyError (a ValueError) unless these watchers' depends_on name only watchers of theirs and make
+        no cycle: what `add` checks with the new watcher, `set depends_on` with the changed one."""
+        dependencies.check_graph({w.name: (tuple(w.depends_on), w.priority) for w in watchers})
+
+    @staticmethod
+    def _graph(watchers: list[Watcher]) -> dict[str, tuple[tuple[str, ...], int]]:
+        """The graph the orders are read from. A name no watcher has is left out: reloadconfig replaces a watcher
+        by removing it then adding it again, and its dependents keep their order meanwhile."""
+        known = {w.name.lower() for w in watchers}
+        return {w.name: (tuple(d for d in w.depends_on if d.lower() in known), w.priority) for w in watchers}
+
+    def _ordered(self, order, watchers: list[Watcher]) -> list[Watcher]:
+        try:
+            names = order(self._graph(watchers))
+        except dependencies.DependencyError as exc:
+            log.error("%s: ordering by priority only", exc)  # checked on every change: should not happen
+            ranked = sorted(self.watchers, key=lambda w: w.priority)
+            return ranked[::-1] if order is dependencies.start_order else ranked
+        return [self.get_watcher(name) for name in names]
+
+    def _related(self, relation, watcher: Watcher | str, recursive: bool) -> list[Watcher]:
+        name = watcher if isinstance(watcher, str) else watcher.name
+        names = relation(self._graph(self.watchers[::-1]), self.get_watcher(name).name, recursive)
+        return [self.get_watcher(other) for other in names]
 
     def statuses(self) -> dict[str, str]:
         return {w.name: w.status() for w in self.watchers}
@@ -282,7 +336,8 @@ class Arbiter:
             stopper.join(timeout)
 
     def start_watchers(self) -> None:
-        """Start the autostart watchers (not on-demand ones), highest priority first, warmup_delay apart."""
+        """Start the autostart watchers (not on-demand ones) in start order (dependencies first, then highest
+        priority first), one after the other, warmup_delay apart."""
         to_start = (w for w in self.iter_watchers() if w.autostart and not w.on_demand)  # checked in turn
         for index, watcher in enumerate(to_start):
             if index and self.warmup_delay > 0:
@@ -349,19 +404,22 @@ class Arbiter:
         self.start_watchers()
 
     def stop_watchers(self, graceful: bool = True) -> None:
-        """Stop every watcher, lowest priority first, each priority level in parallel (graceful: see stop())."""
+        """Stop every watcher, dependents before what they depend on, lowest priority first, each group free to stop
+        in parallel: without depends_on, each priority level (graceful: see stop())."""
         grace = None if graceful else 0.0
-        for _, group in itertools.groupby(self.iter_watchers(reverse=False), key=lambda w: w.priority):
-            gevent.joinall([gevent.spawn(w.stop, grace) for w in group])
+        for stage in self.stop_stages():
+            gevent.joinall([gevent.spawn(w.stop, grace) for w in stage])
 
     def add_watcher(self, name: str, cmd: str, start: bool = False, **kwargs) -> Watcher:
         """Create and register a watcher (stopped unless `start`); publishes `add`.
 
-        DuplicateWatcher if the name (case-insensitive) is taken; ValueError/TypeError for bad options.
+        DuplicateWatcher if the name (case-insensitive) is taken; ValueError/TypeError for bad options,
+        DependencyError (a ValueError) for a depends_on naming no watcher or making a cycle.
         """
         if name.lower() in self._watchers_by_name:
             raise DuplicateWatcher(f"{name!r} already exists")
         watcher = Watcher(name, cmd, **{**self.watcher_defaults, **kwargs})
+        self.check_dependencies([*self.watchers, watcher])
         self.register(watcher)
         if self.running:
             self.give_sockets(watcher)

@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote
 
 from configobj import ConfigObj, ConfigObjError
 
-from gcircus import config_sections
+from gcircus import config_sections, dependencies
 from gcircus import options as opts
 from gcircus.errors import ConfigError, InvalidValue, quote_value, shorten
 from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
@@ -438,6 +438,19 @@ def _check_section_names(sections: dict[str, Section]) -> None:
                               line=section.line)
 
 
+def _check_dependencies(loaded: list[tuple[WatcherSpec, str]], sections: dict[str, Section]) -> None:
+    """A depends_on naming no watcher of the file, or a dependency cycle, is the error of the depends_on that
+    names it (the first watcher of the cycle): ConfigError with file, section, option and the cycle printed."""
+    graph = {spec.name: (spec.depends_on, spec.priority) for spec, _ in loaded}
+    try:
+        dependencies.check_graph(graph)
+    except dependencies.DependencyError as exc:
+        section = sections[next(name for spec, name in loaded if spec.name == exc.watcher)]
+        entry = section.entries.get("depends_on")
+        raise _error(exc.reason, section, "depends_on", entry, entry.value if entry else None,
+                     suggestion=exc.suggestion) from None
+
+
 def load_config(path: str) -> Config:
     """Read *path* (and its includes) into a :class:`Config`; raise ConfigError on any mistake."""
     path = os.path.abspath(path)
@@ -478,6 +491,8 @@ def load_config(path: str) -> Config:
     defaults = {"pdeathsig": circus["pdeathsig"], "prefix_output": circus["prefix_output"],
                 "check_flapping": flapping_active, "flapping": dict(flapping)}
     watchers = [(_load_watcher(s, defaults, env, global_env, env_sections), s.name) for s in watcher_sections]
-    return Config(path=path, circus=circus, watchers=_unique("watcher", watchers, sections),
+    specs = _unique("watcher", watchers, sections)
+    _check_dependencies(watchers, sections)
+    return Config(path=path, circus=circus, watchers=specs,
                   sockets=_unique("socket", socket_dicts, sections), plugins=_unique("plugin", plugin_dicts, sections),
                   env=env, flapping=flapping, watcher_defaults=defaults)
