@@ -200,10 +200,12 @@ class Arbiter:
         unknown. Stop them in reverse."""
         return self._related(dependencies.dependents_of, watcher, recursive)
 
-    def check_dependencies(self, watchers: list[Watcher]) -> None:
-        """DependencyError (a ValueError) unless these watchers' depends_on name only watchers of theirs and make
-        no cycle: what `add` checks with the new watcher, `set depends_on` with the changed one."""
-        dependencies.check_graph({w.name: (tuple(w.depends_on), w.priority) for w in watchers})
+    def check_dependencies(self, watchers: list[Watcher], depends_on: dict[str, tuple[str, ...]] | None = None) -> None:
+        """DependencyError (a ValueError) unless these watchers' depends_on (or the one given here by watcher name)
+        name only watchers of theirs and make no cycle: what `add` checks with the new watcher, `set depends_on`
+        with the changed one."""
+        given = depends_on or {}
+        dependencies.check_graph({w.name: (tuple(given.get(w.name, w.depends_on)), w.priority) for w in watchers})
 
     @staticmethod
     def _graph(watchers: list[Watcher]) -> dict[str, tuple[tuple[str, ...], int]]:

@@ -38,7 +38,7 @@ from typing import Any
 
 import gevent
 
-from gcircus import runtime_options
+from gcircus import dependencies, runtime_options
 from gcircus.errors import ConfigError
 from gcircus.options import APPLY, CIRCUS_OPTIONS, PARSE
 from gcircus.sockets import CircusSocket, named_sockets
@@ -175,7 +175,30 @@ def _diff(arbiter, old, new) -> Plan:
     _diff_plugins(plan, old.plugins, new.plugins)
     _diff_sockets(plan, old.sockets, new.sockets)
     _check_socket_users(arbiter, plan, new_specs)
+    _check_dependencies(arbiter, plan)
     return plan
+
+
+def _check_dependencies(arbiter, plan: Plan) -> None:
+    """The file's watchers were checked among themselves when it loaded; the watchers added at run time stay, so
+    theirs must still hold: one depending on a watcher the file removes is refused here, before anything changed."""
+    staying = [arbiter.get_watcher(name) for name in plan.not_in_config]
+    graph = {spec.name: (spec.depends_on, spec.priority) for spec in plan.config.watchers}
+    graph.update({w.name: (tuple(w.depends_on), w.priority) for w in staying})
+    try:
+        dependencies.check_graph(graph)
+    except dependencies.DependencyError as exc:
+        raise ConfigError(f"{exc} (watcher {exc.watcher!r} was added at run time and stays; nothing was changed)",
+                          file=getattr(plan.config, "path", None)) from None
+
+
+def _start_order(specs: list) -> list[str]:
+    """The names of these specs in start order (dependencies first, then priority; ties in the given order)."""
+    graph = {spec["name"]: (spec["depends_on"], spec["priority"]) for spec in specs}
+    try:
+        return dependencies.start_order(graph)
+    except dependencies.DependencyError:  # checked on every change; never worse than the priority order
+        return [name for name, _ in sorted(graph.items(), key=lambda item: -item[1][1])]
 
 
 def _diff_circus(plan: Plan, old: dict, new: dict) -> None:
@@ -328,7 +351,7 @@ def apply(arbiter, plan: Plan, fresh: dict | None = None) -> None:
         fresh = _bind_new_sockets(arbiter, plan)  # ConfigError (nothing changed) if one cannot be bound
     _apply_circus(arbiter, plan)
     retired = _swap_sockets(arbiter, plan, fresh)
-    order = [w.name for w in sorted(arbiter.watchers, key=lambda w: -w.priority)]
+    order = _start_order([w.spec for w in arbiter.watchers])
 
     for name in [n for n in order if n in plan.scaled]:
         old, count = plan.scaled[name]
@@ -349,7 +372,8 @@ def apply(arbiter, plan: Plan, fresh: dict | None = None) -> None:
         log.info("reloadconfig: %s changed (%s): replacing it", name, ", ".join(plan.replaced[name]["keys"]))
         arbiter.rm_watcher(name)
         _add(arbiter, plan.replaced[name]["spec"])
-    for spec in sorted(plan.added, key=lambda s: -s.get("priority", 0)):
+    rank = {name: index for index, name in enumerate(_start_order(plan.config.watchers))}
+    for spec in sorted(plan.added, key=lambda s: rank[s["name"]]):
         log.info("reloadconfig: adding %s", spec["name"])
         _add(arbiter, spec)
     for name in [n for n in reversed(order) if n in plan.removed]:

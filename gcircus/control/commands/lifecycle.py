@@ -4,34 +4,46 @@ from __future__ import annotations
 from gcircus.control.commands.base import WAITING, Command, Flag, Prop, register
 
 MATCH = Flag("match", "match", takes_value=True, help="how NAME matches watchers: glob (default), simple, regex")
+WITH_DEPENDENCIES = Flag("with-dependencies", "with_dependencies",
+                         help="start what NAME depends on first (depends_on), each once active")
+WITH_DEPENDENTS = Flag("with-dependents", "with_dependents",
+                       help="stop what depends on NAME first (depends_on), dependents of dependents before")
 
 
 @register
 class Start(Command):
     """Start watchers, or every autostart watcher when no name is given.
 
-    start [NAME] [--waiting] [--match simple|glob|regex]
+    start [NAME] [--waiting] [--match simple|glob|regex] [--with-dependencies]
 
     With --waiting, the reply comes once the processes run and (for one watcher) lists them:
-    {"info": {"started": [pids], "kept": [pids]}}.
+    {"info": {"started": [pids], "kept": [pids]}}. A watcher whose depends_on names a stopped (or failed) watcher
+    is not started: the error names it. With --with-dependencies, what it depends on is started first, in
+    dependency order, each waited until active before the watchers depending on it start.
     """
 
     properties = (Prop("name"), Prop("match", default="glob"))
-    flags = (WAITING, MATCH)
+    flags = (WAITING, MATCH, WITH_DEPENDENCIES)
 
 
 @register
-class Stop(Start):  # stop and restart take start's arguments
+class Stop(Command):
     """Stop watchers (all of them when no name is given), with their whole process trees.
 
-    stop [NAME] [--waiting] [--match simple|glob|regex]
+    stop [NAME] [--waiting] [--match simple|glob|regex] [--with-dependents]
+
+    Without a name, watchers stop before what they depend on. With a name, only that watcher stops (what depends
+    on it keeps running, and waits for it when it restarts); with --with-dependents, the watchers depending on it
+    stop first, the last started first.
     """
 
+    properties = (Prop("name"), Prop("match", default="glob"))
+    flags = (WAITING, MATCH, WITH_DEPENDENTS)
     preempts = True
 
 
 @register
-class Restart(Start):
+class Restart(Command):
     """Restart watchers: stop, then start (every watcher when no name is given).
 
     restart [NAME] [--waiting] [--match simple|glob|regex]
@@ -44,6 +56,9 @@ class Restart(Start):
 
     With --waiting and one watcher: {"info": {"stopped": [...], "started": [...], "kept": [...]}}.
     """
+
+    properties = (Prop("name"), Prop("match", default="glob"))
+    flags = (WAITING, MATCH)
 
 
 @register

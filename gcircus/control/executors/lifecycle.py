@@ -7,6 +7,7 @@ from typing import Any
 import gevent
 
 from gcircus.control.executors.base import Deferred, Queued, executes, match_watchers
+from gcircus.control.executors.ordering import check_dependencies_up, start_with_dependencies, stop_with_dependents
 from gcircus.errors import ConfigError
 from gcircus.wire.errors import MessageError
 
@@ -20,6 +21,9 @@ def start(arbiter, props):
     if not props["name"]:
         return Deferred(arbiter.start_watchers)
     watchers = match_watchers(arbiter, props["name"], props["match"])
+    if props["with_dependencies"]:
+        return Deferred(lambda: start_with_dependencies(arbiter, watchers))
+    check_dependencies_up(arbiter, watchers if len(watchers) == 1 else [w for w in watchers if w.autostart])
     if len(watchers) == 1:
         return Queued([watchers[0].submit_start()], _info)
     return Queued([w.submit_start() for w in watchers if w.autostart])
@@ -30,6 +34,8 @@ def stop(arbiter, props):
     if not props["name"]:
         return Deferred(arbiter.stop_watchers)
     watchers = match_watchers(arbiter, props["name"], props["match"])
+    if props["with_dependents"]:
+        return Deferred(lambda: stop_with_dependents(arbiter, watchers))
     if len(watchers) == 1:
         return Queued([watchers[0].submit_stop()], _info)
     return Queued([w.submit_stop() for w in watchers])

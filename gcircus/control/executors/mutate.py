@@ -67,6 +67,12 @@ def add(arbiter, props):
 
 @executes("rm")
 def rm(arbiter, props):
+    """A watcher others depend on is not removed: they would wait for it forever. The error names them."""
+    dependents = arbiter.dependents_of(get_watcher(arbiter, props["name"]), recursive=False)
+    if dependents:
+        names = ", ".join(w.name for w in dependents)
+        raise MessageError(f"cannot remove {props['name']}: {names} depend{'s' if len(dependents) == 1 else ''} "
+                           f"on it (depends_on); remove {'it' if len(dependents) == 1 else 'them'} first")
     try:
         watcher = arbiter.unregister_watcher(props["name"])
     except KeyError:
@@ -81,6 +87,8 @@ def set_options(arbiter, props):
     changes = _parse_options(props["options"], runtime_options.parse_set)
     ownership.check_set(ownership.owner_of(arbiter), watcher, changes)
     try:
+        if "depends_on" in changes:  # a name no watcher has, or a cycle
+            arbiter.check_dependencies(arbiter.watchers, {watcher.name: changes["depends_on"]})
         watcher.check_options(changes)
     except ValueError as exc:
         raise MessageError(str(exc)) from None

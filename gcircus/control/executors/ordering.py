@@ -1,0 +1,70 @@
+"""start and stop of named watchers along their dependencies (`depends_on`), for the lifecycle executors.
+
+Following the graph is what the operator asks for (--with-dependencies, --with-dependents), never a side effect:
+a plain `start NAME` whose dependency is down is refused with the name to start, rather than quietly starting
+more than was named, or leaving NAME waiting for something nobody is going to start.
+"""
+from __future__ import annotations
+
+from gcircus.wire.errors import MessageError
+
+ACTIVE = "active"
+# A dependency in one of these states is not coming up by itself: a watcher waiting for it would wait forever.
+DOWN = frozenset({"stopped", "stopping", "failed"})
+# Where a watcher just started ends up; waiting for one of them ends the wait for good or bad.
+SETTLED = frozenset({ACTIVE, "stopped", "failed"})
+
+
+def _names(watchers) -> str:
+    return ", ".join(w.name for w in watchers)
+
+
+def check_dependencies_up(arbiter, watchers: list) -> None:
+    """MessageError naming the direct dependencies of `watchers` (those not being started with them) that are
+    down, with the way to start them; nothing is started then."""
+    chosen = set(watchers)
+    for watcher in watchers:
+        down = [dep for dep in arbiter.dependencies_of(watcher, recursive=False)
+                if dep not in chosen and dep.status() in DOWN]
+        if down:
+            states = ", ".join(f"{dep.name} is {dep.status()}" for dep in down)
+            raise MessageError(f"cannot start {watcher.name}: it depends on {_names(down)} ({states}); start "
+                               f"{'it' if len(down) == 1 else 'them'} first, or use --with-dependencies")
+
+
+def wait_active(watcher, needed_by=None) -> None:
+    """Block until `watcher` is active; MessageError if it ends stopped or failed instead (saying who needed it)."""
+    state = watcher.status()
+    if state != ACTIVE:
+        state = watcher.wait_for_state(SETTLED, None)
+    if state != ACTIVE:
+        needing = f": {needed_by.name} was not started" if needed_by is not None else ""
+        raise MessageError(f"{watcher.name} ended {state} instead of active{needing}")
+
+
+def start_with_dependencies(arbiter, watchers: list) -> dict | None:
+    """Start what `watchers` depend on, then them, in start order, each waited until active before the next.
+
+    Several watchers: only their autostart ones, as a plain start of several does (their dependencies all).
+    With one watcher, its start's result as `info`.
+    """
+    named = watchers if len(watchers) == 1 else [w for w in watchers if w.autostart]
+    wanted = set(named)
+    for watcher in named:
+        wanted.update(arbiter.dependencies_of(watcher))
+    result = None
+    for watcher in [w for w in arbiter.iter_watchers() if w in wanted]:
+        needed_by = next((w for w in arbiter.dependents_of(watcher) if w in wanted), None)
+        result = watcher.start()
+        wait_active(watcher, needed_by)
+    return {"info": result} if len(watchers) == 1 else None
+
+
+def stop_with_dependents(arbiter, watchers: list) -> dict | None:
+    """Stop what depends on `watchers`, then them, in stop order (the last to start stops first), one at a time."""
+    wanted = set(watchers)
+    for watcher in watchers:
+        wanted.update(arbiter.dependents_of(watcher))
+    for watcher in [w for w in arbiter.iter_watchers(reverse=False) if w in wanted]:
+        watcher.stop()
+    return {"info": None} if len(watchers) == 1 else None
