@@ -9,7 +9,7 @@ import gcircus.dependencies as deps
 
 def graph(*rows: tuple[str, str, int]) -> dict:
     """{name: (depends_on, priority)} from (name, "dep dep", priority) rows, in their order."""
-    return {name: (tuple(deps.split()), priority) for name, deps, priority in rows}
+    return {name: (tuple(needs.split()), priority) for name, needs, priority in rows}
 
 
 CHAIN = graph(("web", "app", 0), ("app", "db", 0), ("db", "", 0))
