@@ -25,7 +25,7 @@ import gevent
 import gevent.event
 
 from gcircus import dependencies, linux
-from gcircus.options import CIRCUS_OPTIONS, DEFAULT_STATS_ENDPOINT
+from gcircus.options import CIRCUS_OPTIONS, DEFAULT_STATS_ENDPOINT, to_names
 from gcircus.service import Service
 from gcircus.sockets import OnDemand, Sockets
 from gcircus.watcher import Watcher
@@ -205,14 +205,16 @@ class Arbiter:
         name only watchers of theirs and make no cycle: what `add` checks with the new watcher, `set depends_on`
         with the changed one."""
         given = depends_on or {}
-        dependencies.check_graph({w.name: (tuple(given.get(w.name, w.depends_on)), w.priority) for w in watchers})
+        dependencies.check_graph({w.name: (to_names(given.get(w.name, w.depends_on)), w.priority) for w in watchers})
 
     @staticmethod
     def _graph(watchers: list[Watcher]) -> dict[str, tuple[tuple[str, ...], int]]:
         """The graph the orders are read from. A name no watcher has is left out: reloadconfig replaces a watcher
-        by removing it then adding it again, and its dependents keep their order meanwhile."""
+        by removing it then adding it again, and its dependents keep their order meanwhile. A Watcher built in
+        Python may hold its depends_on as one string (Python values are not converted): read as the ini reads it."""
         known = {w.name.lower() for w in watchers}
-        return {w.name: (tuple(d for d in w.depends_on if d.lower() in known), w.priority) for w in watchers}
+        return {w.name: (tuple(d for d in to_names(w.depends_on) if d.lower() in known), w.priority)
+                for w in watchers}
 
     def _ordered(self, order, watchers: list[Watcher]) -> list[Watcher]:
         try:
