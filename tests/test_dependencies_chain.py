@@ -1,0 +1,155 @@
+"""A chain of three real watchers (db <- app <- web, `sleep` children) under start, stop and reloadconfig: the
+order they reach active and stopped in, read from the events the arbiter publishes, and what the control commands
+do along the graph only when asked (--with-dependencies, --with-dependents)."""
+from __future__ import annotations
+
+import pytest
+
+from gcircus.daemon import Arbiter
+from tests.support.control import Client, error, ok
+from tests.support.daemons import write_config
+from tests.support.ports import free_port
+from tests.support.recorders import ArbiterRecorder
+from tests.support.waiting import wait_for
+
+# Registered db first: without depends_on, equal priorities would start web first (the last registered).
+CHAIN = ({"name": "db", "cmd": "/bin/sleep 1001"},
+         {"name": "app", "cmd": "/bin/sleep 1002", "depends_on": ["db"]},
+         {"name": "web", "cmd": "/bin/sleep 1003", "depends_on": ["app"]})
+NAMES = ("db", "app", "web")
+
+
+def order_of(recorder: ArbiterRecorder, event: str, since: int = 0) -> list[str]:
+    """The watchers of the chain in the order they published `event` (start: active; stop: stopped)."""
+    return [t.split(".")[1] for t, _ in recorder.events[since:] if t.endswith(f".{event}") and
+            t.split(".")[1] in NAMES]
+
+
+def statuses(client) -> dict[str, str]:
+    return {name: client.call("status", name=name)["status"] for name in NAMES}  # the status field is the state
+
+
+@pytest.fixture
+def chain(make_arbiter):
+    arbiter, client, recorder = make_arbiter(*CHAIN)
+    return arbiter, client, recorder
+
+
+def test_the_arbiter_starts_the_chain_in_dependency_order_and_stops_it_in_reverse(chain):
+    arbiter, client, recorder = chain
+    assert order_of(recorder, "start") == ["db", "app", "web"]
+    assert order_of(recorder, "spawn") == ["db", "app", "web"]
+    assert [w.name for w in arbiter.iter_watchers()] == ["db", "app", "web"]
+    mark = len(recorder.events)
+    ok(client.call("stop", waiting=True, timeout=30))
+    assert order_of(recorder, "stop", mark) == ["web", "app", "db"]
+    assert statuses(client) == dict.fromkeys(NAMES, "stopped")
+
+
+def test_plain_start_of_a_watcher_whose_dependency_is_stopped_is_an_error_naming_it(chain):
+    arbiter, client, recorder = chain
+    ok(client.call("stop", waiting=True, timeout=30))
+    reason = error(client.call("start", name="web", waiting=True), 3)
+    assert reason == ("cannot start web: it depends on app (app is stopped); start it first, or use "
+                      "--with-dependencies")
+    assert statuses(client) == dict.fromkeys(NAMES, "stopped")
+
+
+def test_start_with_dependencies_brings_the_chain_up_in_order(chain):
+    arbiter, client, recorder = chain
+    ok(client.call("stop", waiting=True, timeout=30))
+    mark = len(recorder.events)
+    reply = ok(client.call("start", name="web", with_dependencies=True, waiting=True, timeout=30))
+    assert reply["info"]["started"] == arbiter.get_watcher("web").pids
+    assert order_of(recorder, "start", mark) == ["db", "app", "web"]
+    assert statuses(client) == dict.fromkeys(NAMES, "active")
+
+
+def test_start_with_dependencies_leaves_active_dependencies_alone(chain):
+    arbiter, client, recorder = chain
+    db_pids = arbiter.get_watcher("db").pids
+    ok(client.call("stop", name="app", waiting=True, timeout=30))
+    ok(client.call("stop", name="web", waiting=True, timeout=30))
+    mark = len(recorder.events)
+    ok(client.call("start", name="web", with_dependencies=True, waiting=True, timeout=30))
+    assert order_of(recorder, "start", mark) == ["app", "web"]
+    assert arbiter.get_watcher("db").pids == db_pids
+
+
+def test_stop_with_dependents_stops_the_chain_last_started_first(chain):
+    arbiter, client, recorder = chain
+    mark = len(recorder.events)
+    ok(client.call("stop", name="db", with_dependents=True, waiting=True, timeout=30))
+    assert order_of(recorder, "stop", mark) == ["web", "app", "db"]
+    assert statuses(client) == dict.fromkeys(NAMES, "stopped")
+
+
+def test_plain_stop_stops_only_the_named_watcher(chain):
+    arbiter, client, recorder = chain
+    ok(client.call("stop", name="db", waiting=True, timeout=30))
+    assert statuses(client) == {"db": "stopped", "app": "active", "web": "active"}
+
+
+def test_start_of_several_watchers_needs_only_the_dependencies_outside_them(chain):
+    arbiter, client, recorder = chain
+    ok(client.call("stop", waiting=True, timeout=30))
+    reason = error(client.call("start", name="[aw]*", waiting=True), 3)
+    assert reason.startswith("cannot start app: it depends on db (db is stopped)")
+    mark = len(recorder.events)
+    ok(client.call("start", name="*", waiting=True, timeout=30))
+    wait_for(lambda: statuses(client) == dict.fromkeys(NAMES, "active"), 20, message="the chain active")
+    assert sorted(order_of(recorder, "start", mark)) == sorted(NAMES)
+
+
+def chain_ini(endpoint: str, watchers: str) -> str:
+    return f"[circus]\nendpoint = {endpoint}\npubsub_endpoint = tcp://127.0.0.1:{free_port()}\n\n" + watchers
+
+
+CHAIN_INI = """
+[watcher:other]
+cmd = /bin/sleep 1000
+
+[watcher:web]
+cmd = /bin/sleep 1003
+depends_on = app
+priority = 50
+
+[watcher:app]
+cmd = /bin/sleep 1002
+depends_on = db
+
+[watcher:db]
+cmd = /bin/sleep 1001
+"""
+
+
+@pytest.fixture
+def loaded(tmp_path):
+    """An arbiter (the daemon's class) loaded from a file holding only `other`, started; (arbiter, path, recorder)."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    path = write_config(tmp_path / "circus.ini", chain_ini(endpoint, CHAIN_INI.split("[watcher:web]")[0]))
+    arbiter = Arbiter.load_from_config(path)
+    recorder = ArbiterRecorder(arbiter)
+    arbiter.start(background=True)
+    client = Client(endpoint)
+    yield arbiter, path, recorder, client, endpoint
+    client.close()
+    arbiter.stop(graceful=False)
+    arbiter.wait_channels_closed(5)
+
+
+def test_reloadconfig_adds_a_chain_in_dependency_order_and_removes_it_in_reverse(loaded, tmp_path):
+    arbiter, path, recorder, client, endpoint = loaded
+    write_config(tmp_path / "circus.ini", chain_ini(endpoint, CHAIN_INI))
+    mark = len(recorder.events)
+    reply = ok(client.call("reloadconfig", waiting=True, timeout=30))
+    assert reply["plan"]["watchers"]["added"] == ["app", "db", "web"]
+    assert order_of(recorder, "start", mark) == ["db", "app", "web"]
+    assert statuses(client) == dict.fromkeys(NAMES, "active")
+
+    write_config(tmp_path / "circus.ini", chain_ini(endpoint, CHAIN_INI.split("[watcher:web]")[0]))
+    mark = len(recorder.events)
+    reply = ok(client.call("reloadconfig", waiting=True, timeout=30))
+    assert reply["plan"]["watchers"]["removed"] == ["app", "db", "web"]
+    assert order_of(recorder, "stop", mark) == ["web", "app", "db"]
+    assert [w.name for w in arbiter.watchers] == ["other"]
