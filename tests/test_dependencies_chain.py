@@ -51,7 +51,7 @@ def test_plain_start_of_a_watcher_whose_dependency_is_stopped_is_an_error_naming
     ok(client.call("stop", waiting=True, timeout=30))
     reason = error(client.call("start", name="web", waiting=True), 3)
     assert reason == ("cannot start web: it depends on app (app is stopped); start it first, or use "
-                      "--with-dependencies")
+                      "start --with-dependencies")
     assert statuses(client) == dict.fromkeys(NAMES, "stopped")
 
 
@@ -82,6 +82,31 @@ def test_stop_with_dependents_stops_the_chain_last_started_first(chain):
     ok(client.call("stop", name="db", with_dependents=True, waiting=True, timeout=30))
     assert order_of(recorder, "stop", mark) == ["web", "app", "db"]
     assert statuses(client) == dict.fromkeys(NAMES, "stopped")
+
+
+def test_restart_with_dependents_stops_them_first_and_starts_them_again_after(chain):
+    arbiter, client, recorder = chain
+    mark = len(recorder.events)
+    reply = ok(client.call("restart", name="db", with_dependents=True, waiting=True, timeout=30))
+    assert reply["info"]["started"] == arbiter.get_watcher("db").pids
+    assert order_of(recorder, "stop", mark) == ["web", "app", "db"]
+    assert order_of(recorder, "start", mark) == ["db", "app", "web"]
+    assert statuses(client) == dict.fromkeys(NAMES, "active")
+
+
+def test_restart_with_dependents_leaves_a_stopped_dependent_stopped(chain):
+    arbiter, client, recorder = chain
+    ok(client.call("stop", name="web", waiting=True, timeout=30))
+    ok(client.call("restart", name="db", with_dependents=True, waiting=True, timeout=30))
+    assert statuses(client) == {"db": "active", "app": "active", "web": "stopped"}
+
+
+def test_plain_restart_of_a_watcher_whose_dependency_is_stopped_is_an_error(chain):
+    arbiter, client, recorder = chain
+    ok(client.call("stop", name="db", waiting=True, timeout=30))
+    reason = error(client.call("restart", name="app", waiting=True), 3)
+    assert reason.startswith("cannot restart app: it depends on db (db is stopped)")
+    assert statuses(client) == {"db": "stopped", "app": "active", "web": "active"}
 
 
 def test_plain_stop_stops_only_the_named_watcher(chain):

@@ -46,7 +46,7 @@ class Stop(Command):
 class Restart(Command):
     """Restart watchers: stop, then start (every watcher when no name is given).
 
-    restart [NAME] [--waiting] [--match simple|glob|regex]
+    restart [NAME] [--waiting] [--match simple|glob|regex] [--with-dependents]
 
     Without a name, gcircusd first re-reads its configuration file, as circusd does: a file that does not load, or
     whose new sockets cannot be bound, is the error reply and nothing changes; otherwise every watcher is stopped,
@@ -54,11 +54,14 @@ class Restart(Command):
     again, the file not applied, if applying fails). Requests without --waiting coalesce: one restart runs, at
     most one more is pending, and requests made meanwhile share it.
 
-    With --waiting and one watcher: {"info": {"stopped": [...], "started": [...], "kept": [...]}}.
+    With --waiting and one watcher: {"info": {"stopped": [...], "started": [...], "kept": [...]}}. As with start,
+    a watcher whose depends_on names a stopped (or failed) watcher is not restarted: the error names it. With
+    --with-dependents, the running watchers that depend on it are stopped first (the last started first) and
+    started again, in dependency order, once it is active again.
     """
 
     properties = (Prop("name"), Prop("match", default="glob"))
-    flags = (WAITING, MATCH)
+    flags = (WAITING, MATCH, WITH_DEPENDENTS)
 
 
 @register

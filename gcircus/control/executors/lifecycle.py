@@ -6,8 +6,8 @@ from typing import Any
 
 import gevent
 
+from gcircus.control.executors import ordering
 from gcircus.control.executors.base import Deferred, Queued, executes, match_watchers
-from gcircus.control.executors.ordering import check_dependencies_up, start_with_dependencies, stop_with_dependents
 from gcircus.errors import ConfigError
 from gcircus.wire.errors import MessageError
 
@@ -22,8 +22,8 @@ def start(arbiter, props):
         return Deferred(arbiter.start_watchers)
     watchers = match_watchers(arbiter, props["name"], props["match"])
     if props["with_dependencies"]:
-        return Deferred(lambda: start_with_dependencies(arbiter, watchers))
-    check_dependencies_up(arbiter, watchers if len(watchers) == 1 else [w for w in watchers if w.autostart])
+        return Deferred(lambda: ordering.start_with_dependencies(arbiter, watchers))
+    ordering.check_dependencies_up(arbiter, watchers if len(watchers) == 1 else [w for w in watchers if w.autostart])
     if len(watchers) == 1:
         return Queued([watchers[0].submit_start()], _info)
     return Queued([w.submit_start() for w in watchers if w.autostart])
@@ -35,7 +35,7 @@ def stop(arbiter, props):
         return Deferred(arbiter.stop_watchers)
     watchers = match_watchers(arbiter, props["name"], props["match"])
     if props["with_dependents"]:
-        return Deferred(lambda: stop_with_dependents(arbiter, watchers))
+        return Deferred(lambda: ordering.stop_with_dependents(arbiter, watchers))
     if len(watchers) == 1:
         return Queued([watchers[0].submit_stop()], _info)
     return Queued([w.submit_stop() for w in watchers])
@@ -66,6 +66,9 @@ def restart(arbiter, props):
         arbiter.request_restart()  # casts coalesce: one restart running, at most one more pending
         return None
     watchers = match_watchers(arbiter, props["name"], props["match"])
+    ordering.check_dependencies_up(arbiter, watchers, "restart")
+    if props["with_dependents"]:
+        return Deferred(lambda: ordering.restart_with_dependents(arbiter, watchers))
     if len(watchers) == 1:
         return Queued([watchers[0].submit_restart()], _info)
 

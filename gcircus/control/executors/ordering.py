@@ -19,7 +19,7 @@ def _names(watchers) -> str:
     return ", ".join(w.name for w in watchers)
 
 
-def check_dependencies_up(arbiter, watchers: list) -> None:
+def check_dependencies_up(arbiter, watchers: list, action: str = "start") -> None:
     """MessageError naming the direct dependencies of `watchers` (those not being started with them) that are
     down, with the way to start them; nothing is started then."""
     chosen = set(watchers)
@@ -28,8 +28,8 @@ def check_dependencies_up(arbiter, watchers: list) -> None:
                 if dep not in chosen and dep.status() in DOWN]
         if down:
             states = ", ".join(f"{dep.name} is {dep.status()}" for dep in down)
-            raise MessageError(f"cannot start {watcher.name}: it depends on {_names(down)} ({states}); start "
-                               f"{'it' if len(down) == 1 else 'them'} first, or use --with-dependencies")
+            raise MessageError(f"cannot {action} {watcher.name}: it depends on {_names(down)} ({states}); start "
+                               f"{'it' if len(down) == 1 else 'them'} first, or use start --with-dependencies")
 
 
 def wait_active(watcher, needed_by=None) -> None:
@@ -68,3 +68,24 @@ def stop_with_dependents(arbiter, watchers: list) -> dict | None:
     for watcher in [w for w in arbiter.iter_watchers(reverse=False) if w in wanted]:
         watcher.stop()
     return {"info": None} if len(watchers) == 1 else None
+
+
+def restart_with_dependents(arbiter, watchers: list) -> dict | None:
+    """Stop the running dependents of `watchers` (stop order), restart them (each waited until active), then start
+    those dependents again in start order, each waited until active: nothing runs against a restarting dependency.
+
+    A dependent that was stopped stays stopped. With one watcher, its restart's result as `info`.
+    """
+    named = set(watchers)
+    running = {dep for watcher in watchers for dep in arbiter.dependents_of(watcher)
+               if dep not in named and dep.status() not in DOWN}
+    for dependent in [w for w in arbiter.iter_watchers(reverse=False) if w in running]:
+        dependent.stop()
+    result = None
+    for watcher in [w for w in arbiter.iter_watchers() if w in named]:
+        result = watcher.restart()
+        wait_active(watcher)
+    for dependent in [w for w in arbiter.iter_watchers() if w in running]:
+        dependent.start()
+        wait_active(dependent)
+    return {"info": result} if len(watchers) == 1 else None
