@@ -4,10 +4,12 @@ do along the graph only when asked (--with-dependencies, --with-dependents)."""
 from __future__ import annotations
 
 import pytest
+from gevent import subprocess as gsubprocess
 
 from gcircus.daemon import Arbiter
 from tests.support.control import Client, error, ok
 from tests.support.daemons import write_config
+from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
 from tests.support.ports import free_port
 from tests.support.recorders import ArbiterRecorder
 from tests.support.waiting import wait_for
@@ -178,3 +180,23 @@ def test_reloadconfig_adds_a_chain_in_dependency_order_and_removes_it_in_reverse
     assert reply["plan"]["watchers"]["removed"] == ["app", "db", "web"]
     assert order_of(recorder, "stop", mark) == ["web", "app", "db"]
     assert [w.name for w in arbiter.watchers] == ["other"]
+
+
+def test_gcircusctl_follows_the_chain_of_a_real_gcircusd_only_when_asked(setup):
+    setup.start(CHAIN_INI, {"db": 1, "app": 1, "web": 1, "other": 1})
+
+    def ctl(*argv: str) -> gsubprocess.CompletedProcess:
+        return gsubprocess.run(GCIRCUSCTL + ["--endpoint", setup.endpoint, *argv], stdout=gsubprocess.PIPE,
+                               stderr=gsubprocess.PIPE, text=True, timeout=30, env=ctl_env())
+
+    assert ctl("stop", "db", "--with-dependents", "--waiting").returncode == 0
+    assert statuses(setup) == dict.fromkeys(NAMES, "stopped")
+    refused = ctl("start", "web", "--waiting")
+    assert refused.returncode == 3
+    assert "cannot start web: it depends on app (app is stopped)" in refused.stdout + refused.stderr
+    assert ctl("start", "web", "--with-dependencies", "--waiting").returncode == 0
+    assert statuses(setup) == dict.fromkeys(NAMES, "active")
+    assert ctl("restart", "app", "--with-dependents", "--waiting").returncode == 0
+    assert statuses(setup) == dict.fromkeys(NAMES, "active")
+    usage = ctl("start", "--frobnicate").stderr
+    assert "usage: start [NAME] [--waiting] [--match simple|glob|regex] [--with-dependencies]" in usage
