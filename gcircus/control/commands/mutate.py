@@ -67,7 +67,8 @@ class Rm(Command):
     rm <name> [--nostop] [--waiting]
 
     With --nostop the processes are no longer respawned or stopped by gcircusd; they still die with it through
-    the parent-death signal unless the watcher had pdeathsig = false.
+    the parent-death signal unless the watcher had pdeathsig = false. A watcher that others name in their
+    depends_on is not removed (they would wait for it forever): the error names them; remove them first.
     """
 
     properties = (Prop("name", required=True),)
