@@ -40,7 +40,7 @@ import gevent
 
 from gcircus import dependencies, runtime_options
 from gcircus.errors import ConfigError
-from gcircus.options import APPLY, CIRCUS_OPTIONS, PARSE
+from gcircus.options import APPLY, CIRCUS_OPTIONS, PARSE, to_names
 from gcircus.sockets import CircusSocket, named_sockets
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _check_dependencies(arbiter, plan: Plan) -> None:
     theirs must still hold: one depending on a watcher the file removes is refused here, before anything changed."""
     staying = [arbiter.get_watcher(name) for name in plan.not_in_config]
     graph = {spec.name: (spec.depends_on, spec.priority) for spec in plan.config.watchers}
-    graph.update({w.name: (tuple(w.depends_on), w.priority) for w in staying})
+    graph.update({w.name: (to_names(w.depends_on), w.priority) for w in staying})
     try:
         dependencies.check_graph(graph)
     except dependencies.DependencyError as exc:
@@ -194,7 +194,7 @@ def _check_dependencies(arbiter, plan: Plan) -> None:
 
 def _start_order(specs: list) -> list[str]:
     """The names of these specs in start order (dependencies first, then priority; ties in the given order)."""
-    graph = {spec["name"]: (spec["depends_on"], spec["priority"]) for spec in specs}
+    graph = {spec["name"]: (to_names(spec["depends_on"]), spec["priority"]) for spec in specs}
     try:
         return dependencies.start_order(graph)
     except dependencies.DependencyError:  # checked on every change; never worse than the priority order
