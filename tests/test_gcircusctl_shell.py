@@ -75,7 +75,7 @@ def test_arguments_complete_watcher_names_and_the_command_flags(running):
         assert shell.completedefault("sl", "status sl", 7, 9) == ["sleeper "]
         assert shell.completedefault("", "STOP ", 5, 5) == ["sleeper "]
         assert shell.completedefault("x", "stop x", 5, 6) == []
-        assert shell.completedefault("--w", "stop sleeper --w", 13, 16) == ["--waiting "]
+        assert shell.completedefault("--w", "stop sleeper --w", 13, 16) == ["--waiting ", "--with-dependents "]
         assert shell.completedefault("--", "reload --", 7, 9) == [f"--{f.name} " for f in COMMANDS["reload"].flags]
         assert shell.completedefault("sl", "bogus sl", 6, 8) == []
         assert shell.completedefault("sl", "listen sl", 7, 9) == []
