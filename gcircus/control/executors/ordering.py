@@ -13,6 +13,8 @@ ACTIVE = "active"
 DOWN = frozenset({"stopped", "stopping", "failed"})
 # Where a watcher just started ends up; waiting for one of them ends the wait for good or bad.
 SETTLED = frozenset({ACTIVE, "stopped", "failed"})
+# Seconds between two looks at the dependencies of a watcher that is still not active.
+RECHECK = 1.0
 
 
 def _names(watchers) -> str:
@@ -32,14 +34,22 @@ def check_dependencies_up(arbiter, watchers: list, action: str = "start") -> Non
                                f"{'it' if len(down) == 1 else 'them'} first, or use start --with-dependencies")
 
 
-def wait_active(watcher, needed_by=None) -> None:
-    """Block until `watcher` is active; MessageError if it ends stopped or failed instead (saying who needed it)."""
-    state = watcher.status()
-    if state != ACTIVE:
-        state = watcher.wait_for_state(SETTLED, None)
-    if state != ACTIVE:
+def wait_active(arbiter, watcher, needed_by=None) -> None:
+    """Block until `watcher` is active; MessageError if it ends stopped or failed instead (saying who needed it),
+    or if it is left waiting for a dependency that went down meanwhile (which would hold this command forever)."""
+    while True:
+        state = watcher.status()
+        if state not in SETTLED:
+            state = watcher.wait_for_state(SETTLED, RECHECK)
+        if state == ACTIVE:
+            return
         needing = f": {needed_by.name} was not started" if needed_by is not None else ""
-        raise MessageError(f"{watcher.name} ended {state} instead of active{needing}")
+        if state in SETTLED:
+            raise MessageError(f"{watcher.name} ended {state} instead of active{needing}")
+        down = [dep for dep in arbiter.dependencies_of(watcher, recursive=False) if dep.status() in DOWN]
+        if down:
+            states = ", ".join(f"{dep.name} is {dep.status()}" for dep in down)
+            raise MessageError(f"{watcher.name} is not active: it waits for {_names(down)} ({states}){needing}")
 
 
 def start_with_dependencies(arbiter, watchers: list) -> dict | None:
@@ -54,9 +64,10 @@ def start_with_dependencies(arbiter, watchers: list) -> dict | None:
         wanted.update(arbiter.dependencies_of(watcher))
     result = None
     for watcher in [w for w in arbiter.iter_watchers() if w in wanted]:
-        needed_by = next((w for w in arbiter.dependents_of(watcher) if w in wanted), None)
-        result = watcher.start()
-        wait_active(watcher, needed_by)
+        if watcher in named or watcher.status() != ACTIVE:  # an active dependency is left alone
+            needed_by = next((w for w in arbiter.dependents_of(watcher) if w in wanted), None)
+            result = watcher.start()
+            wait_active(arbiter, watcher, needed_by)
     return {"info": result} if len(watchers) == 1 else None
 
 
@@ -84,8 +95,8 @@ def restart_with_dependents(arbiter, watchers: list) -> dict | None:
     result = None
     for watcher in [w for w in arbiter.iter_watchers() if w in named]:
         result = watcher.restart()
-        wait_active(watcher)
+        wait_active(arbiter, watcher)
     for dependent in [w for w in arbiter.iter_watchers() if w in running]:
         dependent.start()
-        wait_active(dependent)
+        wait_active(arbiter, dependent)
     return {"info": result} if len(watchers) == 1 else None
