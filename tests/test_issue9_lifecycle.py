@@ -13,8 +13,8 @@ import signal
 import gevent
 import pytest
 
-from gcircus.respawn import BACK_OFF, RETRY, RespawnPolicy
 from gcircus.client import Client
+from gcircus.respawn import BACK_OFF, RETRY, RespawnPolicy
 from gcircus.watcher import Watcher
 from tests.support.daemons import make_config
 from tests.support.processes import alive
