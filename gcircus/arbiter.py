@@ -14,6 +14,7 @@ gcircus.daemon, whose Arbiter subclass attaches the control server, publisher, s
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -28,6 +29,7 @@ from gcircus import dependencies, linux
 from gcircus.options import CIRCUS_OPTIONS, DEFAULT_STATS_ENDPOINT, to_names
 from gcircus.service import Service
 from gcircus.sockets import OnDemand, Sockets
+from gcircus.states import ACTIVE, BACKOFF, STOPPED
 from gcircus.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -108,9 +110,15 @@ class Arbiter:
         if key in self._watchers_by_name:
             raise DuplicateWatcher(f"{watcher.name!r} already exists")
         watcher.arbiter = self
+        watcher.dependencies = functools.partial(self.direct_dependencies, watcher)
         watcher.subscribe(self._forward_event)
         self.watchers.append(watcher)
         self._watchers_by_name[key] = watcher
+
+    def direct_dependencies(self, watcher: Watcher) -> list[Watcher]:
+        """The registered watchers `watcher` names in depends_on (the config loader refused unknown names)."""
+        return [self._watchers_by_name[name.lower()] for name in watcher.depends_on
+                if name.lower() in self._watchers_by_name]
 
     def attach(self, service: Service, stop_before_watchers: bool = False) -> None:
         """Run `service` with the arbiter: started, in the order attached, before the watchers start (a failure
@@ -347,6 +355,31 @@ class Arbiter:
             if index and self.warmup_delay > 0:
                 gevent.sleep(self.warmup_delay)
             watcher.start()
+
+    def wait_started(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """Wait until every autostart watcher has settled; return (failed, retrying) as (name, why) pairs.
+
+        Settled: active; failed (or waiting for a dependency that failed); stopped (a hook refused, an operator
+        stopped it); or backing off with no end (max_retry = -1, or gcircusd short of resources), which goes to
+        the second list. A crash loop that can still end in failure is waited out. A stop of the arbiter ends the
+        wait. The control channel answers meanwhile: this blocks only the calling greenlet.
+        """
+        pending = [w for w in self.iter_watchers() if w.autostart and not w.on_demand]
+        failed: list[tuple[str, str]] = []
+        retrying: list[tuple[str, str]] = []
+        while pending and not self._stopped.is_set():
+            for watcher in list(pending):
+                problem = watcher.start_problem()
+                if watcher.status() in (ACTIVE, STOPPED) or problem is not None:
+                    pending.remove(watcher)
+                    if watcher.status() != STOPPED and problem is not None:
+                        failed.append((watcher.name, problem))
+                elif watcher.status() == BACKOFF and watcher.respawn_policy.endless:
+                    pending.remove(watcher)
+                    retrying.append((watcher.name, watcher.reason))
+            if pending:
+                gevent.wait([self._stopped, *(w.state_changed() for w in pending)], count=1)
+        return failed, retrying
 
     def run(self) -> None:
         """Start, then block until the arbiter is stopped (start() without signal handling)."""

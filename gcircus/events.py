@@ -22,7 +22,8 @@ class EventSpec(NamedTuple):
     fields: frozenset[str]  # besides `time`, which every event has
 
 
-# PROTOCOL.md 3.2 (it says when each is published), plus gcircus's `stream` (a sink failed, or works again: error None)
+# PROTOCOL.md 3.2 (it says when each is published), plus gcircus's own: `stream` (a sink failed, or works again:
+# error None) and the lifecycle events below
 EVENTS: dict[str, EventSpec] = {name: EventSpec(kind, frozenset(fields)) for name, (kind, *fields) in {
     "spawn": (WATCHER, "process_pid"),  # time: the process's start
     "reap": (WATCHER, "process_pid", "exit_code"),  # time: its exit; exit_code: -signum after a signal
@@ -31,7 +32,18 @@ EVENTS: dict[str, EventSpec] = {name: EventSpec(kind, frozenset(fields)) for nam
     "add": (WATCHER,), "remove": (WATCHER,),
     "hook_success": (WATCHER, "name"), "hook_failure": (WATCHER, "name", "error"),
     "stream": (WATCHER, "name", "error"),
+    # gcircus's lifecycle (gcircus.states): every move of the watcher, with the reason when there is one (why it
+    # backs off, failed or waits), and each process becoming ready, not ready again (sd_notify RELOADING=1) or
+    # unhealthy (replaced); `detail` is what its check or the process said.
+    "state": (WATCHER, "state", "previous", "reason"),
+    "ready": (WATCHER, "process_pid", "wid"),
+    "not_ready": (WATCHER, "process_pid", "wid", "detail"),
+    "unhealthy": (WATCHER, "process_pid", "wid", "detail"),
 }.items()}
+
+
+# The events Circus has no word for: Circus's own subscribers receive them on the PUB channel and ignore them.
+LIFECYCLE_EVENTS = frozenset({"state", "ready", "not_ready", "unhealthy"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ import psutil
 
 from gcircus import identity, linux
 from gcircus.expand import expand_circus_vars
+from gcircus.states import SPAWNED
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,12 @@ class Process:
         self.stopping = False
         self.pid: int = 0
         self.exit: ProcessExit | None = None
+        # Where the process stands in its watcher's eyes (gcircus.states: spawned, ready, unhealthy, stopping), what
+        # its checks last said, and what it said itself (sd_notify STATUS=); the watcher sets them.
+        self.state = SPAWNED
+        self.ready_at: float | None = None
+        self.check_detail = ""
+        self.status_text = ""
         self.stdout = None
         self.stderr = None
         self._popen: Any = None

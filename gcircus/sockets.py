@@ -225,7 +225,7 @@ class OnDemand:
             greenlet.kill(block=True)
 
     def _idle(self) -> bool:
-        return self.watcher.is_stopped() and not self.watcher.flapping_state
+        return self.watcher.is_stopped()  # not backing off or failed: the respawn policy owns those
 
     def _run(self) -> None:
         w = self.watcher

@@ -24,26 +24,55 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
-from gcircus import backoff, runtime_options, watcher_spec
+from gcircus import runtime_options, watcher_spec
 from gcircus.command_queue import CommandQueue
 from gcircus.environment import build_env
 from gcircus.events import Event, res_name
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.options import RESPAWN, family_member
 from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, SpawnSpec, resolve_user
-from gcircus.states import ACTIVE, STARTING, STOPPED, STOPPING, check_move
+from gcircus.respawn import GIVE_UP, RETRY, Decision, RespawnPolicy
+from gcircus.states import (
+    ACTIVE,
+    BACKOFF,
+    FAILED,
+    PROCESS_STOPPING,
+    READY,
+    RUNNING,
+    STARTING,
+    STOPPED,
+    STOPPING,
+    check_move,
+)
 from gcircus.streams.outputs import WatcherOutputs
 from gcircus.watcher_spec import WatcherSpec
 
 log = logging.getLogger(__name__)
 
 
-QUICK_EXIT = 1.0  # a process that exits sooner than this after its spawn counts toward respawn pacing
-MAX_RESPAWN_DELAY = 10.0
-QUIET_AFTER = 3  # consecutive quick exits logged at info level before switching to debug
-
 class HookRefused(Exception):
     """before_spawn or after_spawn returned a falsy value: the watcher stops, as in Circus."""
+
+
+class WatcherFailed(Exception):
+    """A start ended without the watcher becoming active; the message names the watcher and the cause."""
+
+
+class SlotHistory:
+    """What happened to the processes of one wid: how often one was replaced after exiting on its own (or failing
+    its checks), and how the last one ended. Shown by `procs`."""
+
+    __slots__ = ("restarts", "last_exit")
+
+    def __init__(self):
+        self.restarts = 0
+        self.last_exit: dict | None = None
+
+    def exited(self, process: Process, reason: str = "") -> None:
+        self.restarts += 1
+        code = process.exit.returncode if process.exit else None
+        self.last_exit = {"pid": process.pid, "code": code, "time": process.exit.time if process.exit else time.time(),
+                          "description": reason or _describe_exit(process)}
 
 
 class Watcher:
@@ -74,7 +103,7 @@ class Watcher:
         self.res_name = res_name(spec.name)
         self._set_spec(spec)
         self.hooks = Hooks(spec.hooks, timeout=spec.hook_timeout)
-        self.crash_guard = backoff.CrashLoopGuard.from_config(spec.flapping)
+        self.respawn_policy = RespawnPolicy.of(spec.name, spec.flapping, spec.check_flapping, spec.max_retry)
         self.outputs = WatcherOutputs(spec.name, {"stdout": spec.stdout_stream, "stderr": spec.stderr_stream},
                                       spec.prefix_output, notify=self.notify)
 
@@ -88,16 +117,20 @@ class Watcher:
         # The watcher's own background work (exit handling, back-offs...): killed when it is detached.
         self._tasks = gevent.pool.Group()
         self._status = STOPPED
+        self.reason = ""  # why the watcher is in its state, when there is more to say (back-off, failure, waiting)
+        self._state_changed = gevent.event.Event()  # set (and replaced) at each move: see wait_for_state
+        self._readiness_changed = gevent.event.Event()  # set (and replaced) when a process is ready or gone
+        # The watchers this one depends on, as the arbiter sees them (depends_on); None: it depends on nothing.
+        self.dependencies: Any = None
+        self._dependency_wait: gevent.Greenlet | None = None  # a start waiting for them (see _start)
+        self._history: dict[int, SlotHistory] = {}  # per wid: restarts and last exit, for `procs`
         self._lock = gevent.lock.RLock()
         self._commands = CommandQueue(spec.name, self._lock)
         self._interrupt = gevent.event.Event()
         self._fill_greenlet: gevent.Greenlet | None = None  # the respawn waiting its turn (_schedule_fill)
         self._generation = 0  # bumped by each operator start/restart: a back-off decided before it is void
-        self._quick_exits = 0
-        self._spawn_failures = 0  # consecutive failed spawn attempts, for their pacing and for logging them once
         self.spawn_error: str | None = None  # why the last spawn attempt failed; None once a spawn succeeds
         self._retry_timer: gevent.Greenlet | None = None
-        self.flapping_state = ""
         self.arbiter: Any = None  # the Arbiter that registered it, if any
         self.sockets: dict = {}
         self._listeners: list = []
@@ -167,10 +200,75 @@ class Watcher:
     def status(self) -> str:
         return self._status
 
-    def _move_to(self, state: str, detaching: bool = False) -> None:
-        """The one way the watcher changes state: the move is checked against gcircus.states.TRANSITIONS."""
-        check_move(self.name, self._status, state, detaching)
-        self._status = state
+    def _move_to(self, state: str, detaching: bool = False, reason: str = "") -> None:
+        """The one way the watcher changes state: the move is checked against gcircus.states.TRANSITIONS, and
+        published (the `state` event) to subscribers and to whoever waits for a state (wait_for_state)."""
+        previous = self._status
+        check_move(self.name, previous, state, detaching)
+        self._status, self.reason = state, reason
+        if state != previous:
+            self.notify("state", state=state, previous=previous, reason=reason)
+        self._wake_state_waiters()
+
+    def _explain(self, reason: str) -> None:
+        """A new reason for the state the watcher stays in (what it waits for now), published like a move."""
+        if reason != self.reason:
+            self.reason = reason
+            self.notify("state", state=self._status, previous=self._status, reason=reason)
+            self._wake_state_waiters()
+
+    def _wake_state_waiters(self) -> None:
+        changed, self._state_changed = self._state_changed, gevent.event.Event()
+        changed.set()
+
+    def wait_for_state(self, states: set[str] | frozenset[str], timeout: float | None = None) -> str:
+        """Block the calling greenlet until the watcher is in one of `states`; return it (TimeoutError after
+        `timeout` seconds)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._status not in states:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"watcher {self.name!r} is {self._status}, not {'/'.join(sorted(states))}")
+            self._state_changed.wait(remaining)
+        return self._status
+
+    def state_changed(self) -> gevent.event.Event:
+        """An event set at the watcher's next move (for waiting on several watchers at once, gevent.wait)."""
+        return self._state_changed
+
+    def settled_result(self) -> gevent.event.AsyncResult:
+        """An AsyncResult set once the watcher settles after a start: its state when it is active, an error naming
+        the watcher and the cause when it failed, stopped or waits for a dependency that failed.
+
+        What `start --waiting` (and start-up) answer with: a back-off or a wait for a dependency still in progress
+        is not an answer yet.
+        """
+        result = gevent.event.AsyncResult()
+
+        def watch(_=None):
+            if result.ready():
+                return
+            problem = self.start_problem()
+            if self._status == ACTIVE:
+                result.set(ACTIVE)
+            elif problem is not None:
+                result.set_exception(WatcherFailed(problem))
+            else:
+                self._state_changed.rawlink(watch)
+        watch()
+        return result
+
+    def start_problem(self) -> str | None:
+        """Why a start of this watcher cannot end active (it failed, was stopped, or waits for a failed
+        dependency), or None while it still may."""
+        if self._status == FAILED:
+            return f"watcher {self.name!r} failed: {self.reason or 'it gave up'}"
+        if self._status in (STOPPED, STOPPING):
+            return f"watcher {self.name!r} is {self._status}" + (f": {self.reason}" if self.reason else "")
+        failed = [w.name for w in (self.dependencies() if self.dependencies else []) if w.status() == FAILED]
+        if self._status == STARTING and self._dependency_wait is not None and failed:
+            return f"watcher {self.name!r} waits for {', '.join(map(repr, failed))}, which failed"
+        return None
 
     def is_active(self) -> bool:
         return self._status == ACTIVE
@@ -209,10 +307,32 @@ class Watcher:
             gevent.sleep(interval)
 
     def _busy(self) -> bool:
-        return bool(len(self._commands) or self._lock.locked() or self._status in (STARTING, STOPPING)
+        return bool(len(self._commands) or self._lock.locked() or self._status == STOPPING
+                    or (self._status == STARTING and self._dependency_wait is None)
                     or self._retiring or self._leftover_stops or self._fill_greenlet is not None
                     or self._retry_timer is not None or len(self._tasks)
                     or any(p.exit is not None for p in self.processes.values()))
+
+    # -- the watcher's greenlets: each kept by its owner (the task group, a timer or a slot), errors logged --------
+
+    def _task(self, func, *args) -> gevent.Greenlet:
+        """Run `func(*args)` in the watcher's task group (killed on detach, waited for by settle)."""
+        return self._tasks.spawn(self._logged, func, *args)
+
+    def _greenlet(self, func, *args) -> gevent.Greenlet:
+        """A greenlet whose owner keeps it (a slot, a list it joins); an exception in it names the watcher."""
+        return gevent.spawn(self._logged, func, *args)
+
+    def _later(self, seconds: float, func, *args) -> gevent.Greenlet:
+        """A timer greenlet, kept by its owner (the retry timer, the max_age timers)."""
+        return gevent.spawn_later(seconds, self._logged, func, *args)
+
+    def _logged(self, func, *args):
+        try:
+            return func(*args)
+        except Exception:  # noqa: BLE001 - one failing task must not go unnoticed, nor take the watcher down
+            log.exception("watcher %r: %s failed", self.name, getattr(func, "__name__", func))
+            return None
 
     # -- lifecycle: operator commands, queued one at a time (gcircus.command_queue), each under the lock ----------
 
@@ -290,8 +410,7 @@ class Watcher:
         """
         self._generation += 1
         self._cancel_retry()
-        self.crash_guard.reset()
-        self.flapping_state = ""
+        self.respawn_policy.reset()
 
     # -- run-time option changes (the `set` command) ------------------------------------------------------------
 
@@ -332,7 +451,7 @@ class Watcher:
             for key, value in changes.items():
                 self._apply_option(key, value)
                 self.notify("updated")
-            if self._status != ACTIVE:
+            if not self._may_spawn():
                 return
             if any(runtime_options.action_for(key) == RESPAWN for key in changes):
                 self._reload(graceful=True, sequential=False, hup=False)
@@ -348,7 +467,11 @@ class Watcher:
         elif field in ("stdout_stream", "stderr_stream"):
             self.outputs.update(field[:6], getattr(self.spec, field))
         elif field in ("flapping", "retry_in"):
-            setattr(self.crash_guard, member, value)
+            self.respawn_policy.configure({member: value})
+        elif key == "check_flapping":
+            self.respawn_policy.check_flapping = value
+        elif key == "max_retry":
+            self.respawn_policy.spawn_max_retry = value
 
     def incr(self, nb: int = 1) -> int:
         """Add `nb` processes (a no-op for a singleton); return the new numprocesses."""
@@ -369,7 +492,7 @@ class Watcher:
         # The new value is computed under the lock, so concurrent incr/decr compose instead of overwriting.
         with self._lock:
             self._set_spec(self.spec.replace(numprocesses=change(self.numprocesses)))
-            if self._status == ACTIVE:
+            if self._may_spawn():
                 self._manage()
             return self.numprocesses
 
@@ -381,9 +504,9 @@ class Watcher:
         """
         targets = [process for process in self.processes.values() if pid in (None, process.pid)]
         self._stop_processes(targets, graceful_timeout, signum)
-        if targets and self.respawn and self._status == ACTIVE:
+        if targets and self.respawn and self._may_spawn():
             with self._lock:
-                if self._status == ACTIVE:
+                if self._may_spawn():
                     self._fill()
 
     def kill_trees(self) -> None:
@@ -398,6 +521,7 @@ class Watcher:
         parent-death signal when gcircusd exits (unless pdeathsig is off).
         """
         self._cancel_retry()
+        self._cancel_dependency_wait()
         self._tasks.kill(block=False)
         with self._lock:
             for timer in self._expiry.values():
@@ -410,40 +534,100 @@ class Watcher:
     # -- lifecycle internals (lock held) -------------------------------------------------------------------------
 
     def _start(self) -> dict:
-        if self._status in (ACTIVE, STARTING):
+        if self._status in RUNNING:
             kept = list(self.processes)
             return {"started": self._fill(), "kept": kept}
         if not self.call_hook("before_start"):
             log.warning("watcher %r: before_start hook failed, not starting", self.name)
             return {"started": [], "kept": []}
+        self._cancel_retry()
         self._move_to(STARTING)
+        waiting = self._unmet_dependencies()
+        if waiting:
+            # Spawned once they are active (see _wait_for_dependencies); the control channel answers meanwhile.
+            self._explain(self._waiting_text(waiting))
+            self._dependency_wait = self._greenlet(self._wait_for_dependencies, self._generation)
+            return {"started": [], "kept": []}
+        return self._spawn_all()
+
+    def _spawn_all(self) -> dict:
+        """Spawn every process of a start, wait for their readiness, then run after_start (lock held)."""
         self._cancel_fill()
-        self._quick_exits = 0  # a fresh start (operator, or a retry after a back-off) respawns at full pace again
-        self._spawn_failures = 0
+        self.respawn_policy.retrying()  # a fresh start (operator, or a retry after a back-off) spawns at full pace
         self.outputs.prepare()  # stream files exist from the start, as in Circus, even before the first line
         started = self._fill()
-        if self._status == STOPPED:  # spawning failed for good, or a hook refused: _fill stopped the watcher
+        self._await_ready(started)
+        if self._status not in RUNNING:  # spawning failed (back-off or failed), or a hook refused: not started
             return {"started": [], "kept": []}
         if self.numprocesses == 0 or not self.call_hook("after_start"):
             if self.numprocesses:
                 log.warning("watcher %r: after_start hook failed, stopping", self.name)
             self._stop()
             return {"started": [], "kept": []}
-        self._move_to(ACTIVE)
         self.notify("start")
+        self._check_active()
         log.info("watcher %r started (%d processes)", self.name, len(self.processes))
-        return {"started": started, "kept": []}
+        return {"started": [pid for pid in started if pid in self.processes], "kept": []}
 
-    def _stop(self, graceful_timeout: float | None = None) -> None:
+    def _may_spawn(self) -> bool:
+        """Whether processes may be spawned now: the watcher runs, and does not wait for its dependencies."""
+        return self._status in RUNNING and self._dependency_wait is None
+
+    def _check_active(self) -> None:
+        """Move a starting watcher to active once all its processes are spawned and ready."""
+        if (self._status == STARTING and self._dependency_wait is None and self.numprocesses
+                and len(self.processes) >= self.numprocesses
+                and all(p.state == READY for p in self.processes.values())):
+            self._move_to(ACTIVE)
+
+    # -- dependencies (depends_on) -----------------------------------------------------------------------------
+
+    def _unmet_dependencies(self) -> list[Watcher]:
+        return [w for w in (self.dependencies() if self.dependencies else []) if w.status() != ACTIVE]
+
+    @staticmethod
+    def _waiting_text(waiting: list[Watcher]) -> str:
+        return "waiting for " + ", ".join(
+            f"{w.name!r} ({w.status()}{', which failed' if w.status() == FAILED else ''})" for w in waiting)
+
+    def _wait_for_dependencies(self, generation: int) -> None:
+        """Spawn the processes once every dependency is active; until then the watcher is starting, and says why.
+
+        A dependency that fails leaves this watcher waiting (its reason says so) until an operator acts.
+        """
+        try:
+            while waiting := self._unmet_dependencies():
+                self._explain(self._waiting_text(waiting))
+                gevent.wait([w.state_changed() for w in waiting], count=1)
+            with self._lock:
+                if generation != self._generation or self._status != STARTING or self._interrupt.is_set():
+                    return
+                self._dependency_wait = None
+                self._explain("")
+                self._spawn_all()
+        finally:
+            if self._dependency_wait is gevent.getcurrent():
+                self._dependency_wait = None
+
+    def _cancel_dependency_wait(self) -> None:
+        greenlet, self._dependency_wait = self._dependency_wait, None
+        if greenlet is not None and greenlet is not gevent.getcurrent():
+            greenlet.kill(block=False)
+
+    def _stop(self, graceful_timeout: float | None = None, then: str = STOPPED, reason: str = "") -> None:
+        """Stop every process, then move to `then`: stopped, or backoff/failed when the respawn policy says so."""
         self._cancel_fill()
-        if self._status == STOPPED and not self.processes and not self._retiring:
+        self._cancel_dependency_wait()
+        if self._status in (STOPPED, BACKOFF, FAILED) and not self.processes and not self._retiring:
+            if self._status != then:
+                self._move_to(then, reason=reason)
             return
         self._move_to(STOPPING)
         self.call_hook("before_stop")
         self._stop_processes([*self.processes.values(), *self._retiring.values()], graceful_timeout)
         self._wait_leftovers(graceful_timeout)  # what exited processes left behind is gone too
         self.outputs.close()  # as in Circus, streams close on stop (and open again with the next spawn)
-        self._move_to(STOPPED)
+        self._move_to(then, reason=reason)
         self.notify("stop")
         self.call_hook("after_stop")
         log.info("watcher %r stopped", self.name)
@@ -459,7 +643,7 @@ class Watcher:
             self.prereload_fn(self)
         if not graceful:
             return self._restart()
-        if self._status == STOPPED:
+        if self._status not in RUNNING:
             return {**self._start(), "stopped": []}
         if self.send_hup and hup:
             for process in list(self.processes.values()):
@@ -472,13 +656,14 @@ class Watcher:
             for process in old:
                 self._stop_processes([process])
                 stopped.append(process.pid)
-                started.extend(self._fill())
+                started.extend(self._await_ready(self._fill()))
                 if self.warmup_delay:
                     gevent.sleep(self.warmup_delay)
         else:
             for process in old:
                 self._retire(process)
-            started = self._fill(warmup=False)
+            # New first: the old processes stop only once their replacements are ready, so capacity never drops.
+            started = self._await_ready(self._fill(warmup=False))
             replaced = self._keep_unreplaced(old, started)
             self._stop_processes(replaced)
             stopped = [p.pid for p in replaced]
@@ -489,10 +674,10 @@ class Watcher:
         """Spawning fell short of replacing `retired` (retried in the background): return the ones to stop.
 
         The newest of those not replaced run on instead, so a reload or a max_age rotation while the command cannot
-        be spawned never takes the watcher below the processes it had.
+        be spawned (or its replacements do not become ready) never takes the watcher below the processes it had.
         """
         short = min(len(retired) - len(started), self.numprocesses - len(self.processes))
-        if short <= 0 or self._status != ACTIVE:
+        if short <= 0 or self._status not in RUNNING:
             return retired
         kept = [p for p in retired if p.pid in self._retiring][-short:]
         for process in kept:
@@ -500,36 +685,52 @@ class Watcher:
         return [p for p in retired if p not in kept]
 
     def _manage(self) -> None:
-        """Bring the number of processes to numprocesses: spawn the missing, stop the oldest extras."""
+        """Bring the number of processes to numprocesses: spawn the missing (and wait for their readiness), stop
+        the oldest extras."""
         extra = len(self.processes) - self.numprocesses
         if extra > 0:
             self._stop_processes(sorted(self.processes.values())[:extra])
         elif extra < 0:
-            self._fill()
+            self._await_ready(self._fill())
+        self._check_active()
         # Scaled down to 0, the watcher stays active with no processes, as in Circus: `incr` brings them back.
 
+    def _await_ready(self, pids: list[int]) -> list[int]:
+        """Wait until each of `pids` is ready or gone (exited, or stopped by its ready_timeout); return the ready.
+
+        Bounded by ready_timeout (the checks stop a process not ready in time), and interrupted by a stop.
+        """
+        while True:
+            pending = [pid for pid in pids if pid in self.processes and self.processes[pid].state != READY]
+            if not pending or self._interrupt.is_set() or self._status not in RUNNING:
+                return [pid for pid in pids if pid in self.processes and self.processes[pid].state == READY]
+            gevent.wait([self._readiness_changed, self._interrupt], count=1)
+
+    def _readiness_moved(self) -> None:
+        """A process became ready, not ready, or left: wake _await_ready, and maybe make the watcher active."""
+        changed, self._readiness_changed = self._readiness_changed, gevent.event.Event()
+        changed.set()
+        self._check_active()
+
     def _fill(self, warmup: bool = True) -> list[int]:
-        """Spawn processes until numprocesses run; stop the watcher if spawning keeps failing."""
+        """Spawn processes until numprocesses run; a failed spawn is retried, or the watcher backs off or fails, as
+        the respawn policy decides."""
         started = []
         # A fixed count, not "until full": a child that dies while we fill is the exit path's business (respawn
         # and back-off), otherwise a crash loop would spin here.
         missing = self.numprocesses - len(self.processes) - len(self._rotating_wids)
         for _ in range(missing):
-            if self._interrupt.is_set() or self._status not in (STARTING, ACTIVE):
+            if self._interrupt.is_set() or not self._may_spawn():
                 break
             began = time.monotonic()
             try:
-                process = self._spawn_with_retries()
+                process = self.spawn_process()
             except SpawnError as exc:
-                log.error("watcher %r: giving up spawning after %d attempts (%s); watcher stopped",
-                          self.name, self.max_retry, exc)
-                self._stop()
+                self._spawn_failed(exc)
                 break
             except HookRefused as exc:
                 log.warning("watcher %r: %s; watcher stopped", self.name, exc)
                 self._stop()
-                break
-            if process is None:
                 break
             started.append(process.pid)
             remaining = self.warmup_delay - (time.monotonic() - began)
@@ -540,49 +741,47 @@ class Watcher:
                 gevent.sleep(0)  # let exits, signals and commands through between spawns
         return started
 
-    def _spawn_with_retries(self) -> Process | None:
-        """Spawn one process, retrying failures with a growing delay; SpawnError once max_retry is exhausted.
+    def _spawn_failed(self, exc: SpawnError) -> None:
+        """A spawn failed (lock held): retry in the background, back off when no process runs, or give up."""
+        self.spawn_error = str(exc)
+        decision = self.respawn_policy.spawn_failed(exc.transient)
+        failures = self.respawn_policy.spawn_failures
+        if decision.action == GIVE_UP:
+            self._give_up(f"cannot spawn: {exc} ({decision.reason})")
+            return
+        if failures == 1:
+            why = "gcircusd is short of resources; retrying until it is not" if exc.transient else "retrying"
+            log.error("watcher %r: cannot spawn: %s (%s)", self.name, exc, why)
+        else:
+            log.debug("watcher %r: spawn attempt %d failed: %s", self.name, failures, exc)
+        if self.processes or self._retiring:
+            self._schedule_fill(decision.delay)  # the running processes are left alone
+        else:
+            self._wait_out(decision.delay, f"cannot spawn: {exc}", nothing_ran=True)
 
-        With max_retry = -1 a failure is not retried here: that would hold the watcher's lock (and, at start-up,
-        the start of every later watcher) forever. The next attempt is scheduled in the background instead, and
-        None is returned. A transient failure (gcircusd short of fds, processes or memory: anyone can exhaust its
-        fds with idle connections) is handled the same way whatever max_retry says: it says nothing about the
-        command, so it never counts towards giving up, and the running processes are left alone.
+    def _give_up(self, reason: str) -> None:
+        """Stop everything and stay failed until an operator starts the watcher (lock held)."""
+        log.error("watcher %r: giving up (%s); it stays failed until an operator starts it (gcircusctl start %s)",
+                  self.name, reason, self.name)
+        self._stop(then=FAILED, reason=reason)
+
+    def _wait_out(self, delay: float, reason: str, nothing_ran: bool = False) -> None:
+        """Stop what runs, then back off: the watcher starts again by itself after `delay` seconds (lock held).
+
+        A crash loop goes through a whole stop (the `stop` event, the stop hooks), as Circus's flapping plugin stops
+        the watcher; a watcher that could not spawn anything has nothing to stop and moves to backoff at once.
         """
-        attempt = 0
-        while True:
-            try:
-                process = self.spawn_process()
-                break
-            except SpawnError as exc:
-                self._spawn_failures += 1
-                self.spawn_error = str(exc)
-                if not exc.transient:
-                    attempt += 1
-                    if self.max_retry != -1 and attempt >= max(1, self.max_retry):
-                        raise
-                if self._spawn_failures == 1:
-                    why = "gcircusd is short of resources; retrying until it is not" if exc.transient else "retrying"
-                    log.error("watcher %r: cannot spawn: %s (%s)", self.name, exc, why)
-                else:
-                    log.debug("watcher %r: spawn attempt %d failed: %s", self.name, self._spawn_failures, exc)
-                delay = self._spawn_retry_delay()
-                if self.max_retry == -1 or exc.transient:
-                    self._schedule_fill(delay)
-                    return None
-                if self._interrupt.wait(delay):
-                    return None
-        if self._spawn_failures:
-            log.info("watcher %r: spawning again after %d failed attempts", self.name, self._spawn_failures)
-        self._spawn_failures = 0
-        self.spawn_error = None
-        return process
+        self.respawn_policy.backing_off(delay)
+        reason = f"{reason}; retrying in {delay:g}s"
+        if nothing_ran and not self.processes and not self._retiring:
+            self._cancel_fill()
+            self.outputs.close()
+            self._move_to(BACKOFF, reason=reason)
+        else:
+            self._stop(then=BACKOFF, reason=reason)
+        self._retry_timer = self._later(delay, self._retry_after_backoff, self._generation)
 
-    def _spawn_retry_delay(self) -> float:
-        """Delay before the next spawn attempt after consecutive failures: 0.1 s, 0.2 s... up to MAX_RESPAWN_DELAY."""
-        return min(0.05 * 2 ** min(self._spawn_failures, 16), MAX_RESPAWN_DELAY)  # 2 ** 1100 is no float
-
-    def spawn_process(self, recovery_wid: int | None = None) -> Process | None:
+    def spawn_process(self, recovery_wid: int | None = None) -> Process:
         """Spawn one process now (no retries), between the before_spawn and after_spawn hooks."""
         if recovery_wid is None and not self.call_hook("before_spawn"):
             raise HookRefused("before_spawn hook failed")
@@ -604,14 +803,31 @@ class Watcher:
                              transient=isinstance(exc, OSError) and exc.errno in TRANSIENT_SPAWN_ERRNOS) from None
         if self.max_age > 0:
             lifetime = self.max_age + random.uniform(0, self.max_age_variance)
-            self._expiry[process.pid] = gevent.spawn_later(lifetime, self._expire, process)
+            self._expiry[process.pid] = self._later(lifetime, self._expire, process)
         if not self.call_hook("after_spawn", pid=process.pid):
             log.warning("watcher %r: after_spawn hook failed for pid %d; stopping it", self.name, process.pid)
             self._retire(process)
-            self._tasks.spawn(self._stop_process, process)
+            self._task(self._stop_process, process)
             raise HookRefused(f"after_spawn hook failed for pid {process.pid}")
+        if failures := self.respawn_policy.spawned():
+            log.info("watcher %r: spawning again after %d failed attempts", self.name, failures)
+        self.spawn_error = None
+        self._history.setdefault(wid, SlotHistory())
         self.notify("spawn", process_pid=process.pid, time=process.started)  # Circus: time = process.started
+        self._watch_readiness(process)
         return process
+
+    def _watch_readiness(self, process: Process) -> None:
+        """Follow the new process's readiness (ready at once with `ready = none`)."""
+        self._process_ready(process)
+
+    def _process_ready(self, process: Process, detail: str = "") -> None:
+        """`process` passed its readiness check: publish it, and maybe make the watcher active."""
+        if process.pid not in self.processes or process.state == READY:
+            return
+        process.state, process.ready_at, process.check_detail = READY, time.time(), detail
+        self.notify("ready", process_pid=process.pid, wid=process.wid)
+        self._readiness_moved()
 
     def _spawn_spec(self) -> SpawnSpec:
         """What the next process runs, from the current spec, sinks and sockets."""
@@ -649,6 +865,8 @@ class Watcher:
         """Take a process out of the running set before stopping it, so it is neither counted nor replaced."""
         if self.processes.pop(process.pid, None) is not None:
             self._retiring[process.pid] = process
+            process.state = PROCESS_STOPPING
+            self._readiness_moved()
 
     def _stop_processes(self, processes: list[Process], graceful_timeout: float | None = None,
                         signum: int | None = None) -> None:
@@ -658,7 +876,7 @@ class Watcher:
         if len(processes) == 1:
             self._stop_process(processes[0], signum, graceful_timeout)
         elif processes:
-            gevent.joinall([gevent.spawn(self._stop_process, p, signum, graceful_timeout) for p in processes])
+            gevent.joinall([self._greenlet(self._stop_process, p, signum, graceful_timeout) for p in processes])
 
     def _stop_process(self, process: Process, signum: int | None = None, graceful_timeout: float | None = None):
         process.stop(self.stop_signal if signum is None else signum,
@@ -681,7 +899,7 @@ class Watcher:
 
     def _on_exit(self, process: Process) -> None:
         # Called from the hub's SIGCHLD callback: do the rest in a greenlet (hooks may block).
-        self._tasks.spawn(self._handle_exit, process)
+        self._task(self._handle_exit, process)
 
     def _handle_exit(self, process: Process) -> None:
         pid = process.pid
@@ -694,6 +912,7 @@ class Watcher:
             self.call_hook("before_reap", process_pid=pid, time=exit_time)
             self.processes.pop(pid, None)
             self._retiring.pop(pid, None)
+            self._readiness_moved()
             exit_code = process.exit.returncode if process.exit else None
             self.notify("reap", process_pid=pid, time=exit_time, exit_code=exit_code)
             self.call_hook("after_reap", process_pid=pid, time=exit_time, exit_code=exit_code,
@@ -703,24 +922,25 @@ class Watcher:
                 handled.set()
         if not expected:
             self._stop_leftovers(process)
-        if expected or self._status not in (ACTIVE, STARTING):
+        if expected or self._status not in RUNNING:
             return
-        delay = self._respawn_pace(process)
-        level = logging.INFO if self._quick_exits <= QUIET_AFTER else logging.DEBUG
+        self._history.setdefault(process.wid, SlotHistory()).exited(process)
+        decision = self.respawn_policy.process_exited(self._lived(process))
+        level = logging.DEBUG if self.respawn_policy.quiet else logging.INFO
         log.log(level, "watcher %r: process %d exited with %s", self.name, pid, _describe_exit(process))
-        if self.check_flapping and self._lived(process) < max(self.crash_guard.window, QUICK_EXIT):
-            # Only processes that die soon after their spawn make a crash loop: a long-running worker that is
-            # killed must not take its healthy siblings down with it.
-            verdict = self.crash_guard.record_exit(time.monotonic())
-            if verdict != backoff.OK:
-                self._tasks.spawn(self._back_off, verdict, self._generation)
-                return
+        self._after_loss(decision)
+
+    def _after_loss(self, decision: Decision) -> None:
+        """A process was lost (it exited, or never became ready): replace it, or back off, as `decision` says."""
+        if decision.action != RETRY:
+            self._task(self._back_off, decision, self._generation)
+            return
         if self.on_demand and not self.processes:
-            self._tasks.spawn(self._back_to_waiting)  # the last process is gone: wait for the next connection
+            self._task(self._back_to_waiting)  # the last process is gone: wait for the next connection
         elif self.respawn:
-            self._schedule_fill(delay)
+            self._schedule_fill(decision.delay)
         elif not self.processes and not self.on_demand:
-            self._tasks.spawn(self.stop)
+            self._task(self.stop)
 
     def _stop_leftovers(self, process: Process) -> None:
         """A process exited on its own: stop what it left in its group, in the background (`_stop` waits for it).
@@ -733,7 +953,7 @@ class Watcher:
             finally:
                 self._leftover_stops.pop(greenlet, None)
 
-        greenlet = gevent.spawn(stop_them)
+        greenlet = self._greenlet(stop_them)
         self._leftover_stops[greenlet] = process
 
     def _wait_leftovers(self, graceful_timeout: float | None) -> None:
@@ -757,26 +977,6 @@ class Watcher:
                 self._move_to(STOPPED)
                 log.info("watcher %r: no process left, waiting for a connection again (on_demand)", self.name)
 
-    def _respawn_pace(self, process: Process) -> float:
-        """Delay before replacing an exited process: none, unless processes keep dying right after they start.
-
-        This is the floor under every crash loop, also with check_flapping off: consecutive exits of processes
-        that lived under QUICK_EXIT seconds are replaced after 0.1 s, 0.2 s, 0.4 s... up to MAX_RESPAWN_DELAY, so a
-        broken command can never make the hub spin or the log flood.
-        """
-        if self._lived(process) >= QUICK_EXIT:
-            self._quick_exits = 0
-            return 0.0
-        self._quick_exits += 1
-        if self._quick_exits < 2:
-            return 0.0
-        delay = min(0.1 * 2 ** min(self._quick_exits - 2, 16), MAX_RESPAWN_DELAY)  # 2 ** 1100 is no float
-        if self._quick_exits == QUIET_AFTER + 1:
-            log.warning("watcher %r: processes keep exiting within %gs of starting; respawning with a growing delay"
-                        " (up to %gs); further exits are logged at debug level", self.name, QUICK_EXIT,
-                        MAX_RESPAWN_DELAY)
-        return delay
-
     @staticmethod
     def _lived(process: Process) -> float:
         return (process.exit.time if process.exit else time.time()) - process.started
@@ -789,14 +989,14 @@ class Watcher:
             if delay:
                 began = time.monotonic()
                 gevent.sleep(delay)
-                self.crash_guard.record_pause(began, time.monotonic())
+                self.respawn_policy.record_pause(began, time.monotonic())
             with self._lock:
                 if self._fill_greenlet is not gevent.getcurrent():
                     return  # a start or stop cancelled it while it waited
                 self._fill_greenlet = None
-                if self._status == ACTIVE:
+                if self._may_spawn():
                     self._fill()
-        self._fill_greenlet = gevent.spawn(fill)
+        self._fill_greenlet = self._greenlet(fill)
 
     def _cancel_fill(self) -> None:
         """Drop the respawn waiting its turn (lock held): a start or stop begins again at full pace."""
@@ -804,29 +1004,28 @@ class Watcher:
         if greenlet is not None and greenlet is not gevent.getcurrent():
             greenlet.kill(block=False)
 
-    def _back_off(self, verdict: str, generation: int) -> None:
-        guard = self.crash_guard
+    def _back_off(self, decision: Decision, generation: int) -> None:
+        """Wait out a crash loop, or give up, as the respawn policy decided."""
         with self._lock:  # held to the end, so a start or stop waiting for it sees (and cancels) the retry
-            # An operator's start or restart since the verdict voids it: the watcher it judged is gone.
-            if generation != self._generation or self._status not in (ACTIVE, STARTING):
+            # An operator's start or restart since the decision voids it: the watcher it judged is gone.
+            if generation != self._generation or self._status not in RUNNING:
                 return
-            self._stop()
-            if verdict == backoff.BACKOFF:
-                self.flapping_state = "backoff"
-                retries = "unlimited" if guard.max_retry == -1 else f"{guard.tries} of {guard.max_retry}"
-                log.warning("watcher %r is flapping (%d exits within %gs): stopped, retrying in %gs (retry %s)",
-                            self.name, guard.attempts, guard.window, guard.retry_in, retries)
-                self._retry_timer = gevent.spawn_later(guard.retry_in, self._retry_after_backoff)
-            else:
-                self.flapping_state = "gave_up"
-                log.error("watcher %r is flapping and gave up after %d retries: it stays stopped until an operator"
-                          " starts it (gcircusctl start %s)", self.name, guard.max_retry, self.name)
+            if decision.action == GIVE_UP:
+                log.error("watcher %r is flapping and gave up after %d retries (%s): it stays failed until an"
+                          " operator starts it (gcircusctl start %s)", self.name, self.respawn_policy.max_retry,
+                          decision.reason, self.name)
+                self._stop(then=FAILED, reason=f"crash loop: {decision.reason}")
+                return
+            policy = self.respawn_policy
+            retries = "unlimited" if policy.max_retry == -1 else f"{policy.tries} of {policy.max_retry}"
+            log.warning("watcher %r is flapping (%s): stopped, retrying in %gs (retry %s)",
+                        self.name, decision.reason, decision.delay, retries)
+            self._wait_out(decision.delay, f"crash loop ({decision.reason}), retry {retries}")
 
-    def _retry_after_backoff(self) -> None:
+    def _retry_after_backoff(self, generation: int) -> None:
         self._retry_timer = None
         with self._lock:
-            if self._status == STOPPED and self.flapping_state == "backoff":
-                self.flapping_state = ""
+            if self._status == BACKOFF and generation == self._generation:
                 self._start()
 
     def _cancel_retry(self) -> None:
@@ -857,15 +1056,16 @@ class Watcher:
         """
         self._expiry.pop(process.pid, None)
         with self._lock:
-            if process.pid not in self.processes or self._status != ACTIVE:
+            if process.pid not in self.processes or not self._may_spawn():
                 return
             self._retire(process)
             uses_wid = self.uses_wid()
             if uses_wid:
                 self._rotating_wids.add(process.wid)  # other fills leave its slot (and wid) to the replacement
-            elif not self._keep_unreplaced([process], self._fill_as(process.wid)):
+            elif not self._keep_unreplaced([process], self._await_ready(self._fill_as(process.wid))):
                 # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
-                self._expiry[process.pid] = gevent.spawn_later(self._spawn_retry_delay(), self._expire, process)
+                delay = self.respawn_policy.spawn_delay()
+                self._expiry[process.pid] = self._later(delay, self._expire, process)
                 return
         # Stopped outside the lock: a stop or quit must not wait out graceful_timeout behind a rotation (its own
         # stop of this retired process escalates as it says).
@@ -875,7 +1075,7 @@ class Watcher:
             self._rotating_wids.discard(process.wid)
         if uses_wid:
             with self._lock:
-                if self._status == ACTIVE:
+                if self._may_spawn():
                     self._fill_as(process.wid)  # a failed spawn is retried in the background, and takes the wid
 
     # -- signals -------------------------------------------------------------------------------------------------
@@ -897,6 +1097,26 @@ class Watcher:
             self.processes[pid].send_signal_children(signum, recursive)
 
     # -- introspection -------------------------------------------------------------------------------------------
+
+    def process_rows(self) -> list[dict]:
+        """For each process (running, then being stopped), what `procs` shows: pid, wid, state, age, restarts of its
+        wid, how the last process of that wid ended, its readiness/health detail and its own status text."""
+        now = time.time()
+        rows = []
+        for process in sorted([*self.processes.values(), *self._retiring.values()], key=lambda p: (p.wid, p.pid)):
+            history = self._history.get(process.wid) or SlotHistory()
+            rows.append({"pid": process.pid, "wid": process.wid, "state": process.state,
+                         "age": round(now - process.started, 3), "started": process.started,
+                         "restarts": history.restarts, "last_exit": history.last_exit,
+                         "ready_at": process.ready_at, "detail": process.check_detail,
+                         "status": process.status_text})
+        return rows
+
+    def lifecycle(self) -> dict:
+        """The watcher's state, why, and where its respawn policy stands (the header of `procs`)."""
+        return {"state": self._status, "reason": self.reason, "numprocesses": self.numprocesses,
+                "ready": sum(p.state == READY for p in self.processes.values()),
+                "depends_on": list(self.depends_on), **self.respawn_policy.describe()}
 
     def options(self) -> list[tuple[str, object]]:
         """Every option and its current value, free-form ones included (the `options` command)."""

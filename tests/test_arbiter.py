@@ -199,6 +199,6 @@ def test_watcher_added_at_run_time_takes_the_config_files_defaults(tmp_path):
     arbiter = Arbiter.load_from_config(path)
     added = arbiter.add_watcher("extra", "/bin/sleep 1000")
     assert added.pdeathsig is False
-    assert added.crash_guard.retry_in == 3 and added.crash_guard.attempts == 4
+    assert added.respawn_policy.retry_in == 3 and added.respawn_policy.attempts == 4
     explicit = arbiter.add_watcher("other", "/bin/sleep 1000", pdeathsig=True)
     assert explicit.pdeathsig is True

@@ -109,7 +109,7 @@ def test_add_registers_a_stopped_watcher_and_publishes_add(make_arbiter):
     assert ok(client.call("list"))["watchers"] == ["extra"]
     watcher = arbiter.get_watcher("extra")
     assert watcher.status() == "stopped" and watcher.numprocesses == 2 and watcher.priority == 4
-    assert watcher.rlimits == {"nofile": 321} and watcher.crash_guard.attempts == 4
+    assert watcher.rlimits == {"nofile": 321} and watcher.respawn_policy.attempts == 4
     assert "after_spawn" in watcher.hooks
     assert rec.topics("extra") == ["watcher.extra.add"]
     reply = ok(client.call("start", name="extra", waiting=True))
@@ -281,7 +281,7 @@ def test_set_keys_circus_ignores_take_effect(make_arbiter, tmp_path):
         "flapping.attempts": 7, "graceful_timeout": 2, "stop_signal": 2}))
     assert rec.topics("w").count("watcher.w.updated") == 8
     assert (watcher.max_retry, watcher.rlimits, watcher.close_child_stdout) == (2, {"nofile": 200}, True)
-    assert (watcher.crash_guard.retry_in, watcher.crash_guard.attempts) == (3.5, 7)
+    assert (watcher.respawn_policy.retry_in, watcher.respawn_policy.attempts) == (3.5, 7)
     assert dict(watcher.options())["flapping.attempts"] == 7
     assert (watcher.graceful_timeout, watcher.stop_signal) == (2.0, 2)
     old = sorted(watcher.pids)

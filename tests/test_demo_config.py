@@ -18,7 +18,7 @@ def test_demo_config_builds_its_watchers():
     assert set(arbiter.sockets.for_watcher(web)) == {"web"}
     assert worker.stdout_stream["class"] == "FileStream" and worker.stop_children
     assert worker.env["WORKER_ID"] == "batch" and web.env["DEMO_GREETING"] == "hello from gcircus"
-    assert worker.crash_guard.retry_in == 7 and worker.crash_guard.max_retry == 5
+    assert worker.respawn_policy.retry_in == 7 and worker.respawn_policy.max_retry == 5
     assert arbiter.plugins == []  # the flapping section tunes the built-in back-off, it is not a plugin
 
 

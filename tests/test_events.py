@@ -55,6 +55,13 @@ SCHEMA = {
     "hook_success": frozenset({"name", "time"}),
     "hook_failure": frozenset({"name", "time", "error"}),
 }
+# gcircus's lifecycle events (README "Readiness, health and dependencies"), beside Circus's sequences.
+LIFECYCLE_SCHEMA = {
+    "state": frozenset({"state", "previous", "reason", "time"}),
+    "ready": frozenset({"process_pid", "wid", "time"}),
+    "not_ready": frozenset({"process_pid", "wid", "detail", "time"}),
+    "unhealthy": frozenset({"process_pid", "wid", "detail", "time"}),
+}
 
 
 def check_payload(topic: str, msg: dict) -> None:
@@ -62,8 +69,9 @@ def check_payload(topic: str, msg: dict) -> None:
     parts = topic.split(".")
     assert len(parts) == 3 and parts[0] == "watcher", topic
     event = parts[2]
-    assert event in SCHEMA, f"unknown event {topic}"
-    assert set(msg) == SCHEMA[event], f"{topic}: keys {sorted(msg)}, expected {sorted(SCHEMA[event])}"
+    schema = {**SCHEMA, **LIFECYCLE_SCHEMA}
+    assert event in schema, f"unknown event {topic}"
+    assert set(msg) == schema[event], f"{topic}: keys {sorted(msg)}, expected {sorted(schema[event])}"
     assert type(msg["time"]) is float, f"{topic}: time {msg['time']!r}"
     assert abs(msg["time"] - time.time()) < 60, f"{topic}: time {msg['time']} is not now"
     if "process_pid" in msg:
@@ -77,11 +85,13 @@ def check_payload(topic: str, msg: dict) -> None:
 
 
 class Events:
-    """What one SUB socket received, in order, as (topic, message) with the message parsed and checked."""
+    """What one SUB socket received, in order, as (topic, message) with the message parsed and checked: Circus's
+    events in `seen`, gcircus's lifecycle events in `lifecycle`."""
 
     def __init__(self, endpoint: str, topics=(b"watcher.",)):
         self.consumer = Consumer(list(topics), endpoint)
         self.seen: list[tuple[str, dict]] = []
+        self.lifecycle: list[tuple[str, dict]] = []
 
     def pull(self, timeout: float) -> bool:
         event = self.consumer.recv(timeout)
@@ -89,7 +99,7 @@ class Events:
             return False
         topic, body = event[0].decode(), json.loads(event[1])
         check_payload(topic, body)
-        self.seen.append((topic, body))
+        (self.lifecycle if topic.split(".")[2] in LIFECYCLE_SCHEMA else self.seen).append((topic, body))
         return True
 
     def until(self, predicate, timeout: float = 4.0, what: str = "events"):
@@ -554,7 +564,9 @@ def test_circus_consumer_reads_gcircus_events_unchanged(rig):
         frames = [(t, m) for t, m in got[start:] if t.startswith(b"watcher.w.")]
         assert all(isinstance(t, bytes) and isinstance(m, bytes) for t, m in frames)
         decoded = [(t.decode().rsplit(".", 1)[1], json.loads(m)) for t, m in frames]
-        assert_stop_sequence(decoded, old)
+        # Circus's consumer receives gcircus's lifecycle events too (a Circus plugin ignores what it does not know).
+        assert [e for e, _ in decoded if e in LIFECYCLE_SCHEMA] == ["state", "state"]  # stopping, then stopped
+        assert_stop_sequence([(e, m) for e, m in decoded if e not in LIFECYCLE_SCHEMA], old)
     finally:
         done.set()
         r._set_sync()  # one more event, so the reader notices `done`
@@ -600,5 +612,5 @@ def test_an_event_is_declared_or_refused_where_it_is_made():
     assert seen == []
     watcher.notify("reap", process_pid=5, time=1.5, exit_code=-9)
     assert frames(seen[0]) == [b"watcher.echo_upper.reap", b'{"time": 1.5, "process_pid": 5, "exit_code": -9}']
-    assert set(SCHEMA) <= set(EVENTS)
-    assert all(EVENTS[name].fields | {"time"} == keys for name, keys in SCHEMA.items())
+    assert set(SCHEMA) | set(LIFECYCLE_SCHEMA) <= set(EVENTS)
+    assert all(EVENTS[name].fields | {"time"} == keys for name, keys in {**SCHEMA, **LIFECYCLE_SCHEMA}.items())

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import time
 
-from gcircus.backoff import BACKOFF, GIVE_UP, OK, CrashLoopGuard
+from gcircus.respawn import BACK_OFF, GIVE_UP, RETRY, RespawnPolicy
 from gcircus.watcher import Watcher
 from tests.support.recorders import WatcherRecorder
 from tests.support.waiting import wait_for
@@ -12,22 +12,27 @@ from tests.support.waiting import wait_for
 FAST = {"attempts": 2, "window": 1.0, "retry_in": 0.3, "max_retry": 2}
 
 
-def test_guard_follows_circus_rule():
-    guard = CrashLoopGuard(attempts=2, window=1.0, retry_in=7, max_retry=1)
-    assert guard.record_exit(0.0) == OK
-    assert guard.record_exit(0.5) == BACKOFF  # 2 exits within 1 s
-    assert guard.record_exit(10.0) == OK
-    assert guard.record_exit(10.2) == GIVE_UP  # second flapping episode in a row, max_retry = 1
-    assert guard.record_exit(20.0) == OK
-    assert guard.record_exit(25.0) == OK  # too far apart: not flapping, counters reset
-    assert guard.tries == 0
+def crash(policy: RespawnPolicy, at: float) -> str:
+    """What the policy decides for a process that exited at once, at monotonic time `at`."""
+    return policy.process_exited(0.0, now=at).action
+
+
+def test_policy_follows_circus_rule():
+    policy = RespawnPolicy(attempts=2, window=1.0, retry_in=7, max_retry=1)
+    assert crash(policy, 0.0) == RETRY
+    assert policy.process_exited(0.0, now=0.5).delay == 7  # 2 exits within 1 s: back off for retry_in
+    assert crash(policy, 10.0) == RETRY
+    assert crash(policy, 10.2) == GIVE_UP  # second flapping episode in a row, max_retry = 1
+    assert crash(policy, 20.0) == RETRY
+    assert crash(policy, 25.0) == RETRY  # too far apart: not flapping, counters reset
+    assert policy.tries == 0
 
 
 def test_unlimited_retries():
-    guard = CrashLoopGuard(attempts=2, window=1.0, retry_in=1, max_retry=-1)
+    policy = RespawnPolicy(attempts=2, window=1.0, retry_in=1, max_retry=-1)
     for i in range(20):
-        guard.record_exit(i * 10.0)
-        assert guard.record_exit(i * 10.0 + 0.1) == BACKOFF
+        crash(policy, i * 10.0)
+        assert crash(policy, i * 10.0 + 0.1) == BACK_OFF
 
 
 def test_crash_loop_backs_off_retries_then_gives_up_in_a_clear_state():
@@ -36,10 +41,10 @@ def test_crash_loop_backs_off_retries_then_gives_up_in_a_clear_state():
     cpu = os.times()
     began = time.monotonic()
     watcher.start()
-    wait_for(lambda: watcher.flapping_state == "gave_up", timeout=15, message="give up")
+    watcher.wait_for_state({"failed"}, timeout=15)
     elapsed = time.monotonic() - began
     used = (os.times().user - cpu.user) + (os.times().system - cpu.system)
-    assert watcher.status() == "stopped"
+    assert watcher.status() == "failed" and "crash loop" in watcher.reason
     # 2 exits per episode, first episode + max_retry retries, then it stays stopped.
     assert len(rec.of("spawn")) == 2 * (1 + FAST["max_retry"])
     assert elapsed >= FAST["retry_in"] * FAST["max_retry"]
@@ -53,7 +58,7 @@ def test_check_flapping_false_keeps_respawning():
     try:
         watcher.start()
         wait_for(lambda: len(rec.of("spawn")) >= 6, message="respawns")
-        assert watcher.status() == "active" and watcher.flapping_state == ""
+        assert watcher.status() == "active" and watcher.respawn_policy.tries == 0
     finally:
         watcher.stop()
 
@@ -61,7 +66,8 @@ def test_check_flapping_false_keeps_respawning():
 def test_manual_start_resets_back_off_and_stop_cancels_retry():
     watcher = Watcher("crashy", "sh -c 'exit 1'", flapping={**FAST, "retry_in": 0.5})
     watcher.start()
-    wait_for(lambda: watcher.flapping_state == "backoff", message="backoff")
+    watcher.wait_for_state({"backoff"}, timeout=15)
+    assert watcher.respawn_policy.retry_at is not None  # the retry time is known
     timer = watcher._retry_timer
     assert timer is not None and not timer.dead
     watcher.stop()
@@ -69,8 +75,8 @@ def test_manual_start_resets_back_off_and_stop_cancels_retry():
     wait_for(lambda: timer.dead, message="retry timer cancelled")
     assert watcher._retry_timer is None and watcher.status() == "stopped"
     watcher.start()
-    assert watcher.flapping_state == "" and watcher.crash_guard.tries == 0
-    wait_for(lambda: watcher.flapping_state == "backoff", message="backoff again")
+    assert watcher.respawn_policy.tries == 0
+    watcher.wait_for_state({"backoff"}, timeout=15)
     watcher.stop()
 
 
@@ -95,12 +101,12 @@ def test_a_long_lived_process_killed_is_replaced_at_once_even_after_quick_exits(
     rec = WatcherRecorder(watcher)
     try:
         watcher.start()
-        watcher._quick_exits = 5  # as if earlier processes had crashed quickly
+        watcher.respawn_policy.quick_exits = 5  # as if earlier processes had crashed quickly
         wait_for(lambda: watcher.processes[watcher.pids[0]].age() >= 1.0, message="process older than 1 s")
         victim = watcher.pids[0]
         os.kill(victim, 9)
         wait_for(lambda: len(rec.of("spawn")) == 2, timeout=30, message="the replacement")
-        assert watcher._quick_exits == 0
+        assert watcher.respawn_policy.quick_exits == 0
     finally:
         watcher.stop()
 
@@ -115,7 +121,7 @@ def test_killing_long_running_processes_does_not_count_as_flapping():
         os.kill(first, 9)
         os.kill(second, 9)  # two exits within the window, but neither process was crash-looping
         wait_for(lambda: len(rec.of("spawn")) == 5, message="both replaced")
-        assert watcher.status() == "active" and watcher.flapping_state == ""
+        assert watcher.status() == "active" and watcher.respawn_policy.tries == 0
         assert len(watcher.pids) == 3
     finally:
         watcher.stop()

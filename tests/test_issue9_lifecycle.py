@@ -1,4 +1,4 @@
-"""Issue 9, lifecycle: a crash loop ends after max_retry back-offs and stays stopped until an operator starts it.
+"""Issue 9, lifecycle: a crash loop ends after max_retry back-offs and stays failed until an operator starts it.
 
 Before the fix the respawn pacing (up to 10 s between quick exits) spread a crash loop's exits beyond the flapping
 window, so after three back-offs the loop was no longer recognised: the watcher reported `active` and spawned a
@@ -13,8 +13,8 @@ import signal
 import gevent
 import pytest
 
-from gcircus.backoff import BACKOFF, OK, CrashLoopGuard
 from gcircus.client import Client
+from gcircus.respawn import BACK_OFF, RETRY, RespawnPolicy
 from gcircus.watcher import Watcher
 from tests.support.daemons import make_config
 from tests.support.processes import alive
@@ -58,20 +58,20 @@ def clock_backoffs(daemon) -> int:
     ("flapping.retry_in = 0.2\nflapping.window = 3", ""),
     ("", "[plugin:flapping]\nuse = circus.plugins.flapping.Flapping\nretry_in = 0.2\nwindow = 3\n"),
 ], ids=["watcher-option", "plugin-section"])
-def test_crash_loop_gives_up_after_max_retry_and_stays_stopped(tmp_path, daemon_factory, tuning):
+def test_crash_loop_gives_up_after_max_retry_and_stays_failed(tmp_path, daemon_factory, tuning):
     config = crash_config(tmp_path, *tuning)  # default attempts and max_retry (5)
     daemon = daemon_factory(config)
     gave_up = wait_for(lambda: GAVE_UP_LINE.search(daemon.output()), timeout=60, message="the crash loop gives up")
     assert gave_up.group(1) == "5"
     assert [m.group(1) for m in BACKOFF_LINE.finditer(daemon.output())] == ["1", "2", "3", "4", "5"]
-    assert status(config, "crash") == "stopped"
+    assert status(config, "crash") == "failed"
     starts = spawns_of(daemon, "crash")
     assert starts == 6  # the first start and 5 retries
     # It stays stopped: while the clock watcher backs off three more times (0.2 s each), nothing restarts it.
     seen = clock_backoffs(daemon)
     wait_for(lambda: clock_backoffs(daemon) >= seen + 3, timeout=60, message="time passing on the clock watcher")
     assert spawns_of(daemon, "crash") == starts
-    assert status(config, "crash") == "stopped"
+    assert status(config, "crash") == "failed"
 
 
 def test_operator_start_after_give_up_runs_a_full_cycle_again(tmp_path, daemon_factory):
@@ -106,23 +106,28 @@ def test_without_flapping_check_the_watcher_stays_active_and_respawns(tmp_path, 
     assert "watcher 'crash' is flapping" not in daemon.output()
 
 
+def crash(policy: RespawnPolicy, at: float) -> str:
+    """What the policy decides for a process that exited at once, at monotonic time `at`."""
+    return policy.process_exited(0.0, now=at).action
+
+
 def test_respawn_pauses_are_left_out_of_the_flapping_window():
-    guard = CrashLoopGuard(attempts=2, window=1.0, retry_in=7, max_retry=5)
-    assert guard.record_exit(100.0) == OK
+    guard = RespawnPolicy(attempts=2, window=1.0, retry_in=7, max_retry=5)
+    assert crash(guard, 100.0) == RETRY
     guard.record_pause(100.1, 110.1)  # the watcher waited 10 s before respawning: the exits are 10.2 s apart
-    assert guard.record_exit(110.2) == BACKOFF
+    assert crash(guard, 110.2) == BACK_OFF
 
 
 def test_only_the_part_of_a_pause_between_two_exits_is_left_out():
     # The pause (another process's respawn) began 9.5 s before the first exit: only its last 0.5 s lie between the
     # exits, 2.5 s apart. Before, the whole pause was subtracted (-7.5 s, so "flapping").
-    guard = CrashLoopGuard(attempts=2, window=1.0, retry_in=7, max_retry=5)
-    assert guard.record_exit(109.5) == OK
+    guard = RespawnPolicy(attempts=2, window=1.0, retry_in=7, max_retry=5)
+    assert crash(guard, 109.5) == RETRY
     guard.record_pause(100.0, 110.0)
-    assert guard.record_exit(112.0) == OK
+    assert crash(guard, 112.0) == RETRY
     # An exit during a pause counts the pause only once it is over (it is recorded when the wait returns).
-    assert guard.record_exit(200.0) == OK
-    assert guard.record_exit(203.0) == OK  # 3 s apart; the pause in progress from 199 to 209 is not known yet
+    assert crash(guard, 200.0) == RETRY
+    assert crash(guard, 203.0) == RETRY  # 3 s apart; the pause in progress from 199 to 209 is not known yet
     guard.record_pause(199.0, 209.0)
 
 
@@ -132,7 +137,8 @@ def test_start_with_an_unspawnable_command_retrying_forever_returns_and_retries_
     try:
         # Before, start() retried inside the watcher lock forever: `start` never replied, later watchers never started.
         assert gevent.with_timeout(30, watcher.start) == {"started": [], "kept": []}
-        assert watcher.status() == "active" and str(tool) in watcher.spawn_error
+        assert watcher.status() == "backoff" and str(tool) in watcher.spawn_error
+        assert str(tool) in watcher.reason and watcher.respawn_policy.endless
         draft = tmp_path / "tool.draft"
         draft.write_text("#!/bin/sh\nexec sleep 1000\n")
         draft.chmod(0o755)
@@ -243,12 +249,12 @@ def test_a_back_off_decided_before_a_restart_leaves_the_restarted_watcher_alone(
             restarted = watcher.submit_restart()
             for pid in pids:  # meanwhile its processes crash: a back-off verdict, waiting for the lock too
                 os.kill(pid, signal.SIGKILL)
-            wait_for(lambda: watcher.crash_guard.tries == 1, timeout=60, message="the back-off verdict")
+            wait_for(lambda: watcher.respawn_policy.tries == 1, timeout=60, message="the back-off verdict")
         result = restarted.get(timeout=60)
         with watcher._lock:  # the back-off queued behind the restart has had its turn
             pass
         # Before, it stopped the watcher just restarted by hand (and set it to retry, or to give up).
-        assert watcher.status() == "active" and watcher.flapping_state == ""
+        assert watcher.status() == "active" and watcher.respawn_policy.tries == 0
         assert sorted(watcher.pids) == sorted(result["started"]) and all(alive(pid) for pid in watcher.pids)
     finally:
         watcher.stop()
@@ -260,8 +266,8 @@ def test_pacing_still_works_after_hours_of_failures(tmp_path):
     watcher = Watcher("missing", str(tmp_path / "tool"), max_retry=-1)
     try:
         watcher.start()
-        watcher._spawn_failures = 5000  # as after hours of a missing command
+        watcher.respawn_policy.spawn_failures = 5000  # as after hours of a missing command
         assert gevent.with_timeout(60, watcher.reload) == {"stopped": [], "started": [], "kept": []}
-        assert watcher._spawn_failures == 5001
+        assert watcher.respawn_policy.spawn_failures == 5001
     finally:
         watcher.stop()

@@ -266,13 +266,15 @@ def test_uses_wid_looks_at_args_env_and_stream_file_names(make_watcher, tmp_path
                                             "filename": str(tmp_path / "out.((circus.wid)).log")}).uses_wid()
 
 
-def test_spawn_failure_stops_watcher_after_max_retry_without_spinning(make_watcher):
+def test_spawn_failure_fails_the_watcher_after_max_retry_without_spinning(make_watcher):
     watcher = make_watcher(cmd="/nonexistent/command", max_retry=3)
     rec = WatcherRecorder(watcher)
     cpu_before = os.times()
     watcher.start()
+    assert watcher.status() == "backoff"  # the retry waits in the background: start returned, the lock is free
+    assert watcher.wait_for_state({"failed"}, timeout=60) == "failed"
     cpu_after = os.times()
-    assert watcher.status() == "stopped"
+    assert "command not found" in watcher.reason and "3 spawn attempts failed" in watcher.reason
     assert rec.of("spawn") == []
     assert (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system) < 1.0
 
@@ -422,7 +424,7 @@ def test_a_spawn_out_of_fds_for_its_output_kills_the_child_and_retries(make_watc
 
     watcher.start()
     assert watcher.pids == []
-    wait_for(lambda: watcher._spawn_failures >= 3, timeout=30, message="spawn attempts failing")
+    wait_for(lambda: watcher.respawn_policy.spawn_failures >= 3, timeout=30, message="spawn attempts failing")
     assert ours() == [], "a child was left running without a supervisor"
     fake_os.short = False
     wait_for(lambda: len(watcher.pids) == 1, timeout=30, message="a spawn once fds are back")

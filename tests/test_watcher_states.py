@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gcircus import states
-from gcircus.states import ACTIVE, STARTING, STOPPED, STOPPING, IllegalTransition, check_move
+from gcircus.states import ACTIVE, BACKOFF, FAILED, STARTING, STOPPED, STOPPING, IllegalTransition, check_move
 from gcircus.watcher import Watcher
 from tests.support.waiting import wait_for
 
@@ -17,14 +17,14 @@ class MoveRecorder:
         self.moves: list[tuple[str, str]] = []
         original = watcher._move_to
 
-        def move_to(state: str, detaching: bool = False) -> None:
+        def move_to(state: str, detaching: bool = False, reason: str = "") -> None:
             self.moves.append((watcher.status(), state))
-            original(state, detaching)
+            original(state, detaching, reason)
         watcher._move_to = move_to
 
 
-def test_the_table_has_circus_states_and_only_moves_between_them():
-    assert set(states.TRANSITIONS) == {STOPPED, STARTING, ACTIVE, STOPPING}
+def test_the_table_has_circus_states_and_gcircus_two_and_only_moves_between_them():
+    assert set(states.TRANSITIONS) == {STOPPED, STARTING, ACTIVE, STOPPING, BACKOFF, FAILED}
     assert all(targets <= set(states.TRANSITIONS) for targets in states.TRANSITIONS.values())
 
 
@@ -56,10 +56,9 @@ def test_start_stop_restart_and_detach_make_only_allowed_moves():
     assert len(pids) == 2
 
 
-def test_a_start_that_cannot_spawn_moves_from_starting_to_stopping():
+def test_a_start_that_cannot_spawn_moves_from_starting_to_stopping_then_failed():
     watcher = Watcher("w", "/nonexistent/command", max_retry=0)
     recorder = MoveRecorder(watcher)
     watcher.start()
-    wait_for(lambda: watcher.status() == STOPPED, message="the watcher stopped")
-    assert recorder.moves[:2] == [(STOPPED, STARTING), (STARTING, STOPPING)]
-    assert recorder.moves[-1] == (STOPPING, STOPPED)
+    wait_for(lambda: watcher.status() == FAILED, message="the watcher failed")
+    assert recorder.moves == [(STOPPED, STARTING), (STARTING, STOPPING), (STOPPING, FAILED)]

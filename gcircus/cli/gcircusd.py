@@ -111,14 +111,14 @@ class Daemon:
                 self.arbiter.start(background=True)  # this loop below waits, with its own signal handling
             except OSError as exc:  # a channel or socket could not be bound: say so plainly
                 return self.fail_start(str(exc))
-            gave_up, retrying = unspawnable_watchers(self.arbiter)
-            if ready_fd is not None and gave_up and self.stopper is None:
+            failed, retrying = self.arbiter.wait_started() if ready_fd is not None else ([], [])
+            if failed and self.stopper is None:
                 # A daemon whose launcher is told of a failure must not linger: stop what did start, then exit.
-                return self.fail_start("\n".join(f"watcher {name!r} did not start: {why}" for name, why in gave_up))
+                return self.fail_start("\n".join(why for _, why in failed))
             if self.stopper is None:
                 log.info("gcircusd running: %d watchers, %d processes", self.arbiter.numwatchers(),
                          self.arbiter.numprocesses())
-            _report_ready(ready_fd, None, [f"gcircusd: warning: watcher {name!r} cannot spawn yet, retrying forever"
+            _report_ready(ready_fd, None, [f"gcircusd: warning: watcher {name!r} is backing off and retries forever"
                                            f" (max_retry = -1): {why}" for name, why in retrying])
             started = True
             # A timed wait keeps the hub referenced: signal watchers do not, so a daemon left with no children
@@ -250,21 +250,6 @@ def tell_start_failure(reason: str, ready_fd: int | None) -> None:
         _report_ready(ready_fd, message)
     elif not log_reaches_stderr():
         print(message, file=sys.stderr)
-
-
-def unspawnable_watchers(arbiter) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
-    """Watchers started at start-up that could not spawn a single process, as (name, reason) pairs.
-
-    The first list holds those that gave up (max_retry attempts failed: the watcher is stopped), the second those
-    still retrying in the background (max_retry = -1). A command that spawns and then crashes is not here: that is
-    the crash-loop back-off's business.
-    """
-    gave_up, retrying = [], []
-    for watcher in arbiter.iter_watchers():
-        if not watcher.autostart or watcher.on_demand or watcher.processes or not watcher.spawn_error:
-            continue
-        (gave_up if watcher.is_stopped() else retrying).append((watcher.name, watcher.spawn_error))
-    return gave_up, retrying
 
 
 def _report_ready(fd: int | None, error: str | None, warnings: list[str] | tuple[str, ...] = ()) -> None:

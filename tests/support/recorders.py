@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import gevent.event
 
-from gcircus.events import message, topic
+from gcircus.events import LIFECYCLE_EVENTS, message, topic
 
 
 class WatcherRecorder:
-    """Collects a watcher's events as (event, message) pairs."""
+    """Collects a watcher's events as (event, message) pairs: Circus's events, and gcircus's lifecycle events
+    (state moves, readiness) too when `lifecycle` is true."""
 
-    def __init__(self, watcher):
+    def __init__(self, watcher, lifecycle: bool = False):
         self.events: list[tuple[str, dict]] = []
-        watcher.subscribe(lambda event: self.events.append((event.name, message(event))))
+
+        def record(event):
+            if lifecycle or event.name not in LIFECYCLE_EVENTS:
+                self.events.append((event.name, message(event)))
+        watcher.subscribe(record)
 
     def names(self) -> list[str]:
         return [e for e, _ in self.events]
@@ -21,11 +26,15 @@ class WatcherRecorder:
 
 
 class ArbiterRecorder:
-    """Every event the arbiter publishes, as (topic, message)."""
+    """Every event the arbiter publishes, as (topic, message); lifecycle events only when `lifecycle` is true."""
 
-    def __init__(self, arbiter):
+    def __init__(self, arbiter, lifecycle: bool = False):
         self.events: list[tuple[str, dict]] = []
-        arbiter.subscribe(lambda event: self.events.append((topic(event), message(event))))
+
+        def record(event):
+            if lifecycle or event.name not in LIFECYCLE_EVENTS:
+                self.events.append((topic(event), message(event)))
+        arbiter.subscribe(record)
 
     def topics(self, name: str | None = None) -> list[str]:
         return [t for t, _ in self.events if name is None or t.startswith(f"watcher.{name}.")]

@@ -167,8 +167,8 @@ def _family_value(watcher, key: str, current: dict) -> Any:
     if family is None:
         return getattr(watcher, key, None)
     field, member = family
-    if field == "flapping":  # the crash guard holds the values in force
-        return getattr(getattr(watcher, "crash_guard", None), member, None)
+    if field == "flapping":  # the respawn policy holds the values in force
+        return getattr(getattr(watcher, "respawn_policy", None), member, None)
     return (current.get(field) or {}).get(member)
 
 
