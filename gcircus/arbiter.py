@@ -116,8 +116,9 @@ class Arbiter:
         self._watchers_by_name[key] = watcher
 
     def direct_dependencies(self, watcher: Watcher) -> list[Watcher]:
-        """The registered watchers `watcher` names in depends_on (the config loader refused unknown names)."""
-        return [self._watchers_by_name[name.lower()] for name in watcher.depends_on
+        """The registered watchers `watcher` names in depends_on (the config loader, add, set and reloadconfig refuse
+        unknown names; one of a watcher being replaced by reloadconfig is missing for that moment)."""
+        return [self._watchers_by_name[name.lower()] for name in to_names(watcher.depends_on)
                 if name.lower() in self._watchers_by_name]
 
     def attach(self, service: Service, stop_before_watchers: bool = False) -> None:

@@ -78,6 +78,16 @@ def test_start_with_dependencies_leaves_active_dependencies_alone(chain):
     assert arbiter.get_watcher("db").pids == db_pids
 
 
+def test_start_with_dependencies_stops_at_a_dependency_that_fails_naming_it_and_the_cause(make_arbiter):
+    arbiter, client, recorder = make_arbiter(
+        {"name": "db", "cmd": "/nonexistent/db-server", "max_retry": 1, "autostart": False},
+        *[{**spec, "autostart": False} for spec in CHAIN[1:]])
+    reason = error(client.call("start", name="web", with_dependencies=True, waiting=True, timeout=30), 3)
+    assert reason.startswith("watcher 'db' failed: ") and reason.endswith("; app was not started")
+    assert "/nonexistent/db-server" in reason
+    assert statuses(client) == {"db": "failed", "app": "stopped", "web": "stopped"}
+
+
 def test_stop_with_dependents_stops_the_chain_last_started_first(chain):
     arbiter, client, recorder = chain
     mark = len(recorder.events)

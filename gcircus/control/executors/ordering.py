@@ -6,13 +6,11 @@ more than was named, or leaving NAME waiting for something nobody is going to st
 """
 from __future__ import annotations
 
+from gcircus.states import ACTIVE, FAILED, SETTLED, STOPPED, STOPPING
 from gcircus.wire.errors import MessageError
 
-ACTIVE = "active"
 # A dependency in one of these states is not coming up by itself: a watcher waiting for it would wait forever.
-DOWN = frozenset({"stopped", "stopping", "failed"})
-# Where a watcher just started ends up; waiting for one of them ends the wait for good or bad.
-SETTLED = frozenset({ACTIVE, "stopped", "failed"})
+DOWN = frozenset({STOPPED, STOPPING, FAILED})
 # Seconds between two looks at the dependencies of a watcher that is still not active.
 RECHECK = 1.0
 
@@ -38,18 +36,21 @@ def wait_active(arbiter, watcher, needed_by=None) -> None:
     """Block until `watcher` is active; MessageError if it ends stopped or failed instead (saying who needed it),
     or if it is left waiting for a dependency that went down meanwhile (which would hold this command forever)."""
     while True:
-        state = watcher.status()
-        if state not in SETTLED:
+        try:
             state = watcher.wait_for_state(SETTLED, RECHECK)
+        except TimeoutError:
+            state = watcher.status()
         if state == ACTIVE:
             return
-        needing = f": {needed_by.name} was not started" if needed_by is not None else ""
+        needing = f"; {needed_by.name} was not started" if needed_by is not None else ""
         if state in SETTLED:
-            raise MessageError(f"{watcher.name} ended {state} instead of active{needing}")
+            problem = watcher.start_problem() or f"watcher {watcher.name!r} is {state}"
+            raise MessageError(f"{problem}{needing}")
         down = [dep for dep in arbiter.dependencies_of(watcher, recursive=False) if dep.status() in DOWN]
         if down:
             states = ", ".join(f"{dep.name} is {dep.status()}" for dep in down)
-            raise MessageError(f"{watcher.name} is not active: it waits for {_names(down)} ({states}){needing}")
+            raise MessageError(f"watcher {watcher.name!r} is not active: it waits for {_names(down)} ({states})"
+                               f"{needing}")
 
 
 def start_with_dependencies(arbiter, watchers: list) -> dict | None:
