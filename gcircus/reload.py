@@ -192,6 +192,22 @@ def _check_dependencies(arbiter, plan: Plan) -> None:
                           file=getattr(plan.config, "path", None)) from None
 
 
+def _replace_and_add(arbiter, plan: Plan) -> None:
+    """Replace the changed watchers and add the new ones, together in the new file's start order: a watcher is
+    (re)added after everything it depends on, which may be new or replaced too, so it starts after them."""
+    replaced = {name.lower(): name for name in plan.replaced}
+    added = {spec["name"].lower(): spec for spec in plan.added}
+    for name in _start_order(plan.config.watchers):
+        if name.lower() in replaced:
+            old = replaced[name.lower()]
+            log.info("reloadconfig: %s changed (%s): replacing it", old, ", ".join(plan.replaced[old]["keys"]))
+            arbiter.rm_watcher(old)
+            _add(arbiter, plan.replaced[old]["spec"])
+        elif name.lower() in added:
+            log.info("reloadconfig: adding %s", name)
+            _add(arbiter, added[name.lower()])
+
+
 def _start_order(specs: list) -> list[str]:
     """The names of these specs in start order (dependencies first, then priority; ties in the given order)."""
     graph = {spec["name"]: (to_names(spec["depends_on"]), spec["priority"]) for spec in specs}
@@ -368,14 +384,7 @@ def apply(arbiter, plan: Plan, fresh: dict | None = None) -> None:
         except ValueError as exc:  # checks that need the system (hooks, users) refused it: replace instead
             log.warning("reloadconfig: %s cannot be changed in place (%s): replacing it", name, exc)
             plan.replaced[name] = {"keys": sorted(changes), "spec": _spec_for(new, name)}
-    for name in [n for n in order if n in plan.replaced]:
-        log.info("reloadconfig: %s changed (%s): replacing it", name, ", ".join(plan.replaced[name]["keys"]))
-        arbiter.rm_watcher(name)
-        _add(arbiter, plan.replaced[name]["spec"])
-    rank = {name: index for index, name in enumerate(_start_order(plan.config.watchers))}
-    for spec in sorted(plan.added, key=lambda s: rank[s["name"]]):
-        log.info("reloadconfig: adding %s", spec["name"])
-        _add(arbiter, spec)
+    _replace_and_add(arbiter, plan)
     for name in [n for n in reversed(order) if n in plan.removed]:
         log.info("reloadconfig: removing %s", name)
         arbiter.rm_watcher(name)

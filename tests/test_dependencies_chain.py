@@ -210,3 +210,26 @@ def test_gcircusctl_follows_the_chain_of_a_real_gcircusd_only_when_asked(setup):
     assert statuses(setup) == dict.fromkeys(NAMES, "active")
     usage = ctl("start", "--frobnicate").stderr
     assert "usage: start [NAME] [--waiting] [--match simple|glob|regex] [--with-dependencies]" in usage
+
+
+def test_reloadconfig_replaces_a_watcher_after_adding_the_dependency_its_new_version_names(loaded, tmp_path):
+    arbiter, path, recorder, client, endpoint = loaded
+
+    def write(other: str, more: str = "") -> None:
+        text = f"[watcher:other]\ncmd = /bin/sleep 1000\n{other}\n[watcher:db]\ncmd = /bin/sleep 1001\n{more}"
+        write_config(tmp_path / "circus.ini", chain_ini(endpoint, text))
+
+    write("depends_on = db\n")
+    reply = ok(client.call("reloadconfig", waiting=True, timeout=30))
+    assert reply["plan"]["watchers"]["added"] == ["db"]
+    assert reply["plan"]["watchers"]["reloaded"] == {"other": ["depends_on"]}  # settable: the processes stay
+    assert [w.name for w in arbiter.dependencies_of("other")] == ["db"]
+
+    # use_sockets cannot change live: `other` is replaced, and its new version depends on the new `cache`.
+    write("use_sockets = true\ndepends_on = cache\n", "\n[watcher:cache]\ncmd = /bin/sleep 1011\n")
+    mark = len(recorder.events)
+    reply = ok(client.call("reloadconfig", waiting=True, timeout=30))
+    assert reply["plan"]["watchers"]["added"] == ["cache"] and "other" in reply["plan"]["watchers"]["replaced"]
+    assert [t.split(".")[1] for t, _ in recorder.events[mark:] if t.endswith(".start")] == ["cache", "other"]
+    assert [w.name for w in arbiter.dependencies_of("other")] == ["cache"]
+    assert {w.name: w.status() for w in arbiter.watchers} == dict.fromkeys(("db", "cache", "other"), "active")
