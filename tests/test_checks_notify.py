@@ -122,3 +122,17 @@ def test_owner_of_a_gone_pid_is_none():
 def test_parse_message():
     assert parse_message(b"READY=1\nSTATUS=a=b\nREADY=0") == {"READY": "0", "STATUS": "a=b"}
     assert parse_message(b"\x00\xff") == {}
+
+
+def test_a_burst_of_messages_is_read_whole(notify):
+    """More datagrams than the kernel queues for a socket (net.unix.max_dgram_qlen): blocked senders resume as the
+    reader drains, and nothing is lost."""
+    burst = ("import os, socket; a = '\\0' + os.environ['NOTIFY_SOCKET'][1:]; "
+             "s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+             "[s.sendto(b'STATUS=%d' % i, a) for i in range(500)]")
+    child = gsubprocess.Popen([sys.executable, "-c", burst], env={**os.environ, "NOTIFY_SOCKET": notify.env_value})
+    try:
+        wait_for(lambda: len(notify.received) == 500, message="500 messages")
+        assert [fields["STATUS"] for _, fields in notify.received] == [str(i) for i in range(500)]
+    finally:
+        terminate_child(child)
