@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gcircus.checks.spec import parse_check
 from gcircus.errors import InvalidValue, quote_value
 from gcircus.suggest import closest
 
@@ -327,6 +328,18 @@ def to_proto(value: Any) -> int:
         raise InvalidValue("unknown protocol", value, f"unknown protocol {value!r}") from None
 
 
+@_typed("check")
+def to_ready_check(value: Any) -> str:
+    """A readiness check (gcircus.checks.spec), kept as written; the watcher parses it again into a Check."""
+    return parse_check(value).text
+
+
+@_typed("check")
+def to_health_check(value: Any) -> str:
+    """A health check: the readiness kinds or `watchdog`, kept as written."""
+    return parse_check(value, health=True).text
+
+
 OWN_NAME = ""  # Option.options_key: the option is listed by `options` under its own name
 
 # What a change of an option needs once applied at run time (Option.on_change); None: it cannot change live.
@@ -503,11 +516,12 @@ WATCHER_OPTIONS = _table("watcher", [
     ("hook_timeout", _F, 30.0, None, "seconds a hook may run before it counts as failed", None, _NON_NEGATIVE_SCHED),
     ("check_flapping", _B, True, None, "back off when processes crash in a loop", None, _SCHED),
     ("prefix_output", _B, None, None, "prefix unconfigured output lines; default from [circus] prefix_output", None),
-    ("ready", _S, "none", _R, "when a process is ready: none, notify, fd:N, tcp:HOST:PORT, http:URL or exec:COMMAND",
-     _DAEMON_CHECKS),
+    ("ready", to_ready_check, "none", _R,
+     "when a process is ready: none, notify, fd:N, tcp:HOST:PORT, http:URL or exec:COMMAND", _DAEMON_CHECKS),
     ("ready_timeout", _F, 60.0, _N, "seconds a process may take to become ready, then it is stopped; 0: no limit",
      _NON_NEGATIVE_SCHED),
-    ("health", _S, "none", _R, "health check of a ready process: none, watchdog, or a `ready` kind", _DAEMON_CHECKS),
+    ("health", to_health_check, "none", _R, "health check of a ready process: none, watchdog, or a `ready` kind",
+     _DAEMON_CHECKS),
     ("health_interval", to_positive_float, 10.0, _N, "seconds between two health checks of a process", _SCHED),
     ("health_timeout", to_positive_float, 5.0, _N, "seconds a health check may take before it counts as failed",
      _SCHED),
