@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gcircus.checks.spec import parse_check
 from gcircus.errors import InvalidValue, quote_value
 from gcircus.suggest import closest
 
@@ -327,6 +328,18 @@ def to_proto(value: Any) -> int:
         raise InvalidValue("unknown protocol", value, f"unknown protocol {value!r}") from None
 
 
+@_typed("check")
+def to_ready_check(value: Any) -> str:
+    """A readiness check (gcircus.checks.spec), kept as written; the watcher parses it again into a Check."""
+    return parse_check(value).text
+
+
+@_typed("check")
+def to_health_check(value: Any) -> str:
+    """A health check: the readiness kinds or `watchdog`, kept as written."""
+    return parse_check(value, health=True).text
+
+
 OWN_NAME = ""  # Option.options_key: the option is listed by `options` under its own name
 
 # What a change of an option needs once applied at run time (Option.on_change); None: it cannot change live.
@@ -394,8 +407,8 @@ class Option:
     def check_minimum(self, value: Any) -> Any:
         """*value* (already typed) if it is at least the minimum; InvalidValue otherwise."""
         if self.minimum is not None and value is not None and value < self.minimum:
-            wording = {0: "must not be negative", -1: "must be -1 (forever) or more"}
-            raise InvalidValue(wording.get(self.minimum, f"must be at least {self.minimum:g}"), value)
+            wording = {0: "must not be negative", -1: "must be -1 (forever) or more"}.get(int(self.minimum))
+            raise InvalidValue(wording or f"must be at least {self.minimum:g}", value)
         return value
 
 
@@ -503,20 +516,22 @@ WATCHER_OPTIONS = _table("watcher", [
     ("hook_timeout", _F, 30.0, None, "seconds a hook may run before it counts as failed", None, _NON_NEGATIVE_SCHED),
     ("check_flapping", _B, True, None, "back off when processes crash in a loop", None, _SCHED),
     ("prefix_output", _B, None, None, "prefix unconfigured output lines; default from [circus] prefix_output", None),
-    ("ready", _S, "none", _R, "when a process is ready: none, notify, fd:N, tcp:HOST:PORT, http:URL or exec:COMMAND",
-     _DAEMON_CHECKS),
+    ("ready", to_ready_check, "none", _R,
+     "when a process is ready: none, notify, fd:N, tcp:HOST:PORT, http:URL or exec:COMMAND", None, _DAEMON_CHECKS),
     ("ready_timeout", _F, 60.0, _N, "seconds a process may take to become ready, then it is stopped; 0: no limit",
-     _NON_NEGATIVE_SCHED),
-    ("health", _S, "none", _R, "health check of a ready process: none, watchdog, or a `ready` kind", _DAEMON_CHECKS),
-    ("health_interval", to_positive_float, 10.0, _N, "seconds between two health checks of a process", _SCHED),
-    ("health_timeout", to_positive_float, 5.0, _N, "seconds a health check may take before it counts as failed",
+     None, _NON_NEGATIVE_SCHED),
+    ("health", to_health_check, "none", _R, "health check of a ready process: none, watchdog, or a `ready` kind",
+     None, _DAEMON_CHECKS),
+    ("health_interval", to_positive_float, 10.0, _N, "seconds between two health checks of a process", None,
      _SCHED),
+    ("health_timeout", to_positive_float, 5.0, _N, "seconds a health check may take before it counts as failed",
+     None, _SCHED),
     ("health_retries", _I, 3, _N, "failed health checks in a row that make a process unhealthy (it is replaced)",
-     {"minimum": 1, "scheduling": True}),
-    ("watchdog_sec", _F, 0.0, _R, "with health = watchdog: seconds between two WATCHDOG=1 pings at most",
+     None, {"minimum": 1, "scheduling": True}),
+    ("watchdog_sec", _F, 0.0, _R, "with health = watchdog: seconds between two WATCHDOG=1 pings at most", None,
      _NON_NEGATIVE_SCHED),
     ("depends_on", to_names, (), _N, "watchers that must be active before this one starts (it stops before them)",
-     _SCHED),
+     None, _SCHED),
     ("rlimit_*", to_rlimit, None, _C, "resource limit RLIMIT_<NAME>; empty means unlimited"),
     ("stdout_stream.*", _S, None, _C, "stdout sink options (class, filename, ...)", "stdout_stream_conf",
      _DAEMON_STREAMS),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import fcntl
 import functools
 import importlib.util
 import logging
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
+import gevent.fileobject
 import gevent.monkey
 import gevent.subprocess
 import psutil
@@ -171,6 +173,7 @@ class SpawnSpec:
     stdout_target: Any = None  # a file object or descriptor for the child's stdout instead of a pipe
     stderr_target: Any = None
     format_vars: dict = dataclasses.field(default_factory=dict)  # $(circus.NAME) values of cmd and args
+    ready_fd: int | None = None  # fd:N readiness: the child gets the write end of a pipe as this descriptor
 
 
 class Process:
@@ -207,6 +210,8 @@ class Process:
         self.status_text = ""
         self.stdout = None
         self.stderr = None
+        # With ready_fd: the read end of the readiness pipe (a gevent file object, non-blocking), until close_pipes.
+        self.ready_pipe: gevent.fileobject.FileObjectPosix | None = None
         self._popen: Any = None
         self._child_watcher: Any = None
         self._exited = gevent.event.Event()
@@ -257,9 +262,32 @@ class Process:
         if not argv:
             raise SpawnError("empty command")
         env = self._child_env(username)
-        launcher = _pdeathsig_launcher(self.pdeathsig) if not self.rlimits and not self.executable else None
+        ready = _ReadyPipeSetup.open(self.ready_fd, self.sockets if self.use_fds else {}) if (
+            self.ready_fd is not None) else None
+        try:
+            popen = self._launch(argv, env, uid, gid, username, ready)
+        except BaseException:
+            if ready is not None:
+                ready.abandon()
+            raise
+        self._popen = popen
+        self.pid = popen.pid
+        self.started = time.time()
+        self.stdout = popen.stdout
+        self.stderr = popen.stderr
+        self.ready_pipe = ready.reader() if ready is not None else None
+        # Arm the child watcher before yielding to the hub: the loop reaps on SIGCHLD only when it runs, so the exit
+        # of even an instantly dying child cannot be missed.
+        self._child_watcher = gevent.get_hub().loop.child(self.pid, False)
+        self._child_watcher.start(self._on_sigchld)
+
+    def _launch(self, argv: list[str], env: dict, uid: int | None, gid: int | None, username: str | None,
+                ready: _ReadyPipeSetup | None):
+        """Fork and exec the child (the Popen object); SpawnError with a readable reason if it cannot start."""
+        plain = not self.rlimits and not self.executable and ready is None
+        launcher = _pdeathsig_launcher(self.pdeathsig) if plain else None
         kwargs = self._popen_options(env, uid, gid, username, needs_preexec=bool(self.rlimits) or (
-            bool(self.pdeathsig) and launcher is None))
+            bool(self.pdeathsig) and launcher is None) or ready is not None, ready=ready)
         argv_to_run = ["/bin/sh", "-c"] + argv if self.shell else argv
         if launcher is not None:
             # The launcher execs the command itself, so a missing or non-executable command must be found here.
@@ -268,10 +296,9 @@ class Process:
         # gevent's C loop creates child watchers without installing its SIGCHLD handler (gevent.subprocess does it
         # on each spawn); without it no exit is ever seen in a host that never used gevent.subprocess. It must be in
         # place before the fork, and costs a flag test once installed.
-        hub = gevent.get_hub()
-        hub.loop.install_sigchld()
+        gevent.get_hub().loop.install_sigchld()
         try:
-            popen = _popen_class()(argv_to_run, **kwargs)
+            return _popen_class()(argv_to_run, **kwargs)
         except _SUBPROCESS_ERRORS as exc:
             raise SpawnError(f"child set-up failed (rlimits, uid/gid or parent-death signal): {exc}") from None
         except OSError as exc:
@@ -281,18 +308,9 @@ class Process:
             # What validation should have refused (a NUL byte, an unencodable value) must still leave the watcher
             # in charge: a SpawnError is retried and reported, any other exception would escape the watcher.
             raise SpawnError(f"the command, its arguments or its environment cannot be executed: {exc}") from None
-        self._popen = popen
-        self.pid = popen.pid
-        self.started = time.time()
-        self.stdout = popen.stdout
-        self.stderr = popen.stderr
-        # Arm the child watcher before yielding to the hub: the loop reaps on SIGCHLD only when it runs, so the exit
-        # of even an instantly dying child cannot be missed.
-        self._child_watcher = hub.loop.child(self.pid, False)
-        self._child_watcher.start(self._on_sigchld)
 
     def _popen_options(self, env: dict, uid: int | None, gid: int | None, username: str | None,
-                       needs_preexec: bool) -> dict:
+                       needs_preexec: bool, ready: _ReadyPipeSetup | None = None) -> dict:
         """Popen's keyword arguments: descriptors, environment, and the identity/limits/parent-death set-up."""
         stdin = subprocess.DEVNULL if self.close_child_stdin else None
         if self.stdin_fd is not None:
@@ -302,6 +320,8 @@ class Process:
         pass_fds = self.pass_fds
         if not pass_fds and self.use_fds and self.sockets:
             pass_fds = tuple(int(fd) for fd in self.sockets.values())
+        if ready is not None:
+            pass_fds = (*pass_fds, ready.child_fd)  # kept open by Popen; _child_setup puts the pipe there
         kwargs: dict = dict(cwd=self.working_dir, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
                             close_fds=True, pass_fds=pass_fds, start_new_session=True,
                             executable=self.executable, umask=-1 if self.umask is None else self.umask)
@@ -310,7 +330,8 @@ class Process:
             # Steps that must run in the child between fork and exec, in Circus's order (rlimits while still
             # privileged, then the identity switch, then the parent-death signal, which a uid change would reset).
             kwargs["preexec_fn"] = functools.partial(_child_setup, _rlimit_steps(self.rlimits), uid, gid, groups,
-                                                     self.pdeathsig, os.getpid())
+                                                     self.pdeathsig, os.getpid(),
+                                                     None if ready is None else (ready.write_fd, ready.child_fd))
             return kwargs
         for key, value in (("group", gid), ("user", uid), ("extra_groups", groups)):
             if value is not None:
@@ -532,7 +553,7 @@ class Process:
         self._signal_tree(signal.SIGKILL, victims, linux.kill)
 
     def close_pipes(self) -> None:
-        for pipe in (self.stdout, self.stderr):
+        for pipe in (self.stdout, self.stderr, self.ready_pipe):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
@@ -567,14 +588,20 @@ def _rlimit_steps(rlimits: dict) -> list[tuple[int, int]]:
     return steps
 
 
-def _child_setup(rlimits: list, uid, gid, groups, pdeathsig, parent_pid: int) -> None:
-    """The preexec step, run in the forked child just before exec: rlimits, identity, parent-death signal.
+def _child_setup(rlimits: list, uid, gid, groups, pdeathsig, parent_pid: int,
+                 ready_fd: tuple[int, int] | None = None) -> None:
+    """The preexec step, run in the forked child just before exec: readiness descriptor, rlimits, identity,
+    parent-death signal.
 
     Everything that needs a lookup (limit constants, supplementary groups) was resolved in the parent: only plain
-    system calls run here.
+    system calls run here. `ready_fd` is (pipe write end, N): the pipe becomes the child's descriptor N (first, so
+    a lower RLIMIT_NOFILE cannot forbid it).
     """
-    step = "setrlimit"
+    step = "dup2 of the readiness pipe"
     try:
+        if ready_fd is not None:
+            os.dup2(ready_fd[0], ready_fd[1], inheritable=True)
+        step = "setrlimit"
         for which, value in rlimits:
             try:
                 resource.setrlimit(which, (value, value))
@@ -600,6 +627,81 @@ def _child_setup(rlimits: list, uid, gid, groups, pdeathsig, parent_pid: int) ->
     if pdeathsig and os.getppid() != parent_pid:
         # The parent died between fork and prctl: the signal would never come, so act on it now.
         os.kill(os.getpid(), pdeathsig)
+
+
+class _ReadyPipeSetup:
+    """The pipe of an fd:N readiness check (s6 style) while its child is spawned.
+
+    The child gets the write end as descriptor N (dup2 in _child_setup), gcircusd keeps the read end. If N is not
+    open in gcircusd, it is held on /dev/null for the length of the spawn: no pipe the spawn creates can then get
+    number N (the dup2 would clobber it in the child), and Popen finds N open when it marks it inheritable.
+    """
+
+    def __init__(self, child_fd: int, read_fd: int, write_fd: int, placeholder: int | None):
+        self.child_fd = child_fd
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self.placeholder = placeholder
+        self._child_side_open = True
+
+    @classmethod
+    def open(cls, child_fd: int, sockets: dict) -> _ReadyPipeSetup:
+        """The pipe for descriptor `child_fd`; SpawnError if N is taken by an inherited socket or unusable."""
+        if child_fd in {int(fd) for fd in sockets.values()}:
+            raise SpawnError(f"ready = fd:{child_fd}: descriptor {child_fd} is also an inherited socket's")
+        try:
+            placeholder = _hold_descriptor(child_fd)
+        except OSError as exc:
+            raise SpawnError(f"ready = fd:{child_fd}: descriptor {child_fd} cannot be used: {exc.strerror}",
+                             transient=exc.errno in TRANSIENT_SPAWN_ERRNOS) from None
+        try:
+            read_fd, write_fd = os.pipe()
+        except OSError as exc:
+            _close_quietly(placeholder)
+            raise SpawnError(f"cannot create the readiness pipe: {exc.strerror}",
+                             transient=exc.errno in TRANSIENT_SPAWN_ERRNOS) from None
+        return cls(child_fd, read_fd, write_fd, placeholder)
+
+    def close_child_side(self) -> None:
+        """Close what only the child needed: the write end (so EOF comes when the child's copies close) and the
+        placeholder."""
+        if self._child_side_open:
+            self._child_side_open = False
+            _close_quietly(self.write_fd)
+            _close_quietly(self.placeholder)
+
+    def abandon(self) -> None:
+        """The spawn failed: close everything."""
+        self.close_child_side()
+        _close_quietly(self.read_fd)
+
+    def reader(self) -> gevent.fileobject.FileObjectPosix:
+        """The read end as a non-blocking gevent file object (closing it wakes a greenlet waiting on it)."""
+        self.close_child_side()
+        return gevent.fileobject.FileObjectPosix(self.read_fd, "rb", bufsize=0)
+
+
+def _hold_descriptor(fd: int) -> int | None:
+    """Open /dev/null as descriptor `fd` (close-on-exec) unless `fd` is already open; return it if opened."""
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+        return None
+    except OSError as exc:
+        if exc.errno != errno.EBADF:
+            raise
+    devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    if devnull != fd:
+        try:
+            os.dup2(devnull, fd, inheritable=False)
+        finally:
+            os.close(devnull)
+    return fd
+
+
+def _close_quietly(fd: int | None) -> None:
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 class ChildSetupError(subprocess.SubprocessError):
