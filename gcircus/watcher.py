@@ -25,6 +25,7 @@ import gevent.lock
 import gevent.pool
 
 from gcircus import runtime_options, watcher_spec
+from gcircus.checks.follow import Callbacks, ProcessChecks
 from gcircus.command_queue import CommandQueue
 from gcircus.environment import build_env
 from gcircus.events import Event, res_name
@@ -39,9 +40,11 @@ from gcircus.states import (
     PROCESS_STOPPING,
     READY,
     RUNNING,
+    SPAWNED,
     STARTING,
     STOPPED,
     STOPPING,
+    UNHEALTHY,
     check_move,
 )
 from gcircus.streams.outputs import WatcherOutputs
@@ -68,11 +71,17 @@ class SlotHistory:
         self.restarts = 0
         self.last_exit: dict | None = None
 
-    def exited(self, process: Process, reason: str = "") -> None:
+    def exited(self, process: Process) -> None:
+        """It exited on its own: `code` is its exit code (-signal after a signal)."""
         self.restarts += 1
-        code = process.exit.returncode if process.exit else None
-        self.last_exit = {"pid": process.pid, "code": code, "time": process.exit.time if process.exit else time.time(),
-                          "description": reason or _describe_exit(process)}
+        self.last_exit = {"pid": process.pid, "code": process.exit.returncode if process.exit else None,
+                          "time": process.exit.time if process.exit else time.time(),
+                          "description": _describe_exit(process)}
+
+    def lost(self, process: Process, reason: str) -> None:
+        """Its checks failed: it is being replaced, for `reason`."""
+        self.restarts += 1
+        self.last_exit = {"pid": process.pid, "code": None, "time": time.time(), "description": reason}
 
 
 class Watcher:
@@ -104,6 +113,9 @@ class Watcher:
         self._set_spec(spec)
         self.hooks = Hooks(spec.hooks, timeout=spec.hook_timeout)
         self.respawn_policy = RespawnPolicy.of(spec.name, spec.flapping, spec.check_flapping, spec.max_retry)
+        self.checks = ProcessChecks(spec.name, self.spec, Callbacks(
+            ready=self._process_ready, not_ready=self._process_not_ready, start_failed=self._process_start_failed,
+            unhealthy=self._process_unhealthy, stopping=self._process_stopping))
         self.outputs = WatcherOutputs(spec.name, {"stdout": spec.stdout_stream, "stderr": spec.stderr_stream},
                                       spec.prefix_output, notify=self.notify)
 
@@ -142,6 +154,9 @@ class Watcher:
         self.spec = spec if spec.working_dir else spec.replace(working_dir=_daemon_cwd())
         if old is None or any(old[key] != spec[key] for key in ENV_SOURCES):
             self.env = build_env(spec.env, spec.copy_env, spec.copy_path, spec.virtualenv, spec.virtualenv_py_ver)
+            for inherited in SERVICE_MANAGER_ENV:  # gcircusd's own, when a service manager runs it: not the child's
+                if inherited not in spec.env:
+                    self.env.pop(inherited, None)
             self._apply_user_identity_env()
             add_env_pythonpath(self.env)
 
@@ -461,6 +476,7 @@ class Watcher:
     def _apply_option(self, key: str, value) -> None:
         """Make one checked change current, and rebuild what is derived from it (hooks, sinks, crash guard)."""
         self._set_spec(self.spec.changed(key, value))
+        self.checks.configure(self.spec)
         field, member = family_member(key) or (key, key)
         if field == "hooks":
             self.hooks = Hooks(self.spec.hooks, timeout=self.hook_timeout)
@@ -523,6 +539,7 @@ class Watcher:
         self._cancel_retry()
         self._cancel_dependency_wait()
         self._tasks.kill(block=False)
+        self.checks.close()
         with self._lock:
             for timer in self._expiry.values():
                 timer.kill(block=False)
@@ -566,7 +583,8 @@ class Watcher:
             return {"started": [], "kept": []}
         self.notify("start")
         self._check_active()
-        log.info("watcher %r started (%d processes)", self.name, len(self.processes))
+        ready = sum(p.state == READY for p in self.processes.values())
+        log.info("watcher %r started (%d processes, %d ready)", self.name, len(self.processes), ready)
         return {"started": [pid for pid in started if pid in self.processes], "kept": []}
 
     def _may_spawn(self) -> bool:
@@ -627,10 +645,11 @@ class Watcher:
         self._stop_processes([*self.processes.values(), *self._retiring.values()], graceful_timeout)
         self._wait_leftovers(graceful_timeout)  # what exited processes left behind is gone too
         self.outputs.close()  # as in Circus, streams close on stop (and open again with the next spawn)
+        self.checks.close()  # and so does the notify socket
         self._move_to(then, reason=reason)
         self.notify("stop")
         self.call_hook("after_stop")
-        log.info("watcher %r stopped", self.name)
+        log.info("watcher %r stopped%s", self.name, "" if then == STOPPED else f" ({then})")
 
     def _restart(self) -> dict:
         """Stop every process, then start afresh: the start's result, with the pids stopped."""
@@ -814,20 +833,55 @@ class Watcher:
         self.spawn_error = None
         self._history.setdefault(wid, SlotHistory())
         self.notify("spawn", process_pid=process.pid, time=process.started)  # Circus: time = process.started
-        self._watch_readiness(process)
+        self.checks.follow(process, process.spec.env or {})
         return process
 
-    def _watch_readiness(self, process: Process) -> None:
-        """Follow the new process's readiness (ready at once with `ready = none`)."""
-        self._process_ready(process)
+    # -- readiness and health: the checks (gcircus.checks.follow) report here --------------------------------------
 
     def _process_ready(self, process: Process, detail: str = "") -> None:
-        """`process` passed its readiness check: publish it, and maybe make the watcher active."""
+        """`process` passed its readiness check (at once with `ready = none`): publish it, maybe become active."""
         if process.pid not in self.processes or process.state == READY:
             return
         process.state, process.ready_at, process.check_detail = READY, time.time(), detail
         self.notify("ready", process_pid=process.pid, wid=process.wid)
         self._readiness_moved()
+
+    def _process_not_ready(self, process: Process, detail: str) -> None:
+        """The process says it is not ready for now (sd_notify RELOADING=1), until it sends READY=1 again."""
+        if process.pid in self.processes and process.state == READY:
+            process.state, process.check_detail = SPAWNED, detail
+            self.notify("not_ready", process_pid=process.pid, wid=process.wid, detail=detail)
+            self._readiness_moved()
+
+    def _process_start_failed(self, process: Process, reason: str) -> None:
+        """Not ready in time (or its readiness check failed for good): stopped, and a failed start for the back-off,
+        however long it lived."""
+        if process.pid not in self.processes:
+            return
+        log.warning("watcher %r: pid %d did not become ready: %s; stopping it", self.name, process.pid, reason)
+        process.check_detail = reason
+        self._history.setdefault(process.wid, SlotHistory()).lost(process, f"not ready: {reason}")
+        self._retire(process)
+        self._task(self._stop_process, process)
+        if self._status in RUNNING:
+            self._after_loss(self.respawn_policy.start_failed())
+
+    def _process_unhealthy(self, process: Process, detail: str) -> None:
+        """Its health check failed health_retries times in a row (or its watchdog went silent): replace it."""
+        if process.pid not in self.processes:
+            return
+        log.warning("watcher %r: pid %d is unhealthy (%s); replacing it", self.name, process.pid, detail)
+        process.state, process.check_detail = UNHEALTHY, detail
+        self._history.setdefault(process.wid, SlotHistory()).lost(process, f"unhealthy: {detail}")
+        self.notify("unhealthy", process_pid=process.pid, wid=process.wid, detail=detail)
+        self._readiness_moved()
+        self._task(self._replace_unhealthy, process)
+
+    def _process_stopping(self, process: Process) -> None:
+        """The process says it is going down (sd_notify STOPPING=1); its exit is handled as any other."""
+        if process.pid in self.processes:
+            process.state = PROCESS_STOPPING
+            self._readiness_moved()
 
     def _spawn_spec(self) -> SpawnSpec:
         """What the next process runs, from the current spec, sinks and sockets."""
@@ -838,7 +892,8 @@ class Watcher:
         if spec.stdin_socket and spec.stdin_socket not in fds:
             raise SpawnError(f"stdin_socket {spec.stdin_socket!r} does not exist")
         return SpawnSpec(
-            self.name, **{key: getattr(spec, key) for key in same}, env=self.env, use_fds=spec.use_sockets,
+            self.name, **{key: getattr(spec, key) for key in same}, env={**self.env, **self.checks.child_env()},
+            ready_fd=self.checks.ready_fd, use_fds=spec.use_sockets,
             pipe_stdout=self.outputs.wants_pipe("stdout"), pipe_stderr=self.outputs.wants_pipe("stderr"),
             pdeathsig=self._pdeathsig_signal(), stdin_fd=fds[spec.stdin_socket] if spec.stdin_socket else None,
             sockets=fds, pass_fds=tuple(fds.values()) if spec.use_sockets else (), format_vars=self._format_vars())
@@ -866,6 +921,7 @@ class Watcher:
         if self.processes.pop(process.pid, None) is not None:
             self._retiring[process.pid] = process
             process.state = PROCESS_STOPPING
+            self.checks.forget(process)
             self._readiness_moved()
 
     def _stop_processes(self, processes: list[Process], graceful_timeout: float | None = None,
@@ -890,6 +946,8 @@ class Watcher:
         if signum == signal.SIGKILL or self.call_hook("before_signal", pid=pid, signum=signum):
             try:
                 os.kill(pid, signum)
+                if signum not in (signal.SIGKILL, signal.SIGCONT):
+                    os.kill(pid, signal.SIGCONT)  # a stopped (SIGSTOPped, hung) process must get to handle it
             except ProcessLookupError:
                 return
         self.notify("kill", process_pid=pid)
@@ -912,6 +970,7 @@ class Watcher:
             self.call_hook("before_reap", process_pid=pid, time=exit_time)
             self.processes.pop(pid, None)
             self._retiring.pop(pid, None)
+            self.checks.forget(process)
             self._readiness_moved()
             exit_code = process.exit.returncode if process.exit else None
             self.notify("reap", process_pid=pid, time=exit_time, exit_code=exit_code)
@@ -1055,25 +1114,37 @@ class Watcher:
         names (uses_wid), two processes must not hold it at once: the old one is stopped first.
         """
         self._expiry.pop(process.pid, None)
+        self._rotate(process, stop_first=self.uses_wid(), keep_unreplaced=True)
+
+    def _replace_unhealthy(self, process: Process) -> None:
+        """Replace a process that failed its health checks: new first when the watcher has more than one process
+        (capacity never drops), stopped first when it is the only one (it may hold what its replacement needs)."""
+        self._rotate(process, stop_first=self.uses_wid() or self.numprocesses <= 1, keep_unreplaced=False)
+
+    def _rotate(self, process: Process, stop_first: bool, keep_unreplaced: bool) -> None:
+        """Replace `process` by a new process with its wid, the new one first (once it is ready the old one stops)
+        unless `stop_first`. With `keep_unreplaced`, an old process whose replacement could not be spawned runs on
+        and is rotated again later (max_age); otherwise it is stopped anyway."""
         with self._lock:
             if process.pid not in self.processes or not self._may_spawn():
                 return
             self._retire(process)
-            uses_wid = self.uses_wid()
-            if uses_wid:
+            if stop_first:
                 self._rotating_wids.add(process.wid)  # other fills leave its slot (and wid) to the replacement
-            elif not self._keep_unreplaced([process], self._await_ready(self._fill_as(process.wid))):
-                # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
-                delay = self.respawn_policy.spawn_delay()
-                self._expiry[process.pid] = self._later(delay, self._expire, process)
-                return
+            else:
+                replacements = self._await_ready(self._fill_as(process.wid))
+                if keep_unreplaced and not self._keep_unreplaced([process], replacements):
+                    # Not replaced (the spawn is retried in the background): it runs on, and expires again later.
+                    delay = self.respawn_policy.spawn_delay()
+                    self._expiry[process.pid] = self._later(delay, self._expire, process)
+                    return
         # Stopped outside the lock: a stop or quit must not wait out graceful_timeout behind a rotation (its own
         # stop of this retired process escalates as it says).
         try:
             self._stop_process(process)
         finally:
             self._rotating_wids.discard(process.wid)
-        if uses_wid:
+        if stop_first:
             with self._lock:
                 if self._may_spawn():
                     self._fill_as(process.wid)  # a failed spawn is retried in the background, and takes the wid
@@ -1129,6 +1200,10 @@ class Watcher:
     def __repr__(self) -> str:
         return f"<Watcher {self.name!r} {self._status} {len(self.processes)}/{self.numprocesses}>"
 
+
+# What a service manager gives gcircusd itself (systemd's notify socket and watchdog): a child inherits none of it
+# with copy_env; a watcher whose checks use sd_notify gives its children its own (gcircus.checks.follow).
+SERVICE_MANAGER_ENV = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
 # The options the children's environment is composed from (see _set_spec).
 ENV_SOURCES = ("env", "copy_env", "copy_path", "virtualenv", "virtualenv_py_ver", "uid", "gid")

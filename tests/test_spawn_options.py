@@ -474,8 +474,8 @@ def test_missing_stdin_socket_fails_the_spawn_clearly(watch, sockets):
     with pytest.raises(SpawnError, match="stdin_socket 'nope' does not exist"):
         watcher.spawn_process()
     watcher.start()
-    assert watcher.processes == {}
-    assert watcher.is_stopped()
+    assert watcher.wait_for_state({"failed"}, timeout=60) == "failed" and watcher.processes == {}
+    assert "stdin_socket 'nope' does not exist" in watcher.reason
 
 
 # -- session -------------------------------------------------------------------------------------------------------
@@ -510,7 +510,7 @@ def test_watcher_gives_up_on_a_missing_command(watch, caplog):
     with pytest.raises(SpawnError, match="command not found"):
         watcher.spawn_process()
     watcher.start()
-    assert watcher.is_stopped() and watcher.processes == {}
+    assert watcher.wait_for_state({"failed"}, timeout=60) == "failed" and watcher.processes == {}
     assert "command not found: '/no/such/program'" in caplog.text
 
 

@@ -18,7 +18,7 @@ from gcircus.expand import expand_circus_vars
 NONE, NOTIFY, FD, TCP, HTTP, EXEC, WATCHDOG = "none", "notify", "fd", "tcp", "http", "exec", "watchdog"
 PROBED_KINDS = (TCP, HTTP, EXEC)  # run by gcircusd against the process (gcircus.checks.probes)
 READY_FORMS = "none, notify, fd:N, tcp:HOST:PORT, http:URL or exec:COMMAND"
-HEALTH_FORMS = "none, watchdog, notify, fd:N, tcp:HOST:PORT, http:URL or exec:COMMAND"
+HEALTH_FORMS = "none, watchdog, tcp:HOST:PORT, http:URL or exec:COMMAND"
 LOWEST_READY_FD = 3  # 0, 1 and 2 are the child's stdin, stdout and stderr
 
 _PLACEHOLDER = re.compile(r"\$|\(\(")
@@ -130,6 +130,8 @@ def parse_check(text: object, *, health: bool = False) -> Check:
         return Check(NONE, "", NONE)  # an empty value means no check, as for the other optional options
     if kind == "https":
         raise InvalidValue(f"https is not supported: probe a plain-http port (a check is one of {forms})", text)
+    if health and kind in (NOTIFY, FD):
+        raise InvalidValue(f"{kind} is a readiness check (health is one of {forms}; sd_notify pings: watchdog)", text)
     if kind in (NONE, NOTIFY, WATCHDOG) and not argument:
         if kind == WATCHDOG and not health:
             raise InvalidValue(f"watchdog is a health check only (ready is one of {forms})", text)
