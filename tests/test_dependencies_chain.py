@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 from gevent import subprocess as gsubprocess
 
+from gcircus.client import CallError
+from gcircus.client import Client as GClient
 from gcircus.daemon import Arbiter
 from tests.support.control import Client, error, ok
-from tests.support.daemons import write_config
+from tests.support.daemons import circus_config, write_config
 from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
 from tests.support.ports import free_port
 from tests.support.recorders import ArbiterRecorder
@@ -233,3 +235,47 @@ def test_reloadconfig_replaces_a_watcher_after_adding_the_dependency_its_new_ver
     assert [t.split(".")[1] for t, _ in recorder.events[mark:] if t.endswith(".start")] == ["cache", "other"]
     assert [w.name for w in arbiter.dependencies_of("other")] == ["cache"]
     assert {w.name: w.status() for w in arbiter.watchers} == dict.fromkeys(("db", "cache", "other"), "active")
+
+
+def test_gcircusd_starts_a_dependent_only_once_its_dependency_is_ready(tmp_path, daemon_factory):
+    go = tmp_path / "go"
+    config, endpoint = circus_config(tmp_path, f"""
+        [watcher:db]
+        cmd = sh -c 'while [ ! -e {go} ]; do sleep 0.05; done; echo >&3; exec sleep 1001'
+        ready = fd:3
+        graceful_timeout = 2
+
+        [watcher:app]
+        cmd = /bin/sleep 1002
+        depends_on = db
+        graceful_timeout = 2
+
+        [watcher:web]
+        cmd = /bin/sleep 1003
+        depends_on = app
+        graceful_timeout = 2
+        """)
+    daemon_factory(config)
+    client = GClient(endpoint, timeout=5)
+    try:
+        def answering_with_db_spawned():
+            try:
+                return client.call("status", name="db")["status"] == "starting" and len(
+                    client.call("list", name="db")["pids"]) == 1
+            except CallError:
+                return False
+        wait_for(answering_with_db_spawned, 20, message="db spawned, not ready")
+        assert client.call("list", name="app")["pids"] == [] and client.call("list", name="web")["pids"] == []
+        assert statuses(client)["app"] != "active" and statuses(client)["web"] != "active"
+
+        go.touch()
+        wait_for(lambda: statuses(client) == dict.fromkeys(NAMES, "active"), 20, message="the chain active")
+        ok(client.call("stop", waiting=True, timeout=30))
+        go.unlink()
+        ok(client.call("start", name="web", with_dependencies=True))  # in the background: the reply comes at once
+        wait_for(lambda: client.call("status", name="db")["status"] == "starting", 20, message="db starting")
+        assert client.call("list", name="app")["pids"] == []
+        go.touch()
+        wait_for(lambda: statuses(client) == dict.fromkeys(NAMES, "active"), 20, message="the chain active again")
+    finally:
+        client.close()
