@@ -43,7 +43,7 @@ def config_with_marker(tmp_path, watchers: str) -> tuple[str, str]:
 def test_a_cycle_makes_gcircusd_exit_2_printing_it_with_file_section_and_option(tmp_path):
     path, marker = config_with_marker(tmp_path, CHAIN.replace("cmd = /bin/sleep 1001", "cmd = /bin/sleep 1001\n"
                                                                                         "    depends_on = web"))
-    result = run_cli(path)
+    result = run_cli(path, timeout=60)  # gcircusd refuses the file at once; a loaded machine may start it slowly
     assert result.returncode == 2, result
     assert f"{path}: [watcher:db] depends_on = 'web': dependency cycle: db -> web -> app -> db" in result.stderr
     assert not os.path.exists(marker)
@@ -55,7 +55,7 @@ def test_a_watcher_depending_on_itself_is_a_cycle_at_load(tmp_path):
         cmd = /bin/sleep 1000
         depends_on = solo
         """)
-    result = run_cli(path)
+    result = run_cli(path, timeout=60)  # gcircusd refuses the file at once; a loaded machine may start it slowly
     assert result.returncode == 2
     assert "[watcher:solo] depends_on = 'solo': dependency cycle: solo -> solo" in result.stderr
     assert not os.path.exists(marker)
@@ -63,7 +63,7 @@ def test_a_watcher_depending_on_itself_is_a_cycle_at_load(tmp_path):
 
 def test_an_unknown_name_makes_gcircusd_exit_2_with_a_suggestion(tmp_path):
     path, marker = config_with_marker(tmp_path, CHAIN.replace("depends_on = db", "depends_on = dbb"))
-    result = run_cli(path)
+    result = run_cli(path, timeout=60)  # gcircusd refuses the file at once; a loaded machine may start it slowly
     assert result.returncode == 2
     assert (f"{path}: [watcher:app] depends_on = 'dbb': depends on 'dbb', which is no watcher (did you mean 'db'?)"
             in result.stderr)
