@@ -3,9 +3,10 @@ rm of a watcher others depend on is refused naming them."""
 from __future__ import annotations
 
 import os
+import re
 
 from tests.support.control import error, ok
-from tests.support.daemons import run_cli, write_config
+from tests.support.daemons import launch_detached, run_cli, stop_detached, write_config
 from tests.support.ports import free_port
 
 CHAIN = """
@@ -117,3 +118,30 @@ def test_rm_of_a_watcher_others_depend_on_is_refused_naming_them(make_arbiter):
     ok(client.call("rm", name="app", waiting=True))
     ok(client.call("rm", name="db", waiting=True))
     assert arbiter.watchers == []
+
+
+def test_daemon_whose_watcher_waits_for_a_watcher_nothing_starts_exits_1_naming_both(tmp_path):
+    pidfile = tmp_path / "gcircusd.pid"
+    log = tmp_path / "gcircusd.log"
+    config = write_config(tmp_path / "circus.ini", f"""
+        [circus]
+        endpoint = tcp://127.0.0.1:{free_port()}
+        pubsub_endpoint = tcp://127.0.0.1:{free_port()}
+
+        [watcher:db]
+        cmd = /bin/sleep 1001
+        autostart = false
+
+        [watcher:web]
+        cmd = /bin/sleep 1002
+        depends_on = db
+        """)
+    result = launch_detached("--pidfile", str(pidfile), "--log-output", str(log), config)
+    pid = int(re.search(r"starting \(pid (\d+)", log.read_text()).group(1))
+    try:
+        assert result.returncode == 1, (result.stdout, result.stderr)
+        assert ("watcher 'web' waits for 'db', which is stopped and not started with gcircusd (start it, or set "
+                "autostart)") in result.stderr
+        assert not pidfile.exists()
+    finally:
+        stop_detached(pid)
