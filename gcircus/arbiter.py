@@ -391,13 +391,13 @@ class Arbiter:
     def _stuck_on_dependencies(self, watcher: Watcher) -> str | None:
         """Why a starting watcher will never start by itself at start-up: it waits for a dependency that is stopped
         (autostart = false, or a hook refused it), which nothing starts. "" (settled, no failure) when that
-        dependency is on_demand: a connection starts it. None while it may still start."""
+        dependency is an armed on_demand one: a connection starts it. None while it may still start."""
         if watcher.status() != STARTING:
             return None
         stopped = [dep for dep in self.direct_dependencies(watcher) if dep.status() == STOPPED]
         if not stopped:
             return None
-        if all(dep.on_demand for dep in stopped):
+        if all(dep.on_demand and dep.autostart for dep in stopped):  # armed: a connection starts it
             return ""
         names = ", ".join(repr(dep.name) for dep in stopped)
         return (f"watcher {watcher.name!r} waits for {names}, which {'is' if len(stopped) == 1 else 'are'} stopped "

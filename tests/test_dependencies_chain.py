@@ -3,6 +3,8 @@ order they reach active and stopped in, read from the events the arbiter publish
 do along the graph only when asked (--with-dependencies, --with-dependents)."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 from gevent import subprocess as gsubprocess
 
@@ -279,3 +281,17 @@ def test_gcircusd_starts_a_dependent_only_once_its_dependency_is_ready(tmp_path,
         wait_for(lambda: statuses(client) == dict.fromkeys(NAMES, "active"), 20, message="the chain active again")
     finally:
         client.close()
+
+
+def test_plain_start_of_a_dependent_of_an_armed_on_demand_watcher_waits_for_its_first_connection(make_arbiter):
+    arbiter, client, recorder = make_arbiter(
+        {"name": "db", "cmd": "/bin/sleep 1001", "on_demand": True, "use_sockets": True},
+        {"name": "app", "cmd": "/bin/sleep 1002", "depends_on": ["db"], "autostart": False},
+        sockets=[{"name": "db", "host": "127.0.0.1", "port": 0}])
+    ok(client.call("start", name="app"))  # not refused: a connection starts db
+    wait_for(lambda: arbiter.get_watcher("app").status() == "starting", message="app waiting for db")
+    assert arbiter.get_watcher("db").status() == "stopped" and arbiter.get_watcher("app").pids == []
+    db_socket = arbiter.get_socket("db")
+    with socket.create_connection((db_socket.host, db_socket.port), timeout=5):
+        wait_for(lambda: arbiter.get_watcher("app").status() == "active", 20, message="app active after db")
+    assert order_of(recorder, "start") == ["db", "app"]

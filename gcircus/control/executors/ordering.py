@@ -19,13 +19,20 @@ def _names(watchers) -> str:
     return ", ".join(w.name for w in watchers)
 
 
+def _down(watcher) -> bool:
+    """Not coming up by itself: stopped, stopping or failed, but for an on_demand watcher waiting for a connection
+    (stopped until one arrives, then it starts, and whoever waits for it goes on)."""
+    if watcher.status() == STOPPED and watcher.on_demand and watcher.autostart:
+        return False
+    return watcher.status() in DOWN
+
+
 def check_dependencies_up(arbiter, watchers: list, action: str = "start") -> None:
     """MessageError naming the direct dependencies of `watchers` (those not being started with them) that are
     down, with the way to start them; nothing is started then."""
     chosen = set(watchers)
     for watcher in watchers:
-        down = [dep for dep in arbiter.dependencies_of(watcher, recursive=False)
-                if dep not in chosen and dep.status() in DOWN]
+        down = [dep for dep in arbiter.dependencies_of(watcher, recursive=False) if dep not in chosen and _down(dep)]
         if down:
             states = ", ".join(f"{dep.name} is {dep.status()}" for dep in down)
             raise MessageError(f"cannot {action} {watcher.name}: it depends on {_names(down)} ({states}); start "
@@ -46,7 +53,7 @@ def wait_active(arbiter, watcher, needed_by=None) -> None:
         if state in SETTLED:
             problem = watcher.start_problem() or f"watcher {watcher.name!r} is {state}"
             raise MessageError(f"{problem}{needing}")
-        down = [dep for dep in arbiter.dependencies_of(watcher, recursive=False) if dep.status() in DOWN]
+        down = [dep for dep in arbiter.dependencies_of(watcher, recursive=False) if _down(dep)]
         if down:
             states = ", ".join(f"{dep.name} is {dep.status()}" for dep in down)
             raise MessageError(f"watcher {watcher.name!r} is not active: it waits for {_names(down)} ({states})"
