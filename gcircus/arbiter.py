@@ -29,7 +29,7 @@ from gcircus import dependencies, linux
 from gcircus.options import CIRCUS_OPTIONS, DEFAULT_STATS_ENDPOINT, to_names
 from gcircus.service import Service
 from gcircus.sockets import OnDemand, Sockets
-from gcircus.states import ACTIVE, BACKOFF, STARTING, STOPPED
+from gcircus.states import ACTIVE, BACKOFF, STOPPED
 from gcircus.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -370,12 +370,6 @@ class Arbiter:
         retrying: list[tuple[str, str]] = []
         while pending and not self._stopped.is_set():
             for watcher in list(pending):
-                stuck = self._stuck_on_dependencies(watcher)
-                if stuck is not None:  # nothing will start what it waits for: it would hold the start-up forever
-                    pending.remove(watcher)
-                    if stuck:
-                        failed.append((watcher.name, stuck))
-                    continue
                 problem = watcher.start_problem()
                 if watcher.status() in (ACTIVE, STOPPED) or problem is not None:
                     pending.remove(watcher)
@@ -387,21 +381,6 @@ class Arbiter:
             if pending:
                 gevent.wait([self._stopped, *(w.state_changed() for w in pending)], count=1)
         return failed, retrying
-
-    def _stuck_on_dependencies(self, watcher: Watcher) -> str | None:
-        """Why a starting watcher will never start by itself at start-up: it waits for a dependency that is stopped
-        (autostart = false, or a hook refused it), which nothing starts. "" (settled, no failure) when that
-        dependency is an armed on_demand one: a connection starts it. None while it may still start."""
-        if watcher.status() != STARTING:
-            return None
-        stopped = [dep for dep in self.direct_dependencies(watcher) if dep.status() == STOPPED]
-        if not stopped:
-            return None
-        if all(dep.on_demand and dep.autostart for dep in stopped):  # armed: a connection starts it
-            return ""
-        names = ", ".join(repr(dep.name) for dep in stopped)
-        return (f"watcher {watcher.name!r} waits for {names}, which {'is' if len(stopped) == 1 else 'are'} stopped "
-                f"and not started with gcircusd (start {'it' if len(stopped) == 1 else 'them'}, or set autostart)")
 
     def run(self) -> None:
         """Start, then block until the arbiter is stopped (start() without signal handling)."""
