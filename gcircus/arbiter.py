@@ -301,9 +301,10 @@ class Arbiter:
         """Wait until every autostart watcher has settled; return (failed, retrying) as (name, why) pairs.
 
         Settled: active; failed (or waiting for a dependency that failed); stopped (a hook refused, an operator
-        stopped it); or backing off with no end (max_retry = -1, or gcircusd short of resources), which goes to
-        the second list. A crash loop that can still end in failure is waited out. A stop of the arbiter ends the
-        wait. The control channel answers meanwhile: this blocks only the calling greenlet.
+        stopped it); or, in the second list, backing off with no end (max_retry = -1, or gcircusd short of
+        resources) or waiting for a dependency that is stopped (not autostart). A crash loop that can still end in
+        failure is waited out. A stop of the arbiter ends the wait. The control channel answers meanwhile: this
+        blocks only the calling greenlet.
         """
         pending = [w for w in self.iter_watchers() if w.autostart and not w.on_demand]
         failed: list[tuple[str, str]] = []
@@ -315,8 +316,8 @@ class Arbiter:
                     pending.remove(watcher)
                     if watcher.status() != STOPPED and problem is not None:
                         failed.append((watcher.name, problem))
-                elif watcher.status() == BACKOFF and watcher.respawn_policy.endless:
-                    pending.remove(watcher)
+                elif (watcher.status() == BACKOFF and watcher.respawn_policy.endless) or watcher.waits_for_stopped():
+                    pending.remove(watcher)  # nothing will change without an operator (or ever): not a failure
                     retrying.append((watcher.name, watcher.reason))
             if pending:
                 gevent.wait([self._stopped, *(w.state_changed() for w in pending)], count=1)
