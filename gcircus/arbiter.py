@@ -316,9 +316,12 @@ class Arbiter:
                     pending.remove(watcher)
                     if watcher.status() != STOPPED and problem is not None:
                         failed.append((watcher.name, problem))
-                elif (watcher.status() == BACKOFF and watcher.respawn_policy.endless) or watcher.waits_for_stopped():
-                    pending.remove(watcher)  # nothing will change without an operator (or ever): not a failure
-                    retrying.append((watcher.name, watcher.reason))
+                elif watcher.status() == BACKOFF and watcher.respawn_policy.endless:
+                    pending.remove(watcher)
+                    retrying.append((watcher.name, f"is backing off and retries forever: {watcher.reason}"))
+                elif watcher.waits_for_stopped():
+                    pending.remove(watcher)  # nothing changes until an operator starts what it needs
+                    retrying.append((watcher.name, f"is {watcher.reason}"))
             if pending:
                 gevent.wait([self._stopped, *(w.state_changed() for w in pending)], count=1)
         return failed, retrying
