@@ -361,9 +361,10 @@ class Arbiter:
         """Wait until every autostart watcher has settled; return (failed, retrying) as (name, why) pairs.
 
         Settled: active; failed (or waiting for a dependency that failed); stopped (a hook refused, an operator
-        stopped it); or backing off with no end (max_retry = -1, or gcircusd short of resources), which goes to
-        the second list. A crash loop that can still end in failure is waited out. A stop of the arbiter ends the
-        wait. The control channel answers meanwhile: this blocks only the calling greenlet.
+        stopped it); or, in the second list, backing off with no end (max_retry = -1, or gcircusd short of
+        resources) or waiting for a dependency that is stopped (not autostart). A crash loop that can still end in
+        failure is waited out. A stop of the arbiter ends the wait. The control channel answers meanwhile: this
+        blocks only the calling greenlet.
         """
         pending = [w for w in self.iter_watchers() if w.autostart and not w.on_demand]
         failed: list[tuple[str, str]] = []
@@ -377,7 +378,10 @@ class Arbiter:
                         failed.append((watcher.name, problem))
                 elif watcher.status() == BACKOFF and watcher.respawn_policy.endless:
                     pending.remove(watcher)
-                    retrying.append((watcher.name, watcher.reason))
+                    retrying.append((watcher.name, f"is backing off and retries forever: {watcher.reason}"))
+                elif watcher.waits_for_stopped():
+                    pending.remove(watcher)  # nothing changes until an operator starts what it needs
+                    retrying.append((watcher.name, f"is {watcher.reason}"))
             if pending:
                 gevent.wait([self._stopped, *(w.state_changed() for w in pending)], count=1)
         return failed, retrying

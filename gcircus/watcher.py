@@ -273,6 +273,10 @@ class Watcher:
         watch()
         return result
 
+    def waits_for_stopped(self) -> bool:
+        """Whether the watcher waits for a dependency nobody is starting (it is stopped)."""
+        return self._dependency_wait is not None and any(w.status() == STOPPED for w in self._unmet_dependencies())
+
     def start_problem(self) -> str | None:
         """Why a start of this watcher cannot end active (it failed, was stopped, or waits for a failed
         dependency), or None while it still may."""

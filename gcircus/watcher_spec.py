@@ -135,13 +135,16 @@ def _take(values: dict, name: str, key: str, value: Any) -> None:
         values["options"][key] = value
         return
     coerce = _COERCE.get(option.convert)
-    if coerce is not None:
-        value = coerce(value or 0)
     try:
+        if coerce is not None:
+            value = coerce(value)
         values[key] = option.check_minimum(value)
     except InvalidValue as exc:
         raise ValueError(f"watcher {name!r}: {key} {exc.reason} (got {value!r})") from None
 
 
-# Numbers given as other types (a string from a dict, a Signals member) are coerced, as Circus's constructor does.
-_COERCE = {opts.to_int: int, opts.to_float: float, opts.to_signal: int}
+# Numbers given as other types (a string from a dict, a Signals member) are coerced, as Circus's constructor does;
+# gcircus's own structured options are taken in their ini form too (depends_on="db cache", ready="tcp:...").
+_COERCE = {opts.to_int: lambda value: int(value or 0), opts.to_float: lambda value: float(value or 0),
+           opts.to_signal: lambda value: int(value or 0), opts.to_names: opts.to_names,
+           opts.to_ready_check: opts.to_ready_check, opts.to_health_check: opts.to_health_check}

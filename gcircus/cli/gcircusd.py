@@ -118,8 +118,7 @@ class Daemon:
             if self.stopper is None:
                 log.info("gcircusd running: %d watchers, %d processes", self.arbiter.numwatchers(),
                          self.arbiter.numprocesses())
-            _report_ready(ready_fd, None, [f"gcircusd: warning: watcher {name!r} is backing off and retries forever"
-                                           f" (max_retry = -1): {why}" for name, why in retrying])
+            _report_ready(ready_fd, None, [f"gcircusd: warning: watcher {name!r} {why}" for name, why in retrying])
             started = True
             # A timed wait keeps the hub referenced: signal watchers do not, so a daemon left with no children
             # (every watcher stopped or given up) would otherwise end in LoopExit instead of waiting for signals.
