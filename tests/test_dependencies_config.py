@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import re
 
+from gcircus.client import Client
 from tests.support.control import error, ok
 from tests.support.daemons import launch_detached, run_cli, stop_detached, write_config
 from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 CHAIN = """
     [watcher:db]
@@ -120,12 +122,13 @@ def test_rm_of_a_watcher_others_depend_on_is_refused_naming_them(make_arbiter):
     assert arbiter.watchers == []
 
 
-def test_daemon_whose_watcher_waits_for_a_watcher_nothing_starts_exits_1_naming_both(tmp_path):
+def test_daemon_whose_watcher_waits_for_a_watcher_nothing_starts_warns_and_goes_on_once_it_is_started(tmp_path):
     pidfile = tmp_path / "gcircusd.pid"
     log = tmp_path / "gcircusd.log"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
     config = write_config(tmp_path / "circus.ini", f"""
         [circus]
-        endpoint = tcp://127.0.0.1:{free_port()}
+        endpoint = {endpoint}
         pubsub_endpoint = tcp://127.0.0.1:{free_port()}
 
         [watcher:db]
@@ -136,12 +139,16 @@ def test_daemon_whose_watcher_waits_for_a_watcher_nothing_starts_exits_1_naming_
         cmd = /bin/sleep 1002
         depends_on = db
         """)
-    result = launch_detached("--pidfile", str(pidfile), "--log-output", str(log), config)
+    result = launch_detached("--pidfile", str(pidfile), "--log-output", str(log), config)  # does not hang
     pid = int(re.search(r"starting \(pid (\d+)", log.read_text()).group(1))
+    client = Client(endpoint, timeout=10)
     try:
-        assert result.returncode == 1, (result.stdout, result.stderr)
-        assert ("watcher 'web' waits for 'db', which is stopped and not started with gcircusd (start it, or set "
-                "autostart)") in result.stderr
-        assert not pidfile.exists()
+        assert result.returncode == 0, (result.stdout, result.stderr)
+        assert "watcher 'web' is waiting for 'db' (stopped)" in result.stderr
+        assert client.call("status", name="web")["status"] == "starting"
+        assert client.call("list", name="web")["pids"] == []
+        ok(client.call("start", name="db", waiting=True))
+        wait_for(lambda: client.call("status", name="web")["status"] == "active", 20, message="web active")
     finally:
+        client.close()
         stop_detached(pid)
