@@ -1,10 +1,10 @@
 """What `start --waiting` and `restart --waiting` wait for: the command itself, then the watcher settling.
 
 A start's own result comes once its processes are spawned (and ready); a watcher that then backs off is not started
-yet, and one that ends failed never is. So a waiting reply is answered once the watcher settles (Watcher.
-settled_result): active, failed, stopped, or waiting for a dependency that failed. A back-off that can never end
-(max_retry = -1, or gcircusd short of resources) counts as settled too, as at start-up (Arbiter.wait_started): the
-reply would otherwise wait forever. Everything here is AsyncResults and links, so a waiting reply holds no greenlet.
+yet, and one that ends failed never is. So a waiting reply is answered once the watcher settles: active, failed,
+stopped, or waiting for a dependency that failed. A back-off that can never end (max_retry = -1, or gcircusd short
+of resources) counts as settled too, as at start-up (Arbiter.wait_started): the reply would otherwise wait forever.
+Everything here is AsyncResults and links, so a waiting reply holds no greenlet.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import gevent.event
 
-from gcircus.states import BACKOFF
+from gcircus.states import ACTIVE, BACKOFF, FAILED, STARTING, STOPPED
 from gcircus.watcher import Watcher
 from gcircus.wire.errors import CommandError
 
@@ -60,22 +60,29 @@ def all_settled(pairs: list[tuple[Watcher, gevent.event.AsyncResult]]) -> gevent
 
 
 def _when_settled(watcher: Watcher, then: Callable[[str | None], None]) -> None:
-    """then(None) once `watcher` is active, then(why) once it cannot be: settled_result's answer, or a back-off
-    that retries forever, whichever comes first."""
-    answer = watcher.settled_result()
-    answered = False
-
+    """then(None) once `watcher` is active (or stopped), then(why) once it cannot become active (settle)."""
     def check(_=None) -> None:
-        nonlocal answered
-        if answered:
-            return
-        if answer.ready():
-            answered = True
-            then(None if answer.successful() else str(answer.exception))
-        elif watcher.status() == BACKOFF and watcher.respawn_policy.endless:
-            answered = True
-            then(f"watcher {watcher.name!r} is backing off and retries forever: {watcher.reason}")
+        done, problem = settle(watcher)
+        if done:
+            then(problem)
         else:
             watcher.state_changed().rawlink(check)
-    answer.rawlink(check)
     check()
+
+
+def settle(watcher: Watcher) -> tuple[bool, str | None]:
+    """(whether a start of `watcher` has settled, why it failed or None).
+
+    Unlike Watcher.settled_result, `stopping` is not an answer: a crash loop passes through it on its way to
+    backoff or failed. And `stopped` is no failure of the start: a stop or quit came after it, or a hook refused
+    the start, whose reply has always been ok (as in Circus).
+    """
+    state = watcher.status()
+    if state in (ACTIVE, STOPPED):
+        return True, None
+    if state == BACKOFF and watcher.respawn_policy.endless:
+        return True, f"watcher {watcher.name!r} is backing off and retries forever: {watcher.reason}"
+    if state in (FAILED, STARTING):
+        problem = watcher.start_problem()  # failed, or waits for a dependency that failed
+        return problem is not None, problem
+    return False, None
