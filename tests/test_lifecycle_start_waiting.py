@@ -78,3 +78,35 @@ def test_waiting_for_a_watcher_that_retries_forever_says_so_instead_of_waiting_f
     assert running.call("status", name="bad")["status"] == "backoff"
     running.call("stop", name="bad", waiting=True)
     assert running.call("status", name="bad")["status"] == "stopped"
+
+
+DEPENDENT = """
+    [watcher:db]
+    cmd = {db_cmd}
+    max_retry = 1
+    autostart = false
+    graceful_timeout = 2
+
+    [watcher:web]
+    cmd = sleep 1000
+    depends_on = db
+    autostart = {autostart}
+    graceful_timeout = 2
+"""
+
+
+@pytest.mark.parametrize("db_cmd, db_state", [("sleep 1000", "stopped"), ("/nonexistent/x", "failed")])
+def test_waiting_for_a_watcher_whose_dependency_will_not_start_is_an_error_naming_both(gcircusd, db_cmd, db_state):
+    running = gcircusd(DEPENDENT.format(db_cmd=db_cmd, autostart="false"))
+    if db_state == "failed":
+        failed_reply(running.client.call("start", name="db", waiting=True))
+    reply = running.client.call("start", name="web", waiting=True)
+    assert reply["status"] == "error" and "'db'" in reply["reason"] and db_state in reply["reason"], reply
+    assert running.call("status", name="db")["status"] == db_state
+    assert running.pids("web") == []
+
+
+def test_waiting_for_every_watcher_names_one_waiting_for_a_stopped_dependency(gcircusd):
+    running = gcircusd(DEPENDENT.format(db_cmd="sleep 1000", autostart="true"))
+    reply = running.client.call("start", waiting=True)
+    assert reply["status"] == "error" and "watcher 'web' waits for 'db'" in reply["reason"], reply

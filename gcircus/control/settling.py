@@ -2,9 +2,10 @@
 
 A start's own result comes once its processes are spawned (and ready); a watcher that then backs off is not started
 yet, and one that ends failed never is. So a waiting reply is answered once the watcher settles: active, failed,
-stopped, or waiting for a dependency that failed. A back-off that can never end (max_retry = -1, or gcircusd short
-of resources) counts as settled too, as at start-up (Arbiter.wait_started): the reply would otherwise wait forever.
-Everything here is AsyncResults and links, so a waiting reply holds no greenlet.
+stopped, or waiting for a dependency that failed (or is stopped: nothing will start it). A back-off that can never
+end (max_retry = -1, or gcircusd short of resources) counts as settled too, as at start-up (Arbiter.wait_started):
+the reply would otherwise wait forever. Everything here is AsyncResults and links, so a waiting reply holds no
+greenlet.
 """
 from __future__ import annotations
 
@@ -84,5 +85,15 @@ def settle(watcher: Watcher) -> tuple[bool, str | None]:
         return True, f"watcher {watcher.name!r} is backing off and retries forever: {watcher.reason}"
     if state in (FAILED, STARTING):
         problem = watcher.start_problem()  # failed, or waits for a dependency that failed
+        if problem is None and state == STARTING:
+            problem = _waits_for_stopped(watcher)
         return problem is not None, problem
     return False, None
+
+
+def _waits_for_stopped(watcher: Watcher) -> str | None:
+    """Why `watcher` (starting) will not become active before an operator acts: it waits for a stopped watcher."""
+    stopped = [w.name for w in (watcher.dependencies() if watcher.dependencies else []) if w.status() == STOPPED]
+    if not stopped:
+        return None
+    return f"watcher {watcher.name!r} waits for {', '.join(map(repr, stopped))}, which is stopped"
