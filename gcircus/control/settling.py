@@ -92,8 +92,12 @@ def settle(watcher: Watcher) -> tuple[bool, str | None]:
 
 
 def _waits_for_stopped(watcher: Watcher) -> str | None:
-    """Why `watcher` (starting) will not become active before an operator acts: it waits for a stopped watcher."""
-    stopped = [w.name for w in (watcher.dependencies() if watcher.dependencies else []) if w.status() == STOPPED]
-    if not stopped:
+    """Why `watcher` (starting) will not become active before an operator acts: it waits for a stopped watcher.
+
+    A watcher that waits for its dependencies has spawned nothing; one with processes is past that wait.
+    """
+    dependencies = watcher.dependencies() if watcher.dependencies else []
+    stopped = [w.name for w in dependencies if w.status() == STOPPED]
+    if not stopped or watcher.processes:
         return None
     return f"watcher {watcher.name!r} waits for {', '.join(map(repr, stopped))}, which is stopped"
