@@ -29,7 +29,7 @@ from gcircus import dependencies, linux
 from gcircus.options import CIRCUS_OPTIONS, DEFAULT_STATS_ENDPOINT, to_names
 from gcircus.service import Service
 from gcircus.sockets import OnDemand, Sockets
-from gcircus.states import ACTIVE, BACKOFF, STOPPED
+from gcircus.states import ACTIVE, BACKOFF, STOPPED, STOPPING
 from gcircus.watcher import Watcher
 
 log = logging.getLogger(__name__)
@@ -371,6 +371,8 @@ class Arbiter:
         retrying: list[tuple[str, str]] = []
         while pending and not self._stopped.is_set():
             for watcher in list(pending):
+                if watcher.status() == STOPPING:
+                    continue  # on its way to stopped, or (a crash loop's stop) to backoff or failed: no answer yet
                 problem = watcher.start_problem()
                 if watcher.status() in (ACTIVE, STOPPED) or problem is not None:
                     pending.remove(watcher)

@@ -57,10 +57,6 @@ class HookRefused(Exception):
     """before_spawn or after_spawn returned a falsy value: the watcher stops, as in Circus."""
 
 
-class WatcherFailed(Exception):
-    """A start ended without the watcher becoming active; the message names the watcher and the cause."""
-
-
 class SlotHistory:
     """What happened to the processes of one wid: how often one was replaced after exiting on its own (or failing
     its checks), and how the last one ended. Shown by `procs`."""
@@ -251,39 +247,15 @@ class Watcher:
         """An event set at the watcher's next move (for waiting on several watchers at once, gevent.wait)."""
         return self._state_changed
 
-    def settled_result(self) -> gevent.event.AsyncResult:
-        """An AsyncResult set once the watcher settles after a start: its state when it is active, an error naming
-        the watcher and the cause when it failed, stopped or waits for a dependency that failed.
-
-        What `start --waiting` (and start-up) answer with: a back-off or a wait for a dependency still in progress
-        is not an answer yet.
-        """
-        result = gevent.event.AsyncResult()
-
-        def watch(_=None):
-            if result.ready():
-                return
-            problem = self.start_problem()
-            if self._status == ACTIVE:
-                result.set(ACTIVE)
-            elif problem is not None:
-                result.set_exception(WatcherFailed(problem))
-            else:
-                self._state_changed.rawlink(watch)
-        watch()
-        return result
-
     def waits_for_stopped(self) -> bool:
         """Whether the watcher waits for a dependency nobody is starting (it is stopped)."""
         return self._dependency_wait is not None and any(w.status() == STOPPED for w in self._unmet_dependencies())
 
     def start_problem(self) -> str | None:
-        """Why a start of this watcher cannot end active (it failed, was stopped, or waits for a failed
-        dependency), or None while it still may."""
+        """Why a start of this watcher failed (it gave up, or waits for a dependency that did), naming the watcher
+        and the cause; None otherwise (gcircus.control.settling and Arbiter.wait_started say when to ask)."""
         if self._status == FAILED:
             return f"watcher {self.name!r} failed: {self.reason or 'it gave up'}"
-        if self._status in (STOPPED, STOPPING):
-            return f"watcher {self.name!r} is {self._status}" + (f": {self.reason}" if self.reason else "")
         failed = [w.name for w in (self.dependencies() if self.dependencies else []) if w.status() == FAILED]
         if self._status == STARTING and self._dependency_wait is not None and failed:
             return f"watcher {self.name!r} waits for {', '.join(map(repr, failed))}, which failed"

@@ -27,9 +27,9 @@ CIRCUS_COMMANDS = {"add", "decr", "dstats", "get", "globaloptions", "incr", "ipy
                    "restart", "rm", "set", "signal", "start", "stats", "status", "stop"}
 NEVER_SENT = {"quit", "reloadconfig"}
 READ_ONLY = {"list", "status", "stats", "dstats", "options", "get", "globaloptions", "numprocesses", "numwatchers",
-             "listen", "ipython", "listsockets"}
+             "listen", "ipython", "listsockets", "procs"}
 ABSENT_WATCHER = "zz-absent"
-WATCHER_STATUSES = {"active", "stopped", "starting", "stopping", "unknown"}
+WATCHER_STATUSES = {"active", "stopped", "starting", "stopping", "backoff", "failed", "unknown"}
 PROPERTY_NAMES = ["name", "nb", "waiting", "match", "keys", "options", "signum", "pid", "childpid", "children",
                   "recursive", "graceful_timeout", "process", "extended", "option", "nostop", "graceful",
                   "sequential", "start", "cmd", "args"]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 
 from gcircus.arbiter import Arbiter
+from gcircus.control import settling
 from gcircus.states import ACTIVE, BACKOFF, FAILED, STARTING, STOPPED, STOPPING
-from gcircus.watcher import Watcher, WatcherFailed
+from gcircus.watcher import Watcher
+from gcircus.wire.errors import CommandError
 from tests.support.recorders import WatcherRecorder
 from tests.support.waiting import wait_for
 
@@ -75,15 +77,15 @@ def test_a_command_that_cannot_spawn_backs_off_without_a_stop_then_fails(make_wa
     assert "cannot spawn: command not found" in watcher.reason
 
 
-def test_settled_result_answers_active_or_names_the_watcher_and_the_cause(make_watcher):
+def test_a_start_is_settled_once_active_or_failed_naming_the_watcher_and_the_cause(make_watcher):
     good = make_watcher("good")
-    good.start()
-    assert good.settled_result().get(timeout=30) == ACTIVE
+    assert settling.settled(good, good.submit_start()).get(timeout=30) == {"started": good.pids, "kept": []}
     bad = make_watcher("bad", cmd="/nonexistent/program", max_retry=2)
-    bad.start()
-    assert bad.status() == BACKOFF  # not an answer yet: the result waits until it settles
-    with pytest.raises(WatcherFailed, match=r"watcher 'bad' failed: cannot spawn: command not found"):
-        bad.settled_result().get(timeout=60)
+    result = settling.settled(bad, bad.submit_start())
+    bad.wait_for_state({BACKOFF}, timeout=30)
+    assert not result.ready()  # a back-off that may still end is no answer yet
+    with pytest.raises(CommandError, match=r"watcher 'bad' failed: cannot spawn: command not found"):
+        result.get(timeout=60)
 
 
 def test_a_dependent_waits_in_starting_and_says_for_what(make_watcher):
@@ -99,8 +101,7 @@ def test_a_dependent_waits_in_starting_and_says_for_what(make_watcher):
     db.wait_for_state({FAILED}, timeout=60)
     wait_for(lambda: "which failed" in app.reason, message="the dependent told its dependency failed")
     assert app.status() == STARTING and app.pids == [] and "'db' (failed, which failed)" in app.reason
-    with pytest.raises(WatcherFailed, match="waits for 'db', which failed"):
-        app.settled_result().get(timeout=30)
+    assert app.start_problem() == "watcher 'app' waits for 'db', which failed"
     db.set_options({"cmd": "/bin/sleep 1000"})
     db.start()
     app.wait_for_state({ACTIVE}, timeout=60)

@@ -10,6 +10,7 @@
 - streams: gcircusd for the stream end-to-end tests, and reading what it wrote
 - plugins: an in-process arbiter with a PluginManager, and a UDP listener standing in for statsd
 - recorders: event recorders of a watcher and of an arbiter
+- lifecycle: a watcher's `state` events as a real subscriber receives them
 - sockets: a socket server program for [socket:NAME] tests, and a client asking it
 - hookfuncs, sinks: callables gcircusd imports by dotted name (tests.support.hookfuncs.record, ...)
 - children: programs the tests run by path (python tests/support/children/NAME.py ...)

@@ -1,5 +1,5 @@
 """The read-only commands: list, status, listsockets, stats, dstats, options, get, globaloptions, numprocesses,
-numwatchers; listen and help, which gcircusctl carries out; ipython.
+numwatchers; listen and help, which gcircusctl carries out; ipython. procs, with its table, has a module of its own.
 
 None of them changes anything or takes a watcher's lock, so they answer even while a long stop or reload runs.
 """
@@ -45,16 +45,23 @@ class List(Command):
 
 @register
 class Status(Command):
-    """Status of one watcher (active, starting, stopping, stopped) or of all of them.
+    """Status of one watcher (stopped, starting, active, stopping, backoff, failed) or of all of them.
 
     status [NAME]
+
+    Circus's four words keep their meaning; `backoff` is a watcher waiting out a crash loop or a failing spawn (it
+    retries by itself), `failed` one that gave up (it stays so until started). For every watcher, a line
+    `name: state`, followed by why in parentheses when the watcher backs off, failed or waits for a dependency;
+    for one watcher, the word alone (`procs NAME` tells the rest).
     """
 
     properties = (Prop("name"),)
 
     def console(self, reply):
         if "statuses" in reply:
-            return "\n".join(f"{name}: {status}" for name, status in sorted(reply["statuses"].items()))
+            reasons = reply.get("reasons") or {}
+            return "\n".join(f"{name}: {status}" + (f" ({reasons[name]})" if reasons.get(name) else "")
+                             for name, status in sorted(reply["statuses"].items()))
         return str(reply.get("status"))
 
 

@@ -1,5 +1,5 @@
-"""The read-only commands: list, status, listsockets, stats, dstats, options, get, globaloptions, numprocesses,
-numwatchers, listen, ipython. None of them waits behind a command in progress.
+"""The read-only commands: list, status, procs, listsockets, stats, dstats, options, get, globaloptions,
+numprocesses, numwatchers, listen, ipython. None of them waits behind a command in progress.
 
 Every reply is plain JSON data: option values that are tuples, signals or callables are converted first, because a
 value json cannot encode would otherwise lose the reply altogether.
@@ -64,7 +64,20 @@ def list_watchers(arbiter, props):
 def status(arbiter, props):
     if props["name"]:
         return {"status": get_watcher(arbiter, props["name"]).status()}
-    return {"statuses": arbiter.statuses()}
+    reply: dict = {"statuses": arbiter.statuses()}
+    # Why a watcher backs off, failed or waits: a key of gcircus's own, present only when there is something to say,
+    # so the reply Circus clients see while everything runs keeps Circus's exact shape (they ignore extra keys).
+    reasons = {w.name: w.reason for w in arbiter.watchers if w.reason}
+    if reasons:
+        reply["reasons"] = reasons
+    return reply
+
+
+@executes("procs")
+def procs(arbiter, props):
+    watcher = get_watcher(arbiter, props["name"])
+    return {"watcher": json_value({**watcher.lifecycle(), "name": watcher.name}),
+            "processes": json_value(watcher.process_rows())}
 
 
 @executes("listsockets")
