@@ -4,7 +4,7 @@ checks cost gcircusd when nothing happens.
 
 Run with the project venv:  .venv/bin/python benchmarks/run_readiness.py   (about 5 minutes; see benchmarks/README.md)
     --quick              N = 100 for the latency, 10 s CPU windows: about a minute, for development
-    --only latency|health, -n 1000, --spread 5, --health-n 100, --seconds 30, --watchdog-sec 2
+    --only latency|health, -n 1000, --spread 5, --modes tcp,watchdog, --health-n 100, --seconds 30, --watchdog-sec 2
 
 Latency (`ready = notify`, N = 1000 processes of benchmarks/_readiness_child.py, `python -S -I`). Every child starts,
 then blocks on a FIFO until all N are up (so no READY=1 competes with the start-up of the others), waits a random
@@ -70,6 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--only", default="latency,health", help="latency, health or both (default)")
     p.add_argument("-n", type=int, default=1000, help="processes for the latency cases (default 1000)")
     p.add_argument("--spread", type=float, default=5.0, help="seconds the READY=1 sends are spread over")
+    p.add_argument("--modes", default="tcp,watchdog", help="health variants to measure (default both)")
     p.add_argument("--health-n", type=int, default=100, help="processes for the health cost (default 100)")
     p.add_argument("--seconds", type=float, default=30.0, help="CPU window per health variant (default 30)")
     p.add_argument("--watchdog-sec", type=float, default=2.0, help="watchdog_sec (children ping every half)")
@@ -150,6 +151,13 @@ def daemon_cpu(run: Run) -> float:
     return times.user + times.system
 
 
+def hub_waited(run: Run) -> float:
+    """Seconds the daemon's main thread (the hub) has spent runnable but waiting for a CPU (/proc/PID/schedstat):
+    what a busy machine adds to a latency, which the daemon's own code does not."""
+    with open(f"/proc/{run.daemon.pid}/schedstat") as f:
+        return int(f.read().split()[1]) / 1e9
+
+
 # ---- latency ---------------------------------------------------------------------------------------------------
 
 def latency_case(args, spread: float, tmp_root: Path, marker: str, notes: list[str]) -> dict:
@@ -178,13 +186,13 @@ def _measure_latency(run: Run, listener: Listener, work: Path, n: int, spread: f
     wait_until(lambda: bool(listener.named("spawn")), run.daemon, 10, 0.05)  # the subscription is live
     time.sleep(0.5)  # the last child to mark itself waiting reaches its open() of the FIFO
     before = len(listener.events)
-    load_before, cpu0, t0 = load(), daemon_cpu(run), time.monotonic()
+    load_before, cpu0, waited0, t0 = load(), daemon_cpu(run), hub_waited(run), time.monotonic()
     go = os.open(work / "go", os.O_WRONLY)  # opens the barrier (kept open: a late child passes it too)
     try:
         wait_until(lambda: len(listener.named("ready", before)) >= n, run.daemon, spread + 60 + n / 20, 0.05)
     finally:
         os.close(go)
-    cpu, elapsed = daemon_cpu(run) - cpu0, time.monotonic() - t0
+    cpu, waited, elapsed = daemon_cpu(run) - cpu0, hub_waited(run) - waited0, time.monotonic() - t0
     wait_until(lambda: len(os.listdir(work / "sent")) >= n, run.daemon, 10, 0.05)
     ready = {e[2]["process_pid"]: e for e in listener.named("ready", before)}
     e2e, detect, publish = [], [], []
@@ -198,7 +206,8 @@ def _measure_latency(run: Run, listener: Listener, work: Path, n: int, spread: f
         publish.append(received - msg["time"])
     return {"version": version, "n": n, "spread": spread, "matched": len(e2e), "ready_events": len(ready),
             "e2e": summary(e2e), "detect": summary(detect), "publish": summary(publish),
-            "daemon_cpu_s": round(cpu, 3), "window_s": round(elapsed, 2), "load_before": load_before}
+            "daemon_cpu_s": round(cpu, 3), "hub_waited_s": round(waited, 3), "window_s": round(elapsed, 2),
+            "load_before": load_before}
 
 
 # ---- health cost -------------------------------------------------------------------------------------------------
@@ -262,7 +271,7 @@ def ms(cell: dict, key: str) -> str:
 
 def latency_rows(results: dict) -> list[str]:
     out = ["| case | processes | matched | sent → received p50 / p99 / max (ms) | sent → event `time` p50 / p99 (ms) "
-           "| `time` → received p50 / p99 (ms) | daemon CPU in the window | load before |",
+           "| `time` → received p50 / p99 (ms) | daemon CPU / hub waiting for a CPU, in the window | load before |",
            "|---|---:|---:|---|---|---|---|---|"]
     for name, r in results.items():
         if "e2e" not in r:
@@ -272,7 +281,8 @@ def latency_rows(results: dict) -> list[str]:
         e, d, p = r["e2e"], r["detect"], r["publish"]
         out.append(f"| {what} | {r['n']} | {r['matched']} | {ms(e, 'p50')} / {ms(e, 'p99')} / {ms(e, 'max')} | "
                    f"{ms(d, 'p50')} / {ms(d, 'p99')} | {ms(p, 'p50')} / {ms(p, 'p99')} | "
-                   f"{r['daemon_cpu_s']:.2f} s in {r['window_s']:.1f} s | {r['load_before']} |")
+                   f"{r['daemon_cpu_s']:.2f} s / {r['hub_waited_s']:.2f} s in {r['window_s']:.1f} s | "
+                   f"{r['load_before']} |")
     return out
 
 
@@ -326,7 +336,7 @@ def main(argv=None) -> int:
         cases += [(latency, "spread", lambda: latency_case(args, args.spread, tmp_root, marker, notes)),
                   (latency, "burst", lambda: latency_case(args, 0.0, tmp_root, marker, notes))]
     if "health" in args.parts:
-        for mode in ("tcp", "watchdog"):
+        for mode in [m for m in args.modes.split(",") if m]:
             for check in (mode, "none"):
                 cases.append((health, f"{mode}/{check}",
                                lambda m=mode, c=check: health_case(args, m, c, tmp_root, marker, notes)))
