@@ -77,6 +77,22 @@ def test_tcp_outcomes(listener):
     assert (outcome.ok, outcome.detail) == (False, f"tcp 127.0.0.1:{port} refused")
 
 
+def test_tcp_by_host_name_and_by_ipv6_address(listener):
+    """An IP address is connected to directly, a name is resolved first: both reach the listener."""
+    outcome = run(f"tcp:localhost:{listener}")
+    assert (outcome.ok, outcome.detail) == (True, f"tcp localhost:{listener} accepted")
+    try:
+        server = socket.socket(socket.AF_INET6)
+        server.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with server:
+        server.listen(8)
+        port = server.getsockname()[1]
+        outcome = run(f"tcp:[::1]:{port}")
+        assert (outcome.ok, outcome.detail) == (True, f"tcp [::1]:{port} accepted")
+
+
 def test_tcp_port_from_the_environment_and_the_wid(listener):
     assert run("tcp:127.0.0.1:$PORT", env={"PORT": str(listener)}).ok
     assert run("tcp:127.0.0.1:${PORT}", env={"PORT": str(listener)}).ok
