@@ -128,6 +128,8 @@ class Watcher:
         self.reason = ""  # why the watcher is in its state, when there is more to say (back-off, failure, waiting)
         self._state_changed = gevent.event.Event()  # set (and replaced) at each move: see wait_for_state
         self._readiness_changed = gevent.event.Event()  # set (and replaced) when a process is ready or gone
+        self._awaited: list[set[int]] = []  # the pids each _await_ready still waits for (taken out as they settle)
+        self._in_start = False  # _spawn_all runs: it decides on active itself, once (see _check_active)
         # The watchers this one depends on, as the arbiter sees them (depends_on); None: it depends on nothing.
         self.dependencies: Any = None
         self._dependency_wait: gevent.Greenlet | None = None  # a start waiting for them (see _start)
@@ -548,8 +550,12 @@ class Watcher:
         self._cancel_fill()
         self.respawn_policy.retrying()  # a fresh start (operator, or a retry after a back-off) spawns at full pace
         self.outputs.prepare()  # stream files exist from the start, as in Circus, even before the first line
-        started = self._fill()
-        self._await_ready(started)
+        self._in_start = True
+        try:
+            started = self._fill()
+            self._await_ready(started)
+        finally:
+            self._in_start = False
         if self._status not in RUNNING:  # spawning failed (back-off or failed), or a hook refused: not started
             return {"started": [], "kept": []}
         if self.numprocesses == 0 or not self.call_hook("after_start"):
@@ -568,8 +574,9 @@ class Watcher:
         return self._status in RUNNING and self._dependency_wait is None
 
     def _check_active(self) -> None:
-        """Move a starting watcher to active once all its processes are spawned and ready."""
-        if (self._status == STARTING and self._dependency_wait is None and self.numprocesses
+        """Move a starting watcher to active once all its processes are spawned and ready (not while a start is
+        spawning them: it checks once at its end, so a start of N processes costs N checks, not N squared)."""
+        if (self._status == STARTING and not self._in_start and self._dependency_wait is None and self.numprocesses
                 and len(self.processes) >= self.numprocesses
                 and all(p.state == READY for p in self.processes.values())):
             self._move_to(ACTIVE)
@@ -695,14 +702,25 @@ class Watcher:
 
         Bounded by ready_timeout (the checks stop a process not ready in time), and interrupted by a stop.
         """
-        while True:
-            pending = [pid for pid in pids if pid in self.processes and self.processes[pid].state != READY]
-            if not pending or self._interrupt.is_set() or self._status not in RUNNING:
-                return [pid for pid in pids if pid in self.processes and self.processes[pid].state == READY]
-            gevent.wait([self._readiness_changed, self._interrupt], count=1)
+        pending = {pid for pid in pids if not self._settled_readiness(pid)}
+        self._awaited.append(pending)
+        try:
+            while pending and not self._interrupt.is_set() and self._status in RUNNING:
+                gevent.wait([self._readiness_changed, self._interrupt], count=1)
+        finally:
+            self._awaited = [waited for waited in self._awaited if waited is not pending]
+        return [pid for pid in pids if pid in self.processes and self.processes[pid].state == READY]
 
-    def _readiness_moved(self) -> None:
-        """A process became ready, not ready, or left: wake _await_ready, and maybe make the watcher active."""
+    def _settled_readiness(self, pid: int) -> bool:
+        """Whether process `pid` is ready or gone: what _await_ready waits for."""
+        process = self.processes.get(pid)
+        return process is None or process.state == READY
+
+    def _readiness_moved(self, process: Process) -> None:
+        """`process` became ready, not ready, or left: wake _await_ready, and maybe make the watcher active."""
+        if self._settled_readiness(process.pid):
+            for pending in self._awaited:
+                pending.discard(process.pid)
         changed, self._readiness_changed = self._readiness_changed, gevent.event.Event()
         changed.set()
         self._check_active()
@@ -820,14 +838,14 @@ class Watcher:
             return
         process.state, process.ready_at, process.check_detail = READY, time.time(), detail
         self.notify("ready", process_pid=process.pid, wid=process.wid)
-        self._readiness_moved()
+        self._readiness_moved(process)
 
     def _process_not_ready(self, process: Process, detail: str) -> None:
         """The process says it is not ready for now (sd_notify RELOADING=1), until it sends READY=1 again."""
         if process.pid in self.processes and process.state == READY:
             process.state, process.check_detail = SPAWNED, detail
             self.notify("not_ready", process_pid=process.pid, wid=process.wid, detail=detail)
-            self._readiness_moved()
+            self._readiness_moved(process)
 
     def _process_start_failed(self, process: Process, reason: str) -> None:
         """Not ready in time (or its readiness check failed for good): stopped, and a failed start for the back-off,
@@ -850,14 +868,14 @@ class Watcher:
         process.state, process.check_detail = UNHEALTHY, detail
         self._history.setdefault(process.wid, SlotHistory()).lost(process, f"unhealthy: {detail}")
         self.notify("unhealthy", process_pid=process.pid, wid=process.wid, detail=detail)
-        self._readiness_moved()
+        self._readiness_moved(process)
         self._task(self._replace_unhealthy, process)
 
     def _process_stopping(self, process: Process) -> None:
         """The process says it is going down (sd_notify STOPPING=1); its exit is handled as any other."""
         if process.pid in self.processes:
             process.state = PROCESS_STOPPING
-            self._readiness_moved()
+            self._readiness_moved(process)
 
     def _spawn_spec(self) -> SpawnSpec:
         """What the next process runs, from the current spec, sinks and sockets."""
@@ -898,7 +916,7 @@ class Watcher:
             self._retiring[process.pid] = process
             process.state = PROCESS_STOPPING
             self.checks.forget(process)
-            self._readiness_moved()
+            self._readiness_moved(process)
 
     def _stop_processes(self, processes: list[Process], graceful_timeout: float | None = None,
                         signum: int | None = None) -> None:
@@ -947,7 +965,7 @@ class Watcher:
             self.processes.pop(pid, None)
             self._retiring.pop(pid, None)
             self.checks.forget(process)
-            self._readiness_moved()
+            self._readiness_moved(process)
             exit_code = process.exit.returncode if process.exit else None
             self.notify("reap", process_pid=pid, time=exit_time, exit_code=exit_code)
             self.call_hook("after_reap", process_pid=pid, time=exit_time, exit_code=exit_code,
