@@ -15,7 +15,7 @@ READY_CHILD = ready_child.__file__
 
 
 def child(*steps: str) -> str:
-    """The command line (quoted for a shell, or for cmd) of a ready_child running `steps` (see tests/support/children/ready_child.py)."""
+    """The command line (quoted for a shell, or for cmd) of a ready_child running `steps` (see its docstring)."""
     return shlex.join([PYTHON, READY_CHILD, *steps])
 
 

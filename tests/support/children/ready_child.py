@@ -15,6 +15,7 @@ Run as `python ready_child.py STEP...`, stdlib only, as any service would be. Ea
 - `ignore=SIGNAL`      ignore a signal (`ignore=TERM`: a child slow to stop)
 - `exit=CODE`          exit now
 
+`%PID%` in an argument stands for the child's pid (a file of its own, whatever its wid).
 SIGTERM ends it at once (the default action), wherever it is, unless a step ignores it.
 """
 from __future__ import annotations
@@ -89,6 +90,7 @@ def ping(period: float, counter: str, count: int | None) -> None:
 
 def run(step: str) -> None:
     name, _, argument = step.partition("=")
+    argument = argument.replace("%PID%", str(os.getpid()))
     if name == "wait":
         wait_for_file(argument)
     elif name == "notify":
