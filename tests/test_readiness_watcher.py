@@ -6,6 +6,7 @@ observes, not a moment it hopes to catch.
 """
 from __future__ import annotations
 
+import os
 import socket
 
 import gevent
@@ -243,3 +244,23 @@ def test_not_ready_reason_is_shown_per_process_while_it_is_stopped(make_watcher,
     finally:
         starting.kill()
         watcher.stop(graceful_timeout=0)
+
+
+def test_children_of_other_watchers_never_see_a_notify_socket(make_watcher, tmp_path, monkeypatch):
+    # gcircusd's own service manager's variables (systemd's), inherited by a copy_env watcher's environment.
+    monkeypatch.setenv("NOTIFY_SOCKET", "@systemd-notify-of-gcircusd")
+    monkeypatch.setenv("WATCHDOG_USEC", "30000000")
+    plain = make_watcher("plain", cmd=child(f"env={tmp_path}/plain.json"), copy_env=True)
+    first = make_watcher("first", cmd=child(f"env={tmp_path}/first.json", "notify=READY=1"), ready="notify",
+                         copy_env=True)
+    second = make_watcher("second", cmd=child(f"env={tmp_path}/second.json", "notify=READY=1"), ready="notify")
+    for watcher in (plain, first, second):
+        watcher.start()
+        assert watcher.status() == "active"
+    plain_env = read_env(tmp_path / "plain.json")
+    assert "NOTIFY_SOCKET" not in plain_env and "WATCHDOG_USEC" not in plain_env
+    assert plain_env["PATH"] == os.environ["PATH"]  # copy_env did copy gcircusd's environment
+    sockets = {name: read_env(tmp_path / f"{name}.json")["NOTIFY_SOCKET"] for name in ("first", "second")}
+    assert sockets["first"] != sockets["second"]
+    assert all(value.startswith("@gcircus/") for value in sockets.values())
+    assert "WATCHDOG_USEC" not in read_env(tmp_path / "first.json")
