@@ -264,3 +264,58 @@ def test_children_of_other_watchers_never_see_a_notify_socket(make_watcher, tmp_
     assert sockets["first"] != sockets["second"]
     assert all(value.startswith("@gcircus/") for value in sockets.values())
     assert "WATCHDOG_USEC" not in read_env(tmp_path / "first.json")
+
+
+def test_incr_returns_once_the_new_process_is_ready(make_watcher, tmp_path):
+    (tmp_path / "go-1").touch()
+    watcher = make_watcher(cmd=child(f"wait={tmp_path}/go-$(circus.wid)", "notify=READY=1"), ready="notify")
+    watcher.start()
+    adding = gevent.spawn(watcher.incr)
+    try:
+        wait_for(lambda: len(watcher.pids) == 2, 30, message="the second process")
+        new = next(r for r in watcher.process_rows() if r["wid"] == 2)
+        assert new["state"] == "spawned" and not adding.ready()
+        (tmp_path / "go-2").touch()
+        assert adding.get(timeout=30) == 2
+    finally:
+        adding.kill()
+    assert [r["state"] for r in watcher.process_rows()] == ["ready", "ready"]
+
+
+def test_reload_stops_the_old_process_only_once_its_replacement_is_ready(make_watcher, tmp_path):
+    (tmp_path / "go-1").touch()
+    watcher = make_watcher(cmd=child(f"wait={tmp_path}/go-$(circus.wid)", "notify=READY=1"), ready="notify")
+    recorder = WatcherRecorder(watcher, lifecycle=True)
+    watcher.start()
+    [old] = watcher.pids
+    reloading = gevent.spawn(watcher.reload)
+    try:
+        new = wait_for(lambda: [r for r in watcher.process_rows() if r["pid"] != old], 30, message="the new one")[0]
+        assert new["wid"] == 2 and new["state"] == "spawned"  # the old one keeps wid 1 until it is gone
+        assert "kill" not in recorder.names() and not reloading.ready() and alive(old)
+        (tmp_path / f"go-{new['wid']}").touch()
+        result = reloading.get(timeout=30)
+    finally:
+        reloading.kill()
+    assert result["stopped"] == [old] and result["started"] == [new["pid"]]
+    assert names(recorder, "ready", "kill")[-2:] == ["ready", "kill"]
+    assert watcher.pids == [new["pid"]] and watcher.status() == "active"
+
+
+def test_a_child_that_closes_its_ready_fd_counts_as_a_failed_start(make_watcher):
+    watcher = make_watcher("closer", cmd=child("exit=0"), ready="fd:5", flapping=FLAPPING)
+    recorder = WatcherRecorder(watcher, lifecycle=True)
+    watcher.start()
+    watcher.wait_for_state({"failed"}, timeout=60)
+    assert len(recorder.of("spawn")) == 4 and "ready" not in recorder.names()
+    assert "crash loop" in watcher.reason
+
+
+def test_a_notify_child_crashing_before_ready_ends_failed(make_watcher):
+    watcher = make_watcher("crasher", cmd=child("notify=STATUS=about to crash", "exit=3"), ready="notify",
+                           flapping=FLAPPING)
+    recorder = WatcherRecorder(watcher, lifecycle=True)
+    watcher.start()
+    watcher.wait_for_state({"failed"}, timeout=60)
+    assert len(recorder.of("spawn")) == 4 and "ready" not in recorder.names()
+    assert {m["exit_code"] for m in recorder.of("reap")} == {3}
