@@ -42,11 +42,19 @@ def web_config(port: int, delay: str = "1") -> str:
         [watcher:marker]
         cmd = sleep 1000
         graceful_timeout = 1
+
+        [watcher:subscribed]
+        cmd = sleep 1000
+        graceful_timeout = 1
         """
 
 
 class Events:
-    """Every event the daemon publishes once subscribed, as (topic, message), in order; `marker()` places a moment."""
+    """Every event the daemon publishes once subscribed, as (topic, message), in order; `marker()` places a moment.
+
+    Subscribing is confirmed by the `updated` event of another watcher (`subscribed`): until one arrives, several
+    may be sent, and the late ones must not be taken for markers.
+    """
 
     def __init__(self, pubsub: str, client: Client):
         self.client = client
@@ -55,15 +63,16 @@ class Events:
         self.reader = gevent.spawn(self._read)
         self.markers = 0
         # Subscribed once a marker sent now arrives (events before the subscription reached the daemon are lost).
-        wait_for(lambda: self._marker_sent() and self._markers_seen(), 30, interval=0.1, message="subscribed")
-        self.markers = self._markers_seen()
+        wait_for(lambda: self._touch("subscribed") and self.of("watcher.subscribed.updated"), 30, interval=0.1,
+                 message="subscribed")
 
     def _read(self) -> None:
         for topic, body in self.consumer:
             self.events.append((topic.decode(), json.loads(body)))
 
-    def _marker_sent(self) -> bool:
-        self.client.call("set", name="marker", options={"graceful_timeout": 1 + len(self.events) % 7}, check=True)
+    def _touch(self, watcher: str) -> bool:
+        """Change an option of `watcher`: it publishes `updated`."""
+        self.client.call("set", name=watcher, options={"graceful_timeout": 1 + len(self.events) % 7}, check=True)
         return True
 
     def _markers_seen(self) -> int:
@@ -72,7 +81,7 @@ class Events:
     def marker(self) -> int:
         """Publish a marker now; return its index in `events`: everything published before this call is before it."""
         self.markers += 1
-        self._marker_sent()
+        self._touch("marker")
         wait_for(lambda: self._markers_seen() >= self.markers, 30, message="the marker event")
         return [i for i, (topic, _) in enumerate(self.events) if topic == "watcher.marker.updated"][self.markers - 1]
 
