@@ -839,8 +839,10 @@ class Watcher:
     # -- readiness and health: the checks (gcircus.checks.follow) report here --------------------------------------
 
     def _process_ready(self, process: Process, detail: str = "") -> None:
-        """`process` passed its readiness check (at once with `ready = none`): publish it, maybe become active."""
-        if process.pid not in self.processes or process.state == READY:
+        """`process` passed its readiness check (at once with `ready = none`), or said READY=1 after RELOADING=1:
+        publish it, maybe become active. Only a spawned process becomes ready: one found unhealthy or stopping
+        (sd_notify STOPPING=1) stays so whatever it says next."""
+        if process.pid not in self.processes or process.state != SPAWNED:
             return
         process.state, process.ready_at, process.check_detail = READY, time.time(), detail
         self.notify("ready", process_pid=process.pid, wid=process.wid)

@@ -319,3 +319,32 @@ def test_a_notify_child_crashing_before_ready_ends_failed(make_watcher):
     watcher.wait_for_state({"failed"}, timeout=60)
     assert len(recorder.of("spawn")) == 4 and "ready" not in recorder.names()
     assert {m["exit_code"] for m in recorder.of("reap")} == {3}
+
+
+@pytest.mark.parametrize("checks", [{"health": "watchdog", "watchdog_sec": 60},
+                                    {"ready": "exec:true", "health": "watchdog", "watchdog_sec": 60}])
+def test_reloading_then_ready_makes_the_process_ready_again_whatever_its_readiness_check(make_watcher, tmp_path,
+                                                                                        checks):
+    # With health = watchdog the child has the notify socket whatever `ready` is; a RELOADING=1 makes it not
+    # ready, so its READY=1 must make it ready again (it stayed `spawned` for ever).
+    reloading, again = tmp_path / "reloading", tmp_path / "again"
+    watcher = make_watcher(cmd=child(f"wait={reloading}", "notify=RELOADING=1", f"wait={again}",
+                                     "notify=READY=1|STATUS=reloaded"), **checks)
+    recorder = WatcherRecorder(watcher, lifecycle=True)
+    watcher.start()
+    reloading.touch()
+    wait_for(lambda: recorder.of("not_ready"), 30, message="not_ready")
+    again.touch()
+    wait_for(lambda: len(recorder.of("ready")) == 2, 30, message="ready again")
+    assert names(recorder, "ready", "not_ready") == ["ready", "not_ready", "ready"]
+    assert row(watcher)["state"] == "ready" and row(watcher)["status"] == "reloaded"
+
+
+def test_ready_1_after_stopping_1_leaves_the_process_stopping(make_watcher, tmp_path):
+    watcher = make_watcher(cmd=child("notify=READY=1", f"wait={tmp_path}/go", "notify=STOPPING=1",
+                                     "notify=READY=1|STATUS=said ready again"), ready="notify")
+    recorder = WatcherRecorder(watcher, lifecycle=True)
+    watcher.start()
+    (tmp_path / "go").touch()
+    wait_row(watcher, "the last message", status="said ready again")
+    assert row(watcher)["state"] == "stopping" and len(recorder.of("ready")) == 1

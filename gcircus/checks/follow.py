@@ -226,7 +226,9 @@ class ProcessChecks:
             self.callbacks.not_ready(process, "RELOADING=1")
         if fields.get("READY") == "1":
             followed.ready_sent.set()  # the first one ends _readiness; a later one follows a RELOADING=1
-            if self.ready.kind == NOTIFY and "RELOADING" not in fields and _was_ready(process):
+            # Whatever the readiness check: a RELOADING=1 made the process not ready, whatever told us it was ready
+            # (with `health = watchdog` the socket is there with `ready = none` or a probe too).
+            if "RELOADING" not in fields and _was_ready(process):
                 self.callbacks.ready(process, "READY=1")
         if fields.get("STOPPING") == "1":
             self.callbacks.stopping(process)
