@@ -869,8 +869,9 @@ class Watcher:
             self._after_loss(self.respawn_policy.start_failed())
 
     def _process_unhealthy(self, process: Process, detail: str) -> None:
-        """Its health check failed health_retries times in a row (or its watchdog went silent): replace it."""
-        if process.pid not in self.processes:
+        """Its health check failed health_retries times in a row (or its watchdog went silent): replace it, once
+        (a WATCHDOG=trigger sent again before the replacement took it out is no new failure)."""
+        if process.pid not in self.processes or process.state == UNHEALTHY:
             return
         log.warning("watcher %r: pid %d is unhealthy (%s); replacing it", self.name, process.pid, detail)
         process.state, process.check_detail = UNHEALTHY, detail

@@ -136,3 +136,21 @@ def test_a_child_that_stops_pinging_is_replaced(make_watcher, tmp_path):
     new = replacement_of(watcher, recorder, silent, [])
     assert event_index(recorder, "reap", silent) < event_index(recorder, "spawn", new)  # alone: stopped first
     assert gone(silent)
+
+
+def test_a_process_is_found_unhealthy_once_however_often_it_triggers_its_watchdog(make_watcher, tmp_path):
+    # Five WATCHDOG=trigger in a burst, then silence: the process is replaced once, with one unhealthy event.
+    triggers = [f"notify=WATCHDOG=trigger|STATUS={i}" for i in range(5)]
+    watcher = make_watcher(cmd=child(f"wait={tmp_path}/go-%PID%", *triggers), health="watchdog", watchdog_sec=60,
+                           numprocesses=2)
+    recorder = WatcherRecorder(watcher, lifecycle=True)
+    watcher.start()
+    first, second = watcher.pids
+    for pid in (first, second):  # the replacements wait for a file of their own, which never comes
+        (tmp_path / f"go-{pid}").touch()
+    wait_for(lambda: not {first, second} & set(watcher.pids) and len(watcher.pids) == 2, 60,
+             message="both replaced")
+    watcher.settle(timeout=60)
+    unhealthy = [m["process_pid"] for m in recorder.of("unhealthy")]
+    assert unhealthy.count(first) == 1 and unhealthy.count(second) == 1
+    assert all(row["restarts"] == 1 for row in watcher.process_rows() if row["pid"] not in (first, second))
