@@ -9,6 +9,7 @@ published after everything the daemon published before the reply.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 
@@ -184,3 +185,44 @@ def test_reloadconfig_waiting_replies_after_the_new_workers_are_ready(web):
     new = web.pids()
     assert len(new) == NUMPROCESSES and not set(new) & set(old)
     assert sorted(m["process_pid"] for m in web.events.of("watcher.web.ready", start, replied)) == new
+
+
+def test_restart_and_incr_waiting_reply_after_the_new_workers_are_ready(web):
+    old = web.pids()
+    start = web.events.marker()
+    web.call("restart", name="web", waiting=True)
+    replied = web.events.marker()
+    restarted = web.pids()
+    assert len(restarted) == NUMPROCESSES and not set(restarted) & set(old)
+    assert sorted(m["process_pid"] for m in web.events.of("watcher.web.ready", start, replied)) == restarted
+
+    web.call("incr", name="web", waiting=True)
+    incremented = web.events.marker()
+    [added] = set(web.pids()) - set(restarted)
+    assert [m["process_pid"] for m in web.events.of("watcher.web.ready", replied, incremented)] == [added]
+
+
+# start --waiting settling on the watcher's state (an error when it ends failed) comes with branch i13-procs.
+@pytest.mark.skipif(importlib.util.find_spec("gcircus.control.settling") is None,
+                    reason="start --waiting does not settle on failure yet (gcircus.control.settling, i13-procs)")
+def test_start_waiting_names_the_watcher_and_the_cause_when_it_never_gets_ready(gcircusd, tmp_path):
+    running = gcircusd(f"""
+        [watcher:silent]
+        cmd = {sys.executable} -c "import time; time.sleep(1000)"
+        ready = notify
+        ready_timeout = 1
+        graceful_timeout = 1
+        autostart = false
+        flapping.attempts = 2
+        flapping.window = 60
+        flapping.retry_in = 0.1
+        flapping.max_retry = 1
+        """)
+    client = Client(running.endpoint, timeout=120)
+    try:
+        reply = client.call("start", name="silent", waiting=True)
+    finally:
+        client.close()
+    assert reply["status"] == "error", reply
+    assert "watcher 'silent' failed: crash loop" in reply["reason"], reply
+    assert running.call("status", name="silent")["status"] == "failed"
