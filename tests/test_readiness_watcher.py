@@ -12,6 +12,7 @@ import socket
 import gevent
 import pytest
 
+from tests.support import hookfuncs
 from tests.support.ports import free_port, free_wid_ports
 from tests.support.processes import alive, children
 from tests.support.readiness import Watchers, child, read_env, row, wait_row
@@ -348,3 +349,32 @@ def test_ready_1_after_stopping_1_leaves_the_process_stopping(make_watcher, tmp_
     (tmp_path / "go").touch()
     wait_row(watcher, "the last message", status="said ready again")
     assert row(watcher)["state"] == "stopping" and len(recorder.of("ready")) == 1
+
+
+SLOW_AFTER_SPAWN = {"after_spawn": "tests.support.hookfuncs.wait_for_files"}
+
+
+def test_ready_1_sent_before_the_spawn_is_over_counts(make_watcher, tmp_path, monkeypatch):
+    # The after_spawn hook returns only once the child said READY=1: the message came before the watcher followed
+    # the process (as from a fast child while Popen waits for the exec). It was dropped, and the process stopped
+    # at its ready_timeout.
+    sent = tmp_path / "sent"
+    monkeypatch.setattr(hookfuncs, "WAIT_FOR", [str(sent)])
+    watcher = make_watcher(cmd=child("notify=READY=1|STATUS=early", f"touch={sent}"), ready="notify",
+                           ready_timeout=30, hooks=SLOW_AFTER_SPAWN)
+    recorder = WatcherRecorder(watcher, lifecycle=True)
+    watcher.start()
+    assert watcher.status() == "active"
+    assert row(watcher)["state"] == "ready" and row(watcher)["status"] == "early"
+    assert names(recorder, "spawn", "ready") == ["spawn", "ready"]
+
+
+def test_ready_1_from_a_helper_gone_before_the_spawn_is_over_counts(make_watcher, tmp_path, monkeypatch):
+    # `sh -c 'notify-ready; exec app'`: the helper said READY=1 and exited before the watcher followed the shell.
+    sent = tmp_path / "sent"
+    monkeypatch.setattr(hookfuncs, "WAIT_FOR", [str(sent)])
+    helper = child("notify=READY=1", f"touch={sent}", "exit=0")
+    watcher = make_watcher(cmd="/bin/sh", args=["-c", f"{helper}; exec sleep 1000"], ready="notify",
+                           ready_timeout=30, hooks=SLOW_AFTER_SPAWN)
+    watcher.start()
+    assert watcher.status() == "active" and row(watcher)["state"] == "ready"
