@@ -139,13 +139,16 @@ def lowest_ready(events: list[tuple[str, dict]], ready: set[int]) -> int:
     return lowest
 
 
-def test_rolling_reload_under_load_loses_no_request_and_keeps_capacity(web):
+@pytest.mark.parametrize("sequential", [False, True], ids=["new-first", "sequential"])
+def test_rolling_reload_under_load_loses_no_request_and_keeps_capacity(web, sequential):
+    # New first: the old workers are stopped once all new ones are ready. Sequential: one at a time, each stopped
+    # before its replacement starts, so one worker less at most.
     old = web.pids()
     with Load(web.port) as load:
         wait_for(lambda: load.ok.get("warmup", 0) > 20, 60, message="requests served before the reload")
         start = web.events.marker()
         load.begin("reload")
-        web.call("reload", name="web", waiting=True)
+        web.call("reload", name="web", waiting=True, sequential=sequential)
         new = web.pids()
         assert len(new) == NUMPROCESSES and not set(new) & set(old)
         load.wait_served_by("reload", new)
@@ -154,7 +157,7 @@ def test_rolling_reload_under_load_loses_no_request_and_keeps_capacity(web):
     assert not load.failures, {phase: (len(f), f[:5]) for phase, f in load.failures.items()}
     assert load.ok.get("reload", 0) > 0
     window = web.events.events[start:end]
-    assert lowest_ready(window, set(old)) >= NUMPROCESSES - 1
+    assert lowest_ready(window, set(old)) == (NUMPROCESSES - 1 if sequential else NUMPROCESSES)
     assert sorted(m["process_pid"] for m in web.events.of("watcher.web.ready", start, end)) == new
     assert sorted(m["process_pid"] for m in web.events.of("watcher.web.reap", start, end)) == old
     assert web.status() == "active"

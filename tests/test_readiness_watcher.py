@@ -378,3 +378,16 @@ def test_ready_1_from_a_helper_gone_before_the_spawn_is_over_counts(make_watcher
                            ready_timeout=30, hooks=SLOW_AFTER_SPAWN)
     watcher.start()
     assert watcher.status() == "active" and row(watcher)["state"] == "ready"
+
+
+def test_stop_ends_a_start_waiting_for_readiness(make_watcher):
+    watcher = make_watcher(cmd=child(), ready="notify", ready_timeout=0)  # never ready, no time limit
+    starting = start_in_background(watcher)
+    try:
+        [pid] = wait_for(lambda: watcher.pids, 30, message="the process")
+        assert row(watcher)["state"] == "spawned"
+        watcher.stop()
+        starting.get(timeout=30)
+    finally:
+        starting.kill()
+    assert watcher.status() == "stopped" and not alive(pid) and watcher.process_rows() == []
