@@ -15,7 +15,7 @@ import pytest
 from tests.support import hookfuncs
 from tests.support.ports import free_port, free_wid_ports
 from tests.support.processes import alive, children
-from tests.support.readiness import Watchers, child, read_env, row, wait_row
+from tests.support.readiness import Watchers, child, read_count, read_env, row, wait_row
 from tests.support.recorders import WatcherRecorder
 from tests.support.waiting import wait_for
 
@@ -391,3 +391,15 @@ def test_stop_ends_a_start_waiting_for_readiness(make_watcher):
     finally:
         starting.kill()
     assert watcher.status() == "stopped" and not alive(pid) and watcher.process_rows() == []
+
+
+def test_checks_take_placeholders_from_the_watchers_env(make_watcher, tmp_path):
+    port, accepted = free_port(), tmp_path / "accepted"
+    watcher = make_watcher(cmd=child(f"tcp={port}:{accepted}"), env={"PORT": str(port)}, ready="tcp:127.0.0.1:$PORT",
+                           health="tcp:127.0.0.1:$(circus.env.PORT)", health_interval=0.1, health_retries=1)
+    recorder = WatcherRecorder(watcher, lifecycle=True)
+    watcher.start()
+    assert watcher.status() == "active" and row(watcher)["detail"] == f"tcp 127.0.0.1:{port} accepted"
+    [pid] = watcher.pids
+    wait_for(lambda: read_count(accepted) >= 5, 30, message="the readiness probe, then health probes")
+    assert "unhealthy" not in recorder.names() and watcher.pids == [pid]

@@ -7,7 +7,8 @@ Run as `python ready_child.py STEP...`, stdlib only, as any service would be. Ea
 - `touch=PATH`         create PATH (tells the test a step is done)
 - `env=PATH`           write the environment as JSON to PATH
 - `fd=N`               write a newline to descriptor N (ready = fd:N)
-- `tcp=PORT`           listen on 127.0.0.1:PORT, accepting and closing connections in the background
+- `tcp=PORT[:COUNTER]` listen on 127.0.0.1:PORT, accepting and closing connections in the background (counted in
+                       COUNTER)
 - `http=PORT:OKFILE`   serve HTTP on 127.0.0.1:PORT in the background: 503 while OKFILE does not exist, then 200
 - `pings=PERIOD:COUNTER[:N]`  send WATCHDOG=1 every PERIOD seconds (N times, then stay silent; forever without N),
                        writing how many were sent to COUNTER after each
@@ -54,14 +55,19 @@ def background(target, *args) -> None:
     threading.Thread(target=target, args=args, daemon=True).start()
 
 
-def serve_tcp(port: int) -> None:
-    """Accept and close connections. The backlog is the smallest the kernel allows, so once the process is hung
-    (SIGSTOPped) the next connections find the queue full and time out instead of being queued for ever."""
+def serve_tcp(port: int, counter: str = "") -> None:
+    """Accept and close connections (counted in `counter`, if given). The backlog is the smallest the kernel
+    allows, so once the process is hung (SIGSTOPped) the next connections find the queue full and time out instead
+    of being queued for ever."""
     listener = socket.create_server(("127.0.0.1", port), backlog=0)
 
     def accept_forever():
+        accepted = 0
         while True:
             listener.accept()[0].close()
+            accepted += 1
+            if counter:
+                write_file(counter, str(accepted))
     background(accept_forever)
 
 
@@ -102,7 +108,8 @@ def run(step: str) -> None:
     elif name == "fd":
         os.write(int(argument), b"\n")
     elif name == "tcp":
-        serve_tcp(int(argument))
+        port, _, counter = argument.partition(":")
+        serve_tcp(int(port), counter)
     elif name == "http":
         port, _, ok_file = argument.partition(":")
         serve_http(int(port), ok_file)
