@@ -833,8 +833,10 @@ class Watcher:
     # -- readiness and health: the checks (gcircus.checks.follow) report here --------------------------------------
 
     def _process_ready(self, process: Process, detail: str = "") -> None:
-        """`process` passed its readiness check (at once with `ready = none`): publish it, maybe become active."""
-        if process.pid not in self.processes or process.state == READY:
+        """`process` passed its readiness check (at once with `ready = none`), or said READY=1 after RELOADING=1:
+        publish it, maybe become active. Only a spawned process becomes ready: one found unhealthy or stopping
+        (sd_notify STOPPING=1) stays so whatever it says next."""
+        if process.pid not in self.processes or process.state != SPAWNED:
             return
         process.state, process.ready_at, process.check_detail = READY, time.time(), detail
         self.notify("ready", process_pid=process.pid, wid=process.wid)
@@ -861,8 +863,9 @@ class Watcher:
             self._after_loss(self.respawn_policy.start_failed())
 
     def _process_unhealthy(self, process: Process, detail: str) -> None:
-        """Its health check failed health_retries times in a row (or its watchdog went silent): replace it."""
-        if process.pid not in self.processes:
+        """Its health check failed health_retries times in a row (or its watchdog went silent): replace it, once
+        (a WATCHDOG=trigger sent again before the replacement took it out is no new failure)."""
+        if process.pid not in self.processes or process.state == UNHEALTHY:
             return
         log.warning("watcher %r: pid %d is unhealthy (%s); replacing it", self.name, process.pid, detail)
         process.state, process.check_detail = UNHEALTHY, detail

@@ -12,6 +12,8 @@ import pytest
 
 from gcircus.checks.fdready import wait_fd_ready
 from gcircus.process import Process, SpawnError
+from tests.support.processes import running_own_program
+from tests.support.waiting import wait_for
 
 PYTHON = sys.executable
 
@@ -36,6 +38,8 @@ def python(code: str) -> str:
 
 
 def descriptors(pid: int) -> dict[int, str]:
+    """The child's descriptors once it runs its own program: between fork and exec it still holds gcircusd's."""
+    wait_for(lambda: running_own_program(pid), message=f"pid {pid} exec'd")
     path = f"/proc/{pid}/fd"
     return {int(fd): os.readlink(f"{path}/{fd}") for fd in os.listdir(path)}
 

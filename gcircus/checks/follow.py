@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ import gevent.event
 import gevent.pool
 
 from gcircus.checks.fdready import wait_fd_ready
-from gcircus.checks.notify import NotifySocket, owner_of
+from gcircus.checks.notify import MAX_ANCESTRY, NotifySocket, owner_of, parent_of
 from gcircus.checks.outcome import Outcome
 from gcircus.checks.probes import probe
 from gcircus.checks.spec import FD, NONE, NOTIFY, WATCHDOG, Check, parse_check
@@ -27,6 +28,9 @@ from gcircus.checks.spec import FD, NONE, NOTIFY, WATCHDOG, Check, parse_check
 log = logging.getLogger(__name__)
 
 FIRST_POLL, MAX_POLL = 0.05, 1.0  # seconds between two readiness probes: from quick to at most 1 s
+# sd_notify messages from senders not followed (yet) are kept this long, this many at most: a child may say READY=1
+# before its spawn is over (while Popen waits for the exec, or an after_spawn hook runs), see ProcessChecks.follow.
+EARLY_SECONDS, EARLY_MESSAGES = 60.0, 64
 
 
 @dataclass
@@ -61,6 +65,8 @@ class ProcessChecks:
         self.callbacks = callbacks
         self._group = gevent.pool.Group()
         self._followed: dict[int, _Followed] = {}
+        # (when, the sender and its ancestors as they were then, fields): see _replay_early
+        self._early: deque[tuple[float, tuple[int, ...], dict[str, str]]] = deque(maxlen=EARLY_MESSAGES)
         self._socket: NotifySocket | None = None
         self.configure(settings)
 
@@ -101,6 +107,7 @@ class ProcessChecks:
         timeout = self.settings.ready_timeout
         followed = _Followed(process, time.monotonic() + timeout if timeout > 0 else None)
         self._followed[process.pid] = followed
+        self._replay_early(followed)
         if self.ready.kind == NONE:
             self.callbacks.ready(process, "")
             self._watch_health(followed, wid_env)
@@ -118,6 +125,7 @@ class ProcessChecks:
     def close(self) -> None:
         """End every check and close the notify socket (the watcher stopped or was removed)."""
         self._followed.clear()
+        self._early.clear()
         self._group.kill(block=True)
         if self._socket is not None:
             self._socket.close()
@@ -207,9 +215,29 @@ class ProcessChecks:
         owner = owner_of(sender, self._followed)
         followed = self._followed.get(owner) if owner is not None else None
         if followed is None:
-            log.debug("watcher %r: notify message from pid %d, which is none of its processes", self.watcher_name,
-                      sender)
+            log.debug("watcher %r: notify message from pid %d, which is none of its processes (yet)",
+                      self.watcher_name, sender)
+            self._early.append((time.monotonic(), _ancestry(sender), fields))
             return
+        self._apply(followed, fields)
+
+    def _replay_early(self, followed: _Followed) -> None:
+        """Apply the messages the process (or a child of it) sent before it was followed; forget stale ones.
+
+        The sender's ancestry was read when its message came, so a helper that said READY=1 and exited at once
+        (`sh -c 'notify-ready; exec app'`) still counts for the process it ran under."""
+        now, pid = time.monotonic(), followed.process.pid
+        early, self._early = self._early, deque(maxlen=EARLY_MESSAGES)
+        for received, ancestry, fields in early:
+            if now - received > EARLY_SECONDS:
+                continue
+            if pid in ancestry:
+                self._apply(followed, fields)
+            else:
+                self._early.append((received, ancestry, fields))
+
+    def _apply(self, followed: _Followed, fields: dict[str, str]) -> None:
+        """Act on one message of a followed process."""
         process = followed.process
         if "STATUS" in fields:
             process.status_text = fields["STATUS"][:200]
@@ -226,7 +254,9 @@ class ProcessChecks:
             self.callbacks.not_ready(process, "RELOADING=1")
         if fields.get("READY") == "1":
             followed.ready_sent.set()  # the first one ends _readiness; a later one follows a RELOADING=1
-            if self.ready.kind == NOTIFY and "RELOADING" not in fields and _was_ready(process):
+            # Whatever the readiness check: a RELOADING=1 made the process not ready, whatever told us it was ready
+            # (with `health = watchdog` the socket is there with `ready = none` or a probe too).
+            if "RELOADING" not in fields and _was_ready(process):
                 self.callbacks.ready(process, "READY=1")
         if fields.get("STOPPING") == "1":
             self.callbacks.stopping(process)
@@ -239,6 +269,17 @@ def _remaining(followed: _Followed) -> float | None:
     if followed.deadline is None:
         return None
     return max(0.0, followed.deadline - time.monotonic())
+
+
+def _ancestry(pid: int) -> tuple[int, ...]:
+    """`pid` and its ancestors (up to MAX_ANCESTRY of them, below init), as far as /proc tells now."""
+    chain = [pid]
+    while len(chain) < MAX_ANCESTRY and chain[-1] > 1:
+        try:
+            chain.append(parent_of(chain[-1]))
+        except (OSError, ValueError, IndexError):
+            break
+    return tuple(chain)
 
 
 def _usec(text: str) -> float | None:

@@ -3,7 +3,9 @@
 The watcher tests call them in-process; gcircusd imports them from the repository root (its cwd in those tests).
 """
 import logging
+import os
 import threading
+import time
 
 CALLS: list = []
 RELEASE = threading.Event()  # set by the tests to let abandoned hanging hooks finish
@@ -54,3 +56,16 @@ class Undecided:
 
 def undecided(**kwargs) -> Undecided:
     return Undecided()
+
+
+WAIT_FOR: list = []  # paths wait_for_files waits for (set by the test)
+
+
+def wait_for_files(watcher, arbiter, hook_name, **kwargs):
+    """Blocks (in its worker thread) until every path in WAIT_FOR exists, at most 30 s: a hook slow on purpose,
+    done only once the child did what the test waits for."""
+    deadline = time.monotonic() + 30
+    while not all(os.path.exists(path) for path in WAIT_FOR) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    CALLS.append((hook_name, kwargs))
+    return True

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import tempfile
 import time
@@ -18,18 +19,45 @@ def free_port() -> int:
     bind(0) alone only says the port is free at that instant: two tests running in parallel can be handed the same
     port before either binds it (a daemon takes a while to start). An exclusive claim file settles who got it.
     """
-    os.makedirs(PORT_CLAIMS, exist_ok=True)
     for _ in range(1000):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        claim = os.path.join(PORT_CLAIMS, str(port))
-        try:
-            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        if _claim(port):
             return port
-        except FileExistsError:
-            _forget_stale_claim(claim)
     raise RuntimeError(f"no unclaimed free port after 1000 tries (claims in {PORT_CLAIMS})")
+
+
+def free_wid_ports(count: int) -> str:
+    """A prefix P such that the ports "P1" ... "P<count>" (P followed by a wid, count < 10) are free and claimed:
+    a check or a command written `127.0.0.1:P$(circus.wid)` gives each worker a port of its own."""
+    for _ in range(1000):
+        prefix = random.randrange(1000, 6553)
+        ports = [int(f"{prefix}{wid}") for wid in range(1, count + 1)]
+        if all(_bindable(port) for port in ports) and all(_claim(port) for port in ports):
+            return str(prefix)
+    raise RuntimeError(f"no {count} free ports of one prefix after 1000 tries")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _claim(port: int) -> bool:
+    """Claim `port` for this test (an exclusive claim file); False when another test holds a recent claim on it."""
+    os.makedirs(PORT_CLAIMS, exist_ok=True)
+    claim = os.path.join(PORT_CLAIMS, str(port))
+    try:
+        os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return True
+    except FileExistsError:
+        _forget_stale_claim(claim)
+        return False
 
 
 def _forget_stale_claim(claim: str) -> None:
