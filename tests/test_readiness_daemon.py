@@ -9,7 +9,6 @@ published after everything the daemon published before the reply.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -205,9 +204,6 @@ def test_restart_and_incr_waiting_reply_after_the_new_workers_are_ready(web):
     assert [m["process_pid"] for m in web.events.of("watcher.web.ready", replied, incremented)] == [added]
 
 
-# start --waiting settling on the watcher's state (an error when it ends failed) comes with branch i13-procs.
-@pytest.mark.skipif(importlib.util.find_spec("gcircus.control.settling") is None,
-                    reason="start --waiting does not settle on failure yet (gcircus.control.settling, i13-procs)")
 def test_start_waiting_names_the_watcher_and_the_cause_when_it_never_gets_ready(gcircusd, tmp_path):
     running = gcircusd(f"""
         [watcher:silent]
