@@ -32,7 +32,7 @@ from gcircus.events import Event, res_name
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.options import RESPAWN, family_member
 from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, SpawnSpec, resolve_user
-from gcircus.respawn import GIVE_UP, RETRY, Decision, RespawnPolicy
+from gcircus.respawn import GIVE_UP, QUICK_EXIT, RETRY, Decision, RespawnPolicy
 from gcircus.states import (
     ACTIVE,
     BACKOFF,
@@ -841,6 +841,8 @@ class Watcher:
         process.state, process.ready_at, process.check_detail = READY, time.time(), detail
         self.notify("ready", process_pid=process.pid, wid=process.wid)
         self._readiness_moved(process)
+        if self._status == ACTIVE and self.reason:
+            self._explain("")  # a replacement got ready: whatever kept failing works again
 
     def _process_not_ready(self, process: Process, detail: str) -> None:
         """The process says it is not ready for now (sd_notify RELOADING=1), until it sends READY=1 again."""
@@ -872,7 +874,14 @@ class Watcher:
         self._history.setdefault(process.wid, SlotHistory()).lost(process, f"unhealthy: {detail}")
         self.notify("unhealthy", process_pid=process.pid, wid=process.wid, detail=detail)
         self._readiness_moved(process)
-        self._task(self._replace_unhealthy, process)
+        # As an exit would: a process unhealthy right after its spawn is part of a crash loop (paced, backed off).
+        decision = self.respawn_policy.process_exited(self._lived(process))
+        if decision.action == RETRY:
+            self._task(self._replace_unhealthy, process, decision.delay)
+            return
+        self._retire(process)
+        self._task(self._stop_process, process)
+        self._after_loss(decision)
 
     def _process_stopping(self, process: Process) -> None:
         """The process says it is going down (sd_notify STOPPING=1); its exit is handled as any other."""
@@ -917,8 +926,6 @@ class Watcher:
         """Take a process out of the running set before stopping it, so it is neither counted nor replaced."""
         if self.processes.pop(process.pid, None) is not None:
             self._retiring[process.pid] = process
-            process.state = PROCESS_STOPPING
-            self.checks.forget(process)
             self._readiness_moved(process)
 
     def _stop_processes(self, processes: list[Process], graceful_timeout: float | None = None,
@@ -932,6 +939,9 @@ class Watcher:
             gevent.joinall([self._greenlet(self._stop_process, p, signum, graceful_timeout) for p in processes])
 
     def _stop_process(self, process: Process, signum: int | None = None, graceful_timeout: float | None = None):
+        # Its checks end here, not when it was retired: a reload that cannot replace it keeps it, checked as before.
+        process.state = PROCESS_STOPPING
+        self.checks.forget(process)
         process.stop(self.stop_signal if signum is None else signum,
                      self.graceful_timeout if graceful_timeout is None else graceful_timeout,
                      self.stop_children, send=self._send_stop_signal)
@@ -1066,6 +1076,8 @@ class Watcher:
             # An operator's start or restart since the decision voids it: the watcher it judged is gone.
             if generation != self._generation or self._status not in RUNNING:
                 return
+            if self._spare_established(decision):
+                return
             if decision.action == GIVE_UP:
                 log.error("watcher %r is flapping and gave up after %d retries (%s): it stays failed until an"
                           " operator starts it (gcircusctl start %s)", self.name, self.respawn_policy.max_retry,
@@ -1077,6 +1089,21 @@ class Watcher:
             log.warning("watcher %r is flapping (%s): stopped, retrying in %gs (retry %s)",
                         self.name, decision.reason, decision.delay, retries)
             self._wait_out(decision.delay, f"crash loop ({decision.reason}), retry {retries}")
+
+    def _spare_established(self, decision: Decision) -> bool:
+        """A crash loop of new processes (a reload to a version that crashes or never gets ready, one worker that
+        keeps dying) while established ones serve: keep those, and retry the missing ones after retry_in, instead
+        of stopping the whole watcher. Whether that is the case (lock held)."""
+        policy = self.respawn_policy
+        established = [p for p in self.processes.values()
+                       if p.state == READY and self._lived(p) >= max(policy.window, QUICK_EXIT)]
+        if not established:
+            return False
+        log.warning("watcher %r: new processes keep failing (%s); its %d established processes keep running, the"
+                    " missing ones are retried in %gs", self.name, decision.reason, len(established), policy.retry_in)
+        self._explain(f"new processes keep failing ({decision.reason}); retrying in {policy.retry_in:g}s")
+        self._schedule_fill(policy.retry_in)
+        return True
 
     def _retry_after_backoff(self, generation: int) -> None:
         self._retry_timer = None
@@ -1113,9 +1140,12 @@ class Watcher:
         self._expiry.pop(process.pid, None)
         self._rotate(process, stop_first=self.uses_wid(), keep_unreplaced=True)
 
-    def _replace_unhealthy(self, process: Process) -> None:
-        """Replace a process that failed its health checks: new first when the watcher has more than one process
-        (capacity never drops), stopped first when it is the only one (it may hold what its replacement needs)."""
+    def _replace_unhealthy(self, process: Process, delay: float = 0.0) -> None:
+        """Replace a process that failed its health checks, after the respawn pacing's `delay`: new first when the
+        watcher has more than one process (capacity never drops), stopped first when it is the only one (it may
+        hold what its replacement needs) or when the wid shows in the command (a port per wid: see _expire)."""
+        if delay:
+            gevent.sleep(delay)
         self._rotate(process, stop_first=self.uses_wid() or self.numprocesses <= 1, keep_unreplaced=False)
 
     def _rotate(self, process: Process, stop_first: bool, keep_unreplaced: bool) -> None:

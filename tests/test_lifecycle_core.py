@@ -10,6 +10,8 @@ from gcircus.control import settling
 from gcircus.states import ACTIVE, BACKOFF, FAILED, STARTING, STOPPED, STOPPING
 from gcircus.watcher import Watcher
 from gcircus.wire.errors import CommandError
+from tests.support.processes import alive
+from tests.support.readiness import child
 from tests.support.recorders import WatcherRecorder
 from tests.support.waiting import wait_for
 
@@ -121,3 +123,29 @@ def test_wait_started_reports_the_failed_and_the_endless(make_watcher):
         assert arbiter.get_watcher("ok").status() == ACTIVE
     finally:
         arbiter.stop()
+
+
+def test_a_reload_to_a_version_that_never_gets_ready_keeps_the_established_processes(make_watcher, tmp_path):
+    version_ok = tmp_path / "version-ok"
+    version_ok.touch()
+    watcher = make_watcher(cmd=child(f"wait={version_ok}", "fd=3"), numprocesses=2, ready="fd:3", ready_timeout=1,
+                           flapping={**FAST, "max_retry": 5})
+    recorder = WatcherRecorder(watcher, lifecycle=True)
+    old = sorted(watcher.start()["started"])
+    assert watcher.status() == ACTIVE
+    # Established: ready, and older than the flapping window (a crash loop of new processes is not theirs).
+    wait_for(lambda: all(r["age"] >= FAST["window"] for r in watcher.process_rows()), 30, message="established")
+    version_ok.unlink()  # the new version never gets ready: each new process is stopped at its ready_timeout
+    assert watcher.reload() == {"stopped": [], "started": [], "kept": old}
+    wait_for(lambda: "new processes keep failing" in watcher.reason, 60, message="the crash loop of new processes")
+    watcher.settle(timeout=60)
+    assert sorted(watcher.pids) == old and watcher.status() == ACTIVE and all(alive(pid) for pid in old)
+    assert STOPPING not in [m["state"] for m in recorder.of("state")]  # the old ones were never stopped
+    assert len(recorder.of("spawn")) == 4  # the two failed replacements: nothing is missing, nothing respawns
+
+
+def test_processes_unhealthy_right_after_their_spawn_are_a_crash_loop(make_watcher):
+    watcher = make_watcher(cmd=child("notify=WATCHDOG=trigger"), health="watchdog", watchdog_sec=60, flapping=FAST)
+    watcher.start()
+    assert watcher.wait_for_state({FAILED}, timeout=60) == FAILED
+    assert "crash loop" in watcher.reason
