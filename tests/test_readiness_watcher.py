@@ -369,17 +369,6 @@ def test_ready_1_sent_before_the_spawn_is_over_counts(make_watcher, tmp_path, mo
     assert names(recorder, "spawn", "ready") == ["spawn", "ready"]
 
 
-def test_ready_1_from_a_helper_gone_before_the_spawn_is_over_counts(make_watcher, tmp_path, monkeypatch):
-    # `sh -c 'notify-ready; exec app'`: the helper said READY=1 and exited before the watcher followed the shell.
-    sent = tmp_path / "sent"
-    monkeypatch.setattr(hookfuncs, "WAIT_FOR", [str(sent)])
-    helper = child("notify=READY=1", f"touch={sent}", "exit=0")
-    watcher = make_watcher(cmd="/bin/sh", args=["-c", f"{helper}; exec sleep 1000"], ready="notify",
-                           ready_timeout=30, hooks=SLOW_AFTER_SPAWN)
-    watcher.start()
-    assert watcher.status() == "active" and row(watcher)["state"] == "ready"
-
-
 def test_stop_ends_a_start_waiting_for_readiness(make_watcher):
     watcher = make_watcher(cmd=child(), ready="notify", ready_timeout=0)  # never ready, no time limit
     starting = start_in_background(watcher)
