@@ -7,6 +7,7 @@ above all of them that puts them together, so that none imports another upwards 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -109,6 +110,8 @@ class Arbiter(core.Arbiter):
         self.attach(self.plugin_manager, stop_before_watchers=True)
         self.loaded_config: Config | None = None  # what it was built from, updated by each applied reload
         self._reload_lock = gevent.lock.Semaphore()  # one reload or restart from the file at a time
+        # Entered around each applied reload: gcircusd's service manager notifier (RELOADING=1 ... READY=1) sets it.
+        self.reload_reporter: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
         # Attached last, so stopped first: the file is not applied to a system that is shutting down.
         self._background_reloads = CoalescedRuns(self.reload_from_config, "reloadconfig")
         self._background_restarts = CoalescedRuns(self.restart, "restart")
@@ -124,7 +127,10 @@ class Arbiter(core.Arbiter):
     def reload_from_config(self, dry_run: bool = False) -> dict:
         """Re-read config_path and apply what changed (gcircus.reload); return the plan. ConfigError changes nothing."""
         with self._reload_lock:
-            return config_reload.reload_from_config(self, dry_run=dry_run)
+            if dry_run:
+                return config_reload.reload_from_config(self, dry_run=True)
+            with self.reload_reporter():
+                return config_reload.reload_from_config(self)
 
     def request_reload(self) -> None:
         """reload_from_config() in the background: one run at a time, requests made meanwhile served by one more."""

@@ -39,6 +39,7 @@ from gcircus.daemon import Arbiter
 from gcircus.errors import ConfigError
 from gcircus.logsetup import LoggingSetupError, configure_logging, flush_at_exit, log_reaches_stderr, reopen_log_files
 from gcircus.pidfile import Pidfile, PidfileError
+from gcircus.service_manager import ServiceManager
 
 log = logging.getLogger("gcircus.daemon")
 
@@ -94,6 +95,7 @@ class Daemon:
         self.stopper: gevent.Greenlet | None = None
         self.greenlets = gevent.pool.Group()  # the stopper and SIGHUP reloads: killed when run() returns
         self.start_failure: str | None = None  # why start-up failed (logged), for main to tell once cleaned up
+        self.service_manager = ServiceManager(arbiter)  # sd_notify to systemd, when NOTIFY_SOCKET is set
 
     def run(self, ready_fd: int | None = None) -> int:
         handlers = [gevent.signal_handler(signal.SIGTERM, self.on_stop_signal, signal.SIGTERM),
@@ -111,6 +113,7 @@ class Daemon:
                 self.arbiter.start(background=True)  # this loop below waits, with its own signal handling
             except OSError as exc:  # a channel or socket could not be bound: say so plainly
                 return self.fail_start(str(exc))
+            self.service_manager.watch_startup()  # READY=1 once the watchers settle
             failed, retrying = self.arbiter.wait_started() if ready_fd is not None else ([], [])
             if failed and self.stopper is None:
                 # A daemon whose launcher is told of a failure must not linger: stop what did start, then exit.
@@ -136,6 +139,7 @@ class Daemon:
         finally:
             self.greenlets.kill()
             self.sweep_orphans()
+            self.service_manager.close()  # its watchdog pings went on until everything was stopped
             for handler in handlers:
                 handler.cancel()
         log.info("gcircusd stopped")
