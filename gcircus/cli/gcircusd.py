@@ -13,6 +13,8 @@ Options:
                         of the two options above.
   --daemon              Detach from the terminal (double fork, new session) once the config is valid.
   --pidfile PATH        Write the daemon's pid to PATH, locked while it runs (default: the config's pidfile).
+  --check-config        Validate <config> and print what it would run (watchers, sockets, plugins), then exit:
+                        0 if it is valid, 2 if not. Starts, binds and writes nothing.
   --version             Print the version and exit.
   -h --help             Show this help.
 
@@ -33,6 +35,7 @@ import gevent
 import gevent.pool
 
 from gcircus import __version__, linux
+from gcircus.cli.check_config import describe
 from gcircus.cli.usage import CommandLineError, parse_command_line
 from gcircus.control.commands.reloadconfig import format_plan
 from gcircus.daemon import Arbiter
@@ -57,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError, TypeError) as exc:
         print(f"gcircusd: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args["--check-config"]:
+        print(describe(arbiter))
+        return EXIT_OK
     try:
         configure_logging(args["--log-level"] or arbiter.loglevel, args["--log-output"] or arbiter.logoutput,
                           args["--logger-config"] or arbiter.loggerconfig)
