@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 
 import gevent
 
+from gcircus import journal
 from gcircus.logqueue import FdStream, HubErrorLog, LogWriter, defer_handlers, reopen_file
 
 LOG_FORMAT = "%(asctime)s %(name)s[%(process)d] [%(levelname)s] %(message)s"
@@ -34,7 +35,8 @@ def configure_logging(level: str | None = None, output: str | None = None, logge
     """Install gcircusd's root logging handler.
 
     `output` is `-` or `stdout` (standard output: Circus sends `-` to stderr, which surprises), `stderr`,
-    `syslog://host[:port][?facility]` / `syslog:///dev/log[?facility]`, or a file path (reopened when rotated).
+    `syslog://host[:port][?facility]` / `syslog:///dev/log[?facility]`, `journal` (systemd-journald's native
+    protocol, gcircus.journal), or a file path (reopened when rotated).
     """
     level = (level or "info").lower()
     if level not in LEVELS:
@@ -80,6 +82,11 @@ def _make_handler(output: str) -> logging.Handler:
         return logging.StreamHandler(FdStream(sys.stderr.fileno()))
     if output.startswith("syslog://"):
         return _syslog_handler(output)
+    if output == "journal":
+        problem = journal.check_available()
+        if problem is not None:
+            raise LoggingSetupError(f"cannot log to the journal: {problem}")
+        return journal.JournalHandler()
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
         raise LoggingSetupError(f"cannot log to {output}: directory {directory} does not exist")

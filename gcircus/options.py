@@ -33,7 +33,7 @@ HOOKS_IGNORED_BY_DEFAULT = frozenset({"before_stop", "after_stop", "before_signa
 
 # The stream classes gcircus ships (gcircus.streams.sinks), by the name a `class` option gives them in any case.
 STREAM_CLASS_NAMES = ("FileStream", "WatchedFileStream", "TimedRotatingFileStream", "QueueStream", "StdoutStream",
-                      "FancyStdoutStream", "PrefixedStdoutStream")
+                      "FancyStdoutStream", "PrefixedStdoutStream", "JournalStream")
 
 
 class UnknownStreamClass(ValueError):
@@ -457,7 +457,8 @@ CIRCUS_OPTIONS = _table("circus", [
     ("debug_gc", _B, False, None, "enable gc.DEBUG_LEAK"),
     ("pidfile", _OS, None, None, "pid file path (the command line wins)"),
     ("loglevel", _OS, None, APPLY, "log level (the command line wins); default info"),
-    ("logoutput", _OS, None, None, "log destination (the command line wins); default - (standard output)"),
+    ("logoutput", _OS, None, None,
+     "log destination: -, stderr, a file, syslog://..., or journal (the command line wins); default - (stdout)"),
     ("loggerconfig", _OS, None, None, "logging config file: .ini, .json, .yaml (with PyYAML) or 'default'"),
     ("fqdn_prefix", _OS, None, None, "prefix for this host's fqdn in stats"),
     ("stream_backend", _S, "thread", None, "accepted for Circus compatibility; gcircus always uses gevent"),

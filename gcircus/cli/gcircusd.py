@@ -7,7 +7,7 @@ Usage:
 
 Options:
   --log-level LEVEL     critical, error, warning, info or debug (default: the config's loglevel, else info).
-  --log-output OUTPUT   -, stdout, stderr, a file path, or syslog://host[:port][?facility]
+  --log-output OUTPUT   -, stdout, stderr, a file path, syslog://host[:port][?facility], or journal (systemd's)
                         (default: the config's logoutput, else -).
   --logger-config PATH  A logging configuration file (.ini, .json, or .yaml if PyYAML is installed) used instead
                         of the two options above.

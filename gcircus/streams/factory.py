@@ -59,7 +59,7 @@ def _plan(conf: dict | None, watcher_name: str) -> tuple[Callable, dict | None] 
     if "class" in conf:
         cls = stream_class(conf["class"])
         options = {key: value for key, value in conf.items() if key != "class"}
-        if cls is PrefixedStdoutStream:
+        if cls is PrefixedStdoutStream or getattr(cls, "takes_watcher_name", False):
             options.setdefault("watcher_name", watcher_name)
         _check_signature(cls, options)
         return cls, options

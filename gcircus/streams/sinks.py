@@ -19,10 +19,12 @@ import logging
 import os
 import queue
 import random
+import re
 import tempfile
 import time
 from collections.abc import Callable
 
+from gcircus import journal
 from gcircus.options import to_bool, to_int, to_size
 from gcircus.streams.rotation import TimeSchedule, expired_backups, rotate_numbered
 
@@ -442,6 +444,75 @@ class PrefixedStdoutStream(StdoutStream):
         return f"{self.watcher_name}[{record.get('wid', '?')}] | ".encode()
 
 
+_LINES = re.compile(rb"[^\n]*\n|[^\n]+")
+
+
+class JournalStream:
+    """Sends each line to systemd-journald as an entry of its own (gcircus.journal's native protocol).
+
+    Fields: MESSAGE (the line, without its newline; a line longer than journal.MAX_MESSAGE goes as several
+    entries), PRIORITY 6 (info) for stdout and 3 (err) for stderr, SYSLOG_IDENTIFIER (the watcher's name, or
+    `identifier`), GCIRCUS_WATCHER, GCIRCUS_PID and GCIRCUS_WID (journald's own _PID is gcircusd's, the sender's),
+    GCIRCUS_STREAM. A journal that is missing or does not take an entry within journal.SEND_TIMEOUT raises OSError:
+    a sink failure as for any sink (reported once, retried, the children wait). A retried record resumes at the
+    first entry not sent: nothing is sent twice.
+    """
+
+    takes_watcher_name = True  # the stream factory passes the watcher's name
+
+    def __init__(self, watcher_name: str = "", identifier: str | None = None, **extra):
+        _warn_ignored("JournalStream", extra)
+        self.watcher_name = watcher_name
+        self.identifier = identifier or watcher_name or "gcircus"
+        self.journal = journal.JournalSocket()
+        self._progress: tuple[dict, int] | None = None  # a record whose first N entries were sent before a failure
+
+    def __call__(self, record: dict) -> None:
+        entries = self._entries(record)
+        done = self._progress[1] if self._progress is not None and self._progress[0] is record else 0
+        for index in range(done, len(entries)):
+            try:
+                self.journal.send(self._fields(record, entries[index]))
+            except OSError:
+                self._progress = (record, index)
+                raise
+        self._progress = None
+
+    def prepare(self) -> None:
+        """The watcher starts: reach the journal now, so that a missing one is reported at once."""
+        problem = journal.check_available(self.journal.path)
+        if problem is not None:
+            raise FileNotFoundError(errno.ENOENT, problem)
+
+    def reopen(self) -> None:
+        """Connect again at the next entry (journald may have been restarted)."""
+        self.journal.close()
+
+    def close(self) -> None:
+        self.journal.close()
+
+    def unwritten(self, record: dict) -> bytes | None:
+        """The lines of `record` not sent yet, after a failure midway; None if none was sent."""
+        if self._progress is None or self._progress[0] is not record or not self._progress[1]:
+            return None
+        return b"".join(self._entries(record)[self._progress[1]:])
+
+    @staticmethod
+    def _entries(record: dict) -> list[bytes]:
+        """The record's lines (with their newline), a long one cut into MAX_MESSAGE pieces."""
+        entries = []
+        for line in _LINES.findall(record["data"]):
+            entries += [line[start:start + journal.MAX_MESSAGE] for start in range(0, len(line), journal.MAX_MESSAGE)]
+        return entries
+
+    def _fields(self, record: dict, entry: bytes) -> list[tuple[str, str | bytes]]:
+        stream = record.get("name") or "stdout"
+        return [("MESSAGE", entry.rstrip(b"\n")), ("PRIORITY", "3" if stream == "stderr" else "6"),
+                ("SYSLOG_IDENTIFIER", self.identifier), ("GCIRCUS_WATCHER", self.watcher_name),
+                ("GCIRCUS_PID", str(record.get("pid"))), ("GCIRCUS_WID", str(record.get("wid"))),
+                ("GCIRCUS_STREAM", stream)]
+
+
 class QueueStream(queue.Queue):
     """Puts every record on this queue, for library users who consume output themselves."""
 
@@ -461,4 +532,4 @@ class QueueStream(queue.Queue):
 
 # By the names gcircus.options.STREAM_CLASS_NAMES declares (a test checks the two agree).
 STREAM_CLASSES = {cls.__name__: cls for cls in (FileStream, WatchedFileStream, TimedRotatingFileStream, QueueStream,
-                                                 StdoutStream, FancyStdoutStream, PrefixedStdoutStream)}
+                                                 StdoutStream, FancyStdoutStream, PrefixedStdoutStream, JournalStream)}

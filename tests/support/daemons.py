@@ -199,10 +199,10 @@ class ReloadSetup:
 
 # -- gcircusd's command line, and detached daemons (--daemon) --------------------------------------------------------
 
-def run_cli(*args: str, timeout: float = 10) -> gsubprocess.CompletedProcess:
-    """Run gcircusd to completion with stdout and stderr captured separately."""
+def run_cli(*args: str, timeout: float = 10, env: dict | None = None) -> gsubprocess.CompletedProcess:
+    """Run gcircusd to completion with stdout and stderr captured separately (`env` added to the environment)."""
     return gsubprocess.run(GCIRCUSD + list(args), stdout=gsubprocess.PIPE, stderr=gsubprocess.PIPE,
-                           timeout=timeout, text=True)
+                           timeout=timeout, text=True, env={**os.environ, **(env or {})})
 
 
 def launch_detached(*args: str) -> gsubprocess.CompletedProcess:

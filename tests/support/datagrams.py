@@ -60,16 +60,21 @@ def parse_notification(data: bytes) -> dict[str, str]:
 
 
 def parse_journal_entry(data: bytes) -> dict[str, str]:
-    """One native-protocol datagram as {FIELD: value}."""
-    fields: dict[str, str] = {}
+    """One native-protocol datagram as {FIELD: value} (values decoded as UTF-8)."""
+    return {key: value.decode() for key, value in parse_journal_fields(data).items()}
+
+
+def parse_journal_fields(data: bytes) -> dict[str, bytes]:
+    """One native-protocol datagram as {FIELD: the value's bytes}."""
+    fields: dict[str, bytes] = {}
     while data:
         line, _, rest = data.partition(b"\n")
         if b"=" in line:
             key, _, value = line.partition(b"=")
-            fields[key.decode()] = value.decode()
+            fields[key.decode()] = value
             data = rest
             continue
         (size,) = struct.unpack("<Q", rest[:8])
-        fields[line.decode()] = rest[8:8 + size].decode()
+        fields[line.decode()] = rest[8:8 + size]
         data = rest[8 + size + 1:]
     return fields
