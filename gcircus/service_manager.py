@@ -196,6 +196,7 @@ class ServiceManager:
         """gcircusd is done: stop every greenlet (killed and joined) and close the socket."""
         self._greenlets.kill(block=True)
         if self.notify_socket is not None:
+            self.arbiter.unsubscribe(self._on_event)
             self.notify_socket.close()
 
     @contextlib.contextmanager
