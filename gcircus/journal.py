@@ -76,6 +76,10 @@ class JournalSocket:
         if sock is not None:
             sock.close()
 
+    def connect(self) -> None:
+        """Connect now (OSError naming the path if the journal cannot be reached); send() connects when needed."""
+        self._connected()
+
     def _connected(self):
         if self._socket is None:
             # Connected, so that a full journal queue makes send wait (poll) for room instead of failing at once.

@@ -464,8 +464,9 @@ class JournalStream:
         _warn_ignored("JournalStream", extra)
         self.watcher_name = watcher_name
         self.identifier = identifier or watcher_name or "gcircus"
-        self.journal = journal.JournalSocket()
         self._progress: tuple[dict, int] | None = None  # a record whose first N entries were sent before a failure
+        self.journal = journal.JournalSocket()
+        self.journal.connect()  # built when its watcher starts (off the hub): a missing journal is reported at once
 
     def __call__(self, record: dict) -> None:
         entries = self._entries(record)
@@ -477,12 +478,6 @@ class JournalStream:
                 self._progress = (record, index)
                 raise
         self._progress = None
-
-    def prepare(self) -> None:
-        """The watcher starts: reach the journal now, so that a missing one is reported at once."""
-        problem = journal.check_available(self.journal.path)
-        if problem is not None:
-            raise FileNotFoundError(errno.ENOENT, problem)
 
     def reopen(self) -> None:
         """Connect again at the next entry (journald may have been restarted)."""
