@@ -10,6 +10,7 @@ import zmq
 from gevent import subprocess as gsubprocess
 
 from gcircus.client import Client
+from gcircus.watcher import SERVICE_MANAGER_ENV
 from tests.support.control import Wire
 from tests.support.ports import free_port
 from tests.support.processes import PYTHON, alive, children, terminate_child
@@ -70,7 +71,8 @@ class Daemon:
         self.config = config
         self.log_path = os.path.join(os.path.dirname(config), "gcircusd.out")
         self._log = open(self.log_path, "ab")
-        full_env = dict(os.environ)
+        # A test run under a service manager must not have every gcircusd it starts notify that manager.
+        full_env = {key: value for key, value in os.environ.items() if key not in SERVICE_MANAGER_ENV}
         full_env.update(env or {})
         self.proc = gsubprocess.Popen(GCIRCUSD + [config, *args], stdout=self._log, stderr=gsubprocess.STDOUT,
                                       cwd=cwd, env=full_env)
