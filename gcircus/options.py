@@ -122,6 +122,14 @@ def to_positive_float(value: Any) -> float:
     return number
 
 
+@_typed("float")
+def to_optional_float(value: Any) -> float | None:
+    """A number; empty or ``none`` means unset (None)."""
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    return to_float(value)
+
+
 @_typed("str")
 def to_str(value: Any) -> str:
     """Any text, kept as written."""
@@ -469,6 +477,9 @@ CIRCUS_OPTIONS = _table("circus", [
     ("max_message_size", _I, 1048576, None, "largest control request accepted, in bytes"),
     ("prefix_output", _B, False, PARSE,
      "send unconfigured watcher output through gcircusd's stdout/stderr as `name[wid] | line`"),
+    ("stop_timeout", to_optional_float, None, APPLY,
+     "upper bound in seconds on gcircusd's whole shutdown, then whatever is left is SIGKILLed; empty: no bound",
+     _NON_NEGATIVE),
 ])
 
 # Where gcircusd listens and clients connect when nothing else is configured.
@@ -530,6 +541,9 @@ WATCHER_OPTIONS = _table("watcher", [
      None, {"minimum": 1, "scheduling": True}),
     ("watchdog_sec", _F, 0.0, _R, "with health = watchdog: seconds between two WATCHDOG=1 pings at most", None,
      _NON_NEGATIVE_SCHED),
+    ("essential", _B, False, _N, "gcircusd stops everything and exits 3 when this watcher fails (or, with "
+     "respawn = false, its processes all exited)", None,
+     {"daemon_side": "its failure stops gcircusd and every watcher"}),
     ("depends_on", to_names, (), _N, "watchers that must be active before this one starts (it stops before them)",
      None, _SCHED),
     ("rlimit_*", to_rlimit, None, _C, "resource limit RLIMIT_<NAME>; empty means unlimited"),
