@@ -8,7 +8,7 @@ import signal
 
 from gcircus.client import Client
 from gcircus.daemon import EXIT_ESSENTIAL_FAILED, EXIT_OK, EXIT_STOP_TIMEOUT
-from tests.support.daemons import circus_config, make_config, run_cli, started
+from tests.support.daemons import circus_config, launch_detached, make_config, run_cli, started
 from tests.support.processes import IGNORE_TERM, alive, ignores_term
 from tests.support.waiting import wait_for
 
@@ -158,3 +158,57 @@ def test_bad_values_are_configuration_errors(tmp_path):
         result = run_cli(str(path))
         assert result.returncode == 2, result
         assert option in result.stderr
+
+
+def test_essential_set_at_run_time_counts_from_then_on(tmp_path, daemon_factory):
+    config, endpoint = circus_config(tmp_path, """
+        [watcher:job]
+        cmd = sleep 1000
+        respawn = false
+        """)
+    daemon = daemon_factory(config)
+    [pid] = started(daemon, 1)
+    client = Client(endpoint, timeout=20)
+    try:
+        assert client.call("set", name="job", options={"essential": True})["status"] == "ok"
+        assert client.call("get", name="job", keys=["essential"])["options"] == {"essential": True}
+        assert client.call("signal", name="job", signum=9)["status"] == "ok"
+    finally:
+        client.close()
+    assert daemon.wait(60) == EXIT_ESSENTIAL_FAILED
+    assert f"its last process (pid {pid}) exited with signal 9" in daemon.output()
+
+
+def test_reloadconfig_applies_stop_timeout_to_the_next_shutdown(tmp_path, daemon_factory):
+    config, endpoint = circus_config(tmp_path, f"""
+        [watcher:stubborn]
+        cmd = {IGNORE_TERM}
+        graceful_timeout = 3600
+        """)
+    daemon = daemon_factory(config)
+    [pid] = started(daemon, 1)
+    wait_for(lambda: ignores_term(pid), message="the child ignores SIGTERM")
+    with open(config) as f:
+        text = f.read()
+    with open(config, "w") as f:
+        f.write(text.replace("[circus]\n", "[circus]\nstop_timeout = 0.5\n", 1))
+    client = Client(endpoint, timeout=20)
+    try:
+        assert client.call("reloadconfig")["status"] == "ok"
+    finally:
+        client.close()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(60) == EXIT_STOP_TIMEOUT
+    assert not alive(pid)
+
+
+def test_with_daemon_an_essential_failure_at_start_fails_the_launch(tmp_path):
+    config = make_config(tmp_path, """
+        [watcher:worker]
+        essential = true
+        cmd = /nonexistent/program
+        max_retry = 1
+        """)
+    result = launch_detached(config)
+    assert result.returncode == 1, result
+    assert "essential watcher 'worker' failed" in result.stderr
