@@ -44,6 +44,7 @@ EXIT_START_FAILED = 1  # could not start (pidfile, endpoint or socket in use; wi
 EXIT_ESSENTIAL_FAILED = 3  # an essential watcher failed: everything was stopped (wins over EXIT_STOP_TIMEOUT)
 EXIT_STOP_TIMEOUT = 4  # the shutdown outlasted [circus] stop_timeout: what was left was SIGKILLed
 IDLE_WAKEUP = 3600.0
+KILL_SETTLE = 5.0  # seconds a stop past stop_timeout gets to end after its SIGKILLs before gcircusd exits anyway
 
 
 class Channel:
@@ -259,6 +260,8 @@ class Daemon:
         self.essential = EssentialWatch(arbiter, self.on_essential_failure, stopping=arbiter.shutting_down.is_set)
         self.shutdown_deadline: float | None = None  # monotonic time stop_timeout ends at, once a shutdown began
         self.stop_timed_out = False
+        # Set once the arbiter is stopped, or when a stop past stop_timeout does not end even after its SIGKILLs.
+        self.finished = gevent.event.Event()
 
     def run(self, report_ready: Callable[[list[str]], None] | None = None) -> int:
         """Start, supervise until stopped, return the exit code. With `report_ready` (gcircusd --daemon), wait until
@@ -313,10 +316,13 @@ class Daemon:
 
     def wait_stopped(self) -> None:
         """Block until the arbiter is stopped (by a signal, `quit`, an essential watcher) and its channels closed."""
+        self.greenlets.spawn(self.finish_when_stopped)
         # A timed wait keeps the hub referenced: signal watchers do not, so a daemon left with no children
         # (every watcher stopped or given up) would otherwise end in LoopExit instead of waiting for signals.
-        while not self.arbiter.wait_stopped(IDLE_WAKEUP):
+        while not self.finished.wait(IDLE_WAKEUP):
             pass
+        if not self.arbiter.wait_stopped(0):
+            return  # given up past stop_timeout: run() kills what is left (its greenlets, then every child)
         if self.stopper is not None:
             self.stopper.join()
         self.arbiter.wait_channels_closed(5)
@@ -348,6 +354,13 @@ class Daemon:
         self.stop_timed_out = True
         log.error("the shutdown outlasted stop_timeout (%gs): killing every process left", timeout)
         self.arbiter.kill_all()
+        if not self.arbiter.wait_stopped(KILL_SETTLE):  # a hook or a plugin still holds the stop: exit regardless
+            log.error("the stop is not over %gs after the SIGKILLs: gcircusd exits anyway", KILL_SETTLE)
+            self.finished.set()
+
+    def finish_when_stopped(self) -> None:
+        self.arbiter.wait_stopped()
+        self.finished.set()
 
     def fail_start(self, reason: str) -> int:
         """Start-up failed: log why and stop what did start (fast: it just started); the CLI says why once done."""

@@ -4,6 +4,7 @@ Real gcircusd processes on real configs. The PID-namespace versions (gcircusd as
 """
 from __future__ import annotations
 
+import os
 import signal
 
 from gcircus.client import Client
@@ -11,6 +12,8 @@ from gcircus.daemon import EXIT_ESSENTIAL_FAILED, EXIT_OK, EXIT_STOP_TIMEOUT
 from tests.support.daemons import circus_config, launch_detached, make_config, run_cli, started
 from tests.support.processes import IGNORE_TERM, alive, ignores_term
 from tests.support.waiting import wait_for
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # gcircusd's cwd where a hook is imported
 
 # A watcher that crashes at once, made to give up (failed) after one short back-off.
 CRASH_LOOP = """
@@ -212,3 +215,18 @@ def test_with_daemon_an_essential_failure_at_start_fails_the_launch(tmp_path):
     result = launch_detached(config)
     assert result.returncode == 1, result
     assert "essential watcher 'worker' failed" in result.stderr
+
+
+def test_past_stop_timeout_gcircusd_exits_even_while_a_hook_holds_the_stop(tmp_path, daemon_factory):
+    config = make_config(tmp_path, """
+        [watcher:held]
+        cmd = sleep 1000
+        hooks.before_stop = tests.support.hookfuncs.hang
+        hook_timeout = 3600
+        """, circus="stop_timeout = 0\n")
+    daemon = daemon_factory(config, cwd=REPO)
+    [pid] = started(daemon, 1)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(60) == EXIT_STOP_TIMEOUT
+    assert not alive(pid)
+    assert "gcircusd exits anyway" in daemon.output()
