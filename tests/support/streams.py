@@ -53,6 +53,8 @@ class Launcher:
         running = Running(self.daemon_factory(str(path), cwd=REPO, **kwargs), endpoint, pubsub)
         self.started.append(running)
         wait_for(lambda: _answers(running), message="gcircusd answering")
+        # It answers while its watchers start: tests read their pids once the start is through (it logs so).
+        wait_for(lambda: "gcircusd running" in running.daemon.output(), timeout=30, message="the watchers started")
         return running
 
     def close(self) -> None:
