@@ -104,7 +104,7 @@ def local_config(run_dir: str, port: int, extra: str = "") -> str:
     127.0.0.1:`port` and the web app taken from the repository; `extra` is appended. Written to run_dir; its path."""
     with open(image_file(container_command()[-1])) as f:
         text = f.read()
-    text = replace_counted(text, f"ipc://{CONTROL_DIR}/", f"ipc://{run_dir}/", count=2)
+    text = replace_counted(text, f"= ipc://{CONTROL_DIR}/", f"= ipc://{run_dir}/", count=2)
     text = replace_counted(text, "host = 0.0.0.0", "host = 127.0.0.1")
     text = replace_counted(text, "port = 8080", f"port = {port}")
     app_dir = os.path.dirname(image_file("/app/webapp.py"))
