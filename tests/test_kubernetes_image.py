@@ -70,6 +70,11 @@ def test_the_config_the_image_runs_loads_with_the_config_loader():
     assert str(getattr(web, "essential", None) or web.options.get("essential")).lower() == "true"
 
 
+def test_gcircusctl_in_the_image_finds_the_control_socket_by_itself():
+    variables = dict(item.split("=", 1) for item in k8s.only(k8s.final_stage(k8s.instructions()), "ENV").split())
+    assert variables["GCIRCUSCTL_ENDPOINT"] == load_config(k8s.CONFIG).circus["endpoint"] == k8s.ENDPOINT
+
+
 def test_the_build_time_validation_accepts_the_config(tmp_path):
     """The Dockerfile's validation RUN (gcircusd --check-config, or the loader where that option is missing) passes
     on the shipped config, and fails the build on a broken one."""
