@@ -11,6 +11,7 @@ from gevent import subprocess
 
 from gcircus.config import load_config
 from tests.support import kubernetes as k8s
+from tests.support.ports import free_port
 
 BASE_IMAGE = "python:3.11-slim"
 
@@ -77,14 +78,19 @@ def test_gcircusctl_in_the_image_finds_the_control_socket_by_itself():
 
 def test_the_build_time_validation_accepts_the_config(tmp_path):
     """The Dockerfile's validation RUN (gcircusd --check-config, or the loader where that option is missing) passes
-    on the shipped config, and fails the build on a broken one."""
+    on the shipped config (its image paths moved to ones that exist here), and fails the build on a broken one."""
     (validation,) = [arguments for keyword, arguments in k8s.instructions() if "--check-config" in arguments]
     broken = tmp_path / "broken.ini"
     broken.write_text("[watcher:web]\ncmd = sleep 1\nnumprocesses = many\n")
-    for config, expected in ((k8s.CONFIG, 0), (str(broken), None)):
-        script = k8s.replace_counted(validation, "/etc/gcircus/gcircusd.ini", config, count=2)
-        result = subprocess.run(["sh", "-c", script], env=k8s.tool_env(), capture_output=True, text=True, timeout=60)
-        if expected == 0:
-            assert result.returncode == 0, result.stderr
-        else:
-            assert result.returncode != 0 and "numprocesses" in result.stderr
+    run_dir = k8s.short_run_dir()
+    try:
+        for config, valid in ((k8s.local_config(run_dir, free_port()), True), (str(broken), False)):
+            script = k8s.replace_counted(validation, "/etc/gcircus/gcircusd.ini", config, count=2)
+            result = subprocess.run(["sh", "-c", script], env=k8s.tool_env(), capture_output=True, text=True,
+                                    timeout=60)
+            if valid:
+                assert result.returncode == 0, result.stdout + result.stderr
+            else:
+                assert result.returncode != 0 and "numprocesses" in result.stdout + result.stderr
+    finally:
+        k8s.remove_run_dir(run_dir)
