@@ -67,8 +67,7 @@ def test_the_config_the_image_runs_loads_with_the_config_loader():
     (web,) = config.watchers
     assert web.name == "web" and web.use_sockets and web.numprocesses >= 2
     assert str(web.ready) == "notify" and str(web.health) == "watchdog"
-    # `essential` (issue 14) may not be known to this gcircus yet: then it is kept as a free-form option.
-    assert str(getattr(web, "essential", None) or web.options.get("essential")).lower() == "true"
+    assert web.essential is True
 
 
 def test_gcircusctl_in_the_image_finds_the_control_socket_by_itself():

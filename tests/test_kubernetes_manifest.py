@@ -39,10 +39,8 @@ def test_the_manifest_is_yaml_and_says_what_the_line_reader_reads():
 
 
 def _stop_timeout() -> float:
-    """[circus] stop_timeout as the file says it (a gcircus without the option, issue 14, ignores it)."""
-    with open(k8s.CONFIG) as f:
-        (value,) = re.findall(r"^stop_timeout\s*=\s*(\S+)", f.read(), re.MULTILINE)
-    return float(value)
+    """[circus] stop_timeout as gcircus reads the file."""
+    return float(load_config(k8s.CONFIG).circus["stop_timeout"])
 
 
 def test_the_grace_period_outlasts_every_stop_the_config_allows():
