@@ -132,15 +132,11 @@ class Arbiter:
     def _give_cgroup(self, watcher: Watcher) -> None:
         """Give `watcher` its cgroup; ValueError naming the watcher and option if it asks for a limit that cannot
         be had (no cgroup_root, or a controller the host does not delegate)."""
-        limits = {key: value for key, value in watcher.cgroup_limits().items() if value is not None}
+        problem = cgroups.limits_problem(self.cgroups, watcher.cgroup_limits())
+        if problem is not None:
+            raise ValueError(f"[watcher:{watcher.name}] {problem}")
         if self.cgroups is None:
-            if limits:
-                raise ValueError(f"[watcher:{watcher.name}] {min(limits)} needs [circus] cgroup_root")
             return
-        try:
-            self.cgroups.check_limits(limits)
-        except cgroups.CgroupError as exc:
-            raise ValueError(f"[watcher:{watcher.name}] {', '.join(sorted(limits))}: {exc}") from None
         watcher.cgroup = self.cgroups.watcher(watcher.name)
 
     def _stop_previous_run(self) -> None:

@@ -208,6 +208,12 @@ def kill_all(path: str, timeout: float = EMPTY_TIMEOUT) -> bool:
         with contextlib.suppress(FileNotFoundError):
             _write(kill_file, "1")
         return wait_empty(path, deadline)
+    return kill_by_signals(path, deadline)
+
+
+def kill_by_signals(path: str, deadline: float) -> bool:
+    """kill_all without `cgroup.kill` (before Linux 5.14): SIGKILL each pid of `cgroup.procs`, round after round
+    (a process may fork between the read and the kill), until the cgroup is empty or `deadline`."""
     while signal_all(path, signal.SIGKILL):
         if wait_empty(path, min(deadline, time.monotonic() + 0.1)):
             return True
@@ -243,6 +249,20 @@ def enable_controller(parent: str, controller: str) -> None:
         hint = " (processes live in it: cgroup v2 lets only a cgroup without processes hand controllers down)" if (
             exc.errno == errno.EBUSY) else ""
         raise CgroupError(f"cannot enable the {controller} controller in {parent}: {exc.strerror}{hint}") from None
+
+
+def limits_problem(tree: DaemonCgroups | None, limits: dict) -> str | None:
+    """Why `limits` (option -> value; None: unset) cannot be had, naming the option; None when they can."""
+    wanted = sorted(key for key, value in limits.items() if value is not None)
+    if not wanted:
+        return None
+    if tree is None:
+        return f"{wanted[0]} needs [circus] cgroup_root"
+    missing = missing_controllers(tree.root, limits)
+    if missing:
+        return (f"{', '.join(wanted)}: the host does not delegate the {missing[0]} controller to cgroup v2 at "
+                f"{tree.root}")
+    return None
 
 
 def missing_controllers(root: str, limits: dict) -> list[str]:
@@ -351,12 +371,6 @@ class DaemonCgroups:
             enable_controller(self.root, controller)
             enable_controller(self.path, controller)
             self._enabled.add(controller)
-
-    def check_limits(self, limits: dict) -> None:
-        """CgroupError naming the first controller `limits` need that the root does not offer."""
-        missing = missing_controllers(self.root, limits)
-        if missing:
-            raise CgroupError(f"the host does not delegate the {missing[0]} controller to cgroup v2 at {self.root}")
 
     def watcher(self, name: str) -> WatcherCgroup:
         return WatcherCgroup(self, name)

@@ -424,6 +424,11 @@ class Watcher:
         if changes.get("working_dir") and not os.path.isdir(changes["working_dir"]):
             raise ValueError(f"working_dir {changes['working_dir']!r} is not a directory")
         Hooks(spec.hooks, timeout=spec.hook_timeout)
+        if any(key in changes for key in cgroups.LIMIT_FILES):
+            refused = cgroups.limits_problem(self.cgroup.daemon if self.cgroup is not None else None,
+                                             {key: spec[key] for key in cgroups.LIMIT_FILES})
+            if refused is not None:
+                raise ValueError(refused)
         return spec
 
     def set_options(self, changes: dict, guard=None) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 
 import pytest
+from gevent import subprocess
 
 from gcircus import cgroups, linux
 from gcircus.config import load_config
@@ -256,3 +258,35 @@ def test_a_limit_without_cgroup_root_is_refused(tmp_path):
         """)
     with pytest.raises(ConfigError, match=r"\[watcher:web\] pids_max needs \[circus\] cgroup_root"):
         Arbiter.load_from_config(config)
+
+
+def test_without_cgroup_kill_each_process_is_signalled_until_none_is_left(tmp_path, scratch):
+    """The fallback of kernels before 5.14 (no cgroup.kill): a forking shell is emptied all the same."""
+    cgroup = os.path.join(scratch.path, "fallback")
+    os.mkdir(cgroup)
+    script = "sh -c 'while :; do sleep 1000 & sleep 0.01; done' & sleep 1000 & wait"
+    proc = subprocess.Popen(["sh", "-c", f"echo 0 > {cgroup}/cgroup.procs && exec sh -c \"$0\"", script])
+    try:
+        wait_for(lambda: len(cgroups.pids_of(cgroup)) >= 4, message="a few processes in the cgroup")
+        assert cgroups.kill_by_signals(cgroup, time.monotonic() + 10)
+        assert cgroups.pids_of(cgroup) == [] and not cgroups.is_populated(cgroup)
+    finally:
+        kill([proc.pid])
+        proc.wait()
+
+
+def test_set_refuses_a_limit_the_host_cannot_enforce(tmp_path, scratch, daemon_factory):
+    if "pids" in available_controllers(scratch.path):
+        pytest.skip("the pids controller is delegated here: the limit is accepted")
+    config, endpoint = circus_config(tmp_path, """
+        [watcher:web]
+        cmd = sleep 1000
+        """, circus=f"cgroup_root = {scratch.path}\n")
+    start(daemon_factory, config)
+    wire = Wire(endpoint)
+    try:
+        reply = wire.command("set", name="web", options={"pids_max": "10"})
+    finally:
+        wire.close()
+    assert reply["status"] == "error"
+    assert f"the host does not delegate the pids controller to cgroup v2 at {scratch.path}" in reply["reason"]
