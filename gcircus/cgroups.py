@@ -312,6 +312,10 @@ class WatcherCgroup:
             raise CgroupError(f"cannot write {value!r} to {path}: {exc.strerror}") from None
         self._limits[key] = value
 
+    @property
+    def procs_path(self) -> str:
+        return os.path.join(self.path, "cgroup.procs")
+
     def open_procs(self) -> int:
         """A write descriptor (close-on-exec) on cgroup.procs: a child writes "0" to it to enter the cgroup."""
         try:

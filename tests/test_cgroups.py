@@ -59,11 +59,17 @@ def escaper(tmp_path, record) -> str:
     return f"sh {script}"
 
 
-def test_a_process_is_in_its_cgroup_before_it_runs(tmp_path, scratch, daemon_factory):
+@pytest.mark.parametrize("path", ["launcher", "preexec rlimits", "preexec other user", "shell"])
+def test_a_process_is_in_its_cgroup_before_it_runs(tmp_path, scratch, daemon_factory, path):
+    """cat's first action is to print its own cgroup: on the fast path (a shell launcher moves the child) and on
+    the preexec path (rlimits, or another user: the descriptor gcircusd opened is written before the uid switch)."""
+    extra = {"launcher": "", "preexec rlimits": "rlimit_nofile = 1024", "preexec other user": "uid = nobody",
+             "shell": "shell = true"}[path]
     out = tmp_path / "cgroup.txt"
     config, endpoint = circus_config(tmp_path, f"""
         [watcher:web]
         cmd = cat /proc/self/cgroup
+        {extra}
         respawn = false
         stdout_stream.class = FileStream
         stdout_stream.filename = {out}
