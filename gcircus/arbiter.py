@@ -142,6 +142,7 @@ class Arbiter:
     def _stop_previous_run(self) -> None:
         """With cgroups: stop what a previous gcircusd on this configuration left running (see gcircus.cgroups)."""
         if self.cgroups is not None:
+            self.cgroups.lock()  # CgroupError (an OSError) if another gcircusd runs with this directory
             configured = {os.path.basename(w.cgroup.path): (int(w.stop_signal), float(w.graceful_timeout))
                           for w in self.watchers if w.cgroup is not None}
             cgroups.stop_previous_run(self.cgroups, configured)
@@ -330,15 +331,17 @@ class Arbiter:
                 linux.set_child_subreaper(True)
             except OSError as exc:
                 log.warning("cannot become a child subreaper (%s): escaped grandchildren re-parent to init", exc)
-        # Before binding: a previous run's processes may still hold the sockets (and would duplicate the new ones).
-        self._stop_previous_run()
-        self.sockets.bind_and_listen_all()  # before any watcher starts; SocketError (an OSError) if one cannot bind
-        for watcher in self.watchers:
-            self.give_sockets(watcher)
         try:
+            # Before binding: a previous run's processes may still hold the sockets (and would duplicate the new).
+            self._stop_previous_run()
+            self.sockets.bind_and_listen_all()  # before any watcher starts; SocketError (an OSError) if one cannot
+            for watcher in self.watchers:
+                self.give_sockets(watcher)
             self._start_services()
         except BaseException:
             self.sockets.close_all()
+            if self.cgroups is not None:
+                self.cgroups.unlock()
             raise
         self.running = True
         for watcher in self.watchers:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import logging
 import os
@@ -33,8 +34,10 @@ DEFAULT_GRACEFUL_TIMEOUT = 30.0  # for a previous run's cgroup no configured wat
 EMPTY_TIMEOUT = 10.0  # seconds a killed cgroup may take to empty (processes in uninterruptible sleep) before a warning
 
 
-class CgroupError(Exception):
-    """A cgroup cannot be found, made, written or emptied; the message names the path and the reason."""
+class CgroupError(OSError):
+    """A cgroup cannot be found, made, written, locked or emptied; the message names the path and the reason.
+
+    An OSError, as a socket that cannot be bound is: gcircusd reports either as a failed start in plain words."""
 
 
 # -- where: the root, the daemon's directory ---------------------------------------------------------------------
@@ -357,6 +360,7 @@ class DaemonCgroups:
         self.root = root
         self.path = os.path.join(root, dirname)
         self._enabled: set[str] = set()
+        self._lock_fd: int | None = None
 
     @classmethod
     def configure(cls, setting: str, name: str | None, config_path: str | None) -> DaemonCgroups:
@@ -368,6 +372,31 @@ class DaemonCgroups:
             os.makedirs(self.path, exist_ok=True)
         except OSError as exc:
             raise CgroupError(f"cannot make the cgroup {self.path}: {exc.strerror}") from None
+
+    def lock(self) -> None:
+        """Hold an exclusive flock on the daemon's directory while gcircusd runs; CgroupError if another gcircusd
+        holds it (the same [circus] name, or the same file started twice), before anything of its is touched.
+
+        Close-on-exec, so no child keeps it: a SIGKILLed gcircusd's lock is gone with it, whatever it left running.
+        """
+        if self._lock_fd is not None:
+            return
+        self.prepare()
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno != errno.EWOULDBLOCK:
+                raise CgroupError(f"cannot lock the cgroup {self.path}: {exc.strerror}") from None
+            raise CgroupError(f"another gcircusd already runs with the cgroup {self.path} (the same [circus] name "
+                              "or configuration file): not starting") from None
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     def enable(self, controller: str) -> None:
         """Hand `controller` down from the root to the watchers' cgroups (once per daemon)."""
@@ -393,7 +422,8 @@ class DaemonCgroups:
             if not is_populated(path):
                 remove(path)
         if not self.existing():
-            remove(self.path)
+            remove(self.path)  # still locked: a daemon starting meanwhile makes a new directory
+        self.unlock()
 
 
 def stop_previous_run(tree: DaemonCgroups, configured: dict[str, tuple[int, float]]) -> None:

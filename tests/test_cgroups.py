@@ -104,7 +104,8 @@ def test_stop_kills_what_escaped_with_setsid(tmp_path, scratch, daemon_factory):
         wire.close()
     assert not linux.is_running(escaped)
     assert procs_of(watcher_dir) == [] and not cgroups.is_populated(watcher_dir)
-    assert f"killed 1 process(es) left in its cgroup: {escaped}" in daemon.output()
+    wait_for(lambda: f"killed 1 process(es) left in its cgroup: {escaped}" in daemon.output(),  # logged in the
+             message="the log line")  # background: the reply may come first
 
 
 def test_a_restarted_gcircusd_stops_what_the_killed_one_left(tmp_path, scratch, daemon_factory):
@@ -139,8 +140,9 @@ def test_a_restarted_gcircusd_stops_what_the_killed_one_left(tmp_path, scratch, 
         now = wait_for(lambda: len(procs_of(esc_dir)) == 2 and procs_of(esc_dir), message="esc's new processes")
         assert new_escaped in now and not set(now) & set(before)
         assert not any(linux.is_running(pid) for pid in [*before, old_pid])
-        output = second.output()
-        assert "still holds processes of a previous gcircusd" in output
+        output = second.output().split(f"starting (pid {second.pid}", 1)[1]  # the file holds both runs' logs
+        # Found and stopped before the first spawn: the old and the new processes never ran side by side.
+        assert output.index("still holds processes of a previous gcircusd") < output.index("watcher 'esc' started")
         assert all(str(pid) in output for pid in [*before, old_pid])
         assert "sleep 1000" in output and "no longer configured" in output
         assert not os.path.exists(old_dir)
@@ -296,3 +298,22 @@ def test_set_refuses_a_limit_the_host_cannot_enforce(tmp_path, scratch, daemon_f
         wire.close()
     assert reply["status"] == "error"
     assert f"the host does not delegate the pids controller to cgroup v2 at {scratch.path}" in reply["reason"]
+
+
+def test_a_second_gcircusd_on_the_same_directory_touches_nothing(tmp_path, scratch, daemon_factory):
+    """The same [circus] name twice (or one file started twice): the second refuses to start before it could take
+    the first one's processes for a previous run's."""
+    configs = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        configs.append(make_config(tmp_path / name, """
+            [watcher:web]
+            cmd = sleep 1000
+            """, circus=f"cgroup_root = {scratch.path}\nname = shop\n"))
+    start(daemon_factory, configs[0])
+    web = os.path.join(scratch.only_daemon_dir(), "web")
+    [pid] = wait_for(lambda: procs_of(web), message="web's process")
+    second = daemon_factory(configs[1])
+    assert second.wait() != 0
+    assert "another gcircusd already runs with the cgroup" in second.output()
+    assert procs_of(web) == [pid] and alive(pid)
