@@ -401,9 +401,31 @@ class DaemonCgroups:
     def enable(self, controller: str) -> None:
         """Hand `controller` down from the root to the watchers' cgroups (once per daemon)."""
         if controller not in self._enabled:
+            self._leave_root()
             enable_controller(self.root, controller)
             enable_controller(self.path, controller)
             self._enabled.add(controller)
+
+    def _leave_root(self) -> None:
+        """If gcircusd runs in the root itself (`auto` in a container or a systemd unit with Delegate=yes), move it
+        into a leaf of its own, `<daemon directory>.supervisor`, beside the daemon's directory.
+
+        cgroup v2 hands controllers down only from a cgroup without processes (the host's root cgroup excepted), so
+        a limit could not be had while gcircusd sits in the root. Only then does it move: without limits it stays
+        where its service manager put it. Its leaf is not removed on exit (gcircusd is still in it): the container's
+        or the unit's cgroup goes with it.
+        """
+        if os.getpid() not in pids_of(self.root):
+            return
+        leaf = self.path + ".supervisor"
+        try:
+            os.makedirs(leaf, exist_ok=True)
+            _write(os.path.join(leaf, "cgroup.procs"), "0")
+        except OSError as exc:
+            raise CgroupError(f"cannot move gcircusd out of {self.root} into {leaf} (to hand controllers down): "
+                              f"{exc.strerror}") from None
+        log.info("gcircusd moved itself from the cgroup %s into %s, so that %s can hand controllers down", self.root,
+                 leaf, self.root)
 
     def watcher(self, name: str) -> WatcherCgroup:
         return WatcherCgroup(self, name)

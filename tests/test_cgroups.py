@@ -6,9 +6,12 @@ the reason, where no cgroup v2 directory is writable.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import sys
+import tempfile
 import time
 
 import pytest
@@ -317,3 +320,68 @@ def test_a_second_gcircusd_on_the_same_directory_touches_nothing(tmp_path, scrat
     assert second.wait() != 0
     assert "another gcircusd already runs with the cgroup" in second.output()
     assert procs_of(web) == [pid] and alive(pid)
+
+
+LEAVE_ROOT = """
+import sys
+from gcircus import cgroups
+root = sys.argv[1]
+with open(root + "/cgroup.procs", "w") as f:
+    f.write("0")
+tree = cgroups.DaemonCgroups(root, "gcircus-x")
+tree.prepare()
+tree.enable("hugetlb")
+print(open("/proc/self/cgroup").read().splitlines()[-1])
+"""
+
+
+@pytest.fixture
+def hugetlb(scratch):
+    """hugetlb made available to the scratch cgroup (enabled at the mount's root if needed, disabled again after)."""
+    controller_or_skip(scratch.mount_root, "hugetlb")
+    control = os.path.join(scratch.mount_root, "cgroup.subtree_control")
+    with open(tempfile.gettempdir() + "/gcircus-test-hugetlb.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one such test at a time (xdist workers): one enables, the same disables
+        with open(control) as f:
+            enabled_before = "hugetlb" in f.read().split()
+        if not enabled_before:
+            cgroups._write(control, "+hugetlb")
+        yield
+        if not enabled_before:
+            scratch.close()  # its children use the controller: they go first
+            with contextlib.suppress(OSError):  # another cgroup uses it meanwhile: leave it on
+                cgroups._write(control, "-hugetlb")
+
+
+def test_gcircusd_leaves_a_root_it_runs_in_to_hand_controllers_down(tmp_path, scratch, hugetlb):
+    """`auto` in a container or a delegated systemd unit: gcircusd's own cgroup is the root, and cgroup v2 enables
+    controllers for children only in a cgroup without processes. hugetlb stands for any controller (the one cgroup
+    v2 offers everywhere these tests ran)."""
+    script = tmp_path / "leave_root.py"
+    script.write_text(LEAVE_ROOT)
+    result = subprocess.run([sys.executable, str(script), scratch.path], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    leaf = os.path.join(scratch.path, "gcircus-x.supervisor")
+    assert result.stdout.strip() == f"0::{scratch.relative(leaf)}"
+    with open(os.path.join(scratch.path, "cgroup.subtree_control")) as f:
+        assert "hugetlb" in f.read().split()
+    with open(os.path.join(scratch.path, "gcircus-x", "cgroup.subtree_control")) as f:
+        assert "hugetlb" in f.read().split()
+
+
+def test_a_controller_cannot_be_handed_down_past_processes(tmp_path, scratch, hugetlb):
+    parent = os.path.join(scratch.path, "busy")
+    os.mkdir(parent)
+    cgroups.enable_controller(scratch.path, "hugetlb")  # offered to `busy`, which cannot hand it down
+    proc = subprocess.Popen(["sh", "-c", f'echo 0 > {parent}/cgroup.procs && exec sleep 1000'])
+    try:
+        wait_for(lambda: proc.pid in procs_of(parent), message="the sleeper in the cgroup")
+        with pytest.raises(cgroups.CgroupError, match="processes live in it"):
+            cgroups.enable_controller(parent, "hugetlb")
+        if "memory" not in available_controllers(parent):
+            with pytest.raises(cgroups.CgroupError, match=f"does not delegate the memory controller to cgroup v2 "
+                                                          f"at {parent}"):
+                cgroups.enable_controller(parent, "memory")
+    finally:
+        kill([proc.pid])
+        proc.wait()

@@ -68,4 +68,5 @@ class ScratchRoot:
         return path[len(mount.rstrip("/")):]
 
     def close(self) -> None:
+        """Kill and remove everything under the scratch cgroup (again: a no-op once done)."""
         empty_and_remove(self.path)
