@@ -342,6 +342,14 @@ class WatcherCgroup:
                       self.path, timeout, describe_pids(self.pids()))
         return left
 
+    def kill_now(self) -> None:
+        """SIGKILL everything in the cgroup without waiting (a forced shutdown; kill_rest waits)."""
+        if not os.path.exists(os.path.join(self.path, "cgroup.kill")):
+            signal_all(self.path, signal.SIGKILL)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            _write(os.path.join(self.path, "cgroup.kill"), "1")
+
     def usage(self) -> dict:
         """The cgroup's process count and memory.current (None where the memory controller is not enabled)."""
         memory = None

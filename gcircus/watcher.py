@@ -514,6 +514,8 @@ class Watcher:
         """SIGKILL the tree of every process, running or being stopped, now (a forced shutdown)."""
         for process in [*self.processes.values(), *self._retiring.values()]:
             process.kill_tree()
+        if self.cgroup is not None:
+            self.cgroup.kill_now()  # and what escaped them; the stops in progress wait for the cgroup to empty
 
     def detach(self) -> None:
         """Give up managing the processes without stopping them (`rm --nostop`): they run on, unsupervised.
