@@ -536,7 +536,7 @@ class Arbiter:
             watcher.detach()
         else:
             watcher.stop()
-            if watcher.cgroup is not None:
+            if watcher.cgroup is not None and watcher.cgroup.daemon.locked:
                 watcher.cgroup.remove()
         watcher.unsubscribe(self._forward_event)
 

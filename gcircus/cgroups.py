@@ -290,8 +290,10 @@ class WatcherCgroup:
         self._limits: dict = {}  # what was last written, so a spawn writes again only what changed
 
     def prepare(self, limits: dict) -> None:
-        """Make the cgroup (and the daemon's directory) if needed and write the limits that changed; CgroupError."""
-        self.daemon.prepare()
+        """Make the cgroup (and the daemon's directory) if needed and write the limits that changed; CgroupError.
+
+        Locks the daemon's directory first if the arbiter did not yet (see DaemonCgroups.lock)."""
+        self.daemon.lock()
         try:
             os.makedirs(self.path, exist_ok=True)
         except OSError as exc:
@@ -334,6 +336,8 @@ class WatcherCgroup:
 
     def kill_rest(self, timeout: float = EMPTY_TIMEOUT) -> list[int]:
         """Kill what is left in the cgroup and wait until it is empty (bounded); the pids that were left."""
+        if not self.daemon.locked:
+            return []  # another gcircusd's (this one could not start): not ours to touch
         left = self.pids()
         if not left and not self.populated():
             return []
@@ -344,6 +348,8 @@ class WatcherCgroup:
 
     def kill_now(self) -> None:
         """SIGKILL everything in the cgroup without waiting (a forced shutdown; kill_rest waits)."""
+        if not self.daemon.locked:
+            return
         if not os.path.exists(os.path.join(self.path, "cgroup.kill")):
             signal_all(self.path, signal.SIGKILL)
             return
@@ -401,6 +407,11 @@ class DaemonCgroups:
                               "or configuration file): not starting") from None
         self._lock_fd = fd
 
+    @property
+    def locked(self) -> bool:
+        """This gcircusd holds the directory: what is in it is its own to stop, kill and remove."""
+        return self._lock_fd is not None
+
     def unlock(self) -> None:
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
@@ -447,6 +458,8 @@ class DaemonCgroups:
 
     def remove_if_empty(self) -> None:
         """On a clean exit: remove the watchers' empty cgroups, then the daemon's directory if nothing is left."""
+        if not self.locked:
+            return
         for name in self.existing():
             path = os.path.join(self.path, name)
             if not is_populated(path):

@@ -130,27 +130,27 @@ def test_a_restarted_gcircusd_stops_what_the_killed_one_left(tmp_path, scratch, 
     first.signal(signal.SIGKILL)
     first.wait()
     assert all(alive(pid) for pid in [*before, old_pid])  # no parent-death signal: they outlive it
+    old_ones = {(pid, linux.read_stat(pid).start_time) for pid in [*before, old_pid]}  # pids alone may be reused
     record.unlink()
-    try:
-        circus_config(tmp_path, f"""
-            [watcher:esc]
-            cmd = {escaper(tmp_path, record)}
-            graceful_timeout = 5
-            """, circus=circus, endpoint=_endpoint_of(config))
-        second = start(daemon_factory, config)
-        assert scratch.only_daemon_dir() == directory  # the same configuration finds the same directory
-        [new_escaped] = wait_for(lambda: read_pids(record), message="the new escaped sleep")
-        now = wait_for(lambda: len(procs_of(esc_dir)) == 2 and procs_of(esc_dir), message="esc's new processes")
-        assert new_escaped in now and not set(now) & set(before)
-        assert not any(linux.is_running(pid) for pid in [*before, old_pid])
-        output = second.output().split(f"starting (pid {second.pid}", 1)[1]  # the file holds both runs' logs
-        # Found and stopped before the first spawn: the old and the new processes never ran side by side.
-        assert output.index("still holds processes of a previous gcircusd") < output.index("watcher 'esc' started")
-        assert all(str(pid) in output for pid in [*before, old_pid])
-        assert "sleep 1000" in output and "no longer configured" in output
-        assert not os.path.exists(old_dir)
-    finally:
-        kill([*before, old_pid])
+    # Whatever happens next, the scratch fixture kills them (they are in its cgroups): never by pid, which may be
+    # reused once they are gone.
+    circus_config(tmp_path, f"""
+        [watcher:esc]
+        cmd = {escaper(tmp_path, record)}
+        graceful_timeout = 5
+        """, circus=circus, endpoint=_endpoint_of(config))
+    second = start(daemon_factory, config)
+    assert scratch.only_daemon_dir() == directory  # the same configuration finds the same directory
+    [new_escaped] = wait_for(lambda: read_pids(record), message="the new escaped sleep")
+    now = wait_for(lambda: len(procs_of(esc_dir)) == 2 and procs_of(esc_dir), message="esc's new processes")
+    assert new_escaped in now and not {(pid, linux.read_stat(pid).start_time) for pid in now} & old_ones
+    assert not any(linux.is_running(pid, start_time) for pid, start_time in old_ones)
+    output = second.output().split(f"starting (pid {second.pid}", 1)[1]  # the file holds both runs' logs
+    # Found and stopped before the first spawn: the old and the new processes never ran side by side.
+    assert output.index("still holds processes of a previous gcircusd") < output.index("watcher 'esc' started")
+    assert all(str(pid) in output for pid in [*before, old_pid])
+    assert "sleep 1000" in output and "no longer configured" in output
+    assert not os.path.exists(old_dir)
 
 
 def _endpoint_of(config: str) -> str:
