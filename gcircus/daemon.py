@@ -239,7 +239,7 @@ def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endp
     return Arbiter(built, endpoint=controller, pubsub_endpoint=pubsub_endpoint,
                    statsd=statsd, stats_endpoint=stats_endpoint, statsd_close_outputs=statsd_close_outputs,
                    multicast_endpoint=multicast_endpoint, context=context, plugins=plugins, debug=debug,
-                   proc_name=proc_name, check_delay=check_delay, background=background, **kw)
+                   proc_name=proc_name, check_delay=check_delay, background=background, name=name, **kw)
 
 
 class Daemon:
