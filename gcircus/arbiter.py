@@ -25,7 +25,7 @@ from types import SimpleNamespace
 import gevent
 import gevent.event
 
-from gcircus import dependencies, linux
+from gcircus import cgroups, dependencies, linux
 from gcircus.options import CIRCUS_OPTIONS, DEFAULT_STATS_ENDPOINT, to_names
 from gcircus.service import Service
 from gcircus.sockets import OnDemand, Sockets
@@ -55,7 +55,8 @@ class Arbiter:
                  fqdn_prefix: str | None = None, umask: int | None = None, endpoint_owner: str | None = None,
                  subreaper: bool = False, config_path: str | None = None, allow_remote_endpoints: bool = False,
                  max_message_size: int = CIRCUS_OPTIONS["max_message_size"].default,
-                 watcher_defaults: dict | None = None, stats_interval: float = 1.0, background: bool = False, **extra):
+                 watcher_defaults: dict | None = None, stats_interval: float = 1.0, background: bool = False,
+                 name: str | None = None, cgroup_root: str | None = None, **extra):
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay
@@ -84,6 +85,9 @@ class Arbiter:
         self.stats_interval = float(stats_interval)
         self.background = bool(background)  # start() returns once started instead of blocking until stopped
         self.max_message_size = max_message_size
+        self.name = name
+        self.cgroup_root = cgroup_root
+        self.cgroups = self._configure_cgroups()
         self._init_state()
         for watcher in watchers:
             self.register(watcher)
@@ -109,11 +113,39 @@ class Arbiter:
         key = watcher.name.lower()
         if key in self._watchers_by_name:
             raise DuplicateWatcher(f"{watcher.name!r} already exists")
+        self._give_cgroup(watcher)
         watcher.arbiter = self
         watcher.dependencies = functools.partial(self.direct_dependencies, watcher)
         watcher.subscribe(self._forward_event)
         self.watchers.append(watcher)
         self._watchers_by_name[key] = watcher
+
+    def _configure_cgroups(self) -> cgroups.DaemonCgroups | None:
+        """The daemon's cgroup tree with `cgroup_root` (None without); ValueError naming the option if unusable."""
+        if not self.cgroup_root:
+            return None
+        try:
+            return cgroups.DaemonCgroups.configure(self.cgroup_root, self.name, self.config_path)
+        except cgroups.CgroupError as exc:
+            raise ValueError(f"[circus] cgroup_root = {self.cgroup_root}: {exc}") from None
+
+    def _give_cgroup(self, watcher: Watcher) -> None:
+        """Give `watcher` its cgroup; ValueError naming the watcher and option if it asks for a limit that cannot
+        be had (no cgroup_root, or a controller the host does not delegate)."""
+        problem = cgroups.limits_problem(self.cgroups, watcher.cgroup_limits())
+        if problem is not None:
+            raise ValueError(f"[watcher:{watcher.name}] {problem}")
+        if self.cgroups is None:
+            return
+        watcher.cgroup = self.cgroups.watcher(watcher.name)
+
+    def _stop_previous_run(self) -> None:
+        """With cgroups: stop what a previous gcircusd on this configuration left running (see gcircus.cgroups)."""
+        if self.cgroups is not None:
+            self.cgroups.lock()  # CgroupError (an OSError) if another gcircusd runs with this directory
+            configured = {os.path.basename(w.cgroup.path): (int(w.stop_signal), float(w.graceful_timeout))
+                          for w in self.watchers if w.cgroup is not None}
+            cgroups.stop_previous_run(self.cgroups, configured)
 
     def direct_dependencies(self, watcher: Watcher) -> list[Watcher]:
         """The registered watchers `watcher` names in depends_on (the config loader, add, set and reloadconfig refuse
@@ -299,13 +331,17 @@ class Arbiter:
                 linux.set_child_subreaper(True)
             except OSError as exc:
                 log.warning("cannot become a child subreaper (%s): escaped grandchildren re-parent to init", exc)
-        self.sockets.bind_and_listen_all()  # before any watcher starts; SocketError (an OSError) if one cannot bind
-        for watcher in self.watchers:
-            self.give_sockets(watcher)
         try:
+            # Before binding: a previous run's processes may still hold the sockets (and would duplicate the new).
+            self._stop_previous_run()
+            self.sockets.bind_and_listen_all()  # before any watcher starts; SocketError (an OSError) if one cannot
+            for watcher in self.watchers:
+                self.give_sockets(watcher)
             self._start_services()
         except BaseException:
             self.sockets.close_all()
+            if self.cgroups is not None:
+                self.cgroups.unlock()
             raise
         self.running = True
         for watcher in self.watchers:
@@ -407,6 +443,8 @@ class Arbiter:
         if starter is not None and starter is not gevent.getcurrent():
             starter.kill(block=True)
         self.stop_watchers(graceful)
+        if self.cgroups is not None:
+            self.cgroups.remove_if_empty()  # a clean exit leaves no cgroup behind
         self.sockets.close_all()  # only now: the listen queues outlive every worker restart until shutdown
         self.running = False
         # In a greenlet of its own: the caller may be a `quit` command whose reply must still go out.
@@ -498,5 +536,7 @@ class Arbiter:
             watcher.detach()
         else:
             watcher.stop()
+            if watcher.cgroup is not None and watcher.cgroup.daemon.locked:
+                watcher.cgroup.remove()
         watcher.unsubscribe(self._forward_event)
 

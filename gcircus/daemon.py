@@ -10,25 +10,43 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import time
 from collections.abc import Callable
 
+import gevent
+import gevent.event
 import gevent.lock
+import gevent.pool
 
+from gcircus import __version__, linux
 from gcircus import arbiter as core
 from gcircus import reload as config_reload
 from gcircus.config import Config, load_config
+from gcircus.control.commands.reloadconfig import format_plan
 from gcircus.control.discovery import DiscoveryError, DiscoveryResponder, parse_multicast_endpoint
 from gcircus.control.publisher import EventPublisher
 from gcircus.control.server import ControlServer
 from gcircus.errors import ConfigError
+from gcircus.essential import EssentialWatch
+from gcircus.logsetup import reopen_log_files
 from gcircus.options import CIRCUS_OPTIONS, PARSE
 from gcircus.plugins import PluginManager
 from gcircus.service import CoalescedRuns
+from gcircus.service_manager import ServiceManager
 from gcircus.stats import StatsService
 from gcircus.watcher import Watcher
 from gcircus.wire.endpoints import EndpointNotAllowed, check_bind_allowed
 
 log = logging.getLogger(__name__)
+
+# gcircusd's exit codes (2, a bad command line or configuration, is gcircus.cli.usage.EXIT_USAGE, every CLI's).
+EXIT_OK = 0  # stopped cleanly: TERM, INT, QUIT or `quit`
+EXIT_START_FAILED = 1  # could not start (pidfile, endpoint or socket in use; with --daemon, a watcher that failed)
+EXIT_ESSENTIAL_FAILED = 3  # an essential watcher failed: everything was stopped (wins over EXIT_STOP_TIMEOUT)
+EXIT_STOP_TIMEOUT = 4  # the shutdown outlasted [circus] stop_timeout: what was left was SIGKILLed
+IDLE_WAKEUP = 3600.0
+KILL_SETTLE = 5.0  # seconds a stop past stop_timeout gets to end after its SIGKILLs before gcircusd exits anyway
 
 
 class Channel:
@@ -99,8 +117,10 @@ class Arbiter(core.Arbiter):
     ones subscribe before the first spawn) and stop before the watchers do.
     """
 
-    def __init__(self, watchers: list[Watcher], *args, **options):
+    def __init__(self, watchers: list[Watcher], *args, stop_timeout: float | None = None, **options):
         super().__init__(watchers, *args, **options)
+        self.stop_timeout = stop_timeout  # [circus] stop_timeout: read by Daemon when a shutdown begins
+        self.shutting_down = gevent.event.Event()  # set when a stop of the whole arbiter begins (see Daemon)
         self.plugin_manager = PluginManager(self, self.plugins, self.endpoint, self.pubsub_endpoint)
         for watcher in self.plugin_manager.watchers():
             self.register(watcher)
@@ -117,6 +137,12 @@ class Arbiter(core.Arbiter):
         self._background_restarts = CoalescedRuns(self.restart, "restart")
         for runs in (self._background_reloads, self._background_restarts):
             self.attach(runs, stop_before_watchers=True)
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop everything (core.Arbiter.stop), first saying a shutdown began: whoever asked for it (a signal, `quit`,
+        an essential watcher's failure), gcircusd bounds it by stop_timeout from now."""
+        self.shutting_down.set()
+        super().stop(graceful)
 
     # -- the configuration file (gcircus.reload) --------------------------------------------------------------------
 
@@ -220,4 +246,204 @@ def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endp
     return Arbiter(built, endpoint=controller, pubsub_endpoint=pubsub_endpoint,
                    statsd=statsd, stats_endpoint=stats_endpoint, statsd_close_outputs=statsd_close_outputs,
                    multicast_endpoint=multicast_endpoint, context=context, plugins=plugins, debug=debug,
-                   proc_name=proc_name, check_delay=check_delay, background=background, **kw)
+                   proc_name=proc_name, check_delay=check_delay, background=background, name=name, **kw)
+
+
+class Daemon:
+    """Runs an arbiter as the process's main job (gcircusd, maybe PID 1 of a container): signals, start-up, the
+    essential watchers, a shutdown bounded by stop_timeout, the orphan sweep; run() returns the exit code.
+
+    As PID 1 it also reaps every orphan the kernel re-parents to it: gevent's child watcher reaps any child on
+    SIGCHLD (waitpid(-1)), not only those gcircus spawned, and a process gcircusd no longer supervises is
+    stopped by the sweep at exit. (Not as PID 1, gcircusd is a child subreaper: the same holds for its own tree.)
+    """
+
+    def __init__(self, arbiter: Arbiter):
+        self.arbiter = arbiter
+        self.stopper: gevent.Greenlet | None = None
+        # The stopper, SIGHUP reloads and the stop_timeout guard: killed when run() returns.
+        self.greenlets = gevent.pool.Group()
+        self.start_failure: str | None = None  # why start-up failed (logged), for the CLI to tell once cleaned up
+        self.essential = EssentialWatch(arbiter, self.on_essential_failure, stopping=arbiter.shutting_down.is_set)
+        self.shutdown_deadline: float | None = None  # monotonic time stop_timeout ends at, once a shutdown began
+        self.stop_timed_out = False
+        # Set once the arbiter is stopped, or when a stop past stop_timeout does not end even after its SIGKILLs.
+        self.finished = gevent.event.Event()
+        self.service_manager = ServiceManager(arbiter)  # sd_notify to systemd, when NOTIFY_SOCKET is set
+
+    def run(self, report_ready: Callable[[list[str]], None] | None = None) -> int:
+        """Start, supervise until stopped, return the exit code. With `report_ready` (gcircusd --daemon), wait until
+        every autostart watcher settled: a failure fails the start, else report_ready(warnings) is called."""
+        handlers = self.install_signal_handlers()
+        log.info("gcircusd %s starting (pid %d, config %s)", __version__, os.getpid(), self.arbiter.config_path)
+        log.debug("watchers by start order: %s", ", ".join(
+            f"{w.name} (priority {w.priority}, {w.numprocesses} processes)" for w in self.arbiter.iter_watchers()))
+        self.essential.start()
+        self.greenlets.spawn(self.bound_shutdown)
+        started = False
+        try:
+            try:
+                self.arbiter.start(background=True)  # this loop below waits, with its own signal handling
+            except OSError as exc:  # a channel or socket could not be bound: say so plainly
+                return self.fail_start(str(exc))
+            self.service_manager.watch_startup()  # READY=1 once the watchers settle
+            failed, retrying = self.arbiter.wait_started() if report_ready is not None else ([], [])
+            if failed and self.stopper is None:
+                # A daemon whose launcher is told of a failure must not linger: stop what did start, then exit.
+                return self.fail_start("\n".join(why for _, why in failed))
+            if self.stopper is None:
+                log.info("gcircusd running: %d watchers, %d processes", self.arbiter.numwatchers(),
+                         self.arbiter.numprocesses())
+            if report_ready is not None and self.essential.failure is not None:
+                self.start_failure = self.essential.failure  # the launcher hears of it once everything stopped
+            elif report_ready is not None:
+                report_ready([f"gcircusd: warning: watcher {name!r} {why}" for name, why in retrying])
+            started = True
+            self.wait_stopped()
+        except Exception as exc:
+            log.exception("gcircusd crashed%s; stopping every process", "" if started else " while starting")
+            self.stop_now()
+            if not started:  # the terminal (or the --daemon launcher) hears of it too, not only the log
+                self.start_failure = f"crashed while starting: {type(exc).__name__}: {exc}"
+            return EXIT_START_FAILED
+        finally:
+            self.essential.stop()
+            self.greenlets.kill()
+            self.sweep_orphans()
+            self.service_manager.close()  # its watchdog pings went on until everything was stopped
+            for handler in handlers:
+                handler.cancel()
+        return self.exit_code()
+
+    def install_signal_handlers(self) -> list:
+        """TERM/INT stop gracefully (a second INT kills), QUIT stops fast, HUP reloads the file, USR1 reopens logs."""
+        signal.signal(signal.SIGWINCH, signal.SIG_IGN)
+        return [gevent.signal_handler(signal.SIGTERM, self.on_stop_signal, signal.SIGTERM),
+                gevent.signal_handler(signal.SIGINT, self.on_stop_signal, signal.SIGINT),
+                gevent.signal_handler(signal.SIGQUIT, self.on_quit),
+                gevent.signal_handler(signal.SIGHUP, self.on_reload),
+                gevent.signal_handler(signal.SIGUSR1, self.on_reopen_logs)]
+
+    def wait_stopped(self) -> None:
+        """Block until the arbiter is stopped (by a signal, `quit`, an essential watcher) and its channels closed."""
+        self.greenlets.spawn(self.finish_when_stopped)
+        # A timed wait keeps the hub referenced: signal watchers do not, so a daemon left with no children
+        # (every watcher stopped or given up) would otherwise end in LoopExit instead of waiting for signals.
+        while not self.finished.wait(IDLE_WAKEUP):
+            pass
+        if not self.arbiter.wait_stopped(0):
+            return  # given up past stop_timeout: run() kills what is left (its greenlets, then every child)
+        if self.stopper is not None:
+            self.stopper.join()
+        self.arbiter.wait_channels_closed(5)
+
+    def exit_code(self) -> int:
+        """What gcircusd exits with once stopped: an essential watcher's failure, an overrun stop_timeout, or 0."""
+        if self.essential.failure is not None:
+            log.info("gcircusd stopped (exit code %d: %s)", EXIT_ESSENTIAL_FAILED, self.essential.failure)
+            return EXIT_ESSENTIAL_FAILED
+        if self.stop_timed_out:
+            log.info("gcircusd stopped (exit code %d: stop_timeout expired)", EXIT_STOP_TIMEOUT)
+            return EXIT_STOP_TIMEOUT
+        log.info("gcircusd stopped")
+        return EXIT_OK
+
+    def bound_shutdown(self) -> None:
+        """Once a shutdown begins, give it [circus] stop_timeout seconds (if set), then SIGKILL every process left.
+
+        The watchers' own graceful timeouts still apply inside the bound: it is the runtime's limit (Kubernetes'
+        terminationGracePeriodSeconds, systemd's TimeoutStopSec) that gcircusd keeps under, not a new grace period.
+        """
+        self.arbiter.shutting_down.wait()
+        timeout = self.arbiter.stop_timeout  # as reloadconfig last set it
+        if timeout is None:
+            return
+        self.shutdown_deadline = time.monotonic() + timeout
+        if self.arbiter.wait_stopped(timeout):
+            return
+        self.stop_timed_out = True
+        log.error("the shutdown outlasted stop_timeout (%gs): killing every process left", timeout)
+        self.arbiter.kill_all()
+        if not self.arbiter.wait_stopped(KILL_SETTLE):  # a hook or a plugin still holds the stop: exit regardless
+            log.error("the stop is not over %gs after the SIGKILLs: gcircusd exits anyway", KILL_SETTLE)
+            self.finished.set()
+
+    def finish_when_stopped(self) -> None:
+        self.arbiter.wait_stopped()
+        self.finished.set()
+
+    def fail_start(self, reason: str) -> int:
+        """Start-up failed: log why and stop what did start (fast: it just started); the CLI says why once done."""
+        log.error("%s", reason)
+        self.start_failure = reason
+        self.stop_now()
+        return EXIT_START_FAILED
+
+    def stop_now(self) -> None:
+        """Kill every process tree, stop the arbiter without a grace period and wait for its channels to close."""
+        self.arbiter.kill_all()
+        self.arbiter.stop(graceful=False)
+        self.arbiter.wait_channels_closed(5)
+
+    def on_essential_failure(self, reason: str) -> None:
+        """An essential watcher is gone for good: stop everything gracefully; gcircusd then exits 3."""
+        if self.stopper is None:
+            log.error("%s: stopping every watcher (gcircusd exits %d)", reason, EXIT_ESSENTIAL_FAILED)
+            self.stopper = self.greenlets.spawn(self.arbiter.stop)
+
+    def on_stop_signal(self, signum: int) -> None:
+        if self.stopper is None:
+            log.info("received %s: stopping every watcher", signal.Signals(signum).name)
+            self.stopper = self.greenlets.spawn(self.arbiter.stop)
+        elif signum == signal.SIGINT:
+            log.warning("received SIGINT again: killing every process now")
+            self.arbiter.kill_all()
+
+    def on_quit(self) -> None:
+        log.info("received SIGQUIT: fast stop")
+        self.arbiter.kill_all()
+        if self.stopper is None:
+            self.stopper = self.greenlets.spawn(self.arbiter.stop, False)
+
+    def on_reload(self) -> None:
+        if self.stopper is None:
+            log.info("received SIGHUP: reloading the configuration file %s", self.arbiter.config_path)
+            self.greenlets.spawn(self.reload_config)
+
+    def reload_config(self) -> None:
+        """SIGHUP: what `reloadconfig` does. A bad file is logged and changes nothing; gcircusd keeps running."""
+        try:
+            plan = self.arbiter.reload_from_config()
+        except ConfigError as exc:
+            log.error("SIGHUP: the configuration was not reloaded, nothing changed: %s", exc)
+            return
+        except Exception:  # noqa: BLE001 - a failed reload must not bring the supervisor down
+            log.exception("SIGHUP: reloading the configuration failed")
+            return
+        log.info("SIGHUP: configuration reloaded:\n%s", format_plan(plan))
+
+    def on_reopen_logs(self) -> None:
+        reopen_log_files()
+        self.arbiter.reopen_streams()
+        log.info("received SIGUSR1: log files reopened (stream files too)")
+
+    def sweep_orphans(self, grace: float = 5.0) -> None:
+        """Stop processes that were re-parented to us (PID 1, or a child subreaper) and no watcher owns any more.
+
+        They are descendants of services that died on their own; gcircusd promises that nothing it started
+        outlives it. Within stop_timeout, if set: once it expired they are SIGKILLed at once.
+        """
+        orphans = [pid for pid in linux.children(os.getpid()) if linux.is_running(pid)]
+        if not orphans:
+            return
+        if self.shutdown_deadline is not None:
+            grace = max(0.0, min(grace, self.shutdown_deadline - time.monotonic()))
+        log.info("stopping %d orphaned descendant(s): %s", len(orphans), orphans)
+        tree = linux.Tree()
+        for pid in orphans:
+            tree.add_tree(pid)
+        tree.stop(signal.SIGTERM, grace)
+        # Let the hub reap the last zombies (they are our children: SIGCHLD arrives for each).
+        with gevent.Timeout(2, False):
+            while linux.children(os.getpid()):
+                gevent.sleep(0.01)

@@ -122,6 +122,14 @@ def to_positive_float(value: Any) -> float:
     return number
 
 
+@_typed("float")
+def to_optional_float(value: Any) -> float | None:
+    """A number; empty or ``none`` means unset (None)."""
+    if value is None or str(value).strip().lower() in ("", "none"):
+        return None
+    return to_float(value)
+
+
 @_typed("str")
 def to_str(value: Any) -> str:
     """Any text, kept as written."""
@@ -237,6 +245,64 @@ def to_rlimit(value: Any) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
         return resource.RLIM_INFINITY
     return to_int(value)
+
+
+@_typed("cgroup root")
+def to_cgroup_root(value: Any) -> str | None:
+    """`auto`, or an existing writable cgroup v2 directory (absolute path); empty or `off` means no cgroups."""
+    text = str(value).strip() if value is not None else ""
+    if text.lower() in ("", "off", "none", "false"):
+        return None
+    if text.lower() == "auto":
+        return "auto"
+    if not os.path.isabs(text):
+        raise InvalidValue("expected auto or an absolute path", value)
+    if not os.path.isfile(os.path.join(text, "cgroup.procs")):
+        raise InvalidValue("expected auto or a cgroup v2 directory (no cgroup.procs there)", value)
+    if not (os.access(text, os.W_OK | os.X_OK) and os.access(os.path.join(text, "cgroup.procs"), os.W_OK)):
+        raise InvalidValue("this cgroup v2 directory is not writable by gcircusd", value)
+    return text
+
+
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+@_typed("bytes")
+def to_memory_max(value: Any) -> str | None:
+    """cgroup v2 memory.max: `max`, or bytes with an optional K, M, G or T suffix (powers of 1024); empty: unset."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return None
+    if text.lower() == "max":
+        return "max"
+    match = re.fullmatch(r"(\d+)\s*([kmgt]?)b?", text, re.IGNORECASE)
+    if not match:
+        raise InvalidValue("expected max or a size in bytes such as 512M or 2G", value)
+    return str(int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+@_typed("int or max")
+def to_pids_max(value: Any) -> str | None:
+    """cgroup v2 pids.max: `max` or a number of processes (at least 1); empty: unset."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return None
+    if text.lower() == "max":
+        return "max"
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidValue("expected max or a number of processes (1 or more)", value)
+    return str(int(text))
+
+
+@_typed("int")
+def to_cpu_weight(value: Any) -> str | None:
+    """cgroup v2 cpu.weight: 1 to 10000 (100 is the kernel's default); empty: unset."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 10000:
+        raise InvalidValue("expected a weight from 1 to 10000", value)
+    return str(int(text))
 
 
 _DOTTED = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*([.:][A-Za-z_]\w*)$")
@@ -470,6 +536,12 @@ CIRCUS_OPTIONS = _table("circus", [
     ("max_message_size", _I, 1048576, None, "largest control request accepted, in bytes"),
     ("prefix_output", _B, False, PARSE,
      "send unconfigured watcher output through gcircusd's stdout/stderr as `name[wid] | line`"),
+    ("stop_timeout", to_optional_float, None, APPLY,
+     "upper bound in seconds on gcircusd's whole shutdown, then whatever is left is SIGKILLed; empty: no bound",
+     _NON_NEGATIVE),
+    ("name", _OS, None, None, "this daemon's name; names its cgroup directory (default: from the config file path)"),
+    ("cgroup_root", to_cgroup_root, None, None,
+     "a cgroup (v2) per watcher under this directory: auto, or a writable cgroup v2 path; empty means off"),
 ])
 
 # Where gcircusd listens and clients connect when nothing else is configured.
@@ -531,8 +603,16 @@ WATCHER_OPTIONS = _table("watcher", [
      None, {"minimum": 1, "scheduling": True}),
     ("watchdog_sec", _F, 0.0, _R, "with health = watchdog: seconds between two WATCHDOG=1 pings at most", None,
      _NON_NEGATIVE_SCHED),
+    ("essential", _B, False, _N, "gcircusd stops everything and exits 3 when this watcher fails (or, with "
+     "respawn = false, its processes all exited)", None,
+     {"daemon_side": "its failure stops gcircusd and every watcher"}),
     ("depends_on", to_names, (), _N, "watchers that must be active before this one starts (it stops before them)",
      None, _SCHED),
+    ("memory_max", to_memory_max, None, _N, "cgroup memory.max of the watcher (needs cgroup_root): max or a size "
+     "such as 512M", None),
+    ("pids_max", to_pids_max, None, _N, "cgroup pids.max of the watcher (needs cgroup_root): max or a count", None),
+    ("cpu_weight", to_cpu_weight, None, _N, "cgroup cpu.weight of the watcher (needs cgroup_root): 1 to 10000",
+     None),
     ("rlimit_*", to_rlimit, None, _C, "resource limit RLIMIT_<NAME>; empty means unlimited"),
     ("stdout_stream.*", _S, None, _C, "stdout sink options (class, filename, ...)", "stdout_stream_conf",
      _DAEMON_STREAMS),

@@ -32,7 +32,7 @@ import gevent.monkey
 import gevent.subprocess
 import psutil
 
-from gcircus import identity, linux
+from gcircus import cgroups, identity, linux
 from gcircus.expand import expand_circus_vars
 from gcircus.states import SPAWNED
 
@@ -96,6 +96,18 @@ def _pdeathsig_launcher(signum) -> list[str] | None:
     except ValueError:
         return None
     return [setpriv, "--pdeathsig", name[3:], "--"]
+
+
+# Exit status of the cgroup launcher when the child could not enter its cgroup (the command never ran).
+CGROUP_PLACEMENT_FAILED = 125
+_CGROUP_SCRIPT = (f'echo 0 > "$0" || {{ echo "gcircus: cannot enter the cgroup $0: the command was not started" >&2; '
+                  f'exit {CGROUP_PLACEMENT_FAILED}; }}; exec "$@"')
+
+
+def _cgroup_launcher(procs_path: str) -> list[str]:
+    """`/bin/sh -c SCRIPT PATH --`: the child writes 0 to PATH (its cgroup's cgroup.procs, which moves the writer)
+    and execs the command only if that worked. See Process._open_cgroup for why a shell and not a preexec step."""
+    return ["/bin/sh", "-c", _CGROUP_SCRIPT, procs_path]
 
 
 RUNNING, DEAD_OR_ZOMBIE, UNEXISTING, OTHER = 0, 1, 2, 3
@@ -174,6 +186,7 @@ class SpawnSpec:
     stderr_target: Any = None
     format_vars: dict = dataclasses.field(default_factory=dict)  # $(circus.NAME) values of cmd and args
     ready_fd: int | None = None  # fd:N readiness: the child gets the write end of a pipe as this descriptor
+    cgroup: Any = None  # a gcircus.cgroups.WatcherCgroup (prepared): the child enters it before it execs
 
 
 class Process:
@@ -286,8 +299,44 @@ class Process:
         """Fork and exec the child (the Popen object); SpawnError with a readable reason if it cannot start."""
         plain = not self.rlimits and not self.executable and ready is None
         launcher = _pdeathsig_launcher(self.pdeathsig) if plain else None
-        kwargs = self._popen_options(env, uid, gid, username, needs_preexec=bool(self.rlimits) or (
-            bool(self.pdeathsig) and launcher is None) or ready is not None, ready=ready)
+        needs_preexec = bool(self.rlimits) or (bool(self.pdeathsig) and launcher is None) or ready is not None
+        cgroup_fd = None
+        if self.cgroup is not None:
+            cgroup_fd = self._open_cgroup()  # a spawn error now if the cgroup is gone or not writable
+            if plain and not needs_preexec and uid is None and gid is None:
+                _close_quietly(cgroup_fd)
+                cgroup_fd = None
+                launcher = [*_cgroup_launcher(self.cgroup.procs_path), *(launcher or [])]
+        try:
+            kwargs = self._popen_options(env, uid, gid, username, needs_preexec=needs_preexec or cgroup_fd is not None,
+                                         ready=ready, cgroup_fd=cgroup_fd)
+            return self._run_popen(argv, env, uid, gid, launcher, kwargs)
+        finally:
+            _close_quietly(cgroup_fd)
+
+    def _open_cgroup(self) -> int:
+        """A write descriptor on the cgroup's cgroup.procs; SpawnError if it cannot be opened (gone, not writable).
+
+        How a child enters its cgroup before it execs, the cheapest way that applies:
+        - a watcher spawned on the fast path (no preexec step otherwise, gcircusd's own identity) gets a launcher,
+          `/bin/sh -c 'echo 0 > PATH/cgroup.procs || exit 125; exec "$@"'` (see _cgroup_launcher): the fork stays a
+          vfork and the hub pays for one exec; the shell's work runs in the child. Measured under gevent on 2 busy
+          cores: about 1 ms per spawn instead of 6 ms for a Python preexec step.
+        - otherwise the preexec step the spawn runs anyway (rlimits, readiness descriptor, another uid: a shell
+          running as the watcher's user could not move itself, the kernel checks the writer's rights on the
+          common ancestor) writes "0" to this descriptor, opened by gcircusd: the kernel checks the opener's rights.
+        Either way the command never runs outside its cgroup: the shell exits 125 with a message on the child's
+        stderr instead of exec'ing it, the preexec failure is a spawn error. Moving gcircusd itself into the cgroup
+        around the fork (what a vfork would inherit) was rejected: for that moment gcircusd's allocations would be
+        charged to the watcher, whose memory_max could get the supervisor OOM-killed.
+        """
+        try:
+            return self.cgroup.open_procs()
+        except cgroups.CgroupError as exc:
+            raise SpawnError(f"cannot place the process in its cgroup: {exc}") from None
+
+    def _run_popen(self, argv: list[str], env: dict, uid: int | None, gid: int | None, launcher, kwargs: dict):
+        """Popen with the prepared options; SpawnError with a readable reason if the child cannot start."""
         argv_to_run = ["/bin/sh", "-c"] + argv if self.shell else argv
         if launcher is not None:
             # The launcher execs the command itself, so a missing or non-executable command must be found here.
@@ -300,7 +349,7 @@ class Process:
         try:
             return _popen_class()(argv_to_run, **kwargs)
         except _SUBPROCESS_ERRORS as exc:
-            raise SpawnError(f"child set-up failed (rlimits, uid/gid or parent-death signal): {exc}") from None
+            raise SpawnError(f"child set-up failed (cgroup, rlimits, uid/gid or parent-death signal): {exc}") from None
         except OSError as exc:
             raise SpawnError(self._describe_spawn_error(exc, argv_to_run[0], uid, gid),
                              transient=exc.errno in TRANSIENT_SPAWN_ERRNOS) from None
@@ -310,7 +359,8 @@ class Process:
             raise SpawnError(f"the command, its arguments or its environment cannot be executed: {exc}") from None
 
     def _popen_options(self, env: dict, uid: int | None, gid: int | None, username: str | None,
-                       needs_preexec: bool, ready: _ReadyPipeSetup | None = None) -> dict:
+                       needs_preexec: bool, ready: _ReadyPipeSetup | None = None,
+                       cgroup_fd: int | None = None) -> dict:
         """Popen's keyword arguments: descriptors, environment, and the identity/limits/parent-death set-up."""
         stdin = subprocess.DEVNULL if self.close_child_stdin else None
         if self.stdin_fd is not None:
@@ -331,7 +381,8 @@ class Process:
             # privileged, then the identity switch, then the parent-death signal, which a uid change would reset).
             kwargs["preexec_fn"] = functools.partial(_child_setup, _rlimit_steps(self.rlimits), uid, gid, groups,
                                                      self.pdeathsig, os.getpid(),
-                                                     None if ready is None else (ready.write_fd, ready.child_fd))
+                                                     None if ready is None else (ready.write_fd, ready.child_fd),
+                                                     cgroup_fd)
             return kwargs
         for key, value in (("group", gid), ("user", uid), ("extra_groups", groups)):
             if value is not None:
@@ -589,16 +640,19 @@ def _rlimit_steps(rlimits: dict) -> list[tuple[int, int]]:
 
 
 def _child_setup(rlimits: list, uid, gid, groups, pdeathsig, parent_pid: int,
-                 ready_fd: tuple[int, int] | None = None) -> None:
-    """The preexec step, run in the forked child just before exec: readiness descriptor, rlimits, identity,
+                 ready_fd: tuple[int, int] | None = None, cgroup_fd: int | None = None) -> None:
+    """The preexec step, run in the forked child just before exec: cgroup, readiness descriptor, rlimits, identity,
     parent-death signal.
 
     Everything that needs a lookup (limit constants, supplementary groups) was resolved in the parent: only plain
     system calls run here. `ready_fd` is (pipe write end, N): the pipe becomes the child's descriptor N (first, so
     a lower RLIMIT_NOFILE cannot forbid it).
     """
-    step = "dup2 of the readiness pipe"
+    step = "entering its cgroup (cgroup.procs)"
     try:
+        if cgroup_fd is not None:
+            os.write(cgroup_fd, b"0")
+        step = "dup2 of the readiness pipe"
         if ready_fd is not None:
             os.dup2(ready_fd[0], ready_fd[1], inheritable=True)
         step = "setrlimit"

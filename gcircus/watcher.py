@@ -24,7 +24,7 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
-from gcircus import runtime_options, watcher_spec
+from gcircus import cgroups, runtime_options, watcher_spec
 from gcircus.checks.follow import Callbacks, ProcessChecks
 from gcircus.command_queue import CommandQueue
 from gcircus.environment import build_env
@@ -142,6 +142,8 @@ class Watcher:
         self.spawn_error: str | None = None  # why the last spawn attempt failed; None once a spawn succeeds
         self._retry_timer: gevent.Greenlet | None = None
         self.arbiter: Any = None  # the Arbiter that registered it, if any
+        # Its cgroup (gcircus.cgroups.WatcherCgroup) when the arbiter has a cgroup_root; None: no cgroups.
+        self.cgroup: cgroups.WatcherCgroup | None = None
         self.sockets: dict = {}
         self._listeners: list = []
 
@@ -422,6 +424,11 @@ class Watcher:
         if changes.get("working_dir") and not os.path.isdir(changes["working_dir"]):
             raise ValueError(f"working_dir {changes['working_dir']!r} is not a directory")
         Hooks(spec.hooks, timeout=spec.hook_timeout)
+        if any(key in changes for key in cgroups.LIMIT_FILES):
+            refused = cgroups.limits_problem(self.cgroup.daemon if self.cgroup is not None else None,
+                                             {key: spec[key] for key in cgroups.LIMIT_FILES})
+            if refused is not None:
+                raise ValueError(refused)
         return spec
 
     def set_options(self, changes: dict, guard=None) -> None:
@@ -507,6 +514,8 @@ class Watcher:
         """SIGKILL the tree of every process, running or being stopped, now (a forced shutdown)."""
         for process in [*self.processes.values(), *self._retiring.values()]:
             process.kill_tree()
+        if self.cgroup is not None:
+            self.cgroup.kill_now()  # and what escaped them; the stops in progress wait for the cgroup to empty
 
     def detach(self) -> None:
         """Give up managing the processes without stopping them (`rm --nostop`): they run on, unsupervised.
@@ -627,12 +636,35 @@ class Watcher:
         self.call_hook("before_stop")
         self._stop_processes([*self.processes.values(), *self._retiring.values()], graceful_timeout)
         self._wait_leftovers(graceful_timeout)  # what exited processes left behind is gone too
+        self._empty_cgroup()  # and what escaped the process groups and trees (setsid, daemonized programs)
         self.outputs.close()  # as in Circus, streams close on stop (and open again with the next spawn)
         self.checks.close()  # and so does the notify socket
         self._move_to(then, reason=reason)
         self.notify("stop")
         self.call_hook("after_stop")
         log.info("watcher %r stopped%s", self.name, "" if then == STOPPED else f" ({then})")
+
+    def _empty_cgroup(self) -> None:
+        """Kill whatever is still in the watcher's cgroup once its processes were stopped, and wait (bounded) until
+        the cgroup is empty: with a cgroup, `stopped` means nothing the watcher started still runs."""
+        if self.cgroup is None:
+            return
+        left = self.cgroup.kill_rest()
+        if left:
+            log.info("watcher %r: killed %d process(es) left in its cgroup: %s", self.name, len(left),
+                     ", ".join(map(str, left)))
+
+    def cgroup_limits(self) -> dict:
+        """The cgroup limits of the watcher's options (cgroup v2 values; None: unset)."""
+        return {key: getattr(self, key) for key in cgroups.LIMIT_FILES}
+
+    def _prepare_cgroup(self) -> None:
+        """Make the watcher's cgroup and write its limits before a spawn; SpawnError if that fails."""
+        if self.cgroup is not None:
+            try:
+                self.cgroup.prepare(self.cgroup_limits())
+            except cgroups.CgroupError as exc:
+                raise SpawnError(str(exc)) from None
 
     def _restart(self) -> dict:
         """Stop every process, then start afresh: the start's result, with the pids stopped."""
@@ -799,6 +831,7 @@ class Watcher:
         if recovery_wid is None and not self.call_hook("before_spawn"):
             raise HookRefused("before_spawn hook failed")
         wid = recovery_wid or self._next_wid()
+        self._prepare_cgroup()
         process = Process(self.name, wid, spec=self._spawn_spec(), watcher=self, spawn=False, on_exit=self._on_exit)
         process.spawn()
         self.processes[process.pid] = process  # supervised from the fork on, whatever fails next
@@ -902,7 +935,8 @@ class Watcher:
             ready_fd=self.checks.ready_fd, use_fds=spec.use_sockets,
             pipe_stdout=self.outputs.wants_pipe("stdout"), pipe_stderr=self.outputs.wants_pipe("stderr"),
             pdeathsig=self._pdeathsig_signal(), stdin_fd=fds[spec.stdin_socket] if spec.stdin_socket else None,
-            sockets=fds, pass_fds=tuple(fds.values()) if spec.use_sockets else (), format_vars=self._format_vars())
+            sockets=fds, pass_fds=tuple(fds.values()) if spec.use_sockets else (), format_vars=self._format_vars(),
+            cgroup=self.cgroup)
 
     def _next_wid(self) -> int:
         running = {p.wid for p in self.processes.values()}
@@ -1214,7 +1248,12 @@ class Watcher:
         """The watcher's state, why, and where its respawn policy stands (the header of `procs`)."""
         return {"state": self._status, "reason": self.reason, "numprocesses": self.numprocesses,
                 "ready": sum(p.state == READY for p in self.processes.values()),
-                "depends_on": list(self.depends_on), **self.respawn_policy.describe()}
+                "depends_on": list(self.depends_on), **self.respawn_policy.describe(), **self.cgroup_usage()}
+
+    def cgroup_usage(self) -> dict:
+        """{"cgroup": {path, procs, memory_current}} when the watcher has a cgroup, else {} (replies keep their shape
+        without cgroups)."""
+        return {"cgroup": self.cgroup.usage()} if self.cgroup is not None else {}
 
     def options(self) -> list[tuple[str, object]]:
         """Every option and its current value, free-form ones included (the `options` command)."""

@@ -125,7 +125,8 @@ def test_watcher_defaults(load):
         "hook_timeout": 30.0, "check_flapping": True,
         "flapping": {"attempts": 2, "window": 1.0, "retry_in": 7.0, "max_retry": 5},
         "ready": "none", "ready_timeout": 60.0, "health": "none", "health_interval": 10.0, "health_timeout": 5.0,
-        "health_retries": 3, "watchdog_sec": 0.0, "depends_on": (),
+        "health_retries": 3, "watchdog_sec": 0.0, "essential": False, "depends_on": (),
+        "memory_max": None, "pids_max": None, "cpu_weight": None,
         "options": {},
     }
 

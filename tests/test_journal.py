@@ -36,7 +36,7 @@ def test_gcircusds_log_goes_to_the_journal_with_priority_and_watcher(gcircusd, j
         [watcher:broken]
         cmd = /nonexistent/program
         max_retry = 0
-        """, circus="logoutput = journal", env={journal.SOCKET_VARIABLE: journal_socket.address})
+        """, circus="logoutput = journal", env={journal.SOCKET_VARIABLE: journal_socket.address}, started=False)
     started = wait_entry(journal_socket, GCIRCUS_WATCHER="sleeper", PRIORITY="6")
     assert started == {"MESSAGE": "watcher 'sleeper' started (1 processes, 1 ready)", "PRIORITY": "6",
                        "SYSLOG_IDENTIFIER": "gcircusd", "GCIRCUS_WATCHER": "sleeper"}

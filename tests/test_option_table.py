@@ -122,4 +122,4 @@ def test_the_copy_env_rule_has_one_wording_everywhere(tmp_path):
 
 def test_reloadconfig_applies_exactly_the_circus_keys_the_table_marks():
     applied = {name for name, o in options.CIRCUS_OPTIONS.items() if o.on_change == options.APPLY}
-    assert applied == {"check_delay", "warmup_delay", "loglevel"}
+    assert applied == {"check_delay", "warmup_delay", "loglevel", "stop_timeout"}

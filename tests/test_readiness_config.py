@@ -26,7 +26,7 @@ def test_tcp_readiness_and_http_health_from_the_ini(gcircusd, tmp_path):
         health_retries = 2
         health_timeout = 2
         graceful_timeout = 5
-        """)
+        """, started=False)  # it starts only once ready, which this test controls
     [pid] = wait_for(lambda: running.pids("app"), 30, message="the app process")
     assert running.call("status", name="app")["status"] == "starting"
     with Consumer([b"watcher.app."], endpoint=running.pubsub, timeout=0.1) as events:

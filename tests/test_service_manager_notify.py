@@ -28,7 +28,7 @@ def test_ready_status_reloading_and_stopping_arrive_when_they_happen(gcircusd, n
         ready = notify
         numprocesses = 2
         graceful_timeout = 5
-        """, env={"NOTIFY_SOCKET": notify_socket.address})
+        """, env={"NOTIFY_SOCKET": notify_socket.address}, started=False)
     notify_socket.wait_notification("STATUS")
     assert running.call("status", name="app")["status"] == "starting"
     assert not any("READY" in message for message in notify_socket.notifications())

@@ -74,7 +74,8 @@ def test_env_variable_in_the_filename_is_expanded(tmp_path, gcircusd):
         numprocesses = 2
         stdout_stream.filename = $(circus.env.e2e_log_dir)/w-$(circus.wid).log
         """, env={"E2E_LOG_DIR": str(logdir)})
-    [pid] = running.pids("envfile")
+    # gcircusd answers while its watchers still start: wait for the process rather than read the list at once.
+    [pid] = wait_for(lambda: running.pids("envfile"), timeout=30, message="the envfile process")
     wait_for(file_holds(logdir / "out.log", b"ENV %d\n" % pid), timeout=30, message="logs/out.log")
     for wid in (1, 2):
         assert wait_for(lambda wid=wid: read(logdir / f"w-{wid}.log"), timeout=30).startswith(b"ENVWID ")

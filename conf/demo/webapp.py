@@ -7,6 +7,10 @@ so workers can be restarted or replaced while the socket (and the connections qu
 On SIGTERM (gcircus's stop signal) or SIGINT a worker stops accepting, lets the requests it already accepted finish
 (up to --grace seconds; keep it below the watcher's graceful_timeout), then exits 0. Connections it never accepted
 stay queued on the shared socket for the other (or the next) workers.
+
+With --notify (for `ready = notify` and `health = watchdog` watchers, as in conf/kubernetes/gcircusd.ini) it tells
+gcircusd over sd_notify when it serves (READY=1), and keeps sending WATCHDOG=1 while its event loop runs, so a worker
+whose loop is stuck is found unhealthy and replaced.
 """
 from gevent import monkey
 
@@ -35,6 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--grace", type=float, default=8.0,
                         help="seconds to let in-flight requests finish after SIGTERM (default 8)")
     parser.add_argument("--delay", type=float, default=0.0, help="seconds every request takes (to try restarts)")
+    parser.add_argument("--notify", action="store_true",
+                        help="send READY=1, then WATCHDOG=1 pings, to $NOTIFY_SOCKET (gcircus: ready = notify)")
     return parser.parse_args(argv)
 
 
@@ -48,6 +54,23 @@ def make_listener(args) -> socket.socket:
     listener.bind(("127.0.0.1", args.port))
     listener.listen(1024)
     return listener
+
+
+def sd_notify(message: str) -> None:
+    """Send one sd_notify datagram to $NOTIFY_SOCKET ('@' is an abstract address); nothing without the variable."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(message.encode(), "\0" + address[1:] if address.startswith("@") else address)
+
+
+def keep_notifying(stopping: Event) -> None:
+    """READY=1 now, then WATCHDOG=1 twice per $WATCHDOG_USEC period (if set) until the worker stops."""
+    sd_notify("READY=1")
+    period = int(os.environ.get("WATCHDOG_USEC") or 0) / 2_000_000
+    while period and not stopping.wait(period):
+        sd_notify("WATCHDOG=1")
 
 
 def main(argv=None) -> None:
@@ -76,7 +99,10 @@ def main(argv=None) -> None:
     server.start()
     where = f"fd {args.fd}" if args.fd is not None else f"127.0.0.1:{args.port}"
     print(f"web worker {args.worker} (pid {os.getpid()}) serving on {where}", flush=True)
+    notifier = gevent.spawn(keep_notifying, stopping) if args.notify else None
     stopping.wait()
+    if notifier is not None:
+        notifier.join()
     # Stop accepting (closes only this process's copy of a shared socket), finish in-flight requests, exit.
     server.stop(timeout=args.grace)
     print(f"web worker {args.worker} (pid {os.getpid()}) stopped", flush=True)

@@ -14,6 +14,8 @@
 - sockets: a socket server program for [socket:NAME] tests, and a client asking it
 - hookfuncs, sinks: callables gcircusd imports by dotted name (tests.support.hookfuncs.record, ...)
 - children: programs the tests run by path (python tests/support/children/NAME.py ...)
+- pidns: a program (gcircusd) as PID 1 of a new PID namespace (unshare), and that namespace read from the host
+- kubernetes: the files of conf/kubernetes/ as the tests read them (Dockerfile, example config, manifest)
 
 Fixtures live in tests/conftest.py (and support/isolation.py): pytest finds them without imports.
 """

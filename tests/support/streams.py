@@ -42,8 +42,9 @@ class Launcher:
         self.daemon_factory = daemon_factory
         self.started: list[Running] = []
 
-    def __call__(self, watchers: str, circus: str = "", **kwargs) -> Running:
-        """Start gcircusd on [circus] (free ports, plus `circus` lines) and the dedented `watchers` sections."""
+    def __call__(self, watchers: str, circus: str = "", started: bool = True, **kwargs) -> Running:
+        """Start gcircusd on [circus] (free ports, plus `circus` lines) and the dedented `watchers` sections; return
+        once it answers and (with `started`) has started its watchers, each ready (it logs so)."""
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         pubsub = f"tcp://127.0.0.1:{free_port()}"
         text = (f"[circus]\nendpoint = {endpoint}\npubsub_endpoint = {pubsub}\n{textwrap.dedent(circus)}\n"
@@ -53,6 +54,8 @@ class Launcher:
         running = Running(self.daemon_factory(str(path), cwd=REPO, **kwargs), endpoint, pubsub)
         self.started.append(running)
         wait_for(lambda: _answers(running), message="gcircusd answering")
+        if started:  # it answers while its watchers start: tests read their pids once the start is through
+            wait_for(lambda: "gcircusd running" in running.daemon.output(), timeout=60, message="the watchers started")
         return running
 
     def close(self) -> None:

@@ -26,7 +26,8 @@ class Procs(Command):
     ready, unhealthy or stopping; RESTARTS counts how often the process of that wid was replaced after exiting on its
     own, and LAST EXIT says how the last one ended. DETAIL is what the readiness or health check said, and the text
     the process reports itself (sd_notify STATUS=). The reply: {"watcher": {state, reason, numprocesses, ready,
-    depends_on, backoffs, max_backoffs, retry_at, spawn_failures, name}, "processes": [{pid, wid, state, age, started,
+    depends_on, backoffs, max_backoffs, retry_at, spawn_failures, name, and with cgroup_root cgroup: {path, procs,
+    memory_current}}, "processes": [{pid, wid, state, age, started,
     restarts, last_exit: {pid, code, time, description} or null, ready_at, detail, status}]}.
     """
 
@@ -49,7 +50,17 @@ def watcher_line(watcher: dict, now: float | None = None) -> str:
         parts.extend(_backoff_parts(watcher, time.time() if now is None else now))
     if watcher.get("depends_on"):
         parts.append("depends on " + ", ".join(watcher["depends_on"]))
+    if isinstance(watcher.get("cgroup"), dict):
+        parts.append(_cgroup_part(watcher["cgroup"]))
     return line + ", " + ", ".join(parts)
+
+
+def _cgroup_part(cgroup: dict) -> str:
+    """`cgroup: 3 processes, 12.5 MiB` (the memory only where the memory controller is enabled)."""
+    text = f"cgroup: {cgroup.get('procs', 0)} processes"
+    if isinstance(cgroup.get("memory_current"), int):
+        text += f", {cgroup['memory_current'] / 1048576:.1f} MiB"
+    return text
 
 
 def _backoff_parts(watcher: dict, now: float) -> list[str]:

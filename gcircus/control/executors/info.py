@@ -145,7 +145,8 @@ def stats(arbiter, props):
         return {"infos": {w.name: watcher_stats(w, extended) for w in list(arbiter.watchers)}}
     watcher = get_watcher(arbiter, props["name"])
     if props["process"] is None:
-        return {"name": props["name"], "info": watcher_stats(watcher, extended)}
+        # With cgroups, the watcher's cgroup (process count, memory.current): a key Circus clients ignore.
+        return {"name": props["name"], "info": watcher_stats(watcher, extended), **json_value(watcher.cgroup_usage())}
     pid = _pid(props["process"])
     process = watcher.processes.get(pid)
     if process is None:
