@@ -7,7 +7,7 @@ import re
 
 from gcircus.client import Client
 from tests.support.control import error, ok
-from tests.support.daemons import launch_detached, run_cli, stop_detached, write_config
+from tests.support.daemons import config_with_marker, launch_detached, run_cli, stop_detached, write_config
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
@@ -26,21 +26,6 @@ CHAIN = """
     depends_on = app
     graceful_timeout = 2
     """
-
-
-def config_with_marker(tmp_path, watchers: str) -> tuple[str, str]:
-    """A config whose first watcher would create a marker file if it ever ran, followed by `watchers`."""
-    marker = tmp_path / "started"
-    path = write_config(tmp_path / "circus.ini", f"""
-        [circus]
-        endpoint = tcp://127.0.0.1:{free_port()}
-        pubsub_endpoint = tcp://127.0.0.1:{free_port()}
-
-        [watcher:good]
-        cmd = sh -c 'touch {marker}; exec sleep 1000'
-        priority = 10
-        """ + watchers)
-    return path, str(marker)
 
 
 def test_a_cycle_makes_gcircusd_exit_2_printing_it_with_file_section_and_option(tmp_path):

@@ -4,27 +4,12 @@ from __future__ import annotations
 import os
 
 from gcircus import __version__
-from tests.support.daemons import run_cli, write_config
-from tests.support.ports import free_port
+from tests.support.daemons import config_with_marker, run_cli
 
 
-def config_with_marker(tmp_path, watcher_options: str) -> tuple[str, str]:
+def config_with_bad_watcher(tmp_path, watcher_options: str) -> tuple[str, str]:
     """A config whose first watcher would create a marker file if it ever ran, plus a bad second watcher."""
-    marker = tmp_path / "started"
-    path = write_config(tmp_path / "circus.ini", f"""
-        [circus]
-        endpoint = tcp://127.0.0.1:{free_port()}
-        pubsub_endpoint = tcp://127.0.0.1:{free_port()}
-
-        [watcher:good]
-        cmd = sh -c 'touch {marker}; exec sleep 1000'
-        priority = 10
-
-        [watcher:web]
-        cmd = /bin/sleep 1000
-        {watcher_options}
-        """)
-    return path, str(marker)
+    return config_with_marker(tmp_path, f"[watcher:web]\ncmd = /bin/sleep 1000\n{watcher_options}\n")
 
 
 def test_version_prints_name_and_version():
@@ -55,7 +40,7 @@ def test_help_prints_options_and_exits_0():
 
 
 def test_bad_value_names_file_section_option_and_value(tmp_path):
-    path, marker = config_with_marker(tmp_path, "numprocesses = abc")
+    path, marker = config_with_bad_watcher(tmp_path, "numprocesses = abc")
     result = run_cli(path)
     assert result.returncode == 2
     assert path in result.stderr
@@ -66,7 +51,7 @@ def test_bad_value_names_file_section_option_and_value(tmp_path):
 
 
 def test_typo_names_file_section_option_value_and_suggestion(tmp_path):
-    path, marker = config_with_marker(tmp_path, "numprocess = 37")
+    path, marker = config_with_bad_watcher(tmp_path, "numprocess = 37")
     result = run_cli(path)
     assert result.returncode == 2
     assert path in result.stderr
@@ -85,7 +70,7 @@ def test_missing_config_file_is_named(tmp_path):
 
 
 def test_bad_config_with_daemon_fails_in_the_launching_command(tmp_path):
-    path, marker = config_with_marker(tmp_path, "numprocesses = abc")
+    path, marker = config_with_bad_watcher(tmp_path, "numprocesses = abc")
     result = run_cli("--daemon", path)
     assert result.returncode == 2
     assert "numprocesses" in result.stderr and "'abc'" in result.stderr

@@ -8,10 +8,9 @@ import pytest
 from gcircus.arbiter import Arbiter
 from gcircus.control import settling
 from gcircus.states import ACTIVE, BACKOFF, FAILED, STARTING, STOPPED, STOPPING
-from gcircus.watcher import Watcher
 from gcircus.wire.errors import CommandError
 from tests.support.processes import alive
-from tests.support.readiness import child
+from tests.support.readiness import Watchers, child
 from tests.support.recorders import WatcherRecorder
 from tests.support.waiting import wait_for
 
@@ -20,17 +19,9 @@ FAST = {"attempts": 2, "window": 3.0, "retry_in": 0.2, "max_retry": 2}
 
 @pytest.fixture
 def make_watcher():
-    made: list[Watcher] = []
-
-    def make(name="w", cmd="/bin/sleep 1000", **kwargs) -> Watcher:
-        kwargs.setdefault("graceful_timeout", 5)
-        watcher = Watcher(name, cmd, **kwargs)
-        made.append(watcher)
-        return watcher
-
-    yield make
-    for watcher in made:
-        watcher.stop()
+    made = Watchers()
+    yield made
+    made.stop_all()
 
 
 def moves(recorder: WatcherRecorder) -> list[tuple[str, str]]:

@@ -37,6 +37,14 @@ def circus_config(tmp_path, watchers: str, circus: str = "", endpoint: str | Non
     return str(path), endpoint
 
 
+def config_with_marker(tmp_path, watchers: str) -> tuple[str, str]:
+    """circus.ini whose first watcher, `good`, would create a marker file if it ever ran, then the dedented
+    `watchers`; return (path, marker path). A test of a refused configuration checks the marker never appears."""
+    marker = tmp_path / "started"
+    good = f"[watcher:good]\ncmd = sh -c 'touch {marker}; exec sleep 1000'\npriority = 10\n\n"
+    return make_config(tmp_path, good + textwrap.dedent(watchers)), str(marker)
+
+
 def make_config(tmp_path, watchers: str, circus: str = "") -> str:
     """circus_config() without the endpoint: the path of circus.ini."""
     return circus_config(tmp_path, watchers, circus)[0]
