@@ -334,6 +334,9 @@ class Daemon:
         log.info("hand-over done: gcircusd %s replaced gcircusd %s (pid %d)%s", __version__,
                  adoption.snapshot["gcircus_version"], os.getpid(),
                  f"; adopted by pid only: {', '.join(adoption.fallbacks)}" if adoption.fallbacks else "")
+        for name in sorted(adoption.adopted):
+            self.arbiter.get_watcher(name).notify("upgrade", old_version=adoption.snapshot["gcircus_version"],
+                                                  new_version=__version__)
         if request.get("reload"):
             self.arbiter.request_reload()
 

@@ -15,6 +15,7 @@ from gevent import subprocess as gsubprocess
 
 from gcircus.handover import snapshot
 from gcircus.handover.adopt import BROKEN_ENV
+from gcircus.handover.reexec import FAIL_EXEC_ENV
 from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
 from tests.support.ports import free_port
 from tests.support.processes import alive
@@ -129,6 +130,58 @@ def test_a_broken_rebuild_falls_back_to_adopting_the_children(gcircusd):
     assert done.returncode == 0, done.stderr
     assert wids(running, "sl") == before
     assert "adopting its processes by pid only" in running.daemon.output()
+
+
+def test_a_failed_exec_keeps_the_old_image_running_as_it_was(gcircusd, tmp_path):
+    out = tmp_path / "count.log"
+    running = gcircusd(f"""
+        [watcher:count]
+        cmd = sh -c 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.001; done'
+        stdout_stream.class = FileStream
+        stdout_stream.filename = {out}
+        graceful_timeout = 2
+        """, env={FAIL_EXEC_ENV: "1"})
+    pids = running.pids("count")
+    seen = _lines(out)
+    done = upgrade(running)
+    assert done.returncode == 3
+    assert "keeps running as it was" in done.stderr and FAIL_EXEC_ENV in done.stderr
+    assert running.pids("count") == pids
+    wait_for(lambda: _lines(out) > seen + 200, timeout=30, message="its output read again after the undo")
+    numbers = [int(line) for line in out.read_text().splitlines()[:-1]]
+    assert numbers == list(range(1, len(numbers) + 1))
+    assert running.call("upgrade", status=True)["last"]["outcome"] == "failed"
+
+
+def test_a_crash_looping_watcher_keeps_its_back_off(gcircusd):
+    running = gcircusd("""
+        [watcher:crash]
+        cmd = sh -c 'exit 1'
+        retry_in = 600
+        """, started=False)
+
+    def backing_off():
+        header = running.call("procs", name="crash")["watcher"]
+        return header if header["state"] == "backoff" else None
+    before = wait_for(backing_off, timeout=30, message="the watcher backing off")
+    done = upgrade(running)
+    assert done.returncode == 0, done.stderr
+    after = running.call("procs", name="crash")["watcher"]
+    assert (after["state"], after["reason"], after["backoffs"], after["retry_at"]) == (
+        before["state"], before["reason"], before["backoffs"], before["retry_at"])
+
+
+def test_upgrade_reload_applies_the_file_after_the_hand_over(gcircusd):
+    running = gcircusd(SLEEPERS)
+    before = running.pids("sl")
+    config = running.daemon.config
+    with open(config, "a") as f:
+        f.write("\n[watcher:more]\ncmd = sleep 1000\n")
+    done = upgrade(running, "--reload")
+    assert done.returncode == 0, done.stderr
+    wait_for(lambda: len(running.pids("more")) == 1 if "more" in running.call("list")["watchers"] else False,
+             timeout=30, message="the new watcher added by the reload")
+    assert running.pids("sl") == before
 
 
 def test_an_embedded_arbiter_refuses_to_upgrade(make_arbiter):

@@ -7,6 +7,7 @@ id (or with why it is refused), and gcircusctl polls `upgrade --status` until th
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -22,6 +23,7 @@ from gcircus.logsetup import flush_log
 log = logging.getLogger(__name__)
 
 HANDOVER_OPTION = "--handover"
+FAIL_EXEC_ENV = "GCIRCUS_TEST_FAIL_EXEC"  # tests: the exec fails, to exercise the undo (this image runs on)
 
 
 class HandoverRefused(Exception):
@@ -98,6 +100,8 @@ class Handover:
         argv = [sys.executable, *strip_options(sys.orig_argv[1:]), HANDOVER_OPTION, str(fd)]
         capture.set_inheritable(fds, True)
         try:
+            if os.environ.get(FAIL_EXEC_ENV):
+                raise OSError(errno.ENOEXEC, f"exec refused ({FAIL_EXEC_ENV} is set)")
             os.execv(argv[0], argv)
         finally:
             capture.set_inheritable(fds, False)
