@@ -20,7 +20,8 @@ Options:
 
 Signals: TERM or INT stop every watcher gracefully (lowest priority first) and exit 0; a second INT kills what is
 left at once; QUIT stops fast (no grace period); HUP re-reads the config file and applies what changed (as
-reloadconfig); USR1 reopens log and stream files.
+reloadconfig); USR1 reopens log and stream files; USR2 re-executes gcircusd in place, every child kept (as
+gcircusctl upgrade).
 Exit codes: 0 stopped cleanly, 1 could not start (pidfile, an endpoint or socket already in use; with --daemon, a
 watcher that cannot spawn), 2 bad command line, configuration or logging option, 3 an essential watcher failed
 (everything was stopped), 4 the shutdown outlasted [circus] stop_timeout (what was left was SIGKILLed).
