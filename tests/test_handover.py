@@ -13,7 +13,7 @@ import stat
 import pytest
 from gevent import subprocess as gsubprocess
 
-from gcircus.handover import snapshot
+from gcircus.handover import capture, snapshot
 from gcircus.handover.adopt import BROKEN_ENV
 from gcircus.handover.reexec import FAIL_EXEC_ENV
 from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
@@ -239,3 +239,18 @@ def _listening_inode(port: int) -> int:
             if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
                 return int(fields[9])
     raise AssertionError(f"nothing listens on port {port}")
+
+
+def test_the_snapshot_holds_what_the_new_image_needs(make_arbiter):
+    """max_age deadlines as the time left, readiness, and a round trip through the memfd that validates."""
+    arbiter, _, _ = make_arbiter({"name": "aged", "cmd": "sleep 1000", "numprocesses": 2, "max_age": 600,
+                                   "max_age_variance": 0})
+    watcher = arbiter.get_watcher("aged")
+    wait_for(lambda: len(watcher.pids) == 2 and watcher.status() == "active", message="2 ready processes")
+    fd = snapshot.write(capture.take(arbiter, {}, None, None))
+    state = snapshot.read(fd)
+    entries = state["watchers"][0]["processes"]
+    assert sorted(entry["pid"] for entry in entries) == sorted(watcher.pids)
+    assert [entry["wid"] for entry in entries] == [1, 2]
+    assert all(0 < entry["expires_in"] <= 600 and entry["state"] == "ready" for entry in entries)
+    assert state["watchers"][0]["state"] == "active"

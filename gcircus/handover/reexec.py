@@ -52,17 +52,25 @@ class Handover:
         return {"handover": self._running["id"], "old_version": __version__, "pid": os.getpid()}
 
     def check(self) -> None:
+        """HandoverRefused if a hand-over cannot start now; OSError if no memfd can be written."""
         if self._running is not None:
             raise HandoverRefused("a hand-over is already under way")
+        self.check_quiet()
+        fd = snapshot.write({"probe": True})  # a memfd can be made and written now
+        os.close(fd)
+
+    def check_quiet(self) -> None:
+        """HandoverRefused unless nothing is half-done: no stop, reload, restart or command of a watcher under way,
+        no process being stopped (its stop would be cut short, and a retiring process is in no snapshot)."""
         if self.daemon.stopper is not None or self.arbiter.shutting_down.is_set():
             raise HandoverRefused("gcircusd is stopping")
         if self.arbiter._reload_lock.locked():
             raise HandoverRefused("a reloadconfig or restart is in progress; try again once it is done")
-        busy = [w.name for w in self.arbiter.watchers if w._lock.locked() or len(w._commands)]
+        busy = [w.name for w in self.arbiter.watchers
+                if w._lock.locked() or len(w._commands) or w._retiring or w._leftover_stops or w._rotating_wids]
         if busy:
-            raise HandoverRefused(f"watchers are busy with a command: {', '.join(busy)}; try again once done")
-        fd = snapshot.write({"probe": True})  # a memfd can be made and written now
-        os.close(fd)
+            raise HandoverRefused(f"watchers are busy (a command, or processes being stopped): {', '.join(busy)}; "
+                                  f"try again once they are done")
 
     def _run(self, request: dict) -> None:
         log.info("handing over to a new image of gcircusd (pid %d stays): %d watchers, %d processes", os.getpid(),
@@ -89,8 +97,7 @@ class Handover:
 
     def _exec(self, request: dict, kept: dict) -> None:
         """Write the snapshot and exec, without yielding to the hub from here on (no exit is reaped in between)."""
-        if self.daemon.stopper is not None or self.arbiter.shutting_down.is_set():
-            raise HandoverRefused("gcircusd began to stop during the hand-over")
+        self.check_quiet()  # again: something may have begun while the channels closed and the streams drained
         pidfile = None
         if self.pidfile is not None and self.pidfile._fd is not None:
             pidfile = {"path": self.pidfile.path, "fd": self.pidfile._fd}
