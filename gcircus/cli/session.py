@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from typing import TextIO
 
 import zmq
@@ -261,10 +262,16 @@ class Session:
         """`upgrade`: start the hand-over, then poll `upgrade --status` until the new image reports it done (or the
         old one reports it failed). The old image cannot answer once it exec'd, and the new one does not know this
         client: polling over a fresh connection is what works with zmq's ROUTER identities."""
-        reply = self.client.call(command.name, **props)
-        if props.get("status") or is_error(reply):
+        status = self.client.call(command.name, status=True)  # no daemon there: the usual error, at once
+        if props.get("status") or is_error(status):
+            return self.show_reply(command, status)
+        handover = props.get("handover") or uuid.uuid4().hex
+        try:
+            reply = self.client.call(command.name, **{**props, "handover": handover})
+        except CallError:
+            reply = {}  # the connection closed as the daemon exec'd: the reply may be lost, the status tells
+        if is_error(reply):
             return self.show_reply(command, reply)
-        handover = reply["handover"]
         deadline = time.monotonic() + max(UPGRADE_WAIT, self.timeout)
         while time.monotonic() < deadline:
             time.sleep(UPGRADE_POLL)  # gcircusctl is a plain blocking program: no hub to hold up here

@@ -1,9 +1,10 @@
 """The old image's side of a hand-over: refuse it, or stop answering, drain the streams, write the snapshot, exec.
 
 The reply to `upgrade` cannot come from this image once it exec'd, and a zmq ROUTER cannot route to a client across
-the restart unless the client fixed its identity beforehand. So `upgrade` is answered at once with the hand-over's
-id (or with why it is refused), and gcircusctl polls `upgrade --status` until the new image reports that id done
-(or this image reports it failed): gcircusctl's DEALER reconnects by itself, nothing of the client is carried over.
+the restart unless the client fixed its identity beforehand. So `upgrade` carries an id chosen by the client and is
+answered at once (or with why it is refused: nothing is closed then, so that reply always arrives); gcircusctl then
+polls `upgrade --status` until the new image reports that id done (or this image reports it failed). The immediate
+reply may be lost when the exec comes before zmq wrote it out: the client's own id makes that harmless.
 """
 from __future__ import annotations
 
@@ -44,10 +45,14 @@ class Handover:
     def status(self) -> dict:
         return {"version": __version__, "pid": os.getpid(), "running": self._running is not None, "last": self.last}
 
-    def request(self, reload: bool = False) -> dict:
-        """Start a hand-over in the background; HandoverRefused at once if it cannot happen now."""
+    def request(self, reload: bool = False, handover_id: str | None = None) -> dict:
+        """Start a hand-over in the background; HandoverRefused at once if it cannot happen now.
+
+        `handover_id` is the client's own id for it: the reply to `upgrade` may be lost (the exec can come before
+        zmq's I/O thread wrote it out), so gcircusctl chooses the id it then polls `upgrade --status` for.
+        """
         self.check()
-        self._running = {"id": uuid.uuid4().hex, "old_version": __version__, "reload": bool(reload)}
+        self._running = {"id": handover_id or uuid.uuid4().hex, "old_version": __version__, "reload": bool(reload)}
         self.greenlets.spawn(self._run, dict(self._running))
         return {"handover": self._running["id"], "old_version": __version__, "pid": os.getpid()}
 

@@ -1,7 +1,7 @@
 """upgrade: gcircusd replaces itself in place with a fresh image of the installed code (gcircus.handover)."""
 from __future__ import annotations
 
-from gcircus.control.commands.base import Command, Flag, register
+from gcircus.control.commands.base import Command, Flag, Prop, register
 
 
 @register
@@ -17,8 +17,10 @@ class Upgrade(Command):
     embedded in another program (it is not gcircusd's process to replace) and while a reload or stop runs.
     """
 
+    properties = (Prop("handover"),)  # the hand-over's id, chosen by the client (see gcircus.handover.reexec)
     flags = (Flag("reload", "reload", help="apply the configuration file after the hand-over"),
-             Flag("status", "status", help="how the last hand-over ended (starts none)"))
+             Flag("status", "status", help="how the last hand-over ended (starts none)"),
+             Flag("id", "handover", takes_value=True, help="the id to give the hand-over (gcircusctl picks one)"))
     completes_watchers = False
 
     def run_client(self, session, props):

@@ -14,6 +14,6 @@ def upgrade(arbiter, props):
     if props["status"]:
         return handover.status()
     try:
-        return handover.request(reload=props["reload"])
+        return handover.request(reload=props["reload"], handover_id=props["handover"])
     except Exception as exc:  # noqa: BLE001 - a refusal (busy, stopping) or a state that cannot be written
         raise ControlError(f"upgrade refused, gcircusd keeps running as it is: {exc}") from None
