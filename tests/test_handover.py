@@ -16,6 +16,7 @@ from gevent import subprocess as gsubprocess
 from gcircus.handover import capture, snapshot
 from gcircus.handover.adopt import BROKEN_ENV
 from gcircus.handover.reexec import FAIL_EXEC_ENV
+from tests.support.daemons import run_cli
 from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
 from tests.support.ports import free_port
 from tests.support.processes import alive
@@ -254,3 +255,14 @@ def test_the_snapshot_holds_what_the_new_image_needs(make_arbiter):
     assert [entry["wid"] for entry in entries] == [1, 2]
     assert all(0 < entry["expires_in"] <= 600 and entry["state"] == "ready" for entry in entries)
     assert state["watchers"][0]["state"] == "active"
+
+
+def test_the_pidfile_stays_locked_across_the_upgrade(gcircusd, tmp_path):
+    pidfile = tmp_path / "gcircusd.pid"
+    running = gcircusd(SLEEPERS, circus=f"pidfile = {pidfile}\n")
+    done = upgrade(running)
+    assert done.returncode == 0, done.stderr
+    assert pidfile.read_text().split() == [str(running.daemon.pid)]
+    second = run_cli(running.daemon.config, timeout=30)
+    assert second.returncode == 1
+    assert "is locked by a running gcircusd" in second.stderr + second.stdout
