@@ -16,6 +16,7 @@ from gevent import subprocess as gsubprocess
 from gcircus.handover import capture, snapshot
 from gcircus.handover.adopt import BROKEN_ENV
 from gcircus.handover.reexec import FAIL_EXEC_ENV
+from gcircus.process import Process, SpawnSpec, kick_reaper
 from tests.support.daemons import run_cli
 from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
 from tests.support.ports import free_port
@@ -266,3 +267,19 @@ def test_the_pidfile_stays_locked_across_the_upgrade(gcircusd, tmp_path):
     second = run_cli(running.daemon.config, timeout=30)
     assert second.returncode == 1
     assert "is locked by a running gcircusd" in second.stderr + second.stdout
+
+
+def test_adopting_a_child_that_already_exited_reports_its_status():
+    """A child that exited while gcircusd re-executed itself is a zombie: adopted, it is reaped with its status."""
+    pid = os.posix_spawn("/bin/sh", ["sh", "-c", "exit 7"], dict(os.environ))
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # a zombie now, not reaped (the hub has not run)
+    exits = []
+    process = Process.adopt("gone", 1, SpawnSpec("gone", "true"), pid, 0.0, on_exit=exits.append)
+    kick_reaper()
+    assert process.wait(timeout=10) == 7
+    assert exits == [process]
+
+
+def test_adopting_a_pid_that_is_not_a_child_is_refused():
+    with pytest.raises(ChildProcessError):
+        Process.adopt("init", 1, SpawnSpec("init", "true"), 1, 0.0)
