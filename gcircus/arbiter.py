@@ -21,6 +21,7 @@ import os
 import signal
 import threading
 from types import SimpleNamespace
+from typing import Any
 
 import gevent
 import gevent.event
@@ -107,6 +108,10 @@ class Arbiter:
         self._stopped = gevent.event.Event()
         self._stopped.set()
         self.running = False
+        # Set by gcircusd re-executing itself (gcircus.handover.adopt.Adoption): the next start adopts what runs.
+        self.adoption: Any = None
+        # The daemon's hand-over (gcircus.handover.reexec.Handover) when gcircusd runs it; None when embedded.
+        self.handover: Any = None
 
     def register(self, watcher: Watcher) -> None:
         """Take a built watcher under supervision (not started); DuplicateWatcher if its name is taken."""
@@ -332,11 +337,17 @@ class Arbiter:
             except OSError as exc:
                 log.warning("cannot become a child subreaper (%s): escaped grandchildren re-parent to init", exc)
         try:
-            # Before binding: a previous run's processes may still hold the sockets (and would duplicate the new).
-            self._stop_previous_run()
+            if self.adoption is not None:  # re-executed: what runs is ours, not a previous run's (gcircus.handover)
+                self.adoption.relock(self)
+                self.adoption.adopt_sockets(self)
+            else:
+                # Before binding: a previous run's processes may still hold the sockets (and would duplicate the new).
+                self._stop_previous_run()
             self.sockets.bind_and_listen_all()  # before any watcher starts; SocketError (an OSError) if one cannot
             for watcher in self.watchers:
                 self.give_sockets(watcher)
+            if self.adoption is not None:
+                self.adoption.adopt_watchers(self)  # before the channels open: nobody sees a half-built state
             self._start_services()
         except BaseException:
             self.sockets.close_all()
@@ -387,7 +398,8 @@ class Arbiter:
     def start_watchers(self) -> None:
         """Start the autostart watchers (not on-demand ones) in start order (dependencies first, then highest
         priority first), one after the other, warmup_delay apart."""
-        to_start = (w for w in self.iter_watchers() if w.autostart and not w.on_demand)  # checked in turn
+        adopted = self.adoption.adopted if self.adoption is not None else ()
+        to_start = (w for w in self.iter_watchers() if w.autostart and not w.on_demand and w.name not in adopted)
         for index, watcher in enumerate(to_start):
             if index and self.warmup_delay > 0:
                 gevent.sleep(self.warmup_delay)

@@ -29,8 +29,11 @@ from gcircus.control.publisher import EventPublisher
 from gcircus.control.server import ControlServer
 from gcircus.errors import ConfigError
 from gcircus.essential import EssentialWatch
+from gcircus.handover.adopt import Adoption
+from gcircus.handover.reexec import Handover, HandoverRefused, handed_over
 from gcircus.logsetup import reopen_log_files
 from gcircus.options import CIRCUS_OPTIONS, PARSE
+from gcircus.pidfile import Pidfile
 from gcircus.plugins import PluginManager
 from gcircus.service import CoalescedRuns
 from gcircus.service_manager import ServiceManager
@@ -258,8 +261,15 @@ class Daemon:
     stopped by the sweep at exit. (Not as PID 1, gcircusd is a child subreaper: the same holds for its own tree.)
     """
 
-    def __init__(self, arbiter: Arbiter):
+    def __init__(self, arbiter: Arbiter, handover_state: dict | None = None, pidfile: Pidfile | None = None):
+        """`handover_state`: the snapshot of the image this one replaces (gcircusd --handover): its processes are
+        adopted instead of spawned. `pidfile`: the locked pidfile, carried over by a hand-over."""
         self.arbiter = arbiter
+        self.handover = Handover(self, pidfile)
+        arbiter.handover = self.handover  # what `upgrade` finds; an embedded arbiter has none
+        if handover_state is not None:
+            arbiter.adoption = Adoption(handover_state)
+            self.handover.last = handed_over(handover_state)
         self.stopper: gevent.Greenlet | None = None
         # The stopper, SIGHUP reloads and the stop_timeout guard: killed when run() returns.
         self.greenlets = gevent.pool.Group()
@@ -286,6 +296,8 @@ class Daemon:
                 self.arbiter.start(background=True)  # this loop below waits, with its own signal handling
             except OSError as exc:  # a channel or socket could not be bound: say so plainly
                 return self.fail_start(str(exc))
+            if self.arbiter.adoption is not None:
+                self.after_handover(self.arbiter.adoption)
             self.service_manager.watch_startup()  # READY=1 once the watchers settle
             failed, retrying = self.arbiter.wait_started() if report_ready is not None else ([], [])
             if failed and self.stopper is None:
@@ -309,11 +321,24 @@ class Daemon:
         finally:
             self.essential.stop()
             self.greenlets.kill()
+            self.handover.greenlets.kill()
             self.sweep_orphans()
             self.service_manager.close()  # its watchdog pings went on until everything was stopped
             for handler in handlers:
                 handler.cancel()
         return self.exit_code()
+
+    def after_handover(self, adoption: Adoption) -> None:
+        """The new image adopted what the old one ran: say so, and apply the file if `upgrade --reload` asked."""
+        request = adoption.snapshot.get("request") or {}
+        log.info("hand-over done: gcircusd %s replaced gcircusd %s (pid %d)%s", __version__,
+                 adoption.snapshot["gcircus_version"], os.getpid(),
+                 f"; adopted by pid only: {', '.join(adoption.fallbacks)}" if adoption.fallbacks else "")
+        for name in sorted(adoption.adopted):
+            self.arbiter.get_watcher(name).notify("upgrade", old_version=adoption.snapshot["gcircus_version"],
+                                                  new_version=__version__)
+        if request.get("reload"):
+            self.arbiter.request_reload()
 
     def install_signal_handlers(self) -> list:
         """TERM/INT stop gracefully (a second INT kills), QUIT stops fast, HUP reloads the file, USR1 reopens logs."""
@@ -322,7 +347,8 @@ class Daemon:
                 gevent.signal_handler(signal.SIGINT, self.on_stop_signal, signal.SIGINT),
                 gevent.signal_handler(signal.SIGQUIT, self.on_quit),
                 gevent.signal_handler(signal.SIGHUP, self.on_reload),
-                gevent.signal_handler(signal.SIGUSR1, self.on_reopen_logs)]
+                gevent.signal_handler(signal.SIGUSR1, self.on_reopen_logs),
+                gevent.signal_handler(signal.SIGUSR2, self.on_upgrade)]
 
     def wait_stopped(self) -> None:
         """Block until the arbiter is stopped (by a signal, `quit`, an essential watcher) and its channels closed."""
@@ -421,6 +447,18 @@ class Daemon:
             log.exception("SIGHUP: reloading the configuration failed")
             return
         log.info("SIGHUP: configuration reloaded:\n%s", format_plan(plan))
+
+    def on_upgrade(self) -> None:
+        """SIGUSR2: what `upgrade` does (gcircus.handover); a refusal is logged, gcircusd keeps running."""
+        try:
+            started = self.handover.request()
+        except HandoverRefused as exc:
+            log.error("SIGUSR2: no hand-over, gcircusd keeps running: %s", exc)
+            return
+        except OSError as exc:
+            log.error("SIGUSR2: no hand-over (the state cannot be written: %s), gcircusd keeps running", exc)
+            return
+        log.info("received SIGUSR2: handing over to a new image of gcircusd (hand-over %s)", started["handover"])
 
     def on_reopen_logs(self) -> None:
         reopen_log_files()

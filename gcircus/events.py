@@ -39,11 +39,13 @@ EVENTS: dict[str, EventSpec] = {name: EventSpec(kind, frozenset(fields)) for nam
     "ready": (WATCHER, "process_pid", "wid"),
     "not_ready": (WATCHER, "process_pid", "wid", "detail"),
     "unhealthy": (WATCHER, "process_pid", "wid", "detail"),
+    # gcircusd replaced itself in place (gcircus.handover): published by the new image for each watcher it adopted.
+    "upgrade": (WATCHER, "old_version", "new_version"),
 }.items()}
 
 
 # The events Circus has no word for: Circus's own subscribers receive them on the PUB channel and ignore them.
-LIFECYCLE_EVENTS = frozenset({"state", "ready", "not_ready", "unhealthy"})
+LIFECYCLE_EVENTS = frozenset({"state", "ready", "not_ready", "unhealthy", "upgrade"})
 
 
 @dataclass(frozen=True, slots=True)

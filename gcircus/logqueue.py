@@ -131,6 +131,10 @@ class LogWriter:
             return True
         return self._request(_Marker(self._reopen_files, gevent.get_hub()), timeout)
 
+    def flush(self, timeout: float = REOPEN_TIMEOUT) -> bool:
+        """Wait (this greenlet only) until the records queued so far are written: gcircusd is about to exec."""
+        return self._request(_Marker(self._flush_handlers, gevent.get_hub()), timeout)
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> bool:
         """Write what is queued (with the count of what was dropped), waiting at most `timeout`; then stop.
 

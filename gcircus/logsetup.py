@@ -69,6 +69,12 @@ def _write_off_the_hub() -> None:
     gevent.get_hub().exception_stream = HubErrorLog(logging.getLogger("gcircus.hub"))  # so does gevent
 
 
+def flush_log() -> None:
+    """Write out the records queued so far, and go on logging (gcircusd re-executing itself: see gcircus.handover)."""
+    if _writer is not None:
+        _writer.flush()
+
+
 def flush_at_exit() -> None:
     """Write the records still queued, up to logqueue.STOP_TIMEOUT seconds (the output may still be blocked)."""
     if _writer is not None:

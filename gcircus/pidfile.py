@@ -22,6 +22,15 @@ class Pidfile:
         self.path = os.path.abspath(path)
         self._fd: int | None = None
 
+    @classmethod
+    def adopt(cls, path: str, fd: int) -> Pidfile:
+        """The pidfile this process locked before it re-executed itself (gcircus.handover): `fd` still holds the
+        lock (it was made inheritable for the exec only), and the pid in it is still ours."""
+        pidfile = cls(path)
+        os.set_inheritable(fd, False)
+        pidfile._fd = fd
+        return pidfile
+
     def acquire(self) -> None:
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):

@@ -294,6 +294,25 @@ class Process:
         self._child_watcher = gevent.get_hub().loop.child(self.pid, False)
         self._child_watcher.start(self._on_sigchld)
 
+    @classmethod
+    def adopt(cls, name: str, wid: int, spec: SpawnSpec, pid: int, started: float, watcher=None,
+              on_exit=None) -> Process:
+        """A Process around a child this gcircusd already runs (spawned before it re-executed itself, see
+        gcircus.handover): same pid, wid and start time, its child watcher armed again.
+
+        ChildProcessError if `pid` is not a child of ours (gone and reaped, or never ours): such a pid cannot be
+        accounted for, and the caller must leave it alone. A child that already exited stays a zombie until the hub
+        reaps it: `kick_reaper()` after adopting makes the loop look at once, and `on_exit` runs as for any exit.
+        """
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)  # ChildProcessError if not our child
+        process = cls(name, wid, spec=spec, watcher=watcher, spawn=False, on_exit=on_exit)
+        process.pid, process.started = pid, started
+        process._popen = _AdoptedPopen()
+        gevent.get_hub().loop.install_sigchld()
+        process._child_watcher = gevent.get_hub().loop.child(pid, False)
+        process._child_watcher.start(process._on_sigchld)
+        return process
+
     def _launch(self, argv: list[str], env: dict, uid: int | None, gid: int | None, username: str | None,
                 ready: _ReadyPipeSetup | None):
         """Fork and exec the child (the Popen object); SpawnError with a readable reason if it cannot start."""
@@ -756,6 +775,18 @@ def _close_quietly(fd: int | None) -> None:
     if fd is not None:
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+class _AdoptedPopen:
+    """Stands for the Popen object of an adopted child (gcircus.handover): only its returncode is ever set."""
+
+    returncode: int | None = None
+
+
+def kick_reaper() -> None:
+    """Make the hub reap every exited child now: the SIGCHLD of a child that exited while gcircusd re-executed
+    itself was taken by the old image (or lost across exec), so its zombie would otherwise wait for the next one."""
+    os.kill(os.getpid(), signal.SIGCHLD)
 
 
 class ChildSetupError(subprocess.SubprocessError):

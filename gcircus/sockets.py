@@ -44,10 +44,11 @@ class CircusSocket(socket.socket):
     def __init__(self, name: str = "", host: str = "localhost", port: int = 8080, family=socket.AF_INET,
                  type=socket.SOCK_STREAM, proto: int = 0, backlog: int = 2048, path: str | None = None,
                  umask: int | None = None, replace: bool = False, interface: str | None = None,
-                 so_reuseport: bool = False, blocking: bool = False, **extra):
+                 so_reuseport: bool = False, blocking: bool = False, fileno: int | None = None, **extra):
         if path:
             family = socket.AF_UNIX
-        super().__init__(family=int(family), type=int(type), proto=int(proto or 0))
+        # `fileno`: a socket gcircusd already bound and carried over its re-exec (see adopt_bound): not bound again.
+        super().__init__(family=int(family), type=int(type), proto=int(proto or 0), fileno=fileno)
         self.name = name.lower()
         self.host = None if path else host
         self.port = None if path else int(port)
@@ -73,6 +74,16 @@ class CircusSocket(socket.socket):
     def load_from_config(cls, cfg: dict) -> CircusSocket:
         """A socket from a parsed `[socket:NAME]` dict (gcircus.config); the dict is kept as `_cfg`."""
         return cls(**cfg)
+
+    @classmethod
+    def adopt_bound(cls, cfg: dict, fd: int) -> CircusSocket:
+        """The socket of `cfg` around descriptor `fd`, bound and listening before gcircusd re-executed itself: its
+        listen queue (and the connections waiting in it) carries over, nothing is bound again."""
+        sock = cls(**cfg, fileno=fd)
+        if not sock.is_unix:
+            sock.host, sock.port = sock.getsockname()[:2]
+        sock.bound = True
+        return sock
 
     @property
     def config(self) -> dict:

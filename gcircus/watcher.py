@@ -319,8 +319,11 @@ class Watcher:
         return gevent.spawn(self._logged, func, *args)
 
     def _later(self, seconds: float, func, *args) -> gevent.Greenlet:
-        """A timer greenlet, kept by its owner (the retry timer, the max_age timers)."""
-        return gevent.spawn_later(seconds, self._logged, func, *args)
+        """A timer greenlet, kept by its owner (the retry timer, the max_age timers); `due` is when it fires (monotonic
+        time: the same clock after gcircusd re-executed itself, so a hand-over re-arms it for what is left)."""
+        timer = gevent.spawn_later(seconds, self._logged, func, *args)
+        timer.due = time.monotonic() + seconds
+        return timer
 
     def _logged(self, func, *args):
         try:

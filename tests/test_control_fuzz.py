@@ -3,7 +3,7 @@
 Random bytes, random JSON and random commands (names from the command table, random properties) must each get a
 well-formed reply (or none, for a cast), and the daemon must keep serving with the very same processes. To keep the
 state stable, commands that change things only ever target a watcher that does not exist (or, for `add`, one that
-does), and `quit`/`reloadconfig` are never sent.
+does), and `quit`/`reloadconfig`/`upgrade` are never sent.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from tests.support.daemons import start_daemon, stop_daemon
 CIRCUS_COMMANDS = {"add", "decr", "dstats", "get", "globaloptions", "incr", "ipython", "kill", "list", "listen",
                    "listsockets", "numprocesses", "numwatchers", "options", "quit", "reload", "reloadconfig",
                    "restart", "rm", "set", "signal", "start", "stats", "status", "stop"}
-NEVER_SENT = {"quit", "reloadconfig"}
+NEVER_SENT = {"quit", "reloadconfig", "upgrade"}  # upgrade re-executes the daemon (tests/test_handover.py)
 READ_ONLY = {"list", "status", "stats", "dstats", "options", "get", "globaloptions", "numprocesses", "numwatchers",
              "listen", "ipython", "listsockets", "procs"}
 ABSENT_WATCHER = "zz-absent"

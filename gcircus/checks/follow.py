@@ -114,6 +114,16 @@ class ProcessChecks:
             return
         followed.greenlets.append(self._group.spawn(self._await_ready, followed, wid_env))
 
+    def adopt(self, process, wid_env: dict[str, str], ready: bool) -> None:
+        """Check a process carried over a re-exec of gcircusd: one that was ready stays so (its health is
+        followed again from now), any other is followed as a fresh spawn."""
+        if not ready:
+            self.follow(process, wid_env)
+            return
+        followed = _Followed(process, None)
+        self._followed[process.pid] = followed
+        self._watch_health(followed, wid_env)
+
     def forget(self, process) -> None:
         """The process is gone or being stopped: its checks end (killed, not waited for)."""
         followed = self._followed.pop(process.pid, None)

@@ -20,7 +20,8 @@ Options:
 
 Signals: TERM or INT stop every watcher gracefully (lowest priority first) and exit 0; a second INT kills what is
 left at once; QUIT stops fast (no grace period); HUP re-reads the config file and applies what changed (as
-reloadconfig); USR1 reopens log and stream files.
+reloadconfig); USR1 reopens log and stream files; USR2 re-executes gcircusd in place, every child kept (as
+gcircusctl upgrade).
 Exit codes: 0 stopped cleanly, 1 could not start (pidfile, an endpoint or socket already in use; with --daemon, a
 watcher that cannot spawn), 2 bad command line, configuration or logging option, 3 an essential watcher failed
 (everything was stopped), 4 the shutdown outlasted [circus] stop_timeout (what was left was SIGKILLed).
@@ -39,6 +40,8 @@ from gcircus.cli.check_config import describe
 from gcircus.cli.usage import EXIT_USAGE, CommandLineError, parse_command_line
 from gcircus.daemon import EXIT_OK, EXIT_START_FAILED, Arbiter, Daemon
 from gcircus.errors import ConfigError
+from gcircus.handover import snapshot
+from gcircus.handover.reexec import HANDOVER_OPTION
 from gcircus.logsetup import LoggingSetupError, configure_logging, flush_at_exit, log_reaches_stderr
 from gcircus.pidfile import Pidfile, PidfileError
 
@@ -46,10 +49,19 @@ log = logging.getLogger("gcircus.daemon")
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, handover_fd = take_handover_option(sys.argv[1:] if argv is None else list(argv))
     try:
         args = parse_command_line(__doc__, argv, "gcircusd", version=f"gcircusd {__version__}")
     except CommandLineError as exc:
         return exc.report()
+    handover_state = None
+    if handover_fd is not None:
+        try:
+            handover_state = snapshot.read(handover_fd)
+        except snapshot.SnapshotError as exc:
+            # The old image is gone (this is its pid): run from the file alone rather than leave the children
+            # unsupervised; they are this process's children still, and the orphan sweep stops them at exit.
+            print(f"gcircusd: hand-over state unusable, starting from the configuration: {exc}", file=sys.stderr)
     try:
         arbiter = Arbiter.load_from_config(args["<config>"], subreaper=True)
     except (ConfigError, ValueError, TypeError) as exc:
@@ -67,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     ready_fd = daemonize() if args["--daemon"] else None
     pidfile = None
     pidfile_path = args["--pidfile"] or arbiter.pidfile
-    if pidfile_path:
+    carried = (handover_state or {}).get("pidfile")
+    if carried:
+        pidfile = Pidfile.adopt(carried["path"], carried["fd"])
+    elif pidfile_path:
         pidfile = Pidfile(pidfile_path)
         try:
             pidfile.acquire()
@@ -75,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             log.error("%s", exc)
             tell_start_failure(str(exc), ready_fd)
             return EXIT_START_FAILED
-    daemon = Daemon(arbiter)
+    daemon = Daemon(arbiter, handover_state, pidfile)
     try:
         return daemon.run(None if ready_fd is None else functools.partial(_report_ready, ready_fd, None))
     finally:
@@ -86,6 +101,18 @@ def main(argv: list[str] | None = None) -> int:
             # may start gcircusd again at once. The log is written out first, so it holds the reason too.
             flush_at_exit()
             tell_start_failure(daemon.start_failure, ready_fd)
+
+
+def take_handover_option(argv: list[str]) -> tuple[list[str], int | None]:
+    """The command line without the hidden `--handover FD` (gcircusd re-executing itself), and FD (None without)."""
+    if HANDOVER_OPTION not in argv:
+        return argv, None
+    at = argv.index(HANDOVER_OPTION)
+    try:
+        fd = int(argv[at + 1])
+    except (IndexError, ValueError):
+        return argv, None  # docopt then refuses the unknown option, as any other
+    return argv[:at] + argv[at + 2:], fd
 
 
 def daemonize() -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
+import uuid
 from typing import TextIO
 
 import zmq
@@ -25,6 +27,8 @@ from gcircus.suggest import closest
 from gcircus.wire.errors import ArgumentError, ControlError
 
 EXIT_OK, EXIT_CLIENT, EXIT_USAGE, EXIT_ERROR_REPLY = 0, 1, 2, 3
+UPGRADE_WAIT = 60.0  # seconds `upgrade` waits for the new image to report the hand-over
+UPGRADE_POLL = 0.1
 ENDPOINT_VARIABLES = ("GCIRCUSCTL_ENDPOINT", "CIRCUSCTL_ENDPOINT")
 # Long options that may also follow the command name (unless the command declares a flag of that name).
 GLOBAL_AFTER_COMMAND = {"--json": False, "--prettify": False, "--endpoint": True, "--timeout": True}
@@ -253,6 +257,38 @@ class Session:
         if text is not None:
             self.say(str(text))
         return EXIT_OK
+
+    def run_upgrade(self, command: Command, props: dict) -> int:
+        """`upgrade`: start the hand-over, then poll `upgrade --status` until the new image reports it done (or the
+        old one reports it failed). The old image cannot answer once it exec'd, and the new one does not know this
+        client: polling over a fresh connection is what works with zmq's ROUTER identities."""
+        status = self.client.call(command.name, status=True)  # no daemon there: the usual error, at once
+        if props.get("status") or is_error(status):
+            return self.show_reply(command, status)
+        handover = props.get("handover") or uuid.uuid4().hex
+        try:
+            reply = self.client.call(command.name, **{**props, "handover": handover})
+        except CallError:
+            reply = {}  # the connection closed as the daemon exec'd: the reply may be lost, the status tells
+        if is_error(reply):
+            return self.show_reply(command, reply)
+        deadline = time.monotonic() + max(UPGRADE_WAIT, self.timeout)
+        while time.monotonic() < deadline:
+            time.sleep(UPGRADE_POLL)  # gcircusctl is a plain blocking program: no hub to hold up here
+            self.close()  # a fresh connection: the old one went with the old image
+            try:
+                status = self.client.call(command.name, status=True)
+            except CallError:
+                continue  # the new image does not listen yet
+            last = status.get("last") or {}
+            if is_error(status) or last.get("id") != handover:
+                continue
+            if last.get("outcome") != "done":
+                return self.show_reply(command, {"status": "error", "reason": f"upgrade failed, gcircusd keeps "
+                                                 f"running as it was: {last.get('reason')}"})
+            return self.show_reply(command, {"status": "ok", "pid": status.get("pid"), **last})
+        return self.show_reply(command, {"status": "error", "reason": f"the hand-over {handover} did not report "
+                                         f"within {max(UPGRADE_WAIT, self.timeout):g}s; see gcircusd's log"})
 
     def print_help(self, name: str | None = None) -> int:
         """`help [NAME]`: the overview of every command, or one command's help text and options."""
