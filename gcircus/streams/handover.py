@@ -1,0 +1,82 @@
+"""The JSON-safe description of a process's output plumbing, handed from one gcircusd image to the next.
+
+At an in-place upgrade the old image stops reading a child's pipes (WatcherOutputs.export) and the new image reads
+them again (WatcherOutputs.adopt). What must cross the exec so that a sink sees every byte once, in order:
+
+- the pipe's fd (left open; the caller makes it inheritable): output written meanwhile simply waits in the pipe;
+- the head of a line read but not passed on yet (the reader holds it until its newline comes): `partial`;
+- records already read but not taken by a slow or failing sink within the export's wait: `unwritten`;
+- the sink's line state: whether this process's output left the sink in the middle of a line (`line_open`), so that
+  a prefixing sink continues that line instead of starting it again, and the time of a TimedRotatingFileStream's
+  next rollover (`rollover_at`), so that the new image rotates when the old one would have.
+
+Bytes go as base64 text so the whole description is plain JSON.
+"""
+from __future__ import annotations
+
+import base64
+
+VERSION = 1
+
+
+class HandoverError(ValueError):
+    """An exported description that cannot be adopted (wrong process, unknown version, malformed field)."""
+
+
+def encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (ValueError, AttributeError) as exc:
+        raise HandoverError(f"{what}: not base64 ({exc})") from None
+
+
+def sink_line_state(sink) -> tuple[tuple | None, float | None]:
+    """(source left mid-line, next rollover time) of a sink as built now; (None, None) for sinks without them."""
+    sink = getattr(sink, "built", sink)  # a lazily built sink: the real one, if built yet
+    line_format = getattr(sink, "line_format", None)
+    open_source = getattr(line_format, "open_source", None)
+    rollover_at = getattr(sink, "rollover_at", None)
+    return open_source, rollover_at if isinstance(rollover_at, (int, float)) else None
+
+
+def restore_sink_state(sink, open_source: tuple | None, rollover_at: float | None) -> None:
+    """Give a sink the line state the old image's sink had; runs in the sink's thread (it may build the sink)."""
+    prepare = getattr(sink, "prepare", None)
+    if callable(prepare) and hasattr(sink, "built"):
+        prepare()  # build it now: restoring into a sink built later would be overwritten by its first open
+    sink = getattr(sink, "built", sink)
+    line_format = getattr(sink, "line_format", None)
+    if line_format is not None and open_source is not None:
+        line_format.open_source = open_source
+    if rollover_at is not None and hasattr(sink, "rollover_at"):
+        sink.rollover_at = rollover_at
+
+
+def describe_stream(fd: int | None, partial: bytes, unwritten: list[tuple[dict, bool]], line_open: bool,
+                    rollover_at: float | None) -> dict:
+    """The description of one stream of a process (see the module docstring)."""
+    return {"fd": fd, "partial": encode(partial),
+            "unwritten": [{"data": encode(record["data"]), "partial": bool(record.get("partial")),
+                           "in_flight": in_flight} for record, in_flight in unwritten],
+            "line_open": line_open, "rollover_at": rollover_at}
+
+
+def check(process, exported) -> dict:
+    """The streams of `exported`, validated against the process adopting them; HandoverError if they do not fit."""
+    if not isinstance(exported, dict) or exported.get("version") != VERSION:
+        raise HandoverError(f"output hand-over of pid {process.pid}: unknown description version "
+                            f"{exported.get('version') if isinstance(exported, dict) else exported!r}")
+    if exported.get("pid") != process.pid:
+        raise HandoverError(f"output hand-over: described pid {exported.get('pid')} is not pid {process.pid}")
+    streams = exported.get("streams")
+    if not isinstance(streams, dict) or not set(streams) <= {"stdout", "stderr"}:
+        raise HandoverError(f"output hand-over of pid {process.pid}: bad streams {streams!r}")
+    for name, stream in streams.items():
+        fd = stream.get("fd") if isinstance(stream, dict) else "missing"
+        if fd is not None and (not isinstance(fd, int) or isinstance(fd, bool) or fd < 0):
+            raise HandoverError(f"output hand-over of pid {process.pid}: {name} fd {fd!r} is not a descriptor")
+    return streams
