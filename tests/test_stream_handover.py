@@ -20,10 +20,10 @@ from gevent import subprocess as gsubprocess
 
 from gcircus.streams import pump
 from gcircus.streams.outputs import WatcherOutputs
-from tests.support.children import counter_writer
+from tests.support.children import counter_writer, handover_adopter
 from tests.support.children.counter_writer import counter_line
 from tests.support.processes import PYTHON
-from tests.support.streams import file_holds, read
+from tests.support.streams import REPO, file_holds, read
 from tests.support.waiting import wait_for
 
 NAME = "counter"
@@ -236,3 +236,31 @@ def test_export_while_the_sink_is_slow_waits_boundedly_and_hands_over_the_rest(t
         wait_for(file_holds(log, expected("C", 400)), message="all of it, once, in order")
     finally:
         outputs.close()
+
+
+def test_the_description_and_the_fds_are_enough_across_a_fork_and_exec(tmp_path, children):
+    """A new Python program, fork+exec'd with only the fds and the JSON description, carries the output on."""
+    out, err = tmp_path / "out.log", tmp_path / "err.log"
+    confs = {"stdout": {"filename": str(out)}, "stderr": {"filename": str(err)}}
+    proc = children("outerr", "0", str(tmp_path / "stop"), "13")
+    old = WatcherOutputs(NAME, confs)
+    old.attach(process_of(proc))
+    wait_for(more_lines(out, 50), message="output before the hand-over")
+    exported = old.export(process_of(proc, piped=False))
+    old.close()
+    fds = [stream["fd"] for stream in exported["streams"].values()]
+    state = {"pid": proc.pid, "wid": 1, "confs": confs, "prefix_output": False, "exported": exported}
+    adopter = gsubprocess.Popen([PYTHON, handover_adopter.__file__], pass_fds=fds, cwd=REPO,
+                                env={**os.environ, "GCIRCUS_TEST_HANDOVER": json.dumps(state)})
+    try:
+        for fd in fds:
+            os.close(fd)  # the old image is gone: only the new program reads the pipes now
+        wait_for(more_lines(out, read(out).count(b"\n") + 50), message="the new program writing")
+        (tmp_path / "stop").touch()
+        assert adopter.wait(timeout=60) == 0
+        assert read(out) == expected("C", ended(read(out)))
+        assert read(err) == expected("E", ended(read(err)))
+    finally:
+        if adopter.poll() is None:
+            adopter.kill()
+            adopter.wait()
