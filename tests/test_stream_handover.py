@@ -13,6 +13,7 @@ import json
 import os
 import struct
 import termios
+import time
 import types
 
 import pytest
@@ -264,3 +265,35 @@ def test_the_description_and_the_fds_are_enough_across_a_fork_and_exec(tmp_path,
         if adopter.poll() is None:
             adopter.kill()
             adopter.wait()
+
+
+def sink_of(outputs: WatcherOutputs, name: str = "stdout"):
+    """The sink of the watcher's one `name` writer, as built (reaches into the object: rotation state is internal)."""
+    (writer,) = [writer for key, writer in outputs._writers.items() if key[0] == name]
+    return writer.sink.built
+
+
+def test_a_time_rotating_sink_keeps_its_rollover_time_across_the_hand_over(tmp_path, children):
+    """Built anew, the sink would take its next rollover from the file's mtime (the last write), not the old time."""
+    log = tmp_path / "out.log"
+    log.touch()
+    half_an_hour_ago = time.time() - 1800
+    os.utime(log, (half_an_hour_ago, half_an_hour_ago))  # the file's hour started then: it rotates in 30 minutes
+    confs = {"stdout": {"class": "TimedRotatingFileStream", "filename": str(log), "rotate_when": "H"}}
+    proc = children("out", "0", str(tmp_path / "stop"), "17")
+    outputs = WatcherOutputs(NAME, confs)
+    outputs.prepare()
+    outputs.attach(process_of(proc))
+    try:
+        wait_for(more_lines(log, 20), message="output before the hand-over")
+        rollover_at = sink_of(outputs).rollover_at
+        assert rollover_at == int(half_an_hour_ago) + 3600
+        outputs, exported = hand_over(outputs, proc, confs)
+        assert exported["streams"]["stdout"]["rollover_at"] == rollover_at
+        wait_for(more_lines(log, read(log).count(b"\n") + 20), message="output after the hand-over")
+        assert sink_of(outputs).rollover_at == rollover_at
+        (tmp_path / "stop").touch()
+        wait_for(lambda: ended(read(log)) is not None, message="END")
+        assert read(log) == expected("C", ended(read(log)))
+    finally:
+        outputs.close()
