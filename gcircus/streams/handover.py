@@ -10,7 +10,26 @@ them again (WatcherOutputs.adopt). What must cross the exec so that a sink sees 
   a prefixing sink continues that line instead of starting it again, and the time of a TimedRotatingFileStream's
   next rollover (`rollover_at`), so that the new image rotates when the old one would have.
 
-Bytes go as base64 text so the whole description is plain JSON.
+Bytes go as base64 text so the whole description is plain JSON. The description of one process:
+
+    {"version": 1, "pid": int, "image": str,          # image: which WatcherOutputs exported it
+     "streams": {"stdout"|"stderr": {                 # only the piped streams
+         "fd": int | None,                            # None: the pipe was at end of file, all of it passed on
+         "partial": base64,                           # head of a line the reader held (empty: none)
+         "unwritten": [{"data": base64, "partial": bool, "in_flight": bool}, ...],
+         "line_open": bool, "rollover_at": float | None}}}
+
+File sinks need nothing else: the new image opens the same path in append mode (O_APPEND) when it builds the sink,
+so it writes after the last byte the old one wrote. Per sink class:
+- FileStream (size rotation): no state; the size is read from the file at each record, the numbered chain from
+  the directory, so rotation goes on exactly as before.
+- WatchedFileStream: no state; the new image opens the path, which is the file the old one would have reopened at
+  its next record anyway (after a logrotate move, the new file).
+- TimedRotatingFileStream: its next rollover time is handed over (`rollover_at`). Built anew it would compute it
+  from the file's mtime, the time of the last write, and could rotate up to an interval late.
+- PrefixedStdoutStream / StdoutStream / FancyStdoutStream: gcircusd's own fds 1 and 2 survive the exec; only the
+  line state matters. JournalStream and QueueStream: no state (a new journal connection; a queue is in-process).
+A third-party sink is built anew from its options; it gets the records, nothing else.
 """
 from __future__ import annotations
 
