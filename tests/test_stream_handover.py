@@ -20,6 +20,7 @@ import pytest
 from gevent import subprocess as gsubprocess
 
 from gcircus.streams import pump
+from gcircus.streams.handover import HandoverError
 from gcircus.streams.outputs import WatcherOutputs
 from tests.support.children import counter_writer, handover_adopter
 from tests.support.children.counter_writer import counter_line
@@ -297,3 +298,27 @@ def test_a_time_rotating_sink_keeps_its_rollover_time_across_the_hand_over(tmp_p
         assert read(log) == expected("C", ended(read(log)))
     finally:
         outputs.close()
+
+
+def test_a_description_that_does_not_fit_is_refused_before_anything_is_read(tmp_path, children):
+    log = tmp_path / "out.log"
+    confs = {"stdout": {"filename": str(log)}}
+    proc = children("out", "0", str(tmp_path / "stop"), "19")
+    old = WatcherOutputs(NAME, confs)
+    old.attach(process_of(proc))
+    exported = json.loads(json.dumps(old.export(process_of(proc, piped=False))))
+    old.close()
+    new = WatcherOutputs(NAME, confs)
+    adopted = process_of(proc, piped=False)
+    not_a_pipe = os.open(os.devnull, os.O_RDONLY)
+    try:
+        with pytest.raises(HandoverError, match=f"the description is of pid {proc.pid}"):
+            new.adopt(types.SimpleNamespace(pid=proc.pid + 1, wid=1, env={}), exported)
+        with pytest.raises(HandoverError, match=r"stdout: fd \d+ is not a pipe"):
+            new.adopt(adopted, {**exported, "streams": {"stdout": {**exported["streams"]["stdout"],
+                                                                   "fd": not_a_pipe}}})
+        new.adopt(adopted, exported)  # nothing was taken by the refused ones: the real description still works
+        wait_for(more_lines(log, 20), message="output after the refusals")
+    finally:
+        os.close(not_a_pipe)
+        new.close()

@@ -34,6 +34,9 @@ A third-party sink is built anew from its options; it gets the records, nothing 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import os
+import stat
 
 VERSION = 1
 
@@ -84,18 +87,59 @@ def describe_stream(fd: int | None, partial: bytes, unwritten: list[tuple[dict, 
             "line_open": line_open, "rollover_at": rollover_at}
 
 
-def check(process, exported) -> dict:
-    """The streams of `exported`, validated against the process adopting them; HandoverError if they do not fit."""
+@dataclasses.dataclass
+class Stream:
+    """One stream of an exported description, validated and decoded (see `parse`)."""
+
+    fd: int | None
+    partial: bytes
+    unwritten: list[tuple[bytes, bool, bool]]  # (data, partial, in_flight)
+    line_open: bool
+    rollover_at: float | None
+
+
+def parse(process, exported) -> dict[str, Stream]:
+    """The streams of `exported`, checked against the adopting process before anything is done with them.
+
+    HandoverError names what does not fit: the version, the pid, a stream, an fd that is not an open pipe, bad base64.
+    Checking all of it first lets `adopt` take all streams or none.
+    """
+    where = f"output hand-over of pid {process.pid}"
     if not isinstance(exported, dict) or exported.get("version") != VERSION:
-        raise HandoverError(f"output hand-over of pid {process.pid}: unknown description version "
+        raise HandoverError(f"{where}: unknown description version "
                             f"{exported.get('version') if isinstance(exported, dict) else exported!r}")
     if exported.get("pid") != process.pid:
-        raise HandoverError(f"output hand-over: described pid {exported.get('pid')} is not pid {process.pid}")
+        raise HandoverError(f"{where}: the description is of pid {exported.get('pid')}")
     streams = exported.get("streams")
     if not isinstance(streams, dict) or not set(streams) <= {"stdout", "stderr"}:
-        raise HandoverError(f"output hand-over of pid {process.pid}: bad streams {streams!r}")
+        raise HandoverError(f"{where}: bad streams {streams!r}")
+    parsed = {}
     for name, stream in streams.items():
-        fd = stream.get("fd") if isinstance(stream, dict) else "missing"
-        if fd is not None and (not isinstance(fd, int) or isinstance(fd, bool) or fd < 0):
-            raise HandoverError(f"output hand-over of pid {process.pid}: {name} fd {fd!r} is not a descriptor")
-    return streams
+        try:
+            parsed[name] = Stream(_pipe_fd(stream.get("fd")), decode(stream.get("partial") or "", "partial"),
+                                  [(decode(item["data"], "unwritten data"), bool(item.get("partial")),
+                                    bool(item.get("in_flight"))) for item in stream.get("unwritten") or []],
+                                  bool(stream.get("line_open")), _number(stream.get("rollover_at")))
+        except (HandoverError, AttributeError, KeyError, TypeError) as exc:
+            raise HandoverError(f"{where}: {name}: {exc}") from None
+    return parsed
+
+
+def _pipe_fd(fd) -> int | None:
+    if fd is None:
+        return None
+    if not isinstance(fd, int) or isinstance(fd, bool) or fd < 0:
+        raise HandoverError(f"fd {fd!r} is not a descriptor")
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError as exc:
+        raise HandoverError(f"fd {fd} is not open ({exc.strerror})") from None
+    if not stat.S_ISFIFO(mode):
+        raise HandoverError(f"fd {fd} is not a pipe")
+    return fd
+
+
+def _number(value) -> float | None:
+    if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        raise HandoverError(f"rollover_at {value!r} is not a time")
+    return value

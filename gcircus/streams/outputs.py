@@ -172,32 +172,26 @@ class WatcherOutputs:
         line head the old reader held, in front of what the pipe holds. This object takes the fds over (it closes
         them at end of file). HandoverError (a ValueError) if the description does not fit the process.
         """
-        streams = handover.check(process, exported)
+        streams = handover.parse(process, exported)  # all checked first: all streams are taken, or none
         own = exported.get("image") == self._image  # the exec failed: our writer still holds the in-flight record
         readers = []
         for name, stream in streams.items():
             writer = self._writer(name, process.wid, process.env or {})
-            self._restore(writer, (process.pid, name), stream)
-            for item in stream.get("unwritten") or []:
-                if not (own and item.get("in_flight")):
-                    writer.put({"data": handover.decode(item["data"], f"pid {process.pid} {name} unwritten"),
-                                "pid": process.pid, "name": name, "wid": process.wid,
-                                "partial": bool(item.get("partial"))}, force=True)
-            if stream.get("fd") is not None:
-                partial = handover.decode(stream.get("partial") or "", f"pid {process.pid} {name} partial")
-                readers.append(PipeReader(stream["fd"], writer, process.pid, name, process.wid, pending=partial))
+            if stream.line_open or stream.rollover_at is not None:
+                open_source = (process.pid, name) if stream.line_open else None
+                writer.call_in_order(lambda w=writer, s=open_source, r=stream.rollover_at:
+                                     handover.restore_sink_state(w.sink, s, r))
+            for data, partial, in_flight in stream.unwritten:
+                if not (own and in_flight):
+                    writer.put({"data": data, "pid": process.pid, "name": name, "wid": process.wid,
+                                "partial": partial}, force=True)
+            if stream.fd is not None:
+                readers.append(PipeReader(stream.fd, writer, process.pid, name, process.wid, pending=stream.partial))
         if readers:
             self._readers[process.pid] = readers
         for reader in readers:
             self._open_readers.add(reader)
             reader.eof.rawlink(lambda _event, r=reader: self._open_readers.discard(r))
-
-    @staticmethod
-    def _restore(writer: StreamWriter, source: tuple, stream: dict) -> None:
-        rollover_at = stream.get("rollover_at")
-        if stream.get("line_open") or rollover_at is not None:
-            open_source = source if stream.get("line_open") else None
-            writer.call_in_order(lambda: handover.restore_sink_state(writer.sink, open_source, rollover_at))
 
     # -- sinks ---------------------------------------------------------------------------------------------------
 

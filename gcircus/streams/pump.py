@@ -198,6 +198,8 @@ class StreamWriter:
         lines = size = 0
         rest_of = getattr(self.sink, "unwritten", None)
         for index, record in enumerate(self._records):
+            if record.get("handed_over"):
+                continue  # another image writes it
             data = record["data"]
             if index == 0 and rest_of is not None:
                 rest = rest_of(record)
