@@ -322,3 +322,25 @@ def test_a_description_that_does_not_fit_is_refused_before_anything_is_read(tmp_
     finally:
         os.close(not_a_pipe)
         new.close()
+
+
+def test_records_a_failing_sink_holds_go_to_the_new_image(tmp_path, children):
+    """The disk is full at the hand-over: the export does not wait, and the new image writes all the old one kept."""
+    log, full = tmp_path / "out.log", tmp_path / "disk-full"
+    confs = {"stdout": {"class": "tests.support.sinks.FailingFileStream", "filename": str(log),
+                        "full_while": str(full)}}
+    proc = children("out", "300", str(tmp_path / "unused"), "23")
+    full.touch()
+    failures = []
+    outputs = WatcherOutputs(NAME, confs, notify=lambda event, **fields: failures.append(fields["error"]))
+    outputs.attach(process_of(proc))
+    try:
+        assert proc.wait() == 0
+        wait_for(lambda: failures, message="the sink failure reported")  # as today: a `stream` event
+        outputs, exported = hand_over(outputs, proc, confs)  # the old writer gives up at its close: the disk is full
+        unwritten = exported["streams"]["stdout"]["unwritten"]
+        assert unwritten and unwritten[0]["in_flight"]  # the one it kept retrying, and the ones queued behind it
+        full.unlink()
+        wait_for(file_holds(log, expected("C", 300)), message="all of it, once, in order")
+    finally:
+        outputs.close()
