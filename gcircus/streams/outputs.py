@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+import uuid
 
 import gevent
 import gevent.pool
 
 from gcircus.expand import expand_circus_vars
-from gcircus.streams import factory
+from gcircus.streams import factory, handover
 from gcircus.streams.console import console_pool
 from gcircus.streams.pump import PipeReader, StreamWriter
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 STREAMS = ("stdout", "stderr")
 DRAIN_WAIT = 2.0  # seconds an exit report may wait for the child's last output to be written
 READER_WAIT = 1.0  # seconds a stopping watcher waits for its pipes to reach end of file
+HANDOVER_WAIT = 2.0  # seconds an export waits for the sinks to take what was read (the rest goes to the next image)
 
 
 class WatcherOutputs:
@@ -40,6 +42,7 @@ class WatcherOutputs:
         self._readers: dict[int, list[PipeReader]] = {}  # by pid, until the process exits
         self._open_readers: set[PipeReader] = set()  # until end of file (leftover processes may hold a pipe)
         self._retiring = gevent.pool.Group()  # closing writers replaced by `update` once their readers are done
+        self._image = uuid.uuid4().hex  # names this object in its exports: adopting one's own export (exec failed)
 
     def _validate(self, name: str, conf: dict) -> None:
         """Refuse a bad stream configuration when the watcher is built or changed, not at the first write."""
@@ -106,6 +109,89 @@ class WatcherOutputs:
         deadline = time.monotonic() + DRAIN_WAIT
         for writer, mark in marks.values():
             writer.wait_written(mark, max(0.0, deadline - time.monotonic()))
+
+    # -- hand-over to a new gcircusd image (in-place upgrade) ------------------------------------------------------
+
+    def export(self, process, timeout: float = HANDOVER_WAIT) -> dict:
+        """Stop reading `process`'s pipes and describe them for `adopt` in a new image (JSON-safe; see handover.py).
+
+        The pipes are left open (the caller makes the fds inheritable); this object no longer reads or closes them.
+        What was already read is given to the sinks, waiting at most `timeout` (at once while a sink fails, which is
+        reported as usual); what they did not take by then is in the description, so nothing is lost.
+        """
+        return self.export_all([process], timeout)[process.pid]
+
+    def export_all(self, processes, timeout: float = HANDOVER_WAIT) -> dict[int, dict]:
+        """`export` for many processes with one shared wait (by pid): 1000 processes cost one `timeout`, not 1000.
+
+        All readers stop first, so no new record enters a writer while the sinks catch up.
+        """
+        detached = {process.pid: self._detach(process) for process in processes}
+        marks = {id(reader.writer): (reader.writer, reader.writer.mark())
+                 for readers in detached.values() for reader, _fd, _partial in readers}
+        deadline = time.monotonic() + timeout
+        for writer, mark in marks.values():
+            writer.wait_written(mark, max(0.0, deadline - time.monotonic()))
+        # What a sink did not take by now goes to the next image; a sink call under way is waited for (as long
+        # again at most), so that it is known whether its record was written.
+        for writer, _mark in marks.values():
+            writer.hold(max(0.0, deadline + timeout - time.monotonic()))
+        try:
+            return {pid: {"version": handover.VERSION, "pid": pid, "image": self._image,
+                          "streams": {reader.name: self._describe(reader, fd, partial)
+                                      for reader, fd, partial in readers}}
+                    for pid, readers in detached.items()}
+        finally:
+            for writer, _mark in marks.values():
+                writer.release()
+
+    def _detach(self, process) -> list[tuple]:
+        readers = self._readers.pop(process.pid, [])
+        detached = []
+        for reader in readers:
+            fd, partial = reader.detach()
+            self._open_readers.discard(reader)
+            detached.append((reader, fd, partial))
+        return detached
+
+    def _describe(self, reader, fd: int | None, partial: bytes) -> dict:
+        source = (reader.pid, reader.name)
+        unwritten = reader.writer.hand_over(lambda record: (record.get("pid"), record.get("name")) == source)
+        if unwritten:
+            log.warning("watcher %r: pid %d %s: %d records not written before the hand-over%s; the next image "
+                        "writes them", self.watcher_name, reader.pid, reader.name, len(unwritten),
+                        " (one being written now: it may be written twice)" if reader.writer.calling else "")
+        open_source, rollover_at = handover.sink_line_state(reader.writer.sink)
+        return handover.describe_stream(fd, partial, unwritten, open_source == source, rollover_at)
+
+    def adopt(self, process, exported: dict) -> None:
+        """Read again the pipes `export` described, in this (new) image: the sinks get every byte once, in order.
+
+        `process` has the exported pid (and its wid and env, which choose per-process sinks); `exported` is export's
+        result, through JSON. Order: the sink's line state, then the records the old sinks did not take, then the
+        line head the old reader held, in front of what the pipe holds. This object takes the fds over (it closes
+        them at end of file). HandoverError (a ValueError) if the description does not fit the process.
+        """
+        streams = handover.parse(process, exported)  # all checked first: all streams are taken, or none
+        own = exported.get("image") == self._image  # the exec failed: our writer still holds the in-flight record
+        readers = []
+        for name, stream in streams.items():
+            writer = self._writer(name, process.wid, process.env or {})
+            if stream.line_open or stream.rollover_at is not None:
+                open_source = (process.pid, name) if stream.line_open else None
+                writer.call_in_order(lambda w=writer, s=open_source, r=stream.rollover_at:
+                                     handover.restore_sink_state(w.sink, s, r))
+            for data, partial, in_flight in stream.unwritten:
+                if not (own and in_flight):
+                    writer.put({"data": data, "pid": process.pid, "name": name, "wid": process.wid,
+                                "partial": partial}, force=True)
+            if stream.fd is not None:
+                readers.append(PipeReader(stream.fd, writer, process.pid, name, process.wid, pending=stream.partial))
+        if readers:
+            self._readers[process.pid] = readers
+        for reader in readers:
+            self._open_readers.add(reader)
+            reader.eof.rawlink(lambda _event, r=reader: self._open_readers.discard(r))
 
     # -- sinks ---------------------------------------------------------------------------------------------------
 
@@ -206,6 +292,11 @@ class _LazySink:
     def __init__(self, build):
         self._build = build
         self._sink = None
+
+    @property
+    def built(self):
+        """The real sink, or None before its first use."""
+        return self._sink
 
     def _get(self):
         if self._sink is None:

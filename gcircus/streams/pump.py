@@ -57,6 +57,12 @@ class StreamWriter:
         self._put_count = 0  # records queued since the start, and how many of them the sink has taken
         self._done_count = 0
         self._progress = gevent.event.Event()
+        self._current: dict | None = None  # the record being given to the sink (in a thread, or retried)
+        self._calling = False  # a sink call runs in a thread right now
+        self._call_done = gevent.event.Event()
+        self._call_done.set()
+        self._running = gevent.event.Event()  # cleared by `hold`: no new sink call starts
+        self._running.set()
         self._loop = gevent.spawn(self._write_forever)
 
     def put(self, record: dict, force: bool = False) -> None:
@@ -91,6 +97,51 @@ class StreamWriter:
                 return False
             self._progress.wait(remaining)
         return True
+
+    def call_in_order(self, func) -> None:
+        """Run `func()` in the sink's thread after the records queued so far and before any later one.
+
+        Used to restore a sink's line state at a hand-over: set on the hub, it could race with a record of another
+        process being rendered in the thread; queued, it takes effect exactly between two records.
+        """
+        self.put({"data": b"", "call": func}, force=True)
+
+    def hand_over(self, match) -> list[tuple[dict, bool]]:
+        """Take the queued records for which `match(record)` is true out of this writer, for another image to write.
+
+        Returns (record, in_flight) pairs in queue order. A record the sink is being given right now cannot be taken
+        back: it is returned with in_flight True and its data reduced to what the sink says is still unwritten
+        (exact between retries of a failing sink; while a call runs in a thread, as the sink knew before that
+        call). The writer keeps trying that one; the others are skipped when the loop reaches them.
+        """
+        taken = []
+        for record in self._records:
+            if record.get("handed_over") or "call" in record or not match(record):
+                continue
+            if id(record) == id(self._current):  # (by id: `is` would narrow `record` to Optional)
+                rest_of = getattr(self.sink, "unwritten", None)
+                rest = rest_of(record) if rest_of is not None else None
+                taken.append(({**record, "data": record["data"] if rest is None else rest}, True))
+                continue
+            record["handed_over"] = True
+            taken.append((record, False))
+        return taken
+
+    @property
+    def calling(self) -> bool:
+        """Whether a sink call runs in a thread now (its outcome is not known yet)."""
+        return self._calling
+
+    def hold(self, timeout: float | None = None) -> bool:
+        """Start no new sink call, and wait (up to `timeout`) for the one running to return; `release` undoes it.
+
+        A hand-over takes records out of the queue: it must know which one the sink has. True once no call runs.
+        """
+        self._running.clear()
+        return self._call_done.wait(timeout)
+
+    def release(self) -> None:
+        self._running.set()
 
     def _advance(self) -> None:
         progress, self._progress = self._progress, gevent.event.Event()
@@ -147,6 +198,8 @@ class StreamWriter:
         lines = size = 0
         rest_of = getattr(self.sink, "unwritten", None)
         for index, record in enumerate(self._records):
+            if record.get("handed_over"):
+                continue  # another image writes it
             data = record["data"]
             if index == 0 and rest_of is not None:
                 rest = rest_of(record)
@@ -159,6 +212,7 @@ class StreamWriter:
     def _write_forever(self) -> None:
         pool = self._pool
         while True:
+            self._running.wait()
             requested = next((name for name, wanted in self._requested.items() if wanted), None)
             if not self._records and requested is None:
                 self._idle.set()
@@ -174,7 +228,14 @@ class StreamWriter:
                     self._attempt(pool, method)
                 continue
             record = self._records[0]
-            self._attempt(pool, self.sink, record)
+            if "call" in record:
+                self._attempt(pool, record["call"])
+            elif not record.get("handed_over"):
+                self._current = record
+                try:
+                    self._attempt(pool, self.sink, record)
+                finally:
+                    self._current = None
             self._records.popleft()
             self._done_count += 1
             self._advance()
@@ -189,7 +250,13 @@ class StreamWriter:
         """
         attempt = 0
         while True:
-            error = pool.apply(_call, (func, args))
+            self._calling = True
+            self._call_done.clear()
+            try:
+                error = pool.apply(_call, (func, args))
+            finally:
+                self._calling = False
+                self._call_done.set()
             if isinstance(error, OSError):
                 self._last_error = str(error)
                 if not self._failing:
@@ -203,6 +270,7 @@ class StreamWriter:
                 if self._closing and attempt >= len(RETRY_DELAYS):
                     raise gevent.GreenletExit
                 gevent.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)])
+                self._running.wait()  # held for a hand-over: the record must not be retried while it is described
                 attempt += 1
                 continue
             if error is not None:  # a buggy third-party sink must not stop the pump: that record is dropped
@@ -252,14 +320,16 @@ def _read(fd: int) -> bytes:
 class PipeReader:
     """Reads one child pipe to EOF and hands whole-line records to a writer."""
 
-    def __init__(self, fd: int, writer: StreamWriter, pid: int, name: str, wid: int):
+    def __init__(self, fd: int, writer: StreamWriter, pid: int, name: str, wid: int, pending: bytes = b""):
+        """`pending`: the head of a line read before (by a previous image, see `detach`), continued by the next read."""
         self.fd = fd
         self.writer = writer
         self.pid = pid
         self.name = name
         self.wid = wid
         self.eof = gevent.event.Event()
-        self._pending = b""
+        self._pending = pending
+        self._detached = False
         flags = fcntl.fcntl(fd, fcntl.F_GETFL)
         fcntl.fcntl(fd, fcntl.F_SETFL, flags | os.O_NONBLOCK)
         with contextlib.suppress(OSError):  # past /proc/sys/fs/pipe-max-size when unprivileged: the default size works
@@ -330,7 +400,26 @@ class PipeReader:
         if not self._read_available(force=True):
             self._flush_partial(force=True)
 
+    def detach(self) -> tuple[int | None, bytes]:
+        """Stop reading, leave the pipe open, and return (fd, the head of a line read but not passed on).
+
+        For a hand-over to a new image: the fd and that head are all the new reader needs. The loop runs on the hub
+        and reads without yielding, so when this runs it is parked between reads (waiting for data or for room in
+        the writer's queue): nothing is half read. Output the child writes from now on waits in the pipe. A reader
+        already at end of file returns (None, b""): its fd is closed and everything it read was passed on.
+        """
+        if self.eof.is_set():
+            return None, b""
+        self._detached = True
+        self._loop.kill()
+        self.eof.set()  # also when the loop had not started yet (its `finally` then never runs)
+        pending, self._pending = self._pending, b""
+        return self.fd, pending
+
     def _finish(self) -> None:
+        if self._detached:  # handed over: the head of a line and the fd belong to the next reader
+            self.eof.set()
+            return
         self._flush_partial(force=True)
         with contextlib.suppress(OSError):
             os.close(self.fd)

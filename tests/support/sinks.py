@@ -2,6 +2,8 @@
 repository root (its cwd in those tests)."""
 from __future__ import annotations
 
+import errno
+import os
 import time
 
 from gcircus.streams.sinks import FileStream
@@ -28,3 +30,16 @@ class TaggedFileStream:
     def __call__(self, record: dict) -> None:
         with open(self.filename, "ab") as f:
             f.write(b"".join(b"TAG " + line for line in record["data"].splitlines(keepends=True)))
+
+
+class FailingFileStream(FileStream):
+    """A FileStream on a disk that is full while the file `full_while` exists: every write raises ENOSPC then."""
+
+    def __init__(self, filename: str, full_while: str, **options):
+        super().__init__(filename, **options)
+        self.full_while = full_while
+
+    def __call__(self, record: dict) -> None:
+        if os.path.exists(self.full_while):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        super().__call__(record)
