@@ -146,7 +146,7 @@ def test_a_failed_exec_keeps_the_old_image_running_as_it_was(gcircusd, tmp_path)
     pids = running.pids("count")
     seen = _lines(out)
     done = upgrade(running)
-    assert done.returncode == 3
+    assert done.returncode == 3, running.daemon.output()[-3000:]
     assert "keeps running as it was" in done.stderr and FAIL_EXEC_ENV in done.stderr
     assert running.pids("count") == pids
     wait_for(lambda: _lines(out) > seen + 200, timeout=30, message="its output read again after the undo")

@@ -150,8 +150,4 @@ def _leave_alone(state: dict, why: str) -> None:
 
 
 def _close_streams(entry: dict) -> None:
-    for fd in entry["streams"].values():
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    streams_bridge.close(entry["streams"])

@@ -12,13 +12,14 @@ import time
 
 from gcircus import __version__
 from gcircus.handover import snapshot as snapshot_module
+from gcircus.handover import streams_bridge
 
 # The respawn policy's counters that carry over (its settings come from the configuration again).
 POLICY_STATE = ("tries", "quick_exits", "spawn_failures", "failed_spawns", "retry_at", "endless", "exits", "pauses")
 
 
 def take(arbiter, stream_fds: dict, request: dict | None, pidfile: dict | None) -> dict:
-    """The snapshot of `arbiter`; `stream_fds` maps pid -> {stream name: descriptor} of the drained output pipes."""
+    """The snapshot of `arbiter`; `stream_fds` maps pid -> the description of its output (streams_bridge)."""
     return {
         "version": snapshot_module.VERSION, "gcircus_version": __version__, "config_path": arbiter.config_path,
         "argv": list(sys.argv), "taken_at": time.time(),
@@ -58,7 +59,7 @@ def carried_fds(snapshot: dict) -> list[int]:
     fds = list(snapshot["sockets"].values())
     for watcher in snapshot["watchers"]:
         for process in watcher["processes"]:
-            fds.extend(process["streams"].values())
+            fds.extend(streams_bridge.descriptors(process["streams"]))
     if snapshot.get("pidfile"):
         fds.append(snapshot["pidfile"]["fd"])
     return fds

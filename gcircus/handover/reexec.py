@@ -88,10 +88,14 @@ class Handover:
         except Exception as exc:  # noqa: BLE001 - whatever failed, this image keeps running as it was
             log.error("hand-over failed, gcircusd keeps running as it was: %s", exc)
             self.last = {**request, "outcome": "failed", "reason": str(exc), "new_version": None}
-        streams_bridge.resume_all(self.arbiter, kept)
-        for channel in channels:
-            channel.start()
-        self._running = None
+        try:
+            streams_bridge.resume_all(self.arbiter, kept)
+        except Exception:  # noqa: BLE001 - the channels must come back whatever the streams do
+            log.exception("hand-over failed: the output of some processes could not be read again")
+        finally:
+            for channel in channels:
+                channel.start()
+            self._running = None
 
     def _close_channels(self) -> list:
         """Close the zmq channels (the new image binds their endpoints again); the ones closed, in start order."""

@@ -1,54 +1,44 @@
-"""The watchers' output pipes across a re-exec, until gcircus.streams exports and adopts them itself
-(WatcherOutputs.export / adopt): each reader is drained into its sink and stopped, its pipe kept on a duplicate
-descriptor the new image reads again. Output written meanwhile waits in the pipe.
-
-Known limit of this stand-in: a line still without its newline when the readers stop is written out as a partial
-record (the bytes stay exact in a file sink, but the line is split in two records).
+"""The watchers' output across a re-exec, through gcircus.streams' own hand-over (WatcherOutputs.export_all/adopt):
+every process's readers stop at a clean point, what the sinks did not take (and a line still without its newline)
+goes into the snapshot with the pipe's descriptor, and the new image reads on from there: every byte once, in order.
 """
 from __future__ import annotations
 
-import io
 import os
-import time
-
-from gcircus.streams.outputs import DRAIN_WAIT
 
 
-def detach_all(arbiter) -> dict[int, dict[str, int]]:
-    """Drain and stop every reader; return pid -> {stream name: kept descriptor}. Waits (bounded) for the sinks."""
-    kept: dict[int, dict[str, int]] = {}
-    writers = {}
+def detach_all(arbiter) -> dict[int, dict]:
+    """Stop reading every process's output: pid -> its description for `reattach` (one bounded wait in all)."""
+    exported: dict[int, dict] = {}
     for watcher in arbiter.watchers:
-        outputs = watcher.outputs
-        for pid, readers in list(outputs._readers.items()):
-            for reader in readers:
-                if reader.eof.is_set():
-                    continue
-                kept.setdefault(pid, {})[reader.name] = os.dup(reader.fd)
-                reader.close()  # what the pipe holds now goes to the sink; later output stays in the pipe
-                outputs._open_readers.discard(reader)
-                writers[id(reader.writer)] = reader.writer
-            outputs._readers.pop(pid, None)
-    deadline = time.monotonic() + DRAIN_WAIT
-    for writer in writers.values():
-        writer.wait_written(writer.mark(), max(0.0, deadline - time.monotonic()))
-    return kept
+        exported.update(watcher.outputs.export_all(list(watcher.processes.values())))
+    return exported
 
 
-def reattach(watcher, process, streams: dict[str, int]) -> None:
-    """Read `process`'s kept pipes again (the exec failed, or this is the new image): the watcher's own attach path."""
-    for name, fd in streams.items():
-        setattr(process, name, io.FileIO(fd, "rb", closefd=True))
-    watcher.outputs.attach(process)
+def descriptors(exported: dict) -> list[int]:
+    """The pipe descriptors a description names (none for a pipe already at end of file, or no pipes at all)."""
+    return [stream["fd"] for stream in (exported or {}).get("streams", {}).values() if stream.get("fd") is not None]
 
 
-def resume_all(arbiter, kept: dict[int, dict[str, int]]) -> None:
+def reattach(watcher, process, exported: dict) -> None:
+    """Read `process`'s output on from where `detach_all` stopped (the exec failed, or this is the new image)."""
+    if exported:
+        watcher.outputs.adopt(process, exported)
+
+
+def resume_all(arbiter, kept: dict[int, dict]) -> None:
     """Undo detach_all in the old image (the exec failed)."""
     for watcher in arbiter.watchers:
-        for pid, process in watcher.processes.items():
+        for pid, process in list(watcher.processes.items()):
             if pid in kept:
                 reattach(watcher, process, kept.pop(pid))
-    for streams in kept.values():  # processes gone meanwhile: nothing reads their pipes any more
-        for fd in streams.values():
-            os.close(fd)
+    for exported in kept.values():  # processes gone meanwhile: nothing reads their pipes any more
+        close(exported)
 
+
+def close(exported: dict) -> None:
+    for fd in descriptors(exported):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
