@@ -108,3 +108,27 @@ def test_a_child_that_exits_during_the_exec_is_reaped_with_its_status(gcircusd, 
     (new,) = wait_for(replaced, timeout=30, message="the child replaced")
     assert new["wid"] == row["wid"]
     assert new["last_exit"]["pid"] == row["pid"] and new["last_exit"]["code"] == 7, new
+
+
+def test_a_watcher_waiting_for_its_dependency_still_waits_after_an_upgrade(gcircusd):
+    running = gcircusd("""
+        [watcher:db]
+        cmd = sleep 1000
+        autostart = false
+        graceful_timeout = 2
+
+        [watcher:app]
+        cmd = sleep 1000
+        depends_on = db
+        graceful_timeout = 2
+        """)
+    before = running.call("procs", name="app")["watcher"]
+    assert (before["state"], running.pids("app")) == ("starting", [])
+    done = upgrade(running)
+    assert done.returncode == 0, done.stderr
+    after = running.call("procs", name="app")["watcher"]
+    assert (after["state"], after["reason"]) == (before["state"], before["reason"])
+    assert running.pids("app") == []
+    running.call("start", name="db", waiting=True)
+    wait_for(lambda: running.call("status", name="app")["status"] == "active" and len(running.pids("app")) == 1,
+             timeout=30, message="app started once db is")
