@@ -18,7 +18,7 @@ import gevent.event
 from gcircus.handover import streams_bridge
 from gcircus.process import Process, ProcessExit, kick_reaper
 from gcircus.sockets import CircusSocket
-from gcircus.states import BACKOFF, READY, RUNNING, SPAWNED
+from gcircus.states import BACKOFF, READY, RUNNING, SPAWNED, STARTING
 from gcircus.watcher import SlotHistory
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,9 @@ def rebuild(watcher, state: dict) -> None:
         for wid, history in state["history"].items():
             slot = watcher._history.setdefault(int(wid), SlotHistory())
             slot.restarts, slot.last_exit = history["restarts"], history["last_exit"]
-        if watcher._status == BACKOFF and state["retry_in"] is not None:
+        if watcher._status == STARTING and state.get("waits_for_dependencies") is True:  # absent: an older image
+            watcher._dependency_wait = watcher._greenlet(watcher._wait_for_dependencies, watcher._generation)
+        elif watcher._status == BACKOFF and state["retry_in"] is not None:
             watcher._retry_timer = watcher._later(state["retry_in"], watcher._retry_after_backoff, watcher._generation)
         elif watcher._status in RUNNING and len(watcher.processes) < watcher.numprocesses:
             watcher._schedule_fill()

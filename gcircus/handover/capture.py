@@ -41,6 +41,8 @@ def watcher_state(watcher, stream_fds: dict) -> dict:
                     for wid, h in watcher._history.items()},
         "policy": {key: policy[key] for key in POLICY_STATE},
         "retry_in": max(0.0, retry.due - now) if retry is not None and hasattr(retry, "due") else None,
+        # A start waiting for its depends_on (starting, nothing spawned): the new image waits again, not spawns.
+        "waits_for_dependencies": watcher._dependency_wait is not None,
     }
 
 
