@@ -23,11 +23,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import psutil
+import zmq
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -531,3 +533,59 @@ def summary(samples: list[float]) -> dict:
         return {"n": 0}
     return {"n": len(samples), "p50": statistics.median(samples), "p99": percentile(samples, 99),
             "min": min(samples), "max": max(samples)}
+
+
+class EventListener:
+    """A SUB socket on a pubsub endpoint, read by a thread of its own that stamps every event with time.time() on
+    arrival (no high-water mark: a benchmark must not lose what it measures)."""
+
+    def __init__(self, endpoint: str):
+        self.socket = zmq.Context.instance().socket(zmq.SUB)
+        self.socket.linger = 0
+        self.socket.setsockopt(zmq.SUBSCRIBE, b"watcher.")
+        self.socket.rcvhwm = 0
+        self.socket.connect(endpoint)
+        self.events: list[tuple[float, str, dict]] = []
+        self.reaps: dict[int, tuple[float, str, dict]] = {}  # the first reap of each pid
+        self.cond = threading.Condition()
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            if not self.socket.poll(100):
+                continue
+            topic, body = self.socket.recv_multipart()
+            received = time.time()
+            event = (received, topic.decode(), json.loads(body))
+            with self.cond:
+                self.events.append(event)
+                if event[1].endswith(".reap"):
+                    self.reaps.setdefault(event[2].get("process_pid"), event)
+                self.cond.notify_all()
+
+    def wait(self, predicate, timeout: float, start: int = 0):
+        """The first event from index `start` for which predicate(topic, msg) holds, waiting up to `timeout`."""
+        deadline = time.monotonic() + timeout
+        checked = start
+        with self.cond:
+            while True:
+                for event in self.events[checked:]:
+                    if predicate(event[1], event[2]):
+                        return event
+                checked = len(self.events)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self.cond.wait(remaining)
+
+    def named(self, suffix: str, since: int = 0) -> list[tuple[float, str, dict]]:
+        """The events from index `since` whose topic ends with `.suffix`."""
+        with self.cond:
+            return [e for e in self.events[since:] if e[1].endswith("." + suffix)]
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join(2)
+        self.socket.close(linger=0)

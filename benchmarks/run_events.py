@@ -21,21 +21,18 @@ Every daemon is stopped and every workload child is killed (by pid), on errors a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
-
-import zmq
 
 from _control_clients import CircusProtocolClient
 from harness import (
     RESULTS,
     TARGETS,
+    EventListener,
     Run,
     Target,
     ini_value,
@@ -86,61 +83,12 @@ class TunedCircus(Target):
         return argv
 
 
-class Listener:
-    """A SUB socket read by a thread of its own: every event with the wall-clock time it arrived."""
-
-    def __init__(self, endpoint: str):
-        self.socket = zmq.Context.instance().socket(zmq.SUB)
-        self.socket.linger = 0
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"watcher.")
-        self.socket.connect(endpoint)
-        self.events: list[tuple[float, str, dict]] = []
-        self.reaps: dict[int, tuple[float, str, dict]] = {}  # the first reap of each pid
-        self.cond = threading.Condition()
-        self._stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            if not self.socket.poll(100):
-                continue
-            topic, body = self.socket.recv_multipart()
-            received = time.time()
-            event = (received, topic.decode(), json.loads(body))
-            with self.cond:
-                self.events.append(event)
-                if event[1].endswith(".reap"):
-                    self.reaps.setdefault(event[2].get("process_pid"), event)
-                self.cond.notify_all()
-
-    def wait(self, predicate, timeout: float, start: int = 0):
-        """The first event from index `start` for which predicate(topic, msg) holds, waiting up to `timeout`."""
-        deadline = time.monotonic() + timeout
-        checked = start
-        with self.cond:
-            while True:
-                for event in self.events[checked:]:
-                    if predicate(event[1], event[2]):
-                        return event
-                checked = len(self.events)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                self.cond.wait(remaining)
-
-    def close(self) -> None:
-        self._stop = True
-        self.thread.join(2)
-        self.socket.close(linger=0)
-
-
 def bench(target: Target, args, tmp_root: Path, marker: str, res: dict, notes: list[str]) -> None:
     with Run(target, args.n, tmp_root, marker) as run:
         run.wait_all_running(120 + args.n / 10)
         all_running = time.monotonic()
         client = CircusProtocolClient(run.control_endpoint())
-        listener = Listener(ini_value(run.tmp / "circus.ini", "pubsub_endpoint"))
+        listener = EventListener(ini_value(run.tmp / "circus.ini", "pubsub_endpoint"))
         try:
             # Live subscription: `set` publishes `updated` (graceful_timeout set to its default, 30: no reload).
             sent = 0.0

@@ -36,16 +36,14 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
-
-import zmq
 
 from _control_clients import CircusProtocolClient
 from harness import (
     BENCH_DIR,
     RESULTS,
+    EventListener,
     GCircus,
     Run,
     circus_section,
@@ -108,39 +106,6 @@ def child_cmd(mode: str, work: Path, arg: object, marker: str) -> str:
     return f"{PYTHON} -S -I {CHILD} {mode} {work} {arg} $(circus.wid) {marker}"
 
 
-class Listener:
-    """A SUB socket on the pubsub endpoint, read by a thread that stamps every event with time.time() on arrival."""
-
-    def __init__(self, endpoint: str):
-        self.socket = zmq.Context.instance().socket(zmq.SUB)
-        self.socket.setsockopt(zmq.SUBSCRIBE, b"watcher.")
-        self.socket.rcvhwm = 0
-        self.socket.connect(endpoint)
-        self.events: list[tuple[float, str, dict]] = []
-        self.lock = threading.Lock()
-        self._stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            if not self.socket.poll(100):
-                continue
-            topic, body = self.socket.recv_multipart()
-            received = time.time()
-            with self.lock:
-                self.events.append((received, topic.decode(), json.loads(body)))
-
-    def named(self, suffix: str, since: int = 0) -> list[tuple[float, str, dict]]:
-        with self.lock:
-            return [e for e in self.events[since:] if e[1].endswith("." + suffix)]
-
-    def close(self) -> None:
-        self._stop = True
-        self.thread.join(2)
-        self.socket.close(linger=0)
-
-
 def load() -> str:
     return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -186,14 +151,14 @@ def latency_case(args, spread: float, tmp_root: Path, marker: str, notes: list[s
     target = ConfiguredGCircus(section)
     prepare_targets([target], tmp_root, notes)
     with Run(target, args.n, tmp_root, marker) as run:
-        listener = Listener(ini_value(run.tmp / "circus.ini", "pubsub_endpoint"))
+        listener = EventListener(ini_value(run.tmp / "circus.ini", "pubsub_endpoint"))
         try:
             return _measure_latency(run, listener, holder["work"], args.n, spread, target.version)
         finally:
             listener.close()
 
 
-def _measure_latency(run: Run, listener: Listener, work: Path, n: int, spread: float, version: str) -> dict:
+def _measure_latency(run: Run, listener: EventListener, work: Path, n: int, spread: float, version: str) -> dict:
     waiting = work / "waiting"
     wait_until(lambda: len(os.listdir(waiting)) >= n, run.daemon, 120 + n / 5, 0.2)
     wait_until(lambda: bool(listener.named("spawn")), run.daemon, 10, 0.05)  # the subscription is live
@@ -253,7 +218,7 @@ def health_case(args, mode: str, health: str, tmp_root: Path, marker: str, notes
     target = ConfiguredGCircus(health_section(mode, health, free_port(), args.watchdog_sec))
     prepare_targets([target], tmp_root, notes)
     with Run(target, args.health_n, tmp_root, marker) as run:
-        listener = Listener(ini_value(run.tmp / "circus.ini", "pubsub_endpoint"))
+        listener = EventListener(ini_value(run.tmp / "circus.ini", "pubsub_endpoint"))
         client = CircusProtocolClient(run.control_endpoint())
         try:
             def active() -> bool:
