@@ -24,6 +24,13 @@ CRASH_LOOP = """
         flapping.max_retry = 1
         """
 
+# A watcher whose child ignores SIGTERM and would get an hour to stop: only stop_timeout bounds its stop.
+STUBBORN = f"""
+        [watcher:stubborn]
+        cmd = {IGNORE_TERM}
+        graceful_timeout = 3600
+        """
+
 
 def trapping(record) -> str:
     """A process that records the SIGTERM it gets, then exits 0: a graceful stop leaves a line in `record`."""
@@ -109,11 +116,7 @@ def test_an_operator_stop_of_an_essential_watcher_is_no_failure(tmp_path, daemon
 
 
 def test_stop_timeout_kills_what_ignores_the_stop_signal_and_exits_4(tmp_path, daemon_factory):
-    config = make_config(tmp_path, f"""
-        [watcher:stubborn]
-        cmd = {IGNORE_TERM}
-        graceful_timeout = 3600
-        """, circus="stop_timeout = 0.5\n")
+    config = make_config(tmp_path, STUBBORN, circus="stop_timeout = 0.5\n")
     daemon = daemon_factory(config)
     [pid] = started(daemon, 1)
     wait_for(lambda: ignores_term(pid), message="the child ignores SIGTERM")
@@ -135,11 +138,7 @@ def test_a_shutdown_within_stop_timeout_exits_0(tmp_path, daemon_factory):
 
 
 def test_quit_is_bounded_by_stop_timeout_too(tmp_path, daemon_factory):
-    config, endpoint = circus_config(tmp_path, f"""
-        [watcher:stubborn]
-        cmd = {IGNORE_TERM}
-        graceful_timeout = 3600
-        """, circus="stop_timeout = 0\n")
+    config, endpoint = circus_config(tmp_path, STUBBORN, circus="stop_timeout = 0\n")
     daemon = daemon_factory(config)
     [pid] = started(daemon, 1)
     wait_for(lambda: ignores_term(pid), message="the child ignores SIGTERM")
@@ -183,11 +182,7 @@ def test_essential_set_at_run_time_counts_from_then_on(tmp_path, daemon_factory)
 
 
 def test_reloadconfig_applies_stop_timeout_to_the_next_shutdown(tmp_path, daemon_factory):
-    config, endpoint = circus_config(tmp_path, f"""
-        [watcher:stubborn]
-        cmd = {IGNORE_TERM}
-        graceful_timeout = 3600
-        """)
+    config, endpoint = circus_config(tmp_path, STUBBORN)
     daemon = daemon_factory(config)
     [pid] = started(daemon, 1)
     wait_for(lambda: ignores_term(pid), message="the child ignores SIGTERM")

@@ -105,15 +105,20 @@ def test_a_listening_socket_carries_over(gcircusd):
         pass
 
 
-def test_stream_output_is_byte_exact_across_upgrades(gcircusd, tmp_path):
-    out = tmp_path / "count.log"
-    running = gcircusd(f"""
+def counter_watcher(out) -> str:
+    """A watcher `count` writing 1, 2, 3... one per line to the file `out`: any gap or repeat shows a lost byte."""
+    return f"""
         [watcher:count]
         cmd = sh -c 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.001; done'
         stdout_stream.class = FileStream
         stdout_stream.filename = {out}
         graceful_timeout = 2
-        """)
+        """
+
+
+def test_stream_output_is_byte_exact_across_upgrades(gcircusd, tmp_path):
+    out = tmp_path / "count.log"
+    running = gcircusd(counter_watcher(out))
     pids = running.pids("count")
     for _ in range(2):
         seen = _lines(out)
@@ -136,13 +141,7 @@ def test_a_broken_rebuild_falls_back_to_adopting_the_children(gcircusd):
 
 def test_a_failed_exec_keeps_the_old_image_running_as_it_was(gcircusd, tmp_path):
     out = tmp_path / "count.log"
-    running = gcircusd(f"""
-        [watcher:count]
-        cmd = sh -c 'i=0; while :; do i=$((i+1)); echo $i; sleep 0.001; done'
-        stdout_stream.class = FileStream
-        stdout_stream.filename = {out}
-        graceful_timeout = 2
-        """, env={FAIL_EXEC_ENV: "1"})
+    running = gcircusd(counter_watcher(out), env={FAIL_EXEC_ENV: "1"})
     pids = running.pids("count")
     seen = _lines(out)
     done = upgrade(running)
