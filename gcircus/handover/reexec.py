@@ -12,6 +12,7 @@ import errno
 import logging
 import os
 import sys
+import time
 import uuid
 
 import gevent
@@ -94,7 +95,7 @@ class Handover:
             log.exception("hand-over failed: the output of some processes could not be read again")
         finally:
             for channel in channels:
-                channel.start()
+                _reopen(channel)
             self._running = None
 
     def _close_channels(self) -> list:
@@ -122,6 +123,25 @@ class Handover:
         finally:
             capture.set_inheritable(fds, False)
             os.close(fd)
+
+
+REOPEN_WITHIN = 10.0  # seconds a channel of the old image has to bind its endpoint again after a failed exec
+
+
+def _reopen(channel) -> None:
+    """Start a channel closed for the exec again. Its endpoint may not be free at once: zmq's I/O thread releases
+    a closed socket's port in its own time (under load, later than this greenlet runs), so a refused bind is tried
+    again until it works, at most REOPEN_WITHIN seconds; then the failure is logged (gcircusd is deaf on it)."""
+    deadline = time.monotonic() + REOPEN_WITHIN
+    while True:
+        try:
+            channel.start()
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                log.error("hand-over failed and %r cannot listen again: %s", channel, exc)
+                return
+            gevent.sleep(0.05)
 
 
 def strip_options(argv: list[str]) -> list[str]:
