@@ -114,3 +114,19 @@ def test_get_never_changes_anything(served):
         reply = daemon.get(f"/api/{command}?name=web")
         assert reply.status == 405 and reply.headers["allow"] == "POST"
     assert daemon.command("numprocesses", name="web")["numprocesses"] == 1
+
+
+def test_reloadconfig_says_an_http_change_needs_a_restart(tmp_path):
+    daemon = HttpDaemon(tmp_path, "[watcher:web]\ncmd = sleep 1000\ngraceful_timeout = 1\n")
+    try:
+        daemon.wait_serving()
+        with open(daemon.config) as f:
+            text = f.read()
+        with open(daemon.config, "w") as f:
+            f.write(text.replace("[http]\n", "[http]\nrequest_timeout = 5\n"))
+        reply = daemon.command("reloadconfig", waiting=True)
+        assert reply["status"] == "ok" and reply["plan"]["http"] == {"changed": True, "needs_restart": True}
+        assert "HTTP server's settings changed" in daemon.daemon.output()
+        assert daemon.get("/readyz", auth=False).status == 200  # still serving, as it was
+    finally:
+        daemon.stop()
