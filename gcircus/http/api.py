@@ -38,9 +38,11 @@ def properties(request: Request) -> object:
     the control channel does); _Refused with the control channel's reply to a body that is no JSON."""
     if request.method in READ_METHODS:
         return dict(request.query)
-    if request.content_type == FORM:  # a page's form (works without JavaScript): its fields but the CSRF token
-        return {key: value for key, value in request.form().items() if key != CSRF_FIELD}
     body = request.body()
+    if request.content_type == FORM and body.lstrip()[:1] not in (b"{", b"["):
+        # A page's form (works without JavaScript): its fields but the CSRF token. JSON sent as a form (curl -d
+        # without a Content-Type) is read as JSON.
+        return {key: value for key, value in request.form().items() if key != CSRF_FIELD}
     if not body.strip():
         return {}
     try:
