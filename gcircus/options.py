@@ -709,6 +709,9 @@ HTTP_OPTIONS = _table("http", [
      "seconds a connection may stay silent while a request is read or its reply written"),
     ("max_hub_latency", to_positive_float, 1.0, None,
      "seconds of hub latency beyond which /healthz answers 503"),
+    ("probe_bind", to_http_bind, None, None,
+     "also serve /healthz and /readyz, and nothing else, in plain HTTP on HOST:PORT or unix:PATH, any address "
+     "(for Kubernetes' httpGet probes, which reach the pod's own IP)"),
 ])
 
 OPTIONS: dict[str, dict[str, Option]] = {
