@@ -19,6 +19,7 @@ import gevent
 import gevent.pool
 
 from gcircus import __version__
+from gcircus.control.publisher import EventPublisher
 from gcircus.handover import capture, snapshot, streams_bridge
 from gcircus.logsetup import flush_log
 
@@ -81,6 +82,7 @@ class Handover:
     def _run(self, request: dict) -> None:
         log.info("handing over to a new image of gcircusd (pid %d stays): %d watchers, %d processes", os.getpid(),
                  len(self.arbiter.watchers), self.arbiter.numprocesses())
+        self._hold_events()
         channels = self._close_channels()
         kept = streams_bridge.detach_all(self.arbiter)
         flush_log()  # what this image logged is written before it is replaced
@@ -98,6 +100,14 @@ class Handover:
                 _reopen(channel)
             self._running = None
 
+    def _hold_events(self) -> None:
+        """From now on the events are held back (carried in the snapshot, or published by this image's event channel
+        again if the exec fails) until the subscribers of the event channel about to close are back."""
+        publisher = next((c.opened for c in self.arbiter._started_services
+                          if isinstance(getattr(c, "opened", None), EventPublisher)), None)
+        if publisher is not None:
+            self.arbiter.hold_events(publisher.hold_back())
+
     def _close_channels(self) -> list:
         """Close the zmq channels (the new image binds their endpoints again); the ones closed, in start order."""
         channels = [s for s in self.arbiter._started_services if hasattr(s, "opened") and s.opened is not None]
@@ -112,6 +122,8 @@ class Handover:
         if self.pidfile is not None and self.pidfile._fd is not None:
             pidfile = {"path": self.pidfile.path, "fd": self.pidfile._fd}
         state = capture.take(self.arbiter, kept, request, pidfile)
+        if self.arbiter.held_events is not None:
+            state["events"] = self.arbiter.held_events.to_state()
         fds = capture.carried_fds(state)
         fd = snapshot.write(state)
         argv = [sys.executable, *strip_options(sys.orig_argv[1:]), HANDOVER_OPTION, str(fd)]
