@@ -80,6 +80,7 @@ def rebuild(watcher, state: dict) -> None:
         watcher.refuse_commands(None)
         if watcher._status in RUNNING:
             watcher.outputs.prepare()
+        watcher.checks.adopt_notify_socket(state.get("notify_socket"))  # before the spawn specs name it
         for entry in state["processes"]:
             adopt_process(watcher, entry)
         for key, value in state["policy"].items():
@@ -105,10 +106,12 @@ def adopt_process(watcher, entry: dict) -> None:
         process = Process(watcher.name, wid, spec=spec, watcher=watcher, spawn=False, on_exit=watcher._on_exit)
         process.pid, process.started, process.exit = pid, entry["started"], ProcessExit(entry["exit_status"])
         process._exited.set()
+        if entry.get("ready_fd") is not None:
+            streams_bridge.close_fd(entry["ready_fd"])
     else:
         try:
             process = Process.adopt(watcher.name, wid, spec, pid, entry["started"], watcher=watcher,
-                                    on_exit=watcher._on_exit)
+                                    on_exit=watcher._on_exit, ready_fd=entry.get("ready_fd"))
         except ChildProcessError:
             log.error("watcher %r: pid %d (wid %d) is in the hand-over state but is not a child of this gcircusd"
                       " (gone already?): not adopted, not signalled", watcher.name, pid, wid)
@@ -123,7 +126,7 @@ def adopt_process(watcher, entry: dict) -> None:
     if process.exit is not None:
         watcher._on_exit(process)
         return
-    watcher.checks.adopt(process, process.spec.env or {}, ready=process.state == READY)
+    watcher.checks.adopt(process, process.spec.env or {}, ready=process.state == READY, carried=entry)
     if entry["expires_in"] is not None:
         watcher._expiry[pid] = watcher._later(entry["expires_in"], watcher._expire, process)
 
@@ -131,7 +134,7 @@ def adopt_process(watcher, entry: dict) -> None:
 def _identity_only(state: dict) -> dict:
     """The fallback: what identifies the processes (pid, wid, start, pipes), nothing of the lifecycle."""
     return {**state, "state": "active", "reason": "", "history": {}, "policy": {}, "retry_in": None,
-            "processes": [{**p, "expires_in": None} for p in state["processes"]]}
+            "processes": [{**p, "expires_in": None, "ready_fd": None} for p in state["processes"]]}
 
 
 def _forget_partial(watcher) -> None:
@@ -140,6 +143,8 @@ def _forget_partial(watcher) -> None:
         if process._child_watcher is not None:
             process._child_watcher.stop()
         watcher.checks.forget(process)
+        if process.ready_pipe is not None:  # its fd:N readiness check fails: not adopted twice
+            process.ready_pipe.close()
     watcher.processes.clear()
     watcher._handled.clear()
 
@@ -153,3 +158,5 @@ def _leave_alone(state: dict, why: str) -> None:
 
 def _close_streams(entry: dict) -> None:
     streams_bridge.close(entry["streams"])
+    if entry.get("ready_fd") is not None:
+        streams_bridge.close_fd(entry["ready_fd"])

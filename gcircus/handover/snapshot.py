@@ -28,8 +28,11 @@ _PROCESS = {"pid": (int,), "wid": (int,), "started": (float, int), "state": (str
             "expires_in": (float, int, type(None)),
             "streams": (dict,), "exit_status": (int, type(None))}
 
-# Optional (an older image does not write them): the events held back for the subscribers (gcircus.control.publisher).
+# Optional (an older image does not write them): the events held back for the subscribers (gcircus.control.publisher),
+# a watcher's notify socket, a process's readiness still awaited (gcircus.checks.follow.readiness_state).
 _EVENTS = {"subscriptions": (int,), "events": (list,)}
+_NOTIFY_SOCKET = {"fd": (int,), "address": (str,)}
+_READINESS = {"ready_deadline": (float, int, type(None)), "ready_fd": (int, type(None))}
 
 
 def write(snapshot: dict) -> int:
@@ -70,8 +73,13 @@ def validate(snapshot) -> None:
                             f"{VERSION}")
     for index, watcher in enumerate(snapshot["watchers"]):
         _check(watcher, _WATCHER, f"watchers[{index}]")
+        _check_optional(watcher, "notify_socket", _NOTIFY_SOCKET, f"watchers[{index}]")
         for number, process in enumerate(watcher["processes"]):
-            _check(process, _PROCESS, f"watcher {watcher['name']!r} processes[{number}]")
+            where = f"watcher {watcher['name']!r} processes[{number}]"
+            _check(process, _PROCESS, where)
+            _check({key: process.get(key) for key in _READINESS}, _READINESS, where)
+            if not isinstance(process.get("ready_sent", False), bool):
+                raise SnapshotError(f"{where}: 'ready_sent' has the wrong type")
     _check_optional(snapshot, "events", _EVENTS, "the hand-over state")
     for name, fd in snapshot["sockets"].items():
         if not isinstance(fd, int) or fd < 0:
