@@ -82,6 +82,7 @@ class Handover:
     def _run(self, request: dict) -> None:
         log.info("handing over to a new image of gcircusd (pid %d stays): %d watchers, %d processes", os.getpid(),
                  len(self.arbiter.watchers), self.arbiter.numprocesses())
+        self.daemon.service_manager.handing_over()
         self._hold_events()
         channels = self._close_channels()
         kept = streams_bridge.detach_all(self.arbiter)
@@ -99,6 +100,7 @@ class Handover:
             for channel in channels:
                 _reopen(channel)
             self._running = None
+            self.daemon.service_manager.handover_failed()
 
     def _hold_events(self) -> None:
         """From now on the events are held back (carried in the snapshot, or published by this image's event channel
