@@ -177,6 +177,10 @@ class Arbiter(core.Arbiter):
             with self.reload_reporter():
                 return config_reload.reload_from_config(self)
 
+    def reload_in_progress(self) -> bool:
+        """Whether a reloadconfig or a restart from the file is being applied now."""
+        return self._reload_lock.locked()
+
     def request_reload(self) -> None:
         """reload_from_config() in the background: one run at a time, requests made meanwhile served by one more."""
         self._background_reloads.request()

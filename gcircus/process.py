@@ -317,6 +317,23 @@ class Process:
         process._child_watcher.start(process._on_sigchld)
         return process
 
+    @classmethod
+    def adopt_exited(cls, name: str, wid: int, spec: SpawnSpec, pid: int, started: float, status: int,
+                     watcher=None, on_exit=None) -> Process:
+        """A Process around a child the image gcircusd replaced had already reaped (wait `status`), its exit not
+        handled yet: the caller hands it to `on_exit` as any exit."""
+        process = cls(name, wid, spec=spec, watcher=watcher, spawn=False, on_exit=on_exit)
+        process.pid, process.started, process.exit = pid, started, ProcessExit(status)
+        process._exited.set()
+        return process
+
+    def disown(self) -> None:
+        """Stop watching the child's exit (adopted again by another Process, after a hand-over's rebuild failed)."""
+        if self._child_watcher is not None:
+            self._child_watcher.stop()
+        if self.ready_pipe is not None:  # its fd:N readiness check fails: the pipe is not read twice
+            self.ready_pipe.close()
+
     def _launch(self, argv: list[str], env: dict, uid: int | None, gid: int | None, username: str | None,
                 ready: _ReadyPipeSetup | None):
         """Fork and exec the child (the Popen object); SpawnError with a readable reason if it cannot start."""

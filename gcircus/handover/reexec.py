@@ -71,10 +71,9 @@ class Handover:
         no process being stopped (its stop would be cut short, and a retiring process is in no snapshot)."""
         if self.daemon.stopper is not None or self.arbiter.shutting_down.is_set():
             raise HandoverRefused("gcircusd is stopping")
-        if self.arbiter._reload_lock.locked():
+        if self.arbiter.reload_in_progress():
             raise HandoverRefused("a reloadconfig or restart is in progress; try again once it is done")
-        busy = [w.name for w in self.arbiter.watchers
-                if w._lock.locked() or len(w._commands) or w._retiring or w._leftover_stops or w._rotating_wids]
+        busy = [w.name for w in self.arbiter.watchers if w.is_changing()]
         if busy:
             raise HandoverRefused(f"watchers are busy (a command, or processes being stopped): {', '.join(busy)}; "
                                   f"try again once they are done")
@@ -105,14 +104,14 @@ class Handover:
     def _hold_events(self) -> None:
         """From now on the events are held back (carried in the snapshot, or published by this image's event channel
         again if the exec fails) until the subscribers of the event channel about to close are back."""
-        publisher = next((c.opened for c in self.arbiter._started_services
+        publisher = next((c.opened for c in self.arbiter.started_services()
                           if isinstance(getattr(c, "opened", None), EventPublisher)), None)
         if publisher is not None:
             self.arbiter.hold_events(publisher.hold_back())
 
     def _close_channels(self) -> list:
         """Close the zmq channels (the new image binds their endpoints again); the ones closed, in start order."""
-        channels = [s for s in self.arbiter._started_services if hasattr(s, "opened") and s.opened is not None]
+        channels = [s for s in self.arbiter.started_services() if getattr(s, "opened", None) is not None]
         for channel in reversed(channels):
             channel.stop()
         return channels
@@ -121,8 +120,8 @@ class Handover:
         """Write the snapshot and exec, without yielding to the hub from here on (no exit is reaped in between)."""
         self.check_quiet()  # again: something may have begun while the channels closed and the streams drained
         pidfile = None
-        if self.pidfile is not None and self.pidfile._fd is not None:
-            pidfile = {"path": self.pidfile.path, "fd": self.pidfile._fd}
+        if self.pidfile is not None and self.pidfile.fd is not None:
+            pidfile = {"path": self.pidfile.path, "fd": self.pidfile.fd}
         state = capture.take(self.arbiter, kept, request, pidfile)
         if self.arbiter.held_events is not None:
             state["events"] = self.arbiter.held_events.to_state()
