@@ -389,6 +389,10 @@ class Arbiter:
                 except Exception:  # noqa: BLE001 - one service failing to stop must not keep the others running
                     log.exception("stopping %r failed", service)
 
+    def started_services(self) -> list[Service]:
+        """The attached services running now, in the order they started."""
+        return list(self._started_services)
+
     def wait_channels_closed(self, timeout: float | None = None) -> None:
         """Wait until the services stopped after the watchers (the channels) are stopped."""
         stopper = self._services_stopper

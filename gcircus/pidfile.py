@@ -31,6 +31,11 @@ class Pidfile:
         pidfile._fd = fd
         return pidfile
 
+    @property
+    def fd(self) -> int | None:
+        """The locked descriptor while the pidfile is held (what a hand-over carries), else None."""
+        return self._fd
+
     def acquire(self) -> None:
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
