@@ -15,6 +15,7 @@ import gevent.pool
 import zmq.green as zmq
 
 from gcircus.command_queue import QueueRefused
+from gcircus.control.audit import AuditEntry, AuditLog, changes_state
 from gcircus.control.commands import get_command
 from gcircus.control.executors import EXECUTORS, Deferred, Queued
 from gcircus.control.operations import Operations
@@ -46,13 +47,14 @@ class ControlServer:
     """Serves Circus's command protocol for one arbiter at `endpoint`."""
 
     def __init__(self, arbiter, endpoint: str, context=None, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                 endpoint_owner: str | None = None, allow_remote: bool = False):
+                 endpoint_owner: str | None = None, allow_remote: bool = False, audit: AuditLog | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
         self.context = context or zmq.Context.instance()
         self.max_message_size = max_message_size
         self.endpoint_owner = endpoint_owner
         self.allow_remote = allow_remote
+        self.audit = audit if audit is not None else AuditLog(None)  # a log without a target records nothing
         self.socket: Any = None
         self._loop: gevent.Greenlet | None = None
         self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
@@ -121,18 +123,22 @@ class ControlServer:
             self._send(envelope, error_reply(f"message too large: {len(payload)} bytes (limit "
                                              f"{self.max_message_size})", MESSAGE_ERROR))
             return
-        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply))
+        # peer=None until the access layer identifies the sender (SO_PEERCRED, CURVE): the audit log records `{}`.
+        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply), peer=None)
         if reply is not None:
             self._send(envelope, reply)
 
-    def handle(self, payload: bytes, reply_later) -> dict | None:
+    def handle(self, payload: bytes, reply_later, peer: dict | None = None) -> dict | None:
         """Run one request; return the reply, or None for a cast (fire-and-forget) or a reply sent later.
 
         A long command (Queued or Deferred) is answered at once, or, when the client asked for `waiting`, through
-        `reply_later(reply)` once it is done.
+        `reply_later(reply)` once it is done. `peer` is who sent it, in its audit form (None: not known): the audit
+        log records a state-changing request or a refusal once its outcome is known (gcircus.control.audit).
         """
+        entry = self.audit.begin(self.endpoint, peer)
         msg_id = None
         cast = False
+        failure: BaseException | None = None
         try:
             message = decode_request(payload)
             msg_id = message.get("id")
@@ -142,6 +148,7 @@ class ControlServer:
             execute = EXECUTORS.get(command.name) if command is not None else None
             if command is None or execute is None:  # help is gcircusctl's own: the daemon does not know it either
                 raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
+            entry.describe(command.name, message["properties"], changes_state(command))
             props = command.validate(message["properties"])
             waiting = bool(props.get("waiting")) and not cast
             if waiting:
@@ -151,25 +158,33 @@ class ControlServer:
                 runner = self._operations.run(result.run, command.preempts)
                 result = Queued([runner], lambda values: values[0])
             if isinstance(result, Queued):
-                if not waiting:
-                    self._operations.log_failures(name, result.results)
-                    result = None
-                else:
-                    head = payload[:200]  # what an error reply quotes; the request itself is not kept meanwhile
-                    self._operations.reply_when_done(result.results, result.shape, lambda fields, exc: reply_later(
-                        self._reply(fields, exc, msg_id, head)))
+                if waiting:
+                    self._reply_when_done(result, msg_id, payload[:200], reply_later, entry)
                     return None
+                self._operations.log_failures(name, result.results)
+                self._operations.when_done(result.results, lambda exc: entry.finish(None, exc))
+                return None if cast else ok_reply(None, msg_id)
             reply = ok_reply(result, msg_id)
         except BadRequest as exc:
             msg_id, cast = exc.msg_id, exc.cast
-            reply = error_reply(exc.reason, exc.errno, msg_id)
+            reply, failure = error_reply(exc.reason, exc.errno, msg_id), exc
         except Exception as exc:  # noqa: BLE001 - any failure becomes an error reply; the server keeps serving
-            reply = self._reply(None, exc, msg_id, payload)
+            reply, failure = self._reply(None, exc, msg_id, payload), exc
+        entry.finish(reply, failure)
         if cast:
             if reply.get("status") == "error":
                 log.warning("cast command failed: %s", reply["reason"])
             return None
         return reply
+
+    def _reply_when_done(self, queued: Queued, msg_id, head: bytes, reply_later, entry: AuditEntry) -> None:
+        """Send the reply of a `--waiting` command once it is done (audited then). `head`: what an error reply
+        quotes of the request; the request itself is not kept meanwhile."""
+        def send(fields, exc: BaseException | None) -> None:
+            reply = self._reply(fields, exc, msg_id, head)
+            entry.finish(reply, exc)
+            reply_later(reply)
+        self._operations.reply_when_done(queued.results, queued.shape, send)
 
     @staticmethod
     def _reply(fields, exc: BaseException | None, msg_id, payload: bytes) -> dict:
