@@ -309,6 +309,13 @@ class AuditLog:
         if writer is not None and isinstance(output, AuditFile):
             writer.run_in_order(output.reopen)
 
+    def flush(self) -> None:
+        """Wait (this greenlet only, within bounds) until the lines queued so far are written: gcircusd is about to
+        exec a new image of itself."""
+        writer = self._writer
+        if writer is not None:
+            writer.run_in_order(lambda: None)
+
     def record(self, fields: dict) -> None:
         """Queue one line (on the hub, never waiting): dropped and counted when the queue is full."""
         writer, output = self._writer, self._output
