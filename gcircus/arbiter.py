@@ -112,6 +112,8 @@ class Arbiter:
         self.adoption: Any = None
         # The daemon's hand-over (gcircus.handover.reexec.Handover) when gcircusd runs it; None when embedded.
         self.handover: Any = None
+        # The daemon's audit log (gcircus.control.audit.AuditLog) when gcircusd runs it; None when embedded.
+        self.audit: Any = None
 
     def register(self, watcher: Watcher) -> None:
         """Take a built watcher under supervision (not started); DuplicateWatcher if its name is taken."""

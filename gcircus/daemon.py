@@ -23,6 +23,7 @@ from gcircus import __version__, linux
 from gcircus import arbiter as core
 from gcircus import reload as config_reload
 from gcircus.config import Config, load_config
+from gcircus.control.audit import AuditLog
 from gcircus.control.commands.reloadconfig import format_plan
 from gcircus.control.discovery import DiscoveryError, DiscoveryResponder, parse_multicast_endpoint
 from gcircus.control.publisher import EventPublisher, HeldEvents
@@ -97,8 +98,8 @@ CHANNELS = (
      lambda a: DiscoveryResponder(a.multicast_endpoint, a.endpoint), True),  # a host without multicast still runs
     ("the control server", lambda a: a.endpoint, lambda a: ControlServer(
         a, a.endpoint, a.context, a.max_message_size, a.endpoint_owner, a.allow_remote_endpoints,
-        a.request_counts), False),
-    ("the HTTP server", lambda a: a.http, lambda a: HttpService(a, a.http, a.request_counts), False),
+        a.request_counts, a.audit), False),
+    ("the HTTP server", lambda a: a.http, lambda a: HttpService(a, a.http, a.request_counts, a.audit), False),
 )
 
 
@@ -108,15 +109,19 @@ class Arbiter(core.Arbiter):
     Building it imports every plugin class (ValueError if one cannot be loaded: a configuration error, not a
     surprise at start); external plugins run as `plugin:NAME` watchers registered with the others. The channels
     open when it starts and close once its watchers are stopped; the plugins start after the channels (native
-    ones subscribe before the first spawn) and stop before the watchers do.
+    ones subscribe before the first spawn) and stop before the watchers do. The audit log (`audit_log`) opens before
+    the channels and closes after them.
     """
 
     def __init__(self, watchers: list[Watcher], *args, stop_timeout: float | None = None, http: dict | None = None,
-                 **options):
+                 audit_log: str | None = None, **options):
         super().__init__(watchers, *args, **options)
         self.stop_timeout = stop_timeout  # [circus] stop_timeout: read by Daemon when a shutdown begins
         self.http = http  # the HTTP server's settings (gcircus.http), None when it is off
         self.request_counts = RequestCounts()  # control requests answered, zmq and HTTP together (for /metrics)
+        # Opened first and closed last, so that every request the control server answers can be recorded.
+        self.audit = AuditLog(audit_log)
+        self.attach(self.audit)
         self.shutting_down = gevent.event.Event()  # set when a stop of the whole arbiter begins (see Daemon)
         self.plugin_manager = PluginManager(self, self.plugins, self.endpoint, self.pubsub_endpoint)
         for watcher in self.plugin_manager.watchers():
@@ -491,8 +496,9 @@ class Daemon:
 
     def on_reopen_logs(self) -> None:
         reopen_log_files()
+        self.arbiter.audit.reopen()
         self.arbiter.reopen_streams()
-        log.info("received SIGUSR1: log files reopened (stream files too)")
+        log.info("received SIGUSR1: log files reopened (the audit log and stream files too)")
 
     def sweep_orphans(self, grace: float = 5.0) -> None:
         """Stop processes that were re-parented to us (PID 1, or a child subreaper) and no watcher owns any more.

@@ -561,6 +561,8 @@ CIRCUS_OPTIONS = _table("circus", [
     ("allow_remote_endpoints", _B, False, None,
      "allow binding endpoint/pubsub_endpoint to non-loopback TCP addresses (unauthenticated!)"),
     ("max_message_size", _I, 1048576, None, "largest control request accepted, in bytes"),
+    ("audit_log", _OS, None, None, "audit log of state-changing requests and refusals, one JSON line each: a file, "
+     "syslog (or syslog:///socket[?facility]), or journal; empty means off (see README, Audit log)"),
     ("prefix_output", _B, False, PARSE,
      "send unconfigured watcher output through gcircusd's stdout/stderr as `name[wid] | line`"),
     ("stop_timeout", to_optional_float, None, APPLY,

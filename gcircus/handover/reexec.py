@@ -86,6 +86,8 @@ class Handover:
         channels = self._close_channels()
         kept = streams_bridge.detach_all(self.arbiter)
         flush_log()  # what this image logged is written before it is replaced
+        if self.arbiter.audit is not None:
+            self.arbiter.audit.flush()  # and what it audited
         try:
             self._exec(request, kept)  # returns only if it failed
         except Exception as exc:  # noqa: BLE001 - whatever failed, this image keeps running as it was

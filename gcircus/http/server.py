@@ -31,6 +31,7 @@ import gevent.socket
 import psutil
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
+from gcircus.control.audit import AuditLog
 from gcircus.control.runner import CommandRunner, RequestCounts
 from gcircus.http import routes as route_table
 from gcircus.http.auth import Auth, TokenFileError, read_token_file
@@ -151,10 +152,10 @@ def describe_bind(settings: dict) -> str:
 class HttpService:
     """The HTTP server as a Service of the arbiter: bound at start (OSError if it cannot be), closed at stop."""
 
-    def __init__(self, arbiter, settings: dict, counts: RequestCounts | None = None,
+    def __init__(self, arbiter, settings: dict, counts: RequestCounts | None = None, audit: AuditLog | None = None,
                  routes: Sequence[Route] | None = None):
         self.arbiter, self.settings = arbiter, dict(settings)
-        self.counts = counts
+        self.counts, self.audit = counts, audit
         self.routes = route_table.ROUTES if routes is None else tuple(routes)
         self.app: HttpApp | None = None
         self.server: BoundedServer | None = None
@@ -168,7 +169,8 @@ class HttpService:
         except TokenFileError as exc:
             raise OSError(f"[http] token_file {settings['token_file']}: {exc}") from None
         self.app = HttpApp(self.arbiter, settings, Auth(token, secure_cookies=bool(settings.get("certfile"))),
-                           CommandRunner(self.arbiter, self.counts), self.routes)
+                           CommandRunner(self.arbiter, self.counts, self.audit, describe_bind(settings)),
+                           self.routes)
         try:
             self.server = self._serve("bind", self.app, **self._tls())
             log.info("HTTP server listening on %s", describe_bind(settings))
