@@ -561,6 +561,8 @@ CIRCUS_OPTIONS = _table("circus", [
     ("allow_remote_endpoints", _B, False, None,
      "allow binding endpoint/pubsub_endpoint to non-loopback TCP addresses (unauthenticated!)"),
     ("max_message_size", _I, 1048576, None, "largest control request accepted, in bytes"),
+    ("audit_log", _OS, None, None, "audit log of state-changing requests and refusals, one JSON line each: a file, "
+     "syslog (or syslog:///socket[?facility]), or journal; empty means off (see README, Audit log)"),
     ("prefix_output", _B, False, PARSE,
      "send unconfigured watcher output through gcircusd's stdout/stderr as `name[wid] | line`"),
     ("stop_timeout", to_optional_float, None, APPLY,
@@ -709,6 +711,9 @@ HTTP_OPTIONS = _table("http", [
      "seconds a connection may stay silent while a request is read or its reply written"),
     ("max_hub_latency", to_positive_float, 1.0, None,
      "seconds of hub latency beyond which /healthz answers 503"),
+    ("probe_bind", to_http_bind, None, None,
+     "also serve /healthz and /readyz, and nothing else, in plain HTTP on HOST:PORT or unix:PATH, any address "
+     "(for Kubernetes' httpGet probes, which reach the pod's own IP)"),
 ])
 
 OPTIONS: dict[str, dict[str, Option]] = {

@@ -24,7 +24,7 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
-from gcircus import cgroups, runtime_options, watcher_spec
+from gcircus import cgroups, runtime_options, watcher_handover, watcher_spec
 from gcircus.checks.follow import Callbacks, ProcessChecks
 from gcircus.command_queue import CommandQueue
 from gcircus.environment import build_env
@@ -33,6 +33,7 @@ from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.options import RESPAWN, family_member
 from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, SpawnSpec, resolve_user
 from gcircus.respawn import GIVE_UP, QUICK_EXIT, RETRY, Decision, RespawnPolicy
+from gcircus.slot_history import SlotHistory, describe_exit
 from gcircus.states import (
     ACTIVE,
     BACKOFF,
@@ -56,29 +57,6 @@ log = logging.getLogger(__name__)
 
 class HookRefused(Exception):
     """before_spawn or after_spawn returned a falsy value: the watcher stops, as in Circus."""
-
-
-class SlotHistory:
-    """What happened to the processes of one wid: how often one was replaced after exiting on its own (or failing
-    its checks), and how the last one ended. Shown by `procs`."""
-
-    __slots__ = ("restarts", "last_exit")
-
-    def __init__(self):
-        self.restarts = 0
-        self.last_exit: dict | None = None
-
-    def exited(self, process: Process) -> None:
-        """It exited on its own: `code` is its exit code (-signal after a signal)."""
-        self.restarts += 1
-        self.last_exit = {"pid": process.pid, "code": process.exit.returncode if process.exit else None,
-                          "time": process.exit.time if process.exit else time.time(),
-                          "description": _describe_exit(process)}
-
-    def lost(self, process: Process, reason: str) -> None:
-        """Its checks failed: it is being replaced, for `reason`."""
-        self.restarts += 1
-        self.last_exit = {"pid": process.pid, "code": None, "time": time.time(), "description": reason}
 
 
 class Watcher:
@@ -1039,7 +1017,7 @@ class Watcher:
         self.counters.restarts += 1
         decision = self.respawn_policy.process_exited(self._lived(process))
         level = logging.DEBUG if self.respawn_policy.quiet else logging.INFO
-        log.log(level, "watcher %r: process %d exited with %s", self.name, pid, _describe_exit(process))
+        log.log(level, "watcher %r: process %d exited with %s", self.name, pid, describe_exit(process))
         self._after_loss(decision)
 
     def _after_loss(self, decision: Decision) -> None:
@@ -1275,6 +1253,26 @@ class Watcher:
         items.update(self.spec.options)
         return sorted(items.items())
 
+    # -- gcircusd re-executing itself (gcircus.handover); the watcher's part is gcircus.watcher_handover -----------
+
+    def is_changing(self) -> bool:
+        """A command runs or waits, or processes are being stopped or rotated: what a hand-over must not cut short."""
+        return bool(self._lock.locked() or len(self._commands) or self._retiring or self._leftover_stops
+                    or self._rotating_wids)
+
+    def handover_state(self, streams: dict[int, dict]) -> dict:
+        """What the new image needs of this watcher; `streams`: pid -> its exported output (see WatcherOutputs)."""
+        return watcher_handover.state(self, streams)
+
+    def adopt_handover(self, state: dict) -> list[dict]:
+        """Take back what handover_state() wrote in the replaced image instead of spawning; return the process
+        entries not adopted (no longer our children: the caller logs them and never signals them)."""
+        return watcher_handover.rebuild(self, state)
+
+    def forget_handover(self) -> None:
+        """Undo an adopt_handover() that failed halfway, so that its processes can be adopted again."""
+        watcher_handover.forget(self)
+
     def __repr__(self) -> str:
         return f"<Watcher {self.name!r} {self._status} {len(self.processes)}/{self.numprocesses}>"
 
@@ -1293,18 +1291,6 @@ for _field in (*watcher_spec.PLAIN, *SPEC_GROUPS):
     setattr(Watcher, _field, property(operator.attrgetter(f"spec.{_field}"), doc=f"The `{_field}` option."))
 
 _WID_PLACEHOLDER = re.compile(r"\$\(circus\.wid\)|\(\(circus\.wid\)\)", re.IGNORECASE)
-
-
-def _describe_exit(process: Process) -> str:
-    if process.exit is None:
-        return "unknown status"
-    code = process.exit.returncode
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"code {code}"
 
 
 def _daemon_cwd() -> str:

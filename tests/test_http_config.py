@@ -65,6 +65,13 @@ def test_a_remote_bind_needs_the_opt_in(tmp_path):
     assert "allow_remote_endpoints = true" in error.reason
 
 
+def test_the_probe_listener_may_listen_anywhere_without_the_opt_in(tmp_path):
+    """It serves /healthz and /readyz alone (tests/test_kubernetes_manifest.py checks that on a real gcircusd)."""
+    assert load(tmp_path, http="probe_bind = 0.0.0.0:9103").http["probe_bind"] == "0.0.0.0:9103"
+    error = refused(tmp_path, http="probe_bind = 0.0.0.0")
+    assert (error.section, error.option) == ("http", "probe_bind")
+
+
 def test_a_remote_bind_needs_tls_and_a_token_too(tmp_path):
     error = refused(tmp_path, http="bind = 0.0.0.0:9102\nallow_remote_endpoints = true")
     assert "token_file and certfile" in error.reason

@@ -6,8 +6,8 @@ owner's groups; a watcher that runs as someone else can only be scaled, stopped 
 marks `scheduling`), never given another command, environment, directory or limits; and the options whose effect
 happens inside gcircusd itself, with its identity (those the table marks `daemon_side`: hooks, stream files and
 classes, gcircusd's sockets and environment, the working directory entered before the switch to the child's user),
-are refused outright. Reads, signals, start/stop and reloadconfig (which reads the operator's file) are not changes
-of identity and stay open.
+are refused outright (wire.errors.Refused: an errno 3 reply, recorded as `refused` by the audit log). Reads,
+signals, start/stop and reloadconfig (which reads the operator's file) are not changes of identity and stay open.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from gcircus import identity
 from gcircus.options import RUNTIME_OBJECT_OPTIONS, Option, family_member, get_option
-from gcircus.wire.errors import MessageError
+from gcircus.wire.errors import MessageError, Refused
 
 
 def _option(key: str) -> Option | None:
@@ -49,7 +49,7 @@ def owner_of(arbiter) -> Owner | None:
     try:
         entry = pwd.getpwuid(int(configured)) if str(configured).isdigit() else pwd.getpwnam(str(configured))
     except KeyError:
-        raise MessageError(f"endpoint_owner {configured!r} is not a known user: changes are refused") from None
+        raise Refused(f"endpoint_owner {configured!r} is not a known user: changes are refused") from None
     return Owner(entry.pw_name, entry.pw_uid, frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid)))
 
 
@@ -59,7 +59,7 @@ def check_add(owner: Owner | None, options: dict) -> None:
         return
     _refuse_privileged(options)
     if options.get("uid") is None:
-        raise MessageError("uid does not match endpoint_owner")  # an added watcher names its user, as in Circus
+        raise Refused("uid does not match endpoint_owner")  # an added watcher names its user, as in Circus
     _require_owner_identity(owner, options.get("uid"), options.get("gid"))
 
 
@@ -81,7 +81,7 @@ def check_set(owner: Owner | None, watcher, changes: dict) -> None:
         runs_as_owner = False
     if not runs_as_owner:
         others = sorted(key for key in changes if not _schedules(key))
-        raise MessageError(f"watcher {watcher.name!r} does not run as endpoint_owner {owner.name!r}: "
+        raise Refused(f"watcher {watcher.name!r} does not run as endpoint_owner {owner.name!r}: "
                            f"{', '.join(others)} cannot be changed from this endpoint (only how many processes run "
                            "and how they are started and stopped)")
     _require_owner_identity(owner, changes.get("uid", watcher.uid), changes.get("gid", watcher.gid))
@@ -97,10 +97,10 @@ def _require_owner_identity(owner: Owner, uid, gid) -> None:
     except identity.IdentityError as exc:
         raise MessageError(str(exc)) from None
     if ids.uid != owner.uid:
-        raise MessageError("uid does not match endpoint_owner")
+        raise Refused("uid does not match endpoint_owner")
     foreign = sorted(ids.groups - owner.groups)
     if foreign:
-        raise MessageError(f"the child would run with group(s) {', '.join(map(str, foreign))}, which endpoint_owner "
+        raise Refused(f"the child would run with group(s) {', '.join(map(str, foreign))}, which endpoint_owner "
                            f"{owner.name!r} does not belong to: set gid to one of its groups")
 
 
@@ -109,7 +109,7 @@ def _refuse_privileged(options: dict) -> None:
     for key, value in options.items():
         reason = getattr(_option(key), "daemon_side", None)
         if reason and value:
-            raise MessageError(f"{key} cannot be set from an endpoint_owner endpoint: {reason} "
+            raise Refused(f"{key} cannot be set from an endpoint_owner endpoint: {reason} "
                                "(see README, endpoint_owner)")
         family = family_member(key)
         if family is not None and family[0] == "rlimits":
@@ -125,5 +125,5 @@ def _refuse_raised_limit(key: str, limit: str, value) -> None:
         return
     if which == resource.RLIMIT_NOFILE and value == unlimited:
         return  # the spawn turns an unlimited nofile into gcircusd's hard limit
-    raise MessageError(f"{key} = {'unlimited' if value == unlimited else value} is above gcircusd's own hard limit "
+    raise Refused(f"{key} = {'unlimited' if value == unlimited else value} is above gcircusd's own hard limit "
                        f"({hard}): raising it cannot be asked from an endpoint_owner endpoint")

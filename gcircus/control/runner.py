@@ -2,7 +2,8 @@
 
 The control server (zmq) and the HTTP API (gcircus.http.api) both hand their requests to a CommandRunner, so a
 command's properties, validation, errnos and reply cannot differ between the two channels. Each request's outcome is
-counted by command (RequestCounts), for gcircusd's metrics.
+counted by command (RequestCounts), for gcircusd's metrics, and a state-changing request or a refusal is recorded in
+the audit log once its outcome is known (gcircus.control.audit).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import logging
 from collections.abc import Callable
 
 from gcircus.command_queue import QueueRefused
+from gcircus.control.audit import AuditLog, changes_state
 from gcircus.control.commands import get_command
 from gcircus.control.executors import EXECUTORS, Deferred, Queued
 from gcircus.control.operations import Operations
@@ -41,25 +43,34 @@ class RequestCounts:
 class CommandRunner:
     """Runs requests for one arbiter; owns the bounded pools their long parts run in (gcircus.control.operations)."""
 
-    def __init__(self, arbiter, counts: RequestCounts | None = None):
+    def __init__(self, arbiter, counts: RequestCounts | None = None, audit: AuditLog | None = None,
+                 endpoint: str = ""):
         self.arbiter = arbiter
         self.counts = counts if counts is not None else RequestCounts()
+        self.audit = audit if audit is not None else AuditLog(None)  # a log without a target records nothing
+        self.endpoint = endpoint  # where requests come from, as the audit log names it
         self.operations = Operations()
 
-    def handle(self, payload: bytes, reply_later: Callable[[dict], None]) -> dict | None:
+    def handle(self, payload: bytes, reply_later: Callable[[dict], None], peer: dict | None = None) -> dict | None:
         """Run one request; return the reply, or None for a cast (fire-and-forget) or a reply sent later.
 
         A long command (Queued or Deferred) is answered at once, or, when the client asked for `waiting`, through
-        `reply_later(reply)` once it is done.
+        `reply_later(reply)` once it is done. `peer` is who sent it, in its audit form (None: not known).
         """
+        entry = self.audit.begin(self.endpoint, peer)
         name = None
 
-        def counted_later(reply: dict) -> None:
+        def finished_later(fields, exc: BaseException | None) -> None:
+            reply = self.reply(fields, exc, msg_id, head)
+            entry.finish(reply, exc)
             self.counts.record(name, reply)
             reply_later(reply)
 
         msg_id = None
         cast = False
+        failure: BaseException | None = None
+        started_in_background = False
+        head = payload[:200]  # what an error reply quotes; the request itself is not kept while a command runs
         try:
             message = decode_request(payload)
             msg_id = message.get("id")
@@ -69,6 +80,7 @@ class CommandRunner:
             execute = EXECUTORS.get(command.name) if command is not None else None
             if command is None or execute is None:  # help is gcircusctl's own: the daemon does not know it either
                 raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
+            entry.describe(command.name, message["properties"], changes_state(command))
             props = command.validate(message["properties"])
             waiting = bool(props.get("waiting")) and not cast
             if waiting:
@@ -78,20 +90,20 @@ class CommandRunner:
                 runner = self.operations.run(result.run, command.preempts)
                 result = Queued([runner], lambda values: values[0])
             if isinstance(result, Queued):
-                if not waiting:
-                    self.operations.log_failures(name, result.results)
-                    result = None
-                else:
-                    head = payload[:200]  # what an error reply quotes; the request itself is not kept meanwhile
-                    self.operations.reply_when_done(result.results, result.shape, lambda fields, exc: counted_later(
-                        self.reply(fields, exc, msg_id, head)))
+                if waiting:
+                    self.operations.reply_when_done(result.results, result.shape, finished_later)
                     return None
+                self.operations.log_failures(name, result.results)
+                self.operations.when_done(result.results, lambda exc: entry.finish(None, exc))
+                started_in_background, result = True, None
             reply = ok_reply(result, msg_id)
         except BadRequest as exc:
             msg_id, cast = exc.msg_id, exc.cast
-            reply = error_reply(exc.reason, exc.errno, msg_id)
+            reply, failure = error_reply(exc.reason, exc.errno, msg_id), exc
         except Exception as exc:  # noqa: BLE001 - any failure becomes an error reply; the server keeps serving
-            reply = self.reply(None, exc, msg_id, payload)
+            reply, failure = self.reply(None, exc, msg_id, payload), exc
+        if not started_in_background:  # else its audit line is written when it ends
+            entry.finish(reply, failure)
         self.counts.record(name, reply)
         if cast:
             if reply.get("status") == "error":

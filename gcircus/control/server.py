@@ -14,6 +14,7 @@ import gevent
 import gevent.pool
 import zmq.green as zmq
 
+from gcircus.control.audit import AuditLog
 from gcircus.control.outbox import ReplyOutbox
 from gcircus.control.runner import CommandRunner, RequestCounts
 from gcircus.options import CIRCUS_OPTIONS
@@ -36,7 +37,8 @@ class ControlServer:
     """Serves Circus's command protocol for one arbiter at `endpoint`."""
 
     def __init__(self, arbiter, endpoint: str, context=None, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                 endpoint_owner: str | None = None, allow_remote: bool = False, counts: RequestCounts | None = None):
+                 endpoint_owner: str | None = None, allow_remote: bool = False, counts: RequestCounts | None = None,
+                 audit: AuditLog | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
         self.context = context or zmq.Context.instance()
@@ -46,7 +48,8 @@ class ControlServer:
         self.socket: Any = None
         self._loop: gevent.Greenlet | None = None
         self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
-        self.runner = CommandRunner(arbiter, counts)  # the command path the HTTP API shares (gcircus.control.runner)
+        # The command path the HTTP API shares (gcircus.control.runner); it records to the audit log.
+        self.runner = CommandRunner(arbiter, counts, audit, endpoint)
         self._outbox = ReplyOutbox(self._try_send)
         self._cap: ConnectionCap | None = None
 
@@ -111,13 +114,15 @@ class ControlServer:
             self._send(envelope, error_reply(f"message too large: {len(payload)} bytes (limit "
                                              f"{self.max_message_size})", MESSAGE_ERROR))
             return
-        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply))
+        # peer=None until the access layer identifies the sender (SO_PEERCRED, CURVE): the audit log records `{}`.
+        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply), peer=None)
         if reply is not None:
             self._send(envelope, reply)
 
-    def handle(self, payload: bytes, reply_later) -> dict | None:
-        """Run one request (CommandRunner.handle): the reply, or None for a cast or a reply sent later."""
-        return self.runner.handle(payload, reply_later)
+    def handle(self, payload: bytes, reply_later, peer: dict | None = None) -> dict | None:
+        """Run one request (CommandRunner.handle): the reply, or None for a cast or a reply sent later. `peer` is
+        who sent it, in its audit form (None: not known)."""
+        return self.runner.handle(payload, reply_later, peer)
 
     def _send(self, envelope: list[bytes], reply: dict) -> None:
         if self.socket is None:

@@ -67,17 +67,25 @@ def run_command(app, request: Request) -> Response:
     if command is not None and not may_run(request.principal, command):
         raise HttpError(403, f"your role may not run {command.name}")
     try:
-        reply = run(app, name, properties(request))
+        reply = run(app, name, properties(request), audit_peer(request))
     except _Refused as refused:
         reply = refused.reply
     status = 200 if reply.get("status") != "error" else HTTP_STATUS.get(int(reply.get("errno") or 0), 500)
     return Response(status, json.dumps(reply).encode(), JSON)
 
 
-def run(app, name: str, props) -> dict:
-    """The control reply to command `name` with `props`, waiting for a reply sent later (a `waiting` command)."""
+def audit_peer(request: Request) -> dict:
+    """Who sent `request`, as the audit log names an HTTP client: how it authenticated, and from where."""
+    principal = getattr(request, "principal", None)
+    return {"http": principal.via if principal is not None else "anonymous",
+            "address": request.environ.get("REMOTE_ADDR") or "unix"}
+
+
+def run(app, name: str, props, peer: dict | None = None) -> dict:
+    """The control reply to command `name` with `props`, waiting for a reply sent later (a `waiting` command);
+    `peer`: who asked, in its audit form (gcircus.control.audit)."""
     payload = json.dumps({"command": name, "properties": props}).encode()
     later = gevent.event.AsyncResult()
-    reply = app.runner.handle(payload, later.set)
+    reply = app.runner.handle(payload, later.set, peer)
     return reply if reply is not None else later.get()
 

@@ -12,9 +12,14 @@ from gcircus.http.web import Route
 
 GET, POST = ("GET", "HEAD"), ("POST",)
 
-ROUTES: tuple[Route, ...] = (
+# What the probe listener ([http] probe_bind) serves, alone: public, read-only, no secret in them.
+PROBE_ROUTES: tuple[Route, ...] = (
     Route("/healthz", probes.healthz, public=True),
     Route("/readyz", probes.readyz, public=True),
+)
+
+ROUTES: tuple[Route, ...] = (
+    *PROBE_ROUTES,
     Route("/login", login.login_page, GET + POST, public=True),
     Route("/logout", login.logout, POST),
     Route("/session", login.session_info),

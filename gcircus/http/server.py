@@ -7,7 +7,11 @@ at most MAX_HEADER_BYTES together, its body at most `max_body_size` (gcircus.htt
 state in memory and never block the hub.
 
 HttpService is what the daemon's wiring attaches to the arbiter (gcircus.service.Service): it binds at start and
-closes at stop. HttpApp is the WSGI application: it finds the request's route in gcircus.http.routes.ROUTES,
+closes at stop. With `probe_bind`, it runs a second server on that address serving the probes alone
+(gcircus.http.routes.PROBE_ROUTES), in plain HTTP on any address: Kubernetes' httpGet probes come from the node to the
+pod's own IP, where the full server (token, TLS) has no business listening.
+
+HttpApp is the WSGI application: it finds the request's route in gcircus.http.routes.ROUTES,
 authenticates it unless the route is public, checks its CSRF token, and turns an HttpError into its reply.
 """
 from __future__ import annotations
@@ -27,6 +31,7 @@ import gevent.socket
 import psutil
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
+from gcircus.control.audit import AuditLog
 from gcircus.control.runner import CommandRunner, RequestCounts
 from gcircus.http import routes as route_table
 from gcircus.http.auth import Auth, TokenFileError, read_token_file
@@ -147,14 +152,15 @@ def describe_bind(settings: dict) -> str:
 class HttpService:
     """The HTTP server as a Service of the arbiter: bound at start (OSError if it cannot be), closed at stop."""
 
-    def __init__(self, arbiter, settings: dict, counts: RequestCounts | None = None,
+    def __init__(self, arbiter, settings: dict, counts: RequestCounts | None = None, audit: AuditLog | None = None,
                  routes: Sequence[Route] | None = None):
         self.arbiter, self.settings = arbiter, dict(settings)
-        self.counts = counts
+        self.counts, self.audit = counts, audit
         self.routes = route_table.ROUTES if routes is None else tuple(routes)
         self.app: HttpApp | None = None
         self.server: BoundedServer | None = None
-        self.unix_path: str | None = None
+        self.probe_server: BoundedServer | None = None
+        self.unix_paths: list[str] = []
 
     def start(self) -> None:
         settings = self.settings
@@ -163,29 +169,44 @@ class HttpService:
         except TokenFileError as exc:
             raise OSError(f"[http] token_file {settings['token_file']}: {exc}") from None
         self.app = HttpApp(self.arbiter, settings, Auth(token, secure_cookies=bool(settings.get("certfile"))),
-                           CommandRunner(self.arbiter, self.counts), self.routes)
-        listener = self._listen()
-        server = BoundedServer(listener, self.app, spawn=gevent.pool.Pool(settings["max_connections"]), log=None,
-                               error_log=log, handler_class=BoundedHandler, **self._tls())
-        server.request_timeout = settings["request_timeout"]
+                           CommandRunner(self.arbiter, self.counts, self.audit, describe_bind(settings)),
+                           self.routes)
+        try:
+            self.server = self._serve("bind", self.app, **self._tls())
+            log.info("HTTP server listening on %s", describe_bind(settings))
+            if settings.get("probe_bind"):
+                probe_app = HttpApp(self.arbiter, settings, self.app.auth, self.app.runner, route_table.PROBE_ROUTES)
+                self.probe_server = self._serve("probe_bind", probe_app)
+                log.info("HTTP probes (/healthz, /readyz) listening on %s",
+                         describe_bind({"bind": settings["probe_bind"]}))
+        except Exception:
+            self.stop()
+            raise
+
+    def _serve(self, option: str, app: HttpApp, **tls) -> BoundedServer:
+        """A started server for `app` on the address of the [http] option `option`."""
+        listener = self._listen(option)
+        server = BoundedServer(listener, app, spawn=gevent.pool.Pool(self.settings["max_connections"]), log=None,
+                               error_log=log, handler_class=BoundedHandler, **tls)
+        server.request_timeout = self.settings["request_timeout"]
         try:
             server.start()
         except Exception:
             listener.close()
             raise
-        self.server = server
-        log.info("HTTP server listening on %s", describe_bind(settings))
+        return server
 
     def stop(self) -> None:
-        server, self.server = self.server, None
-        if server is not None:
-            server.stop(timeout=STOP_GRACE)
+        for server in (self.probe_server, self.server):
+            if server is not None:
+                server.stop(timeout=STOP_GRACE)
+        self.server = self.probe_server = None
         if self.app is not None:
             gevent.joinall(self.app.runner.operations.running(), timeout=STOP_GRACE)
-        if self.unix_path is not None:
+        for path in self.unix_paths:
             with contextlib.suppress(OSError):
-                os.unlink(self.unix_path)
-            self.unix_path = None
+                os.unlink(path)
+        self.unix_paths = []
 
     close = stop  # what the daemon's Channel calls
 
@@ -193,6 +214,11 @@ class HttpService:
     def address(self):
         """Where the server listens: (host, port) (the real port when 0 was asked for), or the unix socket path."""
         return self.server.socket.getsockname() if self.server is not None else None
+
+    @property
+    def probe_address(self):
+        """Where the probe server listens (as `address`), or None without probe_bind."""
+        return self.probe_server.socket.getsockname() if self.probe_server is not None else None
 
     def _tls(self) -> dict:
         certfile, keyfile = self.settings.get("certfile"), self.settings.get("keyfile")
@@ -205,21 +231,21 @@ class HttpService:
             raise OSError(f"[http] certfile {certfile} / keyfile {keyfile} cannot be loaded: {exc}") from None
         return {"ssl_context": context}
 
-    def _listen(self):
-        where = split_http_bind(self.settings["bind"])
+    def _listen(self, option: str):
+        where = split_http_bind(self.settings[option])
         if isinstance(where, str):
-            return self._listen_unix(where)
+            return self._listen_unix(option, where)
         host, port = where
         try:
             return BoundedServer.get_listener((host, port), family=gevent.socket.AF_INET6 if ":" in host else
                                               gevent.socket.AF_INET)
         except OSError as exc:
-            raise OSError(f"cannot bind [http] bind = {self.settings['bind']}: {exc.strerror or exc}") from None
+            raise OSError(f"cannot bind [http] {option} = {self.settings[option]}: {exc.strerror or exc}") from None
 
-    def _listen_unix(self, path: str):
+    def _listen_unix(self, option: str, path: str):
         """A unix socket readable by gcircusd's user only; a file nobody listens on is taken over, a live one not."""
         if ipc_in_use(path):
-            raise OSError(f"cannot bind [http] bind = unix:{path}: another process listens on it")
+            raise OSError(f"cannot bind [http] {option} = unix:{path}: another process listens on it")
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(os.lstat(path).st_mode):
                 os.unlink(path)
@@ -230,8 +256,8 @@ class HttpService:
             sock.listen(128)
         except OSError as exc:
             sock.close()
-            raise OSError(f"cannot bind [http] bind = unix:{path}: {exc.strerror or exc}") from None
+            raise OSError(f"cannot bind [http] {option} = unix:{path}: {exc.strerror or exc}") from None
         finally:
             os.umask(old_umask)
-        self.unix_path = path
+        self.unix_paths.append(path)
         return sock

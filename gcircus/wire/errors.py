@@ -28,6 +28,11 @@ class MessageError(ControlError):
     errno = MESSAGE_ERROR
 
 
+class Refused(MessageError):
+    """A request a policy refuses (today endpoint_owner's, gcircus.control.ownership): nothing changed. The reply is
+    that of any invalid request; the audit log records it as `refused`."""
+
+
 class CommandError(ControlError):
     """The command was valid but could not be carried out."""
 
