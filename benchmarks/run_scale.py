@@ -3,8 +3,8 @@
 
 Run with the project venv:  .venv/bin/python benchmarks/run_scale.py   (see benchmarks/README.md)
 
-For each N (--ns) and workload (`sleep`: N × /bin/sleep; `files`: the same with stdout and stderr of every process
-to a FileStream, two pipes per process), each supervisor runs N processes and the runner measures, in one daemon's
+For each N (--ns) and workload (`sleep`: N × /bin/sleep; `files`: the same with the stdout of every process
+to a FileStream, one pipe per process), each supervisor runs N processes and the runner measures, in one daemon's
 life: cold start to all running (argv exec'd) and the control channel's round trip meanwhile; idle CPU, RSS and open
 fds over a quiet window; `status` and `list work` with 1 and 50 clients; `stats work`; kill -9 → replacement running
 (median, p99) and the reap event's arrival; a mass restart (`restart work`) and the control round trip meanwhile;
@@ -216,8 +216,7 @@ def mass_restart(d: Daemon, res: dict) -> None:
         res["ctl_during_restart"] = p50_p99(sampler.stop())
 
 
-PHASES = (("idle", idle), ("control", control_latency), ("stats command", stats_command), ("kill", kill_test),
-          ("restart", mass_restart))
+PHASES = {"idle": idle, "control": control_latency, "stats": stats_command, "kill": kill_test, "restart": mass_restart}
 
 
 def measure(target, n: int, workload: str, args, tmp_root: Path, marker: str, notes: list[str]) -> dict:
@@ -232,7 +231,8 @@ def measure(target, n: int, workload: str, args, tmp_root: Path, marker: str, no
             res["cold"] = TIMEOUT if isinstance(exc, Timeout) else FAIL
             notes.append(f"{target.name} N={n} {workload}, cold start: {exc} — log: {d.log_tail()}")
             return res
-        for name, phase in PHASES:
+        for name in args.phases:
+            phase = PHASES[name]
             try:
                 phase(d, res)
             except Exception as exc:  # noqa: BLE001
@@ -356,6 +356,8 @@ def parse_args(argv=None):
     p.add_argument("--only", default="gcircusd,circus,supervisord", help="comma-separated supervisors")
     p.add_argument("--ns", default="1000,3000,10000", help="process counts, comma-separated")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help="sleep, files (FileStream on every process)")
+    p.add_argument("--phases", default=",".join(PHASES),
+                   help="what to measure after the cold start (and before the stop), from: " + ",".join(PHASES))
     p.add_argument("--no-stats-channel", dest="stats_channel", action="store_false",
                    help="skip the runs with the stats channel on")
     p.add_argument("--idle-secs", type=float, default=30.0, help="idle (and stats channel) window, s (30)")
@@ -373,7 +375,9 @@ def parse_args(argv=None):
     a.targets = [t for t in a.only.split(",") if t]
     a.ns = [int(n) for n in a.ns.split(",") if n]
     a.workloads = [w for w in a.workloads.split(",") if w]
-    if bad := [t for t in a.targets if t not in TARGETS] + [w for w in a.workloads if w not in WORKLOADS]:
+    a.phases = [x for x in a.phases.split(",") if x]
+    if bad := ([t for t in a.targets if t not in TARGETS] + [w for w in a.workloads if w not in WORKLOADS]
+               + [x for x in a.phases if x not in PHASES]):
         p.error(f"unknown: {', '.join(bad)}")
     return a
 

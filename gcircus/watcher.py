@@ -8,7 +8,6 @@ even while a long command runs on its watcher. Every method blocks only the call
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import operator
 import os
@@ -32,6 +31,7 @@ from gcircus.events import Event, res_name
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.options import RESPAWN, family_member
 from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, SpawnSpec, resolve_user
+from gcircus.process_table import WidAllocator
 from gcircus.respawn import GIVE_UP, QUICK_EXIT, RETRY, Decision, RespawnPolicy
 from gcircus.slot_history import SlotHistory, describe_exit
 from gcircus.states import (
@@ -94,8 +94,12 @@ class Watcher:
         self.outputs = WatcherOutputs(spec.name, {"stdout": spec.stdout_stream, "stderr": spec.stderr_stream},
                                       spec.prefix_output, notify=self.notify)
 
-        self.processes: dict[int, Process] = {}
-        self._retiring: dict[int, Process] = {}
+        # By pid; their wids are counted as they come and go (gcircus.process_table), so a spawn finds its wid
+        # without a look at every process.
+        self._wids = WidAllocator()
+        self._format_vars_cache: tuple[Any, dict] = (None, {})  # (the spec they were read from, the placeholders)
+        self.processes: dict[int, Process] = self._wids.table()
+        self._retiring: dict[int, Process] = self._wids.table()
         self._reuse_wid: int | None = None  # the wid the next spawn takes first (a max_age replacement keeps its wid)
         self._rotating_wids: set[int] = set()  # old-first max_age rotations under way: their slot is spoken for
         self._handled: dict[int, gevent.event.Event] = {}
@@ -486,7 +490,10 @@ class Watcher:
         Like Circus's `kill`, this takes no lock: a kill goes through while a long command runs on the watcher.
         The replacements are spawned under the lock, and only while the watcher is active.
         """
-        targets = [process for process in self.processes.values() if pid in (None, process.pid)]
+        if pid is None:
+            targets = list(self.processes.values())
+        else:
+            targets = [self.processes[pid]] if pid in self.processes else []
         self._stop_processes(targets, graceful_timeout, signum)
         if targets and self.respawn and self._may_spawn():
             with self._lock:
@@ -927,11 +934,11 @@ class Watcher:
             cgroup=self.cgroup)
 
     def _next_wid(self) -> int:
-        running = {p.wid for p in self.processes.values()}
-        if self._reuse_wid is not None and self._reuse_wid not in running:
+        """The wid of the next spawn: the lowest no process holds (running or being stopped), or the one a rotation
+        hands over. Constant time (amortized): the tables count their wids."""
+        if self._reuse_wid is not None and not self.processes.holds(self._reuse_wid):
             return self._reuse_wid  # the wid of the process being replaced, even while it still stops
-        used = running | {p.wid for p in self._retiring.values()}
-        return next(wid for wid in itertools.count(1) if wid not in used)
+        return self._wids.next_free()
 
     def _pdeathsig_signal(self) -> int | None:
         if self.pdeathsig is True:
@@ -939,8 +946,14 @@ class Watcher:
         return int(self.pdeathsig) if self.pdeathsig else None
 
     def _format_vars(self) -> dict:
-        """The watcher's options as $(circus.NAME) placeholders of cmd and args."""
-        return {"name": self.name, **{name: getattr(self, name) for name in (*watcher_spec.PLAIN, *SPEC_GROUPS[1:])}}
+        """The watcher's options as $(circus.NAME) placeholders of cmd and args: built once per spec (a spec never
+        changes, `set` makes a new one), not at each spawn. Shared by the spawn specs, which only read it."""
+        spec, built = self._format_vars_cache
+        if spec is not self.spec:
+            names = (*watcher_spec.PLAIN, *SPEC_GROUPS[1:])
+            built = {"name": self.name, **{name: getattr(self, name) for name in names}}
+            self._format_vars_cache = (self.spec, built)
+        return built
 
     # -- stopping processes --------------------------------------------------------------------------------------
 
