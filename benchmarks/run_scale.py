@@ -39,6 +39,7 @@ from _scale import (
     direct_children,
     open_fds,
     start_daemon,
+    start_ticks,
     stop_and_time,
     supervisord_conf,
 )
@@ -103,12 +104,12 @@ class Daemon:
         seconds = stop_and_time(self.proc, self.args.time_limit)
         self.stop_seconds = FAIL if died else TIMEOUT if seconds is None else seconds
 
-    def wait_running(self, count: int | None = None, since: set[int] | None = None) -> float:
-        """Seconds until `count` (N) workload children run (with `since`: that many not in `since`)."""
-        count = count or self.n
+    def wait_running(self, replacing: set[int] = frozenset()) -> float:
+        """Seconds until N workload children run; with `replacing`, once each of those processes is gone too."""
+        old = {pid: start_ticks(pid) for pid in replacing}
         t0 = time.perf_counter()
-        interval = 0.02 if self.n <= 1000 else 0.05
-        wait_until(lambda: len(self.children.workload() - (since or set())) >= count, self.proc,
+        interval = 0.02 if self.n <= 1000 else 0.1
+        wait_until(lambda: self.children.replaced(old) and len(self.children.workload()) >= self.n, self.proc,
                    self.args.time_limit, interval)
         return time.perf_counter() - t0
 
@@ -181,11 +182,14 @@ def kill_test(d: Daemon, res: dict) -> None:
             before = direct_children(d.proc.pid)
             victim = rng.choice(sorted(d.children.workload()))
             d.children.forget(victim)
+            victim_start = start_ticks(victim)
             t_wall, t0 = time.time(), time.perf_counter()
             kill_pids([victim])
-            wait_until(lambda: any(d.children.is_workload(p) for p in direct_children(d.proc.pid) - before),
+            wait_until(lambda: any(d.children.is_workload(p) for p in new_children(d.proc.pid, before, victim,
+                                                                                    victim_start)),
                        d.proc, d.args.time_limit, 0.001)
             replaced.append(time.perf_counter() - t0)
+            d.children.dead.discard(victim)  # reaped by now (before its replacement): its pid may come back
             event = listener and listener.wait(
                 lambda topic, msg, v=victim: topic.endswith(".reap") and msg.get("process_pid") == v, 10)
             if event:
@@ -195,6 +199,15 @@ def kill_test(d: Daemon, res: dict) -> None:
             listener.close()
     res["replace"] = p50_p99(replaced)
     res["reap_event"] = p50_p99(reaped)
+
+
+def new_children(daemon_pid: int, before: set[int], victim: int, victim_start: int | None) -> set[int]:
+    """Children not there before the kill, and the victim's pid if it came back as a new process (pid reuse)."""
+    kids = direct_children(daemon_pid)
+    fresh = kids - before
+    if victim in kids and start_ticks(victim) != victim_start:
+        fresh.add(victim)
+    return fresh
 
 
 def mass_restart(d: Daemon, res: dict) -> None:
@@ -210,7 +223,7 @@ def mass_restart(d: Daemon, res: dict) -> None:
                              daemon=True).start()
         else:
             d.control.client.call("restart", name="work")
-        d.wait_running(since=before)
+        d.wait_running(replacing=before)
         res["restart"] = time.perf_counter() - t0
     finally:
         res["ctl_during_restart"] = p50_p99(sampler.stop())

@@ -4,11 +4,12 @@ without looking at every process.
 A watcher used to build the set of its wids at each spawn: at 10,000 processes that alone was 40 % of a cold start
 (a start of N processes cost N²/2 set insertions). `ProcessTable` is a dict (pid -> Process) that keeps, on every
 insertion and removal, how many of its processes hold each wid; `WidAllocator` hands out the lowest wid none of its
-tables holds, starting from the lowest that was freed since. Whoever fills the dicts (the watcher, a hand-over's
+tables holds (a heap of the wids freed, and a high-water mark). Whoever fills the dicts (the watcher, a hand-over's
 adoption) keeps using them as plain dicts: the counts follow whatever goes in or out.
 """
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -88,12 +89,13 @@ class ProcessTable(dict):
 
 
 class WidAllocator:
-    """The lowest wid (from 1) that none of `tables` holds, in amortized constant time: the search starts at the
-    lowest wid freed since the last one handed out, or else right after it."""
+    """The lowest wid (from 1) that none of `tables` holds, in amortized O(log n): a heap of the wids freed below the
+    high-water mark, and the mark itself (every wid from it on that no table holds is free)."""
 
     def __init__(self):
         self.tables: list[ProcessTable] = []
-        self._lowest_free = 1  # no wid below this one is free
+        self._freed: list[int] = []  # a heap: every free wid below _mark is in it (taken ones are dropped lazily)
+        self._mark = 1
 
     def table(self) -> ProcessTable:
         """A new table whose wids count as taken."""
@@ -102,15 +104,20 @@ class WidAllocator:
         return table
 
     def freed(self, wid: int) -> None:
-        if wid < self._lowest_free:
-            self._lowest_free = wid
+        """A table no longer holds `wid`: it is free unless another table holds it."""
+        if wid < self._mark and not self.taken(wid):
+            heapq.heappush(self._freed, wid)
 
     def taken(self, wid: int) -> bool:
         return any(table.holds(wid) for table in self.tables)
 
     def next_free(self) -> int:
-        wid = max(1, self._lowest_free)
-        while self.taken(wid):
-            wid += 1
-        self._lowest_free = wid
-        return wid
+        """The lowest free wid. It stays free until a process holding it enters a table (a failed spawn leaves it
+        for the next one)."""
+        while self._freed:
+            if not self.taken(self._freed[0]):
+                return self._freed[0]
+            heapq.heappop(self._freed)
+        while self.taken(self._mark):
+            self._mark += 1
+        return self._mark

@@ -773,7 +773,10 @@ class Watcher:
                 if self._interrupt.wait(remaining):
                     break
             else:
-                gevent.sleep(0)  # let exits, signals and commands through between spawns
+                # Let exits, signals and commands through between spawns: idle() returns once the hub has polled for
+                # I/O and run what was ready. sleep(0) would not poll: gevent runs 50 callbacks in a row before it
+                # looks at the clock, which at 1-2 ms per fork/exec kept control requests waiting 0.1-2 s.
+                gevent.idle()
         return started
 
     def _spawn_failed(self, exc: SpawnError) -> None:
