@@ -35,7 +35,7 @@ import sys
 
 import gevent
 
-from gcircus import __version__
+from gcircus import __version__, limits, linux
 from gcircus.cli.check_config import describe
 from gcircus.cli.usage import EXIT_USAGE, CommandLineError, parse_command_line
 from gcircus.daemon import EXIT_OK, EXIT_START_FAILED, Arbiter, Daemon
@@ -76,6 +76,13 @@ def main(argv: list[str] | None = None) -> int:
     except LoggingSetupError as exc:
         print(f"gcircusd: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    problems = limits.check_at_start(arbiter.watchers, running=len(linux.children(os.getpid())))
+    if problems:
+        for problem in problems:
+            log.error("cannot start: %s", problem)
+            if not log_reaches_stderr():
+                print(f"gcircusd: cannot start: {problem}", file=sys.stderr)
+        return EXIT_START_FAILED
     ready_fd = daemonize() if args["--daemon"] else None
     pidfile = None
     pidfile_path = args["--pidfile"] or arbiter.pidfile
