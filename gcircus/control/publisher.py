@@ -24,7 +24,10 @@ from gcircus.wire.endpoints import bind_private, close_bound
 
 log = logging.getLogger(__name__)
 
-EVENT_HWM = 1000  # events zmq keeps per subscriber that has not read them; past that, that subscriber misses events
+# Events zmq keeps per subscriber that has not read them; past that, that subscriber misses events. A mass restart of
+# N processes publishes about 4N events at once (kill, reap, spawn, ready): 10,000 keeps a subscriber reading at its
+# own pace complete through a restart of 2,500 processes, for at most a few MiB per subscriber (their number is capped).
+EVENT_HWM = 10_000
 HOLD_GRACE = 5.0  # seconds a new image holds its events back at most for the old image's subscribers to reconnect
 HELD_LIMIT = EVENT_HWM  # events held back at most; later ones are dropped (counted, logged) until they are published
 HOLD_POLL = 0.1  # seconds between two looks at the subscriptions while holding events back
@@ -100,6 +103,10 @@ class EventPublisher:
         self._hold_until: float | None = None
         self._cap: ConnectionCap | None = None
         self._reader: gevent.Greenlet | None = None
+        # Frames waiting for the next flush: events are sent in batches, once per turn of the hub (see _send).
+        self._outbox: collections.deque[list[bytes]] = collections.deque()
+        self._flush_scheduled = False
+        self._send_now: Any = None  # send_multipart of a plain socket over the XPUB (see start)
 
     def start(self) -> None:
         sock = self.context.socket(zmq.XPUB)
@@ -112,6 +119,8 @@ class EventPublisher:
             sock.close()
             raise
         self.socket = sock
+        # Sends never wait (NOBLOCK: a full queue drops), so they skip the green socket's event bookkeeping.
+        self._send_now = zmq.Socket.shadow(sock.underlying).send_multipart
         self._cap = ConnectionCap(sock, "pubsub_endpoint")
         self._cap.start()
         self.arbiter.subscribe(self.publish)
@@ -132,11 +141,30 @@ class EventPublisher:
             self._send(event)
 
     def _send(self, event: Event) -> None:
-        try:
-            self.socket.send_multipart(frames(event), zmq.NOBLOCK)
-        except zmq.ZMQError as exc:
-            if exc.errno != zmq.EAGAIN:
-                log.warning("could not publish %s of watcher %r: %s", event.name, event.watcher, exc)
+        """Queue the event's frames; they go out, in order, with every other event of this turn of the hub.
+
+        A burst (a mass restart: tens of thousands of events) then costs zmq's I/O thread one wake-up per batch
+        instead of one per event, and the publishing greenlet one append. The flush is a hub callback, not a
+        greenlet: it runs before the hub next waits, so an event waits microseconds, not a tick.
+        """
+        self._outbox.append(frames(event))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            gevent.get_hub().loop.run_callback(self.flush)
+
+    def flush(self) -> None:
+        """Send every queued event now (never blocks: a subscriber past its HWM misses them, as with PUB)."""
+        self._flush_scheduled = False
+        outbox, send = self._outbox, self._send_now
+        while outbox:
+            message = outbox.popleft()
+            if send is None:
+                continue  # closed meanwhile
+            try:
+                send(message, zmq.NOBLOCK)
+            except zmq.ZMQError as exc:
+                if exc.errno != zmq.EAGAIN:
+                    log.warning("could not publish %s: %s", message[0].decode(errors="replace"), exc)
 
     def _follow_subscriptions(self) -> None:
         """Count the subscriptions as subscribers send them; publish what is held once they are back, or in time.
@@ -187,6 +215,7 @@ class EventPublisher:
         channel is back (in the new image, or in this one if the exec fails). The caller attaches it to the arbiter
         at once (no yield in between: no event is lost) and closes the channel as usual."""
         self.arbiter.unsubscribe(self.publish)
+        self.flush()  # what was published before goes out before the channel closes
         try:
             self._count_subscriptions()  # those the reader has not looked at yet count too
         except zmq.ZMQError:
@@ -201,6 +230,8 @@ class EventPublisher:
 
     def close(self) -> None:
         self.arbiter.unsubscribe(self.publish)
+        self.flush()
+        self._send_now = None
         if self._reader is not None:
             self._reader.kill()  # waits for it to end before the socket closes
             self._reader = None
