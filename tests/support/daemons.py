@@ -151,11 +151,12 @@ def stop_daemon(daemon: Daemon) -> None:
 
 
 @contextlib.contextmanager
-def daemon_with_fd_limit(tmp_path, config: str, nofile: int):
-    """gcircusd on `config` under `prlimit --nofile=N`; yields (process, output reader); stopped (then killed) after."""
+def daemon_with_fd_limit(tmp_path, config: str, nofile: int, hard: int | None = None):
+    """gcircusd on `config` under `prlimit --nofile=N` (soft N, hard `hard` or N); yields (process, output reader);
+    stopped (then killed) after."""
     log_path = tmp_path / "gcircusd.out"
     with open(log_path, "wb") as log:
-        daemon = gsubprocess.Popen(["prlimit", f"--nofile={nofile}:{nofile}", "--"] + GCIRCUSD + [config],
+        daemon = gsubprocess.Popen(["prlimit", f"--nofile={nofile}:{hard or nofile}", "--"] + GCIRCUSD + [config],
                                    stdout=log, stderr=gsubprocess.STDOUT)
     try:
         yield daemon, lambda: log_path.read_text(errors="replace")
