@@ -63,7 +63,7 @@ from harness import (
     write_results,
 )
 
-SAMPLE_LINE = re.compile(rb"stats sample: (\d+) processes in ([\d.]+) ms \(longest hub pause ([\d.]+) ms\)")
+SAMPLE_LINE = re.compile(rb"stats sample: (\d+) processes in ([\d.]+) ms \(longest hub pause ([\d.]+) ms")
 
 
 def command(target, tmp: Path, n: int, marker: str, workload: str, statsd: bool = False) -> list[str]:

@@ -33,7 +33,7 @@ import zmq
 from gcircus.client import CallError, Client
 from harness import GCIRCUSD, RESULTS, free_endpoint, machine, percentile, write_results
 
-SAMPLE_LINE = re.compile(rb"stats sample: (\d+) processes in ([\d.]+) ms \(longest hub pause ([\d.]+) ms\)")
+SAMPLE_LINE = re.compile(rb"stats sample: (\d+) processes in ([\d.]+) ms \(longest hub pause ([\d.]+) ms")
 
 
 def run_mode(n: int, statsd: bool, seconds: float, interval: float, workdir: Path) -> dict:

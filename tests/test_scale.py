@@ -8,6 +8,7 @@ the system cannot run is refused at start with what to raise (gcircus.limits). N
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import textwrap
@@ -17,6 +18,7 @@ import pytest
 import zmq
 
 from gcircus.process_table import WidAllocator
+from gcircus.stats.channel import StatsLoop, StatsPublisher
 from gcircus.watcher import Watcher
 from tests.support.control import Dealer
 from tests.support.daemons import Daemon, circus_config, config_with_marker, daemon_with_fd_limit
@@ -92,6 +94,40 @@ def test_kill_by_pid_stops_that_process_only(watcher):
     watcher.kill(target, signal.SIGKILL)
     wait_for(lambda: len(watcher.processes) == 300, 30, message="the replacement")
     assert target not in watcher.processes and others <= set(watcher.processes)
+
+
+# -- the stats channel over budget -------------------------------------------------------------------------------
+
+class Recorder(StatsPublisher):
+    def __init__(self):
+        super().__init__("ipc:///unused")
+        self.sent: list[tuple[str, dict]] = []
+
+    def publish(self, topic, payload):
+        self.sent.append((topic, payload))
+
+
+class SmallQuota(StatsLoop):
+    """A loop whose processes cost more than its budget allows: 120 of them per tick."""
+
+    def quota(self, total: int) -> int:
+        return min(total, 120)
+
+
+def test_stats_over_budget_sample_round_robin_and_totals_cover_every_process(watcher):
+    watcher.start()
+    publisher = Recorder()
+    loop = SmallQuota(publisher, lambda: {"big": watcher.pids}, lambda: {os.getpid(): "circusd"})
+    per_tick = []
+    for _ in range(3):  # 301 processes (the watcher's and the supervisor), 120 per tick
+        publisher.sent.clear()
+        loop.sample_once()
+        per_tick.append({int(t.rsplit(".", 1)[1]) for t, _ in publisher.sent if t.startswith("stat.big.")})
+        assert loop.timing.sampled == 120
+    assert not per_tick[0] & per_tick[1] and set().union(*per_tick) == set(watcher.pids)  # round robin: all in turn
+    total = dict(publisher.sent)["stat.big"]
+    assert sorted(total["pid"]) == sorted(watcher.pids)  # the totals cover every process, sampled now or before
+    assert loop.timing.processes == 301
 
 
 # -- gcircusd with a few hundred processes ------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Topics and payloads are circusd-stats's: `stat.<watcher>.<pid>` (a process), `stat.<watcher>` (the watcher's
 total), `stat.circus.<pid>` / `stat.circus` (the supervisor itself) and `stat.sockets`. The loop runs in the
-caller's hub and yields to it every few milliseconds of work, so sampling a thousand processes never stalls
-supervision for long; it records how long each sample took and its longest stretch without yielding.
+caller's hub and yields to it every few milliseconds of work, so sampling thousands of processes never stalls
+supervision for long; it records how long each sample took and its longest stretch without yielding. Its cost is
+bounded too: past BUDGET of a core, a tick samples only part of the processes, round robin (10,000 processes at
+the default 1 s interval: each is sampled about every 6 s instead of taking 40 % of a core).
 """
 from __future__ import annotations
 
@@ -25,6 +27,10 @@ from gcircus.wire.endpoints import bind_private, close_bound
 log = logging.getLogger(__name__)
 
 SEND_HWM = 50_000  # a sample of thousands of processes is thousands of messages: keep them for a slow subscriber
+# The share of one core the sampling may take. Reading a process costs ~30-40 µs (two /proc files, its message): up
+# to ~1,500 processes per second fit; beyond, each tick samples a part of them, round robin (see sample_once).
+BUDGET = 0.05
+MIN_PER_TICK = 200  # a tick samples at least this many processes, whatever they cost
 
 # The sources the loop asks on each tick: {watcher topic name: [pids]} and {pid: name} for the supervisor itself.
 Groups = Callable[[], dict[str, list[int]]]
@@ -82,6 +88,7 @@ class SampleTiming:
     duration: float = 0.0
     longest_pause: float = 0.0
     count: int = 0  # samples taken
+    sampled: int = 0  # processes read by the last one (the others reported with their previous sample)
 
 
 class StatsLoop:
@@ -96,7 +103,10 @@ class StatsLoop:
         self.interval = float(interval)
         self.sampler = ProcessSampler()
         self.timing = SampleTiming()
-        self._slice_start = self._longest = 0.0
+        self._slice_start = self._longest = self._work = self._sampling = 0.0
+        self.per_process: float | None = None  # seconds of work one sampled process costs (moving average)
+        self._cursor = 0  # where the next tick's round robin starts
+        self._latest: dict[int, dict] = {}  # each process's latest info, for the totals of the ticks that skip it
         self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
@@ -119,52 +129,100 @@ class StatsLoop:
             due = max(due + self.interval, now)  # after a sample longer than the interval, no catching up
             gevent.sleep(due - now)
 
-    def sample_once(self) -> None:
-        """Sample and publish everything once (the loop's tick; callable directly).
+    def quota(self, total: int) -> int:
+        """How many of `total` processes this tick samples: all of them while that fits in BUDGET of a core, else
+        as many as fit (at least MIN_PER_TICK), the others on the next ticks, round robin."""
+        if self.per_process is None:
+            return total
+        return max(min(total, MIN_PER_TICK), min(total, int(BUDGET * self.interval / self.per_process)))
 
-        All processes are sampled first, then all messages are sent in one burst: zmq's I/O thread then carries
-        many messages per wake-up, which costs half the CPU of sending each message as soon as it is ready.
+    def sample_once(self) -> None:
+        """Sample and publish once (the loop's tick; callable directly).
+
+        Processes are sampled first, then all messages are sent in one burst: zmq's I/O thread then carries many
+        messages per wake-up, which costs half the CPU of sending each message as soon as it is ready. When
+        sampling every process would take more than BUDGET of a core, a tick samples the next `quota` of them
+        (round robin): each process is then sampled every few ticks (its cpu is its use since its previous sample,
+        as always), and a watcher's total is built from each process's latest sample.
         """
         started = time.monotonic()
-        self._slice_start, self._longest = started, 0.0
-        outbox: list[tuple[str, dict]] = []
+        self._slice_start, self._longest, self._work, self._sampling = started, 0.0, 0.0, 0.0
         circus = self.circus_pids()
         sections = [*self.groups().items(), ("circus", list(circus))]
+        chosen = self._choose([pid for _, pids in sections for pid in pids])
+        outbox: list[tuple[str, dict]] = []
+        latest: dict[int, dict] = {}
         count = 0
         for name, pids in sections:
             infos = []
             for pid in pids:
-                try:
-                    info = self.sampler.sample(pid)
-                except ProcessGone:
-                    continue
-                except Exception:  # noqa: BLE001 - one unreadable process must not hide the others
-                    log.exception("cannot sample pid %s of %s", pid, name)
-                    continue
-                info["subtopic"] = pid
-                info["name"] = circus.get(pid) if name == "circus" else None
-                outbox.append((f"stat.{name}.{pid}", info))
-                infos.append(info)
+                if pid in chosen:
+                    began = time.thread_time()  # CPU time: on a loaded machine the wall clock would count others' turns
+                    info = self._sample(name, pid, circus, outbox)
+                    self._sampling += time.thread_time() - began
+                else:
+                    info = self._latest.get(pid)
+                if info is not None:
+                    latest[pid] = info
+                    infos.append(info)
                 self._maybe_yield()
             count += len(infos)
             outbox.append((f"stat.{name}", aggregate(infos)))
         outbox.append(("stat.sockets", {"addresses": [], "reads": 0}))  # circusd-stats's topic; no socket stats here
-        self.sampler.forget_unseen()
+        self._latest = latest
+        self.sampler.forget_except(latest)
         for topic, payload in outbox:
+            began = time.thread_time()  # proportional to the processes sampled, as their messages are
             self.publisher.publish(topic, payload)
+            self._sampling += time.thread_time() - began
             self._maybe_yield()
+        self._record(started, count, len(chosen))
+
+    def _choose(self, pids: list[int]) -> set[int]:
+        """The pids this tick samples: the next quota of them from where the previous tick stopped."""
+        quota = self.quota(len(pids))
+        if quota >= len(pids):
+            self._cursor = 0
+            return set(pids)
+        start = self._cursor % len(pids)
+        self._cursor = start + quota
+        return set(pids[start:start + quota]) | set(pids[:max(0, start + quota - len(pids))])
+
+    def _sample(self, name: str, pid: int, circus: dict, outbox: list) -> dict | None:
+        """One process's info, its message queued; None if it is gone or unreadable."""
+        try:
+            info = self.sampler.sample(pid)
+        except ProcessGone:
+            return None
+        except Exception:  # noqa: BLE001 - one unreadable process must not hide the others
+            log.exception("cannot sample pid %s of %s", pid, name)
+            return None
+        info["subtopic"] = pid
+        info["name"] = circus.get(pid) if name == "circus" else None
+        outbox.append((f"stat.{name}.{pid}", info))
+        return info
+
+    def _record(self, started: float, count: int, sampled: int) -> None:
+        """Keep the sample's cost: its timing, and the work one sampled process costs (reading it, publishing its
+        message: what the next quota is made of; what every tick costs whatever it samples is left out)."""
         end = time.monotonic()
+        self._work += end - self._slice_start
+        if sampled:
+            cost = self._sampling / sampled
+            self.per_process = cost if self.per_process is None else 0.7 * self.per_process + 0.3 * cost
         timing = self.timing
         timing.processes, timing.duration = count, end - started
         timing.longest_pause = max(self._longest, end - self._slice_start)
+        timing.sampled = sampled
         timing.count += 1
-        log.debug("stats sample: %d processes in %.1f ms (longest hub pause %.2f ms)",
-                  count, timing.duration * 1000, timing.longest_pause * 1000)
+        log.debug("stats sample: %d processes in %.1f ms (longest hub pause %.2f ms, %d sampled, %.1f ms of work)",
+                  count, timing.duration * 1000, timing.longest_pause * 1000, sampled, self._work * 1000)
 
     def _maybe_yield(self) -> None:
         """Let the hub run once YIELD_AFTER seconds of work have passed since it last did."""
         now = time.monotonic()
         if now - self._slice_start > YIELD_AFTER:
             self._longest = max(self._longest, now - self._slice_start)
+            self._work += now - self._slice_start
             gevent.sleep(0.0001)  # a timed sleep: sleep(0) would not let the hub poll for I/O
             self._slice_start = time.monotonic()

@@ -93,7 +93,12 @@ class ProcessSampler:
 
     def forget_unseen(self) -> None:
         """Drop the state of processes not sampled since the previous call (they left their watcher)."""
-        self._tracked = {pid: tracked for pid, tracked in self._tracked.items() if pid in self._seen}
+        self.forget_except(self._seen)
+
+    def forget_except(self, pids) -> None:
+        """Drop the state of every process but `pids` (a container): those left their watcher. A tick that samples
+        only part of the processes keeps the state of the others for their next sample."""
+        self._tracked = {pid: tracked for pid, tracked in self._tracked.items() if pid in pids}
         self._seen = set()
 
 
