@@ -34,6 +34,7 @@ from _scale import (
     Children,
     Control,
     LatencySampler,
+    NewChildWatch,
     circus_ini,
     cpu_seconds,
     direct_children,
@@ -141,6 +142,8 @@ def idle(d: Daemon, res: dict) -> None:
         raise DaemonDied(f"daemon exited with code {d.proc.returncode}")
     res["rss"] = sum(rss_kib(pid) for pid in pids if os.path.exists(f"/proc/{pid}")) / 1024
     res["fds"] = open_fds(d.proc.pid)
+    with open(f"/proc/{d.proc.pid}/maps") as f:
+        res["maps"] = sum(1 for _ in f)  # vm.max_map_count bounds this, per process
 
 
 def control_latency(d: Daemon, res: dict) -> None:
@@ -179,15 +182,12 @@ def kill_test(d: Daemon, res: dict) -> None:
         for _ in range(d.args.kill_reps):
             d.wait_running()
             time.sleep(rng.uniform(d.args.kill_gap_min, d.args.kill_gap))
-            before = direct_children(d.proc.pid)
             victim = rng.choice(sorted(d.children.workload()))
             d.children.forget(victim)
-            victim_start = start_ticks(victim)
+            watch = NewChildWatch(d.children)
             t_wall, t0 = time.time(), time.perf_counter()
             kill_pids([victim])
-            wait_until(lambda: any(d.children.is_workload(p) for p in new_children(d.proc.pid, before, victim,
-                                                                                    victim_start)),
-                       d.proc, d.args.time_limit, 0.001)
+            wait_until(lambda: watch.found() is not None, d.proc, d.args.time_limit, 0.0005)
             replaced.append(time.perf_counter() - t0)
             d.children.dead.discard(victim)  # reaped by now (before its replacement): its pid may come back
             event = listener and listener.wait(
@@ -199,15 +199,6 @@ def kill_test(d: Daemon, res: dict) -> None:
             listener.close()
     res["replace"] = p50_p99(replaced)
     res["reap_event"] = p50_p99(reaped)
-
-
-def new_children(daemon_pid: int, before: set[int], victim: int, victim_start: int | None) -> set[int]:
-    """Children not there before the kill, and the victim's pid if it came back as a new process (pid reuse)."""
-    kids = direct_children(daemon_pid)
-    fresh = kids - before
-    if victim in kids and start_ticks(victim) != victim_start:
-        fresh.add(victim)
-    return fresh
 
 
 def mass_restart(d: Daemon, res: dict) -> None:
@@ -317,6 +308,7 @@ ROWS = [
     ("idle CPU (% of a core)", "idle_cpu", None),
     ("RSS (MiB, helpers included)", "rss", None),
     ("open fds of the daemon", "fds", None),
+    ("memory maps of the daemon (vm.max_map_count)", "maps", None),
     ("`list work`, 1 client, p99 (ms)", "list_work_1", "p99"),
     ("`list work`, 50 clients, p99 (ms)", "list_work_50", "p99"),
     ("`status`, 1 client, p99 (ms)", "status_1", "p99"),
