@@ -7,7 +7,7 @@ import zmq.green as zmq
 
 from gcircus.events import Event, frames
 from gcircus.wire.connection_cap import ConnectionCap
-from gcircus.wire.endpoints import bind_private, close_bound
+from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class EventPublisher:
         sock.linger = 0
         sock.sndhwm = EVENT_HWM
         try:
-            bind_private(sock, "pubsub_endpoint", self.endpoint, self.allow_remote)
+            bind_private(sock, "pubsub_endpoint", self.endpoint, self.allow_remote, IpcMode.of(self.arbiter))
         except Exception:
             sock.close()
             raise

@@ -2,8 +2,10 @@
 
 Requests are one JSON frame from a DEALER (Circus's clients) or, unlike Circus, a REQ envelope `[id, b"", json]`.
 Every malformed request gets an error reply (or, where no reply is possible, a log line) and changes nothing;
-commands run concurrently. A long command (start, stop, restart...) runs in its watcher's command queue or in a
-bounded pool (gcircus.control.operations), so a backlog of them never keeps reads, stops or quits from being served.
+commands run concurrently. Each request is identified (gcircus.control.peers) and held to its sender's role and
+run-as limits (gcircus.control.access): a refused one gets errno 7 (ACCESS_REFUSED) and changes nothing.
+A long command (start, stop, restart...) runs in its watcher's command queue or in a bounded pool
+(gcircus.control.operations), so a backlog of them never keeps reads, stops or quits from being served.
 """
 from __future__ import annotations
 
@@ -15,13 +17,15 @@ import gevent.pool
 import zmq.green as zmq
 
 from gcircus.command_queue import QueueRefused
+from gcircus.control import access, peers
 from gcircus.control.commands import get_command
 from gcircus.control.executors import EXECUTORS, Deferred, Queued
+from gcircus.control.executors.base import Props
 from gcircus.control.operations import Operations
 from gcircus.control.outbox import ReplyOutbox
 from gcircus.options import CIRCUS_OPTIONS
 from gcircus.wire.connection_cap import ConnectionCap
-from gcircus.wire.endpoints import bind_private, close_bound
+from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
 from gcircus.wire.errors import (
     BAD_MSG_DATA_ERROR,
     COMMAND_ERROR,
@@ -46,9 +50,11 @@ class ControlServer:
     """Serves Circus's command protocol for one arbiter at `endpoint`."""
 
     def __init__(self, arbiter, endpoint: str, context=None, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                 endpoint_owner: str | None = None, allow_remote: bool = False):
+                 endpoint_owner: str | None = None, allow_remote: bool = False, ipc_mode: IpcMode | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
+        self.transport = peers.transport_of(endpoint)
+        self.ipc_mode = ipc_mode or IpcMode(owner=endpoint_owner)
         self.context = context or zmq.Context.instance()
         self.max_message_size = max_message_size
         self.endpoint_owner = endpoint_owner
@@ -69,7 +75,7 @@ class ControlServer:
         sock.rcvhwm = REQUEST_HWM
         sock.router_mandatory = 1  # a reply that cannot be queued raises instead of vanishing: it is counted
         try:
-            bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.endpoint_owner)
+            bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.ipc_mode)
         except Exception:
             sock.close()
             raise
@@ -97,15 +103,17 @@ class ControlServer:
     def _receive_forever(self) -> None:
         while True:
             try:
-                frames = self.socket.recv_multipart(copy=True)
+                message = self.socket.recv_multipart(copy=False)
             except zmq.ZMQError as exc:
                 if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
                     return
                 log.error("control channel receive failed: %s", exc)
                 continue
-            self._handlers.spawn(self._handle_frames, frames)
+            # Who sent it is read now, while the connection it came from is surely still zmq's (see peers).
+            seen = peers.sight(message[-1], self.transport)
+            self._handlers.spawn(self._handle_frames, [frame.bytes for frame in message], seen)
 
-    def _handle_frames(self, frames: list[bytes]) -> None:
+    def _handle_frames(self, frames: list[bytes], seen: peers.Sighting) -> None:
         identity = frames[0]
         body = frames[1:]
         if len(body) == 2 and body[0] == b"":
@@ -121,16 +129,20 @@ class ControlServer:
             self._send(envelope, error_reply(f"message too large: {len(payload)} bytes (limit "
                                              f"{self.max_message_size})", MESSAGE_ERROR))
             return
-        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply))
+        peer = peers.identify(seen)
+        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply), peer)
         if reply is not None:
             self._send(envelope, reply)
 
-    def handle(self, payload: bytes, reply_later) -> dict | None:
-        """Run one request; return the reply, or None for a cast (fire-and-forget) or a reply sent later.
+    def handle(self, payload: bytes, reply_later, peer: peers.Peer | None = None) -> dict | None:
+        """Run one request from `peer` (None: gcircusd itself); return the reply, or None for a cast (fire-and-forget)
+        or a reply sent later.
 
         A long command (Queued or Deferred) is answered at once, or, when the client asked for `waiting`, through
-        `reply_later(reply)` once it is done.
+        `reply_later(reply)` once it is done. A command the peer's role does not allow is refused (AccessRefused,
+        errno 7) before anything runs.
         """
+        peer = peer or peers.ourselves()
         msg_id = None
         cast = False
         try:
@@ -143,6 +155,9 @@ class ControlServer:
             if command is None or execute is None:  # help is gcircusctl's own: the daemon does not know it either
                 raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
             props = command.validate(message["properties"])
+            policy = access.Policy.of(self.arbiter)
+            access.check(peer, command, props, policy)
+            props = Props.of(props, access.run_as_limit(peer, policy))
             waiting = bool(props.get("waiting")) and not cast
             if waiting:
                 self._operations.check_reply_can_wait()

@@ -8,6 +8,8 @@ MESSAGE_ERROR = 3
 OS_ERROR = 4
 COMMAND_ERROR = 5
 BAD_MSG_DATA_ERROR = 6
+# gcircus's own: the sender lacks the role the command needs (README, Securing the control channel). Nothing changed.
+ACCESS_REFUSED = 7
 
 
 class ControlError(Exception):
@@ -32,6 +34,12 @@ class CommandError(ControlError):
     """The command was valid but could not be carried out."""
 
     errno = COMMAND_ERROR
+
+
+class AccessRefused(ControlError):
+    """The peer's role (its [access] grants) is weaker than the one the command needs; the reason names both."""
+
+    errno = ACCESS_REFUSED
 
 
 class ArgumentError(Exception):
