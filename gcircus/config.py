@@ -346,6 +346,8 @@ def _load_access(section: Section | None) -> grants.Grants:
         value = _convert(option.parse, entry.value, section, key, entry)
         try:
             result = grants.with_grant(result, key, value)
+        except grants.UnknownName as exc:
+            log.warning("%s:%d: [access] %s: %s; this entry grants nothing", entry.file, entry.line, key, exc)
         except ValueError as exc:
             raise _error(str(exc), section, key, entry, entry.value) from None
     return result

@@ -1,8 +1,10 @@
 """The [access] section as grants: which role (gcircus.roles) each kind of peer of the control channel gets.
 
-Users and groups are resolved to numbers when the file is read, so a name that does not exist is a config error
-naming its line rather than a grant that silently never matches. What a peer finally gets, with the defaults that
-no section can take away (root and gcircusd's own user are `define`), is decided in gcircus.control.access.
+Users and groups are resolved to numbers when the file is read (and again by each reloadconfig). A name that does
+not exist (yet) raises UnknownName, which the config loader logs as a warning naming its line: such a grant applies
+to no one, and an example config stays loadable on a host without that user. What a peer finally gets, with the
+defaults that no section can take away (root and gcircusd's own user are `define`), is decided in
+gcircus.control.access.
 """
 from __future__ import annotations
 
@@ -40,24 +42,28 @@ class Grants:
         return self.runas_users.get(uid, frozenset()) if uid is not None else frozenset()
 
 
+class UnknownName(ValueError):
+    """A user or group name this host does not know: the entry grants nothing (a warning, not an error)."""
+
+
 def user_id(name: str) -> int:
-    """The uid of a user name, or the number itself; ValueError for an unknown name."""
+    """The uid of a user name, or the number itself; UnknownName for an unknown name."""
     if name.isdigit():
         return int(name)
     try:
         return pwd.getpwnam(name).pw_uid
     except KeyError:
-        raise ValueError(f"unknown user {name!r}") from None
+        raise UnknownName(f"unknown user {name!r}") from None
 
 
 def group_id(name: str) -> int:
-    """The gid of a group name, or the number itself; ValueError for an unknown name."""
+    """The gid of a group name, or the number itself; UnknownName for an unknown name."""
     if name.isdigit():
         return int(name)
     try:
         return grp.getgrnam(name).gr_gid
     except KeyError:
-        raise ValueError(f"unknown group {name!r}") from None
+        raise UnknownName(f"unknown group {name!r}") from None
 
 
 def with_grant(grants: Grants, key: str, value: Any) -> Grants:
@@ -80,6 +86,8 @@ def with_grant(grants: Grants, key: str, value: Any) -> Grants:
 
 
 def _with_runas(grants: Grants, subject: str, names: tuple[str, ...]) -> Grants:
+    if any(name in ("root", "0") for name in names):
+        raise ValueError("root cannot be listed: a non-root client never runs anything as root")
     uids = frozenset(user_id(name) for name in names)
     if 0 in uids:
         raise ValueError("root cannot be listed: a non-root client never runs anything as root")

@@ -143,8 +143,6 @@ def test_access_section_keys_hold_a_colon(tmp_path):
 @pytest.mark.parametrize("line, option, words", [
     ("usr:nobody = read", "usr:nobody", "unknown option"),
     ("user:nobody = admin", "user:nobody", "expected a role"),
-    ("user:no-such-user-x = read", "user:no-such-user-x", "unknown user"),
-    ("group:no-such-group-x = read", "group:no-such-group-x", "unknown group"),
     ("runas:nobody = root", "runas:nobody", "root cannot be listed"),
     ("runas:nobody = 0", "runas:nobody", "root cannot be listed"),
     ("runas:nobody = ,", "runas:nobody", "expected one or more user names"),
@@ -156,6 +154,16 @@ def test_access_section_mistakes_name_file_section_and_option(tmp_path, line, op
         load_config(path)
     assert (caught.value.file, caught.value.section, caught.value.option) == (path, "access", option)
     assert words in str(caught.value)
+
+
+def test_an_unknown_user_or_group_grants_nothing_and_is_said(tmp_path, caplog):
+    config = load_config(access_config(tmp_path, "user:no-such-user-x = define\ngroup:no-such-group-x = define\n"
+                                                 "runas:nobody = no-such-user-x\nuser:nobody = read"))
+    assert config.access == Grants(users={pwd.getpwnam("nobody").pw_uid: READ})
+    for words in ("user:no-such-user-x: unknown user", "group:no-such-group-x: unknown group",
+                  "runas:nobody: unknown user"):
+        assert any(words in record.getMessage() and "grants nothing" in record.getMessage()
+                   for record in caplog.records), words
 
 
 def test_only_an_equals_sign_separates_an_access_key_from_its_value(tmp_path):
