@@ -173,13 +173,20 @@ def test_only_an_equals_sign_separates_an_access_key_from_its_value(tmp_path):
 
 # -- identity on a real connection -------------------------------------------------------------------------------
 
-def test_the_owner_of_a_loopback_tcp_client_socket_is_found_and_a_stranger_is_not():
-    server = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(server.getsockname())
+@pytest.mark.parametrize("family, host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_the_owner_of_a_loopback_tcp_client_socket_is_found_and_a_stranger_is_not(family, host):
+    try:
+        server = socket.create_server((host, 0), family=family)
+    except OSError:
+        pytest.skip(f"no {host} here")
+    client = socket.create_connection(server.getsockname()[:2])
     accepted, _ = server.accept()
     try:
-        assert peers.tcp_socket_owner(accepted.getpeername(), accepted.getsockname()) == os.geteuid()
-        assert peers.tcp_socket_owner(("127.0.0.1", 1), ("127.0.0.1", 2)) is None
+        ours, theirs = accepted.getpeername(), accepted.getsockname()
+        assert peers.tcp_socket_owner(ours, theirs) == os.geteuid()  # netlink sock_diag
+        assert peers._table_owner(family, peers._proc_address(family, host, ours[1]),  # the /proc/net fallback
+                                  peers._proc_address(family, host, theirs[1])) == os.geteuid()
+        assert peers.tcp_socket_owner((host, 1), (host, 2)) is None
     finally:
         for sock in (client, accepted, server):
             sock.close()

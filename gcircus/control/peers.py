@@ -5,7 +5,8 @@
   the connection and appends them to the `Peer-Address` property (`...:UID:GID:PID`); when it does not, they are
   read from the connection's own file descriptor (the `srcfd` libzmq records with each message).
 - tcp:// on loopback: the uid that owns the client's socket, looked up as identd does in the kernel's socket
-  tables (/proc/net/tcp, tcp6) by the connection's two addresses and ports. `Peer-Address` carries only the IP, so
+  tables by the connection's two addresses and ports (over netlink sock_diag, the kernel's index of those tables;
+  /proc/net/tcp and tcp6 where netlink cannot be used). `Peer-Address` carries only the IP, so
   the ports are read from the connection's file descriptor (getpeername, getsockname). A peer whose socket is not
   found (another network namespace, a remote host, a connection already closed) is anonymous.
 - inproc://: a thread of gcircusd itself, with gcircusd's identity.
@@ -17,11 +18,11 @@ own greenlet (`identify`). The file descriptor is zmq's: it is dup'ed, never clo
 """
 from __future__ import annotations
 
+import errno
 import os
 import pwd
 import socket
 import struct
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
@@ -180,52 +181,99 @@ def _on_copy(fd: int | None, read: Callable[[socket.socket], T | None]) -> T | N
 
 def tcp_socket_owner(client: tuple, server: tuple) -> int | None:
     """The uid owning the local TCP socket bound at `client` and connected to `server` ((host, port, ...) tuples as
-    getpeername/getsockname give them), or None when no such socket is in this network namespace."""
-    for table, local, remote in _table_keys(client, server):
-        needle = f": {local} {remote} ".encode()
-        text = _read_table(table)
-        at = text.find(needle)
-        if at < 0:
-            continue
-        end = text.find(b"\n", at)
-        fields = text[at:end if end >= 0 else len(text)].split()
-        try:
-            return int(fields[7])  # `: local remote st tx:rx tr:when retrnsmt uid ...` (man 5 proc)
-        except (IndexError, ValueError):
-            return None
+    getpeername/getsockname give them), or None when no such socket is in this network namespace.
+
+    The kernel is asked for that one socket over netlink (sock_diag, what `ss` uses: a hash lookup, microseconds);
+    where netlink is not available, /proc/net/tcp and tcp6 are searched (a read of every socket of the host).
+    """
+    candidates = _candidates(client, server)
+    try:
+        owners = (_diag_owner(family, (ours, client[1]), (theirs, server[1])) for family, ours, theirs in candidates)
+        return next((uid for uid in owners if uid is not None), None)
+    except OSError:
+        pass
+    for family, ours, theirs in candidates:
+        uid = _table_owner(family, _proc_address(family, ours, client[1]), _proc_address(family, theirs, server[1]))
+        if uid is not None:
+            return uid
     return None
 
 
-def _table_keys(client: tuple, server: tuple) -> list[tuple[str, str, str]]:
-    """(table, local, remote) to look for, as /proc/net/tcp* print addresses: an IPv4-mapped IPv6 pair is also
-    looked up as IPv4 (the client may be an AF_INET socket)."""
-    keys = []
-    for table, family, prefix in ((TCP_TABLES[0], socket.AF_INET, "::ffff:"), (TCP_TABLES[1], socket.AF_INET6, "")):
-        client_host, server_host = _plain(client[0], prefix), _plain(server[0], prefix)
-        if client_host is None or server_host is None:
+def _table_owner(family: int, local: str, remote: str) -> int | None:
+    """The uid in the line of /proc/net/tcp (or tcp6) whose addresses are `local` and `remote`, or None."""
+    text = _read_table(TCP_TABLES[family == socket.AF_INET6])
+    at = text.find(f": {local} {remote} ".encode())
+    if at < 0:
+        return None
+    end = text.find(b"\n", at)
+    fields = text[at:end if end >= 0 else len(text)].split()
+    try:
+        return int(fields[7])  # `: local remote st tx:rx tr:when retrnsmt uid ...` (man 5 proc)
+    except (IndexError, ValueError):
+        return None
+
+
+def _proc_address(family: int, host: str, port: int) -> str:
+    """HOST:PORT as /proc/net/tcp* print it: each 32-bit word of the address in host byte order, in hex."""
+    packed = socket.inet_pton(family, host)
+    words = struct.unpack(f"={len(packed) // 4}I", packed)
+    return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
+
+
+def _candidates(client: tuple, server: tuple) -> list[tuple[int, str, str]]:
+    """(family, client host, server host) to look the client's socket up as: IPv6 as given, and IPv4 for IPv4
+    addresses or IPv4-mapped IPv6 ones (the client may be an AF_INET socket)."""
+    found: list[tuple[int, str, str]] = []
+    for family, prefix in ((socket.AF_INET, "::ffff:"), (socket.AF_INET6, "")):
+        hosts = [_plain(host.split("%")[0], prefix) for host in (client[0], server[0])]
+        if None in hosts:
             continue
         try:
-            local, remote = _proc_address(family, client_host, client[1]), _proc_address(family, server_host, server[1])
+            for host in hosts:
+                socket.inet_pton(family, str(host))
         except OSError:
             continue
-        keys.append((table, local, remote))
-    return keys
+        found.append((family, str(hosts[0]), str(hosts[1])))
+    return found
 
 
 def _plain(host: str, mapped_prefix: str) -> str | None:
     """`host` in the family of a table: as it is for tcp6 (no prefix), unmapped for tcp (None if not mapped)."""
-    if not mapped_prefix:
-        return host
-    if ":" not in host:
+    if not mapped_prefix or ":" not in host:
         return host
     return host[len(mapped_prefix):] if host.lower().startswith(mapped_prefix) else None
 
 
-def _proc_address(family: int, host: str, port: int) -> str:
-    """HOST:PORT as the kernel prints it: each 32-bit word of the address in host byte order, in hex."""
-    packed = socket.inet_pton(family, host.split("%")[0])
-    words = struct.unpack(f"{'<' if sys.byteorder == 'little' else '>'}{len(packed) // 4}I", packed)
-    return "".join(f"{word:08X}" for word in words) + f":{port:04X}"
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST = 1
+NLMSG_ERROR = 2
+INET_DIAG_NOCOOKIE = 0xFFFFFFFF
+_UID_OFFSET = 16 + 4 + 48 + 12  # nlmsghdr, inet_diag_msg's family/state/timer/retrans, its sockid, expires/queues
+
+
+def _diag_owner(family: int, client: tuple[str, int], server: tuple[str, int]) -> int | None:
+    """The uid of the TCP socket at `client` connected to `server`, asked of the kernel over netlink (sock_diag,
+    linux/inet_diag.h); None when there is none; OSError when netlink cannot be used here. The kernel answers an
+    exact lookup while it handles the request, so the reply is read without waiting."""
+    def packed(host: str) -> bytes:
+        return socket.inet_pton(family, host).ljust(16, b"\0")
+    sockid = (struct.pack("!HH", client[1], server[1]) + packed(client[0]) + packed(server[0])
+              + struct.pack("=III", 0, INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE))
+    request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+    header = struct.pack("=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as link:
+        link.sendto(header + request, (0, 0))
+        reply = link.recv(8192, socket.MSG_DONTWAIT)
+    kind = struct.unpack_from("=H", reply, 4)[0]
+    if kind == NLMSG_ERROR:
+        error = -struct.unpack_from("=i", reply, 16)[0]
+        if error == errno.ENOENT:
+            return None
+        raise OSError(error, os.strerror(error))
+    if kind != SOCK_DIAG_BY_FAMILY or len(reply) < _UID_OFFSET + 4:
+        raise OSError(errno.EPROTO, "unexpected sock_diag reply")
+    return struct.unpack_from("=I", reply, _UID_OFFSET)[0]
 
 
 def _read_table(path: str) -> bytes:
