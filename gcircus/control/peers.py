@@ -11,10 +11,12 @@
   found (another network namespace, a remote host, a connection already closed) is anonymous.
 - inproc://: a thread of gcircusd itself, with gcircusd's identity.
 
-Nothing is cached between requests: each request is identified from its own message. Only what can be read at once
-is read in the receive loop (Sighting: properties and the connection's addresses, before libzmq can close that
-descriptor and reuse its number for another connection); the socket-table and user lookups happen in the request's
-own greenlet (`identify`). The file descriptor is zmq's: it is dup'ed, never closed, never used for I/O.
+Nothing is cached between requests: each request is identified from its own message. What comes from the
+connection's descriptor is read at once in the receive loop (Sighting: properties and the connection's addresses):
+libzmq's I/O thread may close a connection whose peer left and give the number to a new connection, so the window is
+kept as short as can be, and a tcp peer's address must still be the one libzmq recorded with the message. The
+socket-table and user lookups happen in the request's own greenlet (`identify`). The file descriptor is zmq's: it
+is dup'ed, never closed, never used for I/O.
 """
 from __future__ import annotations
 
@@ -153,10 +155,17 @@ def _ipc_credentials(frame) -> tuple[int, int, int] | None:
 
 
 def _tcp_addresses(frame) -> tuple[tuple, tuple] | None:
+    """(peer, ours) of the message's connection; None when its descriptor no longer is a TCP connection from the
+    address libzmq recorded for the message (Peer-Address), e.g. closed, or reused for another peer's connection."""
+    recorded = _property(frame, "Peer-Address")
+
     def addresses(sock: socket.socket) -> tuple[tuple, tuple] | None:
         if sock.family not in (socket.AF_INET, socket.AF_INET6):
             return None
-        return sock.getpeername(), sock.getsockname()
+        peer = sock.getpeername()
+        if recorded is not None and recorded.strip("[]") != peer[0]:
+            return None
+        return peer, sock.getsockname()
     return _on_copy(_source_fd(frame), addresses)
 
 
