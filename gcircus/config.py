@@ -57,6 +57,9 @@ class Config:
     flapping: dict
     # Defaults a watcher added at run time (the `add` command) takes from this file, as configured ones did.
     watcher_defaults: dict = field(default_factory=dict)
+    # The HTTP server's settings ([http], or Circus's httpd options), None when it is off.
+    http: dict | None = None
+    http_from_httpd: bool = False  # they come from [circus] httpd, httpd_host and httpd_port (no [http] section)
 
 
 @dataclass
@@ -309,6 +312,18 @@ def _load_circus(section: Section | None, mapping: dict) -> dict:
     return circus
 
 
+def _load_http(section: Section | None, circus: dict, mapping: dict) -> dict | None:
+    """[http] typed by its table; without the section, Circus's `httpd = true` asks for it on httpd_host:httpd_port.
+    None: no HTTP server."""
+    if section is not None:
+        return _load_table(section, "http", mapping, opts.defaults("http"))
+    if not circus["httpd"]:
+        return None
+    host = circus["httpd_host"]
+    return {**opts.defaults("http"), "bind": f"[{host}]:{circus['httpd_port']}" if ":" in host else
+            f"{host}:{circus['httpd_port']}"}
+
+
 def _load_socket(section: Section, mapping: dict) -> dict:
     sock = _load_table(section, "socket", mapping,
                        {"name": section.name.split(":", 1)[1].lower(), **opts.defaults("socket")})
@@ -470,7 +485,7 @@ def load_config(path: str) -> Config:
     _check_section_names(sections)
     for name, section in sections.items():
         kind, sep, rest = name.partition(":")
-        if name in ("circus", "env"):
+        if name in ("circus", "env", "http"):
             continue
         if kind == "watcher" and sep:
             watcher_sections.append(section)
@@ -495,4 +510,6 @@ def load_config(path: str) -> Config:
     _check_dependencies(watchers, sections)
     return Config(path=path, circus=circus, watchers=specs,
                   sockets=_unique("socket", socket_dicts, sections), plugins=_unique("plugin", plugin_dicts, sections),
-                  env=env, flapping=flapping, watcher_defaults=defaults)
+                  env=env, flapping=flapping, watcher_defaults=defaults,
+                  http=_load_http(sections.get("http"), circus, mapping),
+                  http_from_httpd="http" not in sections and circus["httpd"])

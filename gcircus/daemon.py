@@ -26,11 +26,14 @@ from gcircus.config import Config, load_config
 from gcircus.control.commands.reloadconfig import format_plan
 from gcircus.control.discovery import DiscoveryError, DiscoveryResponder, parse_multicast_endpoint
 from gcircus.control.publisher import EventPublisher
+from gcircus.control.runner import RequestCounts
 from gcircus.control.server import ControlServer
 from gcircus.errors import ConfigError
 from gcircus.essential import EssentialWatch
 from gcircus.handover.adopt import Adoption
 from gcircus.handover.reexec import Handover, HandoverRefused, handed_over
+from gcircus.http import settings as http_settings
+from gcircus.http.server import HttpService
 from gcircus.logsetup import reopen_log_files
 from gcircus.options import CIRCUS_OPTIONS, PARSE
 from gcircus.pidfile import Pidfile
@@ -83,21 +86,6 @@ class Channel:
             opened.close()
 
 
-class HttpdRefusal:
-    """`httpd = true` is accepted, as circusd accepts it, and said at each start to do nothing: a Service."""
-
-    def __init__(self, arbiter):
-        self.arbiter = arbiter
-
-    def start(self) -> None:
-        if self.arbiter.httpd:
-            log.warning("httpd = true is ignored: gcircus has no HTTP server yet, so httpd, httpd_host and httpd_port "
-                        "do nothing (circusd refuses to start without circus-web, which is no longer shipped)")
-
-    def stop(self) -> None:
-        pass
-
-
 # The channels, in the order they open (and close in reverse, once the watchers are stopped): the PUB socket first,
 # so that subscribers connected early see the spawns of the first watchers; the control socket last.
 CHANNELS = (
@@ -107,7 +95,9 @@ CHANNELS = (
     ("multicast discovery", lambda a: a.multicast_endpoint and a.endpoint,
      lambda a: DiscoveryResponder(a.multicast_endpoint, a.endpoint), True),  # a host without multicast still runs
     ("the control server", lambda a: a.endpoint, lambda a: ControlServer(
-        a, a.endpoint, a.context, a.max_message_size, a.endpoint_owner, a.allow_remote_endpoints), False),
+        a, a.endpoint, a.context, a.max_message_size, a.endpoint_owner, a.allow_remote_endpoints,
+        a.request_counts), False),
+    ("the HTTP server", lambda a: a.http, lambda a: HttpService(a, a.http, a.request_counts), False),
 )
 
 
@@ -120,16 +110,18 @@ class Arbiter(core.Arbiter):
     ones subscribe before the first spawn) and stop before the watchers do.
     """
 
-    def __init__(self, watchers: list[Watcher], *args, stop_timeout: float | None = None, **options):
+    def __init__(self, watchers: list[Watcher], *args, stop_timeout: float | None = None, http: dict | None = None,
+                 **options):
         super().__init__(watchers, *args, **options)
         self.stop_timeout = stop_timeout  # [circus] stop_timeout: read by Daemon when a shutdown begins
+        self.http = http  # the HTTP server's settings (gcircus.http), None when it is off
+        self.request_counts = RequestCounts()  # control requests answered, zmq and HTTP together (for /metrics)
         self.shutting_down = gevent.event.Event()  # set when a stop of the whole arbiter begins (see Daemon)
         self.plugin_manager = PluginManager(self, self.plugins, self.endpoint, self.pubsub_endpoint)
         for watcher in self.plugin_manager.watchers():
             self.register(watcher)
         for name, wanted, build, optional in CHANNELS:
             self.attach(Channel(self, name, wanted, build, optional))
-        self.attach(HttpdRefusal(self))
         self.attach(self.plugin_manager, stop_before_watchers=True)
         self.loaded_config: Config | None = None  # what it was built from, updated by each applied reload
         self._reload_lock = gevent.lock.Semaphore()  # one reload or restart from the file at a time
@@ -201,14 +193,29 @@ class Arbiter(core.Arbiter):
                 raise ConfigError(f"{cfg.path}: [watcher:{spec.get('name')}] cannot be built: {exc}") from None
         options = {key: value for key, value in cfg.circus.items() if CIRCUS_OPTIONS[key].on_change != PARSE}
         _check_channels(cfg, options)
+        _check_http(cfg)
         options.update(overrides)
         try:
             arbiter = cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path,
-                          watcher_defaults=cfg.watcher_defaults, **options)
+                          watcher_defaults=cfg.watcher_defaults, http=cfg.http, **options)
         except ValueError as exc:  # a plugin that cannot be loaded, or a bad plugin option
             raise ConfigError(f"{cfg.path}: {exc}") from None
         arbiter.loaded_config = cfg  # what reloadconfig compares the file with (see gcircus.reload)
         return arbiter
+
+
+def _check_http(cfg: Config) -> None:
+    """ConfigError naming the option if the HTTP server's settings break a rule (gcircus.http.settings)."""
+    if not cfg.http:
+        return
+    found = http_settings.problem(cfg.http)
+    if found is None:
+        return
+    option, reason = found
+    if cfg.http_from_httpd:  # httpd = true in [circus]: its host is what makes a bind remote
+        raise ConfigError(reason.replace("in [http]", "in an [http] section"), file=cfg.path, section="circus",
+                          option="httpd_host", value=cfg.circus["httpd_host"])
+    raise ConfigError(reason, file=cfg.path, section="http", option=option, value=cfg.http.get(option))
 
 
 def _check_channels(cfg: Config, options: dict) -> None:

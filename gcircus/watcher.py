@@ -48,6 +48,7 @@ from gcircus.states import (
     check_move,
 )
 from gcircus.streams.outputs import WatcherOutputs
+from gcircus.watcher_counters import WatcherCounters
 from gcircus.watcher_spec import WatcherSpec
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,7 @@ class Watcher:
         self.dependencies: Any = None
         self._dependency_wait: gevent.Greenlet | None = None  # a start waiting for them (see _start)
         self._history: dict[int, SlotHistory] = {}  # per wid: restarts and last exit, for `procs`
+        self.counters = WatcherCounters()  # totals since the watcher was built, for gcircusd's metrics
         self._lock = gevent.lock.RLock()
         self._commands = CommandQueue(spec.name, self._lock)
         self._interrupt = gevent.event.Event()
@@ -792,6 +794,7 @@ class Watcher:
     def _spawn_failed(self, exc: SpawnError) -> None:
         """A spawn failed (lock held): retry in the background, back off when no process runs, or give up."""
         self.spawn_error = str(exc)
+        self.counters.spawn_failures += 1
         decision = self.respawn_policy.spawn_failed(exc.transient)
         failures = self.respawn_policy.spawn_failures
         if decision.action == GIVE_UP:
@@ -820,6 +823,7 @@ class Watcher:
         the watcher; a watcher that could not spawn anything has nothing to stop and moves to backoff at once.
         """
         self.respawn_policy.backing_off(delay)
+        self.counters.backoffs += 1
         reason = f"{reason}; retrying in {delay:g}s"
         if nothing_ran and not self.processes and not self._retiring:
             self._cancel_fill()
@@ -875,6 +879,7 @@ class Watcher:
         if process.pid not in self.processes or process.state != SPAWNED:
             return
         process.state, process.ready_at, process.check_detail = READY, time.time(), detail
+        self.counters.became_ready(max(0.0, process.ready_at - process.started))
         self.notify("ready", process_pid=process.pid, wid=process.wid)
         self._readiness_moved(process)
         if self._status == ACTIVE and self.reason:
@@ -895,6 +900,7 @@ class Watcher:
         log.warning("watcher %r: pid %d did not become ready: %s; stopping it", self.name, process.pid, reason)
         process.check_detail = reason
         self._history.setdefault(process.wid, SlotHistory()).lost(process, f"not ready: {reason}")
+        self.counters.restarts += 1
         self._retire(process)
         self._task(self._stop_process, process)
         if self._status in RUNNING:
@@ -908,6 +914,7 @@ class Watcher:
         log.warning("watcher %r: pid %d is unhealthy (%s); replacing it", self.name, process.pid, detail)
         process.state, process.check_detail = UNHEALTHY, detail
         self._history.setdefault(process.wid, SlotHistory()).lost(process, f"unhealthy: {detail}")
+        self.counters.restarts += 1
         self.notify("unhealthy", process_pid=process.pid, wid=process.wid, detail=detail)
         self._readiness_moved(process)
         # As an exit would: a process unhealthy right after its spawn is part of a crash loop (paced, backed off).
@@ -1017,6 +1024,7 @@ class Watcher:
             self.checks.forget(process)
             self._readiness_moved(process)
             exit_code = process.exit.returncode if process.exit else None
+            self.counters.last_exit_code = exit_code
             self.notify("reap", process_pid=pid, time=exit_time, exit_code=exit_code)
             self.call_hook("after_reap", process_pid=pid, time=exit_time, exit_code=exit_code,
                            process_status=process.status)
@@ -1028,6 +1036,7 @@ class Watcher:
         if expected or self._status not in RUNNING:
             return
         self._history.setdefault(process.wid, SlotHistory()).exited(process)
+        self.counters.restarts += 1
         decision = self.respawn_policy.process_exited(self._lived(process))
         level = logging.DEBUG if self.respawn_policy.quiet else logging.INFO
         log.log(level, "watcher %r: process %d exited with %s", self.name, pid, _describe_exit(process))

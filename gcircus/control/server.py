@@ -14,23 +14,13 @@ import gevent
 import gevent.pool
 import zmq.green as zmq
 
-from gcircus.command_queue import QueueRefused
-from gcircus.control.commands import get_command
-from gcircus.control.executors import EXECUTORS, Deferred, Queued
-from gcircus.control.operations import Operations
 from gcircus.control.outbox import ReplyOutbox
+from gcircus.control.runner import CommandRunner, RequestCounts
 from gcircus.options import CIRCUS_OPTIONS
 from gcircus.wire.connection_cap import ConnectionCap
 from gcircus.wire.endpoints import bind_private, close_bound
-from gcircus.wire.errors import (
-    BAD_MSG_DATA_ERROR,
-    COMMAND_ERROR,
-    MESSAGE_ERROR,
-    OS_ERROR,
-    UNKNOWN_COMMAND,
-    ControlError,
-)
-from gcircus.wire.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
+from gcircus.wire.errors import BAD_MSG_DATA_ERROR, MESSAGE_ERROR
+from gcircus.wire.protocol import encode, error_reply
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +36,7 @@ class ControlServer:
     """Serves Circus's command protocol for one arbiter at `endpoint`."""
 
     def __init__(self, arbiter, endpoint: str, context=None, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                 endpoint_owner: str | None = None, allow_remote: bool = False):
+                 endpoint_owner: str | None = None, allow_remote: bool = False, counts: RequestCounts | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
         self.context = context or zmq.Context.instance()
@@ -56,7 +46,7 @@ class ControlServer:
         self.socket: Any = None
         self._loop: gevent.Greenlet | None = None
         self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
-        self._operations = Operations()
+        self.runner = CommandRunner(arbiter, counts)  # the command path the HTTP API shares (gcircus.control.runner)
         self._outbox = ReplyOutbox(self._try_send)
         self._cap: ConnectionCap | None = None
 
@@ -85,9 +75,9 @@ class ControlServer:
             self._loop.kill()
         self._loop = None
         current = gevent.getcurrent()
-        others = [g for g in list(self._handlers) + self._operations.running() if g is not current]
+        others = [g for g in list(self._handlers) + self.runner.operations.running() if g is not current]
         gevent.joinall(others, timeout=grace)
-        self._operations.wait_replies_sent(grace)
+        self.runner.operations.wait_replies_sent(grace)
         self._outbox.close(grace)
         close_bound(self.socket, self.endpoint, self._cap, linger=int(grace * 1000))
         self.socket = self._cap = None
@@ -126,67 +116,8 @@ class ControlServer:
             self._send(envelope, reply)
 
     def handle(self, payload: bytes, reply_later) -> dict | None:
-        """Run one request; return the reply, or None for a cast (fire-and-forget) or a reply sent later.
-
-        A long command (Queued or Deferred) is answered at once, or, when the client asked for `waiting`, through
-        `reply_later(reply)` once it is done.
-        """
-        msg_id = None
-        cast = False
-        try:
-            message = decode_request(payload)
-            msg_id = message.get("id")
-            cast = message.get("msg_type") == "cast"
-            name = message["command"]
-            command = get_command(name)
-            execute = EXECUTORS.get(command.name) if command is not None else None
-            if command is None or execute is None:  # help is gcircusctl's own: the daemon does not know it either
-                raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
-            props = command.validate(message["properties"])
-            waiting = bool(props.get("waiting")) and not cast
-            if waiting:
-                self._operations.check_reply_can_wait()
-            result = execute(self.arbiter, props)
-            if isinstance(result, Deferred):
-                runner = self._operations.run(result.run, command.preempts)
-                result = Queued([runner], lambda values: values[0])
-            if isinstance(result, Queued):
-                if not waiting:
-                    self._operations.log_failures(name, result.results)
-                    result = None
-                else:
-                    head = payload[:200]  # what an error reply quotes; the request itself is not kept meanwhile
-                    self._operations.reply_when_done(result.results, result.shape, lambda fields, exc: reply_later(
-                        self._reply(fields, exc, msg_id, head)))
-                    return None
-            reply = ok_reply(result, msg_id)
-        except BadRequest as exc:
-            msg_id, cast = exc.msg_id, exc.cast
-            reply = error_reply(exc.reason, exc.errno, msg_id)
-        except Exception as exc:  # noqa: BLE001 - any failure becomes an error reply; the server keeps serving
-            reply = self._reply(None, exc, msg_id, payload)
-        if cast:
-            if reply.get("status") == "error":
-                log.warning("cast command failed: %s", reply["reason"])
-            return None
-        return reply
-
-    @staticmethod
-    def _reply(fields, exc: BaseException | None, msg_id, payload: bytes) -> dict:
-        """The reply for a command's outcome: its fields, or the error reply its exception maps to."""
-        if exc is None:
-            try:
-                return ok_reply(fields, msg_id)
-            except ControlError as bad:
-                exc = bad
-        if isinstance(exc, ControlError):
-            return error_reply(exc.reason, exc.errno, msg_id)
-        if isinstance(exc, QueueRefused):  # a full or cancelled command queue: said plainly, no traceback
-            return error_reply(str(exc), COMMAND_ERROR, msg_id)
-        if isinstance(exc, OSError):
-            return error_reply(str(exc), OS_ERROR, msg_id, exc)
-        log.error("control command failed", exc_info=(type(exc), exc, exc.__traceback__))
-        return error_reply(f"command {payload[:200]!r}: {exc}", COMMAND_ERROR, msg_id, exc)
+        """Run one request (CommandRunner.handle): the reply, or None for a cast or a reply sent later."""
+        return self.runner.handle(payload, reply_later)
 
     def _send(self, envelope: list[bytes], reply: dict) -> None:
         if self.socket is None:

@@ -18,7 +18,7 @@ import gevent.pool
 from gcircus.expand import expand_circus_vars
 from gcircus.streams import factory, handover
 from gcircus.streams.console import console_pool
-from gcircus.streams.pump import PipeReader, StreamWriter
+from gcircus.streams.pump import PipeReader, StreamCounters, StreamWriter
 from gcircus.streams.tail import OutputTail
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class WatcherOutputs:
         for name in STREAMS:
             self._validate(name, self.confs[name])
         self._writers: dict[tuple, StreamWriter] = {}
+        # Per stream, what its sinks took and their failures, whichever writer served it (for gcircusd's metrics).
+        self.counters = {name: StreamCounters() for name in STREAMS}
         self._readers: dict[int, list[PipeReader]] = {}  # by pid, until the process exits
         self._open_readers: set[PipeReader] = set()  # until end of file (leftover processes may hold a pipe)
         self._retiring = gevent.pool.Group()  # closing writers replaced by `update` once their readers are done
@@ -217,7 +219,7 @@ class WatcherOutputs:
             label = f"watcher {self.watcher_name!r} {name}"
             fd = self._output_fd(name, conf)
             writer = StreamWriter(sink, label, on_error=lambda error, n=name: self._report(n, error),
-                                  pool=console_pool(fd) if fd is not None else None)
+                                  pool=console_pool(fd) if fd is not None else None, counters=self.counters[name])
             writer.prepare()
             self._writers[key] = writer
         return writer
