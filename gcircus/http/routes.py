@@ -8,6 +8,7 @@ request, and a state-changing one (any method but GET and HEAD) needs the CSRF t
 from __future__ import annotations
 
 from gcircus.http import api, login, metrics, probes
+from gcircus.http.dashboard import routes as dashboard
 from gcircus.http.web import Route
 
 GET, POST = ("GET", "HEAD"), ("POST",)
@@ -19,4 +20,5 @@ ROUTES: tuple[Route, ...] = (
     Route("/logout", login.logout, POST),
     Route("/metrics", metrics.metrics),
     Route(api.PREFIX, api.run_command, GET + POST),
+    *dashboard.ROUTES,
 )
