@@ -348,7 +348,7 @@
       const bus = JSON.parse(event.data);
       document.body.dataset.lastEvent = `${bus.watcher}.${bus.name}`;
     });
-    source.onopen = () => setLive("on", "Live");
+    // "Live" only once the snapshot is rendered (it follows every connection, reconnections included).
     source.onerror = () => setLive("off", source.readyState === EventSource.CLOSED ? "Disconnected" : "Reconnecting…");
   }
   setInterval(() => {
