@@ -2,7 +2,8 @@
 
 POST a JSON object of the command's properties (an empty body is {}), get the control reply as JSON: the request is
 handed to a gcircus.control.runner.CommandRunner, as the zmq control server hands its own, so the command table,
-validation, errnos and reply are the same. Read-only commands are also served on GET, their properties as query
+validation, errnos and reply are the same. A form-encoded POST (a page's form) gives its fields as properties.
+Read-only commands are also served on GET, their properties as query
 parameters (`/api/stats?name=web`); GET never runs a command that changes anything. The HTTP status follows the
 reply's errno (200 for `ok`), the body is the reply itself.
 """
@@ -13,8 +14,8 @@ import json
 import gevent.event
 
 from gcircus.control.commands import get_command
-from gcircus.http.auth import may_run
-from gcircus.http.web import JSON, READ_METHODS, HttpError, Request, Response
+from gcircus.http.auth import CSRF_FIELD, may_run
+from gcircus.http.web import FORM, JSON, READ_METHODS, HttpError, Request, Response
 from gcircus.wire.errors import BAD_MSG_DATA_ERROR, COMMAND_ERROR, INVALID_JSON, MESSAGE_ERROR, UNKNOWN_COMMAND
 from gcircus.wire.protocol import error_reply
 
@@ -38,6 +39,10 @@ def properties(request: Request) -> object:
     if request.method in READ_METHODS:
         return dict(request.query)
     body = request.body()
+    if request.content_type == FORM and body.lstrip()[:1] not in (b"{", b"["):
+        # A page's form (works without JavaScript): its fields but the CSRF token. JSON sent as a form (curl -d
+        # without a Content-Type) is read as JSON.
+        return {key: value for key, value in request.form().items() if key != CSRF_FIELD}
     if not body.strip():
         return {}
     try:

@@ -24,7 +24,7 @@ import stat
 import time
 from dataclasses import dataclass
 
-from gcircus.http.web import JSON, READ_METHODS, HttpError, Request
+from gcircus.http.web import FORM, JSON, READ_METHODS, HttpError, Request
 
 SESSION_COOKIE = "gcircus_session"
 CSRF_FIELD = "csrf_token"
@@ -142,7 +142,7 @@ class Auth:
         if principal.via == "anonymous" and request.content_type == JSON:
             return  # a cross-site page cannot send JSON without a CORS preflight, which this server never grants
         offered = request.header(CSRF_HEADER)
-        if not offered and request.content_type == "application/x-www-form-urlencoded":
+        if not offered and request.content_type == FORM:
             offered = request.form().get(CSRF_FIELD, "")
         if not offered or not hmac.compare_digest(offered.encode(), self.csrf_token(principal).encode()):
             raise HttpError(403, "missing or invalid CSRF token: send the page's csrf_token with every POST")

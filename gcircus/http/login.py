@@ -3,6 +3,8 @@
 GET /login shows a form; POST /login with `token` (form-encoded) sets the HttpOnly, SameSite=Strict session cookie
 and redirects to `next` (a path on this server, "/" by default); a wrong token gets the form again with 401.
 POST /logout ends the session (it needs the session's CSRF token, as every state-changing request with a cookie).
+GET /session tells a page who it is and the CSRF token to send with its POSTs (a cross-site page cannot read it: the
+cookie is SameSite=Strict and the server grants no CORS).
 """
 from __future__ import annotations
 
@@ -44,6 +46,12 @@ def logout(app, request: Request) -> Response:
     if session is not None:
         app.auth.logout(session)
     return Response(303, b"", headers=[("Location", "/login"), ("Set-Cookie", app.auth.cookie(None))])
+
+
+def session_info(app, request: Request) -> Response:
+    principal = request.principal
+    return Response.json({"authenticated_by": principal.via, "role": principal.role,
+                          "csrf_token": app.auth.csrf_token(principal)})
 
 
 def _form(target: str, message: str, status: int) -> Response:

@@ -18,6 +18,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/readyz", probes.readyz, public=True),
     Route("/login", login.login_page, GET + POST, public=True),
     Route("/logout", login.logout, POST),
+    Route("/session", login.session_info),
     Route("/metrics", metrics.metrics),
     Route(api.PREFIX, api.run_command, GET + POST),
     *dashboard.ROUTES,

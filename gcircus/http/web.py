@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 READ_METHODS = frozenset({"GET", "HEAD"})  # the methods that never change state

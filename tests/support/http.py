@@ -97,8 +97,9 @@ class HttpDaemon:
         return request(self.bind, "POST", path, body=body,
                        headers={**(self.headers if auth else {}), **extra})
 
-    def command(self, name: str, **props) -> dict:
-        reply = self.post(f"/api/{name}", props)
+    def command(self, command: str, /, **props) -> dict:
+        """The control reply of `command` sent to /api/ with `props` (Bearer)."""
+        reply = self.post(f"/api/{command}", props)
         return reply.json()
 
     def stop(self) -> None:
