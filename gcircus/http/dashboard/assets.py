@@ -31,7 +31,7 @@ def load(name: str) -> Asset | None:
     content_type = ASSETS.get(name)
     if content_type is None:
         return None
-    data = resources.files(__package__).joinpath("static", name).read_bytes()
+    data = resources.files(__package__).joinpath("static").joinpath(name).read_bytes()
     return Asset(data, content_type, '"' + hashlib.sha256(data).hexdigest()[:16] + '"')
 
 

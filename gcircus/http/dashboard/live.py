@@ -55,8 +55,12 @@ class LiveFeed:
             self._group.spawn(self._refresh_forever, self._generation)
             self._group.spawn(self._sample_forever, self._generation)
         self._subscribers.add(subscriber)
-        snapshot = {"time": time.time(), "watchers": model.all_views(self.arbiter), "usage": self.last_usage,
-                    "interval": self.interval}
+        try:
+            snapshot = {"time": time.time(), "watchers": model.all_views(self.arbiter), "usage": self.last_usage,
+                        "interval": self.interval}
+        except BaseException:
+            subscriber.drop("the snapshot failed")  # never streamed: unregistered here
+            raise
         return subscriber, message("snapshot", snapshot)
 
     def _closed(self, subscriber: Subscriber) -> None:

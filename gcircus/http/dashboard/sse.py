@@ -32,7 +32,7 @@ RETRY_MS = 2000  # how long a page's EventSource waits before it reconnects
 
 def message(event: str, data: Any) -> bytes:
     """One SSE message: `event: NAME` and its data as one line of compact JSON."""
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
 
 
 class TooManyStreams(Exception):

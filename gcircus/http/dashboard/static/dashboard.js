@@ -76,7 +76,7 @@
     svg.setAttribute("role", "img");
     svg.setAttribute("aria-label", label);
     if (values.length < 2) return svg;
-    const max = Math.max(kind === "cpu" ? 5 : 1, ...values.map((p) => p[index])) * 1.1;
+    const max = Math.max(kind === "cpu" ? 5 : 1, ...values.map((p) => p[index])) * (kind === "cpu" ? 1.1 : 1.3);
     const xy = values.map((p) => [((p[0] - t0) / span) * width, height - 1 - (p[index] / max) * (height - 2)]);
     const line = xy.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" ");
     const ns = "http://www.w3.org/2000/svg";
