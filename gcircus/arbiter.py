@@ -117,6 +117,8 @@ class Arbiter:
         self.adoption: Any = None
         # The daemon's hand-over (gcircus.handover.reexec.Handover) when gcircusd runs it; None when embedded.
         self.handover: Any = None
+        # The daemon's audit log (gcircus.control.audit.AuditLog) when gcircusd runs it; None when embedded.
+        self.audit: Any = None
 
     def register(self, watcher: Watcher) -> None:
         """Take a built watcher under supervision (not started); DuplicateWatcher if its name is taken."""
@@ -393,6 +395,10 @@ class Arbiter:
                     service.stop()
                 except Exception:  # noqa: BLE001 - one service failing to stop must not keep the others running
                     log.exception("stopping %r failed", service)
+
+    def started_services(self) -> list[Service]:
+        """The attached services running now, in the order they started."""
+        return list(self._started_services)
 
     def wait_channels_closed(self, timeout: float | None = None) -> None:
         """Wait until the services stopped after the watchers (the channels) are stopped."""

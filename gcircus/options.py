@@ -25,7 +25,7 @@ from gcircus.errors import InvalidValue, quote_value
 from gcircus.roles import ROLES
 from gcircus.suggest import closest
 
-SECTIONS = ("circus", "watcher", "socket", "plugin", "flapping", "access")
+SECTIONS = ("circus", "watcher", "socket", "plugin", "flapping", "http", "access")
 
 HOOK_NAMES = ("before_start", "after_start", "before_spawn", "after_spawn", "before_stop", "after_stop",
               "before_signal", "after_signal", "before_reap", "after_reap", "extended_stats")
@@ -358,6 +358,32 @@ def to_port(value: Any) -> int:
     return number
 
 
+UNIX_BIND_PREFIX = "unix:"
+
+
+def split_http_bind(value: str) -> tuple[str, int] | str:
+    """An [http] bind as (host, port), or the socket path of `unix:PATH`; InvalidValue saying the expected form."""
+    text = str(value).strip()
+    if text.startswith(UNIX_BIND_PREFIX):
+        path = text[len(UNIX_BIND_PREFIX):]
+        if not path:
+            raise InvalidValue("unix: needs a socket path (unix:/run/gcircus/http.sock)", value)
+        return path
+    host, colon, port = text.rpartition(":")
+    if not colon or not port:
+        raise InvalidValue("expected HOST:PORT (127.0.0.1:9102) or unix:PATH", value)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [::1]:9102
+    return host, to_port(port)
+
+
+@_typed("bind")
+def to_http_bind(value: Any) -> str:
+    """Where the HTTP server listens: HOST:PORT or unix:PATH (checked by split_http_bind), as written."""
+    split_http_bind(value)
+    return str(value).strip()
+
+
 def _socket_constant(prefix: str, names: tuple[str, ...]) -> Callable[[Any], int]:
     def convert(value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -538,9 +564,10 @@ CIRCUS_OPTIONS = _table("circus", [
      {"global_rank": 3}),
     ("umask", to_octal, None, None, "umask of gcircusd and its children (octal); empty means inherit"),
     ("warmup_delay", _F, 0.0, APPLY, "seconds to wait between starting two watchers"),
-    ("httpd", _B, False, None, "circus-web (not shipped): true only logs a warning"),
-    ("httpd_host", _S, "localhost", None, "circus-web host"),
-    ("httpd_port", to_port, 8080, None, "circus-web port"),
+    ("httpd", _B, False, None, "Circus's switch for its web server: true runs gcircus's HTTP server on "
+     "httpd_host:httpd_port (as [http] bind; an [http] section wins)"),
+    ("httpd_host", _S, "localhost", None, "host of the HTTP server httpd = true runs"),
+    ("httpd_port", to_port, 8080, None, "port of the HTTP server httpd = true runs"),
     ("httpd_close_outputs", _B, False, None, "close circus-web's stdout/stderr"),
     ("debug", _B, False, None, "internal watchers write to gcircusd's stdout, at debug level"),
     ("debug_gc", _B, False, None, "enable gc.DEBUG_LEAK"),
@@ -557,6 +584,8 @@ CIRCUS_OPTIONS = _table("circus", [
     ("allow_remote_endpoints", _B, False, None,
      "allow binding endpoint/pubsub_endpoint to non-loopback TCP addresses (unauthenticated!)"),
     ("max_message_size", _I, 1048576, None, "largest control request accepted, in bytes"),
+    ("audit_log", _OS, None, None, "audit log of state-changing requests and refusals, one JSON line each: a file, "
+     "syslog (or syslog:///socket[?facility]), or journal; empty means off (see README, Audit log)"),
     ("prefix_output", _B, False, PARSE,
      "send unconfigured watcher output through gcircusd's stdout/stderr as `name[wid] | line`"),
     ("stop_timeout", to_optional_float, None, APPLY,
@@ -701,12 +730,35 @@ ACCESS_OPTIONS = _table("access", [
     ("local_tcp", to_role, "read", APPLY, "role of every peer of a tcp:// endpoint without CURVE, whoever it is"),
 ])
 
+HTTP_OPTIONS = _table("http", [
+    ("bind", to_http_bind, "127.0.0.1:9102", None,
+     "where the HTTP server listens: HOST:PORT, or unix:PATH; the section's presence turns the server on"),
+    ("token_file", _OS, None, None,
+     "file whose first line is the token guarding everything but /healthz and /readyz (owner-only permissions)"),
+    ("certfile", _OS, None, None, "TLS certificate (PEM); with keyfile, the server speaks HTTPS"),
+    ("keyfile", _OS, None, None, "TLS private key (PEM) of certfile"),
+    ("allow_remote_endpoints", _B, False, None,
+     "allow a non-loopback bind (it then needs token_file, certfile and keyfile too)"),
+    ("max_connections", _I, 64, None, "connections served at once; more wait in the listen backlog",
+     {"minimum": 1}),
+    ("max_body_size", to_size, 1048576, None, "largest request body accepted, in bytes (413 beyond)",
+     {"minimum": 0}),
+    ("request_timeout", to_positive_float, 30.0, None,
+     "seconds a connection may stay silent while a request is read or its reply written"),
+    ("max_hub_latency", to_positive_float, 1.0, None,
+     "seconds of hub latency beyond which /healthz answers 503"),
+    ("probe_bind", to_http_bind, None, None,
+     "also serve /healthz and /readyz, and nothing else, in plain HTTP on HOST:PORT or unix:PATH, any address "
+     "(for Kubernetes' httpGet probes, which reach the pod's own IP)"),
+])
+
 OPTIONS: dict[str, dict[str, Option]] = {
     "circus": CIRCUS_OPTIONS,
     "watcher": WATCHER_OPTIONS,
     "socket": SOCKET_OPTIONS,
     "plugin": PLUGIN_OPTIONS,
     "flapping": FLAPPING_OPTIONS,
+    "http": HTTP_OPTIONS,
     "access": ACCESS_OPTIONS,
 }
 
@@ -837,7 +889,7 @@ def option_reference_markdown() -> str:
     for section in SECTIONS:
         heading = {"circus": "[circus]", "watcher": "[watcher:NAME]", "socket": "[socket:NAME]",
                    "plugin": "[plugin:NAME]", "flapping": "flapping ([plugin:X] use = ...Flapping, "
-                   "or flapping.<key> in a watcher)", "access": "[access]"}[section]
+                   "or flapping.<key> in a watcher)", "http": "[http]", "access": "[access]"}[section]
         out.append(f"### {heading}\n")
         out.append("| option | type | default | live | description |")
         out.append("|---|---|---|---|---|")

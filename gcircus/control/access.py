@@ -7,13 +7,16 @@ A peer's role is the strongest of what applies to it, so no grant takes anything
   identified or anonymous;
 - an identified local user gets `user:NAME`, `user:*` and the `group:NAME` of each group it belongs to (its
   primary group and the group database's memberships);
-- a CURVE client gets `curve:NAME` and `curve:*`, nothing for its uid (it is identified by its key).
+- a CURVE client gets `curve:NAME` and `curve:*`, nothing for its uid (it is identified by its key);
+- an HTTP API client gets the role of its credentials (`[http] token_role`, carried by its Peer).
 
 So, by default: on ipc:// only root and gcircusd's user may do anything; on loopback tcp:// everyone may read.
 
 `define` is not the whole story when gcircusd runs as root: a non-root client may only make watchers run as itself
 or a user [access] `runas:NAME` lists, never root, nor get gcircusd to act with its own identity (hooks, stream
-files...). `run_as_limit` says what it may run as; gcircus.control.ownership holds add and set to it.
+files...). `run_as_limit` says what it may run as; gcircus.control.ownership holds add and set to it. An HTTP client
+has no uid to be held to: its token is a secret of gcircusd's operator (token_file is readable by its owner only), so
+a `define` token is as strong as gcircusd's own user (a token for others says `token_role = operate` or `read`).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from dataclasses import dataclass, field
 
 from gcircus import roles
 from gcircus.control import ownership
-from gcircus.control.peers import Peer
+from gcircus.control.peers import HTTP, Peer
 from gcircus.grants import Grants
 from gcircus.wire.errors import AccessRefused
 
@@ -73,6 +76,8 @@ def role_of(peer: Peer, policy: Policy) -> str:
     """The strongest role that applies to `peer` (see the module docstring)."""
     grants = policy.grants
     granted = [grants.everyone]
+    if peer.transport == HTTP:
+        return roles.strongest(grants.everyone, peer.role)
     if peer.transport == "tcp" and peer.curve is None:
         granted.append(grants.local_tcp)
     if peer.curve is not None:
@@ -93,8 +98,8 @@ def refusal(peer: Peer, command, props: dict, policy: Policy) -> AccessRefused |
     if roles.allows(have, need):
         return None
     has = f"the {have} role" if have != roles.NONE else "no role"
-    return AccessRefused(f"{command.name} needs the {need} role; {peer} has {has} (grant it in [access]: see "
-                         f"{README_SECTION})")
+    grant = "raise [http] token_role" if peer.transport == HTTP else "grant it in [access]"
+    return AccessRefused(f"{command.name} needs the {need} role; {peer} has {has} ({grant}: see {README_SECTION})")
 
 
 def check(peer: Peer, command, props: dict, policy: Policy) -> None:
@@ -107,7 +112,7 @@ def check(peer: Peer, command, props: dict, policy: Policy) -> None:
 def run_as_limit(peer: Peer, policy: Policy) -> ownership.Owner | None:
     """Who the watchers `peer` adds or sets may run as, or None for no limit: a root gcircusd holds every peer but
     root (and itself) to its own uid and its [access] runas list (gcircus.control.ownership applies it)."""
-    if policy.daemon_uid != 0 or peer.transport == "inproc" or peer.uid == 0:
+    if policy.daemon_uid != 0 or peer.transport in ("inproc", HTTP) or peer.uid == 0:
         return None
     others = policy.grants.runas_of(peer.uid if peer.curve is None else None, peer.curve)
     if peer.curve is not None:

@@ -8,8 +8,9 @@ endpoint_owner endpoint it must name the owner, as before); a watcher that runs 
 stopped and tuned (the options the table marks `scheduling`), never given another command, environment, directory or
 limits; and the options whose effect happens inside gcircusd itself, with its identity (those the table marks
 `daemon_side`: hooks, stream files and classes, gcircusd's sockets and environment, the working directory entered
-before the switch to the child's user), are refused outright. Reads, signals, start/stop and reloadconfig (which
-reads the operator's file) are not changes of identity and stay open (to a peer with the role they need).
+before the switch to the child's user), are refused outright (wire.errors.Refused: an errno 3 reply, recorded as
+`refused` by the audit log). Reads, signals, start/stop and reloadconfig (which reads the operator's file) are not
+changes of identity and stay open (to a peer with the role they need).
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 
 from gcircus import identity
 from gcircus.options import RUNTIME_OBJECT_OPTIONS, Option, family_member, get_option, only_schedules
-from gcircus.wire.errors import MessageError
+from gcircus.wire.errors import MessageError, Refused
 
 _schedules = only_schedules  # the keys a restricted client may set on a watcher that does not run as it
 
@@ -87,7 +88,7 @@ def owner_of(arbiter) -> Owner | None:
     try:
         entry = pwd.getpwuid(int(configured)) if str(configured).isdigit() else pwd.getpwnam(str(configured))
     except KeyError:
-        raise MessageError(f"endpoint_owner {configured!r} is not a known user: changes are refused") from None
+        raise Refused(f"endpoint_owner {configured!r} is not a known user: changes are refused") from None
     return Owner(entry.pw_name, entry.pw_uid, frozenset(os.getgrouplist(entry.pw_name, entry.pw_gid)))
 
 
@@ -97,7 +98,7 @@ def check_add(owner: Owner | None, options: dict) -> None:
         return
     _refuse_privileged(owner, options)
     if options.get("uid") is None:
-        raise MessageError(owner.uid_refusal(None))  # an added watcher names its user, as in Circus
+        raise Refused(owner.uid_refusal(None))  # an added watcher names its user, as in Circus
     _require_owner_identity(owner, options.get("uid"), options.get("gid"))
 
 
@@ -119,10 +120,9 @@ def check_set(owner: Owner | None, watcher, changes: dict) -> None:
         runs_as_owner = False
     if not runs_as_owner:
         others = sorted(key for key in changes if not _schedules(key))
-        raise MessageError(f"watcher {watcher.name!r} does not run as {owner.label}: "
-                           f"{', '.join(others)} cannot be changed {'by it' if owner.client else 'from this endpoint'} "
-                           "(only how many processes run "
-                           "and how they are started and stopped)")
+        raise Refused(f"watcher {watcher.name!r} does not run as {owner.label}: "
+                      f"{', '.join(others)} cannot be changed {'by it' if owner.client else 'from this endpoint'} "
+                      "(only how many processes run and how they are started and stopped)")
     _require_owner_identity(owner, changes.get("uid", watcher.uid), changes.get("gid", watcher.gid))
 
 
@@ -136,11 +136,11 @@ def _require_owner_identity(owner: Owner, uid, gid) -> None:
     except identity.IdentityError as exc:
         raise MessageError(str(exc)) from None
     if ids.uid not in owner.uids or (ids.uid == 0 and owner.client):
-        raise MessageError(owner.uid_refusal(uid))
+        raise Refused(owner.uid_refusal(uid))
     foreign = sorted(ids.groups - owner.groups)
     if foreign:
-        raise MessageError(f"the child would run with group(s) {', '.join(map(str, foreign))}, which {owner.label} "
-                           f"does not belong to: set gid to one of its groups")
+        raise Refused(f"the child would run with group(s) {', '.join(map(str, foreign))}, which {owner.label} "
+                      f"does not belong to: set gid to one of its groups")
 
 
 def _refuse_privileged(owner: Owner, options: dict) -> None:
@@ -150,8 +150,8 @@ def _refuse_privileged(owner: Owner, options: dict) -> None:
     for key, value in options.items():
         reason = getattr(_option(key), "daemon_side", None)
         if reason and value:
-            raise MessageError(f"{key} cannot be set {where}: {reason} (see README, "
-                               f"{'Securing the control channel' if owner.client else 'endpoint_owner'})")
+            raise Refused(f"{key} cannot be set {where}: {reason} (see README, "
+                          f"{'Securing the control channel' if owner.client else 'endpoint_owner'})")
         family = family_member(key)
         if family is not None and family[0] == "rlimits":
             _refuse_raised_limit(key, family[1], value, where)
@@ -166,5 +166,5 @@ def _refuse_raised_limit(key: str, limit: str, value, where: str) -> None:
         return
     if which == resource.RLIMIT_NOFILE and value == unlimited:
         return  # the spawn turns an unlimited nofile into gcircusd's hard limit
-    raise MessageError(f"{key} = {'unlimited' if value == unlimited else value} is above gcircusd's own hard limit "
-                       f"({hard}): raising it cannot be asked {where}")
+    raise Refused(f"{key} = {'unlimited' if value == unlimited else value} is above gcircusd's own hard limit "
+                  f"({hard}): raising it cannot be asked {where}")

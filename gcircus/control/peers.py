@@ -10,6 +10,8 @@
   the ports are read from the connection's file descriptor (getpeername, getsockname). A peer whose socket is not
   found (another network namespace, a remote host, a connection already closed) is anonymous.
 - inproc://: a thread of gcircusd itself, with gcircusd's identity.
+- An HTTP API client (gcircus.http.api, transport `http`): no uid; how it authenticated (its token, a session opened
+  with it, or none), its address, and the role the HTTP server gives it (`[http] token_role`).
 
 Nothing is cached between requests: each request is identified from its own message. What comes from the
 connection's descriptor is read at once in the receive loop (Sighting: properties and the connection's addresses):
@@ -33,6 +35,7 @@ import zmq
 
 T = TypeVar("T")
 CURVE_PREFIX = "curve:"
+HTTP = "http"  # the transport of an HTTP API client's Peer
 TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
 MAX_TABLE_SIZE = 64 << 20  # a socket table is read whole; bound what a host with countless sockets costs
 
@@ -40,7 +43,9 @@ MAX_TABLE_SIZE = 64 << 20  # a socket table is read whole; bound what a host wit
 @dataclass(frozen=True)
 class Peer:
     """The sender of one request. `transport` is the endpoint's scheme (ipc, tcp, inproc...); uid, gid and pid are
-    the kernel's (pid and gid unknown on tcp); `curve` is the CURVE client's name; nothing known: anonymous."""
+    the kernel's (pid and gid unknown on tcp); `curve` is the CURVE client's name; nothing known: anonymous. An HTTP
+    client (transport `http`) has `http` (bearer, session or anonymous), `address` and the `role` its credentials
+    carry instead."""
 
     transport: str
     uid: int | None = None
@@ -48,6 +53,9 @@ class Peer:
     pid: int | None = None
     user: str | None = None
     curve: str | None = None
+    http: str | None = None
+    address: str | None = None
+    role: str | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -55,12 +63,16 @@ class Peer:
 
     def audit(self) -> dict[str, Any]:
         """The audit log's form: {"curve": NAME} for a CURVE client, else {"uid", "gid", "pid", "user"} (None where
-        unknown: all four for an anonymous peer)."""
+        unknown: all four for an anonymous peer); {"http": VIA, "address": ADDRESS} for an HTTP client."""
+        if self.transport == HTTP:
+            return {"http": self.http, "address": self.address}
         if self.curve is not None:
             return {"curve": self.curve}
         return {"uid": self.uid, "gid": self.gid, "pid": self.pid, "user": self.user}
 
     def __str__(self) -> str:
+        if self.transport == HTTP:
+            return f"the HTTP client at {self.address} ({self.http})"
         if self.curve is not None:
             return f"CURVE client {self.curve!r}"
         if self.uid is None:

@@ -44,6 +44,8 @@ def format_plan(plan: dict) -> str:
     for key, (old, new) in c.get("changed", {}).items():
         how = "needs a restart of gcircusd" if key in needs else "applied"
         lines.append(f"[circus] {key}: {old!r} -> {new!r} ({how})")
+    if plan.get("http", {}).get("changed"):
+        lines.append("[http]: changed (needs a restart of gcircusd; the HTTP server keeps serving as it was)")
     p = plan.get("plugins", {})
     lines.extend(f"{name}: {kind}" for kind in ("added", "removed", "changed") for name in p.get(kind, []))
     s = plan.get("sockets", {})

@@ -1,0 +1,94 @@
+"""/api/COMMAND: the control commands over HTTP, through the control server's own code path.
+
+POST a JSON object of the command's properties (an empty body is {}), get the control reply as JSON: the request is
+handed to a gcircus.control.runner.CommandRunner, as the zmq control server hands its own, so the command table,
+validation, errnos and reply are the same. A form-encoded POST (a page's form) gives its fields as properties.
+Read-only commands are also served on GET, their properties as query
+parameters (`/api/stats?name=web`); GET never runs a command that changes anything. The HTTP status follows the
+reply's errno (200 for `ok`), the body is the reply itself.
+"""
+from __future__ import annotations
+
+import json
+
+import gevent.event
+
+from gcircus import roles
+from gcircus.control.commands import get_command
+from gcircus.control.peers import HTTP, Peer
+from gcircus.http.auth import CSRF_FIELD, may_run
+from gcircus.http.web import FORM, JSON, READ_METHODS, HttpError, Request, Response
+from gcircus.wire.errors import BAD_MSG_DATA_ERROR, COMMAND_ERROR, INVALID_JSON, MESSAGE_ERROR, UNKNOWN_COMMAND
+from gcircus.wire.protocol import error_reply
+
+PREFIX = "/api/"
+# The modules of the command table that hold only commands changing nothing (until commands carry a role).
+READ_MODULES = ("gcircus.control.commands.info", "gcircus.control.commands.procs")
+# The HTTP status of an error reply, by errno: the request's fault (4xx), a refusal (409: busy, stopping...), else 500.
+HTTP_STATUS = {INVALID_JSON: 400, MESSAGE_ERROR: 400, BAD_MSG_DATA_ERROR: 400, UNKNOWN_COMMAND: 404,
+               COMMAND_ERROR: 409}
+
+
+def is_read(command) -> bool:
+    """A command that changes nothing: its role says `read` once commands have roles, else its module does."""
+    role = getattr(command, "role", None)
+    return role == "read" if role is not None else type(command).__module__ in READ_MODULES
+
+
+def properties(request: Request) -> object:
+    """The request's properties: the query of a GET, the JSON of a POST (the runner refuses what is no object, as
+    the control channel does); _Refused with the control channel's reply to a body that is no JSON."""
+    if request.method in READ_METHODS:
+        return dict(request.query)
+    body = request.body()
+    if request.content_type == FORM and body.lstrip()[:1] not in (b"{", b"["):
+        # A page's form (works without JavaScript): its fields but the CSRF token. JSON sent as a form (curl -d
+        # without a Content-Type) is read as JSON.
+        return {key: value for key, value in request.form().items() if key != CSRF_FIELD}
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise _Refused(error_reply("json invalid", INVALID_JSON)) from None
+
+
+class _Refused(Exception):
+    def __init__(self, reply: dict):
+        super().__init__(reply["reason"])
+        self.reply = reply
+
+
+def run_command(app, request: Request) -> Response:
+    name = request.path[len(PREFIX):]
+    if not name or "/" in name:
+        raise HttpError(404, "expected /api/COMMAND")
+    command = get_command(name)
+    if command is not None and request.method in READ_METHODS and not is_read(command):
+        raise HttpError(405, f"{command.name} changes state: POST it", (("Allow", "POST"),))
+    if command is not None and not may_run(request.principal, command):
+        raise HttpError(403, f"your role may not run {command.name}")
+    try:
+        reply = run(app, name, properties(request), http_peer(request))
+    except _Refused as refused:
+        reply = refused.reply
+    status = 200 if reply.get("status") != "error" else HTTP_STATUS.get(int(reply.get("errno") or 0), 500)
+    return Response(status, json.dumps(reply).encode(), JSON)
+
+
+def http_peer(request: Request) -> Peer:
+    """Who sent `request`, as the command runner holds it to a role (gcircus.control.access) and the audit log names
+    it ({"http": VIA, "address": ...}): how it authenticated, from where, and the role that gives it."""
+    principal = getattr(request, "principal", None)
+    return Peer(HTTP, http=principal.via if principal is not None else "anonymous",
+                address=request.environ.get("REMOTE_ADDR") or "unix", role=roles.DEFINE)
+
+
+def run(app, name: str, props, peer: Peer | None = None) -> dict:
+    """The control reply to command `name` with `props` from `peer`, waiting for a reply sent later (a `waiting`
+    command)."""
+    payload = json.dumps({"command": name, "properties": props}).encode()
+    later = gevent.event.AsyncResult()
+    reply = app.runner.handle(payload, later.set, peer)
+    return reply if reply is not None else later.get()
+
