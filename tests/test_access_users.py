@@ -21,6 +21,7 @@ from gevent import subprocess as gsubprocess
 
 from gcircus.client import Client
 from gcircus.wire.errors import ACCESS_REFUSED
+from tests.support.audit import wait_lines
 from tests.support.daemons import started
 from tests.support.ports import free_port
 from tests.support.processes import PYTHON
@@ -126,6 +127,23 @@ def test_a_reachable_ipc_socket_still_identifies_each_request(start, shared_dir,
     assert "has no role" in refused(replies[0], "read", stranger)
     refused(replies[1], "operate", stranger)
     assert pids(daemon.endpoint) == before
+
+
+def test_a_refused_user_is_audited_with_its_identity(start, shared_dir, stranger, tmp_path):
+    """Each refusal is an audit line: result refused, errno 7, and the peer as the kernel gave it (uid, gid, pid)."""
+    audit = tmp_path / "audit.log"
+    daemon = start(f"ipc://{shared_dir}/control.sock", circus=f"endpoint_mode = 0666\naudit_log = {audit}")
+    replies = as_user(stranger, daemon.endpoint, ("stop", {"name": "w", "waiting": True}), ("list", {}))
+    refused(replies[0], "operate", stranger)
+    refused(replies[1], "read", stranger)
+    lines = wait_lines(audit, 2)
+    assert [line["command"] for line in lines] == ["stop", "list"]  # a refused read is recorded too
+    for line in lines:
+        assert (line["result"], line["errno"]) == ("refused", ACCESS_REFUSED), line
+        peer = line["peer"]
+        assert (peer["uid"], peer["gid"], peer["user"]) == (stranger.pw_uid, stranger.pw_gid, stranger.pw_name), line
+        assert isinstance(peer["pid"], int) and peer["pid"] > 0, line
+    assert lines[0]["properties"] == {"name": "w", "waiting": True}
 
 
 def test_granted_read_lists_but_cannot_stop(start, shared_dir, stranger):

@@ -15,6 +15,7 @@ import pytest
 
 from gcircus import journal
 from gcircus.control.audit import REDACTED, is_secret_name, redact
+from tests.support.audit import audit_lines, wait_lines
 from tests.support.daemons import make_config
 from tests.support.datagrams import DatagramReceiver
 from tests.support.waiting import wait_for
@@ -25,20 +26,6 @@ SLEEPER = """
     cmd = sleep 1000
     graceful_timeout = 2
     """
-
-
-def audit_lines(path) -> list[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
-
-
-def wait_lines(path, count: int) -> list[dict]:
-    """The audit file's lines once it holds `count` of them."""
-    return wait_for(lambda: (lambda lines: len(lines) >= count and lines)(audit_lines(path)), 30,
-                    message=f"{count} audit lines in {path}")
 
 
 def by_command(lines: list[dict]) -> dict[str, dict]:
