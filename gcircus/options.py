@@ -735,6 +735,9 @@ HTTP_OPTIONS = _table("http", [
      "where the HTTP server listens: HOST:PORT, or unix:PATH; the section's presence turns the server on"),
     ("token_file", _OS, None, None,
      "file whose first line is the token guarding everything but /healthz and /readyz (owner-only permissions)"),
+    ("token_role", to_role, "define", None,
+     "role (read, operate or define) of the HTTP API's clients: the token's, its browser sessions', and, without "
+     "token_file, every client's; held to the command table's roles as the control channel's peers are"),
     ("certfile", _OS, None, None, "TLS certificate (PEM); with keyfile, the server speaks HTTPS"),
     ("keyfile", _OS, None, None, "TLS private key (PEM) of certfile"),
     ("allow_remote_endpoints", _B, False, None,

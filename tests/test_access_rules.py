@@ -70,7 +70,9 @@ SET_KEYS = [name for name in WATCHER_OPTIONS if not name.endswith("*")] + ["env"
 peer_strategy = st.builds(
     peers.Peer, transport=st.sampled_from(["ipc", "tcp", "inproc", "tipc"]), uid=st.none() | st.sampled_from(UIDS),
     gid=st.sampled_from(GIDS), pid=st.none() | st.integers(1, 1 << 22), user=st.none() | st.text(max_size=8),
-    curve=st.none() | st.sampled_from(CURVES))
+    curve=st.none() | st.sampled_from(CURVES)) | st.builds(  # an HTTP API client: the role of its token
+    peers.Peer, transport=st.just(peers.HTTP), http=st.sampled_from(["bearer", "session", "anonymous"]),
+    address=st.sampled_from(["127.0.0.1", "unix"]), role=st.sampled_from([READ, OPERATE, DEFINE]))
 grants_strategy = st.builds(
     Grants, users=st.dictionaries(st.sampled_from(UIDS), role), any_user=maybe_role,
     groups=st.dictionaries(st.sampled_from([g for g in GIDS if g is not None]), role),
@@ -82,6 +84,8 @@ def entitled(peer: peers.Peer, policy: access.Policy) -> set[str]:
     """Every role some rule of README's list gives `peer`, written as those rules read (not as access.py does)."""
     grants = policy.grants
     roles = {NONE, grants.everyone}
+    if peer.transport == "http":  # [http] token_role; [access] knows no HTTP client but through everyone
+        return roles | {peer.role}
     if peer.transport == "tcp" and peer.curve is None:
         roles.add(grants.local_tcp)
     if peer.curve is not None:
@@ -114,7 +118,7 @@ def test_no_command_goes_through_without_its_role(peer, grants, daemon_uid, owne
         assert best < rank(need) and refused.errno == ACCESS_REFUSED
         assert f"needs the {need} role" in refused.reason and str(peer) in refused.reason
     limit = access.run_as_limit(peer, policy)
-    if daemon_uid == 0 and peer.uid != 0 and peer.transport != "inproc":
+    if daemon_uid == 0 and peer.uid != 0 and peer.transport not in ("inproc", "http"):
         assert limit is not None and 0 not in limit.uids and limit.uid == (peer.uid if peer.curve is None else None)
     else:
         assert limit is None

@@ -46,15 +46,20 @@ def dashd(tmp_path):
     daemon.stop()
 
 
+def log_in(b, dashd) -> None:
+    """Log `b` in to the dashboard of `dashd` and wait until the page is live (its snapshot delivered)."""
+    b.driver.get(f"http://{dashd.bind}/")  # no session: sent to the login form
+    wait_for(lambda: "/login" in b.driver.current_url, message="the login form")
+    b.driver.find_element("id", "token").send_keys(TOKEN)
+    b.driver.find_element("css selector", "button[type=submit]").click()
+    wait_for(lambda: text(b, "#live") == "Live", timeout=LIVE_DEADLINE, message="the page live")
+
+
 @pytest.fixture
 def page(dashd):
     """A logged-in Chromium on the dashboard, live (its event stream delivered the snapshot)."""
     with chromium.Browser() as b:
-        b.driver.get(f"http://{dashd.bind}/")  # no session: sent to the login form
-        wait_for(lambda: "/login" in b.driver.current_url, message="the login form")
-        b.driver.find_element("id", "token").send_keys(TOKEN)
-        b.driver.find_element("css selector", "button[type=submit]").click()
-        wait_for(lambda: text(b, "#live") == "Live", timeout=LIVE_DEADLINE, message="the page live")
+        log_in(b, dashd)
         yield b
 
 
@@ -174,3 +179,19 @@ def test_the_filter_narrows_the_table_and_a_phone_gets_a_readable_layout(page):
     width = driver.execute_script("return document.documentElement.scrollWidth")
     assert width <= driver.execute_script("return window.innerWidth") + 1  # no sideways scrolling on a phone
     shoot(page, "dashboard-phone")
+
+
+def test_a_read_token_sees_no_command_buttons(tmp_path):
+    """[http] token_role = read: the page offers only what the role allows (the output tail), as the API would
+    refuse the rest (403)."""
+    daemon = HttpDaemon(tmp_path, WATCHERS.format(tmp=tmp_path), http="token_role = read\n").wait_serving()
+    try:
+        with chromium.Browser() as b:
+            log_in(b, daemon)
+            commands = b.driver.execute_script(
+                "return [...document.querySelectorAll(\"tbody[data-name='web'] .actions [data-command]\")]"
+                ".map(e => e.dataset.command)")
+            assert commands == ["tail"]
+            shoot(b, "dashboard-read-role")
+    finally:
+        daemon.stop()

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from gcircus import roles
 from gcircus.control import ownership
+from gcircus.control.commands import COMMANDS
 from gcircus.control.peers import HTTP, Peer
 from gcircus.grants import Grants
 from gcircus.wire.errors import AccessRefused
@@ -100,6 +101,13 @@ def refusal(peer: Peer, command, props: dict, policy: Policy) -> AccessRefused |
     has = f"the {have} role" if have != roles.NONE else "no role"
     grant = "raise [http] token_role" if peer.transport == HTTP else "grant it in [access]"
     return AccessRefused(f"{command.name} needs the {need} role; {peer} has {has} ({grant}: see {README_SECTION})")
+
+
+def runnable(peer: Peer, policy: Policy) -> list[str]:
+    """The commands whose declared role `peer` has, by name (what a page offers it; a `set` of keys that need more
+    is still refused by `check`)."""
+    have = role_of(peer, policy)
+    return sorted(name for name, command in COMMANDS.items() if roles.allows(have, command.role))
 
 
 def check(peer: Peer, command, props: dict, policy: Policy) -> None:

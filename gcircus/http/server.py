@@ -170,7 +170,8 @@ class HttpService:
             token = read_token_file(settings["token_file"]) if settings.get("token_file") else None
         except TokenFileError as exc:
             raise OSError(f"[http] token_file {settings['token_file']}: {exc}") from None
-        self.app = HttpApp(self.arbiter, settings, Auth(token, secure_cookies=bool(settings.get("certfile"))),
+        auth = Auth(token, secure_cookies=bool(settings.get("certfile")), role=settings["token_role"])
+        self.app = HttpApp(self.arbiter, settings, auth,
                            CommandRunner(self.arbiter, self.counts, self.audit, describe_bind(settings)),
                            self.routes)
         try:

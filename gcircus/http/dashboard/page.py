@@ -5,7 +5,8 @@ actions), then a row per process (pid and wid, state, age and restarts, CPU, mem
 columns line up for both. Without JavaScript this is the whole page (it reloads itself every NOSCRIPT_REFRESH s);
 with it, dashboard.js takes the same markup over: it renders watchers again from the live feed with the same
 classes, adds the charts, the buttons with their confirmation, the filter and the log tail. The CSRF token of the
-viewer's session is in a <meta> for the script's POSTs to /api/COMMAND. Everything served comes from this package
+viewer's session is in a <meta> for the script's POSTs to /api/COMMAND, and so are the commands the viewer's role
+allows (`may-run`): the script shows no button the API would refuse. Everything served comes from this package
 (static/): no CDN, no build step.
 """
 from __future__ import annotations
@@ -27,8 +28,9 @@ def esc(value) -> str:
     return html.escape(str(value), quote=True)
 
 
-def render(views: list[dict], usage: dict | None, csrf_token: str, logout: bool) -> str:
-    """The whole page for `views` (gcircus.http.dashboard.model) and a usage sample ({watcher: {...}} or None)."""
+def render(views: list[dict], usage: dict | None, csrf_token: str, logout: bool, may_run: list[str]) -> str:
+    """The whole page for `views` (gcircus.http.dashboard.model) and a usage sample ({watcher: {...}} or None), for
+    a viewer that may run the commands `may_run`."""
     host = socket.gethostname()
     counts: dict[str, int] = {}
     for view in views:
@@ -38,6 +40,7 @@ def render(views: list[dict], usage: dict | None, csrf_token: str, logout: bool)
     empty = "" if views else '<tbody><tr><td colspan="6" class="empty">No watchers.</td></tr></tbody>'
     return PAGE.format(
         host=esc(host), version=esc(__version__), csrf=esc(csrf_token), refresh=NOSCRIPT_REFRESH,
+        may_run=esc(" ".join(may_run)),
         css=esc(assets.url("dashboard.css")), js=esc(assets.url("dashboard.js")),
         icon=esc(assets.url("icon.svg")), summary=summary(counts, len(views), nprocs),
         head="".join(f'<th scope="col" class="col-{c.lower()}">{c}</th>' for c in COLUMNS),
@@ -103,6 +106,7 @@ PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
 <meta name="csrf-token" content="{csrf}">
+<meta name="may-run" content="{may_run}">
 <title>gcircus · {host}</title>
 <link rel="icon" href="{icon}" type="image/svg+xml">
 <link rel="stylesheet" href="{css}">

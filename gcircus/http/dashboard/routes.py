@@ -6,9 +6,12 @@
 - `/dashboard/events`: the state feed; `/dashboard/tail?name=W`: a watcher's output. Both are server-sent event
   streams, behind the token or session like everything else.
 Buttons post to /api/COMMAND (gcircus.http.api) with the page's CSRF token: the dashboard has no write path of its own.
+The page offers only the buttons of commands the viewer's role allows (gcircus.control.access, as the API decides).
 """
 from __future__ import annotations
 
+from gcircus.control import access
+from gcircus.http import api
 from gcircus.http.dashboard import assets, model, page
 from gcircus.http.dashboard.sse import TooManyStreams
 from gcircus.http.dashboard.usage import UsageSampler
@@ -32,8 +35,9 @@ def dashboard_page(app, request: Request) -> Response:
         raise
     usage = app.dashboard.feed.last_usage
     samples = usage["watchers"] if usage else UsageSampler().sample(model.pid_groups(app.arbiter))
+    may_run = access.runnable(api.http_peer(request), access.Policy.of(app.arbiter))
     body = page.render(model.all_views(app.arbiter), samples, app.auth.csrf_token(request.principal),
-                       logout=request.principal.via == "session")
+                       logout=request.principal.via == "session", may_run=may_run)
     return Response(200, body.encode(), HTML, [("Cache-Control", "no-store"), ("Content-Security-Policy", PAGE_POLICY)])
 
 

@@ -14,6 +14,7 @@
   const STATE_ORDER = ["failed", "backoff", "starting", "stopping", "active", "stopped"];
   const $ = (sel, root = document) => root.querySelector(sel);
   const csrf = $('meta[name="csrf-token"]').content;
+  const mayRun = new Set($('meta[name="may-run"]').content.split(" ")); // the commands the viewer's role allows
   const table = $("#watchers");
   const live = $("#live");
   const views = new Map(); // name -> view (the `watcher` messages)
@@ -107,6 +108,7 @@
     const stopped = view.state === "stopped";
     const cell = el("td", {class: "actions"});
     for (const [command, label, question] of ACTIONS) {
+      if (!mayRun.has(command)) continue; // the API would refuse it (403): no button
       const disabled = (command === "start" && (view.state === "active" || view.state === "starting"))
         || (command === "stop" && stopped) || ((command === "incr" || command === "reload") && stopped)
         || (command === "decr" && (stopped || n <= 0));
