@@ -256,11 +256,14 @@ def test_a_page_queue_is_bounded_in_bytes_a_tail_skips_instead():
     assert next(parts) == message("skipped", {"count": 7}) + b"777" * 100 + b"888" * 100 + b"999" * 100
 
 
-def test_the_tail_stream_sends_the_kept_lines_then_new_ones(dashd):
+def test_the_tail_stream_sends_the_kept_lines_then_new_ones(dashd, tmp_path):
+    # Lines the child wrote before the page opened: its stream file has them, so the tail has kept them too.
+    wait_for(lambda: (tmp_path / "chatty.log").exists() and (tmp_path / "chatty.log").read_text().count("\n") >= 2,
+             timeout=60, message="the child's first lines")
     stream = EventStream(dashd.bind, "/dashboard/tail?name=Chatty", dashd.headers)
     try:
         first = stream.next("lines")["lines"]
-        wait_for(lambda: first, message="kept lines")
+        assert first, "the lines written before the page opened"
         last = int(first[-1][4].split()[1]) if first else -1
         newer = wait_for(lambda: [int(line[4].split()[1]) for line in stream.next("lines")["lines"]
                                   if int(line[4].split()[1]) > last], message="newer lines")
