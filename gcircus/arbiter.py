@@ -27,6 +27,7 @@ import gevent
 import gevent.event
 
 from gcircus import cgroups, dependencies, linux
+from gcircus.grants import Grants
 from gcircus.options import CIRCUS_OPTIONS, DEFAULT_STATS_ENDPOINT, to_names
 from gcircus.service import Service
 from gcircus.sockets import OnDemand, Sockets
@@ -57,7 +58,8 @@ class Arbiter:
                  subreaper: bool = False, config_path: str | None = None, allow_remote_endpoints: bool = False,
                  max_message_size: int = CIRCUS_OPTIONS["max_message_size"].default,
                  watcher_defaults: dict | None = None, stats_interval: float = 1.0, background: bool = False,
-                 name: str | None = None, cgroup_root: str | None = None, **extra):
+                 name: str | None = None, cgroup_root: str | None = None, access: Grants | None = None,
+                 endpoint_mode: int | None = None, endpoint_group: str | None = None, **extra):
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay
@@ -79,6 +81,9 @@ class Arbiter:
         self.fqdn_prefix = fqdn_prefix
         self.umask = umask
         self.endpoint_owner = endpoint_owner
+        self.access = access or Grants()  # the [access] grants, read at each request; reloadconfig replaces them
+        self.endpoint_mode = endpoint_mode  # of the ipc:// channel files (None: 0600)
+        self.endpoint_group = endpoint_group
         self.subreaper = subreaper
         self.config_path = config_path
         self.allow_remote_endpoints = allow_remote_endpoints

@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote
 
 from configobj import ConfigObj, ConfigObjError
 
-from gcircus import config_sections, dependencies, integrity
+from gcircus import config_sections, dependencies, grants, integrity
 from gcircus import options as opts
 from gcircus.errors import ConfigError, InvalidValue, quote_value, shorten
 from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
@@ -57,6 +57,7 @@ class Config:
     flapping: dict
     # Defaults a watcher added at run time (the `add` command) takes from this file, as configured ones did.
     watcher_defaults: dict = field(default_factory=dict)
+    access: grants.Grants = field(default_factory=grants.Grants)  # the [access] section
     # The HTTP server's settings ([http], or Circus's httpd options), None when it is off.
     http: dict | None = None
     http_from_httpd: bool = False  # they come from [circus] httpd, httpd_host and httpd_port (no [http] section)
@@ -83,6 +84,8 @@ class Section:
 
 _SECTION_LINE = re.compile(r"\[(?P<name>.+)\]")
 _OPTION_LINE = re.compile(r"(?P<key>.*?)\s*(?P<sep>[=:])")
+# [access] keys hold a colon (`user:deploy = operate`): there, only `=` separates a key from its value.
+_ACCESS_OPTION_LINE = re.compile(r"(?P<key>.*?)\s*(?P<sep>=)")
 _INLINE_COMMENT = re.compile(r"\s;")
 
 
@@ -112,7 +115,7 @@ def _scan(text: str, path: str) -> dict[str, Section]:
         if current is None:
             raise ConfigError(f"line {lineno}: option outside of any [section]: {quote_value(line.strip())}",
                               file=path, line=lineno)
-        match = _OPTION_LINE.match(line)
+        match = (_ACCESS_OPTION_LINE if current.name == "access" else _OPTION_LINE).match(line)
         if match is None or not match.group("key").strip():
             raise ConfigError(f"line {lineno}: expected 'name = value', got {quote_value(line.strip())}",
                               file=path, section=current.name, line=lineno)
@@ -362,6 +365,27 @@ def _load_plugin(section: Section, mapping: dict) -> dict:
     return plugin
 
 
+def _load_access(section: Section | None) -> grants.Grants:
+    """The [access] section's grants. An unknown key is refused, not ignored: a misspelt grant would silently leave
+    a user without the access the operator meant, or a wildcard wider than meant."""
+    result = grants.Grants()
+    if section is None:
+        return result
+    for key, entry in section.entries.items():
+        option = opts.get_option(key, "access")
+        if option is None:
+            raise _error(f"unknown option {quote_value(key)} (keys are {grants.KEYS_HELP})", section, key, entry,
+                         entry.value)
+        value = _convert(option.parse, entry.value, section, key, entry)
+        try:
+            result = grants.with_grant(result, key, value)
+        except grants.UnknownName as exc:
+            log.warning("%s:%d: [access] %s: %s; this entry grants nothing", entry.file, entry.line, key, exc)
+        except ValueError as exc:
+            raise _error(str(exc), section, key, entry, entry.value) from None
+    return result
+
+
 def _flapping_from_plugin(plugin: dict, section: Section, base: dict) -> dict:
     flapping = dict(base)
     for key, option in opts.FLAPPING_OPTIONS.items():
@@ -503,7 +527,7 @@ def load_config(path: str) -> Config:
     _check_section_names(sections)
     for name, section in sections.items():
         kind, sep, rest = name.partition(":")
-        if name in ("circus", "env", "http"):
+        if name in ("circus", "env", "access", "http"):
             continue
         if kind == "watcher" and sep:
             watcher_sections.append(section)
@@ -528,6 +552,6 @@ def load_config(path: str) -> Config:
     _check_dependencies(watchers, sections)
     return Config(path=path, circus=circus, watchers=specs,
                   sockets=_unique("socket", socket_dicts, sections), plugins=_unique("plugin", plugin_dicts, sections),
-                  env=env, flapping=flapping, watcher_defaults=defaults,
+                  env=env, flapping=flapping, watcher_defaults=defaults, access=_load_access(sections.get("access")),
                   http=_load_http(sections.get("http"), circus, mapping),
                   http_from_httpd="http" not in sections and circus["httpd"])

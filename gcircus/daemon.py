@@ -8,6 +8,7 @@ above all of them that puts them together, so that none imports another upwards 
 from __future__ import annotations
 
 import contextlib
+import grp
 import logging
 import os
 import signal
@@ -43,7 +44,7 @@ from gcircus.service import CoalescedRuns
 from gcircus.service_manager import ServiceManager
 from gcircus.stats import StatsService
 from gcircus.watcher import Watcher
-from gcircus.wire.endpoints import EndpointNotAllowed, check_bind_allowed
+from gcircus.wire.endpoints import EndpointNotAllowed, IpcMode, check_bind_allowed, check_ipc_directory
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ CHANNELS = (
      lambda a: DiscoveryResponder(a.multicast_endpoint, a.endpoint), True),  # a host without multicast still runs
     ("the control server", lambda a: a.endpoint, lambda a: ControlServer(
         a, a.endpoint, a.context, a.max_message_size, a.endpoint_owner, a.allow_remote_endpoints,
-        a.request_counts, a.audit), False),
+        a.request_counts, a.audit, IpcMode.of(a, owned=True)), False),
     ("the HTTP server", lambda a: a.http, lambda a: HttpService(a, a.http, a.request_counts, a.audit), False),
 )
 
@@ -222,7 +223,7 @@ class Arbiter(core.Arbiter):
         options.update(overrides)
         try:
             arbiter = cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path,
-                          watcher_defaults=cfg.watcher_defaults, http=cfg.http, **options)
+                          watcher_defaults=cfg.watcher_defaults, access=cfg.access, http=cfg.http, **options)
         except ValueError as exc:  # a plugin that cannot be loaded, or a bad plugin option
             raise ConfigError(f"{cfg.path}: {exc}") from None
         arbiter.loaded_config = cfg  # what reloadconfig compares the file with (see gcircus.reload)
@@ -252,15 +253,29 @@ def _check_channels(cfg: Config, options: dict) -> None:
             raise ConfigError(str(exc), file=cfg.path, section="circus", option="multicast_endpoint",
                               value=options["multicast_endpoint"]) from None
     checked = ("endpoint", "pubsub_endpoint") + (("stats_endpoint",) if options.get("statsd") else ())
+    _check_ipc_group(cfg, options)
     for key in checked:
         try:
             check_bind_allowed(key, options.get(key) or "", bool(options.get("allow_remote_endpoints")))
+            check_ipc_directory(key, options.get(key) or "")
         except EndpointNotAllowed as exc:
             raise ConfigError(str(exc), file=cfg.path, section="circus", option=key,
                               value=options.get(key)) from None
         except ValueError as exc:  # e.g. a port that is not a number: urllib's own message
             raise ConfigError(f"not a valid endpoint ({exc})", file=cfg.path, section="circus", option=key,
                               value=options.get(key)) from None
+
+
+def _check_ipc_group(cfg: Config, options: dict) -> None:
+    """ConfigError naming endpoint_group when it is no group of this host (the ipc:// files could not be given it)."""
+    group = options.get("endpoint_group")
+    if not group or group.isdigit():
+        return
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        raise ConfigError(f"unknown group {group!r}", file=cfg.path, section="circus", option="endpoint_group",
+                          value=group) from None
 
 
 def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endpoint: str | None = None,

@@ -70,6 +70,7 @@ class Plan:
     sockets_changed: list[str] = dataclasses.field(default_factory=list)
     sockets_rebound: list[str] = dataclasses.field(default_factory=list)  # changed, same address: close, then bind
     socket_users: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # changed/removed -> watchers
+    access_changed: bool = False  # the [access] grants differ: the new ones apply from the next request on
 
     def as_dict(self) -> dict:
         """The plan as JSON-able data (the `plan` field of the reloadconfig reply)."""
@@ -103,6 +104,7 @@ class Plan:
                 "users": {name: sorted(users) for name, users in sorted(self.socket_users.items())},
                 "needs_restart": False,  # every socket change is applied live (kept in the reply for compatibility)
             },
+            "access": {"changed": self.access_changed},
         }
 
 
@@ -176,6 +178,7 @@ def _diff(arbiter, old, new) -> Plan:
             plan.not_in_config.append(watcher.name)
 
     _diff_circus(plan, old.circus, new.circus)
+    plan.access_changed = arbiter.access != new.access
     if getattr(old, "http", None) != getattr(new, "http", None):
         plan.http_changed = (old.http, new.http)
     _diff_plugins(plan, old.plugins, new.plugins)
@@ -372,6 +375,9 @@ def apply(arbiter, plan: Plan, fresh: dict | None = None) -> None:
     if fresh is None:
         fresh = _bind_new_sockets(arbiter, plan)  # ConfigError (nothing changed) if one cannot be bound
     _apply_circus(arbiter, plan)
+    if plan.access_changed:
+        log.info("reloadconfig: [access] changed: the new grants apply from the next request on")
+    arbiter.access = new.access
     retired = _swap_sockets(arbiter, plan, fresh)
     order = _start_order([w.spec for w in arbiter.watchers])
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import signal
 
@@ -14,6 +15,7 @@ import pytest
 
 from gcircus import journal
 from gcircus.control.audit import REDACTED, is_secret_name, redact
+from tests.support.audit import audit_lines, wait_lines
 from tests.support.daemons import make_config
 from tests.support.datagrams import DatagramReceiver
 from tests.support.waiting import wait_for
@@ -24,20 +26,6 @@ SLEEPER = """
     cmd = sleep 1000
     graceful_timeout = 2
     """
-
-
-def audit_lines(path) -> list[dict]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-    except FileNotFoundError:
-        return []
-
-
-def wait_lines(path, count: int) -> list[dict]:
-    """The audit file's lines once it holds `count` of them."""
-    return wait_for(lambda: (lambda lines: len(lines) >= count and lines)(audit_lines(path)), 30,
-                    message=f"{count} audit lines in {path}")
 
 
 def by_command(lines: list[dict]) -> dict[str, dict]:
@@ -61,9 +49,11 @@ def test_state_changing_requests_are_recorded_with_their_outcome_and_reads_are_n
     assert (recorded["decr"]["result"], recorded["decr"]["properties"]) == ("ok", {"name": "sleeper", "waiting": True})
     assert (recorded["set"]["result"], recorded["set"]["errno"]) == ("error", 3)
     assert (recorded["stop"]["result"], recorded["stop"]["errno"]) == ("error", 3)
+    me = pwd.getpwuid(os.geteuid()).pw_name
     for line in lines:
         assert line["endpoint"] == running.endpoint
-        assert line["peer"] == {}  # nobody is identified on a tcp:// endpoint yet
+        # The test's own user, identified on loopback tcp:// by the socket's owner (no gid or pid there).
+        assert line["peer"] == {"uid": os.geteuid(), "gid": None, "pid": None, "user": me}
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"]), line["time"]
         assert isinstance(line["duration_ms"], (int, float)) and line["duration_ms"] >= 0
     assert running.call("status")["audit"] == {"log": str(path), "lost": 0}
@@ -71,7 +61,8 @@ def test_state_changing_requests_are_recorded_with_their_outcome_and_reads_are_n
 
 
 def test_a_refusal_is_recorded_as_refused(gcircusd, tmp_path):
-    """endpoint_owner refuses to change what a watcher not running as the owner runs (before the roles exist)."""
+    """endpoint_owner refuses to change what a watcher not running as the owner runs (the test's user has the role
+    `set` needs: the owner's rule refuses it, errno 3)."""
     path = tmp_path / "audit.log"
     running = gcircusd(SLEEPER, circus=f"audit_log = {path}\nendpoint_owner = nobody")
     reply = running.client.call("set", name="sleeper", options={"cmd": "id"})

@@ -54,6 +54,14 @@ def test_a_bad_bind_names_the_option(tmp_path, bind):
     assert str(error).startswith(f"{tmp_path / 'circus.ini'}: [http] bind = ")
 
 
+def test_token_role_is_read_operate_or_define(tmp_path):
+    assert load(tmp_path, http="max_connections = 8").http["token_role"] == "define"  # everything, by default
+    assert load(tmp_path, http="token_role = Operate").http["token_role"] == "operate"
+    for role in ("none", "admin"):  # none would refuse every command: not a role for the API
+        error = refused(tmp_path, http=f"token_role = {role}")
+        assert (error.section, error.option, error.value) == ("http", "token_role", role)
+
+
 def test_an_unknown_option_is_refused_with_its_closest_name(tmp_path):
     error = refused(tmp_path, http="token_fil = x")
     assert error.suggestion == "token_file"

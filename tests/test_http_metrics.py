@@ -102,12 +102,17 @@ def mem_bytes(text: str) -> float:
 
 
 def test_resources_match_stats(daemon):
-    stats = daemon.command("stats", name="web")["info"]
-    samples = scrape(daemon)
+    def agreeing():
+        """stats and a scrape right after it, once they agree on the memory: a process that has just exec'd is
+        still faulting its pages in, so two readings a few ms apart can differ while it settles."""
+        stats = daemon.command("stats", name="web")["info"]
+        samples = scrape(daemon)
+        rss = sum(mem_bytes(info["mem_info1"]) for info in stats.values())
+        scraped = value(samples, "gcircus_watcher_resident_memory_bytes", watcher="web")
+        return scraped == pytest.approx(rss, rel=0.05) and (stats, samples)
+    stats, samples = wait_for(agreeing, 30, interval=0.2, message="stats and /metrics agreeing on memory")
     pids = sorted(int(pid) for pid in stats)
     assert pids == sorted(daemon.command("list", name="web")["pids"])
-    rss = sum(mem_bytes(info["mem_info1"]) for info in stats.values())
-    assert value(samples, "gcircus_watcher_resident_memory_bytes", watcher="web") == pytest.approx(rss, rel=0.05)
     assert value(samples, "gcircus_watcher_cpu_seconds_total", watcher="web") >= 0
     fds = sum(len(os.listdir(f"/proc/{pid}/fd")) for pid in pids)
     assert value(samples, "gcircus_watcher_open_fds", watcher="web") == fds

@@ -27,9 +27,7 @@ from urllib.parse import urlparse
 import gevent
 from gevent import monkey
 
-from gcircus import journal
-from gcircus.control.executors import EXECUTORS
-from gcircus.control.executors import info as read_only_executors
+from gcircus import journal, roles
 from gcircus.logqueue import LogWriter
 from gcircus.wire.errors import COMMAND_ERROR, NOT_SPECIFIED, OS_ERROR, ControlError, Refused
 
@@ -366,8 +364,7 @@ class AuditLog:
 
 
 def changes_state(command) -> bool:
-    """Whether a request of `command` (a Command of the table) is audited whatever its outcome: every command but the
-    read-only ones, those whose executor lives in gcircus.control.executors.info (list, status, stats, get...).
-    Once each command declares its role in the table, this becomes `command.role != "read"`."""
-    execute = EXECUTORS.get(command.name)
-    return execute is None or execute.__module__ != read_only_executors.__name__
+    """Whether a request of `command` (a Command of the table) is audited whatever its outcome: every command whose
+    declared role (gcircus.roles) is more than `read`. It is known before the properties are validated: a role that
+    depends on them (`set`, Command.role_for) only chooses between operate and define."""
+    return command.role != roles.READ

@@ -20,7 +20,7 @@ import zmq.green as zmq
 
 from gcircus.events import Event, frames
 from gcircus.wire.connection_cap import ConnectionCap
-from gcircus.wire.endpoints import bind_private, close_bound
+from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class EventPublisher:
         sock.sndhwm = EVENT_HWM
         sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscription, duplicates too: a count, not a set
         try:
-            bind_private(sock, "pubsub_endpoint", self.endpoint, self.allow_remote)
+            bind_private(sock, "pubsub_endpoint", self.endpoint, self.allow_remote, IpcMode.of(self.arbiter))
         except Exception:
             sock.close()
             raise

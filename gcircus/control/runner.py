@@ -1,7 +1,9 @@
 """One request through the command table: decode, validate, execute, and the reply, however it was received.
 
 The control server (zmq) and the HTTP API (gcircus.http.api) both hand their requests to a CommandRunner, so a
-command's properties, validation, errnos and reply cannot differ between the two channels. Each request's outcome is
+command's properties, validation, errnos and reply cannot differ between the two channels, nor can who may run it:
+each request comes with its sender (a gcircus.control.peers.Peer) and is held, right after validation, to the role its
+command needs and to the sender's run-as limits (gcircus.control.access). Each request's outcome is
 counted by command (RequestCounts), for gcircusd's metrics, and a state-changing request or a refusal is recorded in
 the audit log once its outcome is known (gcircus.control.audit).
 """
@@ -12,9 +14,11 @@ import logging
 from collections.abc import Callable
 
 from gcircus.command_queue import QueueRefused
+from gcircus.control import access, peers
 from gcircus.control.audit import AuditLog, changes_state
 from gcircus.control.commands import get_command
 from gcircus.control.executors import EXECUTORS, Deferred, Queued
+from gcircus.control.executors.base import Props
 from gcircus.control.operations import Operations
 from gcircus.wire.errors import COMMAND_ERROR, OS_ERROR, UNKNOWN_COMMAND, ControlError
 from gcircus.wire.protocol import BadRequest, decode_request, error_reply, ok_reply
@@ -51,13 +55,17 @@ class CommandRunner:
         self.endpoint = endpoint  # where requests come from, as the audit log names it
         self.operations = Operations()
 
-    def handle(self, payload: bytes, reply_later: Callable[[dict], None], peer: dict | None = None) -> dict | None:
-        """Run one request; return the reply, or None for a cast (fire-and-forget) or a reply sent later.
+    def handle(self, payload: bytes, reply_later: Callable[[dict], None],
+               peer: peers.Peer | None = None) -> dict | None:
+        """Run one request from `peer` (None: gcircusd itself); return the reply, or None for a cast
+        (fire-and-forget) or a reply sent later.
 
         A long command (Queued or Deferred) is answered at once, or, when the client asked for `waiting`, through
-        `reply_later(reply)` once it is done. `peer` is who sent it, in its audit form (None: not known).
+        `reply_later(reply)` once it is done. A command the peer's role does not allow is refused (AccessRefused,
+        errno 7) before anything runs.
         """
-        entry = self.audit.begin(self.endpoint, peer)
+        entry = self.audit.begin(self.endpoint, peer.audit() if peer is not None else None)
+        peer = peer or peers.ourselves()
         name = None
 
         def finished_later(fields, exc: BaseException | None) -> None:
@@ -81,7 +89,7 @@ class CommandRunner:
             if command is None or execute is None:  # help is gcircusctl's own: the daemon does not know it either
                 raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
             entry.describe(command.name, message["properties"], changes_state(command))
-            props = command.validate(message["properties"])
+            props = self.admit(peer, command, command.validate(message["properties"]))
             waiting = bool(props.get("waiting")) and not cast
             if waiting:
                 self.operations.check_reply_can_wait()
@@ -110,6 +118,13 @@ class CommandRunner:
                 log.warning("cast command failed: %s", reply["reason"])
             return None
         return reply
+
+    def admit(self, peer: peers.Peer, command, props: dict) -> Props:
+        """The validated `props` of a request `peer` may run, with its run-as limit; AccessRefused when its role is
+        weaker than the one `command` needs with them."""
+        policy = access.Policy.of(self.arbiter)
+        access.check(peer, command, props, policy)
+        return Props.of(props, access.run_as_limit(peer, policy))
 
     @staticmethod
     def reply(fields, exc: BaseException | None, msg_id, payload: bytes) -> dict:

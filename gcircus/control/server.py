@@ -2,8 +2,11 @@
 
 Requests are one JSON frame from a DEALER (Circus's clients) or, unlike Circus, a REQ envelope `[id, b"", json]`.
 Every malformed request gets an error reply (or, where no reply is possible, a log line) and changes nothing;
-commands run concurrently. A long command (start, stop, restart...) runs in its watcher's command queue or in a
-bounded pool (gcircus.control.operations), so a backlog of them never keeps reads, stops or quits from being served.
+commands run concurrently. Each request is identified (gcircus.control.peers) and handed with its sender to the
+CommandRunner, which holds it to the sender's role and run-as limits (gcircus.control.access): a refused one gets
+errno 7 (ACCESS_REFUSED) and changes nothing. A long command (start, stop, restart...) runs in its watcher's command
+queue or in a bounded pool (gcircus.control.operations), so a backlog of them never keeps reads, stops or quits from
+being served.
 """
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ import gevent
 import gevent.pool
 import zmq.green as zmq
 
+from gcircus.control import peers
 from gcircus.control.audit import AuditLog
 from gcircus.control.outbox import ReplyOutbox
 from gcircus.control.runner import CommandRunner, RequestCounts
 from gcircus.options import CIRCUS_OPTIONS
 from gcircus.wire.connection_cap import ConnectionCap
-from gcircus.wire.endpoints import bind_private, close_bound
+from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
 from gcircus.wire.errors import BAD_MSG_DATA_ERROR, MESSAGE_ERROR
 from gcircus.wire.protocol import encode, error_reply
 
@@ -38,9 +42,11 @@ class ControlServer:
 
     def __init__(self, arbiter, endpoint: str, context=None, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                  endpoint_owner: str | None = None, allow_remote: bool = False, counts: RequestCounts | None = None,
-                 audit: AuditLog | None = None):
+                 audit: AuditLog | None = None, ipc_mode: IpcMode | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
+        self.transport = peers.transport_of(endpoint)
+        self.ipc_mode = ipc_mode or IpcMode(owner=endpoint_owner)
         self.context = context or zmq.Context.instance()
         self.max_message_size = max_message_size
         self.endpoint_owner = endpoint_owner
@@ -62,7 +68,7 @@ class ControlServer:
         sock.rcvhwm = REQUEST_HWM
         sock.router_mandatory = 1  # a reply that cannot be queued raises instead of vanishing: it is counted
         try:
-            bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.endpoint_owner)
+            bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.ipc_mode)
         except Exception:
             sock.close()
             raise
@@ -90,15 +96,17 @@ class ControlServer:
     def _receive_forever(self) -> None:
         while True:
             try:
-                frames = self.socket.recv_multipart(copy=True)
+                message = self.socket.recv_multipart(copy=False)
             except zmq.ZMQError as exc:
                 if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
                     return
                 log.error("control channel receive failed: %s", exc)
                 continue
-            self._handlers.spawn(self._handle_frames, frames)
+            # Who sent it is read now, while the connection it came from is surely still zmq's (see peers).
+            seen = peers.sight(message[-1], self.transport)
+            self._handlers.spawn(self._handle_frames, [frame.bytes for frame in message], seen)
 
-    def _handle_frames(self, frames: list[bytes]) -> None:
+    def _handle_frames(self, frames: list[bytes], seen: peers.Sighting) -> None:
         identity = frames[0]
         body = frames[1:]
         if len(body) == 2 and body[0] == b"":
@@ -114,14 +122,14 @@ class ControlServer:
             self._send(envelope, error_reply(f"message too large: {len(payload)} bytes (limit "
                                              f"{self.max_message_size})", MESSAGE_ERROR))
             return
-        # peer=None until the access layer identifies the sender (SO_PEERCRED, CURVE): the audit log records `{}`.
-        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply), peer=None)
+        peer = peers.identify(seen)
+        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply), peer)
         if reply is not None:
             self._send(envelope, reply)
 
-    def handle(self, payload: bytes, reply_later, peer: dict | None = None) -> dict | None:
-        """Run one request (CommandRunner.handle): the reply, or None for a cast or a reply sent later. `peer` is
-        who sent it, in its audit form (None: not known)."""
+    def handle(self, payload: bytes, reply_later, peer: peers.Peer | None = None) -> dict | None:
+        """Run one request from `peer` (CommandRunner.handle; None: gcircusd itself): the reply, or None for a cast
+        or a reply sent later."""
         return self.runner.handle(payload, reply_later, peer)
 
     def _send(self, envelope: list[bytes], reply: dict) -> None:

@@ -2,10 +2,12 @@
 
 POST a JSON object of the command's properties (an empty body is {}), get the control reply as JSON: the request is
 handed to a gcircus.control.runner.CommandRunner, as the zmq control server hands its own, so the command table,
-validation, errnos and reply are the same. A form-encoded POST (a page's form) gives its fields as properties.
-Read-only commands are also served on GET, their properties as query
-parameters (`/api/stats?name=web`); GET never runs a command that changes anything. The HTTP status follows the
-reply's errno (200 for `ok`), the body is the reply itself.
+validation, errnos and reply are the same, and so are the roles: the client is a control Peer (transport `http`)
+with the role `[http] token_role` gives its credentials, which the runner checks against the command's role as it
+does for the control channel (gcircus.control.access); a refused command is a 403 with the errno 7 reply. A
+form-encoded POST (a page's form) gives its fields as properties. The commands whose role is `read` are also served
+on GET, their properties as query parameters (`/api/stats?name=web`); GET never runs a command that changes
+anything. The HTTP status follows the reply's errno (200 for `ok`), the body is the reply itself.
 """
 from __future__ import annotations
 
@@ -13,24 +15,26 @@ import json
 
 import gevent.event
 
+from gcircus import roles
 from gcircus.control.commands import get_command
-from gcircus.http.auth import CSRF_FIELD, may_run
+from gcircus.control.peers import HTTP, Peer
+from gcircus.http.auth import CSRF_FIELD
 from gcircus.http.web import FORM, JSON, READ_METHODS, HttpError, Request, Response
-from gcircus.wire.errors import BAD_MSG_DATA_ERROR, COMMAND_ERROR, INVALID_JSON, MESSAGE_ERROR, UNKNOWN_COMMAND
+from gcircus.wire.errors import (
+    ACCESS_REFUSED,
+    BAD_MSG_DATA_ERROR,
+    COMMAND_ERROR,
+    INVALID_JSON,
+    MESSAGE_ERROR,
+    UNKNOWN_COMMAND,
+)
 from gcircus.wire.protocol import error_reply
 
 PREFIX = "/api/"
-# The modules of the command table that hold only commands changing nothing (until commands carry a role).
-READ_MODULES = ("gcircus.control.commands.info", "gcircus.control.commands.procs")
-# The HTTP status of an error reply, by errno: the request's fault (4xx), a refusal (409: busy, stopping...), else 500.
+# The HTTP status of an error reply, by errno: the request's fault (4xx), the client's role too weak (403), a refusal
+# (409: busy, stopping...), else 500.
 HTTP_STATUS = {INVALID_JSON: 400, MESSAGE_ERROR: 400, BAD_MSG_DATA_ERROR: 400, UNKNOWN_COMMAND: 404,
-               COMMAND_ERROR: 409}
-
-
-def is_read(command) -> bool:
-    """A command that changes nothing: its role says `read` once commands have roles, else its module does."""
-    role = getattr(command, "role", None)
-    return role == "read" if role is not None else type(command).__module__ in READ_MODULES
+               ACCESS_REFUSED: 403, COMMAND_ERROR: 409}
 
 
 def properties(request: Request) -> object:
@@ -62,28 +66,28 @@ def run_command(app, request: Request) -> Response:
     if not name or "/" in name:
         raise HttpError(404, "expected /api/COMMAND")
     command = get_command(name)
-    if command is not None and request.method in READ_METHODS and not is_read(command):
+    if command is not None and request.method in READ_METHODS and command.role != roles.READ:
         raise HttpError(405, f"{command.name} changes state: POST it", (("Allow", "POST"),))
-    if command is not None and not may_run(request.principal, command):
-        raise HttpError(403, f"your role may not run {command.name}")
     try:
-        reply = run(app, name, properties(request), audit_peer(request))
+        reply = run(app, name, properties(request), http_peer(request))
     except _Refused as refused:
         reply = refused.reply
     status = 200 if reply.get("status") != "error" else HTTP_STATUS.get(int(reply.get("errno") or 0), 500)
     return Response(status, json.dumps(reply).encode(), JSON)
 
 
-def audit_peer(request: Request) -> dict:
-    """Who sent `request`, as the audit log names an HTTP client: how it authenticated, and from where."""
+def http_peer(request: Request) -> Peer:
+    """Who sent `request`, as the command runner holds it to a role (gcircus.control.access) and the audit log names
+    it ({"http": VIA, "address": ...}): how it authenticated, from where, and the role that gives it."""
     principal = getattr(request, "principal", None)
-    return {"http": principal.via if principal is not None else "anonymous",
-            "address": request.environ.get("REMOTE_ADDR") or "unix"}
+    return Peer(HTTP, http=principal.via if principal is not None else "anonymous",
+                address=request.environ.get("REMOTE_ADDR") or "unix",
+                role=principal.role if principal is not None else roles.NONE)
 
 
-def run(app, name: str, props, peer: dict | None = None) -> dict:
-    """The control reply to command `name` with `props`, waiting for a reply sent later (a `waiting` command);
-    `peer`: who asked, in its audit form (gcircus.control.audit)."""
+def run(app, name: str, props, peer: Peer | None = None) -> dict:
+    """The control reply to command `name` with `props` from `peer`, waiting for a reply sent later (a `waiting`
+    command)."""
     payload = json.dumps({"command": name, "properties": props}).encode()
     later = gevent.event.AsyncResult()
     reply = app.runner.handle(payload, later.set, peer)

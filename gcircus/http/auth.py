@@ -10,8 +10,10 @@ run everything; to keep a web page the user visits from driving the server throu
 requests must then name a loopback Host (no DNS rebinding), and a state-changing one must send JSON or the CSRF
 token of the server (csrf_token() again), which a cross-site form cannot.
 
-Roles (issue 16): a Principal has a role; `may_run` compares it with the command's `role` class attribute once
-commands have one. Until then the token's principal has ROLE_ALL and may run every command.
+Roles: a Principal has the role `[http] token_role` gives the token, its sessions and, without a token_file, every
+client (define by default: everything). It is not decided here: gcircus.http.api hands the request to the command
+runner as a control Peer carrying that role, and the runner holds it to the command table's roles as it holds the
+control channel's peers (gcircus.control.access).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import stat
 import time
 from dataclasses import dataclass
 
+from gcircus import roles
 from gcircus.http.web import FORM, JSON, READ_METHODS, HttpError, Request
 
 SESSION_COOKIE = "gcircus_session"
@@ -32,8 +35,7 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_LIFETIME = 12 * 3600.0  # seconds a browser session lasts after its login
 MAX_SESSIONS = 256  # sessions kept at once: the oldest is dropped past that (logins cannot grow memory)
 MAX_TOKEN_FILE_SIZE = 4096
-ROLE_ALL = None  # a principal that may run every command (what a token means until roles exist)
-ROLES = ("read", "operate", "define")  # issue 16's roles, each allowing what the ones before it allow
+TOKEN_ROLES = (roles.READ, roles.OPERATE, roles.DEFINE)  # what [http] token_role may say
 
 
 class TokenFileError(ValueError):
@@ -63,10 +65,10 @@ def read_token_file(path: str) -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who made a request: how (bearer, session or anonymous) and with which role (ROLE_ALL: any command)."""
+    """Who made a request: how (bearer, session or anonymous) and with which role (gcircus.roles)."""
 
     via: str
-    role: str | None = ROLE_ALL
+    role: str = roles.DEFINE
     session: Session | None = None
 
 
@@ -77,15 +79,7 @@ class Session:
     key: str
     csrf: str
     expires: float
-    role: str | None = ROLE_ALL
-
-
-def may_run(principal: Principal, command) -> bool:
-    """Whether `principal` may run `command`: any command for ROLE_ALL or a command without a role, else by rank."""
-    needed = getattr(command, "role", None)
-    if principal.role is ROLE_ALL or needed is None:
-        return True
-    return ROLES.index(principal.role) >= ROLES.index(needed)
+    role: str = roles.DEFINE
 
 
 def is_loopback_host(host_header: str) -> bool:
@@ -105,10 +99,12 @@ def is_loopback_host(host_header: str) -> bool:
 
 
 class Auth:
-    """The token (None: no token_file), the open sessions, and the checks every request goes through."""
+    """The token (None: no token_file), the role it gives (token_role), the open sessions, and the checks every
+    request goes through."""
 
-    def __init__(self, token: str | None, secure_cookies: bool = False):
+    def __init__(self, token: str | None, secure_cookies: bool = False, role: str = roles.DEFINE):
         self.token = token
+        self.role = role
         self.secure_cookies = secure_cookies  # served over TLS: the cookie is marked Secure
         self.sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
         self.open_csrf = secrets.token_urlsafe(32)  # the CSRF token of a server without a token file
@@ -122,11 +118,11 @@ class Auth:
         if self.token is None:
             if not is_loopback_host(request.header("Host")):
                 raise HttpError(403, "no token_file: only requests naming a loopback Host are served")
-            return Principal("anonymous")
+            return Principal("anonymous", self.role)
         if authorization:
             scheme, _, offered = authorization.partition(" ")
             if scheme.lower() == "bearer" and self.token_matches(offered.strip()):
-                return Principal("bearer")
+                return Principal("bearer", self.role)
             raise HttpError(401, "invalid credentials", (("WWW-Authenticate", 'Bearer realm="gcircus"'),))
         session = self.session_of(request)
         if session is not None:
@@ -157,7 +153,8 @@ class Auth:
         """A new session if `offered` is the token, else None; the oldest session goes past MAX_SESSIONS."""
         if not self.token_matches(offered.strip()):
             return None
-        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time() + SESSION_LIFETIME)
+        session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time() + SESSION_LIFETIME,
+                          self.role)
         self.sessions[session.key] = session
         while len(self.sessions) > MAX_SESSIONS:
             self.sessions.popitem(last=False)

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import html
 
+from gcircus.http.dashboard import assets
 from gcircus.http.web import HTML, Request, Response
 
+# Styled by the dashboard's stylesheet (a public asset); readable without it.
 FORM = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>gcircus: log in</title></head>
-<body><main><h1>gcircus</h1>{message}
-<form method="post" action="/login">
-<label for="token">Token (the first line of the [http] token_file)</label>
-<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
+<title>gcircus: log in</title><link rel="stylesheet" href="{css}"><link rel="icon" href="{icon}"></head>
+<body><main class="login"><div class="brand"><img src="{icon}" alt="" width="32" height="32"><h1>gcircus</h1></div>
+{message}<form method="post" action="/login">
+<label for="token">Token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus
+ aria-describedby="token-hint">
+<p class="hint" id="token-hint">The first line of the [http] token_file.</p>
 <input type="hidden" name="next" value="{next}">
-<button type="submit">Log in</button>
+<button class="primary" type="submit">Log in</button>
 </form></main></body></html>
 """
 
@@ -55,5 +59,6 @@ def session_info(app, request: Request) -> Response:
 
 
 def _form(target: str, message: str, status: int) -> Response:
-    page = FORM.format(message=message, next=html.escape(safe_next(target), quote=True))
+    page = FORM.format(message=message, next=html.escape(safe_next(target), quote=True),
+                       css=assets.url("dashboard.css"), icon=assets.url("icon.svg"))
     return Response(status, page.encode(), HTML, [("Cache-Control", "no-store")])

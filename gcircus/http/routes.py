@@ -8,6 +8,7 @@ request, and a state-changing one (any method but GET and HEAD) needs the CSRF t
 from __future__ import annotations
 
 from gcircus.http import api, login, metrics, probes
+from gcircus.http.dashboard import routes as dashboard
 from gcircus.http.web import Route
 
 GET, POST = ("GET", "HEAD"), ("POST",)
@@ -25,4 +26,5 @@ ROUTES: tuple[Route, ...] = (
     Route("/session", login.session_info),
     Route("/metrics", metrics.metrics),
     Route(api.PREFIX, api.run_command, GET + POST),
+    *dashboard.ROUTES,
 )

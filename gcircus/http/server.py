@@ -35,6 +35,7 @@ from gcircus.control.audit import AuditLog
 from gcircus.control.runner import CommandRunner, RequestCounts
 from gcircus.http import routes as route_table
 from gcircus.http.auth import Auth, TokenFileError, read_token_file
+from gcircus.http.dashboard.service import Dashboard
 from gcircus.http.metrics import registry_for
 from gcircus.http.web import HttpError, Request, Response, Route
 from gcircus.options import split_http_bind
@@ -97,6 +98,7 @@ class HttpApp:
         self.arbiter, self.settings, self.auth, self.runner = arbiter, settings, auth, runner
         self.routes = tuple(routes)
         self.registry = registry_for(arbiter, runner.counts, daemon_start_time())
+        self.dashboard = Dashboard(arbiter, settings.get("max_connections"))
 
     def stopping(self) -> bool:
         """gcircusd is shutting down (the daemon's arbiter says so; an embedded one is never)."""
@@ -168,7 +170,8 @@ class HttpService:
             token = read_token_file(settings["token_file"]) if settings.get("token_file") else None
         except TokenFileError as exc:
             raise OSError(f"[http] token_file {settings['token_file']}: {exc}") from None
-        self.app = HttpApp(self.arbiter, settings, Auth(token, secure_cookies=bool(settings.get("certfile"))),
+        auth = Auth(token, secure_cookies=bool(settings.get("certfile")), role=settings["token_role"])
+        self.app = HttpApp(self.arbiter, settings, auth,
                            CommandRunner(self.arbiter, self.counts, self.audit, describe_bind(settings)),
                            self.routes)
         try:
@@ -197,6 +200,8 @@ class HttpService:
         return server
 
     def stop(self) -> None:
+        if self.app is not None:
+            self.app.dashboard.close()  # its event streams end, so the server's stop need not wait for them
         for server in (self.probe_server, self.server):
             if server is not None:
                 server.stop(timeout=STOP_GRACE)

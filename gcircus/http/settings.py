@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from gcircus.http.auth import TokenFileError, read_token_file
+from gcircus.http.auth import TOKEN_ROLES, TokenFileError, read_token_file
 from gcircus.options import split_http_bind
 from gcircus.wire.endpoints import is_loopback_endpoint
 
@@ -32,6 +32,9 @@ def problem(settings: dict) -> tuple[str, str] | None:
         if missing:
             return "bind", (f"a non-loopback address needs {' and '.join(missing)} in [http]: anyone who reaches it "
                             f"could otherwise read or drive gcircusd")
+    if settings.get("token_role", TOKEN_ROLES[-1]) not in TOKEN_ROLES:
+        return "token_role", (f"expected {', '.join(TOKEN_ROLES)}: the role of the HTTP API's clients (a client "
+                              "without a role would be refused every command: remove [http] instead)")
     if settings.get("keyfile") and not settings.get("certfile"):
         return "keyfile", "keyfile needs certfile (the certificate it is the key of)"
     for key in ("certfile", "keyfile"):

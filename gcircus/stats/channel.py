@@ -22,7 +22,7 @@ import zmq.green as gzmq
 from gcircus.procinfo import YIELD_AFTER
 from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
 from gcircus.wire.connection_cap import ConnectionCap
-from gcircus.wire.endpoints import bind_private, close_bound
+from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,10 @@ CircusPids = Callable[[], dict[int, str]]
 class StatsPublisher:
     """A bound PUB socket sending `[topic, json]` pairs; never blocks (a full queue drops, as any PUB does)."""
 
-    def __init__(self, endpoint: str, context=None, allow_remote: bool = False, option: str = "stats_endpoint"):
+    def __init__(self, endpoint: str, context=None, allow_remote: bool = False, option: str = "stats_endpoint",
+                 ipc: IpcMode | None = None):
         self.endpoint = endpoint
+        self.ipc = ipc
         self.context = context or gzmq.Context.instance()
         self.allow_remote = allow_remote
         self.option = option
@@ -54,7 +56,7 @@ class StatsPublisher:
         sock.linger = 0
         sock.sndhwm = SEND_HWM
         try:
-            bind_private(sock, self.option, self.endpoint, self.allow_remote)
+            bind_private(sock, self.option, self.endpoint, self.allow_remote, self.ipc)
         except Exception:
             sock.close()
             raise

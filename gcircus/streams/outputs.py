@@ -19,6 +19,7 @@ from gcircus.expand import expand_circus_vars
 from gcircus.streams import factory, handover
 from gcircus.streams.console import console_pool
 from gcircus.streams.pump import PipeReader, StreamCounters, StreamWriter
+from gcircus.streams.tail import OutputTail
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class WatcherOutputs:
         self._open_readers: set[PipeReader] = set()  # until end of file (leftover processes may hold a pipe)
         self._retiring = gevent.pool.Group()  # closing writers replaced by `update` once their readers are done
         self._image = uuid.uuid4().hex  # names this object in its exports: adopting one's own export (exec failed)
+        self.tail = OutputTail()  # the latest output of every piped stream, for the dashboard
 
     def _validate(self, name: str, conf: dict) -> None:
         """Refuse a bad stream configuration when the watcher is built or changed, not at the first write."""
@@ -82,7 +84,7 @@ class WatcherOutputs:
                 writer = self._writer(name, process.wid, process.env or {})
                 fd = os.dup(pipe.fileno())
                 try:
-                    readers.append(PipeReader(fd, writer, process.pid, name, process.wid))
+                    readers.append(PipeReader(fd, writer, process.pid, name, process.wid, tail=self.tail))
                 except BaseException:
                     os.close(fd)
                     raise
@@ -188,7 +190,8 @@ class WatcherOutputs:
                     writer.put({"data": data, "pid": process.pid, "name": name, "wid": process.wid,
                                 "partial": partial}, force=True)
             if stream.fd is not None:
-                readers.append(PipeReader(stream.fd, writer, process.pid, name, process.wid, pending=stream.partial))
+                readers.append(PipeReader(stream.fd, writer, process.pid, name, process.wid, pending=stream.partial,
+                                          tail=self.tail))
         if readers:
             self._readers[process.pid] = readers
         for reader in readers:

@@ -339,10 +339,15 @@ def _read(fd: int) -> bytes:
 class PipeReader:
     """Reads one child pipe to EOF and hands whole-line records to a writer."""
 
-    def __init__(self, fd: int, writer: StreamWriter, pid: int, name: str, wid: int, pending: bytes = b""):
-        """`pending`: the head of a line read before (by a previous image, see `detach`), continued by the next read."""
+    def __init__(self, fd: int, writer: StreamWriter, pid: int, name: str, wid: int, pending: bytes = b"",
+                 tail=None):
+        """`pending`: the head of a line read before (by a previous image, see `detach`), continued by the next read.
+
+        `tail` (a gcircus.streams.tail.OutputTail) is given every record too, for the dashboard's log tail.
+        """
         self.fd = fd
         self.writer = writer
+        self.tail = tail
         self.pid = pid
         self.name = name
         self.wid = wid
@@ -405,8 +410,10 @@ class PipeReader:
             self._emit(data, True, force)
 
     def _emit(self, data: bytes, partial: bool, force: bool) -> None:
-        self.writer.put({"data": data, "pid": self.pid, "name": self.name, "wid": self.wid, "partial": partial},
-                        force=force)
+        record = {"data": data, "pid": self.pid, "name": self.name, "wid": self.wid, "partial": partial}
+        self.writer.put(record, force=force)
+        if self.tail is not None:
+            self.tail.add(record)
 
     def drain(self) -> None:
         """Take everything the pipe holds now, whatever the queue's limit (the child has exited).

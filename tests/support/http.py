@@ -67,13 +67,15 @@ def write_token(tmp_path, token: str = TOKEN, mode: int = 0o600) -> str:
 
 
 class HttpDaemon:
-    """gcircusd with [http] on a free port of 127.0.0.1 (or `bind`), token_file set unless `token` is None."""
+    """gcircusd with [http] on a free port of 127.0.0.1 (or `bind`), token_file set unless `token` is None, and the
+    `circus` lines in [circus]."""
 
-    def __init__(self, tmp_path, watchers: str, http: str = "", token: str | None = TOKEN, bind: str | None = None):
+    def __init__(self, tmp_path, watchers: str, http: str = "", token: str | None = TOKEN, bind: str | None = None,
+                 circus: str = ""):
         self.bind = bind or f"127.0.0.1:{free_port()}"
         token_line = f"token_file = {write_token(tmp_path, token)}\n" if token is not None else ""
         section = f"[http]\nbind = {self.bind}\n{token_line}{textwrap.dedent(http)}\n"
-        self.config, self.endpoint = circus_config(tmp_path, section + textwrap.dedent(watchers))
+        self.config, self.endpoint = circus_config(tmp_path, section + textwrap.dedent(watchers), circus)
         self.headers = bearer(token) if token is not None else {}
         self.daemon = Daemon(self.config)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from gcircus.control.commands.base import Command, Flag, register
+from gcircus.roles import DEFINE
 
 
 @register
@@ -17,6 +18,8 @@ class ReloadConfig(Command):
     be applied live are listed as needing a restart. The reply carries the plan: {"plan": {...}}.
     --dry-run only computes and shows the plan. With --waiting the reply comes once the plan is applied.
     """
+
+    role = DEFINE
 
     flags = (Flag("waiting", "waiting", help="reply only once the new configuration is applied"),
              Flag("dry-run", "dry_run", help="show the plan without applying it"))
