@@ -21,7 +21,8 @@ from gcircus import linux, procinfo
 
 NA = procinfo.NA
 REFRESH_EVERY = 30  # samples between two re-reads of a process's user and program name
-FRESH_SAMPLES = 3  # a process's first samples always re-read them
+FRESH_SAMPLES = 3  # a process's first samples always re-read them, while it is young (it may still be exec'ing)
+FRESH_SECONDS = 3.0  # young: first sampled less than this ago (a round-robin tick may sample it only every few s)
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -33,7 +34,8 @@ class ProcessGone(Exception):
 class _Tracked:
     """What is known of one process between samples."""
 
-    __slots__ = ("pid", "start_ticks", "create_time", "username", "program", "cpu_seconds", "sampled_at", "samples")
+    __slots__ = ("pid", "start_ticks", "create_time", "username", "program", "cpu_seconds", "sampled_at", "samples",
+                 "first_seen")
 
     def __init__(self, pid: int, start_ticks: int):
         self.pid = pid
@@ -41,6 +43,7 @@ class _Tracked:
         self.cpu_seconds: float | None = None
         self.sampled_at = 0.0
         self.samples = 0
+        self.first_seen = time.monotonic()
         self.refresh()
 
     def refresh(self) -> None:
@@ -75,7 +78,8 @@ class ProcessSampler:
         tracked = self._tracked.get(pid)
         if tracked is None or tracked.start_ticks != stat.start_time:
             tracked = self._tracked[pid] = _Tracked(pid, stat.start_time)
-        elif tracked.samples < FRESH_SAMPLES or tracked.program == NA or (tracked.samples + pid) % REFRESH_EVERY == 0:
+        elif ((tracked.samples < FRESH_SAMPLES and now - tracked.first_seen < FRESH_SECONDS) or tracked.program == NA
+              or (tracked.samples + pid) % REFRESH_EVERY == 0):
             # A new process may still be exec'ing (an empty or a wrapper's argv); processes started together
             # refresh on different samples, as the pid is in the modulus.
             tracked.refresh()
