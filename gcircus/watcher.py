@@ -773,10 +773,7 @@ class Watcher:
                 if self._interrupt.wait(remaining):
                     break
             else:
-                # Let exits, signals and commands through between spawns: idle() returns once the hub has polled for
-                # I/O and run what was ready. sleep(0) would not poll: gevent runs 50 callbacks in a row before it
-                # looks at the clock, which at 1-2 ms per fork/exec kept control requests waiting 0.1-2 s.
-                gevent.idle()
+                _let_the_hub_poll()  # exits, signals and commands get through between spawns
         return started
 
     def _spawn_failed(self, exc: SpawnError) -> None:
@@ -1307,6 +1304,20 @@ for _field in (*watcher_spec.PLAIN, *SPEC_GROUPS):
     setattr(Watcher, _field, property(operator.attrgetter(f"spec.{_field}"), doc=f"The `{_field}` option."))
 
 _WID_PLACEHOLDER = re.compile(r"\$\(circus\.wid\)|\(\(circus\.wid\)\)", re.IGNORECASE)
+
+
+SPAWN_YIELD_LIMIT = 0.002  # seconds a spawn loop waits at most for the hub to be idle between two spawns
+
+
+def _let_the_hub_poll() -> None:
+    """Yield until the hub has polled for I/O and run what was ready (gevent.idle), or SPAWN_YIELD_LIMIT at most.
+
+    sleep(0) would not poll: gevent runs 50 callbacks in a row before it looks at the clock, which at 1-2 ms per
+    fork/exec kept control requests waiting 0.1-2 s during a 10,000-process start. The limit keeps a hub that is
+    never idle (output flooding in on thousands of pipes) from holding the spawns back.
+    """
+    with gevent.Timeout(SPAWN_YIELD_LIMIT, False):
+        gevent.idle()
 
 
 def _daemon_cwd() -> str:
