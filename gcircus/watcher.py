@@ -31,7 +31,7 @@ from gcircus.events import Event, res_name
 from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.options import RESPAWN, family_member
 from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, SpawnSpec, resolve_user
-from gcircus.process_table import WidAllocator
+from gcircus.process_table import ProcessTable, WidAllocator
 from gcircus.respawn import GIVE_UP, QUICK_EXIT, RETRY, Decision, RespawnPolicy
 from gcircus.slot_history import SlotHistory, describe_exit
 from gcircus.states import (
@@ -98,8 +98,8 @@ class Watcher:
         # without a look at every process.
         self._wids = WidAllocator()
         self._format_vars_cache: tuple[Any, dict] = (None, {})  # (the spec they were read from, the placeholders)
-        self.processes: dict[int, Process] = self._wids.table()
-        self._retiring: dict[int, Process] = self._wids.table()
+        self.processes: ProcessTable = self._wids.table()
+        self._retiring: ProcessTable = self._wids.table()
         self._reuse_wid: int | None = None  # the wid the next spawn takes first (a max_age replacement keeps its wid)
         self._rotating_wids: set[int] = set()  # old-first max_age rotations under way: their slot is spoken for
         self._handled: dict[int, gevent.event.Event] = {}
