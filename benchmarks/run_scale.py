@@ -16,6 +16,7 @@ The machine's load average is recorded before each daemon starts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import re
@@ -376,6 +377,8 @@ def parse_args(argv=None):
     p.add_argument("--time-limit", type=float, default=120.0, help="max seconds of any one wait (120)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--out", type=Path, default=RESULTS / "scale.md")
+    p.add_argument("--report", type=Path, nargs="+", metavar="JSON",
+                   help="measure nothing: print one table from the .json files of earlier runs (in this order)")
     a = p.parse_args(argv)
     a.targets = [t for t in a.only.split(",") if t]
     a.ns = [int(n) for n in a.ns.split(",") if n]
@@ -387,8 +390,27 @@ def parse_args(argv=None):
     return a
 
 
+def merged_report(args) -> int:
+    """One table from earlier runs' .json files (runs of different supervisors, or taken at different times)."""
+    results: dict = {}
+    notes: list[str] = []
+    started = []
+    for path in args.report:
+        raw = json.loads(path.read_text())
+        started.append(raw["started"])
+        notes += raw.get("notes", [])
+        for key, res in raw["results"].items():
+            target, n, workload = key.split(" ")
+            results[target, int(n), workload] = res
+    args.workloads = list(WORKLOADS)
+    print(report(results, notes, args, " and ".join(started), "see each run's .json"))
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.report:
+        return merged_report(args)
     started, tmp_root = start_runner("gcircus-scale-")
     notes: list[str] = []
     targets = prepare_targets([TARGETS[t] for t in args.targets], tmp_root, notes)
