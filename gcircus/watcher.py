@@ -266,7 +266,9 @@ class Watcher:
         return [p for p in self.processes.values() if p.is_alive()]
 
     def get_active_pids(self) -> list[int]:
-        return [p.pid for p in self.get_active_processes()]
+        """The pids of the processes not reaped yet (`list NAME`): `exit` is set when the child is reaped, so this
+        reads one attribute per process instead of calling is_alive (a quarter of the time at 10,000 processes)."""
+        return [pid for pid, p in self.processes.items() if p.exit is None]
 
     def settle(self, timeout: float = 10.0, interval: float = 0.01) -> None:
         """Return once the watcher is quiet: no command running or queued, no exit waiting to be handled, no stop,
