@@ -5,7 +5,7 @@ total), `stat.circus.<pid>` / `stat.circus` (the supervisor itself) and `stat.so
 caller's hub and yields to it every few milliseconds of work, so sampling thousands of processes never stalls
 supervision for long; it records how long each sample took and its longest stretch without yielding. Its cost is
 bounded too: past BUDGET of a core, a tick samples only part of the processes, round robin (10,000 processes at
-the default 1 s interval: each is sampled about every 6 s instead of taking 40 % of a core).
+the default 1 s interval: each is sampled about every 8-10 s instead of taking 40 % of a core).
 """
 from __future__ import annotations
 
@@ -27,10 +27,12 @@ from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
 log = logging.getLogger(__name__)
 
 SEND_HWM = 50_000  # a sample of thousands of processes is thousands of messages: keep them for a slow subscriber
-# The share of one core the sampling may take. Reading a process costs ~30-40 µs (two /proc files, its message): up
-# to ~1,500 processes per second fit; beyond, each tick samples a part of them, round robin (see sample_once).
+# The share of one core the sampling may take. Reading a process costs ~30-60 µs (two /proc files, its message): up
+# to ~1,000-1,500 processes per second fit; beyond, each tick samples a part of them, round robin (see sample_once).
 BUDGET = 0.05
-MIN_PER_TICK = 200  # a tick samples at least this many processes, whatever they cost
+# A tick samples at least this many processes, whatever they cost: up to 1,000 processes every one is sampled on
+# every tick, as before the budget (a loaded machine makes each read dearer, and must not thin out small setups).
+MIN_PER_TICK = 1000
 
 # The sources the loop asks on each tick: {watcher topic name: [pids]} and {pid: name} for the supervisor itself.
 Groups = Callable[[], dict[str, list[int]]]
