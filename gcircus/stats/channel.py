@@ -33,6 +33,8 @@ BUDGET = 0.05
 # A tick samples at least this many processes, whatever they cost: up to 1,000 processes every one is sampled on
 # every tick, as before the budget (a loaded machine makes each read dearer, and must not thin out small setups).
 MIN_PER_TICK = 1000
+PROBE_EVERY = 16  # one call in this many is timed, to know what a process costs
+SAMPLING, PUBLISHING = 0, 1  # the steps timed
 
 # The sources the loop asks on each tick: {watcher topic name: [pids]} and {pid: name} for the supervisor itself.
 Groups = Callable[[], dict[str, list[int]]]
@@ -107,7 +109,9 @@ class StatsLoop:
         self.interval = float(interval)
         self.sampler = ProcessSampler()
         self.timing = SampleTiming()
-        self._slice_start = self._longest = self._work = self._sampling = 0.0
+        self._slice_start = self._longest = self._work = 0.0
+        self._calls = 0
+        self._probed = [[0.0, 0], [0.0, 0]]  # per step (SAMPLING, PUBLISHING): CPU seconds and calls timed
         self.per_process: float | None = None  # seconds of work one sampled process costs (moving average)
         self._cursor = 0  # where the next tick's round robin starts
         self._latest: dict[int, dict] = {}  # each process's latest info, for the totals of the ticks that skip it
@@ -150,7 +154,7 @@ class StatsLoop:
         as always), and a watcher's total is built from each process's latest sample.
         """
         started = time.monotonic()
-        self._slice_start, self._longest, self._work, self._sampling = started, 0.0, 0.0, 0.0
+        self._slice_start, self._longest, self._work = started, 0.0, 0.0
         circus = self.circus_pids()
         sections = [*self.groups().items(), ("circus", list(circus))]
         chosen = self._choose([pid for _, pids in sections for pid in pids])
@@ -161,9 +165,7 @@ class StatsLoop:
             infos = []
             for pid in pids:
                 if pid in chosen:
-                    began = time.thread_time()  # CPU time: on a loaded machine the wall clock would count others' turns
-                    info = self._sample(name, pid, circus, outbox)
-                    self._sampling += time.thread_time() - began
+                    info = self._measured(SAMPLING, self._sample, name, pid, circus, outbox)
                 else:
                     info = self._latest.get(pid)
                 if info is not None:
@@ -176,11 +178,24 @@ class StatsLoop:
         self._latest = latest
         self.sampler.forget_except(latest)
         for topic, payload in outbox:
-            began = time.thread_time()  # proportional to the processes sampled, as their messages are
-            self.publisher.publish(topic, payload)
-            self._sampling += time.thread_time() - began
+            self._measured(PUBLISHING, self.publisher.publish, topic, payload)
             self._maybe_yield()
         self._record(started, count, len(chosen))
+
+    def _measured(self, step: int, func, *args):
+        """`func(*args)`, its CPU time measured one call in PROBE_EVERY (a thread-time read is a system call: timing
+        every call cost a tenth of a sample). CPU time, not wall time: on a loaded machine the wall clock would count
+        other processes' turns."""
+        self._calls += 1
+        if self._calls % PROBE_EVERY:
+            return func(*args)
+        began = time.thread_time()
+        try:
+            return func(*args)
+        finally:
+            probe = self._probed[step]
+            probe[0] += time.thread_time() - began
+            probe[1] += 1
 
     def _choose(self, pids: list[int]) -> set[int]:
         """The pids this tick samples: the next quota of them from where the previous tick stopped."""
@@ -211,9 +226,11 @@ class StatsLoop:
         message: what the next quota is made of; what every tick costs whatever it samples is left out)."""
         end = time.monotonic()
         self._work += end - self._slice_start
-        if sampled:
-            cost = self._sampling / sampled
+        if all(calls for _, calls in self._probed):
+            # One sample and one message per sampled process.
+            cost = sum(seconds / calls for seconds, calls in self._probed)
             self.per_process = cost if self.per_process is None else 0.7 * self.per_process + 0.3 * cost
+            self._probed = [[0.0, 0], [0.0, 0]]
         timing = self.timing
         timing.processes, timing.duration = count, end - started
         timing.longest_pause = max(self._longest, end - self._slice_start)
