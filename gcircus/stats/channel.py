@@ -5,7 +5,7 @@ total), `stat.circus.<pid>` / `stat.circus` (the supervisor itself) and `stat.so
 caller's hub and yields to it every few milliseconds of work, so sampling thousands of processes never stalls
 supervision for long; it records how long each sample took and its longest stretch without yielding. Its cost is
 bounded too: past BUDGET of a core, a tick samples only part of the processes, round robin (10,000 processes at
-the default 1 s interval: each is sampled about every 8-10 s instead of taking 40 % of a core).
+the default 1 s interval: each is sampled about every 10-12 s instead of taking 40 % of a core).
 """
 from __future__ import annotations
 
@@ -30,9 +30,10 @@ SEND_HWM = 50_000  # a sample of thousands of processes is thousands of messages
 # The share of one core the sampling may take. Reading a process costs ~30-60 µs (two /proc files, its message): up
 # to ~1,000-1,500 processes per second fit; beyond, each tick samples a part of them, round robin (see sample_once).
 BUDGET = 0.05
-# A tick samples at least this many processes, whatever they cost: up to 1,000 processes every one is sampled on
-# every tick, as before the budget (a loaded machine makes each read dearer, and must not thin out small setups).
+# Up to this many processes, every one is sampled on every tick whatever it costs, as before the budget (a loaded
+# machine makes each read dearer, and must not thin out small setups); beyond, at least MIN_SHARE per tick.
 MIN_PER_TICK = 1000
+MIN_SHARE = 100
 PROBE_EVERY = 16  # one call in this many is timed, to know what a process costs
 SAMPLING, PUBLISHING = 0, 1  # the steps timed
 
@@ -138,11 +139,11 @@ class StatsLoop:
             gevent.sleep(due - now)
 
     def quota(self, total: int) -> int:
-        """How many of `total` processes this tick samples: all of them while that fits in BUDGET of a core, else
-        as many as fit (at least MIN_PER_TICK), the others on the next ticks, round robin."""
-        if self.per_process is None:
+        """How many of `total` processes this tick samples: all of them up to MIN_PER_TICK or while they fit in
+        BUDGET of a core, else as many as fit (at least MIN_SHARE), the others on the next ticks, round robin."""
+        if self.per_process is None or total <= MIN_PER_TICK:
             return total
-        return max(min(total, MIN_PER_TICK), min(total, int(BUDGET * self.interval / self.per_process)))
+        return max(MIN_SHARE, min(total, int(BUDGET * self.interval / self.per_process)))
 
     def sample_once(self) -> None:
         """Sample and publish once (the loop's tick; callable directly).
