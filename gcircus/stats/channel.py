@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 SEND_HWM = 50_000  # a sample of thousands of processes is thousands of messages: keep them for a slow subscriber
 # The share of one core the sampling may take. Reading a process costs ~30-60 µs (two /proc files, its message): up
 # to ~1,000-1,500 processes per second fit; beyond, each tick samples a part of them, round robin (see sample_once).
-BUDGET = 0.05
+BUDGET = 0.04
 # Up to this many processes, every one is sampled on every tick whatever it costs, as before the budget (a loaded
 # machine makes each read dearer, and must not thin out small setups); beyond, at least MIN_SHARE per tick.
 MIN_PER_TICK = 1000
