@@ -7,6 +7,7 @@ import zmq.green as zmq
 
 from gcircus.events import Event, frames
 from gcircus.wire.connection_cap import ConnectionCap
+from gcircus.wire.curve import KeyPair
 from gcircus.wire.endpoints import bind_private, close_bound
 
 log = logging.getLogger(__name__)
@@ -17,11 +18,12 @@ EVENT_HWM = 1000  # events zmq keeps per subscriber that has not read them; past
 class EventPublisher:
     """Publishes arbiter events; a slow or absent subscriber never blocks the daemon (PUB drops at its HWM)."""
 
-    def __init__(self, arbiter, endpoint: str, context=None, allow_remote: bool = False):
+    def __init__(self, arbiter, endpoint: str, context=None, allow_remote: bool = False, curve: KeyPair | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
         self.context = context or zmq.Context.instance()
         self.allow_remote = allow_remote
+        self.curve = curve  # the daemon's key pair: a tcp:// endpoint is then a CURVE server
         self.socket = None
         self._cap: ConnectionCap | None = None
 
@@ -30,12 +32,12 @@ class EventPublisher:
         sock.linger = 0
         sock.sndhwm = EVENT_HWM
         try:
-            bind_private(sock, "pubsub_endpoint", self.endpoint, self.allow_remote)
+            secured = bind_private(sock, "pubsub_endpoint", self.endpoint, self.allow_remote, curve=self.curve)
         except Exception:
             sock.close()
             raise
         self.socket = sock
-        self._cap = ConnectionCap(sock, "pubsub_endpoint")
+        self._cap = ConnectionCap(sock, "pubsub_endpoint", curve=secured)
         self._cap.start()
         self.arbiter.subscribe(self.publish)
 

@@ -21,6 +21,7 @@ from gcircus.control.operations import Operations
 from gcircus.control.outbox import ReplyOutbox
 from gcircus.options import CIRCUS_OPTIONS
 from gcircus.wire.connection_cap import ConnectionCap
+from gcircus.wire.curve import KeyPair
 from gcircus.wire.endpoints import bind_private, close_bound
 from gcircus.wire.errors import (
     BAD_MSG_DATA_ERROR,
@@ -46,13 +47,14 @@ class ControlServer:
     """Serves Circus's command protocol for one arbiter at `endpoint`."""
 
     def __init__(self, arbiter, endpoint: str, context=None, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                 endpoint_owner: str | None = None, allow_remote: bool = False):
+                 endpoint_owner: str | None = None, allow_remote: bool = False, curve: KeyPair | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
         self.context = context or zmq.Context.instance()
         self.max_message_size = max_message_size
         self.endpoint_owner = endpoint_owner
         self.allow_remote = allow_remote
+        self.curve = curve  # the daemon's key pair: a tcp:// endpoint is then a CURVE server
         self.socket: Any = None
         self._loop: gevent.Greenlet | None = None
         self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
@@ -69,15 +71,15 @@ class ControlServer:
         sock.rcvhwm = REQUEST_HWM
         sock.router_mandatory = 1  # a reply that cannot be queued raises instead of vanishing: it is counted
         try:
-            bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.endpoint_owner)
+            secured = bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.endpoint_owner, self.curve)
         except Exception:
             sock.close()
             raise
         self.socket = sock
-        self._cap = ConnectionCap(sock, "endpoint")
+        self._cap = ConnectionCap(sock, "endpoint", curve=secured)
         self._cap.start()
         self._loop = gevent.spawn(self._receive_forever)
-        log.info("control channel listening on %s", self.endpoint)
+        log.info("control channel listening on %s%s", self.endpoint, " (CURVE)" if secured else "")
 
     def close(self, grace: float = 1.0) -> None:
         """Stop receiving; let requests in flight (other than the caller's) send their replies, then close."""

@@ -20,6 +20,7 @@ import zmq.green as gzmq
 from gcircus.procinfo import YIELD_AFTER
 from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
 from gcircus.wire.connection_cap import ConnectionCap
+from gcircus.wire.curve import KeyPair
 from gcircus.wire.endpoints import bind_private, close_bound
 
 log = logging.getLogger(__name__)
@@ -34,11 +35,13 @@ CircusPids = Callable[[], dict[int, str]]
 class StatsPublisher:
     """A bound PUB socket sending `[topic, json]` pairs; never blocks (a full queue drops, as any PUB does)."""
 
-    def __init__(self, endpoint: str, context=None, allow_remote: bool = False, option: str = "stats_endpoint"):
+    def __init__(self, endpoint: str, context=None, allow_remote: bool = False, option: str = "stats_endpoint",
+                 curve: KeyPair | None = None):
         self.endpoint = endpoint
         self.context = context or gzmq.Context.instance()
         self.allow_remote = allow_remote
         self.option = option
+        self.curve = curve  # the daemon's key pair: a tcp:// endpoint is then a CURVE server
         self.socket = None
         self._send = None
         self._cap: ConnectionCap | None = None
@@ -48,12 +51,13 @@ class StatsPublisher:
         sock.linger = 0
         sock.sndhwm = SEND_HWM
         try:
-            bind_private(sock, self.option, self.endpoint, self.allow_remote)
+            secured = bind_private(sock, self.option, self.endpoint, self.allow_remote, curve=self.curve)
         except Exception:
             sock.close()
             raise
         self.socket = sock
-        self._cap = ConnectionCap(sock, self.option)  # idle subscribers cannot use up gcircusd's fds either
+        # Idle subscribers cannot use up gcircusd's fds either.
+        self._cap = ConnectionCap(sock, self.option, curve=secured)
         self._cap.start()
         # Sends never wait (NOBLOCK: a full queue drops), so they can skip the green socket's event bookkeeping,
         # a third of the cost of publishing a message: a plain socket object over the same zmq socket.
