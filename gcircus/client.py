@@ -37,6 +37,7 @@ DEFAULT_ENDPOINT = CIRCUS_OPTIONS["endpoint"].default
 DEFAULT_TIMEOUT = 5.0
 # After a disconnect, how long a reply that was already on its way may still take to show up.
 _DISCONNECT_GRACE = 0.05
+VAGUE_HANDSHAKES = 3  # handshakes failing without a reason before the client gives up (zmq retries every 0.1 s)
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED
 
 
@@ -227,11 +228,19 @@ class Client:
             self._connected, self._lost = True, ""
         elif kind == zmq.EVENT_DISCONNECTED:
             self._connected = False
+            if 0 < self._vague_failures < VAGUE_HANDSHAKES:
+                return  # zmq connects again at once, and that handshake may say why it fails
             self._lost = f"the daemon at {self.endpoint} closed the connection"
-        elif kind == zmq.EVENT_CONNECT_RETRIED and not self._connected and not self._lost:
+            if self._vague_failures:
+                self._lost += " during the handshake (does it require CURVE keys, or another --server-key?)"
+        elif kind == zmq.EVENT_CONNECT_RETRIED and not self._connected and not self._lost \
+                and not self._vague_failures:
             self._lost = f"nothing is listening at {self.endpoint}"
         elif kind & HANDSHAKE_FAILED:
-            self._refused = handshake_failure(kind, event[1], self.endpoint, self.curve is not None) or self._refused
+            refused = handshake_failure(kind, event[1], self.endpoint, self.curve is not None)
+            # A handshake the other side ended first (EPIPE...) says nothing; the next attempt usually does.
+            self._refused = refused or self._refused
+            self._vague_failures += refused is None
 
     def _no_answer(self) -> CallError:
         if self._connected:
@@ -277,8 +286,10 @@ class Client:
         self._socket.close(linger=int(linger * 1000))
         self._socket = self._monitor = None
         self._connected, self._lost, self._casts_pending, self._refused = False, "", False, ""
+        self._vague_failures = 0
 
     _lost = ""
+    _vague_failures = 0  # handshakes that failed without saying why, since the socket was made
     _refused = ""  # why the daemon refused the handshake (a CURVE mistake), said instead of a timeout
 
 

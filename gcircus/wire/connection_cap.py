@@ -33,6 +33,9 @@ _WHY = {zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "a client without CURVE (no 
                                                "--server-key?)"}
 
 
+_UNKNOWN_PEER = "an address not known (the connection closed before it was read)"
+
+
 def _why(event: int, value: int) -> str:
     """What a failed handshake says about the client (a refused key is the ZAP handler's to log)."""
     if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # the value is an errno: the client closed first
@@ -95,7 +98,7 @@ class ConnectionCap:
                     self._peers[value] = _peer_address(value)
             elif event == zmq.EVENT_DISCONNECTED:
                 self.connections = max(0, self.connections - 1)
-                self._log_refusal(self._peers.pop(value, "an unknown address"), endpoint)
+                self._log_refusal(self._peers.pop(value, _UNKNOWN_PEER), endpoint)
             elif event & _HANDSHAKE_FAILED:
                 # libzmq reports the failure, then the connection's close with its fd: said once the peer is known.
                 self._failed = _why(event, value)
@@ -104,7 +107,7 @@ class ConnectionCap:
         failed, self._failed = self._failed, None
         if failed is not None:
             where = f"{self.option} {endpoint.decode(errors='replace')}"
-            host = peer.rpartition(":")[0] or peer  # each retry comes from another port: one kind per host
+            host = peer.rpartition(":")[0] if peer != _UNKNOWN_PEER else peer  # retries come from other ports
             self.refusals.refused((where, host, failed), "refused %s on %s from %s", failed, where, peer)
 
     def _shed(self, fd: int, endpoint: bytes) -> None:
@@ -130,18 +133,21 @@ class ConnectionCap:
 
 
 def _peer_address(fd: int) -> str:
-    """The remote address of the connection on `fd` (`host:port`), or `?` when it cannot be read (closed already)."""
+    """The remote address of the connection on `fd` (`host:port`), or a phrase saying it is unknown: a refused
+    handshake may have closed the connection before this runs."""
     try:
         conn = socket.socket(fileno=os.dup(fd))
     except OSError:
-        return "?"
+        return _UNKNOWN_PEER
     try:
         peer = conn.getpeername()
     except OSError:
-        return "?"
+        return _UNKNOWN_PEER
     finally:
         conn.close()
-    return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else (os.fsdecode(peer) or "a local socket")
+    if not isinstance(peer, tuple):
+        return os.fsdecode(peer) or "a local socket"
+    return f"[{peer[0]}]:{peer[1]}" if ":" in peer[0] else f"{peer[0]}:{peer[1]}"
 
 
 def _bound_to(conn: socket.socket, endpoint: bytes) -> bool:
