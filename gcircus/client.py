@@ -29,7 +29,13 @@ from typing import Any
 import zmq
 
 from gcircus.options import CIRCUS_OPTIONS
-from gcircus.wire.curve import HANDSHAKE_FAILED, ClientKeys, handshake_failure
+from gcircus.wire.curve import (
+    CURVE_KEY_VARIABLE,
+    HANDSHAKE_FAILED,
+    SERVER_KEY_VARIABLE,
+    ClientKeys,
+    handshake_failure,
+)
 from gcircus.wire.endpoints import ipc_path
 from gcircus.wire.protocol import recv_monitor_event
 
@@ -37,7 +43,7 @@ DEFAULT_ENDPOINT = CIRCUS_OPTIONS["endpoint"].default
 DEFAULT_TIMEOUT = 5.0
 # After a disconnect, how long a reply that was already on its way may still take to show up.
 _DISCONNECT_GRACE = 0.05
-VAGUE_HANDSHAKES = 3  # handshakes failing without a reason before the client gives up (zmq retries every 0.1 s)
+VAGUE_HANDSHAKES = 5  # handshakes failing without a reason before the client gives up (zmq retries every 0.1 s)
 _MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED
 
 
@@ -230,9 +236,11 @@ class Client:
             self._connected = False
             if 0 < self._vague_failures < VAGUE_HANDSHAKES:
                 return  # zmq connects again at once, and that handshake may say why it fails
-            self._lost = f"the daemon at {self.endpoint} closed the connection"
             if self._vague_failures:
-                self._lost += " during the handshake (does it require CURVE keys, or another --server-key?)"
+                self._refused = (f"{self.endpoint} ended the connection during the handshake {self._vague_failures} "
+                                 f"times in a row: it may require CURVE (give --curve-key and --server-key, or "
+                                 f"${CURVE_KEY_VARIABLE} and ${SERVER_KEY_VARIABLE}), or be shedding connections")
+            self._lost = f"the daemon at {self.endpoint} closed the connection"
         elif kind == zmq.EVENT_CONNECT_RETRIED and not self._connected and not self._lost \
                 and not self._vague_failures:
             self._lost = f"nothing is listening at {self.endpoint}"

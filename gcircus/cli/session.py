@@ -322,17 +322,19 @@ class Session:
                 poller = zmq.Poller()
                 poller.register(consumer.socket, zmq.POLLIN)
                 poller.register(watch.monitor, zmq.POLLIN)
+                told = False  # the refusal was said: the watch stays on only for a CURVE failure said later
                 while True:
                     # A bounded wait: a SIGINT landing just before zmq's poll starts would not interrupt it,
                     # and Ctrl-C would then wait for the next event, maybe forever.
                     ready = dict(poller.poll(SIGNAL_CHECK_MS))
                     if watch.monitor in ready:
                         refused = watch.refused()
-                        if refused and watch.failure():  # CURVE on one side only, or a refused key
+                        if watch.failure():  # CURVE on one side only, or a refused key (maybe on a retry)
                             raise HandshakeRefused(watch.failure() or "", endpoint)
-                        if refused:  # a control endpoint raises UsageError; a CURVE failure, HandshakeRefused
+                        if refused and not told:  # a control endpoint raises UsageError; a CURVE failure too
                             self.refused_subscription(endpoint, watch.failure(certain=False))
-                        if refused or watch.accepted:  # said once, or a publisher: nothing more to watch
+                            told = True
+                        if watch.accepted:  # a publisher: nothing more to watch
                             poller.unregister(watch.monitor)
                             watch.close()
                     if consumer.socket in ready:

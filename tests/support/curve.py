@@ -73,7 +73,7 @@ class CurveDaemon:
             return client.call(command, **props)
 
 
-def start_curve_daemon(daemon_factory, tmp_path, keys: Keys, endpoint: str | None = None, extra: str = "",
+def start_curve_daemon(daemon_factory, tmp_path, keys: Keys, endpoint: str | None = None,
                        numprocesses: int = 1) -> CurveDaemon:
     """Start it (control on `endpoint`, else a free loopback port) and return once alice's `list` sees it running."""
     endpoint = endpoint or f"tcp://127.0.0.1:{free_port()}"
@@ -87,7 +87,6 @@ def start_curve_daemon(daemon_factory, tmp_path, keys: Keys, endpoint: str | Non
         stats_interval = 0.2
         curve_secret_key = {keys.server_secret}
         curve_clients = {keys.clients}
-        {extra}
 
         [watcher:sleeper]
         cmd = sleep 1000
