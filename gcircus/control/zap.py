@@ -13,6 +13,7 @@ names the endpoint. Its certificate reader is (gcircus.wire.curve).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import gevent
 import zmq.green as zmq
@@ -36,7 +37,7 @@ class ZapHandler:
         self.context = context
         self.clients = clients  # z85 public key -> client name
         self.refusals = RefusalLog(log)
-        self.socket = None
+        self.socket: Any = None
         self._greenlet: gevent.Greenlet | None = None
 
     def start(self) -> None:
@@ -142,5 +143,6 @@ class CurveAuthority:
     def is_listed(self, user_id: str | None) -> bool:
         """True when `user_id` (a message's User-Id) is `curve:NAME` for a client still listed: a request over a
         connection made before its key was removed can be told apart from one by a current client."""
-        return bool(user_id) and user_id.startswith(USER_ID_PREFIX) \
-            and user_id[len(USER_ID_PREFIX):] in self.clients.values()
+        if not user_id or not user_id.startswith(USER_ID_PREFIX):
+            return False
+        return user_id[len(USER_ID_PREFIX):] in self.clients.values()

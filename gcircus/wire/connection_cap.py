@@ -28,9 +28,10 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 1024  # per channel (control, pubsub), whatever the fd limit
 SHARE_OF_FD_LIMIT = 4  # a channel holds at most 1/4 of the soft RLIMIT_NOFILE
 _HANDSHAKE_FAILED = zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-_WHY = {zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "a client without CURVE (no --curve-key/--server-key?)",
-        zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "a CURVE client whose handshake cannot be decrypted (a wrong "
-                                               "--server-key?)"}
+_WHY: dict[int, str] = {
+    zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: "a client without CURVE (no --curve-key/--server-key?)",
+    zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC: "a CURVE client whose handshake cannot be decrypted (a wrong --server-key?)",
+}
 
 
 _UNKNOWN_PEER = "an address not known (the connection closed before it was read)"

@@ -110,7 +110,7 @@ def bind_private(sock, option: str, endpoint: str, allow_remote: bool, owner: st
     """
     secured = curve is not None and is_tcp_endpoint(endpoint)
     check_bind_allowed(option, endpoint, allow_remote, secured)
-    if secured:
+    if curve is not None and secured:
         serve_curve(sock, curve, f"{option} {endpoint}")
     path = ipc_path(endpoint)
     if path and ipc_in_use(path):
