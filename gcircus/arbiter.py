@@ -27,6 +27,7 @@ import gevent
 import gevent.event
 
 from gcircus import cgroups, dependencies, linux
+from gcircus.grants import Grants
 from gcircus.options import CIRCUS_OPTIONS, DEFAULT_STATS_ENDPOINT, to_names
 from gcircus.service import Service
 from gcircus.sockets import OnDemand, Sockets
@@ -58,7 +59,8 @@ class Arbiter:
                  curve_secret_key: str | None = None, curve_clients: str | None = None,
                  max_message_size: int = CIRCUS_OPTIONS["max_message_size"].default,
                  watcher_defaults: dict | None = None, stats_interval: float = 1.0, background: bool = False,
-                 name: str | None = None, cgroup_root: str | None = None, **extra):
+                 name: str | None = None, cgroup_root: str | None = None, access: Grants | None = None,
+                 endpoint_mode: int | None = None, endpoint_group: str | None = None, **extra):
         self.endpoint = endpoint
         self.pubsub_endpoint = pubsub_endpoint
         self.check_delay = check_delay
@@ -80,6 +82,9 @@ class Arbiter:
         self.fqdn_prefix = fqdn_prefix
         self.umask = umask
         self.endpoint_owner = endpoint_owner
+        self.access = access or Grants()  # the [access] grants, read at each request; reloadconfig replaces them
+        self.endpoint_mode = endpoint_mode  # of the ipc:// channel files (None: 0600)
+        self.endpoint_group = endpoint_group
         self.subreaper = subreaper
         self.config_path = config_path
         self.allow_remote_endpoints = allow_remote_endpoints
@@ -115,6 +120,8 @@ class Arbiter:
         self.adoption: Any = None
         # The daemon's hand-over (gcircus.handover.reexec.Handover) when gcircusd runs it; None when embedded.
         self.handover: Any = None
+        # The daemon's audit log (gcircus.control.audit.AuditLog) when gcircusd runs it; None when embedded.
+        self.audit: Any = None
 
     def register(self, watcher: Watcher) -> None:
         """Take a built watcher under supervision (not started); DuplicateWatcher if its name is taken."""
@@ -391,6 +398,10 @@ class Arbiter:
                     service.stop()
                 except Exception:  # noqa: BLE001 - one service failing to stop must not keep the others running
                     log.exception("stopping %r failed", service)
+
+    def started_services(self) -> list[Service]:
+        """The attached services running now, in the order they started."""
+        return list(self._started_services)
 
     def wait_channels_closed(self, timeout: float | None = None) -> None:
         """Wait until the services stopped after the watchers (the channels) are stopped."""

@@ -28,7 +28,7 @@ from urllib.parse import quote, unquote
 
 from configobj import ConfigObj, ConfigObjError
 
-from gcircus import config_sections, dependencies
+from gcircus import config_sections, dependencies, grants, integrity
 from gcircus import options as opts
 from gcircus.errors import ConfigError, InvalidValue, quote_value, shorten
 from gcircus.expand import expand_circus_vars, expand_env_value, expand_file_placeholders
@@ -57,6 +57,10 @@ class Config:
     flapping: dict
     # Defaults a watcher added at run time (the `add` command) takes from this file, as configured ones did.
     watcher_defaults: dict = field(default_factory=dict)
+    access: grants.Grants = field(default_factory=grants.Grants)  # the [access] section
+    # The HTTP server's settings ([http], or Circus's httpd options), None when it is off.
+    http: dict | None = None
+    http_from_httpd: bool = False  # they come from [circus] httpd, httpd_host and httpd_port (no [http] section)
 
 
 @dataclass
@@ -80,6 +84,8 @@ class Section:
 
 _SECTION_LINE = re.compile(r"\[(?P<name>.+)\]")
 _OPTION_LINE = re.compile(r"(?P<key>.*?)\s*(?P<sep>[=:])")
+# [access] keys hold a colon (`user:deploy = operate`): there, only `=` separates a key from its value.
+_ACCESS_OPTION_LINE = re.compile(r"(?P<key>.*?)\s*(?P<sep>=)")
 _INLINE_COMMENT = re.compile(r"\s;")
 
 
@@ -109,7 +115,7 @@ def _scan(text: str, path: str) -> dict[str, Section]:
         if current is None:
             raise ConfigError(f"line {lineno}: option outside of any [section]: {quote_value(line.strip())}",
                               file=path, line=lineno)
-        match = _OPTION_LINE.match(line)
+        match = (_ACCESS_OPTION_LINE if current.name == "access" else _OPTION_LINE).match(line)
         if match is None or not match.group("key").strip():
             raise ConfigError(f"line {lineno}: expected 'name = value', got {quote_value(line.strip())}",
                               file=path, section=current.name, line=lineno)
@@ -154,12 +160,17 @@ def _assemble(sections: dict[str, Section], path: str) -> dict[str, Section]:
     return result
 
 
-def _read_text(path: str, budget: int) -> str:
-    """The file's text, refused (ConfigError naming it) past MAX_CONFIG_FILE_SIZE or the `budget` left.
+def _read_text(path: str, budget: int, what: str) -> str:
+    """The file's text, refused (ConfigError naming it) past MAX_CONFIG_FILE_SIZE or the `budget` left, or, when
+    gcircusd runs as root, if another user can change it or a directory above it (gcircus.integrity).
 
     At most one byte more than the limit is ever read, whatever the file is (a FIFO or /dev/zero included).
     """
     limit = min(MAX_CONFIG_FILE_SIZE, budget)
+    if integrity.enforced():
+        problem = integrity.untrusted(path, what)
+        if problem is not None:
+            raise ConfigError(problem, file=path)
     try:
         with open(path, "rb") as stream:
             data = stream.read(limit + 1)
@@ -176,9 +187,10 @@ def _read_text(path: str, budget: int) -> str:
         raise ConfigError(f"cannot read the configuration file: {exc}", file=path) from None
 
 
-def _read_file(path: str, budget: int = MAX_CONFIG_TOTAL_SIZE) -> tuple[dict[str, Section], int]:
+def _read_file(path: str, budget: int = MAX_CONFIG_TOTAL_SIZE, what: str = "configuration file"
+               ) -> tuple[dict[str, Section], int]:
     """The file's sections, and how many bytes of the total budget it used."""
-    text = _read_text(path, budget)
+    text = _read_text(path, budget, what)
     sections = _assemble(_scan(text, path), path)
     # $(circus.config_dir) and $(circus.python) belong to the file a value is written in, so they are filled now,
     # before includes merge sections from several files.
@@ -210,6 +222,7 @@ def _include_paths(circus: Section | None, main: str) -> list[str]:
     for pattern in patterns:
         pattern = expand_circus_vars(pattern, {"env": dict(os.environ)})
         full = os.path.join(base, os.path.expanduser(pattern))
+        _check_include_directory(full)
         matches = sorted(p for p in glob.glob(full) if os.path.isfile(p))
         if not matches:
             log.warning("%s does not lead to any config. Make sure include paths are relative to "
@@ -218,13 +231,24 @@ def _include_paths(circus: Section | None, main: str) -> list[str]:
     return found
 
 
+def _check_include_directory(pattern: str) -> None:
+    """As root, ConfigError if another user can add a file to the directory an include glob lists (even a sticky one:
+    a new file is enough)."""
+    directory, name = os.path.split(pattern)
+    if not integrity.enforced() or not glob.has_magic(name) or glob.has_magic(directory):
+        return
+    problem = integrity.untrusted(directory, "include directory", listed_directory=True)
+    if problem is not None:
+        raise ConfigError(problem, section="circus")
+
+
 def _read_all(path: str) -> dict[str, Section]:
     sections, used = _read_file(path)
     seen = {path}
     for include in _include_paths(sections.get("circus"), path):
         if include not in seen:
             seen.add(include)
-            included, size = _read_file(include, MAX_CONFIG_TOTAL_SIZE - used)
+            included, size = _read_file(include, MAX_CONFIG_TOTAL_SIZE - used, "included file")
             used += size
             _merge(sections, included)
     # A section with no keys is ignored, as in Circus; [DEFAULT] then reaches every other section.
@@ -309,6 +333,18 @@ def _load_circus(section: Section | None, mapping: dict) -> dict:
     return circus
 
 
+def _load_http(section: Section | None, circus: dict, mapping: dict) -> dict | None:
+    """[http] typed by its table; without the section, Circus's `httpd = true` asks for it on httpd_host:httpd_port.
+    None: no HTTP server."""
+    if section is not None:
+        return _load_table(section, "http", mapping, opts.defaults("http"))
+    if not circus["httpd"]:
+        return None
+    host = circus["httpd_host"]
+    return {**opts.defaults("http"), "bind": f"[{host}]:{circus['httpd_port']}" if ":" in host else
+            f"{host}:{circus['httpd_port']}"}
+
+
 def _load_socket(section: Section, mapping: dict) -> dict:
     sock = _load_table(section, "socket", mapping,
                        {"name": section.name.split(":", 1)[1].lower(), **opts.defaults("socket")})
@@ -327,6 +363,27 @@ def _load_plugin(section: Section, mapping: dict) -> dict:
     if not plugin["use"]:
         raise _error("missing required option 'use' (the plugin class)", section)
     return plugin
+
+
+def _load_access(section: Section | None) -> grants.Grants:
+    """The [access] section's grants. An unknown key is refused, not ignored: a misspelt grant would silently leave
+    a user without the access the operator meant, or a wildcard wider than meant."""
+    result = grants.Grants()
+    if section is None:
+        return result
+    for key, entry in section.entries.items():
+        option = opts.get_option(key, "access")
+        if option is None:
+            raise _error(f"unknown option {quote_value(key)} (keys are {grants.KEYS_HELP})", section, key, entry,
+                         entry.value)
+        value = _convert(option.parse, entry.value, section, key, entry)
+        try:
+            result = grants.with_grant(result, key, value)
+        except grants.UnknownName as exc:
+            log.warning("%s:%d: [access] %s: %s; this entry grants nothing", entry.file, entry.line, key, exc)
+        except ValueError as exc:
+            raise _error(str(exc), section, key, entry, entry.value) from None
+    return result
 
 
 def _flapping_from_plugin(plugin: dict, section: Section, base: dict) -> dict:
@@ -470,7 +527,7 @@ def load_config(path: str) -> Config:
     _check_section_names(sections)
     for name, section in sections.items():
         kind, sep, rest = name.partition(":")
-        if name in ("circus", "env"):
+        if name in ("circus", "env", "access", "http"):
             continue
         if kind == "watcher" and sep:
             watcher_sections.append(section)
@@ -495,4 +552,6 @@ def load_config(path: str) -> Config:
     _check_dependencies(watchers, sections)
     return Config(path=path, circus=circus, watchers=specs,
                   sockets=_unique("socket", socket_dicts, sections), plugins=_unique("plugin", plugin_dicts, sections),
-                  env=env, flapping=flapping, watcher_defaults=defaults)
+                  env=env, flapping=flapping, watcher_defaults=defaults, access=_load_access(sections.get("access")),
+                  http=_load_http(sections.get("http"), circus, mapping),
+                  http_from_httpd="http" not in sections and circus["httpd"])

@@ -14,7 +14,7 @@ import re
 from gcircus.suggest import closest, edit_distance
 
 # The kinds of section gcircus reads, as they are written. [env] is both: plain, and named by watcher patterns.
-PLAIN_KINDS = {"circus": "[circus]", "env": "[env]", "DEFAULT": "[DEFAULT]"}
+PLAIN_KINDS = {"circus": "[circus]", "env": "[env]", "access": "[access]", "http": "[http]", "DEFAULT": "[DEFAULT]"}
 NAMED_KINDS = {"watcher": "[watcher:NAME]", "socket": "[socket:NAME]", "plugin": "[plugin:NAME]",
                "env": "[env:PATTERNS]"}
 
@@ -32,7 +32,8 @@ SUPERVISORD_SECTIONS = {
     "include": "include = GLOBS in [circus]",
 }
 
-READ_SECTIONS = "[circus], [watcher:NAME], [socket:NAME], [plugin:NAME], [env] and [env:PATTERNS]"
+READ_SECTIONS = ("[circus], [watcher:NAME], [socket:NAME], [plugin:NAME], [http], [env], [env:PATTERNS] "
+                 "and [access]")
 
 
 class SectionProblem:

@@ -8,6 +8,7 @@ above all of them that puts them together, so that none imports another upwards 
 from __future__ import annotations
 
 import contextlib
+import grp
 import logging
 import os
 import signal
@@ -23,15 +24,19 @@ from gcircus import __version__, linux
 from gcircus import arbiter as core
 from gcircus import reload as config_reload
 from gcircus.config import Config, load_config
+from gcircus.control.audit import AuditLog
 from gcircus.control.commands.reloadconfig import format_plan
 from gcircus.control.discovery import DiscoveryError, DiscoveryResponder, parse_multicast_endpoint
-from gcircus.control.publisher import EventPublisher
+from gcircus.control.publisher import EventPublisher, HeldEvents
+from gcircus.control.runner import RequestCounts
 from gcircus.control.server import ControlServer
 from gcircus.control.zap import CurveAuthority
 from gcircus.errors import ConfigError
 from gcircus.essential import EssentialWatch
 from gcircus.handover.adopt import Adoption
 from gcircus.handover.reexec import Handover, HandoverRefused, handed_over
+from gcircus.http import settings as http_settings
+from gcircus.http.server import HttpService
 from gcircus.logsetup import reopen_log_files
 from gcircus.options import CIRCUS_OPTIONS, PARSE
 from gcircus.pidfile import Pidfile
@@ -41,7 +46,7 @@ from gcircus.service_manager import ServiceManager
 from gcircus.stats import StatsService
 from gcircus.watcher import Watcher
 from gcircus.wire.curve import CurveKeyError, read_client_keys, read_secret_certificate
-from gcircus.wire.endpoints import EndpointNotAllowed, check_bind_allowed
+from gcircus.wire.endpoints import EndpointNotAllowed, IpcMode, check_bind_allowed, check_ipc_directory
 
 log = logging.getLogger(__name__)
 
@@ -85,34 +90,21 @@ class Channel:
             opened.close()
 
 
-class HttpdRefusal:
-    """`httpd = true` is accepted, as circusd accepts it, and said at each start to do nothing: a Service."""
-
-    def __init__(self, arbiter):
-        self.arbiter = arbiter
-
-    def start(self) -> None:
-        if self.arbiter.httpd:
-            log.warning("httpd = true is ignored: gcircus has no HTTP server yet, so httpd, httpd_host and httpd_port "
-                        "do nothing (circusd refuses to start without circus-web, which is no longer shipped)")
-
-    def stop(self) -> None:
-        pass
-
-
 # The channels, in the order they open (and close in reverse, once the watchers are stopped): the PUB socket first,
 # so that subscribers connected early see the spawns of the first watchers; the control socket last. With
 # curve_secret_key, their tcp:// endpoints are CURVE servers (a.curve_keys), vetted by the arbiter's CurveAuthority.
 CHANNELS = (
     ("the event publisher", lambda a: a.pubsub_endpoint,
-     lambda a: EventPublisher(a, a.pubsub_endpoint, a.context, a.allow_remote_endpoints, a.curve_keys), False),
+     lambda a: EventPublisher(a, a.pubsub_endpoint, a.context, a.allow_remote_endpoints, a.take_held_events(),
+                              a.curve_keys), False),
     ("the stats channel", lambda a: a.statsd and a.stats_endpoint,
      lambda a: StatsService.for_arbiter(a, a.curve_keys), False),
     ("multicast discovery", lambda a: a.multicast_endpoint and a.endpoint,
      lambda a: DiscoveryResponder(a.multicast_endpoint, a.endpoint), True),  # a host without multicast still runs
     ("the control server", lambda a: a.endpoint, lambda a: ControlServer(
-        a, a.endpoint, a.context, a.max_message_size, a.endpoint_owner, a.allow_remote_endpoints, a.curve_keys),
-     False),
+        a, a.endpoint, a.context, a.max_message_size, a.endpoint_owner, a.allow_remote_endpoints,
+        a.request_counts, a.audit, IpcMode.of(a, owned=True), a.curve_keys), False),
+    ("the HTTP server", lambda a: a.http, lambda a: HttpService(a, a.http, a.request_counts, a.audit), False),
 )
 
 
@@ -122,12 +114,19 @@ class Arbiter(core.Arbiter):
     Building it imports every plugin class (ValueError if one cannot be loaded: a configuration error, not a
     surprise at start); external plugins run as `plugin:NAME` watchers registered with the others. The channels
     open when it starts and close once its watchers are stopped; the plugins start after the channels (native
-    ones subscribe before the first spawn) and stop before the watchers do.
+    ones subscribe before the first spawn) and stop before the watchers do. The audit log (`audit_log`) opens before
+    the channels and closes after them.
     """
 
-    def __init__(self, watchers: list[Watcher], *args, stop_timeout: float | None = None, **options):
+    def __init__(self, watchers: list[Watcher], *args, stop_timeout: float | None = None, http: dict | None = None,
+                 audit_log: str | None = None, **options):
         super().__init__(watchers, *args, **options)
         self.stop_timeout = stop_timeout  # [circus] stop_timeout: read by Daemon when a shutdown begins
+        self.http = http  # the HTTP server's settings (gcircus.http), None when it is off
+        self.request_counts = RequestCounts()  # control requests answered, zmq and HTTP together (for /metrics)
+        # Opened first and closed last, so that every request the control server answers can be recorded.
+        self.audit = AuditLog(audit_log)
+        self.attach(self.audit)
         self.shutting_down = gevent.event.Event()  # set when a stop of the whole arbiter begins (see Daemon)
         self.plugin_manager = PluginManager(self, self.plugins, self.endpoint, self.pubsub_endpoint)
         for watcher in self.plugin_manager.watchers():
@@ -138,9 +137,10 @@ class Arbiter(core.Arbiter):
             self.attach(self.curve)
         for name, wanted, build, optional in CHANNELS:
             self.attach(Channel(self, name, wanted, build, optional))
-        self.attach(HttpdRefusal(self))
         self.attach(self.plugin_manager, stop_before_watchers=True)
         self.loaded_config: Config | None = None  # what it was built from, updated by each applied reload
+        # Events held back over a hand-over for the subscribers to reconnect: the next event channel publishes them.
+        self.held_events: HeldEvents | None = None
         self._reload_lock = gevent.lock.Semaphore()  # one reload or restart from the file at a time
         # Entered around each applied reload: gcircusd's service manager notifier (RELOADING=1 ... READY=1) sets it.
         self.reload_reporter: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
@@ -162,6 +162,19 @@ class Arbiter(core.Arbiter):
     def curve_keys(self):
         """The daemon's CURVE key pair, which makes its tcp:// channels CURVE servers; None without CURVE."""
         return self.curve.keys if self.curve is not None else None
+
+    def hold_events(self, held: HeldEvents | None) -> None:
+        """Hold the events back from now on (`held` collects them) until the event channel opens again."""
+        if self.held_events is not None:
+            self.held_events.detach()
+        self.held_events = held
+        if held is not None:
+            held.attach(self)
+
+    def take_held_events(self) -> HeldEvents | None:
+        """The events held back, for the event channel opening now (once: the next opening holds nothing)."""
+        held, self.held_events = self.held_events, None
+        return held
 
     def stop(self, graceful: bool = True) -> None:
         """Stop everything (core.Arbiter.stop), first saying a shutdown began: whoever asked for it (a signal, `quit`,
@@ -185,6 +198,10 @@ class Arbiter(core.Arbiter):
             if self.curve is not None:  # keys added to or removed from the directory count from now
                 self.curve.reload_clients()
             return plan
+
+    def reload_in_progress(self) -> bool:
+        """Whether a reloadconfig or a restart from the file is being applied now."""
+        return self._reload_lock.locked()
 
     def request_reload(self) -> None:
         """reload_from_config() in the background: one run at a time, requests made meanwhile served by one more."""
@@ -226,10 +243,11 @@ class Arbiter(core.Arbiter):
                 raise ConfigError(f"{cfg.path}: [watcher:{spec.get('name')}] cannot be built: {exc}") from None
         options = {key: value for key, value in cfg.circus.items() if CIRCUS_OPTIONS[key].on_change != PARSE}
         _check_channels(cfg, options)
+        _check_http(cfg)
         options.update(overrides)
         try:
             arbiter = cls(watchers, plugins=cfg.plugins, sockets=cfg.sockets, config_path=cfg.path,
-                          watcher_defaults=cfg.watcher_defaults, **options)
+                          watcher_defaults=cfg.watcher_defaults, access=cfg.access, http=cfg.http, **options)
         except ValueError as exc:  # a plugin that cannot be loaded, or a bad plugin option
             raise ConfigError(f"{cfg.path}: {exc}") from None
         arbiter.loaded_config = cfg  # what reloadconfig compares the file with (see gcircus.reload)
@@ -258,6 +276,20 @@ def _check_curve(cfg: Config, options: dict) -> bool:
     return True
 
 
+def _check_http(cfg: Config) -> None:
+    """ConfigError naming the option if the HTTP server's settings break a rule (gcircus.http.settings)."""
+    if not cfg.http:
+        return
+    found = http_settings.problem(cfg.http)
+    if found is None:
+        return
+    option, reason = found
+    if cfg.http_from_httpd:  # httpd = true in [circus]: its host is what makes a bind remote
+        raise ConfigError(reason.replace("in [http]", "in an [http] section"), file=cfg.path, section="circus",
+                          option="httpd_host", value=cfg.circus["httpd_host"])
+    raise ConfigError(reason, file=cfg.path, section="http", option=option, value=cfg.http.get(option))
+
+
 def _check_channels(cfg: Config, options: dict) -> None:
     """ConfigError naming the option if a channel's endpoint is malformed or may not be bound (a remote one without
     CURVE), or if the CURVE files cannot be used."""
@@ -269,15 +301,29 @@ def _check_channels(cfg: Config, options: dict) -> None:
             raise ConfigError(str(exc), file=cfg.path, section="circus", option="multicast_endpoint",
                               value=options["multicast_endpoint"]) from None
     checked = ("endpoint", "pubsub_endpoint") + (("stats_endpoint",) if options.get("statsd") else ())
+    _check_ipc_group(cfg, options)
     for key in checked:
         try:
             check_bind_allowed(key, options.get(key) or "", bool(options.get("allow_remote_endpoints")), curve)
+            check_ipc_directory(key, options.get(key) or "")
         except EndpointNotAllowed as exc:
             raise ConfigError(str(exc), file=cfg.path, section="circus", option=key,
                               value=options.get(key)) from None
         except ValueError as exc:  # e.g. a port that is not a number: urllib's own message
             raise ConfigError(f"not a valid endpoint ({exc})", file=cfg.path, section="circus", option=key,
                               value=options.get(key)) from None
+
+
+def _check_ipc_group(cfg: Config, options: dict) -> None:
+    """ConfigError naming endpoint_group when it is no group of this host (the ipc:// files could not be given it)."""
+    group = options.get("endpoint_group")
+    if not group or group.isdigit():
+        return
+    try:
+        grp.getgrnam(group)
+    except KeyError:
+        raise ConfigError(f"unknown group {group!r}", file=cfg.path, section="circus", option="endpoint_group",
+                          value=group) from None
 
 
 def get_arbiter(watchers: list[dict], controller: str | None = None, pubsub_endpoint: str | None = None,
@@ -319,6 +365,8 @@ class Daemon:
         if handover_state is not None:
             arbiter.adoption = Adoption(handover_state)
             self.handover.last = handed_over(handover_state)
+            if arbiter.pubsub_endpoint:  # the old image's subscribers get what is published until they are back
+                arbiter.hold_events(HeldEvents.from_state(handover_state.get("events") or {}))
         self.stopper: gevent.Greenlet | None = None
         # The stopper, SIGHUP reloads and the stop_timeout guard: killed when run() returns.
         self.greenlets = gevent.pool.Group()
@@ -511,8 +559,9 @@ class Daemon:
 
     def on_reopen_logs(self) -> None:
         reopen_log_files()
+        self.arbiter.audit.reopen()
         self.arbiter.reopen_streams()
-        log.info("received SIGUSR1: log files reopened (stream files too)")
+        log.info("received SIGUSR1: log files reopened (the audit log and stream files too)")
 
     def sweep_orphans(self, grace: float = 5.0) -> None:
         """Stop processes that were re-parented to us (PID 1, or a child subreaper) and no watcher owns any more.

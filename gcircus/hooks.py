@@ -11,6 +11,7 @@ therefore read its watcher's state but not drive it (calling watcher.stop() from
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import operator
 import os
@@ -20,6 +21,7 @@ from collections.abc import Callable
 
 import gevent
 
+from gcircus import integrity
 from gcircus.options import HOOKS_IGNORED_BY_DEFAULT, member_problem
 
 log = logging.getLogger(__name__)
@@ -33,10 +35,12 @@ def resolve_name(dotted: str) -> Callable:
     """Import `a.b.c` or `a.b:c` and return the object it names; ImportError with the name if it cannot."""
     if ":" in dotted:
         module_name, _, attr_path = dotted.partition(":")
+        refuse_untrusted_module(module_name)
         return operator.attrgetter(attr_path)(importlib.import_module(module_name))
     parts = dotted.split(".")
     for cut in range(len(parts) - 1, 0, -1):
         module_name = ".".join(parts[:cut])
+        refuse_untrusted_module(module_name)
         try:
             obj = importlib.import_module(module_name)
         except ImportError as exc:
@@ -52,6 +56,30 @@ def resolve_name(dotted: str) -> Callable:
     raise ImportError(f"cannot import {dotted!r}")
 
 
+def refuse_untrusted_module(module_name: str) -> None:
+    """As root, ImportError naming the file if `module_name`, or a package above it, not imported yet, would be
+    imported from a file another user can change (gcircus.integrity): its code would run inside gcircusd, as root.
+
+    Each level is located (importlib.util.find_spec) before it is imported, so nothing of it runs before it is checked.
+    """
+    if not integrity.enforced():
+        return
+    parts = module_name.split(".")
+    for cut in range(1, len(parts) + 1):
+        name = ".".join(parts[:cut])
+        if name in sys.modules:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return  # the import itself says what is missing
+        if spec is None or not spec.has_location or not spec.origin:
+            return
+        problem = integrity.untrusted(spec.origin, "module file")
+        if problem is not None:
+            raise ImportError(problem, name=name)
+
+
 def _names_a_missing_part(exc: ImportError, module_name: str) -> bool:
     """True if `exc` only says that `module_name` (or a package above it) does not exist."""
     missing = exc.name
@@ -59,11 +87,16 @@ def _names_a_missing_part(exc: ImportError, module_name: str) -> bool:
 
 
 def add_env_pythonpath(env: dict) -> None:
-    """Make hooks importable from the watcher's PYTHONPATH, as Circus does."""
+    """Make hooks importable from the watcher's PYTHONPATH, as Circus does; as root, ValueError for a directory another
+    user can change (a hook module directory: see gcircus.integrity)."""
     for entry in (env.get("PYTHONPATH") or "").split(os.pathsep):
         # Only new, existing directories: addsitedir appends whatever it is given, so re-adding entries on every
         # watcher build would grow gcircusd's sys.path without end.
         if entry and entry not in sys.path and os.path.isdir(entry):
+            problem = integrity.untrusted(entry, "PYTHONPATH directory", listed_directory=True) \
+                if integrity.enforced() else None
+            if problem is not None:  # gcircusd would import hooks (and run .pth lines) from it, as root
+                raise ValueError(problem)
             site.addsitedir(entry)
 
 

@@ -131,6 +131,11 @@ class LogWriter:
             return True
         return self._request(_Marker(self._reopen_files, gevent.get_hub()), timeout)
 
+    def run_in_order(self, action, timeout: float = REOPEN_TIMEOUT) -> bool:
+        """Run `action` in the writer thread once what is queued so far is written; wait (this greenlet only) at
+        most `timeout` for it (the audit log reopens its file so, gcircus.control.audit)."""
+        return self._request(_Marker(action, gevent.get_hub()), timeout)
+
     def flush(self, timeout: float = REOPEN_TIMEOUT) -> bool:
         """Wait (this greenlet only) until the records queued so far are written: gcircusd is about to exec."""
         return self._request(_Marker(self._flush_handlers, gevent.get_hub()), timeout)

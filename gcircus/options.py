@@ -22,9 +22,10 @@ from typing import Any
 
 from gcircus.checks.spec import parse_check
 from gcircus.errors import InvalidValue, quote_value
+from gcircus.roles import ROLES
 from gcircus.suggest import closest
 
-SECTIONS = ("circus", "watcher", "socket", "plugin", "flapping")
+SECTIONS = ("circus", "watcher", "socket", "plugin", "flapping", "http", "access")
 
 HOOK_NAMES = ("before_start", "after_start", "before_spawn", "after_spawn", "before_stop", "after_stop",
               "before_signal", "after_signal", "before_reap", "after_reap", "extended_stats")
@@ -357,6 +358,32 @@ def to_port(value: Any) -> int:
     return number
 
 
+UNIX_BIND_PREFIX = "unix:"
+
+
+def split_http_bind(value: str) -> tuple[str, int] | str:
+    """An [http] bind as (host, port), or the socket path of `unix:PATH`; InvalidValue saying the expected form."""
+    text = str(value).strip()
+    if text.startswith(UNIX_BIND_PREFIX):
+        path = text[len(UNIX_BIND_PREFIX):]
+        if not path:
+            raise InvalidValue("unix: needs a socket path (unix:/run/gcircus/http.sock)", value)
+        return path
+    host, colon, port = text.rpartition(":")
+    if not colon or not port:
+        raise InvalidValue("expected HOST:PORT (127.0.0.1:9102) or unix:PATH", value)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [::1]:9102
+    return host, to_port(port)
+
+
+@_typed("bind")
+def to_http_bind(value: Any) -> str:
+    """Where the HTTP server listens: HOST:PORT or unix:PATH (checked by split_http_bind), as written."""
+    split_http_bind(value)
+    return str(value).strip()
+
+
 def _socket_constant(prefix: str, names: tuple[str, ...]) -> Callable[[Any], int]:
     def convert(value: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -392,6 +419,24 @@ def to_proto(value: Any) -> int:
         return socket.getprotobyname(text)
     except OSError:
         raise InvalidValue("unknown protocol", value, f"unknown protocol {value!r}") from None
+
+
+@_typed("role")
+def to_role(value: Any) -> str:
+    """A role of the control channel: none, read, operate or define (gcircus.roles), in any case."""
+    text = str(value).strip().lower()
+    if text not in ROLES:
+        raise InvalidValue(f"expected a role ({', '.join(ROLES)})", value)
+    return text
+
+
+@_typed("users")
+def to_user_names(value: Any) -> tuple[str, ...]:
+    """User names or uids separated by commas or spaces; gcircus.grants checks that each exists and is not root."""
+    names = tuple(name for name in re.split(r"[\s,]+", str(value).strip()) if name)
+    if not names:
+        raise InvalidValue("expected one or more user names or uids", value)
+    return names
 
 
 @_typed("check")
@@ -503,6 +548,10 @@ _DAEMON_SOCKETS = {"daemon_side": "the sockets are gcircusd's, bound with its pr
 CIRCUS_OPTIONS = _table("circus", [
     ("endpoint", _S, "tcp://127.0.0.1:5555", None, "control (ROUTER) endpoint", {"global_rank": 0}),
     ("endpoint_owner", _OS, None, None, "user owning an ipc:// control socket; requests get that user's rights only"),
+    ("endpoint_mode", to_octal, None, None, "mode of the ipc:// socket files of endpoint, pubsub_endpoint and "
+     "stats_endpoint (octal, e.g. 0660 with endpoint_group); empty means 0600"),
+    ("endpoint_group", _OS, None, None, "group given the ipc:// socket files (and the directory gcircusd creates "
+     "for them); its members reach them with endpoint_mode 0660"),
     ("pubsub_endpoint", _S, "tcp://127.0.0.1:5556", None, "event (PUB) endpoint", {"global_rank": 2}),
     ("multicast_endpoint", _OS, None, None, "UDP discovery endpoint; empty or absent means off",
      {"global_rank": 4}),
@@ -515,9 +564,10 @@ CIRCUS_OPTIONS = _table("circus", [
      {"global_rank": 3}),
     ("umask", to_octal, None, None, "umask of gcircusd and its children (octal); empty means inherit"),
     ("warmup_delay", _F, 0.0, APPLY, "seconds to wait between starting two watchers"),
-    ("httpd", _B, False, None, "circus-web (not shipped): true only logs a warning"),
-    ("httpd_host", _S, "localhost", None, "circus-web host"),
-    ("httpd_port", to_port, 8080, None, "circus-web port"),
+    ("httpd", _B, False, None, "Circus's switch for its web server: true runs gcircus's HTTP server on "
+     "httpd_host:httpd_port (as [http] bind; an [http] section wins)"),
+    ("httpd_host", _S, "localhost", None, "host of the HTTP server httpd = true runs"),
+    ("httpd_port", to_port, 8080, None, "port of the HTTP server httpd = true runs"),
     ("httpd_close_outputs", _B, False, None, "close circus-web's stdout/stderr"),
     ("debug", _B, False, None, "internal watchers write to gcircusd's stdout, at debug level"),
     ("debug_gc", _B, False, None, "enable gc.DEBUG_LEAK"),
@@ -538,6 +588,8 @@ CIRCUS_OPTIONS = _table("circus", [
     ("curve_clients", _OS, None, None,
      "directory of the public certificates (NAME.key) CURVE lets in as curve:NAME; re-read by reloadconfig and HUP"),
     ("max_message_size", _I, 1048576, None, "largest control request accepted, in bytes"),
+    ("audit_log", _OS, None, None, "audit log of state-changing requests and refusals, one JSON line each: a file, "
+     "syslog (or syslog:///socket[?facility]), or journal; empty means off (see README, Audit log)"),
     ("prefix_output", _B, False, PARSE,
      "send unconfigured watcher output through gcircusd's stdout/stderr as `name[wid] | line`"),
     ("stop_timeout", to_optional_float, None, APPLY,
@@ -669,12 +721,52 @@ FLAPPING_OPTIONS = _table("flapping", [
     ("max_retry", _I, 5, None, "back-offs before the watcher stays stopped; -1 means forever", {"minimum": -1}),
 ])
 
+# Who may do what on the control channel (README, Securing the control channel): the grants of roles (gcircus.roles)
+# to peers, which gcircus.grants checks and resolves. reloadconfig applies the whole section at once.
+ACCESS_OPTIONS = _table("access", [
+    ("user:*", to_role, None, APPLY, "role of a local user (name or uid); `user:*`: every identified local user"),
+    ("group:*", to_role, None, APPLY, "role of the members of a group (name or gid)"),
+    ("curve:*", to_role, None, APPLY, "role of a CURVE client (its certificate's name); `curve:*`: every listed key"),
+    ("runas:*", to_user_names, None, APPLY, "users (not root) that a non-root `define` client of a root gcircusd "
+     "may name as uid besides itself; `runas:curve:NAME` for a CURVE client"),
+    ("everyone", to_role, None, APPLY, "role of every peer of every endpoint, identified or not (`define`: Circus's "
+     "openness)"),
+    ("local_tcp", to_role, "read", APPLY, "role of every peer of a tcp:// endpoint without CURVE, whoever it is"),
+])
+
+HTTP_OPTIONS = _table("http", [
+    ("bind", to_http_bind, "127.0.0.1:9102", None,
+     "where the HTTP server listens: HOST:PORT, or unix:PATH; the section's presence turns the server on"),
+    ("token_file", _OS, None, None,
+     "file whose first line is the token guarding everything but /healthz and /readyz (owner-only permissions)"),
+    ("token_role", to_role, "define", None,
+     "role (read, operate or define) of the HTTP API's clients: the token's, its browser sessions', and, without "
+     "token_file, every client's; held to the command table's roles as the control channel's peers are"),
+    ("certfile", _OS, None, None, "TLS certificate (PEM); with keyfile, the server speaks HTTPS"),
+    ("keyfile", _OS, None, None, "TLS private key (PEM) of certfile"),
+    ("allow_remote_endpoints", _B, False, None,
+     "allow a non-loopback bind (it then needs token_file, certfile and keyfile too)"),
+    ("max_connections", _I, 64, None, "connections served at once; more wait in the listen backlog",
+     {"minimum": 1}),
+    ("max_body_size", to_size, 1048576, None, "largest request body accepted, in bytes (413 beyond)",
+     {"minimum": 0}),
+    ("request_timeout", to_positive_float, 30.0, None,
+     "seconds a connection may stay silent while a request is read or its reply written"),
+    ("max_hub_latency", to_positive_float, 1.0, None,
+     "seconds of hub latency beyond which /healthz answers 503"),
+    ("probe_bind", to_http_bind, None, None,
+     "also serve /healthz and /readyz, and nothing else, in plain HTTP on HOST:PORT or unix:PATH, any address "
+     "(for Kubernetes' httpGet probes, which reach the pod's own IP)"),
+])
+
 OPTIONS: dict[str, dict[str, Option]] = {
     "circus": CIRCUS_OPTIONS,
     "watcher": WATCHER_OPTIONS,
     "socket": SOCKET_OPTIONS,
     "plugin": PLUGIN_OPTIONS,
     "flapping": FLAPPING_OPTIONS,
+    "http": HTTP_OPTIONS,
+    "access": ACCESS_OPTIONS,
 }
 
 
@@ -756,6 +848,14 @@ def get_option(name: str, section: str) -> Option | None:
     return None
 
 
+def only_schedules(key: str) -> bool:
+    """The option table says `key` (of `set` or `add`) only schedules: how many processes run, when, and how they are
+    stopped or retried, not what runs nor as whom (Option.scheduling). A `set` of such keys alone needs the operate
+    role, not define; they are also all an endpoint_owner client may set on a watcher that does not run as it."""
+    option = RUNTIME_OBJECT_OPTIONS.get(key) or get_option(key, "watcher")
+    return option is not None and option.scheduling
+
+
 def live_options() -> list[str]:
     """Watcher option names settable at run time (prefix families end with ``*``)."""
     return [name for name, option in WATCHER_OPTIONS.items() if option.live]
@@ -796,7 +896,7 @@ def option_reference_markdown() -> str:
     for section in SECTIONS:
         heading = {"circus": "[circus]", "watcher": "[watcher:NAME]", "socket": "[socket:NAME]",
                    "plugin": "[plugin:NAME]", "flapping": "flapping ([plugin:X] use = ...Flapping, "
-                   "or flapping.<key> in a watcher)"}[section]
+                   "or flapping.<key> in a watcher)", "http": "[http]", "access": "[access]"}[section]
         out.append(f"### {heading}\n")
         out.append("| option | type | default | live | description |")
         out.append("|---|---|---|---|---|")

@@ -1,7 +1,8 @@
 """A pidfile that is also a lock, so two gcircusd daemons can never run with the same pidfile.
 
 The file is held open with an exclusive flock for the life of the daemon: a stale file left by a crashed daemon is
-simply taken over (its lock died with it), while a live daemon's file is refused with its pid in the message.
+simply taken over (its lock died with it), while a live daemon's file is refused with its pid in the message. A root
+gcircusd does not follow a symbolic link another user planted at the pidfile's path (gcircus.integrity).
 """
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import contextlib
 import errno
 import fcntl
 import os
+
+from gcircus import integrity
 
 
 class PidfileError(Exception):
@@ -31,13 +34,20 @@ class Pidfile:
         pidfile._fd = fd
         return pidfile
 
+    @property
+    def fd(self) -> int | None:
+        """The locked descriptor while the pidfile is held (what a hand-over carries), else None."""
+        return self._fd
+
     def acquire(self) -> None:
         directory = os.path.dirname(self.path)
         if not os.path.isdir(directory):
             raise PidfileError(f"cannot create pidfile {self.path}: directory {directory} does not exist")
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = integrity.open_unplanted(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644, "pidfile")
         except OSError as exc:
+            if exc.errno == errno.ELOOP:  # a link another user planted (gcircus.integrity): said as it is
+                raise PidfileError(str(exc.strerror)) from None
             raise PidfileError(f"cannot create pidfile {self.path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -296,9 +296,10 @@ class Process:
 
     @classmethod
     def adopt(cls, name: str, wid: int, spec: SpawnSpec, pid: int, started: float, watcher=None,
-              on_exit=None) -> Process:
+              on_exit=None, ready_fd: int | None = None) -> Process:
         """A Process around a child this gcircusd already runs (spawned before it re-executed itself, see
-        gcircus.handover): same pid, wid and start time, its child watcher armed again.
+        gcircus.handover): same pid, wid and start time, its child watcher armed again, and with `ready_fd` the
+        read end of its fd:N readiness pipe (carried over the exec) read again.
 
         ChildProcessError if `pid` is not a child of ours (gone and reaped, or never ours): such a pid cannot be
         accounted for, and the caller must leave it alone. A child that already exited stays a zombie until the hub
@@ -308,10 +309,30 @@ class Process:
         process = cls(name, wid, spec=spec, watcher=watcher, spawn=False, on_exit=on_exit)
         process.pid, process.started = pid, started
         process._popen = _AdoptedPopen()
+        if ready_fd is not None:
+            os.set_inheritable(ready_fd, False)  # inheritable for the exec only
+            process.ready_pipe = gevent.fileobject.FileObjectPosix(ready_fd, "rb", bufsize=0)
         gevent.get_hub().loop.install_sigchld()
         process._child_watcher = gevent.get_hub().loop.child(pid, False)
         process._child_watcher.start(process._on_sigchld)
         return process
+
+    @classmethod
+    def adopt_exited(cls, name: str, wid: int, spec: SpawnSpec, pid: int, started: float, status: int,
+                     watcher=None, on_exit=None) -> Process:
+        """A Process around a child the image gcircusd replaced had already reaped (wait `status`), its exit not
+        handled yet: the caller hands it to `on_exit` as any exit."""
+        process = cls(name, wid, spec=spec, watcher=watcher, spawn=False, on_exit=on_exit)
+        process.pid, process.started, process.exit = pid, started, ProcessExit(status)
+        process._exited.set()
+        return process
+
+    def disown(self) -> None:
+        """Stop watching the child's exit (adopted again by another Process, after a hand-over's rebuild failed)."""
+        if self._child_watcher is not None:
+            self._child_watcher.stop()
+        if self.ready_pipe is not None:  # its fd:N readiness check fails: the pipe is not read twice
+            self.ready_pipe.close()
 
     def _launch(self, argv: list[str], env: dict, uid: int | None, gid: int | None, username: str | None,
                 ready: _ReadyPipeSetup | None):

@@ -59,6 +59,9 @@ class Plan:
     circus_changed: dict[str, tuple[Any, Any]] = dataclasses.field(default_factory=dict)
     circus_applied: list[str] = dataclasses.field(default_factory=list)
     circus_needs_restart: list[str] = dataclasses.field(default_factory=list)
+    # The HTTP server's settings ([http], or [circus] httpd...) before and after, when they changed: the server keeps
+    # its socket and token until gcircusd restarts.
+    http_changed: tuple[Any, Any] | None = None
     plugins_added: list[dict] = dataclasses.field(default_factory=list)
     plugins_removed: list[str] = dataclasses.field(default_factory=list)
     plugins_changed: list[dict] = dataclasses.field(default_factory=list)
@@ -67,6 +70,7 @@ class Plan:
     sockets_changed: list[str] = dataclasses.field(default_factory=list)
     sockets_rebound: list[str] = dataclasses.field(default_factory=list)  # changed, same address: close, then bind
     socket_users: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # changed/removed -> watchers
+    access_changed: bool = False  # the [access] grants differ: the new ones apply from the next request on
 
     def as_dict(self) -> dict:
         """The plan as JSON-able data (the `plan` field of the reloadconfig reply)."""
@@ -86,6 +90,7 @@ class Plan:
                 "applied": sorted(self.circus_applied),
                 "needs_restart": sorted(self.circus_needs_restart),
             },
+            "http": {"changed": self.http_changed is not None, "needs_restart": self.http_changed is not None},
             "plugins": {
                 "added": sorted(p["name"] for p in self.plugins_added),
                 "removed": sorted(self.plugins_removed),
@@ -99,6 +104,7 @@ class Plan:
                 "users": {name: sorted(users) for name, users in sorted(self.socket_users.items())},
                 "needs_restart": False,  # every socket change is applied live (kept in the reply for compatibility)
             },
+            "access": {"changed": self.access_changed},
         }
 
 
@@ -172,6 +178,9 @@ def _diff(arbiter, old, new) -> Plan:
             plan.not_in_config.append(watcher.name)
 
     _diff_circus(plan, old.circus, new.circus)
+    plan.access_changed = arbiter.access != new.access
+    if getattr(old, "http", None) != getattr(new, "http", None):
+        plan.http_changed = (old.http, new.http)
     _diff_plugins(plan, old.plugins, new.plugins)
     _diff_sockets(plan, old.sockets, new.sockets)
     _check_socket_users(arbiter, plan, new_specs)
@@ -366,6 +375,9 @@ def apply(arbiter, plan: Plan, fresh: dict | None = None) -> None:
     if fresh is None:
         fresh = _bind_new_sockets(arbiter, plan)  # ConfigError (nothing changed) if one cannot be bound
     _apply_circus(arbiter, plan)
+    if plan.access_changed:
+        log.info("reloadconfig: [access] changed: the new grants apply from the next request on")
+    arbiter.access = new.access
     retired = _swap_sockets(arbiter, plan, fresh)
     order = _start_order([w.spec for w in arbiter.watchers])
 
@@ -393,7 +405,8 @@ def apply(arbiter, plan: Plan, fresh: dict | None = None) -> None:
 
     old = arbiter.loaded_config
     kept_circus = {key: old.circus.get(key) for key in plan.circus_needs_restart}
-    arbiter.loaded_config = dataclasses.replace(new, circus={**new.circus, **kept_circus})
+    arbiter.loaded_config = dataclasses.replace(new, circus={**new.circus, **kept_circus}, http=old.http,
+                                                http_from_httpd=old.http_from_httpd)
 
 
 # -- sockets -------------------------------------------------------------------------------------------------------
@@ -509,6 +522,9 @@ def _apply_circus(arbiter, plan: Plan) -> None:
         old, new = plan.circus_changed[key]
         log.warning("reloadconfig: [circus] %s changed (%r -> %r): it applies at the next start of gcircusd",
                     key, old, new)
+    if plan.http_changed is not None:
+        log.warning("reloadconfig: the HTTP server's settings changed ([http], or httpd in [circus]): they apply at "
+                    "the next start of gcircusd; the server keeps serving as it was")
 
 
 def _apply_plugins(arbiter, plan: Plan) -> None:

@@ -10,6 +10,10 @@ name written with a leading '@') and counts the service started when READY=1 arr
   watcher changes state or a process comes or goes, at most once per STATUS_INTERVAL;
 - `RELOADING=1` with `MONOTONIC_USEC=` when a reloadconfig (SIGHUP or the command) starts applying the file, and
   `READY=1` when it is done, failed or not: a reload that changed nothing still ends;
+- `RELOADING=1` with `MONOTONIC_USEC=` when gcircusd hands over to a new image of itself (`upgrade`, SIGUSR2: see
+  gcircus.handover), right before the exec; the new image, which finds NOTIFY_SOCKET in the environment it inherits
+  (only children have it stripped), says `READY=1` once its channels answer and its watchers settled, or the old
+  image says it once an exec that failed left it running as it was;
 - `STOPPING=1` as soon as a shutdown begins (SIGTERM, SIGINT, SIGQUIT, `quit`, a failed start);
 - `WATCHDOG=1` every WATCHDOG_USEC / 2 when systemd asks for it (WatchdogSec=) and WATCHDOG_PID, if set, is ours:
   the pings come from a greenlet, so they stop when the hub stops turning, which is what the watchdog is for.
@@ -210,6 +214,17 @@ class ServiceManager:
             if self.phase == "reloading":
                 self.phase = previous
             self.send(READY=1, STATUS=self.summary())
+
+    def handing_over(self) -> None:
+        """gcircusd is about to re-execute itself: RELOADING=1; the new image says READY=1 (handover_failed: this)."""
+        self.phase = "reloading"
+        self.send(RELOADING=1, MONOTONIC_USEC=monotonic_usec(), STATUS="handing over to a new image of gcircusd")
+
+    def handover_failed(self) -> None:
+        """The exec failed and this image runs on as it was: READY=1 ends the RELOADING=1."""
+        if self.phase == "reloading":
+            self.phase = "running"
+        self.send(READY=1, STATUS=self.summary())
 
     def send(self, **fields: object) -> bool:
         """Send one message (KEY=VALUE per keyword); does nothing when there is no NOTIFY_SOCKET."""

@@ -24,7 +24,7 @@ import gevent.event
 import gevent.lock
 import gevent.pool
 
-from gcircus import cgroups, runtime_options, watcher_spec
+from gcircus import cgroups, runtime_options, watcher_handover, watcher_spec
 from gcircus.checks.follow import Callbacks, ProcessChecks
 from gcircus.command_queue import CommandQueue
 from gcircus.environment import build_env
@@ -33,6 +33,7 @@ from gcircus.hooks import Hooks, add_env_pythonpath
 from gcircus.options import RESPAWN, family_member
 from gcircus.process import TRANSIENT_SPAWN_ERRNOS, Process, SpawnError, SpawnSpec, resolve_user
 from gcircus.respawn import GIVE_UP, QUICK_EXIT, RETRY, Decision, RespawnPolicy
+from gcircus.slot_history import SlotHistory, describe_exit
 from gcircus.states import (
     ACTIVE,
     BACKOFF,
@@ -48,6 +49,7 @@ from gcircus.states import (
     check_move,
 )
 from gcircus.streams.outputs import WatcherOutputs
+from gcircus.watcher_counters import WatcherCounters
 from gcircus.watcher_spec import WatcherSpec
 
 log = logging.getLogger(__name__)
@@ -55,29 +57,6 @@ log = logging.getLogger(__name__)
 
 class HookRefused(Exception):
     """before_spawn or after_spawn returned a falsy value: the watcher stops, as in Circus."""
-
-
-class SlotHistory:
-    """What happened to the processes of one wid: how often one was replaced after exiting on its own (or failing
-    its checks), and how the last one ended. Shown by `procs`."""
-
-    __slots__ = ("restarts", "last_exit")
-
-    def __init__(self):
-        self.restarts = 0
-        self.last_exit: dict | None = None
-
-    def exited(self, process: Process) -> None:
-        """It exited on its own: `code` is its exit code (-signal after a signal)."""
-        self.restarts += 1
-        self.last_exit = {"pid": process.pid, "code": process.exit.returncode if process.exit else None,
-                          "time": process.exit.time if process.exit else time.time(),
-                          "description": _describe_exit(process)}
-
-    def lost(self, process: Process, reason: str) -> None:
-        """Its checks failed: it is being replaced, for `reason`."""
-        self.restarts += 1
-        self.last_exit = {"pid": process.pid, "code": None, "time": time.time(), "description": reason}
 
 
 class Watcher:
@@ -134,6 +113,7 @@ class Watcher:
         self.dependencies: Any = None
         self._dependency_wait: gevent.Greenlet | None = None  # a start waiting for them (see _start)
         self._history: dict[int, SlotHistory] = {}  # per wid: restarts and last exit, for `procs`
+        self.counters = WatcherCounters()  # totals since the watcher was built, for gcircusd's metrics
         self._lock = gevent.lock.RLock()
         self._commands = CommandQueue(spec.name, self._lock)
         self._interrupt = gevent.event.Event()
@@ -792,6 +772,7 @@ class Watcher:
     def _spawn_failed(self, exc: SpawnError) -> None:
         """A spawn failed (lock held): retry in the background, back off when no process runs, or give up."""
         self.spawn_error = str(exc)
+        self.counters.spawn_failures += 1
         decision = self.respawn_policy.spawn_failed(exc.transient)
         failures = self.respawn_policy.spawn_failures
         if decision.action == GIVE_UP:
@@ -820,6 +801,7 @@ class Watcher:
         the watcher; a watcher that could not spawn anything has nothing to stop and moves to backoff at once.
         """
         self.respawn_policy.backing_off(delay)
+        self.counters.backoffs += 1
         reason = f"{reason}; retrying in {delay:g}s"
         if nothing_ran and not self.processes and not self._retiring:
             self._cancel_fill()
@@ -875,6 +857,7 @@ class Watcher:
         if process.pid not in self.processes or process.state != SPAWNED:
             return
         process.state, process.ready_at, process.check_detail = READY, time.time(), detail
+        self.counters.became_ready(max(0.0, process.ready_at - process.started))
         self.notify("ready", process_pid=process.pid, wid=process.wid)
         self._readiness_moved(process)
         if self._status == ACTIVE and self.reason:
@@ -895,6 +878,7 @@ class Watcher:
         log.warning("watcher %r: pid %d did not become ready: %s; stopping it", self.name, process.pid, reason)
         process.check_detail = reason
         self._history.setdefault(process.wid, SlotHistory()).lost(process, f"not ready: {reason}")
+        self.counters.restarts += 1
         self._retire(process)
         self._task(self._stop_process, process)
         if self._status in RUNNING:
@@ -908,6 +892,7 @@ class Watcher:
         log.warning("watcher %r: pid %d is unhealthy (%s); replacing it", self.name, process.pid, detail)
         process.state, process.check_detail = UNHEALTHY, detail
         self._history.setdefault(process.wid, SlotHistory()).lost(process, f"unhealthy: {detail}")
+        self.counters.restarts += 1
         self.notify("unhealthy", process_pid=process.pid, wid=process.wid, detail=detail)
         self._readiness_moved(process)
         # As an exit would: a process unhealthy right after its spawn is part of a crash loop (paced, backed off).
@@ -1017,6 +1002,7 @@ class Watcher:
             self.checks.forget(process)
             self._readiness_moved(process)
             exit_code = process.exit.returncode if process.exit else None
+            self.counters.last_exit_code = exit_code
             self.notify("reap", process_pid=pid, time=exit_time, exit_code=exit_code)
             self.call_hook("after_reap", process_pid=pid, time=exit_time, exit_code=exit_code,
                            process_status=process.status)
@@ -1028,9 +1014,10 @@ class Watcher:
         if expected or self._status not in RUNNING:
             return
         self._history.setdefault(process.wid, SlotHistory()).exited(process)
+        self.counters.restarts += 1
         decision = self.respawn_policy.process_exited(self._lived(process))
         level = logging.DEBUG if self.respawn_policy.quiet else logging.INFO
-        log.log(level, "watcher %r: process %d exited with %s", self.name, pid, _describe_exit(process))
+        log.log(level, "watcher %r: process %d exited with %s", self.name, pid, describe_exit(process))
         self._after_loss(decision)
 
     def _after_loss(self, decision: Decision) -> None:
@@ -1266,6 +1253,26 @@ class Watcher:
         items.update(self.spec.options)
         return sorted(items.items())
 
+    # -- gcircusd re-executing itself (gcircus.handover); the watcher's part is gcircus.watcher_handover -----------
+
+    def is_changing(self) -> bool:
+        """A command runs or waits, or processes are being stopped or rotated: what a hand-over must not cut short."""
+        return bool(self._lock.locked() or len(self._commands) or self._retiring or self._leftover_stops
+                    or self._rotating_wids)
+
+    def handover_state(self, streams: dict[int, dict]) -> dict:
+        """What the new image needs of this watcher; `streams`: pid -> its exported output (see WatcherOutputs)."""
+        return watcher_handover.state(self, streams)
+
+    def adopt_handover(self, state: dict) -> list[dict]:
+        """Take back what handover_state() wrote in the replaced image instead of spawning; return the process
+        entries not adopted (no longer our children: the caller logs them and never signals them)."""
+        return watcher_handover.rebuild(self, state)
+
+    def forget_handover(self) -> None:
+        """Undo an adopt_handover() that failed halfway, so that its processes can be adopted again."""
+        watcher_handover.forget(self)
+
     def __repr__(self) -> str:
         return f"<Watcher {self.name!r} {self._status} {len(self.processes)}/{self.numprocesses}>"
 
@@ -1284,18 +1291,6 @@ for _field in (*watcher_spec.PLAIN, *SPEC_GROUPS):
     setattr(Watcher, _field, property(operator.attrgetter(f"spec.{_field}"), doc=f"The `{_field}` option."))
 
 _WID_PLACEHOLDER = re.compile(r"\$\(circus\.wid\)|\(\(circus\.wid\)\)", re.IGNORECASE)
-
-
-def _describe_exit(process: Process) -> str:
-    if process.exit is None:
-        return "unknown status"
-    code = process.exit.returncode
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"code {code}"
 
 
 def _daemon_cwd() -> str:

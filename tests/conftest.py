@@ -5,6 +5,8 @@ needs: the child subreaper, default stop signals for children, and the autouse l
 """
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 import zmq
 
@@ -65,6 +67,18 @@ def gcircusd(tmp_path, daemon_factory):
     launcher = Launcher(tmp_path, daemon_factory)
     yield launcher
     launcher.close()
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A directory on a 64 KiB tmpfs, unmounted after the test (skipped where mounting is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root, or a user namespace allowing it)")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 from gevent import subprocess as gsubprocess
 
 from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
@@ -30,9 +29,10 @@ def next_event(consumer, topic: str, timeout: float = 30.0) -> dict:
     return json.loads(event[1])
 
 
-def subscribed(running, watcher: str):
-    """A consumer of `watcher`'s events whose subscription has reached the daemon (a restart's spawn got through)."""
-    consumer = running.consumer(f"watcher.{watcher}.")
+def subscribed(running, watcher: str, topic: str | None = None):
+    """A consumer of `watcher`'s events (or of `topic`) whose subscription has reached the daemon (a restart's spawn
+    got through)."""
+    consumer = running.consumer(topic or f"watcher.{watcher}.")
     wait_for(lambda: running.call("restart", name=watcher, waiting=True) and consumer.wait_for(
         f"watcher.{watcher}.spawn", 1) is not None, timeout=30, message="a spawn event before the upgrade")
     return consumer
@@ -44,9 +44,9 @@ def test_a_subscriber_receives_events_after_an_upgrade(gcircusd):
         done = upgrade(running)
         assert done.returncode == 0, done.stderr
         pid = running.pids("sl")[0]
-        # The subscriber reconnects by itself (zmq), in its own time (its reconnect interval, later under load):
-        # events published until then are lost by design (PUB/SUB). Once an `updated` gets through, a restart's
-        # events reach it, without the subscriber having done anything.
+        # The subscriber reconnects by itself (zmq), in its own time (its reconnect interval, later under load);
+        # the new image holds its events back until it is back. Then a restart's events reach it, without the
+        # subscriber having done anything.
         wait_for(lambda: running.call("set", name="sl", options={"graceful_timeout": 2}) and consumer.wait_for(
             "watcher.sl.updated", 0.5) is not None, timeout=30, message="the subscription live again")
         running.call("restart", name="sl", waiting=True)
@@ -54,16 +54,43 @@ def test_a_subscriber_receives_events_after_an_upgrade(gcircusd):
         assert spawned["process_pid"] in running.pids("sl") and spawned["process_pid"] != pid
 
 
-@pytest.mark.xfail(strict=True, reason="the new image publishes `upgrade` as soon as its PUB socket is bound, before"
-                   " any subscriber could reconnect (zmq's reconnect interval): the event is lost")
-def test_a_subscriber_receives_the_upgrade_event(gcircusd):
-    running = gcircusd(SLEEPER)
-    with subscribed(running, "sl") as consumer:
-        done = upgrade(running)
-        assert done.returncode == 0, done.stderr
-        message = next_event(consumer, "watcher.sl.upgrade", timeout=10)
-        assert message["old_version"] and message["new_version"]
-        assert message["new_version"] in done.stdout
+def collect(running, consumer, wanted: set[str], timeout: float = 30.0) -> dict[str, dict]:
+    """The first event of each topic in `wanted` (others skipped), all of them within `timeout` seconds."""
+    seen: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout
+    while not wanted <= seen.keys() and (remaining := deadline - time.monotonic()) > 0:
+        event = consumer.recv(remaining)
+        if event is not None and event[0].decode() in wanted:
+            seen.setdefault(event[0].decode(), json.loads(event[1]))
+    assert wanted <= seen.keys(), f"missing events: {sorted(wanted - seen.keys())}\n{running.daemon.output()}"
+    return seen
+
+
+def test_a_subscriber_receives_the_upgrade_event_and_the_reap_of_a_child_lost_meanwhile(gcircusd, tmp_path):
+    trigger = tmp_path / "exit-now"
+    running = gcircusd(f"""
+        [watcher:sl]
+        cmd = sleep 1000
+        graceful_timeout = 2
+
+        [watcher:quitter]
+        cmd = sh -c 'while [ ! -e {trigger} ]; do sleep 0.005; done; rm {trigger}; exit 7'
+        graceful_timeout = 2
+        """)
+    (row,) = running.call("procs", name="quitter")["processes"]
+    with subscribed(running, "sl", topic="watcher.") as consumer:
+        proc = gsubprocess.Popen([*GCIRCUSCTL, "--endpoint", running.endpoint, "upgrade"], stdout=gsubprocess.PIPE,
+                                 stderr=gsubprocess.PIPE, text=True, env=ctl_env())
+        wait_for(lambda: "handing over to a new image" in running.daemon.output() or proc.poll() is not None,
+                 timeout=60, message="the hand-over beginning")
+        trigger.touch()  # the child exits during the hand-over: its reap is published by one image or the other
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, err
+        seen = collect(running, consumer, {"watcher.sl.upgrade", "watcher.quitter.upgrade", "watcher.quitter.reap"})
+    upgraded = seen["watcher.sl.upgrade"]
+    assert upgraded["old_version"] and upgraded["new_version"] and upgraded["new_version"] in out
+    assert seen["watcher.quitter.reap"]["process_pid"] == row["pid"]
+    assert seen["watcher.quitter.reap"]["exit_code"] == 7
 
 
 def test_a_max_age_deadline_keeps_its_time_across_an_upgrade(gcircusd):

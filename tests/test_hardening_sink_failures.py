@@ -1,15 +1,13 @@
 """Failing and stalled sinks: reported once each way, no traceback per retry, and what a stop loses is counted exactly.
 
-A full disk is a real one: a 64 KiB tmpfs mounted for the test.
+A full disk is a real one: a 64 KiB tmpfs mounted for the test (the tiny_disk fixture).
 """
 from __future__ import annotations
 
 import logging
 import re
-import subprocess
 import types
 
-import pytest
 from gevent import subprocess as gsubprocess
 
 from gcircus.streams.outputs import WatcherOutputs
@@ -17,18 +15,6 @@ from tests.support.processes import PYTHON
 from tests.support.waiting import wait_for
 
 LINE = 100  # bytes per numbered line the writer prints
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A directory on a 64 KiB tmpfs (skipped where mounting is not allowed)."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield disk
-    subprocess.run(["umount", "-l", str(disk)], check=True)
 
 
 def writer(tmp_path, count: int) -> str:

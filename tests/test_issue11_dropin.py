@@ -19,6 +19,7 @@ from gcircus import linux
 from gcircus.client import CallError, Client
 from gcircus.plugins import load_plugin_class
 from tests.support.daemons import GCIRCUSD, write_config
+from tests.support.http import request
 from tests.support.ports import free_port
 from tests.support.processes import alive
 from tests.support.waiting import wait_for
@@ -249,15 +250,19 @@ def test_gcircusd_says_a_circus_plugin_needs_circus(tmp_path):
 
 # -- 5. httpd -------------------------------------------------------------------------------------------------------
 
-def test_httpd_is_named_in_a_warning(supervisors):
-    supervisor = supervisors("gcircusd", "httpd = true\nhttpd_port = 1")
-    assert "httpd = true is ignored" in supervisor.output()
-    assert "httpd_host and httpd_port do nothing" in supervisor.output()
+def test_httpd_turns_on_gcircus_http_server_on_httpd_host_and_port(supervisors):
+    """circusd runs circus-web for `httpd = true` (and refuses to start without it); gcircusd runs its own HTTP
+    server there instead: the probes answer on httpd_host:httpd_port."""
+    port = free_port()
+    supervisor = supervisors("gcircusd", f"httpd = true\nhttpd_host = 127.0.0.1\nhttpd_port = {port}")
+    wait_for(lambda: "HTTP server listening" in supervisor.output(), message="the HTTP server listening")
+    assert f"http://127.0.0.1:{port}" in supervisor.output()
+    assert request(f"127.0.0.1:{port}", "GET", "/readyz").json() == {"ready": True, "not_ready": []}
 
 
 def test_httpd_off_says_nothing(supervisors):
     supervisor = supervisors("gcircusd")
-    assert "httpd = true is ignored" not in supervisor.output()
+    assert "HTTP server" not in supervisor.output()
 
 
 def test_circusd_refuses_httpd_without_circus_web(tmp_path):

@@ -66,9 +66,10 @@ def run_dir():
 
 
 def test_the_image_entrypoint_is_a_correct_pid_1(run_dir):
-    port = free_port()
+    port, probe_port = free_port(), free_port()
     command = k8s.container_command()
-    command[-1] = k8s.local_config(run_dir, port)  # the CMD's config, moved to temporary paths and a free port
+    # The CMD's config, moved to temporary paths and free ports.
+    command[-1] = k8s.local_config(run_dir, port, probe_port=probe_port)
     endpoint = f"ipc://{run_dir}/control.sock"
     with open(os.path.join(run_dir, "container.out"), "wb") as log:
         runtime = subprocess.Popen([*UNSHARE, *command], env=k8s.tool_env(), stdout=log, stderr=subprocess.STDOUT)
@@ -81,13 +82,9 @@ def test_the_image_entrypoint_is_a_correct_pid_1(run_dir):
         assert len(workers) == 2 and all(_namespace_pid(pid) > 1 for pid in workers)
         assert _get(port)["worker"] in ("1", "2") and _get(port)["path"] == "/k8s"
 
-        # The probes, as kubectl exec runs them: inside the container's PID and mount namespaces.
-        enter = ["nsenter", "--target", str(init), "--pid", "--mount", "--"]
+        # The probes, as the kubelet sends them: HTTP to the container's probe port.
         for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-            probe_command = k8s.with_endpoint(k8s.command_after(probe), endpoint)
-            result = subprocess.run(enter + probe_command, env=k8s.tool_env(), capture_output=True, text=True,
-                                    timeout=60)
-            assert result.returncode == 0, f"{probe}: {result.stdout}{result.stderr}"
+            assert k8s.probe_status(probe, probe_port) == 200, f"{probe}:\n{output()}"
 
         namespace = [init, *workers]
         os.kill(init, signal.SIGTERM)  # what the runtime sends (the image's STOPSIGNAL)

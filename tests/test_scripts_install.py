@@ -17,7 +17,7 @@ RECORDER = '#!/bin/sh\necho "$(basename "$0") $*" >> "$CALLS"\n'
 def make_tree(tmp_path):
     tree = tmp_path / "repo"
     (tree / "scripts").mkdir(parents=True)
-    for name in ("scripts/_install", "scripts/run", "scripts/test", "setup.cfg", "setup.py"):
+    for name in ("scripts/_install", "scripts/_browser", "scripts/run", "scripts/test", "setup.cfg", "setup.py"):
         shutil.copy2(os.path.join(ROOT, name), tree / name)
     bin_dir = tree / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
@@ -30,7 +30,7 @@ def make_tree(tmp_path):
 def run(tree, tmp_path, *argv):
     """Run a script from an unrelated directory; return the calls the stand-ins saw (then forget them)."""
     calls = tmp_path / "calls"
-    env = {"PATH": "/usr/bin:/bin", "CALLS": str(calls)}
+    env = {"PATH": "/usr/bin:/bin", "CALLS": str(calls), "GCIRCUS_BROWSER_INSTALL": "0"}  # never apt-get here
     result = subprocess.run([str(tree / argv[0]), *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stderr

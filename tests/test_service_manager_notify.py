@@ -6,10 +6,13 @@ import signal
 import time
 
 import pytest
+from gevent import subprocess as gsubprocess
 
 from gcircus import service_manager
+from gcircus.handover.reexec import FAIL_EXEC_ENV
 from tests.support.datagrams import DatagramReceiver
-from tests.support.readiness import child
+from tests.support.gcircusctl import GCIRCUSCTL, ctl_env
+from tests.support.readiness import child, read_env
 from tests.support.waiting import wait_for
 
 
@@ -50,6 +53,48 @@ def test_ready_status_reloading_and_stopping_arrive_when_they_happen(gcircusd, n
     stopping = notify_socket.wait_notification("STOPPING", "1")
     assert stopping > reloading
     assert running.daemon.wait() == 0
+
+
+def upgrade(running) -> gsubprocess.CompletedProcess:
+    return gsubprocess.run([*GCIRCUSCTL, "--endpoint", running.endpoint, "upgrade"], capture_output=True,
+                           text=True, timeout=90, env=ctl_env())
+
+
+def test_an_upgrade_says_reloading_then_the_new_image_says_ready(gcircusd, notify_socket, tmp_path):
+    running = gcircusd(f"""
+        [watcher:app]
+        cmd = {child(f"env={tmp_path}/env-%PID%.json")}
+        graceful_timeout = 5
+        """, env={"NOTIFY_SOCKET": notify_socket.address})
+    ready = notify_socket.wait_notification("READY", "1")
+    done = upgrade(running)
+    assert done.returncode == 0, done.stderr
+    reloading = notify_socket.wait_notification("RELOADING", "1", after=ready + 1)
+    assert 0 < int(notify_socket.notifications()[reloading]["MONOTONIC_USEC"]) <= time.monotonic_ns() // 1000
+    again = notify_socket.wait_notification("READY", "1", after=reloading + 1)
+    assert notify_socket.notifications()[again]["STATUS"] == "1 watchers, 1 processes, 0 failed"
+    assert running.call("upgrade", status=True)["last"]["outcome"] == "done"  # the new image said READY=1
+    # The new image kept NOTIFY_SOCKET for itself; a child it spawns does not get it.
+    before = set(running.pids("app"))
+    running.call("incr", name="app", nb=1, waiting=True)
+    (new,) = set(running.pids("app")) - before
+    assert "NOTIFY_SOCKET" not in read_env(tmp_path / f"env-{new}.json")
+    running.daemon.signal(signal.SIGTERM)
+    assert notify_socket.wait_notification("STOPPING", "1", after=again + 1) > again
+
+
+def test_a_failed_exec_says_ready_again_from_the_old_image(gcircusd, notify_socket):
+    running = gcircusd("""
+        [watcher:app]
+        cmd = sleep 1000
+        graceful_timeout = 2
+        """, env={"NOTIFY_SOCKET": notify_socket.address, FAIL_EXEC_ENV: "1"})
+    ready = notify_socket.wait_notification("READY", "1")
+    done = upgrade(running)
+    assert done.returncode == 3, done.stderr
+    reloading = notify_socket.wait_notification("RELOADING", "1", after=ready + 1)
+    again = notify_socket.wait_notification("READY", "1", after=reloading + 1)
+    assert notify_socket.notifications()[again]["STATUS"] == "1 watchers, 1 processes, 0 failed"
 
 
 def test_status_follows_processes_and_failures(gcircusd, notify_socket):

@@ -94,19 +94,47 @@ class ProcessChecks:
             env["WATCHDOG_USEC"] = str(int(self.settings.watchdog_sec * 1_000_000))
         return env
 
-    def _open_socket(self) -> NotifySocket:
+    def _open_socket(self, carried: tuple[int, str] | None = None) -> NotifySocket:
         if self._socket is None:
-            self._socket = NotifySocket(self.watcher_name, self._on_notify)
+            self._socket = NotifySocket(self.watcher_name, self._on_notify, carried)
             self._socket.start()
         return self._socket
 
+    # -- a re-exec of gcircusd (gcircus.handover) ------------------------------------------------------------------
+
+    def notify_socket_state(self) -> dict | None:
+        """The notify socket to carry over a re-exec (its descriptor and address), or None without one."""
+        if self._socket is None:
+            return None
+        return {"fd": self._socket.fileno(), "address": self._socket.address}
+
+    def adopt_notify_socket(self, state: dict | None) -> None:
+        """Read the socket the replaced image carried (`notify_socket_state`): the children's NOTIFY_SOCKET stays
+        valid and what they sent during the exec is read now. Before any process is adopted."""
+        if state is not None:
+            self._open_socket((state["fd"], state["address"]))
+
+    def readiness_state(self, process) -> dict:
+        """What a re-exec must carry of a process still waiting to be ready: its deadline (time.monotonic(): the
+        system's clock, the same across exec) and whether READY=1 came already (not acted on yet)."""
+        followed = self._followed.get(process.pid)
+        if followed is None:
+            return {"ready_deadline": None, "ready_sent": False}
+        return {"ready_deadline": followed.deadline, "ready_sent": followed.ready_sent.is_set()}
+
     # -- following processes ---------------------------------------------------------------------------------------
 
-    def follow(self, process, wid_env: dict[str, str]) -> None:
-        """Check `process` (just spawned) for readiness, then for health. With `ready = none` it is ready at once."""
+    def follow(self, process, wid_env: dict[str, str], carried: dict | None = None) -> None:
+        """Check `process` (just spawned) for readiness, then for health. With `ready = none` it is ready at once.
+        `carried`: its readiness_state() from before a re-exec (the same deadline; READY=1 already said)."""
         timeout = self.settings.ready_timeout
-        followed = _Followed(process, time.monotonic() + timeout if timeout > 0 else None)
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        if carried is not None and carried.get("ready_deadline") is not None:
+            deadline = carried["ready_deadline"]
+        followed = _Followed(process, deadline)
         self._followed[process.pid] = followed
+        if carried is not None and carried.get("ready_sent"):
+            followed.ready_sent.set()
         self._replay_early(followed)
         if self.ready.kind == NONE:
             self.callbacks.ready(process, "")
@@ -114,11 +142,12 @@ class ProcessChecks:
             return
         followed.greenlets.append(self._group.spawn(self._await_ready, followed, wid_env))
 
-    def adopt(self, process, wid_env: dict[str, str], ready: bool) -> None:
+    def adopt(self, process, wid_env: dict[str, str], ready: bool, carried: dict | None = None) -> None:
         """Check a process carried over a re-exec of gcircusd: one that was ready stays so (its health is
-        followed again from now), any other is followed as a fresh spawn."""
+        followed again from now), any other is followed on, until the deadline it had (`carried`, its
+        readiness_state() in the replaced image; without it, as a fresh spawn)."""
         if not ready:
-            self.follow(process, wid_env)
+            self.follow(process, wid_env, carried)
             return
         followed = _Followed(process, None)
         self._followed[process.pid] = followed
@@ -155,6 +184,8 @@ class ProcessChecks:
     def _readiness(self, followed: _Followed, env: dict[str, str]) -> Outcome:
         kind = self.ready.kind
         if kind == FD:
+            if followed.process.ready_pipe is None:  # adopted by pid only after a re-exec (gcircus.handover)
+                return Outcome.failed(f"fd {self.ready.fd}: its readiness pipe was not carried over")
             outcome = wait_fd_ready(followed.process.ready_pipe, _remaining(followed), child_fd=self.ready.fd or 0)
             if not outcome.ok and _remaining(followed) == 0:
                 return Outcome.failed(f"no newline on fd {self.ready.fd} within {self.settings.ready_timeout:g}s")

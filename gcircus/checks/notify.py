@@ -98,11 +98,19 @@ class NotifySocket:
     `pid` is the sender's, as the kernel saw it: map it to a supervised process with `owner_of`.
     """
 
-    def __init__(self, watcher_name: str, on_message: Callable[[int, dict[str, str]], None]):
+    def __init__(self, watcher_name: str, on_message: Callable[[int, dict[str, str]], None],
+                 carried: tuple[int, str] | None = None):
+        """`carried`: (descriptor, address) of the socket the image gcircusd replaced bound (gcircus.handover): the
+        children keep their NOTIFY_SOCKET, and what they sent meanwhile waits in it."""
         self.watcher_name = watcher_name
         self.on_message = on_message
-        self.address = abstract_address(watcher_name)
         self._reader: gevent.Greenlet | None = None
+        if carried is not None:
+            fd, self.address = carried
+            os.set_inheritable(fd, False)  # inheritable for the exec only
+            self._socket = gevent.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM, fileno=fd)
+            return
+        self.address = abstract_address(watcher_name)
         self._socket = gevent.socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # not inherited by children
         try:
             self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
@@ -110,6 +118,9 @@ class NotifySocket:
         except OSError:
             self._socket.close()
             raise
+
+    def fileno(self) -> int:
+        return self._socket.fileno()
 
     @property
     def env_value(self) -> str:

@@ -59,15 +59,11 @@ class Operations:
         """Once every source (an AsyncResult or a Greenlet) is ready: send(shape(values), None), or send(None, exc)."""
         self.waiting_replies += 1
         self._no_waiting_reply.clear()
-        remaining = [len(sources)]
 
-        def one_done(_source=None) -> None:
-            remaining[0] -= 1
-            if remaining[0] > 0:
-                return
+        def all_done() -> None:
             self.waiting_replies -= 1
             try:
-                fields, failure = None, next((s.exception for s in sources if not s.successful()), None)
+                fields, failure = None, first_failure(sources)
                 if failure is None:
                     try:
                         fields = shape([s.value for s in sources])
@@ -77,12 +73,12 @@ class Operations:
             finally:
                 if not self.waiting_replies:
                     self._no_waiting_reply.set()
+        when_all_ready(sources, all_done)
 
-        if not sources:
-            remaining[0] = 1
-            one_done()
-        for source in sources:
-            source.rawlink(one_done)
+    @staticmethod
+    def when_done(sources: list, done: Callable[[BaseException | None], None]) -> None:
+        """Once every source is ready, done(the first failure, or None): a command nobody waits for is audited so."""
+        when_all_ready(sources, lambda: done(first_failure(sources)))
 
     def log_failures(self, name: str, sources: list) -> None:
         """Nobody waits for these results: log a failure (once per result, however many requests share it)."""
@@ -113,3 +109,23 @@ def log_failure(name: str, source) -> None:
         log.warning("command %s was not carried out: %s", name, exc)
     else:
         log.error("command %s failed after its reply was sent", name, exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def first_failure(sources: list) -> BaseException | None:
+    """The exception of the first source (ready) that failed, or None."""
+    return next((s.exception for s in sources if not s.successful()), None)
+
+
+def when_all_ready(sources: list, callback: Callable[[], None]) -> None:
+    """callback() once every source is ready: linked, so nothing waits meanwhile; at once when there is none."""
+    remaining = [len(sources)]
+
+    def one_done(_source=None) -> None:
+        remaining[0] -= 1
+        if remaining[0] == 0:
+            callback()
+
+    if not sources:
+        callback()
+    for source in sources:
+        source.rawlink(one_done)

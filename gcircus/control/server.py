@@ -2,8 +2,11 @@
 
 Requests are one JSON frame from a DEALER (Circus's clients) or, unlike Circus, a REQ envelope `[id, b"", json]`.
 Every malformed request gets an error reply (or, where no reply is possible, a log line) and changes nothing;
-commands run concurrently. A long command (start, stop, restart...) runs in its watcher's command queue or in a
-bounded pool (gcircus.control.operations), so a backlog of them never keeps reads, stops or quits from being served.
+commands run concurrently. Each request is identified (gcircus.control.peers) and handed with its sender to the
+CommandRunner, which holds it to the sender's role and run-as limits (gcircus.control.access): a refused one gets
+errno 7 (ACCESS_REFUSED) and changes nothing. A long command (start, stop, restart...) runs in its watcher's command
+queue or in a bounded pool (gcircus.control.operations), so a backlog of them never keeps reads, stops or quits from
+being served.
 """
 from __future__ import annotations
 
@@ -14,24 +17,16 @@ import gevent
 import gevent.pool
 import zmq.green as zmq
 
-from gcircus.command_queue import QueueRefused
-from gcircus.control.commands import get_command
-from gcircus.control.executors import EXECUTORS, Deferred, Queued
-from gcircus.control.operations import Operations
+from gcircus.control import peers
+from gcircus.control.audit import AuditLog
 from gcircus.control.outbox import ReplyOutbox
+from gcircus.control.runner import CommandRunner, RequestCounts
 from gcircus.options import CIRCUS_OPTIONS
 from gcircus.wire.connection_cap import ConnectionCap
 from gcircus.wire.curve import KeyPair
-from gcircus.wire.endpoints import bind_private, close_bound
-from gcircus.wire.errors import (
-    BAD_MSG_DATA_ERROR,
-    COMMAND_ERROR,
-    MESSAGE_ERROR,
-    OS_ERROR,
-    UNKNOWN_COMMAND,
-    ControlError,
-)
-from gcircus.wire.protocol import BadRequest, decode_request, encode, error_reply, ok_reply
+from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
+from gcircus.wire.errors import BAD_MSG_DATA_ERROR, MESSAGE_ERROR
+from gcircus.wire.protocol import encode, error_reply
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +42,12 @@ class ControlServer:
     """Serves Circus's command protocol for one arbiter at `endpoint`."""
 
     def __init__(self, arbiter, endpoint: str, context=None, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-                 endpoint_owner: str | None = None, allow_remote: bool = False, curve: KeyPair | None = None):
+                 endpoint_owner: str | None = None, allow_remote: bool = False, counts: RequestCounts | None = None,
+                 audit: AuditLog | None = None, ipc_mode: IpcMode | None = None, curve: KeyPair | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
+        self.transport = peers.transport_of(endpoint)
+        self.ipc_mode = ipc_mode or IpcMode(owner=endpoint_owner)
         self.context = context or zmq.Context.instance()
         self.max_message_size = max_message_size
         self.endpoint_owner = endpoint_owner
@@ -58,7 +56,8 @@ class ControlServer:
         self.socket: Any = None
         self._loop: gevent.Greenlet | None = None
         self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
-        self._operations = Operations()
+        # The command path the HTTP API shares (gcircus.control.runner); it records to the audit log.
+        self.runner = CommandRunner(arbiter, counts, audit, endpoint)
         self._outbox = ReplyOutbox(self._try_send)
         self._cap: ConnectionCap | None = None
 
@@ -71,7 +70,7 @@ class ControlServer:
         sock.rcvhwm = REQUEST_HWM
         sock.router_mandatory = 1  # a reply that cannot be queued raises instead of vanishing: it is counted
         try:
-            secured = bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.endpoint_owner, self.curve)
+            secured = bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.ipc_mode, self.curve)
         except Exception:
             sock.close()
             raise
@@ -87,9 +86,9 @@ class ControlServer:
             self._loop.kill()
         self._loop = None
         current = gevent.getcurrent()
-        others = [g for g in list(self._handlers) + self._operations.running() if g is not current]
+        others = [g for g in list(self._handlers) + self.runner.operations.running() if g is not current]
         gevent.joinall(others, timeout=grace)
-        self._operations.wait_replies_sent(grace)
+        self.runner.operations.wait_replies_sent(grace)
         self._outbox.close(grace)
         close_bound(self.socket, self.endpoint, self._cap, linger=int(grace * 1000))
         self.socket = self._cap = None
@@ -99,15 +98,17 @@ class ControlServer:
     def _receive_forever(self) -> None:
         while True:
             try:
-                frames = self.socket.recv_multipart(copy=True)
+                message = self.socket.recv_multipart(copy=False)
             except zmq.ZMQError as exc:
                 if exc.errno in (zmq.ETERM, zmq.ENOTSOCK):
                     return
                 log.error("control channel receive failed: %s", exc)
                 continue
-            self._handlers.spawn(self._handle_frames, frames)
+            # Who sent it is read now, while the connection it came from is surely still zmq's (see peers).
+            seen = peers.sight(message[-1], self.transport)
+            self._handlers.spawn(self._handle_frames, [frame.bytes for frame in message], seen)
 
-    def _handle_frames(self, frames: list[bytes]) -> None:
+    def _handle_frames(self, frames: list[bytes], seen: peers.Sighting) -> None:
         identity = frames[0]
         body = frames[1:]
         if len(body) == 2 and body[0] == b"":
@@ -123,72 +124,15 @@ class ControlServer:
             self._send(envelope, error_reply(f"message too large: {len(payload)} bytes (limit "
                                              f"{self.max_message_size})", MESSAGE_ERROR))
             return
-        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply))
+        peer = peers.identify(seen)
+        reply = self.handle(payload, lambda late_reply: self._send(envelope, late_reply), peer)
         if reply is not None:
             self._send(envelope, reply)
 
-    def handle(self, payload: bytes, reply_later) -> dict | None:
-        """Run one request; return the reply, or None for a cast (fire-and-forget) or a reply sent later.
-
-        A long command (Queued or Deferred) is answered at once, or, when the client asked for `waiting`, through
-        `reply_later(reply)` once it is done.
-        """
-        msg_id = None
-        cast = False
-        try:
-            message = decode_request(payload)
-            msg_id = message.get("id")
-            cast = message.get("msg_type") == "cast"
-            name = message["command"]
-            command = get_command(name)
-            execute = EXECUTORS.get(command.name) if command is not None else None
-            if command is None or execute is None:  # help is gcircusctl's own: the daemon does not know it either
-                raise ControlError(f"unknown command: {name!r}", UNKNOWN_COMMAND)
-            props = command.validate(message["properties"])
-            waiting = bool(props.get("waiting")) and not cast
-            if waiting:
-                self._operations.check_reply_can_wait()
-            result = execute(self.arbiter, props)
-            if isinstance(result, Deferred):
-                runner = self._operations.run(result.run, command.preempts)
-                result = Queued([runner], lambda values: values[0])
-            if isinstance(result, Queued):
-                if not waiting:
-                    self._operations.log_failures(name, result.results)
-                    result = None
-                else:
-                    head = payload[:200]  # what an error reply quotes; the request itself is not kept meanwhile
-                    self._operations.reply_when_done(result.results, result.shape, lambda fields, exc: reply_later(
-                        self._reply(fields, exc, msg_id, head)))
-                    return None
-            reply = ok_reply(result, msg_id)
-        except BadRequest as exc:
-            msg_id, cast = exc.msg_id, exc.cast
-            reply = error_reply(exc.reason, exc.errno, msg_id)
-        except Exception as exc:  # noqa: BLE001 - any failure becomes an error reply; the server keeps serving
-            reply = self._reply(None, exc, msg_id, payload)
-        if cast:
-            if reply.get("status") == "error":
-                log.warning("cast command failed: %s", reply["reason"])
-            return None
-        return reply
-
-    @staticmethod
-    def _reply(fields, exc: BaseException | None, msg_id, payload: bytes) -> dict:
-        """The reply for a command's outcome: its fields, or the error reply its exception maps to."""
-        if exc is None:
-            try:
-                return ok_reply(fields, msg_id)
-            except ControlError as bad:
-                exc = bad
-        if isinstance(exc, ControlError):
-            return error_reply(exc.reason, exc.errno, msg_id)
-        if isinstance(exc, QueueRefused):  # a full or cancelled command queue: said plainly, no traceback
-            return error_reply(str(exc), COMMAND_ERROR, msg_id)
-        if isinstance(exc, OSError):
-            return error_reply(str(exc), OS_ERROR, msg_id, exc)
-        log.error("control command failed", exc_info=(type(exc), exc, exc.__traceback__))
-        return error_reply(f"command {payload[:200]!r}: {exc}", COMMAND_ERROR, msg_id, exc)
+    def handle(self, payload: bytes, reply_later, peer: peers.Peer | None = None) -> dict | None:
+        """Run one request from `peer` (CommandRunner.handle; None: gcircusd itself): the reply, or None for a cast
+        or a reply sent later."""
+        return self.runner.handle(payload, reply_later, peer)
 
     def _send(self, envelope: list[bytes], reply: dict) -> None:
         if self.socket is None:

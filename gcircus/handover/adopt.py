@@ -13,13 +13,9 @@ from __future__ import annotations
 import logging
 import os
 
-import gevent.event
-
 from gcircus.handover import streams_bridge
-from gcircus.process import Process, ProcessExit, kick_reaper
+from gcircus.process import kick_reaper
 from gcircus.sockets import CircusSocket
-from gcircus.states import BACKOFF, READY, RUNNING, SPAWNED, STARTING
-from gcircus.watcher import SlotHistory
 
 log = logging.getLogger(__name__)
 
@@ -62,86 +58,36 @@ class Adoption:
             try:
                 if os.environ.get(BROKEN_ENV):
                     raise RuntimeError(f"{BROKEN_ENV} is set")
-                rebuild(watcher, state)
+                refused = watcher.adopt_handover(state)
             except Exception as exc:  # noqa: BLE001 - never lose children over a state this image cannot read
                 log.error("watcher %r: its state could not be rebuilt (%s): adopting its processes by pid only",
                           watcher.name, exc)
                 self.fallbacks.append(watcher.name)
-                _forget_partial(watcher)
-                rebuild(watcher, _identity_only(state))
+                watcher.forget_handover()  # closes the readiness pipes it wrapped already
+                _close_ready_fds(state)  # and those it did not: the fallback does not read them
+                refused = watcher.adopt_handover(_identity_only(state))
+            for entry in refused:
+                log.error("watcher %r: pid %d (wid %d) is in the hand-over state but is not a child of this "
+                          "gcircusd (gone already?): not adopted, not signalled", watcher.name, entry["pid"],
+                          entry["wid"])
+                _close_streams(entry)
             self.adopted.add(watcher.name)
         kick_reaper()  # exits that happened during the exec are reaped now, with their status and `reap` events
 
 
-def rebuild(watcher, state: dict) -> None:
-    """Give `watcher` its processes and lifecycle back from its snapshot `state`."""
-    with watcher._lock:
-        watcher._status, watcher.reason = state["state"], state["reason"]
-        watcher.refuse_commands(None)
-        if watcher._status in RUNNING:
-            watcher.outputs.prepare()
-        for entry in state["processes"]:
-            adopt_process(watcher, entry)
-        for key, value in state["policy"].items():
-            setattr(watcher.respawn_policy, key, [tuple(v) for v in value] if key == "pauses" else value)
-        for wid, history in state["history"].items():
-            slot = watcher._history.setdefault(int(wid), SlotHistory())
-            slot.restarts, slot.last_exit = history["restarts"], history["last_exit"]
-        if watcher._status == STARTING and state.get("waits_for_dependencies") is True:  # absent: an older image
-            watcher._dependency_wait = watcher._greenlet(watcher._wait_for_dependencies, watcher._generation)
-        elif watcher._status == BACKOFF and state["retry_in"] is not None:
-            watcher._retry_timer = watcher._later(state["retry_in"], watcher._retry_after_backoff, watcher._generation)
-        elif watcher._status in RUNNING and len(watcher.processes) < watcher.numprocesses:
-            watcher._schedule_fill()
-        watcher._wake_state_waiters()
-    log.info("watcher %r adopted: %s, %d processes", watcher.name, watcher._status, len(watcher.processes))
-
-
-def adopt_process(watcher, entry: dict) -> None:
-    """One process of the snapshot, supervised again; a pid that is not our child is logged and left alone."""
-    pid, wid = entry["pid"], entry["wid"]
-    spec = watcher._spawn_spec()
-    if entry["exit_status"] is not None:  # reaped by the old image, not handled yet: handled here
-        process = Process(watcher.name, wid, spec=spec, watcher=watcher, spawn=False, on_exit=watcher._on_exit)
-        process.pid, process.started, process.exit = pid, entry["started"], ProcessExit(entry["exit_status"])
-        process._exited.set()
-    else:
-        try:
-            process = Process.adopt(watcher.name, wid, spec, pid, entry["started"], watcher=watcher,
-                                    on_exit=watcher._on_exit)
-        except ChildProcessError:
-            log.error("watcher %r: pid %d (wid %d) is in the hand-over state but is not a child of this gcircusd"
-                      " (gone already?): not adopted, not signalled", watcher.name, pid, wid)
-            _close_streams(entry)
-            return
-    process.state = entry["state"] if entry["state"] else SPAWNED
-    process.ready_at, process.status_text, process.check_detail = (entry["ready_at"], entry["status_text"],
-                                                                    entry["check_detail"])
-    watcher.processes[pid] = process
-    watcher._handled[pid] = gevent.event.Event()
-    streams_bridge.reattach(watcher, process, entry["streams"])
-    if process.exit is not None:
-        watcher._on_exit(process)
-        return
-    watcher.checks.adopt(process, process.spec.env or {}, ready=process.state == READY)
-    if entry["expires_in"] is not None:
-        watcher._expiry[pid] = watcher._later(entry["expires_in"], watcher._expire, process)
-
-
 def _identity_only(state: dict) -> dict:
-    """The fallback: what identifies the processes (pid, wid, start, pipes), nothing of the lifecycle."""
+    """The fallback: what identifies the processes (pid, wid, start, output pipes), nothing of the lifecycle (a
+    process still waiting for fd:N readiness fails it: its pipe is not read)."""
     return {**state, "state": "active", "reason": "", "history": {}, "policy": {}, "retry_in": None,
-            "processes": [{**p, "expires_in": None} for p in state["processes"]]}
+            "processes": [{**p, "expires_in": None, "ready_fd": None} for p in state["processes"]]}
 
 
-def _forget_partial(watcher) -> None:
-    """Undo what a failed rebuild adopted already (child watchers disarmed, pipes closed), to adopt it again."""
-    for process in watcher.processes.values():
-        if process._child_watcher is not None:
-            process._child_watcher.stop()
-        watcher.checks.forget(process)
-    watcher.processes.clear()
-    watcher._handled.clear()
+def _close_ready_fds(state: dict) -> None:
+    """Close the fd:N readiness pipes a watcher's state carries (one already closed: nothing happens; nothing
+    was opened since forget_handover closed those it had wrapped, so no number was reused)."""
+    for entry in state["processes"]:
+        if entry.get("ready_fd") is not None:
+            streams_bridge.close_fd(entry["ready_fd"])
 
 
 def _leave_alone(state: dict, why: str) -> None:
@@ -153,3 +99,5 @@ def _leave_alone(state: dict, why: str) -> None:
 
 def _close_streams(entry: dict) -> None:
     streams_bridge.close(entry["streams"])
+    if entry.get("ready_fd") is not None:
+        streams_bridge.close_fd(entry["ready_fd"])

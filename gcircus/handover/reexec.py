@@ -19,6 +19,7 @@ import gevent
 import gevent.pool
 
 from gcircus import __version__
+from gcircus.control.publisher import EventPublisher
 from gcircus.handover import capture, snapshot, streams_bridge
 from gcircus.logsetup import flush_log
 
@@ -70,10 +71,9 @@ class Handover:
         no process being stopped (its stop would be cut short, and a retiring process is in no snapshot)."""
         if self.daemon.stopper is not None or self.arbiter.shutting_down.is_set():
             raise HandoverRefused("gcircusd is stopping")
-        if self.arbiter._reload_lock.locked():
+        if self.arbiter.reload_in_progress():
             raise HandoverRefused("a reloadconfig or restart is in progress; try again once it is done")
-        busy = [w.name for w in self.arbiter.watchers
-                if w._lock.locked() or len(w._commands) or w._retiring or w._leftover_stops or w._rotating_wids]
+        busy = [w.name for w in self.arbiter.watchers if w.is_changing()]
         if busy:
             raise HandoverRefused(f"watchers are busy (a command, or processes being stopped): {', '.join(busy)}; "
                                   f"try again once they are done")
@@ -81,9 +81,13 @@ class Handover:
     def _run(self, request: dict) -> None:
         log.info("handing over to a new image of gcircusd (pid %d stays): %d watchers, %d processes", os.getpid(),
                  len(self.arbiter.watchers), self.arbiter.numprocesses())
+        self.daemon.service_manager.handing_over()
+        self._hold_events()
         channels = self._close_channels()
         kept = streams_bridge.detach_all(self.arbiter)
         flush_log()  # what this image logged is written before it is replaced
+        if self.arbiter.audit is not None:
+            self.arbiter.audit.flush()  # and what it audited
         try:
             self._exec(request, kept)  # returns only if it failed
         except Exception as exc:  # noqa: BLE001 - whatever failed, this image keeps running as it was
@@ -97,10 +101,19 @@ class Handover:
             for channel in channels:
                 _reopen(channel)
             self._running = None
+            self.daemon.service_manager.handover_failed()
+
+    def _hold_events(self) -> None:
+        """From now on the events are held back (carried in the snapshot, or published by this image's event channel
+        again if the exec fails) until the subscribers of the event channel about to close are back."""
+        publisher = next((c.opened for c in self.arbiter.started_services()
+                          if isinstance(getattr(c, "opened", None), EventPublisher)), None)
+        if publisher is not None:
+            self.arbiter.hold_events(publisher.hold_back())
 
     def _close_channels(self) -> list:
         """Close the zmq channels (the new image binds their endpoints again); the ones closed, in start order."""
-        channels = [s for s in self.arbiter._started_services if hasattr(s, "opened") and s.opened is not None]
+        channels = [s for s in self.arbiter.started_services() if getattr(s, "opened", None) is not None]
         for channel in reversed(channels):
             channel.stop()
         return channels
@@ -109,9 +122,11 @@ class Handover:
         """Write the snapshot and exec, without yielding to the hub from here on (no exit is reaped in between)."""
         self.check_quiet()  # again: something may have begun while the channels closed and the streams drained
         pidfile = None
-        if self.pidfile is not None and self.pidfile._fd is not None:
-            pidfile = {"path": self.pidfile.path, "fd": self.pidfile._fd}
+        if self.pidfile is not None and self.pidfile.fd is not None:
+            pidfile = {"path": self.pidfile.path, "fd": self.pidfile.fd}
         state = capture.take(self.arbiter, kept, request, pidfile)
+        if self.arbiter.held_events is not None:
+            state["events"] = self.arbiter.held_events.to_state()
         fds = capture.carried_fds(state)
         fd = snapshot.write(state)
         argv = [sys.executable, *strip_options(sys.orig_argv[1:]), HANDOVER_OPTION, str(fd)]

@@ -28,6 +28,12 @@ _PROCESS = {"pid": (int,), "wid": (int,), "started": (float, int), "state": (str
             "expires_in": (float, int, type(None)),
             "streams": (dict,), "exit_status": (int, type(None))}
 
+# Optional (an older image does not write them): the events held back for the subscribers (gcircus.control.publisher),
+# a watcher's notify socket, a process's readiness still awaited (gcircus.checks.follow.readiness_state).
+_EVENTS = {"subscriptions": (int,), "events": (list,)}
+_NOTIFY_SOCKET = {"fd": (int,), "address": (str,)}
+_READINESS = {"ready_deadline": (float, int, type(None)), "ready_fd": (int, type(None))}
+
 
 def write(snapshot: dict) -> int:
     """The snapshot in a new memfd (inheritable, offset 0); OSError if it cannot be created or written."""
@@ -67,8 +73,14 @@ def validate(snapshot) -> None:
                             f"{VERSION}")
     for index, watcher in enumerate(snapshot["watchers"]):
         _check(watcher, _WATCHER, f"watchers[{index}]")
+        _check_optional(watcher, "notify_socket", _NOTIFY_SOCKET, f"watchers[{index}]")
         for number, process in enumerate(watcher["processes"]):
-            _check(process, _PROCESS, f"watcher {watcher['name']!r} processes[{number}]")
+            where = f"watcher {watcher['name']!r} processes[{number}]"
+            _check(process, _PROCESS, where)
+            _check({key: process.get(key) for key in _READINESS}, _READINESS, where)
+            if not isinstance(process.get("ready_sent", False), bool):
+                raise SnapshotError(f"{where}: 'ready_sent' has the wrong type")
+    _check_optional(snapshot, "events", _EVENTS, "the hand-over state")
     for name, fd in snapshot["sockets"].items():
         if not isinstance(fd, int) or fd < 0:
             raise SnapshotError(f"sockets[{name!r}] must be a descriptor number, not {fd!r}")
@@ -82,6 +94,11 @@ def _check(value, fields: dict, where: str) -> None:
             raise SnapshotError(f"{where}: {key!r} is missing")
         if isinstance(value[key], bool) or not isinstance(value[key], types):
             raise SnapshotError(f"{where}: {key!r} has the wrong type ({type(value[key]).__name__})")
+
+
+def _check_optional(value: dict, key: str, fields: dict, where: str) -> None:
+    if value.get(key) is not None:
+        _check(value[key], fields, f"{where}: {key!r}")
 
 
 def now() -> float:

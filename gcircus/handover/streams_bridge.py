@@ -38,7 +38,12 @@ def resume_all(arbiter, kept: dict[int, dict]) -> None:
 
 def close(exported: dict) -> None:
     for fd in descriptors(exported):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+        close_fd(fd)
+
+
+def close_fd(fd: int) -> None:
+    """Close a carried descriptor nothing will read (already closed: nothing to do)."""
+    try:
+        os.close(fd)
+    except OSError:
+        pass

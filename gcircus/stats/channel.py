@@ -21,7 +21,7 @@ from gcircus.procinfo import YIELD_AFTER
 from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
 from gcircus.wire.connection_cap import ConnectionCap
 from gcircus.wire.curve import KeyPair
-from gcircus.wire.endpoints import bind_private, close_bound
+from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,9 @@ class StatsPublisher:
     """A bound PUB socket sending `[topic, json]` pairs; never blocks (a full queue drops, as any PUB does)."""
 
     def __init__(self, endpoint: str, context=None, allow_remote: bool = False, option: str = "stats_endpoint",
-                 curve: KeyPair | None = None):
+                 ipc: IpcMode | None = None, curve: KeyPair | None = None):
         self.endpoint = endpoint
+        self.ipc = ipc
         self.context = context or gzmq.Context.instance()
         self.allow_remote = allow_remote
         self.option = option
@@ -51,7 +52,7 @@ class StatsPublisher:
         sock.linger = 0
         sock.sndhwm = SEND_HWM
         try:
-            secured = bind_private(sock, self.option, self.endpoint, self.allow_remote, curve=self.curve)
+            secured = bind_private(sock, self.option, self.endpoint, self.allow_remote, self.ipc, self.curve)
         except Exception:
             sock.close()
             raise

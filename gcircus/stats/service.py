@@ -11,6 +11,7 @@ import os
 from gcircus.options import DEFAULT_STATS_ENDPOINT
 from gcircus.stats.channel import StatsLoop, StatsPublisher
 from gcircus.wire.curve import KeyPair
+from gcircus.wire.endpoints import IpcMode
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ class StatsService:
     def __init__(self, arbiter, endpoint: str, interval: float = 1.0, context=None, curve: KeyPair | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
-        self.publisher = StatsPublisher(endpoint, context, bool(arbiter.allow_remote_endpoints), curve=curve)
+        self.publisher = StatsPublisher(endpoint, context, bool(arbiter.allow_remote_endpoints),
+                                        ipc=IpcMode.of(arbiter), curve=curve)
         self.loop = StatsLoop(self.publisher, self._groups, self._circus_pids, interval)
         # The loop's interval never changes, and its timing (the cost of the last sample) is updated in place.
         self.interval, self.timing = self.loop.interval, self.loop.timing

@@ -18,7 +18,8 @@ import gevent.pool
 from gcircus.expand import expand_circus_vars
 from gcircus.streams import factory, handover
 from gcircus.streams.console import console_pool
-from gcircus.streams.pump import PipeReader, StreamWriter
+from gcircus.streams.pump import PipeReader, StreamCounters, StreamWriter
+from gcircus.streams.tail import OutputTail
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,13 @@ class WatcherOutputs:
         for name in STREAMS:
             self._validate(name, self.confs[name])
         self._writers: dict[tuple, StreamWriter] = {}
+        # Per stream, what its sinks took and their failures, whichever writer served it (for gcircusd's metrics).
+        self.counters = {name: StreamCounters() for name in STREAMS}
         self._readers: dict[int, list[PipeReader]] = {}  # by pid, until the process exits
         self._open_readers: set[PipeReader] = set()  # until end of file (leftover processes may hold a pipe)
         self._retiring = gevent.pool.Group()  # closing writers replaced by `update` once their readers are done
         self._image = uuid.uuid4().hex  # names this object in its exports: adopting one's own export (exec failed)
+        self.tail = OutputTail()  # the latest output of every piped stream, for the dashboard
 
     def _validate(self, name: str, conf: dict) -> None:
         """Refuse a bad stream configuration when the watcher is built or changed, not at the first write."""
@@ -80,7 +84,7 @@ class WatcherOutputs:
                 writer = self._writer(name, process.wid, process.env or {})
                 fd = os.dup(pipe.fileno())
                 try:
-                    readers.append(PipeReader(fd, writer, process.pid, name, process.wid))
+                    readers.append(PipeReader(fd, writer, process.pid, name, process.wid, tail=self.tail))
                 except BaseException:
                     os.close(fd)
                     raise
@@ -186,7 +190,8 @@ class WatcherOutputs:
                     writer.put({"data": data, "pid": process.pid, "name": name, "wid": process.wid,
                                 "partial": partial}, force=True)
             if stream.fd is not None:
-                readers.append(PipeReader(stream.fd, writer, process.pid, name, process.wid, pending=stream.partial))
+                readers.append(PipeReader(stream.fd, writer, process.pid, name, process.wid, pending=stream.partial,
+                                          tail=self.tail))
         if readers:
             self._readers[process.pid] = readers
         for reader in readers:
@@ -214,7 +219,7 @@ class WatcherOutputs:
             label = f"watcher {self.watcher_name!r} {name}"
             fd = self._output_fd(name, conf)
             writer = StreamWriter(sink, label, on_error=lambda error, n=name: self._report(n, error),
-                                  pool=console_pool(fd) if fd is not None else None)
+                                  pool=console_pool(fd) if fd is not None else None, counters=self.counters[name])
             writer.prepare()
             self._writers[key] = writer
         return writer

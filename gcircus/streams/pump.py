@@ -33,12 +33,27 @@ CLOSE_WAIT = 2.0  # seconds a sink's close may take (a blocked output must not h
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
+class StreamCounters:
+    """What the sinks of one stream took (bytes and lines written) and how often a sink call failed, for metrics."""
+
+    __slots__ = ("bytes", "lines", "failures")
+
+    def __init__(self):
+        self.bytes = self.lines = self.failures = 0
+
+    def written(self, data: bytes) -> None:
+        self.bytes += len(data)
+        self.lines += data.count(b"\n") + (not data.endswith(b"\n"))
+
+
 class StreamWriter:
     """Feeds one sink from a bounded queue, in order, off the hub."""
 
-    def __init__(self, sink, label: str, on_error=None, limit: int = QUEUE_LIMIT, pool=None):
+    def __init__(self, sink, label: str, on_error=None, limit: int = QUEUE_LIMIT, pool=None,
+                 counters: StreamCounters | None = None):
         self.sink = sink
         self.label = label
+        self.counters = counters if counters is not None else StreamCounters()
         self._pool = pool if pool is not None else gevent.get_hub().threadpool  # where the sink is called
         self.on_error = on_error
         self.limit = limit
@@ -233,7 +248,8 @@ class StreamWriter:
             elif not record.get("handed_over"):
                 self._current = record
                 try:
-                    self._attempt(pool, self.sink, record)
+                    if self._attempt(pool, self.sink, record):
+                        self.counters.written(record["data"])
                 finally:
                     self._current = None
             self._records.popleft()
@@ -243,8 +259,9 @@ class StreamWriter:
             if self.queued < self.limit // 2:
                 self._room.set()
 
-    def _attempt(self, pool, func, *args) -> None:
-        """Run a sink call until it succeeds; report the first failure and the recovery once each.
+    def _attempt(self, pool, func, *args) -> bool:
+        """Run a sink call until it succeeds (True), or drop it if the sink raises something else than OSError (False);
+        report the first failure and the recovery once each, count every failed call.
 
         One line each, without a traceback (that is logged at debug level): a full disk fails every retry.
         """
@@ -257,6 +274,8 @@ class StreamWriter:
             finally:
                 self._calling = False
                 self._call_done.set()
+            if error is not None:
+                self.counters.failures += 1
             if isinstance(error, OSError):
                 self._last_error = str(error)
                 if not self._failing:
@@ -279,7 +298,7 @@ class StreamWriter:
                               self.label, type(error).__name__, error)
                     log.debug("%s: the failure", self.label, exc_info=error)
                 self._broken += 1
-                return
+                return False
             if self._failing:
                 self._failing = False
                 log.warning("%s: writing works again", self.label)
@@ -288,7 +307,7 @@ class StreamWriter:
             if self._broken:
                 log.warning("%s: the sink works again (%d records dropped)", self.label, self._broken)
                 self._broken = 0
-            return
+            return True
 
 
 def _call(func, args):
@@ -320,10 +339,15 @@ def _read(fd: int) -> bytes:
 class PipeReader:
     """Reads one child pipe to EOF and hands whole-line records to a writer."""
 
-    def __init__(self, fd: int, writer: StreamWriter, pid: int, name: str, wid: int, pending: bytes = b""):
-        """`pending`: the head of a line read before (by a previous image, see `detach`), continued by the next read."""
+    def __init__(self, fd: int, writer: StreamWriter, pid: int, name: str, wid: int, pending: bytes = b"",
+                 tail=None):
+        """`pending`: the head of a line read before (by a previous image, see `detach`), continued by the next read.
+
+        `tail` (a gcircus.streams.tail.OutputTail) is given every record too, for the dashboard's log tail.
+        """
         self.fd = fd
         self.writer = writer
+        self.tail = tail
         self.pid = pid
         self.name = name
         self.wid = wid
@@ -386,8 +410,10 @@ class PipeReader:
             self._emit(data, True, force)
 
     def _emit(self, data: bytes, partial: bool, force: bool) -> None:
-        self.writer.put({"data": data, "pid": self.pid, "name": self.name, "wid": self.wid, "partial": partial},
-                        force=force)
+        record = {"data": data, "pid": self.pid, "name": self.name, "wid": self.wid, "partial": partial}
+        self.writer.put(record, force=force)
+        if self.tail is not None:
+            self.tail.add(record)
 
     def drain(self) -> None:
         """Take everything the pipe holds now, whatever the queue's limit (the child has exited).

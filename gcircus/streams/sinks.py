@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from gcircus import journal
+from gcircus import integrity, journal
 from gcircus.options import to_bool, to_int, to_size
 from gcircus.streams.rotation import TimeSchedule, expired_backups, rotate_numbered
 
@@ -196,7 +196,9 @@ class _FileSink(_Sink):
         directory = os.path.dirname(self.filename)
         if directory:
             os.makedirs(directory, exist_ok=True)
-        fd = os.open(self.filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # As root, not through a symbolic link another user planted: an OSError, so a sink failure (retried).
+        fd = integrity.open_unplanted(self.filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644,
+                                      "stream file")
         try:
             stat = os.fstat(fd)
         except OSError:

@@ -1,5 +1,6 @@
 """Endpoint safety rules: control and event sockets stay on loopback unless they require CURVE or the operator opts in
-explicitly."""
+explicitly, and an ipc:// socket file is created with the mode, owner and group the operator chose, in a directory no
+one else can replace it from."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +10,7 @@ import os
 import pwd
 import socket
 import stat
+from dataclasses import dataclass
 from urllib.parse import urlparse
 
 import zmq
@@ -19,7 +21,86 @@ OPT_IN = "allow_remote_endpoints"
 
 
 class EndpointNotAllowed(ValueError):
-    """A TCP endpoint on a non-loopback address without CURVE or the explicit opt-in."""
+    """A TCP endpoint on a non-loopback address without CURVE or the explicit opt-in, or an ipc:// path under a
+    directory other users can write to."""
+
+
+@dataclass(frozen=True)
+class IpcMode:
+    """How an ipc:// socket file is made: its mode (None: 0600), group ([circus] endpoint_mode, endpoint_group) and,
+    for the control socket only, its owner (endpoint_owner)."""
+
+    mode: int | None = None
+    group: str | None = None
+    owner: str | None = None
+
+    @classmethod
+    def of(cls, arbiter, owned: bool = False) -> IpcMode:
+        """The arbiter's [circus] endpoint_mode and endpoint_group; its endpoint_owner too if `owned`."""
+        return cls(getattr(arbiter, "endpoint_mode", None), getattr(arbiter, "endpoint_group", None),
+                   getattr(arbiter, "endpoint_owner", None) if owned else None)
+
+    @property
+    def file_mode(self) -> int:
+        return (stat.S_IRUSR | stat.S_IWUSR) if self.mode is None else self.mode & 0o777
+
+    @property
+    def directory_mode(self) -> int:
+        """A directory gcircusd creates: 0700, plus search (never listing nor writing) for those the file's mode lets
+        connect: the group, others, or the endpoint_owner (who is an other)."""
+        mode = 0o700
+        if self.file_mode & 0o060:
+            mode |= 0o010
+        if self.file_mode & 0o006 or self.owner:
+            mode |= 0o001
+        return mode
+
+
+def unsafe_directory(path: str) -> str | None:
+    """The first existing directory above the ipc:// file `path` that is group- or world-writable without the sticky
+    bit (someone else could rename it away and put their own socket in its place), or None when there is none."""
+    directory = os.path.dirname(os.path.realpath(path))
+    while True:
+        try:
+            mode = os.stat(directory).st_mode
+        except FileNotFoundError:
+            mode = None
+        if mode is not None and mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+            return directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+def check_ipc_directory(option: str, endpoint: str) -> None:
+    """EndpointNotAllowed naming the directory when an ipc:// endpoint's file would be under an unsafe one."""
+    path = ipc_path(endpoint)
+    unsafe = unsafe_directory(path) if path else None
+    if unsafe:
+        raise EndpointNotAllowed(
+            f"refusing to bind {option} {endpoint}: the directory {unsafe} is writable by other users and has no "
+            f"sticky bit, so one of them could replace the socket (or a directory above it) with their own. Use a "
+            f"directory only gcircusd's user can write, e.g. /run/gcircus (gcircusd creates a missing one 0700)")
+
+
+def _make_directory(path: str, ipc: IpcMode) -> None:
+    """Create the missing directories above the ipc:// file `path` with ipc.directory_mode (given to the group)."""
+    missing = []
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
+            os.chmod(directory, ipc.directory_mode)
+            if ipc.group:
+                os.lchown(directory, -1, _group_id(ipc.group))
+
+
+def _group_id(group: str) -> int:
+    return int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
 
 
 def ipc_path(endpoint: str) -> str | None:
@@ -100,19 +181,25 @@ def close_bound(sock, endpoint: str, cap=None, linger: int | None = None) -> Non
             os.unlink(path)
 
 
-def bind_private(sock, option: str, endpoint: str, allow_remote: bool, owner: str | None = None,
+def bind_private(sock, option: str, endpoint: str, allow_remote: bool, ipc: IpcMode | str | None = None,
                  curve: KeyPair | None = None) -> bool:
     """Bind a zmq socket the safe way: a tcp:// one as a CURVE server when `curve` keys are given, else on loopback
-    unless opted in; an ipc:// file created 0600 (owned by `owner`). Returns True when the socket requires CURVE.
+    unless opted in; an ipc:// file created 0600, then given the mode, group and owner of `ipc` (an IpcMode, or the
+    endpoint owner's name), under a directory no one else may write. Returns True when the socket requires CURVE.
 
-    The umask is narrowed around the bind, so the ipc file never exists with wider permissions, even briefly.
-    Raises EndpointNotAllowed, or OSError naming the option and endpoint when the bind itself fails.
+    The umask is narrowed around the bind, so the ipc file never exists with wider permissions, even briefly; missing
+    directories are created 0700 (see IpcMode.directory_mode). Raises EndpointNotAllowed (a remote address without
+    CURVE or the opt-in, an unsafe directory), or OSError naming the option and endpoint when the bind itself fails.
     """
+    ipc = ipc if isinstance(ipc, IpcMode) else IpcMode(owner=ipc)
     secured = curve is not None and is_tcp_endpoint(endpoint)
     check_bind_allowed(option, endpoint, allow_remote, secured)
     if curve is not None and secured:
         serve_curve(sock, curve, f"{option} {endpoint}")
     path = ipc_path(endpoint)
+    if path:
+        check_ipc_directory(option, endpoint)
+        _make_directory(path, ipc)
     if path and ipc_in_use(path):
         raise OSError(f"cannot bind {option} {endpoint}: another process (a gcircusd already running?) listens on "
                       f"it. Stop it first, or use another path; a file nobody listens on is taken over")
@@ -125,8 +212,18 @@ def bind_private(sock, option: str, endpoint: str, allow_remote: bool, owner: st
         if old_umask is not None:
             os.umask(old_umask)
     if path:
-        os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
-        if owner:
-            entry = pwd.getpwuid(int(owner)) if owner.isdigit() else pwd.getpwnam(owner)
-            os.chown(path, entry.pw_uid, grp.getgrgid(entry.pw_gid).gr_gid)
+        _give_file(path, ipc)
     return secured
+
+
+def _give_file(path: str, ipc: IpcMode) -> None:
+    """The bound ipc:// file's owner and group first (while it is still 0600), then its mode."""
+    uid = gid = -1
+    if ipc.owner:
+        entry = pwd.getpwuid(int(ipc.owner)) if ipc.owner.isdigit() else pwd.getpwnam(ipc.owner)
+        uid, gid = entry.pw_uid, entry.pw_gid
+    if ipc.group:
+        gid = _group_id(ipc.group)
+    if (uid, gid) != (-1, -1):
+        os.lchown(path, uid, gid)
+    os.chmod(path, ipc.file_mode)

@@ -8,6 +8,8 @@ MESSAGE_ERROR = 3
 OS_ERROR = 4
 COMMAND_ERROR = 5
 BAD_MSG_DATA_ERROR = 6
+# gcircus's own: the sender lacks the role the command needs (README, Securing the control channel). Nothing changed.
+ACCESS_REFUSED = 7
 
 
 class ControlError(Exception):
@@ -28,10 +30,23 @@ class MessageError(ControlError):
     errno = MESSAGE_ERROR
 
 
+class Refused(MessageError):
+    """A request a policy refuses (endpoint_owner's and the run-as limits, gcircus.control.ownership; the roles,
+    AccessRefused): nothing changed. The reply is that of any invalid request unless a subclass says otherwise; the
+    audit log records it as `refused`."""
+
+
 class CommandError(ControlError):
     """The command was valid but could not be carried out."""
 
     errno = COMMAND_ERROR
+
+
+class AccessRefused(Refused):
+    """The peer's role (its [access] grants) is weaker than the one the command needs; the reason names both. Its own
+    errno (7), and a `refused` audit line as every Refused."""
+
+    errno = ACCESS_REFUSED
 
 
 class ArgumentError(Exception):

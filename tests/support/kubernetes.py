@@ -13,6 +13,10 @@ import re
 import shutil
 import sys
 import tempfile
+import urllib.error
+import urllib.request
+
+from tests.support.ports import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KUBERNETES = os.path.join(ROOT, "conf", "kubernetes")
@@ -99,12 +103,15 @@ def replace_counted(text: str, old: str, new: str, count: int = 1) -> str:
     return text.replace(old, new)
 
 
-def local_config(run_dir: str, port: int, extra: str = "") -> str:
-    """The image's config, as the Dockerfile installs it, with the control sockets in `run_dir`, the [socket:web] on
-    127.0.0.1:`port` and the web app taken from the repository; `extra` is appended. Written to run_dir; its path."""
+def local_config(run_dir: str, port: int, extra: str = "", probe_port: int | None = None) -> str:
+    """The image's config, as the Dockerfile installs it, with the control and HTTP sockets in `run_dir`, the
+    [socket:web] on 127.0.0.1:`port`, the probe listener on 127.0.0.1:`probe_port` (a free one if None) and the web
+    app taken from the repository; `extra` is appended. Written to run_dir; its path."""
     with open(image_file(container_command()[-1])) as f:
         text = f.read()
     text = replace_counted(text, f"= ipc://{CONTROL_DIR}/", f"= ipc://{run_dir}/", count=2)
+    text = replace_counted(text, f"bind = unix:{CONTROL_DIR}/", f"bind = unix:{run_dir}/")
+    text = replace_counted(text, "probe_bind = 0.0.0.0:9103", f"probe_bind = 127.0.0.1:{probe_port or free_port()}")
     text = replace_counted(text, "host = 0.0.0.0", "host = 127.0.0.1")
     text = replace_counted(text, "port = 8080", f"port = {port}")
     app_dir = os.path.dirname(image_file("/app/webapp.py"))
@@ -149,6 +156,22 @@ def command_after(anchor: str, text: str | None = None) -> list[str]:
     raise AssertionError(f"no command after {anchor}:")
 
 
+def http_get_after(anchor: str, text: str | None = None) -> tuple[str, str]:
+    """(path, port) of the `httpGet:` probe first found after the line `anchor:` (port as written: a name)."""
+    lines = (text or manifest_text()).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"{anchor}:")
+    assert lines[start + 1].strip() == "httpGet:", f"{anchor}: expected an httpGet probe"
+    fields = dict(line.strip().partition(": ")[::2] for line in lines[start + 2:start + 4])
+    return fields["path"], fields["port"]
+
+
+def container_port(name: str, text: str | None = None) -> int:
+    """The containerPort of the port called `name` in the manifest."""
+    lines = (text or manifest_text()).splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == f"- name: {name}")
+    return int(lines[start + 1].strip().removeprefix("containerPort:"))
+
+
 def integer(key: str, text: str | None = None) -> int:
     """The value of the one `key: N` line of the manifest."""
     found = re.findall(rf"^\s*{re.escape(key)}:\s*(\d+)\s*$", text or manifest_text(), re.MULTILINE)
@@ -156,7 +179,18 @@ def integer(key: str, text: str | None = None) -> int:
     return int(found[0])
 
 
-def with_endpoint(command: list[str], endpoint: str) -> list[str]:
-    """A probe command aimed at `endpoint` instead of the image's control socket."""
-    assert any(ENDPOINT in part for part in command), command
-    return [part.replace(ENDPOINT, endpoint) for part in command]
+def status_of(url: str) -> int:
+    """The HTTP status of a GET of `url`, or 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError:
+        return 0
+
+
+def probe_status(probe: str, port: int) -> int:
+    """The HTTP status the kubelet would see for the manifest's `probe` sent to 127.0.0.1:`port` (0: no answer)."""
+    path, _ = http_get_after(probe)
+    return status_of(f"http://127.0.0.1:{port}{path}")

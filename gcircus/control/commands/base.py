@@ -12,7 +12,11 @@ import signal as signal_module
 from collections.abc import Callable
 from typing import Any, ClassVar, NamedTuple
 
+from gcircus.roles import DEFINE, OPERATE, READ
 from gcircus.wire.errors import ArgumentError, MessageError
+
+# The roles a command may need (gcircus.roles): each command class declares one as `role`.
+COMMAND_ROLES = (READ, OPERATE, DEFINE)
 
 COMMANDS: dict[str, Command] = {}
 
@@ -25,6 +29,8 @@ def register(cls: type[Command]) -> type[Command]:
     bool, true when the switch is given) unless `properties` does.
     """
     cls.name = cls.__name__.lower()
+    if cls.role not in COMMAND_ROLES:
+        raise TypeError(f"command {cls.name!r} declares no role (role = one of {', '.join(COMMAND_ROLES)})")
     cls.min_args = sum(prop.required for prop in cls.properties)
     flagged = {flag.prop for flag in cls.flags}
     cls.positional = cls.positional or tuple(("*" if prop.kind == "strlist" else "") + prop.name
@@ -79,6 +85,12 @@ class Command:
     preempts: ClassVar[bool] = False
     # Whether the shell completes this command's arguments with the daemon's watcher names.
     completes_watchers: ClassVar[bool] = True
+    # The role a peer needs to run it (gcircus.roles; README, Securing the control channel); declared by every command.
+    role: ClassVar[str] = ""
+
+    def role_for(self, props: dict) -> str:
+        """The role these validated properties need: `role`, unless a command's needs depend on what it is asked."""
+        return self.role
 
     def validate(self, props: dict) -> dict:
         """Type-check the declared properties (extra ones are ignored, as Circus does); fill in defaults."""

@@ -9,6 +9,7 @@ from collections import defaultdict
 from typing import Any
 
 from gcircus.control.commands.base import Command, Flag, Prop, register
+from gcircus.roles import READ
 from gcircus.wire.errors import ArgumentError
 
 INFOLINE = "{pid}  {cmdline} {username} {nice} {mem_info1} {mem_info2} {cpu} {mem} {ctime}"
@@ -36,6 +37,8 @@ class List(Command):
     list [NAME]
     """
 
+    role = READ
+
     properties = (Prop("name"),)
 
     def console(self, reply):
@@ -55,6 +58,8 @@ class Status(Command):
     for one watcher, the word alone (`procs NAME` tells the rest).
     """
 
+    role = READ
+
     properties = (Prop("name"),)
 
     def console(self, reply):
@@ -71,6 +76,8 @@ class ListSockets(Command):
 
     listsockets
     """
+
+    role = READ
 
     def console(self, reply):
         lines = []
@@ -106,6 +113,8 @@ class Stats(Command):
     user, nice, RSS, VMS, CPU %, memory %, CPU time; a process's children follow it, indented.
     """
 
+    role = READ
+
     properties = (Prop("name"), Prop("process", "any"))
     flags = (Flag("extended", "extended", help="also run the watchers' extended_stats hooks"),)
     int_args = ("process",)
@@ -127,6 +136,8 @@ class DStats(Command):
 
     dstats
     """
+
+    role = READ
 
     def console(self, reply):
         info = reply.get("info") or {}
@@ -150,6 +161,8 @@ class Options(Command):
     list there (autostart, copy_path, umask, hooks.*, rlimit_*...) are read with `get NAME KEY`.
     """
 
+    role = READ
+
     properties = (Prop("name", required=True),)
 
     def console(self, reply):
@@ -166,6 +179,8 @@ class Get(Command):
     option of that watcher; any other key is an error.
     """
 
+    role = READ
+
     properties = (Prop("name", required=True), Prop("keys", "strlist", required=True))
 
     def console(self, reply):
@@ -178,6 +193,8 @@ class GlobalOptions(Command):
 
     globaloptions [OPTION]
     """
+
+    role = READ
 
     properties = (Prop("option"),)
 
@@ -198,6 +215,8 @@ class NumProcesses(Command):
     numprocesses [NAME]
     """
 
+    role = READ
+
     properties = (Prop("name"),)
 
     def console(self, reply):
@@ -210,6 +229,8 @@ class NumWatchers(Command):
 
     numwatchers
     """
+
+    role = READ
 
     def console(self, reply):
         return str(reply.get("numwatchers"))
@@ -232,6 +253,8 @@ class Listen(Command):
     are seen.
     """
 
+    role = READ
+
     properties = (Prop("topics", "strlist"),)
     completes_watchers = False  # its arguments are topics
 
@@ -247,6 +270,8 @@ class Help(Command):
 
     gcircusctl answers it itself; the daemon does not know this command.
     """
+
+    role = READ
 
     positional = ("*names",)
     completes_watchers = False
@@ -270,6 +295,8 @@ class Keygen(Command):
     NAME.key to its clients.
     """
 
+    role = READ  # as help's: gcircusctl's own, never run by the daemon
+
     properties = (Prop("name", required=True), Prop("dir"))
     flags = (Flag("dir", "dir", takes_value=True, help="the directory to write the two files in (default: .)"),)
     completes_watchers = False
@@ -284,6 +311,8 @@ class IPython(Command):
 
     ipython
     """
+
+    role = READ
 
     NO_KERNEL = "gcircus does not embed an IPython kernel; inspect it through the control commands instead"
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from gcircus.control.commands.base import WAITING, Command, Flag, Prop, register
+from gcircus.roles import OPERATE
 
 MATCH = Flag("match", "match", takes_value=True, help="how NAME matches watchers: glob (default), simple, regex")
 WITH_DEPENDENCIES = Flag("with-dependencies", "with_dependencies",
@@ -22,6 +23,8 @@ class Start(Command):
     dependency order, each waited until active before the watchers depending on it start.
     """
 
+    role = OPERATE
+
     properties = (Prop("name"), Prop("match", default="glob"))
     flags = (WAITING, MATCH, WITH_DEPENDENCIES)
 
@@ -36,6 +39,8 @@ class Stop(Command):
     on it keeps running, and waits for it when it restarts); with --with-dependents, the watchers depending on it
     stop first, the last started first.
     """
+
+    role = OPERATE
 
     properties = (Prop("name"), Prop("match", default="glob"))
     flags = (WAITING, MATCH, WITH_DEPENDENTS)
@@ -60,6 +65,8 @@ class Restart(Command):
     started again, in dependency order, once it is active again.
     """
 
+    role = OPERATE
+
     properties = (Prop("name"), Prop("match", default="glob"))
     flags = (WAITING, MATCH, WITH_DEPENDENTS)
 
@@ -73,6 +80,8 @@ class Reload(Command):
     --terminate restarts instead of reloading gracefully; --sequential replaces one process at a time.
     """
 
+    role = OPERATE
+
     properties = (Prop("name"),)
     flags = (WAITING, Flag("terminate", "graceful", value=False, help="restart instead of a graceful reload"),
              Flag("sequential", "sequential", help="replace one process at a time"))
@@ -84,6 +93,8 @@ class Quit(Command):
 
     quit [--waiting]
     """
+
+    role = OPERATE
 
     flags = (WAITING,)
     preempts = True

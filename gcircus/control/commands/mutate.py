@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from gcircus import runtime_options
 from gcircus.control.commands.base import WAITING, Command, Flag, Prop, register
+from gcircus.options import only_schedules
+from gcircus.roles import DEFINE, OPERATE
 from gcircus.wire.errors import ArgumentError
 
 
@@ -12,6 +14,7 @@ class _Count(Command):
     properties = (Prop("name", required=True), Prop("nb", "int", default=1, minimum=0))
     flags = (WAITING,)
     int_args = ("nb",)
+    role = OPERATE
 
     def console(self, reply):
         return str(reply["numprocesses"]) if "numprocesses" in reply else "ok"
@@ -48,13 +51,15 @@ class Add(Command):
     The words after the name are joined with spaces into the command line. Over the protocol, `options` may hold
     any watcher option (as in a [watcher:NAME] section, rlimit_*, hooks.*, stdout_stream.* included). With
     endpoint_owner set, the watcher must run as that user, with its groups, and hooks, streams, sockets and copy_env
-    are refused (gcircus.control.ownership). With start and waiting, the reply lists the processes:
-    {"started": [pids], "kept": []}.
+    are refused (gcircus.control.ownership); the same holds for a non-root client of a root gcircusd, whose watcher
+    runs as itself (or a user [access] runas:NAME lists for it) when no uid is given. With start and waiting, the
+    reply lists the processes: {"started": [pids], "kept": []}.
     """
 
     properties = (Prop("name", required=True), Prop("cmd", required=True), Prop("args", "any"),
                   Prop("options", "object"))
     flags = (Flag("start", "start", help="start the watcher at once"), WAITING)
+    role = DEFINE
 
     def arguments(self, args):
         return {"name": args[0], "cmd": " ".join(args[1:])}
@@ -73,6 +78,7 @@ class Rm(Command):
 
     properties = (Prop("name", required=True),)
     flags = (Flag("nostop", "nostop", help="leave the processes running"), WAITING)
+    role = DEFINE
 
 
 @register
@@ -85,12 +91,21 @@ class Set(Command):
     before_start:mod.func,after_start:mod.func. A key that needs new processes (cmd, args, env, uid, gid,
     working_dir, shell, max_age...) makes one graceful reload of a running watcher; numprocesses adds or stops
     processes; the others (respawn, max_retry, close_child_*, rlimit_*, copy_env, streams...) apply from the
-    next spawn on. Each applied key publishes `updated`. With endpoint_owner set, a watcher that does not run as that
-    user only takes keys that change how many processes run and how they stop (gcircus.control.ownership).
+    next spawn on. Each applied key publishes `updated`. Scheduling keys alone (numprocesses, graceful_timeout,
+    respawn, stop_signal, priority...) need the operate role; any other key needs define. With endpoint_owner set,
+    or from a non-root client of a root gcircusd, a watcher that does not run as that user only takes keys that
+    change how many processes run and how they stop (gcircus.control.ownership).
     """
 
     properties = (Prop("name", required=True), Prop("options", "object", required=True))
     flags = (WAITING,)
+    role = DEFINE
+
+    def role_for(self, props):
+        """operate when every key only schedules (how many processes run, when, how they stop: the option table's
+        `scheduling` flag), as start/stop/incr do; define as soon as one key changes what runs or as whom."""
+        options = props.get("options") or {}
+        return OPERATE if options and all(only_schedules(key) for key in options) else DEFINE
 
     def arguments(self, args):
         if len(args) % 2 == 0:

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from gcircus.control.commands.base import Command, Prop, register
+from gcircus.roles import READ
 
 COLUMNS = ("PID", "WID", "STATE", "AGE", "RESTARTS", "LAST EXIT", "DETAIL")
 NONE = "-"  # what the table shows for a field that has no value
@@ -30,6 +31,8 @@ class Procs(Command):
     memory_current}}, "processes": [{pid, wid, state, age, started,
     restarts, last_exit: {pid, code, time, description} or null, ready_at, detail, status}]}.
     """
+
+    role = READ
 
     properties = (Prop("name", required=True),)
 

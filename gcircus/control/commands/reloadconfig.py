@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from gcircus.control.commands.base import Command, Flag, register
+from gcircus.roles import DEFINE
 
 
 @register
@@ -17,6 +18,8 @@ class ReloadConfig(Command):
     be applied live are listed as needing a restart. The reply carries the plan: {"plan": {...}}.
     --dry-run only computes and shows the plan. With --waiting the reply comes once the plan is applied.
     """
+
+    role = DEFINE
 
     flags = (Flag("waiting", "waiting", help="reply only once the new configuration is applied"),
              Flag("dry-run", "dry_run", help="show the plan without applying it"))
@@ -41,6 +44,8 @@ def format_plan(plan: dict) -> str:
     for key, (old, new) in c.get("changed", {}).items():
         how = "needs a restart of gcircusd" if key in needs else "applied"
         lines.append(f"[circus] {key}: {old!r} -> {new!r} ({how})")
+    if plan.get("http", {}).get("changed"):
+        lines.append("[http]: changed (needs a restart of gcircusd; the HTTP server keeps serving as it was)")
     p = plan.get("plugins", {})
     lines.extend(f"{name}: {kind}" for kind in ("added", "removed", "changed") for name in p.get(kind, []))
     s = plan.get("sockets", {})

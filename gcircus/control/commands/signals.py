@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from gcircus.control.commands.base import Command, Flag, Prop, int_arg, register
+from gcircus.roles import OPERATE
 from gcircus.wire.errors import ArgumentError
 
 WAITING = Flag("waiting", "waiting", help="reply only once the processes are gone")
@@ -19,6 +20,8 @@ class Signal(Command):
     number; 0 sends nothing and only checks that the processes exist. No event is published; a process that dies
     is reaped and respawned as usual.
     """
+
+    role = OPERATE
 
     properties = (Prop("name", required=True), Prop("signum", "signal", required=True, minimum=0), Prop("pid", "pid"),
                   Prop("childpid", "pid"))
@@ -46,6 +49,8 @@ class Kill(Command):
     `kill`, each exit `reap`, each replacement `spawn`.
     """
 
+    role = OPERATE
+
     properties = (Prop("name", required=True), Prop("pid", "pid"), Prop("signum", "signal"),
                   Prop("graceful_timeout", "number", minimum=0))
     flags = (Flag("signum", "signum", takes_value=True, help="signal to send first (default: the stop signal)"),
@@ -63,5 +68,7 @@ class Reopen(Command):
 
     With NAME, only that watcher's stream files are reopened.
     """
+
+    role = OPERATE
 
     properties = (Prop("name"),)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from gcircus.control.commands.base import Command, Flag, Prop, register
+from gcircus.roles import DEFINE
 
 
 @register
@@ -16,6 +17,8 @@ class Upgrade(Command):
     rebuild the watchers. --status asks how the last hand-over ended, without starting one. Refused for an arbiter
     embedded in another program (it is not gcircusd's process to replace) and while a reload or stop runs.
     """
+
+    role = DEFINE
 
     properties = (Prop("handover"),)  # the hand-over's id, chosen by the client (see gcircus.handover.reexec)
     flags = (Flag("reload", "reload", help="apply the configuration file after the hand-over"),

@@ -16,6 +16,19 @@ from gcircus.control.commands import COMMANDS
 from gcircus.wire.errors import MessageError
 
 Executor = Callable[[Any, dict], Any]
+
+
+class Props(dict):
+    """A request's validated properties, and who the watchers its sender adds or sets may run as (`run_as`, a
+    gcircus.control.ownership.Owner; None: no limit), set by the control server from the peer's identity."""
+
+    run_as: Any = None
+
+    @classmethod
+    def of(cls, props: dict, run_as) -> Props:
+        made = cls(props)
+        made.run_as = run_as
+        return made
 EXECUTORS: dict[str, Executor] = {}
 
 

@@ -70,6 +70,8 @@ def status(arbiter, props):
     reasons = {w.name: w.reason for w in arbiter.watchers if w.reason}
     if reasons:
         reply["reasons"] = reasons
+    if arbiter.audit is not None and arbiter.audit.enabled:  # gcircus's own too: where audit lines go, how many lost
+        reply["audit"] = arbiter.audit.status()
     return reply
 
 

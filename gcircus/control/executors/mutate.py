@@ -14,6 +14,12 @@ from gcircus.control.executors.base import Deferred, executes, get_watcher
 from gcircus.wire.errors import CommandError, MessageError
 
 
+def _limit(arbiter, props):
+    """Who the watchers of this request may run as: the endpoint owner's rights on its endpoint, else the limits of
+    the request's sender (executors.base.Props.run_as); None for no limit."""
+    return ownership.owner_of(arbiter) or getattr(props, "run_as", None)
+
+
 def _parse_options(options: dict, parse) -> dict:
     """Convert every option first; the first bad key or value is a MessageError and nothing is applied."""
     converted = {}
@@ -52,7 +58,9 @@ def add(arbiter, props):
         if "args" in options:
             raise MessageError("'args' is given both as a property and as an option")
         options["args"] = props["args"]
-    ownership.check_add(ownership.owner_of(arbiter), _parse_options(options, runtime_options.parse))
+    limit = _limit(arbiter, props)
+    options = ownership.with_default_uid(limit, options)
+    ownership.check_add(limit, _parse_options(options, runtime_options.parse))
     try:
         kwargs = runtime_options.watcher_kwargs(options)
         watcher = arbiter.add_watcher(name, runtime_options.parse("cmd", props["cmd"]), **kwargs)
@@ -85,7 +93,7 @@ def rm(arbiter, props):
 def set_options(arbiter, props):
     watcher = get_watcher(arbiter, props["name"])
     changes = _parse_options(props["options"], runtime_options.parse_set)
-    ownership.check_set(ownership.owner_of(arbiter), watcher, changes)
+    ownership.check_set(_limit(arbiter, props), watcher, changes)
     try:
         if "depends_on" in changes:  # a name no watcher has, or a cycle
             arbiter.check_dependencies(arbiter.watchers, {watcher.name: changes["depends_on"]})
@@ -94,7 +102,7 @@ def set_options(arbiter, props):
         raise MessageError(str(exc)) from None
 
     def guard():  # again under the watcher's lock: a reloadconfig may have changed who it runs as meanwhile
-        ownership.check_set(ownership.owner_of(arbiter), watcher, changes)
+        ownership.check_set(_limit(arbiter, props), watcher, changes)
 
     def apply():
         try:

@@ -62,5 +62,7 @@ def reopen(arbiter, props):
         get_watcher(arbiter, props["name"]).reopen_streams()
     else:
         reopen_log_files()
+        if arbiter.audit is not None:
+            arbiter.audit.reopen()
         arbiter.reopen_streams()
     return None
