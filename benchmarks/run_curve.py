@@ -42,7 +42,7 @@ GOAL_MS = 1.0
 
 
 class CurveGCircus(GCircus):
-    """gcircusd whose tcp:// channels require CURVE, with one listed client key."""
+    """gcircusd whose tcp:// channels require CURVE, with one listed client key, granted read."""
 
     def __init__(self, keys_dir: Path):
         super().__init__()
@@ -56,6 +56,7 @@ class CurveGCircus(GCircus):
     def command(self, tmp, n, marker):
         path = tmp / "circus.ini"
         path.write_text(circus_section(curve_secret_key=self.server_secret, curve_clients=self.clients)
+                        + "[access]\ncurve:bench = read\n\n"  # a listed key without a grant may run nothing
                         + f"[watcher:work]\ncmd = {SLEEP}\nargs = {marker}\nnumprocesses = {n}\n")
         return self.argv(path)
 

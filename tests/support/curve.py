@@ -1,4 +1,5 @@
-"""CURVE key pairs in a tmp dir and a gcircusd whose tcp:// channels require them."""
+"""CURVE key pairs in a tmp dir and a gcircusd whose tcp:// channels require them (alice, a listed key, is granted
+`define` in [access]: a listed key without a grant may run nothing)."""
 from __future__ import annotations
 
 import os
@@ -73,9 +74,11 @@ class CurveDaemon:
             return client.call(command, **props)
 
 
-def start_curve_daemon(daemon_factory, tmp_path, keys: Keys, endpoint: str | None = None,
-                       numprocesses: int = 1) -> CurveDaemon:
-    """Start it (control on `endpoint`, else a free loopback port) and return once alice's `list` sees it running."""
+def start_curve_daemon(daemon_factory, tmp_path, keys: Keys, endpoint: str | None = None, numprocesses: int = 1,
+                       grants: str = "", circus: str = "") -> CurveDaemon:
+    """Start it (control on `endpoint`, else a free loopback port) and return once alice's `list` sees it running.
+
+    `grants`: more [access] lines (one a line) besides `curve:alice = define`; `circus`: more [circus] lines."""
     endpoint = endpoint or f"tcp://127.0.0.1:{free_port()}"
     pubsub, stats = (f"tcp://127.0.0.1:{free_port()}" for _ in range(2))
     config = write_config(tmp_path / "circus.ini", f"""
@@ -87,6 +90,11 @@ def start_curve_daemon(daemon_factory, tmp_path, keys: Keys, endpoint: str | Non
         stats_interval = 0.2
         curve_secret_key = {keys.server_secret}
         curve_clients = {keys.clients}
+        {_indented(circus)}
+
+        [access]
+        curve:alice = define
+        {_indented(grants)}
 
         [watcher:sleeper]
         cmd = sleep 1000
@@ -105,3 +113,8 @@ def start_curve_daemon(daemon_factory, tmp_path, keys: Keys, endpoint: str | Non
             return False
     wait_for(ready, 20, message="gcircusd answering alice (over CURVE on tcp://)")
     return running
+
+
+def _indented(lines: str) -> str:
+    """`lines` for a write_config block: every line after the first at the block's indent (8 spaces)."""
+    return "\n        ".join(line.strip() for line in lines.strip().splitlines())
