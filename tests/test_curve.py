@@ -1,6 +1,7 @@
 """CURVE on a real gcircusd: listed keys get in on the control, event and stats channels (gcircusctl, listen,
 gcircusd-stats, the library clients); a missing or unlisted key is refused, said to the client and logged; channels
-without CURVE keep serving plain Circus clients; reloadconfig revokes a removed key; CURVE allows a remote bind."""
+without CURVE keep serving plain Circus clients; reloadconfig revokes a removed key, on connections opened before
+too; CURVE allows a remote bind."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from gcircus.client import Client, HandshakeRefused
 from gcircus.consumer import Consumer
 from gcircus.control.zap import ZapHandler
 from gcircus.wire.curve import key_prefix
+from gcircus.wire.errors import ACCESS_REFUSED
 from tests.support.control import Wire
 from tests.support.curve import Keys, start_curve_daemon
 from tests.support.daemons import write_config
@@ -126,10 +128,17 @@ def test_channels_without_curve_serve_plain_circus_clients(tmp_path, daemon_fact
 
 def test_reloadconfig_revokes_a_removed_key(tmp_path, daemon_factory, keys):
     keys.client("bob", listed=True)
-    running = start_curve_daemon(daemon_factory, tmp_path, keys)
-    assert running.call("list", as_client="bob")["status"] == "ok"
-    os.unlink(os.path.join(keys.clients, "bob.key"))
-    assert running.call("reloadconfig")["status"] == "ok"
+    running = start_curve_daemon(daemon_factory, tmp_path, keys, grants="curve:bob = operate")
+    with Client(running.endpoint, timeout=30, **keys.options("bob")) as opened_before:
+        assert opened_before.call("list")["status"] == "ok"
+        os.unlink(os.path.join(keys.clients, "bob.key"))
+        assert running.call("reloadconfig")["status"] == "ok"
+        # The connection bob opened before stays open, but each of its requests is refused from now on.
+        for command, props in (("list", {}), ("incr", {"name": "sleeper"})):
+            reply = opened_before.call(command, **props)
+            assert reply["status"] == "error" and reply["errno"] == ACCESS_REFUSED, reply
+            assert "CURVE client 'bob'" in reply["reason"] and "no longer in curve_clients" in reply["reason"]
+    assert len(running.call("list", name="sleeper")["pids"]) == 1  # the refused incr changed nothing
     refused = ctl("--endpoint", running.endpoint, *keys.argv("bob"), "list")
     assert refused.returncode == 1 and "refused this client's CURVE key" in refused.stderr
     wait_for(lambda: "removed bob" in running.daemon.output(), message="the revocation in the log")

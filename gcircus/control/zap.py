@@ -109,6 +109,7 @@ class CurveAuthority:
         self.keys: KeyPair = read_secret_certificate(secret_key)
         self.clients_dir = clients_dir
         self.clients = read_client_keys(clients_dir)
+        self.names = frozenset(self.clients.values())
         self.handler: ZapHandler | None = None
 
     def start(self) -> None:
@@ -123,8 +124,10 @@ class CurveAuthority:
             handler.close()
 
     def reload_clients(self, clients_dir: str | None = None) -> None:
-        """Read the clients directory again (another one, if given): added keys are let in and removed ones refused
-        from their next connection. A directory that cannot be read keeps the list as it was, said in the log."""
+        """Read the clients directory again (another one, if given): added keys are let in; removed ones are refused
+        from their next connection, and each request over a connection opened before is refused too (is_listed,
+        checked by gcircus.control.access). A directory that cannot be read keeps the list as it was, said in the
+        log."""
         clients_dir = clients_dir or self.clients_dir
         try:
             clients = read_client_keys(clients_dir)
@@ -133,16 +136,14 @@ class CurveAuthority:
             return
         added = sorted(set(clients.values()) - set(self.clients.values()))
         removed = sorted(set(self.clients.values()) - set(clients.values()))
-        self.clients_dir, self.clients = clients_dir, clients
+        self.clients_dir, self.clients, self.names = clients_dir, clients, frozenset(clients.values())
         if self.handler is not None:
             self.handler.clients = clients
         if added or removed:
             log.info("CURVE: curve_clients reloaded from %s: added %s, removed %s", clients_dir,
                      ", ".join(added) or "none", ", ".join(removed) or "none")
 
-    def is_listed(self, user_id: str | None) -> bool:
-        """True when `user_id` (a message's User-Id) is `curve:NAME` for a client still listed: a request over a
-        connection made before its key was removed can be told apart from one by a current client."""
-        if not user_id or not user_id.startswith(USER_ID_PREFIX):
-            return False
-        return user_id[len(USER_ID_PREFIX):] in self.clients.values()
+    def is_listed(self, name: str) -> bool:
+        """True when client NAME (of a `curve:NAME` User-Id) is still listed: a request over a connection made
+        before its key was removed can be told apart from one by a current client."""
+        return name in self.names
