@@ -29,10 +29,13 @@ class ControlError(RuntimeError):
 class CircusProtocolClient:
     """One DEALER on a Circus-compatible control endpoint (what circusctl does, minus the import cost)."""
 
-    def __init__(self, endpoint: str, timeout: float = 30.0):
+    def __init__(self, endpoint: str, timeout: float = 30.0, curve=None):
+        """`curve`: keys with an `apply(socket)` (gcircus.wire.curve.ClientKeys) for an endpoint requiring CURVE."""
         self.socket = zmq.Context.instance().socket(zmq.DEALER)
         self.socket.linger = 0
         self.socket.setsockopt(zmq.IDENTITY, uuid.uuid4().hex.encode())
+        if curve is not None:
+            curve.apply(self.socket)
         self.socket.connect(endpoint)
         self.timeout_ms = int(timeout * 1000)
         self.conflicts = 0

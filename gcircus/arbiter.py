@@ -56,6 +56,7 @@ class Arbiter:
                  loglevel: str | None = None, logoutput: str | None = None, loggerconfig: str | None = None,
                  fqdn_prefix: str | None = None, umask: int | None = None, endpoint_owner: str | None = None,
                  subreaper: bool = False, config_path: str | None = None, allow_remote_endpoints: bool = False,
+                 curve_secret_key: str | None = None, curve_clients: str | None = None,
                  max_message_size: int = CIRCUS_OPTIONS["max_message_size"].default,
                  watcher_defaults: dict | None = None, stats_interval: float = 1.0, background: bool = False,
                  name: str | None = None, cgroup_root: str | None = None, access: Grants | None = None,
@@ -87,6 +88,8 @@ class Arbiter:
         self.subreaper = subreaper
         self.config_path = config_path
         self.allow_remote_endpoints = allow_remote_endpoints
+        self.curve_secret_key = curve_secret_key  # with curve_clients: the channels require CURVE (gcircus.daemon)
+        self.curve_clients = curve_clients
         self.watcher_defaults = dict(watcher_defaults or {})
         self.stats_interval = float(stats_interval)
         self.background = bool(background)  # start() returns once started instead of blocking until stopped

@@ -11,6 +11,10 @@ Green or plain: a waiting call must not freeze a gevent hub, yet plain threads s
 already has a gevent hub (gevent code runs or ran there) or the socket module is monkey-patched; otherwise it uses
 plain `zmq` and blocks only its own thread. Pass `green=True/False` to choose. A client belongs to the thread that
 built it; inside that thread, greenlets (or callers) sharing one client take turns.
+
+CURVE: with `curve_key` (this client's secret certificate) and `server_key` (the daemon's public certificate), the
+connection is a CURVE client (gcircus.wire.curve). A handshake the daemon refuses (no key, a key it does not list,
+another server key) raises HandshakeRefused at once, saying which, instead of waiting out the timeout.
 """
 from __future__ import annotations
 
@@ -25,6 +29,13 @@ from typing import Any
 import zmq
 
 from gcircus.options import CIRCUS_OPTIONS
+from gcircus.wire.curve import (
+    CURVE_KEY_VARIABLE,
+    HANDSHAKE_FAILED,
+    SERVER_KEY_VARIABLE,
+    ClientKeys,
+    handshake_failure,
+)
 from gcircus.wire.endpoints import ipc_path
 from gcircus.wire.protocol import recv_monitor_event
 
@@ -32,7 +43,8 @@ DEFAULT_ENDPOINT = CIRCUS_OPTIONS["endpoint"].default
 DEFAULT_TIMEOUT = 5.0
 # After a disconnect, how long a reply that was already on its way may still take to show up.
 _DISCONNECT_GRACE = 0.05
-_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
+VAGUE_HANDSHAKES = 5  # handshakes failing without a reason before the client gives up (zmq retries every 0.1 s)
+_MONITORED = zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILED
 
 
 class CallError(Exception):
@@ -45,6 +57,10 @@ class CallError(Exception):
 
 class NoDaemonError(CallError):
     """Nothing listens at the endpoint (refused connection, missing ipc path), or the daemon went away."""
+
+
+class HandshakeRefused(CallError):
+    """The daemon closed the connection during its security handshake: CURVE keys missing, refused or wrong."""
 
 
 class DaemonTimeout(CallError):
@@ -106,8 +122,9 @@ class Client:
     """One DEALER connection to a control endpoint; `call()` sends a command and waits for its reply."""
 
     def __init__(self, endpoint: str = DEFAULT_ENDPOINT, timeout: float = DEFAULT_TIMEOUT, context=None,
-                 green: bool | None = None):
+                 green: bool | None = None, curve_key: str | None = None, server_key: str | None = None):
         self.endpoint = endpoint
+        self.curve = ClientKeys.load(curve_key, server_key)  # CurveKeyError (a ValueError) for a bad file
         self.timeout = float(timeout)
         self.green = want_green() if green is None else bool(green)
         self._zmq, self.context = zmq_flavour(self.green, context)
@@ -192,6 +209,8 @@ class Client:
                 continue
             if self._monitor in ready:
                 self._handle_event(recv_monitor_event(self._monitor))
+                if self._refused:
+                    raise HandshakeRefused(self._refused, self.endpoint)
                 if not self._connected and self._lost:
                     # A reply sent just before the daemon closed may still be in flight: give it a moment.
                     if sock.poll(_DISCONNECT_GRACE * 1000):
@@ -204,6 +223,8 @@ class Client:
             if remaining <= 0 or not self._monitor.poll(remaining * 1000):
                 raise self._no_answer()
             self._handle_event(recv_monitor_event(self._monitor))
+            if self._refused:
+                raise HandshakeRefused(self._refused, self.endpoint)
             if self._lost:
                 raise NoDaemonError(self._lost, self.endpoint)
 
@@ -213,9 +234,21 @@ class Client:
             self._connected, self._lost = True, ""
         elif kind == zmq.EVENT_DISCONNECTED:
             self._connected = False
+            if 0 < self._vague_failures < VAGUE_HANDSHAKES:
+                return  # zmq connects again at once, and that handshake may say why it fails
+            if self._vague_failures:
+                self._refused = (f"{self.endpoint} ended the connection during the handshake {self._vague_failures} "
+                                 f"times in a row: it may require CURVE (give --curve-key and --server-key, or "
+                                 f"${CURVE_KEY_VARIABLE} and ${SERVER_KEY_VARIABLE}), or be shedding connections")
             self._lost = f"the daemon at {self.endpoint} closed the connection"
-        elif kind == zmq.EVENT_CONNECT_RETRIED and not self._connected and not self._lost:
+        elif kind == zmq.EVENT_CONNECT_RETRIED and not self._connected and not self._lost \
+                and not self._vague_failures:
             self._lost = f"nothing is listening at {self.endpoint}"
+        elif kind & HANDSHAKE_FAILED:
+            refused = handshake_failure(kind, event[1], self.endpoint, self.curve is not None)
+            # A handshake the other side ended first (EPIPE...) says nothing; the next attempt usually does.
+            self._refused = refused or self._refused
+            self._vague_failures += refused is None
 
     def _no_answer(self) -> CallError:
         if self._connected:
@@ -235,6 +268,8 @@ class Client:
         sock = self.context.socket(zmq.DEALER)
         sock.linger = 0
         sock.setsockopt(zmq.IDENTITY, uuid.uuid4().hex.encode())
+        if self.curve is not None:
+            self.curve.apply(sock)
         monitor = sock.get_monitor_socket(_MONITORED)
         self._socket, self._monitor = sock, monitor  # the state is as _reset() left it
         try:
@@ -258,9 +293,12 @@ class Client:
         self._monitor.close(linger=0)
         self._socket.close(linger=int(linger * 1000))
         self._socket = self._monitor = None
-        self._connected, self._lost, self._casts_pending = False, "", False
+        self._connected, self._lost, self._casts_pending, self._refused = False, "", False, ""
+        self._vague_failures = 0
 
     _lost = ""
+    _vague_failures = 0  # handshakes that failed without saying why, since the socket was made
+    _refused = ""  # why the daemon refused the handshake (a CURVE mistake), said instead of a timeout
 
 
 def zmq_flavour(green: bool, context) -> tuple[Any, Any]:

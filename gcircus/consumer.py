@@ -2,7 +2,8 @@
 
 The shape is Circus's CircusConsumer, so code written for it works unchanged. Like any zmq SUB socket it sees only
 events published after its subscription reached the daemon; nothing is replayed. The green/plain choice follows
-the same rule as `gcircus.client` (see `gcircus.client.want_green`).
+the same rule as `gcircus.client` (see `gcircus.client.want_green`), and so do the CURVE keys (`curve_key`,
+`server_key`) of a channel that requires them.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import zmq
 
 from gcircus.client import want_green, zmq_flavour
 from gcircus.options import CIRCUS_OPTIONS
+from gcircus.wire.curve import ClientKeys
 
 DEFAULT_PUBSUB_ENDPOINT = CIRCUS_OPTIONS["pubsub_endpoint"].default
 
@@ -21,14 +23,18 @@ class Consumer:
     """SUB socket on `endpoint` subscribed to `topics` (prefixes; empty or None means every event)."""
 
     def __init__(self, topics: Iterable[bytes | str] | None = None, endpoint: str = DEFAULT_PUBSUB_ENDPOINT,
-                 timeout: float = 1.0, context=None, green: bool | None = None):
+                 timeout: float = 1.0, context=None, green: bool | None = None, curve_key: str | None = None,
+                 server_key: str | None = None):
         self.endpoint = endpoint
+        self.curve = ClientKeys.load(curve_key, server_key)  # CurveKeyError (a ValueError) for a bad file
         self.timeout = float(timeout)  # poll interval: how soon iteration notices stop()
         self.topics = [t.encode() if isinstance(t, str) else bytes(t) for t in (topics or [b""])]
         self.green = want_green() if green is None else bool(green)
         self._zmq, self.context = zmq_flavour(self.green, context)
         self.socket = self.context.socket(zmq.SUB)
         self.socket.linger = 0
+        if self.curve is not None:
+            self.curve.apply(self.socket)
         for topic in self.topics:
             self.socket.setsockopt(zmq.SUBSCRIBE, topic)
         self.socket.connect(endpoint)

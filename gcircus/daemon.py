@@ -30,6 +30,7 @@ from gcircus.control.discovery import DiscoveryError, DiscoveryResponder, parse_
 from gcircus.control.publisher import EventPublisher, HeldEvents
 from gcircus.control.runner import RequestCounts
 from gcircus.control.server import ControlServer
+from gcircus.control.zap import CurveAuthority
 from gcircus.errors import ConfigError
 from gcircus.essential import EssentialWatch
 from gcircus.handover.adopt import Adoption
@@ -44,6 +45,7 @@ from gcircus.service import CoalescedRuns
 from gcircus.service_manager import ServiceManager
 from gcircus.stats import StatsService
 from gcircus.watcher import Watcher
+from gcircus.wire.curve import CurveKeyError, read_client_keys, read_secret_certificate
 from gcircus.wire.endpoints import EndpointNotAllowed, IpcMode, check_bind_allowed, check_ipc_directory
 
 log = logging.getLogger(__name__)
@@ -89,17 +91,19 @@ class Channel:
 
 
 # The channels, in the order they open (and close in reverse, once the watchers are stopped): the PUB socket first,
-# so that subscribers connected early see the spawns of the first watchers; the control socket last.
+# so that subscribers connected early see the spawns of the first watchers; the control socket last. With
+# curve_secret_key, their tcp:// endpoints are CURVE servers (a.curve_keys), vetted by the arbiter's CurveAuthority.
 CHANNELS = (
     ("the event publisher", lambda a: a.pubsub_endpoint,
-     lambda a: EventPublisher(a, a.pubsub_endpoint, a.context, a.allow_remote_endpoints, a.take_held_events()),
-     False),
-    ("the stats channel", lambda a: a.statsd and a.stats_endpoint, StatsService.for_arbiter, False),
+     lambda a: EventPublisher(a, a.pubsub_endpoint, a.context, a.allow_remote_endpoints, a.take_held_events(),
+                              a.curve_keys), False),
+    ("the stats channel", lambda a: a.statsd and a.stats_endpoint,
+     lambda a: StatsService.for_arbiter(a, a.curve_keys), False),
     ("multicast discovery", lambda a: a.multicast_endpoint and a.endpoint,
      lambda a: DiscoveryResponder(a.multicast_endpoint, a.endpoint), True),  # a host without multicast still runs
     ("the control server", lambda a: a.endpoint, lambda a: ControlServer(
         a, a.endpoint, a.context, a.max_message_size, a.endpoint_owner, a.allow_remote_endpoints,
-        a.request_counts, a.audit, IpcMode.of(a, owned=True)), False),
+        a.request_counts, a.audit, IpcMode.of(a, owned=True), a.curve_keys), False),
     ("the HTTP server", lambda a: a.http, lambda a: HttpService(a, a.http, a.request_counts, a.audit), False),
 )
 
@@ -127,6 +131,10 @@ class Arbiter(core.Arbiter):
         self.plugin_manager = PluginManager(self, self.plugins, self.endpoint, self.pubsub_endpoint)
         for watcher in self.plugin_manager.watchers():
             self.register(watcher)
+        # Attached before the channels, so its ZAP handler listens before any of them binds and stops after them.
+        self.curve = self._curve_authority()
+        if self.curve is not None:
+            self.attach(self.curve)
         for name, wanted, build, optional in CHANNELS:
             self.attach(Channel(self, name, wanted, build, optional))
         self.attach(self.plugin_manager, stop_before_watchers=True)
@@ -141,6 +149,19 @@ class Arbiter(core.Arbiter):
         self._background_restarts = CoalescedRuns(self.restart, "restart")
         for runs in (self._background_reloads, self._background_restarts):
             self.attach(runs, stop_before_watchers=True)
+
+    def _curve_authority(self) -> CurveAuthority | None:
+        """The CURVE side when curve_secret_key is set (its files are read now: ValueError if one is bad)."""
+        if not self.curve_secret_key and not self.curve_clients:
+            return None
+        if not (self.curve_secret_key and self.curve_clients):
+            raise ValueError(_CURVE_PAIR)
+        return CurveAuthority(self, self.curve_secret_key, self.curve_clients)
+
+    @property
+    def curve_keys(self):
+        """The daemon's CURVE key pair, which makes its tcp:// channels CURVE servers; None without CURVE."""
+        return self.curve.keys if self.curve is not None else None
 
     def hold_events(self, held: HeldEvents | None) -> None:
         """Hold the events back from now on (`held` collects them) until the event channel opens again."""
@@ -173,7 +194,10 @@ class Arbiter(core.Arbiter):
             if dry_run:
                 return config_reload.reload_from_config(self, dry_run=True)
             with self.reload_reporter():
-                return config_reload.reload_from_config(self)
+                plan = config_reload.reload_from_config(self)
+            if self.curve is not None:  # keys added to or removed from the directory count from now
+                self.curve.reload_clients()
+            return plan
 
     def reload_in_progress(self) -> bool:
         """Whether a reloadconfig or a restart from the file is being applied now."""
@@ -230,6 +254,28 @@ class Arbiter(core.Arbiter):
         return arbiter
 
 
+_CURVE_PAIR = ("curve_secret_key and curve_clients go together: the daemon's secret certificate, and the directory "
+               "of the public certificates of the clients it lets in")
+
+
+def _check_curve(cfg: Config, options: dict) -> bool:
+    """True when CURVE is on (curve_secret_key and curve_clients set); ConfigError naming the option whose file or
+    directory cannot be used, or the one missing."""
+    secret, clients = options.get("curve_secret_key"), options.get("curve_clients")
+    if not secret and not clients:
+        return False
+    if not (secret and clients):
+        missing = "curve_clients" if secret else "curve_secret_key"
+        raise ConfigError(f"{missing} is missing: {_CURVE_PAIR}", file=cfg.path, section="circus", option=missing)
+    for option, read in (("curve_secret_key", read_secret_certificate), ("curve_clients", read_client_keys)):
+        try:
+            read(options[option])
+        except CurveKeyError as exc:
+            raise ConfigError(str(exc), file=cfg.path, section="circus", option=option,
+                              value=options[option]) from None
+    return True
+
+
 def _check_http(cfg: Config) -> None:
     """ConfigError naming the option if the HTTP server's settings break a rule (gcircus.http.settings)."""
     if not cfg.http:
@@ -245,7 +291,9 @@ def _check_http(cfg: Config) -> None:
 
 
 def _check_channels(cfg: Config, options: dict) -> None:
-    """ConfigError naming the option if a channel's endpoint is malformed or may not be bound (a remote one)."""
+    """ConfigError naming the option if a channel's endpoint is malformed or may not be bound (a remote one without
+    CURVE), or if the CURVE files cannot be used."""
+    curve = _check_curve(cfg, options)
     if options.get("multicast_endpoint"):
         try:
             parse_multicast_endpoint(options["multicast_endpoint"])
@@ -256,7 +304,7 @@ def _check_channels(cfg: Config, options: dict) -> None:
     _check_ipc_group(cfg, options)
     for key in checked:
         try:
-            check_bind_allowed(key, options.get(key) or "", bool(options.get("allow_remote_endpoints")))
+            check_bind_allowed(key, options.get(key) or "", bool(options.get("allow_remote_endpoints")), curve)
             check_ipc_directory(key, options.get(key) or "")
         except EndpointNotAllowed as exc:
             raise ConfigError(str(exc), file=cfg.path, section="circus", option=key,

@@ -582,7 +582,11 @@ CIRCUS_OPTIONS = _table("circus", [
     ("include_dir", _OS, None, PARSE, "whitespace-separated directories whose *.ini files are included"),
     ("pdeathsig", _B, True, PARSE, "children get PR_SET_PDEATHSIG so they die if gcircusd is killed"),
     ("allow_remote_endpoints", _B, False, None,
-     "allow binding endpoint/pubsub_endpoint to non-loopback TCP addresses (unauthenticated!)"),
+     "allow binding endpoint/pubsub_endpoint to non-loopback TCP addresses (unauthenticated!); not needed with CURVE"),
+    ("curve_secret_key", _OS, None, None,
+     "the daemon's secret CURVE certificate (zmq.auth format, mode 0600): its tcp:// channels then require CURVE"),
+    ("curve_clients", _OS, None, None,
+     "directory of the public certificates (NAME.key) CURVE lets in as curve:NAME; re-read by reloadconfig and HUP"),
     ("max_message_size", _I, 1048576, None, "largest control request accepted, in bytes"),
     ("audit_log", _OS, None, None, "audit log of state-changing requests and refusals, one JSON line each: a file, "
      "syslog (or syslog:///socket[?facility]), or journal; empty means off (see README, Audit log)"),

@@ -124,6 +124,21 @@ def test_no_command_goes_through_without_its_role(peer, grants, daemon_uid, owne
         assert limit is None
 
 
+def test_a_curve_key_no_longer_listed_gets_no_role_whatever_is_granted():
+    grants = Grants(curves={"bob": DEFINE}, any_curve=DEFINE, everyone=DEFINE)
+    listed = {"alice"}
+    policy = access.Policy(grants, 0, curve_listed=listed.__contains__)
+    alice, bob = peers.Peer("tcp", curve="alice"), peers.Peer("tcp", curve="bob")
+    assert access.role_of(alice, policy) == DEFINE and access.refusal(alice, COMMANDS["list"], {}, policy) is None
+    assert access.role_of(bob, policy) == NONE
+    refused = access.refusal(bob, COMMANDS["list"], {}, policy)
+    assert refused is not None and refused.errno == ACCESS_REFUSED
+    assert "CURVE client 'bob'" in refused.reason and "no longer in curve_clients" in refused.reason
+    # Without CURVE (curve_listed None) nothing is revoked; local peers are never asked about.
+    assert access.role_of(bob, access.Policy(grants, 0)) == DEFINE
+    assert access.role_of(peers.Peer("ipc", uid=0, gid=0), policy) == DEFINE
+
+
 # -- the [access] section --------------------------------------------------------------------------------------------
 
 def access_config(tmp_path, lines: str) -> str:

@@ -17,7 +17,7 @@ WATCHERS = "[watcher:web]\ncmd = sleep 1000\ngraceful_timeout = 1\n"
 def served(tmp_path_factory):
     daemon = HttpDaemon(tmp_path_factory.mktemp("auth"), WATCHERS, http="max_body_size = 1024\n")
     try:
-        yield daemon.wait_serving()
+        yield daemon.wait_serving(started=True)
     finally:
         daemon.stop()
 

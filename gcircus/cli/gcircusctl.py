@@ -12,6 +12,9 @@ Options:
   --prettify            Indent and sort the JSON reply (implies --json).
   -c CONFIG, --config CONFIG
                         Read the endpoints from this config's [circus] section.
+  --curve-key PATH      This client's secret CURVE certificate (NAME.key_secret), for an endpoint that requires
+                        CURVE (default: $GCIRCUS_CURVE_KEY).
+  --server-key PATH     The daemon's public CURVE certificate (default: $GCIRCUS_SERVER_KEY).
   --version             Print the version and exit.
   -h --help             Show this help.
 
@@ -20,6 +23,7 @@ options (such as --waiting) go after the command name, and `--` ends them.
 The control endpoint is --endpoint, else the `endpoint` of the config given with -c, else $GCIRCUSCTL_ENDPOINT
 (or $CIRCUSCTL_ENDPOINT), else {DEFAULT_ENDPOINT}. `listen` uses --endpoint, else the config's `pubsub_endpoint`, else
 {DEFAULT_PUBSUB_ENDPOINT}.
+`gcircusctl keygen NAME` writes a CURVE key pair (no daemon needed); see the README's "Securing the control channel".
 Exit codes: 0 ok, 1 no reply (no daemon at the endpoint, or no answer in time), 2 bad command line,
 3 the daemon answered with an error.
 """
@@ -49,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gcircusctl {__version__}")
         return EXIT_OK
     session = Session(endpoint=args["--endpoint"], json_output=args["--json"], prettify=args["--prettify"],
-                      config=args["--config"], usage=__doc__)
+                      config=args["--config"], usage=__doc__, curve_key=args["--curve-key"],
+                      server_key=args["--server-key"])
     try:
         session.timeout = parse_timeout(args["--timeout"])
         if args["<command>"]:

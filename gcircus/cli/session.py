@@ -17,13 +17,14 @@ import zmq
 
 from gcircus.cli.peer_check import HandshakeWatch, pubsub_endpoint_of_control
 from gcircus.cli.usage import unknown_option_message
-from gcircus.client import DEFAULT_ENDPOINT, CallError, Client, DaemonTimeout, NoDaemonError, is_error
+from gcircus.client import DEFAULT_ENDPOINT, CallError, Client, DaemonTimeout, HandshakeRefused, NoDaemonError, is_error
 from gcircus.config import load_config
 from gcircus.consumer import DEFAULT_PUBSUB_ENDPOINT, Consumer
 from gcircus.control.commands import COMMANDS, MOST_TYPED, get_command
 from gcircus.control.commands.base import Command
 from gcircus.errors import ConfigError
 from gcircus.suggest import closest
+from gcircus.wire.curve import CurveKeyError, key_paths, write_key_pair
 from gcircus.wire.errors import ArgumentError, ControlError
 
 EXIT_OK, EXIT_CLIENT, EXIT_USAGE, EXIT_ERROR_REPLY = 0, 1, 2, 3
@@ -31,7 +32,8 @@ UPGRADE_WAIT = 60.0  # seconds `upgrade` waits for the new image to report the h
 UPGRADE_POLL = 0.1
 ENDPOINT_VARIABLES = ("GCIRCUSCTL_ENDPOINT", "CIRCUSCTL_ENDPOINT")
 # Long options that may also follow the command name (unless the command declares a flag of that name).
-GLOBAL_AFTER_COMMAND = {"--json": False, "--prettify": False, "--endpoint": True, "--timeout": True}
+GLOBAL_AFTER_COMMAND = {"--json": False, "--prettify": False, "--endpoint": True, "--timeout": True,
+                        "--curve-key": True, "--server-key": True}
 SIGNAL_CHECK_MS = 200  # how long listen waits in zmq before Python looks at pending signals (Ctrl-C)
 
 
@@ -144,8 +146,12 @@ class Session:
 
     def __init__(self, endpoint: str | None = None, timeout: float = 5.0, json_output: bool = False,
                  prettify: bool = False, config: str | None = None, out: TextIO | None = None,
-                 err: TextIO | None = None, usage: str = ""):
+                 err: TextIO | None = None, usage: str = "", curve_key: str | None = None,
+                 server_key: str | None = None):
         self.explicit_endpoint = endpoint
+        # CURVE: this client's secret certificate and the daemon's public one (else $GCIRCUS_CURVE_KEY and
+        # $GCIRCUS_SERVER_KEY); read when the client is made, so `keygen` and `help` need neither.
+        self.curve_key, self.server_key = key_paths(curve_key, server_key)
         self.timeout = timeout
         self.json_output = json_output or prettify
         self.prettify = prettify
@@ -185,7 +191,8 @@ class Session:
     @property
     def client(self) -> Client:
         if self._client is None:
-            self._client = Client(self.endpoint, timeout=self.timeout, green=False)
+            self._client = Client(self.endpoint, timeout=self.timeout, green=False, curve_key=self.curve_key,
+                                  server_key=self.server_key)
         return self._client
 
     def close(self) -> None:
@@ -209,6 +216,9 @@ class Session:
         except DaemonTimeout as exc:
             self.say_err(f"gcircusctl: {exc} (it may be busy; --timeout sets a longer wait).")
             return EXIT_CLIENT
+        except CurveKeyError as exc:  # --curve-key, --server-key or their variables name a file that cannot be used
+            self.say_err(f"gcircusctl: cannot use the CURVE keys: {exc}")
+            return EXIT_USAGE
         except CallError as exc:
             self.say_err(f"gcircusctl: {exc}")
             return EXIT_CLIENT
@@ -239,6 +249,10 @@ class Session:
             self.close()
         if "--endpoint" in options:
             self.explicit_endpoint = options["--endpoint"]
+            self.close()
+        if "--curve-key" in options or "--server-key" in options:
+            self.curve_key = options.get("--curve-key", self.curve_key)
+            self.server_key = options.get("--server-key", self.server_key)
             self.close()
 
     def show_reply(self, command: Command, reply: dict) -> int:
@@ -301,21 +315,26 @@ class Session:
         """`listen`: print `topic: json` for every event on the pubsub endpoint until Ctrl-C."""
         endpoint = self.pubsub_endpoint
         try:
-            with Consumer(topics, endpoint=endpoint, timeout=1.0, green=False) as consumer, \
-                    HandshakeWatch(endpoint, consumer.context) as watch:
+            with Consumer(topics, endpoint=endpoint, timeout=1.0, green=False, curve_key=self.curve_key,
+                          server_key=self.server_key) as consumer, \
+                    HandshakeWatch(endpoint, consumer.context, consumer.curve) as watch:
                 self.say_err(f"listening on {endpoint} (Ctrl-C to stop)")
                 poller = zmq.Poller()
                 poller.register(consumer.socket, zmq.POLLIN)
                 poller.register(watch.monitor, zmq.POLLIN)
+                told = False  # the refusal was said: the watch stays on only for a CURVE failure said later
                 while True:
                     # A bounded wait: a SIGINT landing just before zmq's poll starts would not interrupt it,
                     # and Ctrl-C would then wait for the next event, maybe forever.
                     ready = dict(poller.poll(SIGNAL_CHECK_MS))
                     if watch.monitor in ready:
                         refused = watch.refused()
-                        if refused:
-                            self.refused_subscription(endpoint)  # a control endpoint raises UsageError
-                        if refused or watch.accepted:  # said once, or a publisher: nothing more to watch
+                        if watch.failure():  # CURVE on one side only, or a refused key (maybe on a retry)
+                            raise HandshakeRefused(watch.failure() or "", endpoint)
+                        if refused and not told:  # a control endpoint raises UsageError; a CURVE failure too
+                            self.refused_subscription(endpoint, watch.failure(certain=False))
+                            told = True
+                        if watch.accepted:  # a publisher: nothing more to watch
                             poller.unregister(watch.monitor)
                             watch.close()
                     if consumer.socket in ready:
@@ -324,15 +343,30 @@ class Session:
         except KeyboardInterrupt:
             return EXIT_OK
 
-    def refused_subscription(self, endpoint: str) -> None:
-        """The peer at `endpoint` is no publisher: a control endpoint is a usage error naming the pubsub one."""
-        pubsub = pubsub_endpoint_of_control(endpoint, self.timeout)
+    def refused_subscription(self, endpoint: str, curve_failure: str | None = None) -> None:
+        """The peer at `endpoint` is no publisher: a control endpoint is a usage error naming the pubsub one; else a
+        CURVE handshake that failed (`curve_failure`) ends listen with HandshakeRefused."""
+        pubsub = pubsub_endpoint_of_control(endpoint, self.timeout, self.curve_key, self.server_key)
         if pubsub is not None:
             raise UsageError(f"{endpoint} is a control endpoint, not a pubsub endpoint: events are published on "
                              f"{pubsub}. Use --endpoint {pubsub} (for listen, --endpoint names the pubsub "
                              f"endpoint, as in circusctl) or -c CONFIG.", get_command("listen"))
+        if curve_failure:
+            raise HandshakeRefused(curve_failure, endpoint)
         self.say_err(f"gcircusctl: the peer at {endpoint} refused the subscription (it is not a zmq PUB socket); "
                      f"still trying. listen needs the daemon's pubsub_endpoint.")
+
+    def write_keys(self, name: str, directory: str | None) -> int:
+        """`keygen`: write a CURVE key pair (gcircus.wire.curve.write_key_pair) and say where it is."""
+        try:
+            public, secret = write_key_pair(directory or ".", name)
+        except CurveKeyError as exc:
+            self.say_err(f"gcircusctl: {exc}")
+            return EXIT_CLIENT
+        self.say(f"wrote {public} (public: copy it into the daemon's curve_clients directory, where this client is "
+                 f"named {name!r})\nwrote {secret} (secret, mode 0600: it stays here; connect with --curve-key "
+                 f"{secret})")
+        return EXIT_OK
 
     # output
 

@@ -7,7 +7,9 @@ A peer's role is the strongest of what applies to it, so no grant takes anything
   identified or anonymous;
 - an identified local user gets `user:NAME`, `user:*` and the `group:NAME` of each group it belongs to (its
   primary group and the group database's memberships);
-- a CURVE client gets `curve:NAME` and `curve:*`, nothing for its uid (it is identified by its key);
+- a CURVE client gets `curve:NAME` and `curve:*`, nothing for its uid (it is identified by its key); a key no
+  longer in curve_clients (removed, then reloadconfig) gets nothing at all, on a connection it opened before too:
+  the ZAP handler vets connections, this vets each request;
 - an HTTP API client gets the role of its credentials (`[http] token_role`, carried by its Peer).
 
 So, by default: on ipc:// only root and gcircusd's user may do anything; on loopback tcp:// everyone may read.
@@ -50,17 +52,26 @@ def member_groups(peer: Peer) -> Iterable[int]:
 
 @dataclass(frozen=True)
 class Policy:
-    """What a decision reads besides the peer: the grants, gcircusd's own uid, the endpoint_owner's uid."""
+    """What a decision reads besides the peer: the grants, gcircusd's own uid, the endpoint_owner's uid, and whether
+    a CURVE client's key is still listed (`curve_listed`, None without CURVE)."""
 
     grants: Grants
     daemon_uid: int
     owner_uid: int | None = None
     groups_of: Callable[[Peer], Iterable[int]] = field(default=member_groups, compare=False)
+    curve_listed: Callable[[str], bool] | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, arbiter) -> Policy:
-        """The arbiter's policy now: its current grants (reloadconfig replaces them), its endpoint_owner."""
-        return cls(getattr(arbiter, "access", None) or Grants(), os.geteuid(), _owner_uid(arbiter))
+        """The arbiter's policy now: its current grants (reloadconfig replaces them), its endpoint_owner, its
+        current CURVE clients (arbiter.curve, gcircus.control.zap.CurveAuthority, None without CURVE)."""
+        curve = getattr(arbiter, "curve", None)
+        return cls(getattr(arbiter, "access", None) or Grants(), os.geteuid(), _owner_uid(arbiter),
+                   curve_listed=curve.is_listed if curve is not None else None)
+
+    def revoked(self, peer: Peer) -> bool:
+        """Whether `peer` is a CURVE client whose key is no longer listed: its connection was let in before."""
+        return peer.curve is not None and self.curve_listed is not None and not self.curve_listed(peer.curve)
 
 
 def _owner_uid(arbiter) -> int | None:
@@ -76,6 +87,8 @@ def _owner_uid(arbiter) -> int | None:
 def role_of(peer: Peer, policy: Policy) -> str:
     """The strongest role that applies to `peer` (see the module docstring)."""
     grants = policy.grants
+    if policy.revoked(peer):
+        return roles.NONE
     granted = [grants.everyone]
     if peer.transport == HTTP:
         return roles.strongest(grants.everyone, peer.role)
@@ -94,6 +107,9 @@ def role_of(peer: Peer, policy: Policy) -> str:
 
 def refusal(peer: Peer, command, props: dict, policy: Policy) -> AccessRefused | None:
     """Why `peer` may not run `command` with these validated properties, or None when it may."""
+    if policy.revoked(peer):
+        return AccessRefused(f"{command.name} refused: {peer}'s key is no longer in curve_clients (it was removed "
+                             f"and the daemon's config reloaded), so it may run nothing, over this connection too")
     need = command.role_for(props)
     have = role_of(peer, policy)
     if roles.allows(have, need):

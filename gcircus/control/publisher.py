@@ -20,6 +20,7 @@ import zmq.green as zmq
 
 from gcircus.events import Event, frames
 from gcircus.wire.connection_cap import ConnectionCap
+from gcircus.wire.curve import KeyPair
 from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,12 @@ class EventPublisher:
     """
 
     def __init__(self, arbiter, endpoint: str, context=None, allow_remote: bool = False,
-                 held: HeldEvents | None = None):
+                 held: HeldEvents | None = None, curve: KeyPair | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
         self.context = context or zmq.Context.instance()
         self.allow_remote = allow_remote
+        self.curve = curve  # the daemon's key pair: a tcp:// endpoint is then a CURVE server
         self.socket: Any = None  # the zmq.green XPUB socket while open
         self.subscriptions = 0  # live ones: subscribe messages minus unsubscribe ones (a disconnect sends those)
         self._held = held
@@ -114,14 +116,15 @@ class EventPublisher:
         sock.sndhwm = EVENT_HWM
         sock.setsockopt(zmq.XPUB_VERBOSER, 1)  # every (un)subscription, duplicates too: a count, not a set
         try:
-            bind_private(sock, "pubsub_endpoint", self.endpoint, self.allow_remote, IpcMode.of(self.arbiter))
+            secured = bind_private(sock, "pubsub_endpoint", self.endpoint, self.allow_remote, IpcMode.of(self.arbiter),
+                                   self.curve)
         except Exception:
             sock.close()
             raise
         self.socket = sock
         # Sends never wait (NOBLOCK: a full queue drops), so they skip the green socket's event bookkeeping.
         self._send_now = zmq.Socket.shadow(sock.underlying).send_multipart
-        self._cap = ConnectionCap(sock, "pubsub_endpoint")
+        self._cap = ConnectionCap(sock, "pubsub_endpoint", curve=secured)
         self._cap.start()
         self.arbiter.subscribe(self.publish)
         if self._held is not None:

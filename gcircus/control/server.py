@@ -23,6 +23,7 @@ from gcircus.control.outbox import ReplyOutbox
 from gcircus.control.runner import CommandRunner, RequestCounts
 from gcircus.options import CIRCUS_OPTIONS
 from gcircus.wire.connection_cap import ConnectionCap
+from gcircus.wire.curve import KeyPair
 from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
 from gcircus.wire.errors import BAD_MSG_DATA_ERROR, MESSAGE_ERROR
 from gcircus.wire.protocol import encode, error_reply
@@ -42,7 +43,7 @@ class ControlServer:
 
     def __init__(self, arbiter, endpoint: str, context=None, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
                  endpoint_owner: str | None = None, allow_remote: bool = False, counts: RequestCounts | None = None,
-                 audit: AuditLog | None = None, ipc_mode: IpcMode | None = None):
+                 audit: AuditLog | None = None, ipc_mode: IpcMode | None = None, curve: KeyPair | None = None):
         self.arbiter = arbiter
         self.endpoint = endpoint
         self.transport = peers.transport_of(endpoint)
@@ -51,6 +52,7 @@ class ControlServer:
         self.max_message_size = max_message_size
         self.endpoint_owner = endpoint_owner
         self.allow_remote = allow_remote
+        self.curve = curve  # the daemon's key pair: a tcp:// endpoint is then a CURVE server
         self.socket: Any = None
         self._loop: gevent.Greenlet | None = None
         self._handlers = gevent.pool.Pool(MAX_CONCURRENT_REQUESTS)
@@ -68,15 +70,15 @@ class ControlServer:
         sock.rcvhwm = REQUEST_HWM
         sock.router_mandatory = 1  # a reply that cannot be queued raises instead of vanishing: it is counted
         try:
-            bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.ipc_mode)
+            secured = bind_private(sock, "endpoint", self.endpoint, self.allow_remote, self.ipc_mode, self.curve)
         except Exception:
             sock.close()
             raise
         self.socket = sock
-        self._cap = ConnectionCap(sock, "endpoint")
+        self._cap = ConnectionCap(sock, "endpoint", curve=secured)
         self._cap.start()
         self._loop = gevent.spawn(self._receive_forever)
-        log.info("control channel listening on %s", self.endpoint)
+        log.info("control channel listening on %s%s", self.endpoint, " (CURVE)" if secured else "")
 
     def close(self, grace: float = 1.0) -> None:
         """Stop receiving; let requests in flight (other than the caller's) send their replies, then close."""

@@ -22,6 +22,7 @@ import zmq.green as gzmq
 from gcircus.procinfo import YIELD_AFTER
 from gcircus.stats.sampler import ProcessGone, ProcessSampler, aggregate
 from gcircus.wire.connection_cap import ConnectionCap
+from gcircus.wire.curve import KeyPair
 from gcircus.wire.endpoints import IpcMode, bind_private, close_bound
 
 log = logging.getLogger(__name__)
@@ -46,12 +47,13 @@ class StatsPublisher:
     """A bound PUB socket sending `[topic, json]` pairs; never blocks (a full queue drops, as any PUB does)."""
 
     def __init__(self, endpoint: str, context=None, allow_remote: bool = False, option: str = "stats_endpoint",
-                 ipc: IpcMode | None = None):
+                 ipc: IpcMode | None = None, curve: KeyPair | None = None):
         self.endpoint = endpoint
         self.ipc = ipc
         self.context = context or gzmq.Context.instance()
         self.allow_remote = allow_remote
         self.option = option
+        self.curve = curve  # the daemon's key pair: a tcp:// endpoint is then a CURVE server
         self.socket = None
         self._send = None
         self._cap: ConnectionCap | None = None
@@ -61,12 +63,13 @@ class StatsPublisher:
         sock.linger = 0
         sock.sndhwm = SEND_HWM
         try:
-            bind_private(sock, self.option, self.endpoint, self.allow_remote, self.ipc)
+            secured = bind_private(sock, self.option, self.endpoint, self.allow_remote, self.ipc, self.curve)
         except Exception:
             sock.close()
             raise
         self.socket = sock
-        self._cap = ConnectionCap(sock, self.option)  # idle subscribers cannot use up gcircusd's fds either
+        # Idle subscribers cannot use up gcircusd's fds either.
+        self._cap = ConnectionCap(sock, self.option, curve=secured)
         self._cap.start()
         # Sends never wait (NOBLOCK: a full queue drops), so they can skip the green socket's event bookkeeping,
         # a third of the cost of publishing a message: a plain socket object over the same zmq socket.

@@ -28,11 +28,15 @@ INTERNAL_WATCHERS = ("circusd-stats", "circushttpd", "circusd")  # Circus's own 
 class DaemonFollower:
     """Keeps {watcher: [pids]} of the daemon at `endpoint`, following its events on `pubsub`."""
 
-    def __init__(self, endpoint: str, pubsub: str, timeout: float = 5.0, resync: float = 30.0):
+    def __init__(self, endpoint: str, pubsub: str, curve_key: str | None = None, server_key: str | None = None,
+                 timeout: float = 5.0, resync: float = 30.0):
+        """`curve_key`, `server_key`: this client's secret and the daemon's public CURVE certificates, for a daemon
+        whose endpoints require CURVE (CurveKeyError, a ValueError, if one cannot be used)."""
         self.endpoint = endpoint
         self.resync = resync
-        self.client = Client(endpoint, timeout, green=True)
-        self.consumer = Consumer([TOPIC_PREFIX.encode()], pubsub, timeout=0.5, green=True)
+        self.client = Client(endpoint, timeout, green=True, curve_key=curve_key, server_key=server_key)
+        self.consumer = Consumer([TOPIC_PREFIX.encode()], pubsub, timeout=0.5, green=True, curve_key=curve_key,
+                                 server_key=server_key)
         self.watchers: dict[str, dict[int, None]] = {}  # an ordered set of pids per watcher
         self.daemon_pid: int | None = None
         self._replay: list[tuple[bytes, bytes]] | None = None  # events seen while a sync runs

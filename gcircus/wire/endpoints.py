@@ -1,6 +1,6 @@
-"""Endpoint safety rules: control and event sockets stay on loopback unless the operator opts in explicitly, and an
-ipc:// socket file is created with the mode, owner and group the operator chose, in a directory no one else can
-replace it from."""
+"""Endpoint safety rules: control and event sockets stay on loopback unless they require CURVE or the operator opts in
+explicitly, and an ipc:// socket file is created with the mode, owner and group the operator chose, in a directory no
+one else can replace it from."""
 from __future__ import annotations
 
 import contextlib
@@ -15,12 +15,14 @@ from urllib.parse import urlparse
 
 import zmq
 
+from gcircus.wire.curve import KeyPair, serve_curve
+
 OPT_IN = "allow_remote_endpoints"
 
 
 class EndpointNotAllowed(ValueError):
-    """A TCP endpoint on a non-loopback address without the explicit opt-in, or an ipc:// path under a directory
-    other users can write to."""
+    """A TCP endpoint on a non-loopback address without CURVE or the explicit opt-in, or an ipc:// path under a
+    directory other users can write to."""
 
 
 @dataclass(frozen=True)
@@ -130,14 +132,22 @@ def is_loopback_endpoint(endpoint: str) -> bool:
     return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
-def check_bind_allowed(option: str, endpoint: str, allow_remote: bool) -> None:
-    """Refuse a non-loopback TCP bind unless `allow_remote_endpoints = true`, saying why and how."""
-    if allow_remote or is_loopback_endpoint(endpoint):
+def is_tcp_endpoint(endpoint: str) -> bool:
+    """True for a tcp:// endpoint: the only kind whose channel is a CURVE server when curve_secret_key is set (an
+    ipc:// peer is known by the kernel, an inproc:// one is in the process)."""
+    return endpoint.startswith("tcp://")
+
+
+def check_bind_allowed(option: str, endpoint: str, allow_remote: bool, curve: bool = False) -> None:
+    """Refuse a non-loopback TCP bind unless CURVE authenticates its clients (`curve`) or `allow_remote_endpoints =
+    true`, saying why and how."""
+    if allow_remote or curve or is_loopback_endpoint(endpoint):
         return
     raise EndpointNotAllowed(
-        f"refusing to bind {option} {endpoint}: it is not a loopback address, and the control protocol has no "
-        f"authentication, so anyone who can reach it could run any command as gcircusd's user. Use an ipc:// "
-        f"path or 127.0.0.1, or set `{OPT_IN} = true` in [circus] to accept the risk.")
+        f"refusing to bind {option} {endpoint}: it is not a loopback address, and without CURVE the control protocol "
+        f"has no authentication, so anyone who can reach it could run any command as gcircusd's user. Use an ipc:// "
+        f"path or 127.0.0.1, set curve_secret_key and curve_clients in [circus] so that only listed clients get in, "
+        f"or set `{OPT_IN} = true` to accept the risk.")
 
 
 def ipc_in_use(path: str) -> bool:
@@ -171,16 +181,21 @@ def close_bound(sock, endpoint: str, cap=None, linger: int | None = None) -> Non
             os.unlink(path)
 
 
-def bind_private(sock, option: str, endpoint: str, allow_remote: bool, ipc: IpcMode | str | None = None) -> None:
-    """Bind a zmq socket the safe way: loopback unless opted in; an ipc:// file created 0600, then given the mode,
-    group and owner of `ipc` (an IpcMode, or the endpoint owner's name), under a directory no one else may write.
+def bind_private(sock, option: str, endpoint: str, allow_remote: bool, ipc: IpcMode | str | None = None,
+                 curve: KeyPair | None = None) -> bool:
+    """Bind a zmq socket the safe way: a tcp:// one as a CURVE server when `curve` keys are given, else on loopback
+    unless opted in; an ipc:// file created 0600, then given the mode, group and owner of `ipc` (an IpcMode, or the
+    endpoint owner's name), under a directory no one else may write. Returns True when the socket requires CURVE.
 
     The umask is narrowed around the bind, so the ipc file never exists with wider permissions, even briefly; missing
     directories are created 0700 (see IpcMode.directory_mode). Raises EndpointNotAllowed (a remote address without
-    the opt-in, an unsafe directory), or OSError naming the option and endpoint when the bind itself fails.
+    CURVE or the opt-in, an unsafe directory), or OSError naming the option and endpoint when the bind itself fails.
     """
     ipc = ipc if isinstance(ipc, IpcMode) else IpcMode(owner=ipc)
-    check_bind_allowed(option, endpoint, allow_remote)
+    secured = curve is not None and is_tcp_endpoint(endpoint)
+    check_bind_allowed(option, endpoint, allow_remote, secured)
+    if curve is not None and secured:
+        serve_curve(sock, curve, f"{option} {endpoint}")
     path = ipc_path(endpoint)
     if path:
         check_ipc_directory(option, endpoint)
@@ -198,6 +213,7 @@ def bind_private(sock, option: str, endpoint: str, allow_remote: bool, ipc: IpcM
             os.umask(old_umask)
     if path:
         _give_file(path, ipc)
+    return secured
 
 
 def _give_file(path: str, ipc: IpcMode) -> None:

@@ -79,12 +79,16 @@ class HttpDaemon:
         self.headers = bearer(token) if token is not None else {}
         self.daemon = Daemon(self.config)
 
-    def wait_serving(self, timeout: float = 20) -> HttpDaemon:
+    def wait_serving(self, timeout: float = 20, started: bool = False) -> HttpDaemon:
+        """Once the HTTP server listens; with `started`, once gcircusd has started its watchers too (a fixture
+        whose first test checks for leftover processes must not see a child spawned after it began)."""
+        expected = ("HTTP server listening", "gcircusd running") if started else ("HTTP server listening",)
+
         def serving():
             if self.daemon.proc.poll() is not None:
                 raise AssertionError(f"gcircusd exited early:\n{self.daemon.output()}")
-            return "HTTP server listening" in self.daemon.output()
-        wait_for(serving, timeout, message="the HTTP server listening")
+            return all(line in self.daemon.output() for line in expected)
+        wait_for(serving, timeout, message=" and ".join(expected))
         return self
 
     def get(self, path: str, headers: dict | None = None, auth: bool = True) -> Reply:

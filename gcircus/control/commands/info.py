@@ -281,6 +281,31 @@ class Help(Command):
 
 
 @register
+class Keygen(Command):
+    """Write a new CURVE key pair: NAME.key (public) and NAME.key_secret (secret, mode 0600).
+
+    keygen NAME [--dir DIR]
+
+    gcircusctl does this itself; no daemon is needed (sent to the daemon, the command is unknown there).
+
+    The files are in pyzmq's zmq.auth format, in DIR (default: the current directory; made 0700 if missing); an
+    existing pair is never overwritten. For a client: copy NAME.key into the daemon's curve_clients directory (the
+    client is then `curve:NAME` in [access]) and connect with --curve-key DIR/NAME.key_secret and --server-key
+    set to the daemon's public certificate. For the daemon: curve_secret_key = DIR/NAME.key_secret, and give
+    NAME.key to its clients.
+    """
+
+    role = READ  # as help's: gcircusctl's own, never run by the daemon
+
+    properties = (Prop("name", required=True), Prop("dir"))
+    flags = (Flag("dir", "dir", takes_value=True, help="the directory to write the two files in (default: .)"),)
+    completes_watchers = False
+
+    def run_client(self, session, props):
+        return session.write_keys(props["name"], props.get("dir"))
+
+
+@register
 class IPython(Command):
     """Open an IPython shell inside the supervisor (not available in gcircus).
 
