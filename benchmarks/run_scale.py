@@ -403,6 +403,8 @@ def merged_report(args) -> int:
             target, n, workload = key.split(" ")
             results[target, int(n), workload] = res
     args.workloads = list(WORKLOADS)
+    order = list(TARGETS)
+    results = dict(sorted(results.items(), key=lambda item: (order.index(item[0][0]), item[0][1])))
     print(report(results, notes, args, " and ".join(started), "see each run's .json"))
     return 0
 
