@@ -9,7 +9,7 @@ import pytest
 
 from gcircus import linux
 from tests.support.daemons import make_config, started
-from tests.support.processes import alive, handles, signals_settled
+from tests.support.processes import alive, handles, live_descendants, signals_settled
 from tests.support.waiting import wait_for
 
 
@@ -147,6 +147,28 @@ def test_sigkill_of_gcircusd_makes_children_die(tmp_path, daemon_factory):
     daemon.signal(signal.SIGKILL)
     assert daemon.wait(5) == -signal.SIGKILL
     wait_for(lambda: not any(alive(pid) for pid in pids), timeout=30, message="children killed by PDEATHSIG")
+
+
+def test_sigkill_of_gcircusd_while_it_spawns_makes_children_die(tmp_path, daemon_factory):
+    """gcircusd killed the moment its first child is forked, before the child armed its parent-death signal.
+
+    The kernel sends that signal only if the parent dies after the prctl. On the setpriv fast path the prctl runs in
+    setpriv, after the fork: the child must then see for itself that its parent is no longer gcircusd. Whether the
+    kill lands before the prctl depends on scheduling, so the test gives it a few chances.
+    """
+    before = set(live_descendants())
+    for attempt in range(3):
+        directory = tmp_path / str(attempt)
+        directory.mkdir()
+        daemon = daemon_factory(make_config(directory, """
+            [watcher:web]
+            cmd = /bin/sleep 1000
+            numprocesses = 3
+            """))
+        wait_for(lambda d=daemon: linux.children(d.pid), 30, interval=0, message="first child forked")
+        daemon.signal(signal.SIGKILL)
+        assert daemon.wait(5) == -signal.SIGKILL
+        wait_for(lambda: not set(live_descendants()) - before, timeout=30, message="children killed by PDEATHSIG")
 
 
 def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory):
