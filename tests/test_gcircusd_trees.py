@@ -23,6 +23,12 @@ def cmdline(pid: int) -> list[str]:
         return f.read().decode().split("\0")[:-1]
 
 
+def running_commands(pids: list[int], commands: list[list[str]]) -> dict[int, list[str]] | None:
+    """{pid: command line} once each of `pids` runs one of `commands` (past exec and any launcher), else None."""
+    lines = {pid: cmdline(pid) for pid in pids}
+    return lines if all(line in commands for line in lines.values()) else None
+
+
 def read_pids(path) -> list[int]:
     try:
         return [int(x) for x in path.read_text().split()]
@@ -188,6 +194,9 @@ def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory):
     assert record.read_text().split() == ["INT"]
 
 
+SURVIVOR = ["/bin/sleep", "1000"]
+
+
 @pytest.mark.parametrize("where", ["circus", "watcher"])
 def test_pdeathsig_false_lets_children_survive(tmp_path, daemon_factory, where):
     circus = "pdeathsig = false" if where == "circus" else ""
@@ -203,7 +212,13 @@ def test_pdeathsig_false_lets_children_survive(tmp_path, daemon_factory, where):
         """, circus=circus)
     daemon = daemon_factory(config)
     children = started(daemon, 3)
-    survivors = [pid for pid in children if cmdline(pid) == ["/bin/sleep", "1000"]]
+    # gcircusd's spawn returns (and it says it runs) while the child is still inside execve: the kernel closes the
+    # close-on-exec pipe the spawn waits on before it sets up the new arguments, and /proc shows an empty command
+    # line meanwhile. A child of the default watcher runs the setpriv launcher first. Tell them apart once each
+    # runs its command.
+    commands = wait_for(lambda: running_commands(children, [SURVIVOR, ["/bin/sleep", "999"]]),
+                        message="children running their commands")
+    survivors = [pid for pid in children if commands[pid] == SURVIVOR]
     others = [pid for pid in children if pid not in survivors]
     assert len(survivors) == 2 and len(others) == 1
     try:
