@@ -34,6 +34,7 @@ import psutil
 
 from gcircus import cgroups, identity, linux
 from gcircus.expand import expand_circus_vars
+from gcircus.procinfo import NA
 from gcircus.states import SPAWNED
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,8 @@ def _setpriv_prefix(signum) -> list[str] | None:
     return [setpriv, "--pdeathsig", name[3:], "--"]
 
 
+# What a child runs before its command on the fast path (see _launcher): the names /proc shows meanwhile.
+LAUNCHER_PROGRAMS = frozenset({"setpriv", "sh"})
 # Exit status of the launcher when the child could not enter its cgroup (the command never ran).
 CGROUP_PLACEMENT_FAILED = 125
 # The launcher's steps, run by /bin/sh in the child before it execs the command ("$@").
@@ -230,6 +233,7 @@ class Process:
         self.started: float = 0.0
         self.stopping = False
         self.pid: int = 0
+        self.program = ""  # the basename of what the child runs once past its launcher (set at spawn)
         self.exit: ProcessExit | None = None
         # Where the process stands in its watcher's eyes (gcircus.states: spawned, ready, unhealthy, stopping), what
         # its checks last said, and what it said itself (sd_notify STATUS=); the watcher sets them.
@@ -302,6 +306,7 @@ class Process:
         self._popen = popen
         self.pid = popen.pid
         self.started = time.time()
+        self.program = "sh" if self.shell else os.path.basename(argv[0])  # what /proc shows once it runs
         self.stdout = popen.stdout
         self.stderr = popen.stderr
         self.ready_pipe = ready.reader() if ready is not None else None
@@ -668,6 +673,17 @@ class Process:
                     pipe.close()
 
     # -- info ----------------------------------------------------------------------------------------------------
+
+    def program_shown(self, read: str) -> str:
+        """The program name to report for this process, given the one read from /proc (`read`).
+
+        The spawn returns while the child is still inside execve (an empty command line, "N/A") or, on the fast
+        path, running its launcher (setpriv, then /bin/sh: see _launcher) for a few milliseconds more: during that
+        time the name read is not the process's, and the program it is about to run is reported instead.
+        """
+        if self.program and (read == NA or read in LAUNCHER_PROGRAMS):
+            return self.program
+        return read
 
     def psutil_process(self) -> psutil.Process | None:
         if not self.is_alive():

@@ -16,6 +16,7 @@ import sys
 import pytest
 from gevent import subprocess as gsubprocess
 
+from gcircus import procinfo
 from gcircus.process import Process, SpawnError, _launcher, _setpriv_prefix
 from gcircus.watcher import Watcher
 from tests.support.waiting import wait_for
@@ -187,6 +188,19 @@ def test_executable_runs_while_argv0_is_the_cmd(spawn):
     process = spawn("fancy-name 1000", executable="/bin/sleep")
     assert cmdline(process.pid) == ["fancy-name", "1000"]
     assert os.path.realpath(f"/proc/{process.pid}/exe") == os.path.realpath("/bin/sleep")
+
+
+def test_the_program_reported_is_the_command_not_its_launcher(spawn):
+    """`stats` reports the command's program even while the child still runs its launcher (setpriv, /bin/sh) or is
+    inside execve (an empty command line), and what /proc says once it runs it."""
+    process = spawn("/bin/sleep 1000")
+    assert process.program == "sleep"
+    wait_for(lambda: cmdline(process.pid) == ["/bin/sleep", "1000"], message="sleep running")
+    for read in ("setpriv", "sh", "N/A", "sleep"):
+        assert process.program_shown(read) == "sleep"
+    assert process.program_shown("renamed-itself") == "renamed-itself"
+    assert procinfo.process_info(process)["cmdline"] == "sleep"
+    assert spawn("fancy-name 1000", executable="/bin/sleep", wid=2).program == "fancy-name"
 
 
 def test_watcher_executable(watch):
