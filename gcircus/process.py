@@ -34,6 +34,7 @@ import psutil
 
 from gcircus import cgroups, identity, linux
 from gcircus.expand import expand_circus_vars
+from gcircus.procinfo import NA
 from gcircus.states import SPAWNED
 
 log = logging.getLogger(__name__)
@@ -80,13 +81,13 @@ def _setpriv() -> str | None:
         return None
 
 
-def _pdeathsig_launcher(signum) -> list[str] | None:
+def _setpriv_prefix(signum) -> list[str] | None:
     """`setpriv --pdeathsig SIG --` (util-linux) when available, to set the parent-death signal without a preexec.
 
     A preexec function forces a full fork and runs Python in the child (at-fork handlers, then the function) while
     the hub waits for the exec: about 1.5 ms per spawn. util-linux's setpriv does the same prctl in C after a vfork,
     so spawning 1000 processes takes well under half the time. Without a setpriv that knows --pdeathsig, or for a
-    signal without a name, the preexec path is used instead.
+    signal without a name, the preexec path is used instead. setpriv alone leaves a window: see _launcher.
     """
     setpriv = _setpriv() if signum else None
     if setpriv is None:
@@ -98,16 +99,34 @@ def _pdeathsig_launcher(signum) -> list[str] | None:
     return [setpriv, "--pdeathsig", name[3:], "--"]
 
 
-# Exit status of the cgroup launcher when the child could not enter its cgroup (the command never ran).
+# What a child runs before its command on the fast path (see _launcher): the names /proc shows meanwhile.
+LAUNCHER_PROGRAMS = frozenset({"setpriv", "sh"})
+# Exit status of the launcher when the child could not enter its cgroup (the command never ran).
 CGROUP_PLACEMENT_FAILED = 125
-_CGROUP_SCRIPT = (f'echo 0 > "$0" || {{ echo "gcircus: cannot enter the cgroup $0: the command was not started" >&2; '
-                  f'exit {CGROUP_PLACEMENT_FAILED}; }}; exec "$@"')
+# The launcher's steps, run by /bin/sh in the child before it execs the command ("$@").
+_PARENT_CHECK = '[ "$PPID" = {parent_pid} ] || kill -{signum} $$; '
+_CGROUP_STEP = (f'echo 0 > "$0" || {{ echo "gcircus: cannot enter the cgroup $0: the command was not started" >&2; '
+                f'exit {CGROUP_PLACEMENT_FAILED}; }}; ')
 
 
-def _cgroup_launcher(procs_path: str) -> list[str]:
-    """`/bin/sh -c SCRIPT PATH --`: the child writes 0 to PATH (its cgroup's cgroup.procs, which moves the writer)
-    and execs the command only if that worked. See Process._open_cgroup for why a shell and not a preexec step."""
-    return ["/bin/sh", "-c", _CGROUP_SCRIPT, procs_path]
+def _launcher(setpriv: list[str] | None, signum, parent_pid: int, procs_path: str | None) -> list[str] | None:
+    """The argv to put before the command so the child does, after a vfork, what a preexec step would; None if none.
+
+    - Parent-death signal: `setpriv --pdeathsig SIG -- /bin/sh -c '[ "$PPID" = PARENT ] || kill -SIG $$; ...'`.
+      setpriv arms the signal when it runs, after the spawn returned: if gcircusd dies before that (SIGKILLed, the
+      OOM killer, while it spawns; under load the child can wait tens of milliseconds for a CPU), the signal never
+      comes and the command would run on unsupervised, re-parented. As in _child_setup, the shell that setpriv
+      execs compares its parent (read after the prctl) with gcircusd and sends itself the signal if they differ.
+    - Cgroup (see Process._open_cgroup): the same shell writes 0 to the cgroup's cgroup.procs, which moves the
+      writer, and execs the command only if that worked.
+    One shell does both, so the fast path costs one exec of /bin/sh in the child, none in the hub.
+    """
+    script = _PARENT_CHECK.format(parent_pid=parent_pid, signum=int(signum)) if setpriv else ""
+    if procs_path is not None:
+        script += _CGROUP_STEP
+    if not script:
+        return None
+    return [*(setpriv or []), "/bin/sh", "-c", script + 'exec "$@"', procs_path or "gcircus-launcher"]
 
 
 RUNNING, DEAD_OR_ZOMBIE, UNEXISTING, OTHER = 0, 1, 2, 3
@@ -214,6 +233,7 @@ class Process:
         self.started: float = 0.0
         self.stopping = False
         self.pid: int = 0
+        self.program = ""  # the basename of what the child runs once past its launcher (set at spawn)
         self.exit: ProcessExit | None = None
         # Where the process stands in its watcher's eyes (gcircus.states: spawned, ready, unhealthy, stopping), what
         # its checks last said, and what it said itself (sd_notify STATUS=); the watcher sets them.
@@ -286,6 +306,7 @@ class Process:
         self._popen = popen
         self.pid = popen.pid
         self.started = time.time()
+        self.program = "sh" if self.shell else os.path.basename(argv[0])  # what /proc shows once it runs
         self.stdout = popen.stdout
         self.stderr = popen.stderr
         self.ready_pipe = ready.reader() if ready is not None else None
@@ -338,15 +359,17 @@ class Process:
                 ready: _ReadyPipeSetup | None):
         """Fork and exec the child (the Popen object); SpawnError with a readable reason if it cannot start."""
         plain = not self.rlimits and not self.executable and ready is None
-        launcher = _pdeathsig_launcher(self.pdeathsig) if plain else None
-        needs_preexec = bool(self.rlimits) or (bool(self.pdeathsig) and launcher is None) or ready is not None
-        cgroup_fd = None
+        setpriv = _setpriv_prefix(self.pdeathsig) if plain else None
+        needs_preexec = bool(self.rlimits) or (bool(self.pdeathsig) and setpriv is None) or ready is not None
+        cgroup_fd, procs_path = None, None
         if self.cgroup is not None:
             cgroup_fd = self._open_cgroup()  # a spawn error now if the cgroup is gone or not writable
             if plain and not needs_preexec and uid is None and gid is None:
                 _close_quietly(cgroup_fd)
-                cgroup_fd = None
-                launcher = [*_cgroup_launcher(self.cgroup.procs_path), *(launcher or [])]
+                cgroup_fd, procs_path = None, self.cgroup.procs_path
+            else:
+                setpriv = None  # the preexec step that enters the cgroup sets the parent-death signal too
+        launcher = _launcher(setpriv, self.pdeathsig, os.getpid(), procs_path)
         try:
             kwargs = self._popen_options(env, uid, gid, username, needs_preexec=needs_preexec or cgroup_fd is not None,
                                          ready=ready, cgroup_fd=cgroup_fd)
@@ -359,7 +382,7 @@ class Process:
 
         How a child enters its cgroup before it execs, the cheapest way that applies:
         - a watcher spawned on the fast path (no preexec step otherwise, gcircusd's own identity) gets a launcher,
-          `/bin/sh -c 'echo 0 > PATH/cgroup.procs || exit 125; exec "$@"'` (see _cgroup_launcher): the fork stays a
+          `/bin/sh -c 'echo 0 > PATH/cgroup.procs || exit 125; exec "$@"'` (see _launcher): the fork stays a
           vfork and the hub pays for one exec; the shell's work runs in the child. Measured under gevent on 2 busy
           cores: about 1 ms per spawn instead of 6 ms for a Python preexec step.
         - otherwise the preexec step the spawn runs anyway (rlimits, readiness descriptor, another uid: a shell
@@ -650,6 +673,17 @@ class Process:
                     pipe.close()
 
     # -- info ----------------------------------------------------------------------------------------------------
+
+    def program_shown(self, read: str) -> str:
+        """The program name to report for this process, given the one read from /proc (`read`).
+
+        The spawn returns while the child is still inside execve (an empty command line, "N/A") or, on the fast
+        path, running its launcher (setpriv, then /bin/sh: see _launcher) for a few milliseconds more: during that
+        time the name read is not the process's, and the program it is about to run is reported instead.
+        """
+        if self.program and (read == NA or read in LAUNCHER_PROGRAMS):
+            return self.program
+        return read
 
     def psutil_process(self) -> psutil.Process | None:
         if not self.is_alive():

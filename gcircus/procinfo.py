@@ -167,7 +167,7 @@ def process_info(process) -> dict | str:
     except psutil.NoSuchProcess:
         return NO_SUCH_PROCESS
     info.update(age=process.age(), started=process.started, children=children_info(process.children()),
-                wid=process.wid)
+                wid=process.wid, cmdline=process.program_shown(info["cmdline"]))
     return info
 
 

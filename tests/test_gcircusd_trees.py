@@ -9,7 +9,7 @@ import pytest
 
 from gcircus import linux
 from tests.support.daemons import make_config, started
-from tests.support.processes import alive, handles, signals_settled
+from tests.support.processes import alive, handles, live_descendants, signals_settled
 from tests.support.waiting import wait_for
 
 
@@ -21,6 +21,12 @@ def exists(pid: int) -> bool:
 def cmdline(pid: int) -> list[str]:
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         return f.read().decode().split("\0")[:-1]
+
+
+def running_commands(pids: list[int], commands: list[list[str]]) -> dict[int, list[str]] | None:
+    """{pid: command line} once each of `pids` runs one of `commands` (past exec and any launcher), else None."""
+    lines = {pid: cmdline(pid) for pid in pids}
+    return lines if all(line in commands for line in lines.values()) else None
 
 
 def read_pids(path) -> list[int]:
@@ -149,6 +155,28 @@ def test_sigkill_of_gcircusd_makes_children_die(tmp_path, daemon_factory):
     wait_for(lambda: not any(alive(pid) for pid in pids), timeout=30, message="children killed by PDEATHSIG")
 
 
+def test_sigkill_of_gcircusd_while_it_spawns_makes_children_die(tmp_path, daemon_factory):
+    """gcircusd killed the moment its first child is forked, before the child armed its parent-death signal.
+
+    The kernel sends that signal only if the parent dies after the prctl. On the setpriv fast path the prctl runs in
+    setpriv, after the fork: the child must then see for itself that its parent is no longer gcircusd. Whether the
+    kill lands before the prctl depends on scheduling, so the test gives it a few chances.
+    """
+    before = set(live_descendants())
+    for attempt in range(3):
+        directory = tmp_path / str(attempt)
+        directory.mkdir()
+        daemon = daemon_factory(make_config(directory, """
+            [watcher:web]
+            cmd = /bin/sleep 1000
+            numprocesses = 3
+            """))
+        wait_for(lambda d=daemon: linux.children(d.pid), 30, interval=0, message="first child forked")
+        daemon.signal(signal.SIGKILL)
+        assert daemon.wait(5) == -signal.SIGKILL
+        wait_for(lambda: not set(live_descendants()) - before, timeout=30, message="children killed by PDEATHSIG")
+
+
 def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory):
     record = tmp_path / "got"
     traps = f'trap "echo INT >> {record}; exit 0" INT; trap "echo TERM >> {record}; exit 0" TERM'
@@ -166,6 +194,9 @@ def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory):
     assert record.read_text().split() == ["INT"]
 
 
+SURVIVOR = ["/bin/sleep", "1000"]
+
+
 @pytest.mark.parametrize("where", ["circus", "watcher"])
 def test_pdeathsig_false_lets_children_survive(tmp_path, daemon_factory, where):
     circus = "pdeathsig = false" if where == "circus" else ""
@@ -181,7 +212,13 @@ def test_pdeathsig_false_lets_children_survive(tmp_path, daemon_factory, where):
         """, circus=circus)
     daemon = daemon_factory(config)
     children = started(daemon, 3)
-    survivors = [pid for pid in children if cmdline(pid) == ["/bin/sleep", "1000"]]
+    # gcircusd's spawn returns (and it says it runs) while the child is still inside execve: the kernel closes the
+    # close-on-exec pipe the spawn waits on before it sets up the new arguments, and /proc shows an empty command
+    # line meanwhile. A child of the default watcher runs the setpriv launcher first. Tell them apart once each
+    # runs its command.
+    commands = wait_for(lambda: running_commands(children, [SURVIVOR, ["/bin/sleep", "999"]]),
+                        message="children running their commands")
+    survivors = [pid for pid in children if commands[pid] == SURVIVOR]
     others = [pid for pid in children if pid not in survivors]
     assert len(survivors) == 2 and len(others) == 1
     try:

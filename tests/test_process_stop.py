@@ -301,8 +301,8 @@ def orphan_of_killed_parent(tmp_path, *args: str) -> int:
     try:
         child = int(parent.stdout.readline())
         assert alive(child)
-        # With util-linux's setpriv the signal is armed by the launcher just before it execs the command; the
-        # parent must live until then (README documents this millisecond window).
+        # With util-linux's setpriv the signal is armed by the launcher after the spawn returned: a parent killed
+        # before that makes the launcher's parent check, not the signal, stop the child. Test the signal itself.
         wait_for(lambda: not os.readlink(f"/proc/{child}/exe").endswith("/setpriv"), message="command exec'd")
     finally:
         parent.kill()

@@ -14,8 +14,10 @@ import stat
 import sys
 
 import pytest
+from gevent import subprocess as gsubprocess
 
-from gcircus.process import Process, SpawnError
+from gcircus import procinfo
+from gcircus.process import Process, SpawnError, _launcher, _setpriv_prefix
 from gcircus.watcher import Watcher
 from tests.support.waiting import wait_for
 
@@ -186,6 +188,19 @@ def test_executable_runs_while_argv0_is_the_cmd(spawn):
     process = spawn("fancy-name 1000", executable="/bin/sleep")
     assert cmdline(process.pid) == ["fancy-name", "1000"]
     assert os.path.realpath(f"/proc/{process.pid}/exe") == os.path.realpath("/bin/sleep")
+
+
+def test_the_program_reported_is_the_command_not_its_launcher(spawn):
+    """`stats` reports the command's program even while the child still runs its launcher (setpriv, /bin/sh) or is
+    inside execve (an empty command line), and what /proc says once it runs it."""
+    process = spawn("/bin/sleep 1000")
+    assert process.program == "sleep"
+    wait_for(lambda: cmdline(process.pid) == ["/bin/sleep", "1000"], message="sleep running")
+    for read in ("setpriv", "sh", "N/A", "sleep"):
+        assert process.program_shown(read) == "sleep"
+    assert process.program_shown("renamed-itself") == "renamed-itself"
+    assert procinfo.process_info(process)["cmdline"] == "sleep"
+    assert spawn("fancy-name 1000", executable="/bin/sleep", wid=2).program == "fancy-name"
 
 
 def test_watcher_executable(watch):
@@ -530,12 +545,14 @@ def test_stopping_a_process_that_never_spawned_returns_at_once():
 
 
 def test_parent_death_signal_fast_path_uses_setpriv_and_still_reports_spawn_errors(tmp_path):
-    from gcircus.process import Process, SpawnError, _pdeathsig_launcher
-
-    launcher = _pdeathsig_launcher(signal.SIGTERM)
-    if launcher is None:
+    setpriv = _setpriv_prefix(signal.SIGTERM)
+    if setpriv is None:
         pytest.skip("no util-linux setpriv with --pdeathsig on this machine: the preexec path is used instead")
-    assert launcher[1:] == ["--pdeathsig", "TERM", "--"]
+    assert setpriv[1:] == ["--pdeathsig", "TERM", "--"]
+    # setpriv execs a shell that checks gcircusd is still its parent (gcircusd SIGKILLed before the prctl).
+    launcher = _launcher(setpriv, signal.SIGTERM, 1234, None)
+    assert launcher[:4] == setpriv and launcher[4:6] == ["/bin/sh", "-c"]
+    assert '[ "$PPID" = 1234 ] || kill -15 $$' in launcher[6]
     process = Process("p", 1, "/bin/sleep 1000", pdeathsig=signal.SIGTERM, pipe_stdout=False, pipe_stderr=False)
     try:
         from tests.support.waiting import wait_for
@@ -549,3 +566,17 @@ def test_parent_death_signal_fast_path_uses_setpriv_and_still_reports_spawn_erro
     script.write_text("#!/bin/sh\n")
     with pytest.raises(SpawnError, match="not executable"):
         Process("p", 1, str(script), pdeathsig=signal.SIGTERM)
+
+
+def test_parent_death_launcher_stops_a_child_whose_parent_died_before_the_prctl(tmp_path):
+    """The setpriv launcher run by a process that is not the parent it names: as if gcircusd had died before setpriv
+    armed the signal (the child re-parented). The shell sends itself the signal; the command never runs."""
+    setpriv = _setpriv_prefix(signal.SIGTERM)
+    if setpriv is None:
+        pytest.skip("no util-linux setpriv with --pdeathsig on this machine: the preexec path is used instead")
+    marker = tmp_path / "ran"
+    command = ["/bin/sh", "-c", f"touch {marker}"]
+    orphaned = gsubprocess.run([*_launcher(setpriv, signal.SIGTERM, os.getpid() + 1, None), *command], timeout=30)
+    assert orphaned.returncode == -signal.SIGTERM and not marker.exists()
+    parented = gsubprocess.run([*_launcher(setpriv, signal.SIGTERM, os.getpid(), None), *command], timeout=30)
+    assert parented.returncode == 0 and marker.exists()

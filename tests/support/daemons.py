@@ -114,7 +114,7 @@ class Daemon:
         self._log.close()
 
 
-def started(daemon, count: int, timeout: float = 10) -> list[int]:
+def started(daemon, count: int, timeout: float = 30) -> list[int]:
     """Wait until the daemon reports it is running with `count` children; return their pids."""
     wait_for(lambda: "gcircusd running" in daemon.output(), timeout, message="gcircusd running")
     return wait_for(lambda: len(daemon.children()) == count and daemon.children(), timeout,
