@@ -109,7 +109,8 @@ _CGROUP_STEP = (f'echo 0 > "$0" || {{ echo "gcircus: cannot enter the cgroup $0:
                 f'exit {CGROUP_PLACEMENT_FAILED}; }}; ')
 
 
-def _launcher(setpriv: list[str] | None, signum, parent_pid: int, procs_path: str | None) -> list[str] | None:
+def _launcher(setpriv: list[str] | None, signum, parent_pid: int, procs_path: str | None,
+              keep_pwd: bool = False) -> list[str] | None:
     """The argv to put before the command so the child does, after a vfork, what a preexec step would; None if none.
 
     - Parent-death signal: `setpriv --pdeathsig SIG -- /bin/sh -c '[ "$PPID" = PARENT ] || kill -SIG $$; ...'`.
@@ -119,13 +120,16 @@ def _launcher(setpriv: list[str] | None, signum, parent_pid: int, procs_path: st
       execs compares its parent (read after the prctl) with gcircusd and sends itself the signal if they differ.
     - Cgroup (see Process._open_cgroup): the same shell writes 0 to the cgroup's cgroup.procs, which moves the
       writer, and execs the command only if that worked.
-    One shell does both, so the fast path costs one exec of /bin/sh in the child, none in the hub.
+    One shell does both, so the fast path costs one exec of /bin/sh in the child, none in the hub. The shell exports
+    PWD to the command: unset again unless the child's environment has it (`keep_pwd`), so its environment is
+    exactly the one configured.
     """
     script = _PARENT_CHECK.format(parent_pid=parent_pid, signum=int(signum)) if setpriv else ""
     if procs_path is not None:
         script += _CGROUP_STEP
     if not script:
         return None
+    script += "" if keep_pwd else "unset PWD; "
     return [*(setpriv or []), "/bin/sh", "-c", script + 'exec "$@"', procs_path or "gcircus-launcher"]
 
 
@@ -369,7 +373,7 @@ class Process:
                 cgroup_fd, procs_path = None, self.cgroup.procs_path
             else:
                 setpriv = None  # the preexec step that enters the cgroup sets the parent-death signal too
-        launcher = _launcher(setpriv, self.pdeathsig, os.getpid(), procs_path)
+        launcher = _launcher(setpriv, self.pdeathsig, os.getpid(), procs_path, keep_pwd="PWD" in env)
         try:
             kwargs = self._popen_options(env, uid, gid, username, needs_preexec=needs_preexec or cgroup_fd is not None,
                                          ready=ready, cgroup_fd=cgroup_fd)

@@ -95,13 +95,20 @@ def test_a_sigstopped_process_goes_silent_and_is_replaced_new_first_beside_its_s
     recorder = WatcherRecorder(watcher, lifecycle=True)
     watcher.start()
     assert not watcher.uses_wid()
-    hung, other = watcher.pids
-    wait_for(lambda: pings_of(tmp_path, hung) >= 2, 60, message="pings")
+
+    def both_pinging():
+        """The two processes once each has pinged twice: on a loaded machine a child can take longer than
+        watchdog_sec to start pinging, and is then rightly replaced; the test begins with two that ping."""
+        pids = watcher.pids
+        return len(pids) == 2 and all(pings_of(tmp_path, pid) >= 2 for pid in pids) and pids
+    hung, other = wait_for(both_pinging, 60, message="both processes pinging")
     before = len(recorder.events)
     os.kill(hung, signal.SIGSTOP)
 
-    wait_for(lambda: recorder.of("unhealthy"), 60, message="unhealthy")
-    [unhealthy] = recorder.of("unhealthy")
+    def unhealthy_since():
+        return [m for e, m in recorder.events[before:] if e == "unhealthy"]
+    wait_for(unhealthy_since, 60, message="unhealthy")
+    [unhealthy] = unhealthy_since()
     assert unhealthy["process_pid"] == hung and unhealthy["detail"] == "no WATCHDOG=1 within 1s"
     new = replacement_of(watcher, recorder, hung, [other])
     assert event_index(recorder, "spawn", new) < event_index(recorder, "reap", hung)  # new first
