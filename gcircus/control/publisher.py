@@ -122,8 +122,10 @@ class EventPublisher:
             sock.close()
             raise
         self.socket = sock
-        # Sends never wait (NOBLOCK: a full queue drops), so they skip the green socket's event bookkeeping.
-        self._send_now = zmq.Socket.shadow(sock.underlying).send_multipart
+        # Sends never wait (NOBLOCK: a full queue drops). Through the green socket itself, not a raw shadow of it: a
+        # shadow knows nothing of the socket's closing, and a send on a closed socket's freed handle aborts the
+        # process instead of raising ENOTSOCK.
+        self._send_now = sock.send_multipart
         self._cap = ConnectionCap(sock, "pubsub_endpoint", curve=secured)
         self._cap.start()
         self.arbiter.subscribe(self.publish)
