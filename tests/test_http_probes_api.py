@@ -126,7 +126,8 @@ def test_reloadconfig_says_an_http_change_needs_a_restart(tmp_path):
             f.write(text.replace("[http]\n", "[http]\nrequest_timeout = 5\n"))
         reply = daemon.command("reloadconfig", waiting=True)
         assert reply["status"] == "ok" and reply["plan"]["http"] == {"changed": True, "needs_restart": True}
-        assert "HTTP server's settings changed" in daemon.daemon.output()
+        # gcircusd's log is written off the hub: the line may land just after the reply.
+        wait_for(lambda: "HTTP server's settings changed" in daemon.daemon.output(), 30, message="the log line")
         assert daemon.get("/readyz", auth=False).status == 200  # still serving, as it was
     finally:
         daemon.stop()
