@@ -21,7 +21,7 @@ def served(tmp_path):
         daemon = HttpDaemon(tmp_path, WATCHERS, http=f"token_role = {role}\n" if role else "",
                             circus=f"audit_log = {tmp_path / 'audit.log'}\n")
         daemons.append(daemon)
-        return daemon.wait_serving()
+        return daemon.wait_serving(started=True)  # its watcher active: the tests read and compare its state
     yield start
     for daemon in daemons:
         daemon.stop()
