@@ -32,6 +32,7 @@ def test_a_new_socket_on_a_port_in_use_is_the_error_reply_and_the_watchers_keep_
         held.bind(("127.0.0.1", free_port()))
         held.listen()
         [pid] = wait_for(daemon.children, 30, message="the child")
+        wait_for(lambda: dealer.call("status", name="w")["status"] == "active", 30, message="w active")
         with open(config, "a") as f:
             f.write(f"\n[socket:x]\nhost = 127.0.0.1\nport = {held.getsockname()[1]}\n")
         for props in ({}, {"waiting": True}):
