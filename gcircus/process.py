@@ -19,7 +19,6 @@ import os
 import pwd
 import resource
 import shlex
-import shutil
 import signal
 import subprocess
 import time
@@ -32,7 +31,7 @@ import gevent.monkey
 import gevent.subprocess
 import psutil
 
-from gcircus import cgroups, identity, linux
+from gcircus import cgroups, identity, launcher, linux
 from gcircus.expand import expand_circus_vars
 from gcircus.procinfo import NA
 from gcircus.states import SPAWNED
@@ -68,69 +67,6 @@ def _popen_class():
     if gevent.monkey.is_module_patched("os"):
         return gevent.subprocess.Popen
     return _Popen
-
-
-@functools.cache
-def _setpriv() -> str | None:
-    """The path of a setpriv that knows --pdeathsig (util-linux 2.33+), or None; looked up once."""
-    path = shutil.which("setpriv", path=os.defpath + os.pathsep + "/usr/bin:/bin:/usr/sbin:/sbin")
-    try:
-        with open(path or "", "rb") as f:
-            return path if b"pdeathsig" in f.read() else None
-    except OSError:
-        return None
-
-
-def _setpriv_prefix(signum) -> list[str] | None:
-    """`setpriv --pdeathsig SIG --` (util-linux) when available, to set the parent-death signal without a preexec.
-
-    A preexec function forces a full fork and runs Python in the child (at-fork handlers, then the function) while
-    the hub waits for the exec: about 1.5 ms per spawn. util-linux's setpriv does the same prctl in C after a vfork,
-    so spawning 1000 processes takes well under half the time. Without a setpriv that knows --pdeathsig, or for a
-    signal without a name, the preexec path is used instead. setpriv alone leaves a window: see _launcher.
-    """
-    setpriv = _setpriv() if signum else None
-    if setpriv is None:
-        return None
-    try:
-        name = signal.Signals(int(signum)).name
-    except ValueError:
-        return None
-    return [setpriv, "--pdeathsig", name[3:], "--"]
-
-
-# What a child runs before its command on the fast path (see _launcher): the names /proc shows meanwhile.
-LAUNCHER_PROGRAMS = frozenset({"setpriv", "sh"})
-# Exit status of the launcher when the child could not enter its cgroup (the command never ran).
-CGROUP_PLACEMENT_FAILED = 125
-# The launcher's steps, run by /bin/sh in the child before it execs the command ("$@").
-_PARENT_CHECK = '[ "$PPID" = {parent_pid} ] || kill -{signum} $$; '
-_CGROUP_STEP = (f'echo 0 > "$0" || {{ echo "gcircus: cannot enter the cgroup $0: the command was not started" >&2; '
-                f'exit {CGROUP_PLACEMENT_FAILED}; }}; ')
-
-
-def _launcher(setpriv: list[str] | None, signum, parent_pid: int, procs_path: str | None,
-              keep_pwd: bool = False) -> list[str] | None:
-    """The argv to put before the command so the child does, after a vfork, what a preexec step would; None if none.
-
-    - Parent-death signal: `setpriv --pdeathsig SIG -- /bin/sh -c '[ "$PPID" = PARENT ] || kill -SIG $$; ...'`.
-      setpriv arms the signal when it runs, after the spawn returned: if gcircusd dies before that (SIGKILLed, the
-      OOM killer, while it spawns; under load the child can wait tens of milliseconds for a CPU), the signal never
-      comes and the command would run on unsupervised, re-parented. As in _child_setup, the shell that setpriv
-      execs compares its parent (read after the prctl) with gcircusd and sends itself the signal if they differ.
-    - Cgroup (see Process._open_cgroup): the same shell writes 0 to the cgroup's cgroup.procs, which moves the
-      writer, and execs the command only if that worked.
-    One shell does both, so the fast path costs one exec of /bin/sh in the child, none in the hub. The shell exports
-    PWD to the command: unset again unless the child's environment has it (`keep_pwd`), so its environment is
-    exactly the one configured.
-    """
-    script = _PARENT_CHECK.format(parent_pid=parent_pid, signum=int(signum)) if setpriv else ""
-    if procs_path is not None:
-        script += _CGROUP_STEP
-    if not script:
-        return None
-    script += "" if keep_pwd else "unset PWD; "
-    return [*(setpriv or []), "/bin/sh", "-c", script + 'exec "$@"', procs_path or "gcircus-launcher"]
 
 
 RUNNING, DEAD_OR_ZOMBIE, UNEXISTING, OTHER = 0, 1, 2, 3
@@ -362,53 +298,48 @@ class Process:
     def _launch(self, argv: list[str], env: dict, uid: int | None, gid: int | None, username: str | None,
                 ready: _ReadyPipeSetup | None):
         """Fork and exec the child (the Popen object); SpawnError with a readable reason if it cannot start."""
-        plain = not self.rlimits and not self.executable and ready is None
-        setpriv = _setpriv_prefix(self.pdeathsig) if plain else None
-        needs_preexec = bool(self.rlimits) or (bool(self.pdeathsig) and setpriv is None) or ready is not None
-        cgroup_fd, procs_path = None, None
-        if self.cgroup is not None:
-            cgroup_fd = self._open_cgroup()  # a spawn error now if the cgroup is gone or not writable
-            if plain and not needs_preexec and uid is None and gid is None:
-                _close_quietly(cgroup_fd)
-                cgroup_fd, procs_path = None, self.cgroup.procs_path
-            else:
-                setpriv = None  # the preexec step that enters the cgroup sets the parent-death signal too
-        launcher = _launcher(setpriv, self.pdeathsig, os.getpid(), procs_path, keep_pwd="PWD" in env)
+        cgroup_fd = None if self.cgroup is None else self._open_cgroup()  # a spawn error now if gone or not writable
         try:
-            kwargs = self._popen_options(env, uid, gid, username, needs_preexec=needs_preexec or cgroup_fd is not None,
-                                         ready=ready, cgroup_fd=cgroup_fd)
-            return self._run_popen(argv, env, uid, gid, launcher, kwargs)
+            needs_preexec = bool(self.rlimits) or ready is not None
+            plan = launcher.plan(can_skip_preexec=not needs_preexec and not self.executable,
+                                 other_user=uid is not None or gid is not None, pdeathsig=self.pdeathsig,
+                                 parent_pid=os.getpid(), cgroup_fd=cgroup_fd,
+                                 cgroup_procs=None if self.cgroup is None else self.cgroup.procs_path,
+                                 keep_pwd="PWD" in env)
+            needs_preexec = needs_preexec or plan.preexec
+            kwargs = self._popen_options(env, uid, gid, username, needs_preexec=needs_preexec, ready=ready,
+                                         cgroup_fd=cgroup_fd if needs_preexec else None,
+                                         launcher_fds=plan.pass_fds)
+            return self._run_popen(argv, env, uid, gid, plan.prefix, kwargs)
         finally:
             _close_quietly(cgroup_fd)
 
     def _open_cgroup(self) -> int:
         """A write descriptor on the cgroup's cgroup.procs; SpawnError if it cannot be opened (gone, not writable).
 
-        How a child enters its cgroup before it execs, the cheapest way that applies:
-        - a watcher spawned on the fast path (no preexec step otherwise, gcircusd's own identity) gets a launcher,
-          `/bin/sh -c 'echo 0 > PATH/cgroup.procs || exit 125; exec "$@"'` (see _launcher): the fork stays a
-          vfork and the hub pays for one exec; the shell's work runs in the child. Measured under gevent on 2 busy
-          cores: about 1 ms per spawn instead of 6 ms for a Python preexec step.
-        - otherwise the preexec step the spawn runs anyway (rlimits, readiness descriptor, another uid: a shell
-          running as the watcher's user could not move itself, the kernel checks the writer's rights on the
-          common ancestor) writes "0" to this descriptor, opened by gcircusd: the kernel checks the opener's rights.
-        Either way the command never runs outside its cgroup: the shell exits 125 with a message on the child's
-        stderr instead of exec'ing it, the preexec failure is a spawn error. Moving gcircusd itself into the cgroup
-        around the fork (what a vfork would inherit) was rejected: for that moment gcircusd's allocations would be
-        charged to the watcher, whose memory_max could get the supervisor OOM-killed.
+        The child enters its cgroup by writing "0" to this descriptor before it execs its command: in its launcher
+        (gcircus-launch, which inherits it; see gcircus.launcher) or in the preexec step the spawn runs anyway. The
+        kernel checks the opener's rights, gcircusd's, so this works after a switch to the watcher's user too. Only
+        the fallback shell launcher writes to the path itself (then the descriptor just proves it can be opened).
+        The command never runs outside its cgroup: a launcher exits 125 with a message on the child's stderr
+        instead of exec'ing it, a preexec failure is a spawn error. Moving gcircusd itself into the cgroup around
+        the fork (what a vfork would inherit) was rejected: for that moment gcircusd's allocations would be charged
+        to the watcher, whose memory_max could get the supervisor OOM-killed.
         """
         try:
             return self.cgroup.open_procs()
         except cgroups.CgroupError as exc:
             raise SpawnError(f"cannot place the process in its cgroup: {exc}") from None
 
-    def _run_popen(self, argv: list[str], env: dict, uid: int | None, gid: int | None, launcher, kwargs: dict):
-        """Popen with the prepared options; SpawnError with a readable reason if the child cannot start."""
+    def _run_popen(self, argv: list[str], env: dict, uid: int | None, gid: int | None, prefix: list[str] | None,
+                   kwargs: dict):
+        """Popen with the prepared options (and the launcher `prefix`, if any: see gcircus.launcher); SpawnError with
+        a readable reason if the child cannot start."""
         argv_to_run = ["/bin/sh", "-c"] + argv if self.shell else argv
-        if launcher is not None:
+        if prefix is not None:
             # The launcher execs the command itself, so a missing or non-executable command must be found here.
             self._check_executable(argv_to_run[0], env)
-            argv_to_run = launcher + argv_to_run
+            argv_to_run = prefix + argv_to_run
         # gevent's C loop creates child watchers without installing its SIGCHLD handler (gevent.subprocess does it
         # on each spawn); without it no exit is ever seen in a host that never used gevent.subprocess. It must be in
         # place before the fork, and costs a flag test once installed.
@@ -427,8 +358,10 @@ class Process:
 
     def _popen_options(self, env: dict, uid: int | None, gid: int | None, username: str | None,
                        needs_preexec: bool, ready: _ReadyPipeSetup | None = None,
-                       cgroup_fd: int | None = None) -> dict:
-        """Popen's keyword arguments: descriptors, environment, and the identity/limits/parent-death set-up."""
+                       cgroup_fd: int | None = None, launcher_fds: tuple[int, ...] = ()) -> dict:
+        """Popen's keyword arguments: descriptors, environment, and the identity/limits/parent-death set-up.
+
+        `cgroup_fd` goes to the preexec step; `launcher_fds` are kept open for the launcher (it closes them)."""
         stdin = subprocess.DEVNULL if self.close_child_stdin else None
         if self.stdin_fd is not None:
             stdin = self.stdin_fd
@@ -439,6 +372,7 @@ class Process:
             pass_fds = tuple(int(fd) for fd in self.sockets.values())
         if ready is not None:
             pass_fds = (*pass_fds, ready.child_fd)  # kept open by Popen; _child_setup puts the pipe there
+        pass_fds = (*pass_fds, *launcher_fds)
         kwargs: dict = dict(cwd=self.working_dir, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
                             close_fds=True, pass_fds=pass_fds, start_new_session=True,
                             executable=self.executable, umask=-1 if self.umask is None else self.umask)
@@ -682,10 +616,10 @@ class Process:
         """The program name to report for this process, given the one read from /proc (`read`).
 
         The spawn returns while the child is still inside execve (an empty command line, "N/A") or, on the fast
-        path, running its launcher (setpriv, then /bin/sh: see _launcher) for a few milliseconds more: during that
+        path, running its launcher (see gcircus.launcher) for a few milliseconds more: during that
         time the name read is not the process's, and the program it is about to run is reported instead.
         """
-        if self.program and (read == NA or read in LAUNCHER_PROGRAMS):
+        if self.program and (read == NA or read in launcher.LAUNCHER_PROGRAMS):
             return self.program
         return read
 

@@ -17,7 +17,7 @@ import time
 import pytest
 from gevent import subprocess
 
-from gcircus import cgroups, linux
+from gcircus import cgroups, launcher, linux
 from gcircus.config import load_config
 from gcircus.daemon import Arbiter
 from gcircus.errors import ConfigError
@@ -35,8 +35,8 @@ def scratch():
     root.close()
 
 
-def start(daemon_factory, config: str):
-    daemon = daemon_factory(config)
+def start(daemon_factory, config: str, env: dict | None = None):
+    daemon = daemon_factory(config, env=env)
     wait_for(lambda: "gcircusd running" in daemon.output() or daemon.proc.poll() is not None, 20,
              message="gcircusd running")
     assert daemon.proc.poll() is None, daemon.output()
@@ -62,12 +62,25 @@ def escaper(tmp_path, record) -> str:
     return f"sh {script}"
 
 
-@pytest.mark.parametrize("path", ["launcher", "preexec rlimits", "preexec other user", "shell"])
+CGROUP_PATHS = {
+    # path: (watcher options, environment)
+    "native launcher": ("", {}),
+    "native launcher, other user": ("uid = nobody", {}),
+    "shell launcher": ("", {launcher.LAUNCHER_ENV: "shell"}),
+    "preexec, other user without the native launcher": ("uid = nobody", {launcher.LAUNCHER_ENV: "shell"}),
+    "preexec rlimits": ("rlimit_nofile = 1024", {}),
+    "shell = true": ("shell = true", {}),
+}
+
+
+@pytest.mark.parametrize("path", list(CGROUP_PATHS))
 def test_a_process_is_in_its_cgroup_before_it_runs(tmp_path, scratch, daemon_factory, path):
-    """cat's first action is to print its own cgroup: on the fast path (a shell launcher moves the child) and on
-    the preexec path (rlimits, or another user: the descriptor gcircusd opened is written before the uid switch)."""
-    extra = {"launcher": "", "preexec rlimits": "rlimit_nofile = 1024", "preexec other user": "uid = nobody",
-             "shell": "shell = true"}[path]
+    """cat's first action is to print its own cgroup, whichever way its spawn entered it (see gcircus.launcher):
+    gcircus-launch writing to the descriptor gcircusd opened (also after a switch to another user), the fallback
+    shell launcher writing to the path, or the preexec step (rlimits; another user when only the shell is there)."""
+    extra, env = CGROUP_PATHS[path]
+    if path.startswith("native") and launcher.native_launcher(other_user=True) is None:
+        pytest.skip("gcircus-launch is not built here (no C compiler at install)")
     out = tmp_path / "cgroup.txt"
     config, endpoint = circus_config(tmp_path, f"""
         [watcher:web]
@@ -77,7 +90,7 @@ def test_a_process_is_in_its_cgroup_before_it_runs(tmp_path, scratch, daemon_fac
         stdout_stream.class = FileStream
         stdout_stream.filename = {out}
         """, circus=f"cgroup_root = {scratch.path}\n")
-    daemon = start(daemon_factory, config)
+    daemon = start(daemon_factory, config, env=env)
     text = wait_for(lambda: out.exists() and "0::" in out.read_text() and out.read_text(), message="cat's output")
     watcher_dir = os.path.join(scratch.only_daemon_dir(), "web")
     assert f"0::{scratch.relative(watcher_dir)}\n" in text

@@ -23,7 +23,7 @@ from tests.support.waiting import wait_for
 
 
 def environ(pid: int) -> dict:
-    # Read it once the command runs: while setpriv execs it (the parent-death fast path) /proc shows an empty one.
+    # Read it once the command runs: while its launcher execs it (the parent-death fast path) /proc shows an empty one.
     wait_for(lambda: os.readlink(f"/proc/{pid}/exe").endswith("/sleep"), 5, message="command exec'd")
     with open(f"/proc/{pid}/environ", "rb") as f:
         items = [i.decode() for i in f.read().split(b"\0") if i]

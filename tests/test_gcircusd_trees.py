@@ -158,9 +158,10 @@ def test_sigkill_of_gcircusd_makes_children_die(tmp_path, daemon_factory):
 def test_sigkill_of_gcircusd_while_it_spawns_makes_children_die(tmp_path, daemon_factory):
     """gcircusd killed the moment its first child is forked, before the child armed its parent-death signal.
 
-    The kernel sends that signal only if the parent dies after the prctl. On the setpriv fast path the prctl runs in
-    setpriv, after the fork: the child must then see for itself that its parent is no longer gcircusd. Whether the
-    kill lands before the prctl depends on scheduling, so the test gives it a few chances.
+    The kernel sends that signal only if the parent dies after the prctl. On the fast path the prctl runs in the
+    launcher (see gcircus.launcher), after the fork: the child must then see for itself that its parent is no
+    longer gcircusd. Whether the kill lands before the prctl depends on scheduling, so the test gives it a few
+    chances.
     """
     before = set(live_descendants())
     for attempt in range(3):
@@ -214,7 +215,7 @@ def test_pdeathsig_false_lets_children_survive(tmp_path, daemon_factory, where):
     children = started(daemon, 3)
     # gcircusd's spawn returns (and it says it runs) while the child is still inside execve: the kernel closes the
     # close-on-exec pipe the spawn waits on before it sets up the new arguments, and /proc shows an empty command
-    # line meanwhile. A child of the default watcher runs the setpriv launcher first. Tell them apart once each
+    # line meanwhile. A child of the default watcher runs its launcher first. Tell them apart once each
     # runs its command.
     commands = wait_for(lambda: running_commands(children, [SURVIVOR, ["/bin/sleep", "999"]]),
                         message="children running their commands")

@@ -15,6 +15,7 @@ import pytest
 from gevent import subprocess as gsubprocess
 
 from gcircus import linux
+from gcircus.launcher import LAUNCHER_PROGRAMS
 from gcircus.process import Process
 from gcircus.watcher import Watcher
 from tests.support.processes import alive
@@ -301,9 +302,10 @@ def orphan_of_killed_parent(tmp_path, *args: str) -> int:
     try:
         child = int(parent.stdout.readline())
         assert alive(child)
-        # With util-linux's setpriv the signal is armed by the launcher after the spawn returned: a parent killed
+        # The signal is armed by the launcher after the spawn returned (see gcircus.launcher): a parent killed
         # before that makes the launcher's parent check, not the signal, stop the child. Test the signal itself.
-        wait_for(lambda: not os.readlink(f"/proc/{child}/exe").endswith("/setpriv"), message="command exec'd")
+        wait_for(lambda: os.path.basename(os.readlink(f"/proc/{child}/exe")) not in LAUNCHER_PROGRAMS,
+                 message="command exec'd")
     finally:
         parent.kill()
         parent.wait()

@@ -16,8 +16,8 @@ import sys
 import pytest
 from gevent import subprocess as gsubprocess
 
-from gcircus import procinfo
-from gcircus.process import Process, SpawnError, _launcher, _setpriv_prefix
+from gcircus import launcher, procinfo
+from gcircus.process import Process, SpawnError
 from gcircus.watcher import Watcher
 from tests.support.waiting import wait_for
 
@@ -191,12 +191,12 @@ def test_executable_runs_while_argv0_is_the_cmd(spawn):
 
 
 def test_the_program_reported_is_the_command_not_its_launcher(spawn):
-    """`stats` reports the command's program even while the child still runs its launcher (setpriv, /bin/sh) or is
-    inside execve (an empty command line), and what /proc says once it runs it."""
+    """`stats` reports the command's program even while the child still runs its launcher (gcircus-launch, or
+    setpriv and /bin/sh) or is inside execve (an empty command line), and what /proc says once it runs it."""
     process = spawn("/bin/sleep 1000")
     assert process.program == "sleep"
     wait_for(lambda: cmdline(process.pid) == ["/bin/sleep", "1000"], message="sleep running")
-    for read in ("setpriv", "sh", "N/A", "sleep"):
+    for read in ("gcircus-launch", "setpriv", "sh", "N/A", "sleep"):
         assert process.program_shown(read) == "sleep"
     assert process.program_shown("renamed-itself") == "renamed-itself"
     assert procinfo.process_info(process)["cmdline"] == "sleep"
@@ -544,20 +544,37 @@ def test_stopping_a_process_that_never_spawned_returns_at_once():
     assert process.stop(signal.SIGTERM, graceful_timeout=5) is None
 
 
-def test_parent_death_signal_fast_path_uses_setpriv_and_still_reports_spawn_errors(tmp_path):
-    setpriv = _setpriv_prefix(signal.SIGTERM)
-    if setpriv is None:
-        pytest.skip("no util-linux setpriv with --pdeathsig on this machine: the preexec path is used instead")
-    assert setpriv[1:] == ["--pdeathsig", "TERM", "--"]
-    # setpriv execs a shell that checks gcircusd is still its parent (gcircusd SIGKILLed before the prctl).
-    launcher = _launcher(setpriv, signal.SIGTERM, 1234, None)
-    assert launcher[:4] == setpriv and launcher[4:6] == ["/bin/sh", "-c"]
-    assert '[ "$PPID" = 1234 ] || kill -15 $$' in launcher[6]
+@pytest.fixture(params=["native", "shell"])
+def launcher_kind(request, monkeypatch):
+    """Each launcher in turn (see gcircus.launcher): gcircus-launch, then util-linux's setpriv and /bin/sh."""
+    if request.param == "shell":
+        monkeypatch.setenv(launcher.LAUNCHER_ENV, "shell")
+        if launcher.setpriv_prefix(signal.SIGTERM) is None:
+            pytest.skip("no util-linux setpriv with --pdeathsig on this machine: the preexec path is used instead")
+    launcher.native_launcher.cache_clear()
+    if request.param == "native" and launcher.native_launcher() is None:
+        pytest.skip("gcircus-launch is not built here (no C compiler at install)")
+    yield request.param
+    monkeypatch.undo()
+    launcher.native_launcher.cache_clear()
+
+
+def launcher_prefix(kind: str, signum, parent_pid: int) -> list[str]:
+    prefix = launcher.plan(can_skip_preexec=True, other_user=False, pdeathsig=signum, parent_pid=parent_pid,
+                           cgroup_fd=None, cgroup_procs=None, keep_pwd=False).prefix
+    assert prefix is not None
+    assert os.path.basename(prefix[0]) == ("gcircus-launch" if kind == "native" else "setpriv")
+    return prefix
+
+
+def test_the_parent_death_fast_path_runs_the_command_and_still_reports_spawn_errors(tmp_path, launcher_kind):
     process = Process("p", 1, "/bin/sleep 1000", pdeathsig=signal.SIGTERM, pipe_stdout=False, pipe_stderr=False)
     try:
         from tests.support.waiting import wait_for
         wait_for(lambda: open(f"/proc/{process.pid}/cmdline", "rb").read() == b"/bin/sleep\x001000\x00",
-                 message="setpriv exec'd the command")
+                 message="the launcher exec'd the command")
+        with open(f"/proc/{process.pid}/status") as f:
+            assert f"PPid:\t{os.getpid()}\n" in f.read()  # exec'd in place: still gcircus's own child
     finally:
         process.stop(graceful_timeout=1)
     with pytest.raises(SpawnError, match="command not found"):
@@ -568,15 +585,45 @@ def test_parent_death_signal_fast_path_uses_setpriv_and_still_reports_spawn_erro
         Process("p", 1, str(script), pdeathsig=signal.SIGTERM)
 
 
-def test_parent_death_launcher_stops_a_child_whose_parent_died_before_the_prctl(tmp_path):
-    """The setpriv launcher run by a process that is not the parent it names: as if gcircusd had died before setpriv
-    armed the signal (the child re-parented). The shell sends itself the signal; the command never runs."""
-    setpriv = _setpriv_prefix(signal.SIGTERM)
-    if setpriv is None:
-        pytest.skip("no util-linux setpriv with --pdeathsig on this machine: the preexec path is used instead")
+def test_the_launcher_stops_a_child_whose_parent_died_before_the_prctl(tmp_path, launcher_kind):
+    """The launcher run by a process that is not the parent it names: as if gcircusd had died before the launcher
+    armed the signal (the child re-parented). It sends itself the signal; the command never runs."""
     marker = tmp_path / "ran"
     command = ["/bin/sh", "-c", f"touch {marker}"]
-    orphaned = gsubprocess.run([*_launcher(setpriv, signal.SIGTERM, os.getpid() + 1, None), *command], timeout=30)
+    orphaned = gsubprocess.run([*launcher_prefix(launcher_kind, signal.SIGTERM, os.getpid() + 1), *command],
+                               timeout=30)
     assert orphaned.returncode == -signal.SIGTERM and not marker.exists()
-    parented = gsubprocess.run([*_launcher(setpriv, signal.SIGTERM, os.getpid(), None), *command], timeout=30)
+    parented = gsubprocess.run([*launcher_prefix(launcher_kind, signal.SIGTERM, os.getpid()), *command], timeout=30)
     assert parented.returncode == 0 and marker.exists()
+
+
+def test_the_native_launcher_never_runs_a_command_whose_parent_is_gone_even_if_the_signal_is_ignored(tmp_path):
+    """An ignored signal survives exec: the shell launcher's `kill` would then fall through to the command, while
+    gcircus-launch exits instead (128 + the signal)."""
+    native = launcher.native_launcher()
+    if native is None:
+        pytest.skip("gcircus-launch is not built here (no C compiler at install)")
+    marker = tmp_path / "ran"
+    ignoring = gsubprocess.run([native, str(int(signal.SIGTERM)), str(os.getpid() + 1), "-1", "", "--",
+                                "/bin/sh", "-c", f"touch {marker}"],
+                               preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN), timeout=30)
+    assert ignoring.returncode == 128 + signal.SIGTERM and not marker.exists()
+
+
+def test_the_native_launcher_refuses_bad_usage_and_reports_a_cgroup_it_cannot_enter(tmp_path):
+    native = launcher.native_launcher()
+    if native is None:
+        pytest.skip("gcircus-launch is not built here (no C compiler at install)")
+    for argv in ([native], [native, "x", "1", "-1", "", "--", "true"], [native, "0", "1", "-1", "", "true", "x"]):
+        result = gsubprocess.run(argv, stderr=gsubprocess.PIPE, timeout=30)
+        assert result.returncode == 127 and b"usage: gcircus-launch" in result.stderr
+    marker = tmp_path / "ran"
+    read_only = os.open(os.devnull, os.O_RDONLY)  # a write to it fails, as on a cgroup removed meanwhile
+    try:
+        result = gsubprocess.run([native, "0", "1", str(read_only), "/sys/fs/cgroup/x/cgroup.procs", "--",
+                                  "touch", str(marker)], pass_fds=(read_only,), stderr=gsubprocess.PIPE, timeout=30)
+    finally:
+        os.close(read_only)
+    assert result.returncode == launcher.CGROUP_PLACEMENT_FAILED and not marker.exists()
+    assert b"cannot enter the cgroup /sys/fs/cgroup/x/cgroup.procs" in result.stderr
+    assert b"the command was not started" in result.stderr

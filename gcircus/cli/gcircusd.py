@@ -35,7 +35,7 @@ import sys
 
 import gevent
 
-from gcircus import __version__, limits, linux
+from gcircus import __version__, launcher, limits, linux
 from gcircus.cli.check_config import describe
 from gcircus.cli.usage import EXIT_USAGE, CommandLineError, parse_command_line
 from gcircus.daemon import EXIT_OK, EXIT_START_FAILED, Arbiter, Daemon
@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
             if not log_reaches_stderr():
                 print(f"gcircusd: cannot start: {problem}", file=sys.stderr)
         return EXIT_START_FAILED
+    slower_launcher = launcher.describe()
+    if slower_launcher:
+        log.warning("%s", slower_launcher)
     ready_fd = daemonize() if args["--daemon"] else None
     pidfile = None
     pidfile_path = args["--pidfile"] or arbiter.pidfile
