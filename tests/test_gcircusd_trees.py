@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from gcircus import linux
+from gcircus import launcher, linux
 from tests.support.daemons import make_config, started
 from tests.support.processes import alive, handles, live_descendants, signals_settled
 from tests.support.waiting import wait_for
@@ -178,7 +178,11 @@ def test_sigkill_of_gcircusd_while_it_spawns_makes_children_die(tmp_path, daemon
         wait_for(lambda: not set(live_descendants()) - before, timeout=30, message="children killed by PDEATHSIG")
 
 
-def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory):
+@pytest.mark.parametrize("kind", ["native", "shell"])
+def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory, kind):
+    """With either launcher (see gcircus.launcher); gcircusd says at start when it uses the slower shell one."""
+    if kind == "native" and launcher.native_launcher() is None:
+        pytest.skip("gcircus-launch is not built here (no C compiler at install)")
     record = tmp_path / "got"
     traps = f'trap "echo INT >> {record}; exit 0" INT; trap "echo TERM >> {record}; exit 0" TERM'
     config = make_config(tmp_path, f"""
@@ -186,13 +190,17 @@ def test_pdeathsig_uses_the_watcher_stop_signal(tmp_path, daemon_factory):
         cmd = sh -c '{traps}; while :; do sleep 0.1; done'
         stop_signal = INT
         """)
-    daemon = daemon_factory(config)
+    daemon = daemon_factory(config, env={launcher.LAUNCHER_ENV: kind})
     [pid] = started(daemon, 1)
+    said = "GCIRCUS_LAUNCHER=shell is set: children with a parent-death signal"
+    if kind == "shell":
+        wait_for(lambda: said in daemon.output(), message="the start-up warning about the shell launcher")
     wait_for(lambda: handles(pid, signal.SIGINT), message="traps installed")
     daemon.signal(signal.SIGKILL)
     daemon.wait(5)
     wait_for(lambda: not alive(pid), timeout=30, message="child stopped by PDEATHSIG")
     assert record.read_text().split() == ["INT"]
+    assert (said in daemon.output()) == (kind == "shell")
 
 
 SURVIVOR = ["/bin/sleep", "1000"]

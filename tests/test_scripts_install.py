@@ -10,6 +10,10 @@ import os
 import shutil
 import subprocess
 
+import pytest
+
+from gcircus import launcher
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECORDER = '#!/bin/sh\necho "$(basename "$0") $*" >> "$CALLS"\n'
 
@@ -17,7 +21,9 @@ RECORDER = '#!/bin/sh\necho "$(basename "$0") $*" >> "$CALLS"\n'
 def make_tree(tmp_path):
     tree = tmp_path / "repo"
     (tree / "scripts").mkdir(parents=True)
-    for name in ("scripts/_install", "scripts/_browser", "scripts/run", "scripts/test", "setup.cfg", "setup.py"):
+    (tree / "gcircus" / "native").mkdir(parents=True)
+    for name in ("scripts/_install", "scripts/_browser", "scripts/run", "scripts/test", "setup.cfg", "setup.py",
+                 "gcircus/native/launch.c"):
         shutil.copy2(os.path.join(ROOT, name), tree / name)
     bin_dir = tree / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
@@ -91,3 +97,21 @@ def test_test_script_installs_the_test_extras_before_running_pytest(tmp_path):
     assert calls[0] == "python -m pip install -q -e .[test]"
     assert [call.split()[:3] for call in calls[1:3]] == [["python", "-m", "ruff"], ["python", "-m", "mypy"]]
     assert calls[3].startswith("python -m pytest") and len(calls) == 4
+
+
+def test_a_changed_launcher_source_reinstalls(tmp_path):
+    """gcircus-launch is compiled by the install (setup.py): a change to its C source must rebuild it."""
+    tree = make_tree(tmp_path)
+    run(tree, tmp_path, "scripts/_install", "test")
+    with open(tree / "gcircus" / "native" / "launch.c", "a", encoding="utf-8") as f:
+        f.write("\n/* changed */\n")
+    assert run(tree, tmp_path, "scripts/_install", "test") == ["python -m pip install -q -e .[test]"]
+
+
+def test_the_install_built_the_native_launcher_where_a_compiler_is():
+    """The real install of this checkout: with a C compiler on the machine, gcircus-launch is there and used."""
+    if shutil.which("cc") is None and shutil.which("gcc") is None:
+        pytest.skip("no C compiler here: gcircusd falls back to setpriv and /bin/sh (and says so at start)")
+    assert os.access(launcher.NATIVE_LAUNCHER, os.X_OK), f"{launcher.NATIVE_LAUNCHER} was not built by the install"
+    if os.environ.get(launcher.LAUNCHER_ENV) != "shell":
+        assert launcher.native_launcher() == str(launcher.NATIVE_LAUNCHER)
