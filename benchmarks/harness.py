@@ -493,6 +493,45 @@ def kill_leftovers(live: Iterable, marker: str) -> None:
     kill_pids(marked_processes(marker))
 
 
+def measure_targets(targets: list[Target], tmp_root: Path, marker: str, notes: list[str], measure) -> dict:
+    """Run `measure(target, cells)` for each target that installs, filling `cells` (its results); return them all.
+
+    One broken target costs only its own cells (the error goes to `notes`); Ctrl-C keeps what was measured so far;
+    whatever still runs the run's `marker` afterwards is killed."""
+    results: dict[str, dict] = {}
+    try:
+        for t in prepare_targets(targets, tmp_root, notes):
+            print(f"[{t.name}] {t.version}: measuring…", flush=True)
+            try:
+                measure(t, results.setdefault(t.name, {}))
+            except Exception as exc:  # noqa: BLE001 - one broken target costs only its own cells
+                notes.append(f"{t.name}: {type(exc).__name__}: {exc}")
+                print(f"  [{t.name}] failed: {exc}", flush=True)
+    except KeyboardInterrupt:
+        notes.append("interrupted: the remaining cells were not measured")
+    finally:
+        kill_leftovers(Run.LIVE, marker)
+    return results
+
+
+def stop_gcircusd(daemon, pids: Iterable[int], marker: str) -> None:
+    """SIGTERM a single-daemon benchmark's gcircusd (SIGKILL after 60 s), then SIGKILL what is left of its workload:
+    only the pids it reported that still run `marker`, so nothing else on the machine is touched."""
+    if daemon.poll() is None:
+        daemon.send_signal(signal.SIGTERM)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            daemon.kill()
+            daemon.wait()
+    for pid in pids:
+        try:
+            if psutil.Process(pid).cmdline()[-1:] == [marker]:
+                os.kill(pid, signal.SIGKILL)
+        except (psutil.Error, OSError):
+            pass
+
+
 def machine() -> str:
     model = "?"
     try:

@@ -26,10 +26,9 @@ from harness import (
     TARGETS,
     Run,
     Target,
-    kill_leftovers,
     machine,
+    measure_targets,
     new_marker,
-    prepare_targets,
     start_runner,
     summary,
     wait_until,
@@ -194,17 +193,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     started, tmp_root = start_runner("gcircus-control-bench-")
     targets = [TARGETS[n] for n in args.targets]
-    results: dict[str, dict] = {}
     notes: list[str] = []
     marker = new_marker(99_980_000)
-    try:
-        for t in prepare_targets(targets, tmp_root, notes):
-            print(f"[{t.name}] {t.version}: measuring…", flush=True)
-            bench(t, args, tmp_root, marker, results.setdefault(t.name, {}), notes)
-    except KeyboardInterrupt:
-        notes.append("interrupted: the remaining cells were not measured")
-    finally:
-        kill_leftovers(Run.LIVE, marker)
+    results = measure_targets(targets, tmp_root, marker, notes,
+                              lambda t, cells: bench(t, args, tmp_root, marker, cells, notes))
     raw = {"started": started, "versions": {t.name: t.version for t in targets}, "results": results, "notes": notes}
     write_results(args.out, report(targets, results, notes, args, started), raw, tmp_root)
     return 0

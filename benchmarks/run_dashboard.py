@@ -17,8 +17,6 @@ import argparse
 import datetime as dt
 import http.client
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +29,7 @@ from pathlib import Path
 import psutil
 
 from gcircus.client import CallError, Client
-from harness import GCIRCUSD, RESULTS, free_endpoint, free_port, machine, percentile, write_results
+from harness import GCIRCUSD, RESULTS, free_endpoint, free_port, machine, percentile, stop_gcircusd, write_results
 
 
 class Page(threading.Thread):
@@ -141,23 +139,7 @@ def run_mode(n: int, watchers: int, pages: int, seconds: float, workdir: Path) -
             reader.stop()
         children = [p.pid for p in psutil.Process(daemon.pid).children()] if daemon.poll() is None else []
         client.close()
-        stop(daemon, children, marker)
-
-
-def stop(daemon, children: list[int], marker: str) -> None:
-    if daemon.poll() is None:
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
-    for pid in children:  # only our own workload: the daemon's children still running our marker
-        try:
-            if psutil.Process(pid).cmdline()[-1:] == [marker]:
-                os.kill(pid, signal.SIGKILL)
-        except (psutil.Error, OSError):
-            pass
+        stop_gcircusd(daemon, children, marker)
 
 
 def markdown(results: list[dict], machine_text: str) -> str:

@@ -36,10 +36,9 @@ from harness import (
     Run,
     Target,
     ini_value,
-    kill_leftovers,
     machine,
+    measure_targets,
     new_marker,
-    prepare_targets,
     start_runner,
     summary,
     wait_until,
@@ -222,21 +221,10 @@ def main(argv=None) -> int:
     pool = {"gcircusd": TARGETS["gcircusd"], "circus": TARGETS["circus"],
             "circus-tuned": TunedCircus(args.tuned_check_delay)}
     targets = [pool[n] for n in args.targets]
-    results: dict[str, dict] = {}
     notes: list[str] = []
     marker = new_marker(99_970_000)
-    try:
-        for t in prepare_targets(targets, tmp_root, notes):
-            print(f"[{t.name}] {t.version}: measuring…", flush=True)
-            try:
-                bench(t, args, tmp_root, marker, results.setdefault(t.name, {}), notes)
-            except Exception as exc:  # noqa: BLE001 - one broken target costs only its own cells
-                notes.append(f"{t.name}: {type(exc).__name__}: {exc}")
-                print(f"  [{t.name}] failed: {exc}", flush=True)
-    except KeyboardInterrupt:
-        notes.append("interrupted: the remaining cells were not measured")
-    finally:
-        kill_leftovers(Run.LIVE, marker)
+    results = measure_targets(targets, tmp_root, marker, notes,
+                              lambda t, cells: bench(t, args, tmp_root, marker, cells, notes))
     raw = {"started": started, "versions": {t.name: t.version for t in targets}, "results": results, "notes": notes}
     write_results(args.out, report(targets, results, notes, args, started), raw, tmp_root)
     return 0

@@ -15,8 +15,6 @@ import argparse
 import datetime as dt
 import http.client
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,10 +24,8 @@ import time
 import uuid
 from pathlib import Path
 
-import psutil
-
 from gcircus.client import CallError, Client
-from harness import GCIRCUSD, RESULTS, free_endpoint, free_port, machine, percentile, write_results
+from harness import GCIRCUSD, RESULTS, free_endpoint, free_port, machine, percentile, stop_gcircusd, write_results
 
 
 class ControlProbe(threading.Thread):
@@ -122,19 +118,7 @@ def measure(n: int, scrapes: int, workdir: Path) -> dict:
                                           "max": max(during) if during else None, "calls": len(during)},
         }
     finally:
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-        for pid in pids:  # only our own workload: pids the daemon reported, still running our marker
-            try:
-                if psutil.Process(pid).cmdline()[-1:] == [marker]:
-                    os.kill(pid, signal.SIGKILL)
-            except (psutil.Error, OSError):
-                pass
+        stop_gcircusd(daemon, pids, marker)
 
 
 def markdown(result: dict, machine_text: str) -> str:

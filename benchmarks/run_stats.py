@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,7 +29,7 @@ import psutil
 import zmq
 
 from gcircus.client import CallError, Client
-from harness import GCIRCUSD, RESULTS, free_endpoint, machine, percentile, write_results
+from harness import GCIRCUSD, RESULTS, free_endpoint, machine, percentile, stop_gcircusd, write_results
 
 SAMPLE_LINE = re.compile(rb"stats sample: (\d+) processes in ([\d.]+) ms \(longest hub pause ([\d.]+) ms")
 
@@ -115,19 +113,7 @@ def run_mode(n: int, statsd: bool, seconds: float, interval: float, workdir: Pat
         if sub is not None:
             sub.close()
         client.close()
-        if daemon.poll() is None:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-        for pid in children:  # only our own workload: pids the daemon reported, still running our marker
-            try:
-                if psutil.Process(pid).cmdline()[-1:] == [marker]:
-                    os.kill(pid, signal.SIGKILL)
-            except (psutil.Error, OSError):
-                pass
+        stop_gcircusd(daemon, children, marker)
 
 
 def markdown(results: list[dict], machine: str) -> str:

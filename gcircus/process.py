@@ -584,9 +584,16 @@ class Process:
         return found
 
     def _signal_tree(self, signum: int, pids: list[int], send) -> None:
-        """One round of a stop: the process group, then each pid of the tree (some may have left the group)."""
-        self.signal_group(signum)
+        """One round of a stop: the process group, then each pid of the tree that is not in it (it left the group).
+
+        A member of the group gets the group's signal only: sent a second time, the signal may reach a program
+        already handling the first, and to some a second SIGTERM or SIGINT means "quit now" (a shell's trap ran
+        twice). A pid whose group cannot be read (gone meanwhile) is sent the signal anyway.
+        """
+        grouped = self.signal_group(signum)
         for pid in pids:
+            if grouped and _process_group(pid) == self.pid:
+                continue
             send(pid, signum)
 
     def _wait_group_empty(self, deadline: float) -> bool:
@@ -649,6 +656,14 @@ def _rlimit_steps(rlimits: dict) -> list[tuple[int, int]]:
             raise SpawnError(f"unknown resource limit rlimit_{name}")
         steps.append((which, int(value)))
     return steps
+
+
+def _process_group(pid: int) -> int | None:
+    """The process group of `pid`, or None if it cannot be read (gone, or not ours to ask)."""
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def _child_setup(rlimits: list, uid, gid, groups, pdeathsig, parent_pid: int,

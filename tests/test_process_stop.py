@@ -125,6 +125,32 @@ def test_send_delivers_every_signal_of_the_stop(spawn):
     assert sent == [(process.pid, signal.SIGUSR1)]
 
 
+def test_a_group_member_left_behind_gets_the_stop_signal_once(spawn, tmp_path):
+    """The main process dies of the stop signal; its child, in its process group and its tree, is then stopped as a
+    leftover: by the group's signal only, not a second time by pid. A realtime stop signal is queued per send, and
+    the child counts what it receives with the signal blocked, so a duplicate cannot merge into the first."""
+    rt = signal.SIGRTMIN + 1
+    count = tmp_path / "count"
+    ready = tmp_path / "member-ready"
+    member = tmp_path / "member.py"
+    member.write_text(textwrap.dedent(f"""
+        import signal, time
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{{int(rt)}}})
+        open({str(ready)!r}, "w").close()
+        received = 0
+        deadline = None
+        while deadline is None or time.monotonic() < deadline:
+            if signal.sigtimedwait({{{int(rt)}}}, 0.05) is not None:
+                received += 1
+                deadline = deadline or time.monotonic() + 1.0  # stay a while: a duplicate would arrive meanwhile
+        open({str(count)!r}, "w").write(str(received))
+        """))
+    process = spawn(f"sh -c '{PYTHON} {member} & exec sleep 1000'")
+    wait_for(ready.exists, message="the group member blocking the signal")
+    process.stop(rt, graceful_timeout=30)
+    assert count.read_text() == "1"
+
+
 # -- whole trees ---------------------------------------------------------------------------------------------------
 
 TREE = "sh -c 'sleep 1000 & sleep 1000 & wait'"
