@@ -25,9 +25,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from gcircus import __version__, linux
 from gcircus.http.probes import hub_latency
 from gcircus.http.web import Request, Response
+from gcircus.procinfo import YIELD_AFTER
 from gcircus.states import TRANSITIONS
 
-YIELD_AFTER = 0.005  # seconds of /proc reading between two yields to the hub
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 WATCHER_STATES = tuple(TRANSITIONS)

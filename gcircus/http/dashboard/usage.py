@@ -15,9 +15,9 @@ import time
 import gevent
 
 from gcircus import linux
+from gcircus.procinfo import YIELD_AFTER
 
 SAMPLE_INTERVAL = 5.0  # seconds between two samples while a page is open (10 minutes of chart: 120 points)
-YIELD_AFTER = 0.005  # seconds of reading between two yields to the hub
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
