@@ -9,10 +9,9 @@ watcher's cgroup. So the child first execs a launcher that does them and then ex
 - `gcircus-launch` (gcircus/native/launch.c, built by setup.py when a C compiler is present): one exec of a small
   static program. Measured spawning 2000 `sleep`s on this 2-core machine: 0.68 ms of CPU per spawn against 0.52 ms
   for the command alone;
-- without it, util-linux's `setpriv --pdeathsig SIG -- /bin/sh -c '...'`: two execs, 1.23 ms per spawn, and a shell
-  that cannot enter the cgroup after a switch to another user (it has only a path to write to, and the kernel would
-  check the child's rights, not gcircusd's): such a spawn takes the preexec path;
-- a spawn that needs a preexec step anyway (rlimits, a readiness descriptor, `executable`) does both steps there.
+- without it, util-linux's `setpriv --pdeathsig SIG -- /bin/sh -c '...'`: two execs, 1.23 ms per spawn;
+- a spawn that needs a preexec step anyway (rlimits, a readiness descriptor, `executable`) does both steps there,
+  and so does a child of another user that enters a cgroup: it does so as root, before the uid switch (see plan).
 
 Both launchers close the window the kernel leaves: the parent-death signal is only sent if the parent dies after the
 prctl, so each checks, after arming it, that its parent is still gcircusd, and signals itself otherwise. Neither ever
@@ -61,7 +60,11 @@ def plan(*, can_skip_preexec: bool, other_user: bool, pdeathsig, parent_pid: int
     """
     if not pdeathsig and cgroup_fd is None:
         return LaunchPlan()
-    if not can_skip_preexec:
+    if not can_skip_preexec or (cgroup_fd is not None and other_user):
+        # Another user's child enters its cgroup in the preexec step, as root before the uid switch: a launcher
+        # would hold gcircusd's cgroup.procs descriptor while running as that user, whose other processes could
+        # take it (pidfd_getfd, ptrace) and move any process into the cgroup with gcircusd's rights; and kernels
+        # before 5.16 check the writer's rights, not the opener's.
         return LaunchPlan(preexec=True)
     native = native_launcher(other_user)
     if native is not None:
@@ -69,7 +72,7 @@ def plan(*, can_skip_preexec: bool, other_user: bool, pdeathsig, parent_pid: int
         prefix = [native, str(int(pdeathsig or 0)), str(parent_pid), str(fd), cgroup_procs or "", "--"]
         return LaunchPlan(prefix, () if cgroup_fd is None else (cgroup_fd,))
     setpriv = setpriv_prefix(pdeathsig) if pdeathsig else None
-    if (pdeathsig and setpriv is None) or (cgroup_fd is not None and other_user):
+    if pdeathsig and setpriv is None:
         return LaunchPlan(preexec=True)
     procs_path = None if cgroup_fd is None else cgroup_procs
     return LaunchPlan(shell_launcher(setpriv, pdeathsig, parent_pid, procs_path, keep_pwd))
@@ -84,8 +87,8 @@ def native_launcher(other_user: bool = False) -> str | None:
     """
     if os.environ.get(LAUNCHER_ENV) == "shell":
         return None
-    path = NATIVE_LAUNCHER
     try:
+        path = NATIVE_LAUNCHER.resolve()  # the directories to check are the real ones, not a symlink's
         if not path.is_file() or not os.access(path, os.X_OK):
             return None
         if other_user and not all(part.stat().st_mode & 0o001 for part in (path, *path.parents)):

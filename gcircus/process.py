@@ -318,9 +318,9 @@ class Process:
         """A write descriptor on the cgroup's cgroup.procs; SpawnError if it cannot be opened (gone, not writable).
 
         The child enters its cgroup by writing "0" to this descriptor before it execs its command: in its launcher
-        (gcircus-launch, which inherits it; see gcircus.launcher) or in the preexec step the spawn runs anyway. The
-        kernel checks the opener's rights, gcircusd's, so this works after a switch to the watcher's user too. Only
-        the fallback shell launcher writes to the path itself (then the descriptor just proves it can be opened).
+        (gcircus-launch, which inherits it; see gcircus.launcher) or, for a child of another user, in a preexec
+        step before the uid switch. Only the fallback shell launcher writes to the path itself (then the
+        descriptor just proves it can be opened).
         The command never runs outside its cgroup: a launcher exits 125 with a message on the child's stderr
         instead of exec'ing it, a preexec failure is a spawn error. Moving gcircusd itself into the cgroup around
         the fork (what a vfork would inherit) was rejected: for that moment gcircusd's allocations would be charged
@@ -591,6 +591,8 @@ class Process:
         twice). A pid whose group cannot be read (gone meanwhile) is sent the signal anyway.
         """
         grouped = self.signal_group(signum)
+        if grouped and signum not in (signal.SIGKILL, signal.SIGCONT):
+            self.signal_group(signal.SIGCONT)  # a stopped member must get to handle it (as `send` does by pid)
         for pid in pids:
             if grouped and _process_group(pid) == self.pid:
                 continue

@@ -521,6 +521,12 @@ class Watcher:
         self._cancel_retry()
         self._cancel_dependency_wait()
         self._tasks.kill(block=False)
+        # Exits whose handling was queued or killed before it ran are never handled now: wake whoever waits for
+        # them (a stop in progress holds the lock taken below).
+        self._exits.clear()
+        for handled in self._handled.values():
+            handled.set()
+        self._handled.clear()
         self.checks.close()
         with self._lock:
             for timer in self._expiry.values():

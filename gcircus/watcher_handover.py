@@ -140,4 +140,5 @@ def forget(watcher) -> None:
         process.disown()
         watcher.checks.forget(process)
     watcher.processes.clear()
+    watcher._exits.clear()
     watcher._handled.clear()

@@ -65,9 +65,8 @@ def escaper(tmp_path, record) -> str:
 CGROUP_PATHS = {
     # path: (watcher options, environment)
     "native launcher": ("", {}),
-    "native launcher, other user": ("uid = nobody", {}),
     "shell launcher": ("", {launcher.LAUNCHER_ENV: "shell"}),
-    "preexec, other user without the native launcher": ("uid = nobody", {launcher.LAUNCHER_ENV: "shell"}),
+    "preexec, other user": ("uid = nobody", {}),
     "preexec rlimits": ("rlimit_nofile = 1024", {}),
     "shell = true": ("shell = true", {}),
 }
@@ -76,10 +75,10 @@ CGROUP_PATHS = {
 @pytest.mark.parametrize("path", list(CGROUP_PATHS))
 def test_a_process_is_in_its_cgroup_before_it_runs(tmp_path, scratch, daemon_factory, path):
     """cat's first action is to print its own cgroup, whichever way its spawn entered it (see gcircus.launcher):
-    gcircus-launch writing to the descriptor gcircusd opened (also after a switch to another user), the fallback
-    shell launcher writing to the path, or the preexec step (rlimits; another user when only the shell is there)."""
+    gcircus-launch writing to the descriptor gcircusd opened, the fallback shell launcher writing to the path, or
+    the preexec step (rlimits; another user, as root before the uid switch)."""
     extra, env = CGROUP_PATHS[path]
-    if path.startswith("native") and launcher.native_launcher(other_user=True) is None:
+    if path.startswith("native") and launcher.native_launcher() is None:
         pytest.skip("gcircus-launch is not built here (no C compiler at install)")
     out = tmp_path / "cgroup.txt"
     config, endpoint = circus_config(tmp_path, f"""

@@ -151,6 +151,22 @@ def test_a_group_member_left_behind_gets_the_stop_signal_once(spawn, tmp_path):
     assert count.read_text() == "1"
 
 
+def test_a_stopped_group_member_left_behind_gets_to_handle_the_stop_signal(spawn, tmp_path):
+    """A leftover in the process group that is stopped (SIGSTOP) gets SIGCONT after the group's stop signal, so its
+    handler runs at once instead of it being SIGKILLed when the grace period ends."""
+    handled = tmp_path / "handled"
+    member = tmp_path / "member.sh"
+    member.write_text(f"trap 'echo TERM > {handled}; exit 0' TERM\necho $$ > {tmp_path / 'pid'}\n"
+                      "while :; do sleep 0.05; done\n")
+    process = spawn(f"sh -c 'sh {member} & exec sleep 1000'")
+    pid = int(wait_for(lambda: (tmp_path / "pid").exists() and (tmp_path / "pid").read_text().strip(),
+                       message="the group member"))
+    os.kill(pid, signal.SIGSTOP)
+    wait_for(lambda: linux.read_proc(pid, "stat").split(b") ")[1][:1] == b"T", message="the member stopped")
+    process.stop(signal.SIGTERM, graceful_timeout=30)
+    assert handled.exists() and handled.read_text() == "TERM\n"
+
+
 # -- whole trees ---------------------------------------------------------------------------------------------------
 
 TREE = "sh -c 'sleep 1000 & sleep 1000 & wait'"

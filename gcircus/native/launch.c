@@ -10,9 +10,9 @@
  *     sends it if the parent dies after the prctl: if gcircusd was killed between the fork and here, this process
  *     was already re-parented, so it compares its parent with gcircusd's pid and, if they differ, signals itself
  *     and never runs the command;
- *   - entering the watcher's cgroup: writing "0" to a cgroup.procs descriptor gcircusd opened (the kernel checks
- *     the opener's rights, so this works after a switch to the watcher's user too). If it fails, the command is
- *     not run: exit 125 with a message on stderr, which the watcher reports.
+ *   - entering the watcher's cgroup: writing "0" to a cgroup.procs descriptor gcircusd opened (only for a child
+ *     that runs as gcircusd's own user: another user's child enters its cgroup before its uid switch). If it
+ *     fails, the command is not run: exit 125 with a message on stderr, which the watcher reports.
  *
  * Before this program existed the same steps ran as `setpriv --pdeathsig SIG -- /bin/sh -c '...'`: two execs of
  * general-purpose programs per spawn, which more than doubled the CPU a spawn costs (1.25 ms against 0.5 ms for the
