@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import re
@@ -107,6 +106,8 @@ def watcher_dirname(name: str) -> str:
     cleaned = sanitize(name)
     if cleaned == name:
         return name
+    import hashlib  # here, not at the top: it loads OpenSSL (4 MiB of RSS), only worth it with cgroups
+
     return f"{cleaned}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
@@ -116,6 +117,8 @@ def daemon_dirname(name: str | None, config_path: str | None) -> str:
     if name:
         return "gcircus-" + sanitize(name)
     path = os.path.realpath(config_path) if config_path else f"pid-{os.getpid()}"
+    import hashlib  # here, not at the top: it loads OpenSSL (4 MiB of RSS), only worth it with cgroups
+
     digest = hashlib.sha256(path.encode()).hexdigest()[:12]
     base = sanitize(os.path.splitext(os.path.basename(path))[0])
     return f"gcircus-{base}-{digest}"

@@ -36,7 +36,6 @@ from gcircus.essential import EssentialWatch
 from gcircus.handover.adopt import Adoption
 from gcircus.handover.reexec import Handover, HandoverRefused, handed_over
 from gcircus.http import settings as http_settings
-from gcircus.http.server import HttpService
 from gcircus.logsetup import reopen_log_files
 from gcircus.options import CIRCUS_OPTIONS, PARSE
 from gcircus.pidfile import Pidfile
@@ -104,7 +103,7 @@ CHANNELS = (
     ("the control server", lambda a: a.endpoint, lambda a: ControlServer(
         a, a.endpoint, a.context, a.max_message_size, a.endpoint_owner, a.allow_remote_endpoints,
         a.request_counts, a.audit, IpcMode.of(a, owned=True), a.curve_keys), False),
-    ("the HTTP server", lambda a: a.http, lambda a: HttpService(a, a.http, a.request_counts, a.audit), False),
+    ("the HTTP server", lambda a: a.http, lambda a: _http_service(a), False),
 )
 
 
@@ -274,6 +273,14 @@ def _check_curve(cfg: Config, options: dict) -> bool:
             raise ConfigError(str(exc), file=cfg.path, section="circus", option=option,
                               value=options[option]) from None
     return True
+
+
+def _http_service(arbiter):
+    """The HTTP server's service, its modules imported only now: the server, its routes, the dashboard and
+    prometheus_client cost a gcircusd without `[http]` about 4 MiB of RSS and 20 ms of start-up."""
+    from gcircus.http.server import HttpService
+
+    return HttpService(arbiter, arbiter.http, arbiter.request_counts, arbiter.audit)
 
 
 def _check_http(cfg: Config) -> None:

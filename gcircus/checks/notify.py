@@ -12,7 +12,6 @@ import array
 import logging
 import os
 import re
-import secrets
 import socket
 from collections.abc import Callable, Container
 
@@ -88,7 +87,7 @@ def abstract_address(watcher_name: str) -> str:
     """A fresh abstract socket name for `watcher_name` (without the leading NUL): gcircus, our pid, the name made
     safe and short, and a random token, so two watchers, daemons or restarts never share one."""
     safe = _UNSAFE_NAME_CHARACTERS.sub("_", watcher_name)[:40]
-    return f"gcircus/{os.getpid()}/{safe}/{secrets.token_hex(8)}"
+    return f"gcircus/{os.getpid()}/{safe}/{os.urandom(8).hex()}"
 
 
 class NotifySocket:

@@ -18,10 +18,8 @@ control channel's peers (gcircus.control.access).
 from __future__ import annotations
 
 import collections
-import hmac
 import ipaddress
 import os
-import secrets
 import stat
 import time
 from dataclasses import dataclass
@@ -36,6 +34,14 @@ SESSION_LIFETIME = 12 * 3600.0  # seconds a browser session lasts after its logi
 MAX_SESSIONS = 256  # sessions kept at once: the oldest is dropped past that (logins cannot grow memory)
 MAX_TOKEN_FILE_SIZE = 4096
 TOKEN_ROLES = (roles.READ, roles.OPERATE, roles.DEFINE)  # what [http] token_role may say
+
+
+def _secrets():
+    """The `secrets` module, imported on first use: it loads OpenSSL (through hmac), megabytes of RSS that a
+    gcircusd without an HTTP server should not carry (gcircus.http.settings imports this module for the config)."""
+    import secrets
+
+    return secrets
 
 
 class TokenFileError(ValueError):
@@ -107,10 +113,10 @@ class Auth:
         self.role = role
         self.secure_cookies = secure_cookies  # served over TLS: the cookie is marked Secure
         self.sessions: collections.OrderedDict[str, Session] = collections.OrderedDict()
-        self.open_csrf = secrets.token_urlsafe(32)  # the CSRF token of a server without a token file
+        self.open_csrf = _secrets().token_urlsafe(32)  # the CSRF token of a server without a token file
 
     def token_matches(self, offered: str) -> bool:
-        return self.token is not None and hmac.compare_digest(offered.encode(), self.token.encode())
+        return self.token is not None and _secrets().compare_digest(offered.encode(), self.token.encode())
 
     def authenticate(self, request: Request) -> Principal:
         """The request's principal; HttpError 401 without valid credentials (a bad token is a 401 too)."""
@@ -140,7 +146,7 @@ class Auth:
         offered = request.header(CSRF_HEADER)
         if not offered and request.content_type == FORM:
             offered = request.form().get(CSRF_FIELD, "")
-        if not offered or not hmac.compare_digest(offered.encode(), self.csrf_token(principal).encode()):
+        if not offered or not _secrets().compare_digest(offered.encode(), self.csrf_token(principal).encode()):
             raise HttpError(403, "missing or invalid CSRF token: send the page's csrf_token with every POST")
 
     def csrf_token(self, principal: Principal) -> str:
@@ -153,6 +159,7 @@ class Auth:
         """A new session if `offered` is the token, else None; the oldest session goes past MAX_SESSIONS."""
         if not self.token_matches(offered.strip()):
             return None
+        secrets = _secrets()
         session = Session(secrets.token_urlsafe(32), secrets.token_urlsafe(32), time.time() + SESSION_LIFETIME,
                           self.role)
         self.sessions[session.key] = session

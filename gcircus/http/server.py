@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import ssl
 import stat
 from collections.abc import Sequence
 from http import HTTPStatus
@@ -229,6 +228,8 @@ class HttpService:
         certfile, keyfile = self.settings.get("certfile"), self.settings.get("keyfile")
         if not certfile:
             return {}
+        import ssl  # here, not at the top: OpenSSL costs every gcircusd megabytes, and only HTTPS needs it
+
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             context.load_cert_chain(certfile, keyfile)
