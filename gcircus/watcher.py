@@ -110,6 +110,8 @@ class Watcher:
         self._tasks = gevent.pool.Group()
         self._exits: collections.deque[Process] = collections.deque()  # reaped, their handling not started yet
         self._exit_dispatcher: gevent.Greenlet | None = None  # starts it, a few per hub turn (see _on_exit)
+        self._stops_started = gevent.event.Event()  # clear while a mass stop is sending its signals (see _on_exit)
+        self._stops_started.set()
         self._status = STOPPED
         self.reason = ""  # why the watcher is in its state, when there is more to say (back-off, failure, waiting)
         self._state_changed = gevent.event.Event()  # set (and replaced) at each move: see wait_for_state
@@ -986,10 +988,14 @@ class Watcher:
             # signals, a `kill` event) take about 0.2 ms each, and 1000 greenlets started at once run before any
             # request that arrives meanwhile (the hub runs them in order): a 200 ms silence at each mass restart.
             stoppers = []
-            for index, process in enumerate(processes, 1):
-                stoppers.append(self._greenlet(self._stop_process, process, signum, graceful_timeout))
-                if index % BURST_BATCH == 0:
-                    _let_the_hub_poll()
+            self._stops_started.clear()
+            try:
+                for index, process in enumerate(processes, 1):
+                    stoppers.append(self._greenlet(self._stop_process, process, signum, graceful_timeout))
+                    if index % BURST_BATCH == 0:
+                        _let_the_hub_poll_once()
+            finally:
+                self._stops_started.set()
             gevent.joinall(stoppers)
 
     def _stop_process(self, process: Process, signum: int | None = None, graceful_timeout: float | None = None):
@@ -1022,6 +1028,8 @@ class Watcher:
         Those greenlets are started BURST_BATCH at a time, the hub polling in between: when a thousand children
         die at once (a killall, an OOM sweep) their callbacks all run in one turn of the loop, and a thousand
         greenlets started there would run before any request that arrives meanwhile (150 ms of silence measured).
+        During a mass stop they wait until every stop has started: the exits of its first processes would otherwise
+        share each hub turn with the signals still to send, and the last process got its stop signal 70 % later.
         """
         self._exits.append(process)
         if self._exit_dispatcher is None or self._exit_dispatcher.dead:  # (dead: killed before it ever ran)
@@ -1030,10 +1038,11 @@ class Watcher:
     def _dispatch_exits(self) -> None:
         try:
             while self._exits:
+                self._stops_started.wait()
                 for _ in range(min(BURST_BATCH, len(self._exits))):
                     self._task(self._handle_exit, self._exits.popleft())
                 if self._exits:
-                    _let_the_hub_poll()
+                    _let_the_hub_poll_once()
         finally:
             self._exit_dispatcher = None
 
@@ -1355,6 +1364,21 @@ def _let_the_hub_poll() -> None:
     """
     with gevent.Timeout(SPAWN_YIELD_LIMIT, False):
         gevent.idle()
+
+
+def _let_the_hub_poll_once() -> None:
+    """Yield until the hub has polled for I/O once (a zero timer fires only after the next poll), not until it is idle.
+
+    Between two batches of a mass stop or of a burst of exits: what the poll found (a control request) runs right
+    after the next batch. Waiting for the idle hub instead held each batch back while the exits of the batches
+    before it were handled, and the hub is rarely idle then: a 1000-process stop took 0.35 s instead of 0.21 s.
+    """
+    hub = gevent.get_hub()
+    timer = hub.loop.timer(0.0)
+    try:
+        hub.wait(timer)
+    finally:
+        timer.close()
 
 
 def _daemon_cwd() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import zmq
 
 from gcircus.arbiter import Arbiter
 from gcircus.consumer import Consumer
@@ -84,3 +85,26 @@ def test_hold_back_counts_the_live_subscriptions_and_keeps_what_comes_next(chann
     state["events"].append(["w", "no-such-event", {}, 1.0])  # from another version: left out, logged
     carried = HeldEvents.from_state(state)
     assert carried.subscriptions == 2 and [e.name for e in carried.events] == ["stop"]
+
+
+def test_an_event_reaches_a_subscriber_whose_subscription_was_not_counted_yet(channel):
+    """With no subscription counted the channel drops its events unencoded; it must first look at the subscriptions
+    zmq has received: one that arrived since the count was last taken gets the event, as a plain PUB would send it."""
+    watcher, publisher, subscribe = channel()
+    publisher._reader.kill()  # the channel's reader would count the subscription first: only the flush looks now
+    consumer = subscribe()
+    arrived = zmq.Socket.poll(publisher.socket, 30_000, zmq.POLLIN)  # a plain poll: the subscription is in zmq
+    assert arrived and publisher.subscriptions == 0
+    watcher.notify("start")
+    assert topics(consumer, 1) == ["watcher.w.start"]
+    assert publisher.subscriptions == 1
+
+
+def test_events_without_any_subscription_are_dropped_and_later_ones_still_go_out(channel):
+    watcher, publisher, subscribe = channel()
+    watcher.notify("stop")
+    publisher.flush()  # (else the next turn of the hub sends it) nobody listens: dropped, as zmq would drop it
+    consumer = subscribe()
+    wait_for(lambda: publisher.subscriptions == 1, timeout=30, message="the subscription counted")
+    watcher.notify("start")
+    assert topics(consumer, 1) == ["watcher.w.start"]

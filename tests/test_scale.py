@@ -96,6 +96,20 @@ def test_kill_by_pid_stops_that_process_only(watcher):
     assert target not in watcher.processes and others <= set(watcher.processes)
 
 
+
+def test_a_mass_stop_signals_every_process_before_it_handles_any_exit(watcher):
+    """The exits of the first processes stopped wait until the last one got its signal: handled as they came, they
+    shared the hub with the signals still to send and held them back."""
+    watcher.start()
+    pids = set(watcher.processes)
+    events: list[tuple[str, int]] = []
+    watcher.subscribe(lambda event: events.append((event.name, event.fields.get("process_pid"))))
+    watcher.stop()
+    kills = [i for i, (name, pid) in enumerate(events) if name == "kill" and pid in pids]
+    reaps = [i for i, (name, pid) in enumerate(events) if name == "reap" and pid in pids]
+    assert len(kills) == len(reaps) == 300
+    assert max(kills) < min(reaps)
+
 # -- the stats channel over budget -------------------------------------------------------------------------------
 
 class Recorder(StatsPublisher):

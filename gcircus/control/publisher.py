@@ -105,8 +105,8 @@ class EventPublisher:
         self._hold_until: float | None = None
         self._cap: ConnectionCap | None = None
         self._reader: gevent.Greenlet | None = None
-        # Frames waiting for the next flush: events are sent in batches, once per turn of the hub (see _send).
-        self._outbox: collections.deque[list[bytes]] = collections.deque()
+        # Events waiting for the next flush: they are sent in batches, once per turn of the hub (see _send).
+        self._outbox: collections.deque[Event] = collections.deque()
         self._flush_scheduled = False
         self._send_now: Any = None  # send_multipart of a plain socket over the XPUB (see start)
 
@@ -152,19 +152,31 @@ class EventPublisher:
         instead of one per event, and the publishing greenlet one append. The flush is a hub callback, not a
         greenlet: it runs before the hub next waits, so an event waits microseconds, not a tick.
         """
-        self._outbox.append(frames(event))
+        self._outbox.append(event)
         if not self._flush_scheduled:
             self._flush_scheduled = True
             gevent.get_hub().loop.run_callback(self.flush)
 
     def flush(self) -> None:
-        """Send every queued event now (never blocks: a subscriber past its HWM misses them, as with PUB)."""
+        """Send every queued event now (never blocks: a subscriber past its HWM misses them, as with PUB).
+
+        With no subscription at all the batch is dropped unencoded, as zmq would drop it after the encoding and a
+        send each: 25 us per event, 0.5 s of a 10,000-process stop. The count is brought up to date first (a
+        non-blocking read of the subscriptions zmq has received), so a subscriber that zmq would deliver to is
+        never skipped.
+        """
         self._flush_scheduled = False
         outbox, send = self._outbox, self._send_now
+        if outbox and send is not None and self._held is None:
+            try:
+                self._count_subscriptions()
+            except zmq.ZMQError:
+                send = None  # closed meanwhile
+        if send is None or self.subscriptions == 0:
+            outbox.clear()
+            return
         while outbox:
-            message = outbox.popleft()
-            if send is None:
-                continue  # closed meanwhile
+            message = frames(outbox.popleft())
             try:
                 send(message, zmq.NOBLOCK)
             except zmq.ZMQError as exc:
