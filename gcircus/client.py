@@ -23,7 +23,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 from typing import Any
 
 import zmq
@@ -148,7 +147,7 @@ class Client:
         `check` is true, which raises ReplyError for it instead.
         """
         message = dict(command) if isinstance(command, dict) else make_message(command, **props)
-        message["id"] = msg_id = uuid.uuid4().hex
+        message["id"] = msg_id = os.urandom(16).hex()  # 32 hex digits, like a uuid4 (uuid imports platform)
         payload = json.dumps(message).encode("utf-8")
         with self._lock:
             try:
@@ -267,7 +266,7 @@ class Client:
             raise NoDaemonError(f"nothing is listening at {self.endpoint} (no such file)", self.endpoint)
         sock = self.context.socket(zmq.DEALER)
         sock.linger = 0
-        sock.setsockopt(zmq.IDENTITY, uuid.uuid4().hex.encode())
+        sock.setsockopt(zmq.IDENTITY, os.urandom(16).hex().encode())
         if self.curve is not None:
             self.curve.apply(sock)
         monitor = sock.get_monitor_socket(_MONITORED)

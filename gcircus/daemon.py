@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import gevent
 import gevent.event
@@ -30,12 +31,10 @@ from gcircus.control.discovery import DiscoveryError, DiscoveryResponder, parse_
 from gcircus.control.publisher import EventPublisher, HeldEvents
 from gcircus.control.runner import RequestCounts
 from gcircus.control.server import ControlServer
-from gcircus.control.zap import CurveAuthority
 from gcircus.errors import ConfigError
 from gcircus.essential import EssentialWatch
 from gcircus.handover.adopt import Adoption
 from gcircus.handover.reexec import Handover, HandoverRefused, handed_over
-from gcircus.http import settings as http_settings
 from gcircus.logsetup import reopen_log_files
 from gcircus.options import CIRCUS_OPTIONS, PARSE
 from gcircus.pidfile import Pidfile
@@ -46,6 +45,9 @@ from gcircus.stats import StatsService
 from gcircus.watcher import Watcher
 from gcircus.wire.curve import CurveKeyError, read_client_keys, read_secret_certificate
 from gcircus.wire.endpoints import EndpointNotAllowed, IpcMode, check_bind_allowed, check_ipc_directory
+
+if TYPE_CHECKING:
+    from gcircus.control.zap import CurveAuthority
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,8 @@ class Arbiter(core.Arbiter):
             return None
         if not (self.curve_secret_key and self.curve_clients):
             raise ValueError(_CURVE_PAIR)
+        from gcircus.control.zap import CurveAuthority  # (and the client module it shares code with: CURVE only)
+
         return CurveAuthority(self, self.curve_secret_key, self.curve_clients)
 
     @property
@@ -287,6 +291,8 @@ def _check_http(cfg: Config) -> None:
     """ConfigError naming the option if the HTTP server's settings break a rule (gcircus.http.settings)."""
     if not cfg.http:
         return
+    from gcircus.http import settings as http_settings  # (with the auth and web modules: only for an [http])
+
     found = http_settings.problem(cfg.http)
     if found is None:
         return

@@ -22,16 +22,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import shutil
 import signal
-from pathlib import Path
 
 # The native launcher, where setup.py builds it (in place for an editable install, in the wheel otherwise).
-NATIVE_LAUNCHER = Path(__file__).with_name("native") / "gcircus-launch"
+NATIVE_LAUNCHER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "native", "gcircus-launch")
 # Set to "shell" to use setpriv and /bin/sh even where gcircus-launch is built (the fallback's own tests).
 LAUNCHER_ENV = "GCIRCUS_LAUNCHER"
 # What a child may be running before its command (the names /proc shows meanwhile): see Process.program_shown.
-LAUNCHER_PROGRAMS = frozenset({NATIVE_LAUNCHER.name, "setpriv", "sh"})
+LAUNCHER_PROGRAMS = frozenset({os.path.basename(NATIVE_LAUNCHER), "setpriv", "sh"})
 # Exit status of either launcher when the child could not enter its cgroup (the command never ran).
 CGROUP_PLACEMENT_FAILED = 125
 
@@ -88,14 +86,22 @@ def native_launcher(other_user: bool = False) -> str | None:
     if os.environ.get(LAUNCHER_ENV) == "shell":
         return None
     try:
-        path = NATIVE_LAUNCHER.resolve()  # the directories to check are the real ones, not a symlink's
-        if not path.is_file() or not os.access(path, os.X_OK):
+        path = os.path.realpath(NATIVE_LAUNCHER)  # the directories to check are the real ones, not a symlink's
+        if not os.path.isfile(path) or not os.access(path, os.X_OK):
             return None
-        if other_user and not all(part.stat().st_mode & 0o001 for part in (path, *path.parents)):
+        if other_user and not all(os.stat(part).st_mode & 0o001 for part in _path_and_parents(path)):
             return None
     except OSError:
         return None
-    return str(path)
+    return path
+
+
+def _path_and_parents(path: str) -> list[str]:
+    """`path` and every directory above it, up to /."""
+    found = [path]
+    while (parent := os.path.dirname(found[-1])) != found[-1]:
+        found.append(parent)
+    return found
 
 
 def describe() -> str | None:
@@ -114,6 +120,8 @@ def describe() -> str | None:
 @functools.cache
 def _setpriv() -> str | None:
     """The path of a setpriv that knows --pdeathsig (util-linux 2.33+), or None; looked up once."""
+    import shutil  # (only the fallback launcher needs it: not imported at every start)
+
     path = shutil.which("setpriv", path=os.defpath + os.pathsep + "/usr/bin:/bin:/usr/sbin:/sbin")
     try:
         with open(path or "", "rb") as f:

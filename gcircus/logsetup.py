@@ -8,7 +8,6 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import logging.config
 import logging.handlers
 import os
 import socket
@@ -118,6 +117,8 @@ def _syslog_handler(output: str) -> logging.Handler:
 
 
 def _load_logger_config(path: str) -> None:
+    import logging.config  # (with socketserver: only a --logger-config needs it, not every start)
+
     if not os.path.exists(path):
         raise LoggingSetupError(f"logger config {path} does not exist")
     try:
@@ -144,6 +145,8 @@ def _load_logger_config(path: str) -> None:
 def _dict_config(config) -> None:
     # gcircus's loggers exist (module level) before the file is read: unless the file asks otherwise, keep them
     # enabled, as the .ini path does, or a config naming only the root logger would silence gcircusd entirely.
+    import logging.config
+
     if isinstance(config, dict):
         config.setdefault("disable_existing_loggers", False)
     logging.config.dictConfig(config)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import re
 import shlex
-import urllib.parse
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gcircus.errors import InvalidValue
 from gcircus.expand import expand_circus_vars
+
+if TYPE_CHECKING:
+    import urllib.parse
 
 NONE, NOTIFY, FD, TCP, HTTP, EXEC, WATCHDOG = "none", "notify", "fd", "tcp", "http", "exec", "watchdog"
 PROBED_KINDS = (TCP, HTTP, EXEC)  # run by gcircusd against the process (gcircus.checks.probes)
@@ -74,6 +77,8 @@ def split_host_port(address: str) -> tuple[str, int]:
 
 def check_http_url(url: str) -> urllib.parse.SplitResult:
     """The parts of an http:// URL with a host (and a valid port, if any); ValueError saying what is wrong."""
+    import urllib.parse  # (an http check's URL only: not imported at every start)
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme.lower() != "http":
         raise ValueError("expected an http:// URL (https is not supported: probe the plain-http port)")

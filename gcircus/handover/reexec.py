@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 
 import gevent
 import gevent.pool
@@ -54,7 +53,7 @@ class Handover:
         zmq's I/O thread wrote it out), so gcircusctl chooses the id it then polls `upgrade --status` for.
         """
         self.check()
-        self._running = {"id": handover_id or uuid.uuid4().hex, "old_version": __version__, "reload": bool(reload)}
+        self._running = {"id": handover_id or os.urandom(16).hex(), "old_version": __version__, "reload": bool(reload)}
         self.greenlets.spawn(self._run, dict(self._running))
         return {"handover": self._running["id"], "old_version": __version__, "pid": os.getpid()}
 

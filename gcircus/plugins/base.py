@@ -18,7 +18,6 @@ import gevent.queue
 import zmq
 import zmq.green as gzmq
 
-from gcircus.client import Client
 from gcircus.events import TOPIC_PREFIX, Event, split_topic
 from gcircus.options import to_bool
 
@@ -76,6 +75,8 @@ class CircusPlugin:
             self._wait_stopped()
             return
         self.handle_init()
+        from gcircus.client import Client  # (the plugin's own process: gcircusd has no use for it)
+
         self.client = Client(self.endpoint, timeout=self.call_timeout, green=True)
         self.sub_socket = gzmq.Context.instance().socket(zmq.SUB)
         self.sub_socket.linger = 0

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 
 import gevent
 import gevent.pool
@@ -45,7 +44,7 @@ class WatcherOutputs:
         self._readers: dict[int, list[PipeReader]] = {}  # by pid, until the process exits
         self._open_readers: set[PipeReader] = set()  # until end of file (leftover processes may hold a pipe)
         self._retiring = gevent.pool.Group()  # closing writers replaced by `update` once their readers are done
-        self._image = uuid.uuid4().hex  # names this object in its exports: adopting one's own export (exec failed)
+        self._image = os.urandom(16).hex()  # names this object in its exports: adopting one's own export (exec failed)
         self.tail = OutputTail()  # the latest output of every piped stream, for the dashboard
 
     def _validate(self, name: str, conf: dict) -> None:

@@ -20,7 +20,6 @@ import os
 import queue
 import random
 import re
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -165,6 +164,8 @@ class _FileSink(_Sink):
     def __init__(self, filename: str | None, time_format: str | None, clock: Callable[[], float] = time.time):
         super().__init__()
         if filename is None:
+            import tempfile  # (with shutil, bz2 and lzma: only for a sink given no file name)
+
             fd, filename = tempfile.mkstemp()
             os.close(fd)
         _check_filename(type(self).__name__, filename)

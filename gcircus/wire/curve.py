@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import zmq
-from zmq.auth.certs import create_certificates, load_certificate
 from zmq.utils import z85
 
 CURVE_KEY_VARIABLE = "GCIRCUS_CURVE_KEY"  # the client's secret certificate, when --curve-key is not given
@@ -59,6 +58,8 @@ def _check_z85(path: str, key: bytes, what: str) -> bytes:
 
 def _load(path: str) -> tuple[bytes, bytes | None]:
     """(public, secret or None) from a certificate file; CurveKeyError naming the path and the reason."""
+    from zmq.auth.certs import load_certificate  # (CURVE only: not imported at every start)
+
     try:
         public, secret = load_certificate(path)
     except FileNotFoundError:
@@ -182,6 +183,8 @@ def write_key_pair(directory: str, name: str) -> tuple[str, str]:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise CurveKeyError(f"{directory}: cannot create the directory ({exc.strerror or exc})") from None
+    from zmq.auth.certs import create_certificates  # (CURVE only: not imported at every start)
+
     old_umask = os.umask(0o177)
     try:
         create_certificates(directory, name)
