@@ -28,6 +28,7 @@ watcher that cannot spawn), 2 bad command line, configuration or logging option,
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -178,7 +179,22 @@ def _report_ready(fd: int | None, error: str | None, warnings: list[str] | tuple
 
 
 def run() -> None:
-    sys.exit(main())
+    exit_without_teardown(main())
+
+
+def exit_without_teardown(code: int) -> None:
+    """Exit with `code` once the log and stdio are written out, without tearing the interpreter down.
+
+    By now every child is stopped, every endpoint closed and the pidfile released: what the interpreter's own
+    shutdown would add is freeing each object and module one by one, memory the kernel takes back at once anyway
+    (25 ms of a 1000-process stop, more with more processes).
+    """
+    flush_at_exit()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe, or a stream closed by a plugin
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
