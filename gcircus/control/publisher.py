@@ -187,11 +187,16 @@ class EventPublisher:
         """Count the subscriptions as subscribers send them; publish what is held once they are back, or in time.
 
         zmq's descriptor is edge-triggered and a send may consume its edge, so while holding the count is looked at
-        every HOLD_POLL seconds too (zmq.green's poll alone looks again only every 1.33 s)."""
+        every HOLD_POLL seconds too. Otherwise the reader waits in a green recv, which wakes the daemon only when a
+        message comes (and every 11.6 s, zmq.green's guard against a lost edge) where zmq.green's poll woke it every
+        1.33 s: an idle gcircusd's only wake-ups. A count that a lost edge leaves behind is brought up to date by
+        the next flush, which reads the subscriptions itself before it sends."""
         while True:
-            wait = None if self._hold_until is None else min(HOLD_POLL, self._hold_until - time.monotonic())
             try:
-                self.socket.poll(None if wait is None else max(0.0, wait) * 1000)
+                if self._hold_until is None:
+                    self._count(self.socket.recv())
+                else:
+                    self.socket.poll(max(0.0, min(HOLD_POLL, self._hold_until - time.monotonic())) * 1000)
                 self._count_subscriptions()
             except zmq.ZMQError:
                 return  # closed
@@ -205,11 +210,15 @@ class EventPublisher:
                 message = self.socket.recv(zmq.NOBLOCK)
             except zmq.Again:
                 return
-            if message[:1] == bytes([SUBSCRIBE]):
-                self.subscriptions += 1
-            elif message[:1] == bytes([UNSUBSCRIBE]):
-                self.subscriptions = max(0, self.subscriptions - 1)
-            self._release_if_back()
+            self._count(message)
+
+    def _count(self, message: bytes) -> None:
+        """Count one (un)subscription message; release what is held once the subscribers are back."""
+        if message[:1] == bytes([SUBSCRIBE]):
+            self.subscriptions += 1
+        elif message[:1] == bytes([UNSUBSCRIBE]):
+            self.subscriptions = max(0, self.subscriptions - 1)
+        self._release_if_back()
 
     def _release_if_back(self) -> None:
         if self._held is not None and self.subscriptions >= self._held.subscriptions:
