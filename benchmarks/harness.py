@@ -347,12 +347,21 @@ def stop_daemon(daemon: psutil.Popen, scanner: WorkloadScanner, timeout: float) 
     t0 = time.perf_counter()
     daemon.send_signal(signal.SIGTERM)
     elapsed = None
-    while time.perf_counter() - t0 < timeout:
+    # The daemon's exit is watched every 2 ms (a waitpid); its children are scanned only once it is gone (a scan
+    # of 1000 pids takes tens of ms: scanned in the loop, they made the figure move in steps of a scan and a pause).
+    # A daemon may leave children behind: then the figure is when the last of them is gone (looked at every 10 ms).
+    deadline = t0 + timeout
+    while daemon.poll() is None and time.perf_counter() < deadline:
+        time.sleep(0.002)
+    if daemon.poll() is not None:
+        elapsed = time.perf_counter() - t0
         alive = [p for p in known if psutil.pid_exists(p) and _not_zombie(p)]
-        if daemon.poll() is not None and not alive:
+        while alive and time.perf_counter() < deadline:
+            time.sleep(0.01)
+            alive = [p for p in alive if psutil.pid_exists(p) and _not_zombie(p)]
             elapsed = time.perf_counter() - t0
-            break
-        time.sleep(0.05)
+        if alive:
+            elapsed = None
     if daemon.poll() is None:
         daemon.kill()
         try:
