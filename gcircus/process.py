@@ -529,20 +529,26 @@ class Process:
         `stop_signal` goes to the child (and with `stop_children` to its process group and every descendant); after
         `graceful_timeout` seconds whatever is left of the tree gets SIGKILL. Descendants that left the process group
         are remembered by pid and start time (against pid reuse) and waited for through pidfds, so nothing escapes.
-        `send(pid, signum)` delivers each signal to one pid (the watcher passes its own, which runs the signal hooks
-        and publishes `kill` events); the default is a plain kill.
+        `send(pid, signum, deliver=None)` delivers each signal to one pid (the watcher passes its own, which runs the
+        signal hooks and publishes `kill` events) through `deliver(pid, signum)` when given; the default is a plain
+        kill. With `stop_children` the main process's stop signal is its group's: one killpg, announced through
+        `send` for the main process, so that it, like every member, gets the signal once.
         """
         if not self.pid:
             return None
-        send = send or linux.kill
+        send = send or _plain_send
         self.stopping = True
         # Once the child is reaped its pid may belong to someone else: only a live child's tree is ours to walk.
         tree = linux.Tree(self.children(recursive=True))
         deadline = time.monotonic() + max(0.0, graceful_timeout)
+        grouped: list[bool] = []
         if self.is_alive():
-            send(self.pid, stop_signal)
+            if stop_children:
+                send(self.pid, stop_signal, deliver=lambda pid, signum: grouped.append(self._signal_leader(signum)))
+            else:
+                send(self.pid, stop_signal)
         if stop_children:
-            self._signal_tree(stop_signal, tree.alive(), send)
+            self._signal_tree(stop_signal, tree.alive(), send, group_signalled=any(grouped))
         if graceful_timeout > 0:
             self._exited.wait(max(0.0, deadline - time.monotonic()))
         if self.is_alive():
@@ -591,20 +597,37 @@ class Process:
                 self._wait_group_empty(time.monotonic() + 1.0)
         return found
 
-    def _signal_tree(self, signum: int, pids: list[int], send) -> None:
-        """One round of a stop: the process group, then each pid of the tree that is not in it (it left the group).
+    def _signal_tree(self, signum: int, pids: list[int], send, group_signalled: bool = False) -> None:
+        """One round of a stop: the process group (unless `group_signalled` already), then each pid of the tree that
+        is not in it (it left the group).
 
         A member of the group gets the group's signal only: sent a second time, the signal may reach a program
         already handling the first, and to some a second SIGTERM or SIGINT means "quit now" (a shell's trap ran
         twice). A pid whose group cannot be read (gone meanwhile) is sent the signal anyway.
         """
-        grouped = self.signal_group(signum)
-        if grouped and signum not in (signal.SIGKILL, signal.SIGCONT):
-            self.signal_group(signal.SIGCONT)  # a stopped member must get to handle it (as `send` does by pid)
+        grouped = group_signalled or self._signal_whole_group(signum)
         for pid in pids:
             if grouped and _process_group(pid) == self.pid:
                 continue
             send(pid, signum)
+
+    def _signal_whole_group(self, signum: int) -> bool:
+        """killpg, then SIGCONT to the group (a stopped member must get to handle it, as `send` does by pid); False
+        if the group is gone."""
+        grouped = self.signal_group(signum)
+        if grouped and signum not in (signal.SIGKILL, signal.SIGCONT):
+            self.signal_group(signal.SIGCONT)
+        return grouped
+
+    def _signal_leader(self, signum: int) -> bool:
+        """Deliver the main process's stop signal to its whole group; by pid if the group cannot be signalled (then
+        False: the group still gets its own signal). ProcessLookupError if the main process is gone."""
+        if self._signal_whole_group(signum):
+            return True
+        os.kill(self.pid, signum)
+        if signum not in (signal.SIGKILL, signal.SIGCONT):
+            os.kill(self.pid, signal.SIGCONT)
+        return False
 
     def _wait_group_empty(self, deadline: float) -> bool:
         """Wait (polling, this fallback only) until the group is empty or `deadline`; True if it emptied."""
@@ -666,6 +689,15 @@ def _rlimit_steps(rlimits: dict) -> list[tuple[int, int]]:
             raise SpawnError(f"unknown resource limit rlimit_{name}")
         steps.append((which, int(value)))
     return steps
+
+
+def _plain_send(pid: int, signum: int, deliver=None) -> None:
+    """A stop's default `send`: the signal alone, no hooks or events (an embedded Process stopped by itself)."""
+    if deliver is None:
+        linux.kill(pid, signum)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            deliver(pid, signum)
 
 
 def _process_group(pid: int) -> int | None:

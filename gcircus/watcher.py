@@ -1008,13 +1008,17 @@ class Watcher:
         if (handled := self._handled.get(process.pid)) is not None:
             handled.wait()
 
-    def _send_stop_signal(self, pid: int, signum: int) -> None:
-        """Deliver one signal of a stop, through the signal hooks, and publish `kill` as Circus does."""
+    def _send_stop_signal(self, pid: int, signum: int, deliver=None) -> None:
+        """Deliver one signal of a stop, through the signal hooks, and publish `kill` as Circus does. `deliver(pid,
+        signum)`, when given, sends it (a main process with stop_children: to its whole group, once)."""
         if signum == signal.SIGKILL or self.call_hook("before_signal", pid=pid, signum=signum):
             try:
-                os.kill(pid, signum)
-                if signum not in (signal.SIGKILL, signal.SIGCONT):
-                    os.kill(pid, signal.SIGCONT)  # a stopped (SIGSTOPped, hung) process must get to handle it
+                if deliver is not None:
+                    deliver(pid, signum)
+                else:
+                    os.kill(pid, signum)
+                    if signum not in (signal.SIGKILL, signal.SIGCONT):
+                        os.kill(pid, signal.SIGCONT)  # a stopped (SIGSTOPped, hung) process must get to handle it
             except ProcessLookupError:
                 return
         self.notify("kill", process_pid=pid)

@@ -151,6 +151,31 @@ def test_a_group_member_left_behind_gets_the_stop_signal_once(spawn, tmp_path):
     assert count.read_text() == "1"
 
 
+def test_with_stop_children_the_main_process_gets_the_stop_signal_once(spawn, tmp_path):
+    """With stop_children the group's signal is the main process's own: it is not sent once by pid and again by
+    killpg. A realtime stop signal is queued per send and counted with the signal blocked (see above)."""
+    rt = signal.SIGRTMIN + 1
+    count = tmp_path / "count"
+    ready = tmp_path / "main-ready"
+    main = tmp_path / "main.py"
+    main.write_text(textwrap.dedent(f"""
+        import signal, time
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{{int(rt)}}})
+        open({str(ready)!r}, "w").close()
+        received = 0
+        deadline = None
+        while deadline is None or time.monotonic() < deadline:
+            if signal.sigtimedwait({{{int(rt)}}}, 0.05) is not None:
+                received += 1
+                deadline = deadline or time.monotonic() + 1.0  # stay a while: a duplicate would arrive meanwhile
+        open({str(count)!r}, "w").write(str(received))
+        """))
+    process = spawn(f"{PYTHON} {main}")
+    wait_for(ready.exists, message="the main process blocking the signal")
+    process.stop(rt, graceful_timeout=30, stop_children=True)
+    assert count.read_text() == "1"
+
+
 def test_a_stopped_group_member_left_behind_gets_to_handle_the_stop_signal(spawn, tmp_path):
     """A leftover in the process group that is stopped (SIGSTOP) gets SIGCONT after the group's stop signal, so its
     handler runs at once instead of it being SIGKILLed when the grace period ends."""
