@@ -13,6 +13,7 @@ import errno
 import fcntl
 import functools
 import importlib.util
+import inspect
 import logging
 import operator
 import os
@@ -532,7 +533,8 @@ class Process:
         `send(pid, signum, deliver=None)` delivers each signal to one pid (the watcher passes its own, which runs the
         signal hooks and publishes `kill` events) through `deliver(pid, signum)` when given; the default is a plain
         kill. With `stop_children` the main process's stop signal is its group's: one killpg, announced through
-        `send` for the main process, so that it, like every member, gets the signal once.
+        `send` for the main process, so that it, like every member, gets the signal once. A `send(pid, signum)`
+        without `deliver` still works: the main process then gets its signal by pid and again with its group.
         """
         if not self.pid:
             return None
@@ -543,7 +545,7 @@ class Process:
         deadline = time.monotonic() + max(0.0, graceful_timeout)
         grouped: list[bool] = []
         if self.is_alive():
-            if stop_children:
+            if stop_children and _takes_deliver(getattr(send, "__func__", send)):
                 send(self.pid, stop_signal, deliver=lambda pid, signum: grouped.append(self._signal_leader(signum)))
             else:
                 send(self.pid, stop_signal)
@@ -689,6 +691,16 @@ def _rlimit_steps(rlimits: dict) -> list[tuple[int, int]]:
             raise SpawnError(f"unknown resource limit rlimit_{name}")
         steps.append((which, int(value)))
     return steps
+
+
+@functools.lru_cache(maxsize=64)
+def _takes_deliver(send) -> bool:
+    """Whether a stop's `send` (a function, not a bound method: the cache must not keep watchers alive) takes the
+    `deliver` argument."""
+    try:
+        return "deliver" in inspect.signature(send).parameters
+    except (TypeError, ValueError):  # a builtin or a callable without a signature
+        return False
 
 
 def _plain_send(pid: int, signum: int, deliver=None) -> None:

@@ -112,6 +112,7 @@ class Watcher:
         self._exit_dispatcher: gevent.Greenlet | None = None  # starts it, a few per hub turn (see _on_exit)
         self._stops_started = gevent.event.Event()  # clear while a mass stop is sending its signals (see _on_exit)
         self._stops_started.set()
+        self._stop_bursts = 0  # mass stops sending their signals now (a kill and a stop may overlap)
         self._status = STOPPED
         self.reason = ""  # why the watcher is in its state, when there is more to say (back-off, failure, waiting)
         self._state_changed = gevent.event.Event()  # set (and replaced) at each move: see wait_for_state
@@ -988,6 +989,7 @@ class Watcher:
             # signals, a `kill` event) take about 0.2 ms each, and 1000 greenlets started at once run before any
             # request that arrives meanwhile (the hub runs them in order): a 200 ms silence at each mass restart.
             stoppers = []
+            self._stop_bursts += 1
             self._stops_started.clear()
             try:
                 for index, process in enumerate(processes, 1):
@@ -995,7 +997,9 @@ class Watcher:
                     if index % BURST_BATCH == 0:
                         _let_the_hub_poll_once()
             finally:
-                self._stops_started.set()
+                self._stop_bursts -= 1
+                if not self._stop_bursts:
+                    self._stops_started.set()
             gevent.joinall(stoppers)
 
     def _stop_process(self, process: Process, signum: int | None = None, graceful_timeout: float | None = None):

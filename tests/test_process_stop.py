@@ -176,6 +176,19 @@ def test_with_stop_children_the_main_process_gets_the_stop_signal_once(spawn, tm
     assert count.read_text() == "1"
 
 
+def test_a_two_argument_send_still_stops_with_stop_children(spawn):
+    """A `send(pid, signum)` written before `deliver` existed still stops the tree (the main process by pid)."""
+    sent = []
+
+    def send(pid, signum):
+        sent.append((pid, signum))
+        os.kill(pid, signum)
+
+    process = spawn("sh -c 'sleep 1000 & exec sleep 1000'")
+    process.stop(signal.SIGTERM, graceful_timeout=30, stop_children=True, send=send)
+    assert not process.is_alive() and (process.pid, signal.SIGTERM) in sent
+
+
 def test_a_stopped_group_member_left_behind_gets_to_handle_the_stop_signal(spawn, tmp_path):
     """A leftover in the process group that is stopped (SIGSTOP) gets SIGCONT after the group's stop signal, so its
     handler runs at once instead of it being SIGKILLed when the grace period ends."""

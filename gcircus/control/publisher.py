@@ -176,7 +176,12 @@ class EventPublisher:
             outbox.clear()
             return
         while outbox:
-            message = frames(outbox.popleft())
+            event = outbox.popleft()
+            try:
+                message = frames(event)
+            except (TypeError, ValueError) as exc:  # a field JSON cannot encode: that event only is lost
+                log.warning("could not publish %s.%s: %s", event.watcher, event.name, exc)
+                continue
             try:
                 send(message, zmq.NOBLOCK)
             except zmq.ZMQError as exc:
