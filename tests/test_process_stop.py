@@ -125,54 +125,45 @@ def test_send_delivers_every_signal_of_the_stop(spawn):
     assert sent == [(process.pid, signal.SIGUSR1)]
 
 
-def test_a_group_member_left_behind_gets_the_stop_signal_once(spawn, tmp_path):
-    """The main process dies of the stop signal; its child, in its process group and its tree, is then stopped as a
-    leftover: by the group's signal only, not a second time by pid. A realtime stop signal is queued per send, and
-    the child counts what it receives with the signal blocked, so a duplicate cannot merge into the first."""
-    rt = signal.SIGRTMIN + 1
-    count = tmp_path / "count"
-    ready = tmp_path / "member-ready"
-    member = tmp_path / "member.py"
-    member.write_text(textwrap.dedent(f"""
+REALTIME_STOP = signal.SIGRTMIN + 1  # queued per send: a duplicate cannot merge into the first, as SIGTERMs would
+
+
+def signal_counter(tmp_path, name: str):
+    """(script, ready, count): a Python program that blocks REALTIME_STOP, says it is ready, counts what it receives
+    until a second after the first, then writes the count."""
+    script, ready, count = tmp_path / f"{name}.py", tmp_path / f"{name}-ready", tmp_path / f"{name}-count"
+    script.write_text(textwrap.dedent(f"""
         import signal, time
-        signal.pthread_sigmask(signal.SIG_BLOCK, {{{int(rt)}}})
+        signal.pthread_sigmask(signal.SIG_BLOCK, {{{int(REALTIME_STOP)}}})
         open({str(ready)!r}, "w").close()
         received = 0
         deadline = None
         while deadline is None or time.monotonic() < deadline:
-            if signal.sigtimedwait({{{int(rt)}}}, 0.05) is not None:
+            if signal.sigtimedwait({{{int(REALTIME_STOP)}}}, 0.05) is not None:
                 received += 1
                 deadline = deadline or time.monotonic() + 1.0  # stay a while: a duplicate would arrive meanwhile
         open({str(count)!r}, "w").write(str(received))
         """))
+    return script, ready, count
+
+
+def test_a_group_member_left_behind_gets_the_stop_signal_once(spawn, tmp_path):
+    """The main process dies of the stop signal; its child, in its process group and its tree, is then stopped as a
+    leftover: by the group's signal only, not a second time by pid. The child counts a realtime stop signal."""
+    member, ready, count = signal_counter(tmp_path, "member")
     process = spawn(f"sh -c '{PYTHON} {member} & exec sleep 1000'")
     wait_for(ready.exists, message="the group member blocking the signal")
-    process.stop(rt, graceful_timeout=30)
+    process.stop(REALTIME_STOP, graceful_timeout=30)
     assert count.read_text() == "1"
 
 
 def test_with_stop_children_the_main_process_gets_the_stop_signal_once(spawn, tmp_path):
     """With stop_children the group's signal is the main process's own: it is not sent once by pid and again by
-    killpg. A realtime stop signal is queued per send and counted with the signal blocked (see above)."""
-    rt = signal.SIGRTMIN + 1
-    count = tmp_path / "count"
-    ready = tmp_path / "main-ready"
-    main = tmp_path / "main.py"
-    main.write_text(textwrap.dedent(f"""
-        import signal, time
-        signal.pthread_sigmask(signal.SIG_BLOCK, {{{int(rt)}}})
-        open({str(ready)!r}, "w").close()
-        received = 0
-        deadline = None
-        while deadline is None or time.monotonic() < deadline:
-            if signal.sigtimedwait({{{int(rt)}}}, 0.05) is not None:
-                received += 1
-                deadline = deadline or time.monotonic() + 1.0  # stay a while: a duplicate would arrive meanwhile
-        open({str(count)!r}, "w").write(str(received))
-        """))
+    killpg. The main process counts a realtime stop signal."""
+    main, ready, count = signal_counter(tmp_path, "main")
     process = spawn(f"{PYTHON} {main}")
     wait_for(ready.exists, message="the main process blocking the signal")
-    process.stop(rt, graceful_timeout=30, stop_children=True)
+    process.stop(REALTIME_STOP, graceful_timeout=30, stop_children=True)
     assert count.read_text() == "1"
 
 
